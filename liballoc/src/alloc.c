@@ -1,0 +1,306 @@
+/* alloc.c - the malloc family under internal names (la_malloc, ...).
+ *
+ * The fast paths are here: malloc of a small size is a class-table load, a
+ * TLS load and a list pop; free of a block its own thread allocated is a
+ * segment-map load, a descriptor load and a list push.  Neither takes a lock
+ * or does an atomic read-modify-write.  Everything else goes down to heap.c
+ * (refills, other threads' blocks), arena.c (large classes) or huge.c.
+ *
+ * Semantics follow C, POSIX and glibc: ENOMEM for impossible sizes, EINVAL
+ * for impossible alignments, a failed realloc leaves the block intact,
+ * realloc(p, 0) frees like glibc's.  A pointer liballoc did not hand out is
+ * passed on to the next allocator in the symbol order (glibc's), so a block
+ * never crosses between heaps. */
+#include "alloc_internal.h"
+
+#include <dlfcn.h>
+#include <errno.h>
+#include <stdint.h>
+#include <string.h>
+
+atomic_size_t la_foreign_frees;
+
+/* ---- malloc -------------------------------------------------------------- */
+
+static void *alloc_large(unsigned cls, size_t align) {
+  la_heap_t *heap = la_heap_for_thread();
+  la_arena_t *arena = heap ? heap->arena : la_arena_at(0);
+  la_slab_t *slab = la_arena_alloc_large(arena, cls, align);
+  if (!slab) {
+    errno = ENOMEM;
+    return NULL;
+  }
+  return slab->start;
+}
+
+static LA_NOINLINE void *alloc_generic(size_t size) {
+  la_ensure_init();
+  if (size <= LA_MAX_CLASS_SIZE) {
+    unsigned cls = la_class_of(size);
+    if (la_class_large[cls]) return alloc_large(cls, LA_UNIT_SIZE);
+    return la_heap_alloc_class(cls);
+  }
+  if (size > PTRDIFF_MAX) {
+    errno = ENOMEM;
+    return NULL;
+  }
+  return la_huge_alloc(size, LA_SEG_SIZE);
+}
+
+void *la_malloc(size_t size) {
+  if (LA_LIKELY(size <= LA_SMALL_LUT_MAX)) {
+    la_slab_t *slab = la_tls_heap->bins[la_class_small(size)];
+    la_block_t *b = slab->free;
+    if (LA_LIKELY(b != NULL)) {
+      slab->free = b->next;
+      slab->used++;
+      return b;
+    }
+    return la_heap_alloc_slow(size);
+  }
+  return alloc_generic(size);
+}
+
+/* ---- pointers that are not ours ------------------------------------------ */
+
+static void *next_symbol(const char *name) {
+  /* dlsym may allocate: that is fine, it is served by us. */
+  return dlsym(RTLD_NEXT, name);
+}
+
+static LA_NOINLINE void free_foreign(void *p) {
+  static void (*next_free)(void *);
+  atomic_fetch_add_explicit(&la_foreign_frees, 1, memory_order_relaxed);
+  if (la_opt.abort_on_invalid_free) la_fatal("free(%p): pointer was not allocated by liballoc", p);
+  if (!next_free) next_free = (void (*)(void *))next_symbol("free");
+  if (next_free) next_free(p);
+}
+
+static LA_NOINLINE void *realloc_foreign(void *p, size_t size) {
+  static void *(*next_realloc)(void *, size_t);
+  if (!next_realloc) next_realloc = (void *(*)(void *, size_t))next_symbol("realloc");
+  if (!next_realloc) {
+    errno = ENOMEM;
+    return NULL;
+  }
+  return next_realloc(p, size);
+}
+
+static size_t usable_size_foreign(const void *p) {
+  static size_t (*next_usable)(const void *);
+  if (!next_usable) next_usable = (size_t (*)(const void *))next_symbol("malloc_usable_size");
+  return next_usable ? next_usable(p) : 0;
+}
+
+/* A pointer into liballoc's memory that is not a live block. */
+void la_invalid_free(const void *p, const char *why) {
+  static atomic_bool warned;
+  atomic_fetch_add_explicit(&la_foreign_frees, 1, memory_order_relaxed);
+  if (la_opt.abort_on_invalid_free) la_fatal("free(%p): %s", p, why);
+  if (!atomic_exchange(&warned, true))
+    la_warn("free(%p): %s; ignored (ALLOC_CONF=abort_on_invalid_free:true aborts instead)", p, why);
+}
+
+/* ---- free ---------------------------------------------------------------- */
+
+static LA_NOINLINE void free_not_in_segment(void *p) {
+  if (!p) return;
+  if (la_segmap_kind(p) == LA_MAP_HUGE) la_huge_free(p);
+  else free_foreign(p);
+}
+
+void la_free(void *p) {
+  if (LA_LIKELY(la_segmap_kind(p) == LA_MAP_SEGMENT)) {
+    la_slab_t *slab = la_slab_of(p);
+    la_heap_t *heap = la_tls_heap;
+    la_block_t *b = p;
+    if (LA_LIKELY(slab->fast_owner == heap)) {
+      b->next = slab->local_free;
+      slab->local_free = b;
+      if (LA_UNLIKELY(--slab->used == 0)) la_heap_retire_slab(heap, slab);
+      return;
+    }
+    la_heap_free_slow(heap, slab, b);
+    return;
+  }
+  free_not_in_segment(p);
+}
+
+void la_free_sized(void *p, size_t size) {
+  (void)size;
+  la_free(p);
+}
+
+void la_free_aligned_sized(void *p, size_t align, size_t size) {
+  (void)align;
+  (void)size;
+  la_free(p);
+}
+
+/* ---- sizes of live blocks ------------------------------------------------ */
+
+/* Usable size of a block of ours, 0 for a pointer that is not a live block
+ * start we know of. */
+static size_t block_size_of(const void *p, enum la_map_kind kind) {
+  if (kind == LA_MAP_SEGMENT) {
+    la_slab_t *slab = la_slab_of(p);
+    return slab->kind == LA_SLAB_UNUSED ? 0 : slab->block_size;
+  }
+  return la_huge_usable_size(p);
+}
+
+size_t la_malloc_usable_size(const void *p) {
+  if (!p) return 0;
+  enum la_map_kind kind = la_segmap_kind(p);
+  if (kind == LA_MAP_NONE) return usable_size_foreign(p);
+  return block_size_of(p, kind);
+}
+
+/* ---- calloc -------------------------------------------------------------- */
+
+/* Memory known to read as zero: a fresh huge mapping, or a large block on
+ * units that were never touched or have been purged. */
+static bool known_zero(const void *p) {
+  enum la_map_kind kind = la_segmap_kind(p);
+  if (kind == LA_MAP_HUGE) return true;
+  la_slab_t *slab = la_slab_of(p);
+  return slab->kind == LA_SLAB_LARGE && slab->zeroed;
+}
+
+void *la_calloc(size_t n, size_t size) {
+  size_t total;
+  if (__builtin_mul_overflow(n, size, &total)) {
+    errno = ENOMEM;
+    return NULL;
+  }
+  void *p = la_malloc(total);
+  if (p && (total <= LA_SMALL_LUT_MAX || !known_zero(p))) memset(p, 0, total);
+  return p;
+}
+
+/* ---- realloc ------------------------------------------------------------- */
+
+static void *move_block(void *p, size_t old_size, size_t size) {
+  void *q = la_malloc(size);
+  if (!q) return NULL;   /* errno is ENOMEM; p is untouched */
+  memcpy(q, p, old_size < size ? old_size : size);
+  la_free(p);
+  return q;
+}
+
+void *la_realloc(void *p, size_t size) {
+  if (!p) return la_malloc(size);
+  if (size == 0) {      /* glibc frees and returns NULL */
+    la_free(p);
+    return NULL;
+  }
+  if (size > PTRDIFF_MAX) {
+    errno = ENOMEM;
+    return NULL;
+  }
+  enum la_map_kind kind = la_segmap_kind(p);
+  if (kind == LA_MAP_NONE) return realloc_foreign(p, size);
+  if (kind == LA_MAP_HUGE && size > LA_MAX_CLASS_SIZE) return la_huge_realloc(p, size);
+  size_t old = block_size_of(p, kind);
+  if (old == 0) {
+    la_invalid_free(p, "realloc of a pointer that is not a live block");
+    errno = EINVAL;
+    return NULL;
+  }
+  if (size <= old && size >= old / 2) return p;   /* fits, and not wasting half */
+  return move_block(p, old, size);
+}
+
+void *la_reallocarray(void *p, size_t n, size_t size) {
+  size_t total;
+  if (__builtin_mul_overflow(n, size, &total)) {
+    errno = ENOMEM;
+    return NULL;
+  }
+  return la_realloc(p, total);
+}
+
+/* ---- aligned allocation -------------------------------------------------- */
+
+/* `align` is a power of two. */
+static void *alloc_aligned(size_t align, size_t size) {
+  if (align <= sizeof(void *)) return la_malloc(size);
+  if (align <= LA_MIN_ALIGN) return la_malloc(size < LA_MIN_ALIGN ? LA_MIN_ALIGN : size);
+  if (size > PTRDIFF_MAX) {
+    errno = ENOMEM;
+    return NULL;
+  }
+  la_ensure_init();
+  if (size <= LA_MAX_CLASS_SIZE && align <= LA_UNIT_SIZE) {
+    unsigned cls = la_class_for_aligned(size, align);
+    if (!la_class_large[cls]) return la_heap_alloc_class(cls);
+    return alloc_large(cls, align);   /* large blocks start on unit boundaries */
+  }
+  if (size <= LA_MAX_CLASS_SIZE && align <= LA_MAX_CLASS_SIZE) {
+    unsigned cls = la_class_of(size > LA_UNIT_SIZE ? size : LA_UNIT_SIZE);
+    while (!la_class_large[cls]) cls++;   /* a class with slabs of one block */
+    return alloc_large(cls, align);
+  }
+  return la_huge_alloc(size, align);
+}
+
+static bool is_power_of_two(size_t x) {
+  return x && !(x & (x - 1));
+}
+
+int la_posix_memalign(void **out, size_t align, size_t size) {
+  if (align < sizeof(void *) || !is_power_of_two(align)) return EINVAL;
+  int saved = errno;
+  void *p = alloc_aligned(align, size);
+  if (!p) {
+    errno = saved;
+    return ENOMEM;
+  }
+  *out = p;
+  return 0;
+}
+
+void *la_aligned_alloc(size_t align, size_t size) {
+  if (!is_power_of_two(align)) {
+    errno = EINVAL;
+    return NULL;
+  }
+  return alloc_aligned(align, size);
+}
+
+/* glibc's memalign rounds an alignment that is not a power of two up to
+ * the next one; only an alignment that cannot be rounded fails. */
+void *la_memalign(size_t align, size_t size) {
+  if (align > SIZE_MAX / 2 + 1) {
+    errno = EINVAL;
+    return NULL;
+  }
+  if (!is_power_of_two(align)) align = align < 2 ? 1 : (size_t)1 << (64 - __builtin_clzll(align - 1));
+  return alloc_aligned(align, size);
+}
+
+void *la_valloc(size_t size) {
+  la_ensure_init();
+  return alloc_aligned(la_page_size, size);
+}
+
+void *la_pvalloc(size_t size) {
+  la_ensure_init();
+  size_t page = la_page_size;
+  if (size == 0) size = 1;
+  if (size > SIZE_MAX - (page - 1)) {
+    errno = ENOMEM;
+    return NULL;
+  }
+  return alloc_aligned(page, (size + page - 1) & ~(page - 1));
+}
+
+/* ---- trim ---------------------------------------------------------------- */
+
+/* Return all free memory to the OS now.  1 if anything was released. */
+int la_malloc_trim(size_t pad) {
+  (void)pad;
+  la_ensure_init();
+  la_heap_flush(la_tls_heap);
+  return la_arenas_purge() > 0;
+}

@@ -1,0 +1,175 @@
+/* alloc_internal.h - prototypes shared between liballoc's source files,
+ * grouped by the file that defines them, plus the few inline helpers the
+ * fast paths need.  Types and constants are in alloc_types.h. */
+#ifndef ALLOC_INTERNAL_H
+#define ALLOC_INTERNAL_H
+
+#include "alloc_types.h"
+#include <stdarg.h>
+
+/* ---- os.c: everything that talks to the kernel --------------------------- */
+extern size_t la_page_size;           /* read at run time, never compiled in */
+extern size_t la_hugepage_size;       /* 0 when the kernel reports none */
+void la_os_init(void);
+void *la_os_map(size_t size);
+void *la_os_map_aligned(size_t size, size_t align);
+void la_os_unmap(void *p, size_t size);
+void la_os_purge(void *p, size_t size);
+void la_os_advise_thp(void *p, size_t size, int thp_mode);
+void *la_os_remap_to(void *old, size_t old_size, size_t new_size, void *dest);
+bool la_os_extend_in_place(void *p, size_t old_size, size_t new_size);
+unsigned la_os_ncpus(void);
+pid_t la_os_gettid(void);
+const char *la_os_getenv(const char *name);
+bool la_os_environ_ready(void);
+void la_os_write_stderr(const char *s, size_t len);
+void la_warn(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+void la_fatal(const char *fmt, ...) __attribute__((format(printf, 1, 2), noreturn));
+
+/* ---- options.c: ALLOC_CONF ----------------------------------------------- */
+extern la_options_t la_opt;
+void la_options_defaults(la_options_t *o);
+int la_options_parse(la_options_t *o, const char *conf);
+bool la_options_init(void);
+const char *la_thp_mode_name(int mode);
+const char *la_meta_thp_mode_name(int mode);
+
+/* ---- sizeclass.c: the class table ---------------------------------------- */
+extern uint8_t la_class_lut[LA_SMALL_LUT_MAX / 8 + 1];
+extern size_t la_class_size[LA_NCLASSES];
+extern uint8_t la_class_units[LA_NCLASSES];
+extern uint32_t la_class_capacity[LA_NCLASSES];
+extern bool la_class_large[LA_NCLASSES];
+void la_sizeclass_init(void);
+unsigned la_class_of(size_t size);
+unsigned la_class_for_aligned(size_t size, size_t align);
+
+/* Class of a request of at most LA_SMALL_LUT_MAX bytes: one table load. */
+static inline unsigned la_class_small(size_t size) {
+  return la_class_lut[(size + 7) >> 3];
+}
+
+/* ---- segmap.c: which 4 MiB regions are ours ------------------------------ */
+extern uint8_t la_segmap[LA_MAP_SIZE];
+void la_segmap_set(void *base, size_t size, enum la_map_kind kind);
+
+/* Kind of the region holding p; LA_MAP_NONE for any address not ours. */
+static inline enum la_map_kind la_segmap_kind(const void *p) {
+  uintptr_t region = (uintptr_t)p >> LA_SEG_SHIFT;
+  if (LA_UNLIKELY(region >= LA_MAP_SIZE)) return LA_MAP_NONE;
+  return (enum la_map_kind)la_segmap[region];
+}
+
+static inline la_segment_t *la_segment_of(const void *p) {
+  return (la_segment_t *)((uintptr_t)p & ~(uintptr_t)LA_SEG_MASK);
+}
+
+static inline la_slab_t *la_slab_of(const void *p) {
+  return la_segment_of(p)->unit_slab[((uintptr_t)p >> LA_UNIT_SHIFT) & (LA_UNITS - 1)];
+}
+
+/* ---- meta.c: memory for liballoc's own structures ------------------------ */
+void *la_meta_alloc(size_t size);
+size_t la_meta_mapped(void);
+size_t la_meta_used(void);
+void la_meta_fork_prepare(void);
+void la_meta_fork_parent(void);
+void la_meta_fork_child(void);
+
+/* ---- segment.c: units and slab descriptors inside a segment -------------- */
+extern la_slab_t la_slab_invalid;
+uint64_t la_bits_run_starts(uint64_t bits, unsigned k);
+unsigned la_bits_longest_run(uint64_t bits);
+la_segment_t *la_segment_create(la_arena_t *arena);
+void la_segment_destroy(la_segment_t *seg);
+int la_segment_find_run(const la_segment_t *seg, unsigned k, unsigned align_units);
+la_slab_t *la_segment_take_run(la_segment_t *seg, unsigned unit, unsigned k);
+void la_segment_release_run(la_segment_t *seg, la_slab_t *slab);
+size_t la_segment_purge(la_segment_t *seg);
+bool la_segment_is_empty(const la_segment_t *seg);
+static inline uint8_t *la_unit_address(la_segment_t *seg, unsigned unit) {
+  return (uint8_t *)seg + ((size_t)unit << LA_UNIT_SHIFT);
+}
+
+/* ---- arena.c: pools of segments, under a lock ---------------------------- */
+extern unsigned la_narenas;
+void la_arenas_init(void);
+void la_arenas_set_count(void);
+la_arena_t *la_arena_for_thread(void);
+la_arena_t *la_arena_at(unsigned index);
+la_slab_t *la_arena_get_slab(la_arena_t *arena, unsigned cls, la_heap_t *owner);
+void la_arena_put_slab(la_arena_t *arena, la_slab_t *slab);
+void la_arena_abandon_slab(la_arena_t *arena, la_slab_t *slab);
+la_slab_t *la_arena_alloc_large(la_arena_t *arena, unsigned cls, size_t align);
+void la_arena_free_large(la_slab_t *slab);
+size_t la_arenas_purge(void);
+void la_arenas_stats(la_stats_t *st);
+void la_arenas_fork_prepare(void);
+void la_arenas_fork_parent(void);
+void la_arenas_fork_child(void);
+
+/* ---- slab.c: free lists of one slab -------------------------------------- */
+extern la_slab_t la_slab_empty;
+void la_slab_init(la_slab_t *slab, la_segment_t *seg, unsigned unit, unsigned cls);
+bool la_slab_refill_free(la_slab_t *slab);
+uint32_t la_slab_collect_remote(la_slab_t *slab);
+void la_slab_free_remote(la_slab_t *slab, la_block_t *block);
+void la_slab_list_push(la_slab_list_t *list, la_slab_t *slab);
+void la_slab_list_push_front(la_slab_list_t *list, la_slab_t *slab);
+void la_slab_list_remove(la_slab_list_t *list, la_slab_t *slab);
+
+/* ---- heap.c: per-thread heaps -------------------------------------------- */
+extern __thread la_heap_t *la_tls_heap;
+extern la_heap_t la_empty_heap;
+la_heap_t *la_heap_for_thread(void);
+void *la_heap_alloc_slow(size_t size);
+void *la_heap_alloc_class(unsigned cls);
+void la_heap_free_slow(la_heap_t *heap, la_slab_t *slab, la_block_t *block);
+void la_heap_retire_slab(la_heap_t *heap, la_slab_t *slab);
+void la_invalid_free(const void *p, const char *why);
+void la_heap_flush(la_heap_t *heap);
+void la_heaps_init(void);
+size_t la_heaps_count(void);
+void la_heaps_fork_prepare(void);
+void la_heaps_fork_parent(void);
+void la_heaps_fork_child(void);
+
+/* ---- huge.c: blocks with a mapping of their own -------------------------- */
+void *la_huge_alloc(size_t size, size_t align);
+void la_huge_free(void *p);
+size_t la_huge_usable_size(const void *p);
+void *la_huge_realloc(void *p, size_t size);
+void la_huge_stats(la_stats_t *st);
+void la_huge_fork_prepare(void);
+void la_huge_fork_parent(void);
+void la_huge_fork_child(void);
+
+/* ---- alloc.c: the malloc family, internal names -------------------------- */
+void *la_malloc(size_t size);
+void la_free(void *p);
+void *la_calloc(size_t n, size_t size);
+void *la_realloc(void *p, size_t size);
+void *la_reallocarray(void *p, size_t n, size_t size);
+int la_posix_memalign(void **out, size_t align, size_t size);
+void *la_aligned_alloc(size_t align, size_t size);
+void *la_memalign(size_t align, size_t size);
+void *la_valloc(size_t size);
+void *la_pvalloc(size_t size);
+size_t la_malloc_usable_size(const void *p);
+int la_malloc_trim(size_t pad);
+void la_free_sized(void *p, size_t size);
+void la_free_aligned_sized(void *p, size_t align, size_t size);
+extern atomic_size_t la_foreign_frees;
+
+/* ---- stats.c ------------------------------------------------------------- */
+void la_stats_gather(la_stats_t *st);
+
+/* ---- init.c: process start-up, fork -------------------------------------- */
+extern atomic_bool la_initialized;
+void la_init_slow(void);
+static inline void la_ensure_init(void) {
+  if (LA_UNLIKELY(!atomic_load_explicit(&la_initialized, memory_order_acquire)))
+    la_init_slow();
+}
+
+#endif /* ALLOC_INTERNAL_H */

@@ -1,0 +1,208 @@
+/* alloc_types.h - liballoc's internal constants and data structures.
+ *
+ * The memory layout, top down:
+ *
+ *   arena     a lock-protected pool of segments.  Threads are spread over a
+ *             few arenas, so the lock is shared by few threads, and it is taken
+ *             only to get or return whole slabs, never per object.
+ *   segment   4 MiB of address space aligned to 4 MiB, cut into 64 units of
+ *             64 KiB.  Unit 0 holds the segment header and the descriptors of
+ *             its slabs; units 1..63 hold slabs.  Because segments are aligned,
+ *             ptr & ~(4 MiB-1) is the header: metadata is found in O(1).
+ *   slab      1..32 contiguous units holding blocks of one size class.  A
+ *             slab of a "small" class belongs to one thread heap, which
+ *             allocates and frees in it without locks or atomic
+ *             read-modify-writes; other threads free into it through an
+ *             atomic list.  A slab of a "large" class holds one block and
+ *             belongs to its arena.
+ *   huge      blocks above the largest class get their own mapping, aligned to
+ *             and sized in whole 4 MiB regions so that no two owners share one.
+ *
+ * The segment map (segmap.c) records, for each 4 MiB region of the address
+ * space, whether it is a segment, a huge mapping or not ours.  free() reads it
+ * first, so a pointer that liballoc did not hand out is never mistaken for
+ * one of its blocks.
+ *
+ * Unit size, segment size and the classes do not depend on the OS page size:
+ * 64 KiB is a multiple of every page size Linux uses (4, 16, 64 KiB), so
+ * slab boundaries are always page boundaries and free units can be purged.
+ */
+#ifndef ALLOC_TYPES_H
+#define ALLOC_TYPES_H
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#define LA_LIKELY(x)   __builtin_expect(!!(x), 1)
+#define LA_UNLIKELY(x) __builtin_expect(!!(x), 0)
+#define LA_NOINLINE    __attribute__((noinline))
+#define LA_EXPORT      __attribute__((visibility("default")))
+
+/* ---- geometry ------------------------------------------------------------ */
+#define LA_SEG_SHIFT   22
+#define LA_SEG_SIZE    ((size_t)1 << LA_SEG_SHIFT)          /* 4 MiB */
+#define LA_SEG_MASK    (LA_SEG_SIZE - 1)
+#define LA_UNIT_SHIFT  16
+#define LA_UNIT_SIZE   ((size_t)1 << LA_UNIT_SHIFT)         /* 64 KiB */
+#define LA_UNITS       64                                   /* units per segment */
+#define LA_MAX_SLAB_UNITS 32                                /* 2 MiB slabs at most */
+
+/* The map covers the 47-bit user address space of x86-64 and arm64 (48-bit
+ * with 4 levels of page tables gives 47 bits to user space). */
+#define LA_ADDR_BITS   47
+#define LA_MAP_SIZE    ((size_t)1 << (LA_ADDR_BITS - LA_SEG_SHIFT))
+
+enum la_map_kind {
+  LA_MAP_NONE = 0,   /* not liballoc's */
+  LA_MAP_SEGMENT = 1,/* a segment: header at ptr & ~LA_SEG_MASK */
+  LA_MAP_HUGE = 2,   /* part of a huge mapping: look the block up in huge.c */
+};
+
+/* ---- size classes -------------------------------------------------------- */
+/* 8, 16, 32, 48 ... 128 in steps of 16, then four classes per doubling up to
+ * 2 MiB (160, 192, 224, 256, 320, ...).  Spacing of a quarter of the power of
+ * two bounds rounding waste by 20% of the class above 128 bytes; below that
+ * the 16-byte alignment C requires is what rounds.  Powers of two are
+ * classes, so the 16 KiB class is exactly 16 KiB. */
+#define LA_NCLASSES        65
+#define LA_MAX_CLASS_SIZE  ((size_t)2 << 20)      /* 2 MiB: above is huge */
+#define LA_SMALL_LUT_MAX   1024                   /* classes looked up by table */
+#define LA_MIN_ALIGN       16
+
+/* ---- blocks and slabs ---------------------------------------------------- */
+typedef struct la_block_s {
+  struct la_block_s *next;
+} la_block_t;
+
+struct la_heap_s;
+struct la_arena_s;
+struct la_segment_s;
+
+enum la_slab_kind {
+  LA_SLAB_UNUSED = 0,  /* descriptor not in use (also the sentinels) */
+  LA_SLAB_SMALL,       /* many blocks, owned by a thread heap or abandoned */
+  LA_SLAB_LARGE,       /* one block, owned by the arena */
+};
+
+/* A slab descriptor lives in its segment's header, at the index of the slab's
+ * first unit.  Fields marked (owner) are read and written only by the owning
+ * heap's thread, or under the arena lock while the slab has no owner. */
+typedef struct la_slab_s {
+  la_block_t *free;              /* (owner) blocks ready to allocate */
+  struct la_heap_s *fast_owner;  /* heap that may free locally without checks;
+                                    NULL while full, abandoned or large */
+  la_block_t *local_free;        /* (owner) blocks freed by the owner */
+  uint32_t used;                 /* (owner) blocks not freed by the owner,
+                                    including remote frees not yet collected */
+  uint32_t capacity;             /* blocks that fit in the slab */
+  uint32_t reserved;             /* blocks already carved into free lists */
+  uint8_t cls;                   /* size class */
+  uint8_t kind;                  /* enum la_slab_kind */
+  uint8_t nunits;                /* length of the slab in units */
+  uint8_t in_full;               /* (owner) on the heap's full list */
+  uint8_t zeroed;                /* the unbuilt part of the slab reads as zero */
+  size_t block_size;
+  uint8_t *start;                /* first block */
+  _Atomic(la_block_t *) xfree;   /* blocks freed by other threads */
+  _Atomic(struct la_heap_s *) owner; /* owning heap, NULL when abandoned/large */
+  struct la_slab_s *next, *prev; /* heap queue, full list or abandoned list */
+} __attribute__((aligned(64))) la_slab_t;  /* slabs of different threads never
+                                              share a cache line */
+
+typedef struct la_slab_list_s {
+  la_slab_t *head, *tail;
+} la_slab_list_t;
+
+/* ---- segments ------------------------------------------------------------ */
+typedef struct la_segment_s {
+  struct la_arena_s *arena;
+  struct la_segment_s *next, *prev;  /* arena list, bucketed by largest run */
+  uint64_t used_units;    /* bit i: unit i is metadata or part of a slab */
+  uint64_t dirty_units;   /* bit i: unit i is free and may be resident */
+  uint8_t max_run;        /* longest run of free units, the arena's bucket */
+  la_slab_t *unit_slab[LA_UNITS];  /* unit -> slab descriptor of its slab */
+  la_slab_t slabs[LA_UNITS];       /* descriptor of the slab starting at unit */
+} la_segment_t;
+
+/* ---- arenas -------------------------------------------------------------- */
+#define LA_MAX_ARENAS 64
+
+typedef struct la_arena_s {
+  pthread_mutex_t lock;
+  unsigned index;
+  /* segments[r]: segments whose longest free run is r units (0..63). */
+  la_segment_t *segments[LA_UNITS];
+  la_slab_list_t abandoned[LA_NCLASSES]; /* small slabs whose thread exited */
+  size_t nsegments;
+  size_t nfree_segments;                 /* segments with no slab at all */
+} la_arena_t;
+
+/* ---- thread heaps -------------------------------------------------------- */
+typedef struct la_heap_s {
+  /* bins[c] is the slab the fast path allocates class c from: the head of
+   * queues[c], or the empty sentinel.  First field: one indexed load. */
+  la_slab_t *bins[LA_NCLASSES];
+  la_slab_list_t queues[LA_NCLASSES];  /* slabs that may have free blocks */
+  la_slab_list_t full;                 /* slabs found full */
+  size_t nfull;
+  size_t refills_since_sweep;
+  la_arena_t *arena;
+  struct la_heap_s *next_all, *prev_all; /* every live heap (fork, stats) */
+  pid_t tid;
+} la_heap_t;
+
+/* ---- huge blocks --------------------------------------------------------- */
+typedef struct la_huge_s {
+  void *ptr;               /* the block (start of the mapping) */
+  size_t size;             /* usable bytes (page multiple) */
+  size_t map_size;         /* mapped bytes (multiple of LA_SEG_SIZE) */
+  struct la_huge_s *next;  /* hash chain */
+} la_huge_t;
+
+/* ---- options ------------------------------------------------------------- */
+enum la_thp_mode { LA_THP_DEFAULT, LA_THP_ALWAYS, LA_THP_NEVER };
+enum la_meta_thp_mode { LA_META_THP_DISABLED, LA_META_THP_AUTO, LA_META_THP_ALWAYS };
+
+typedef struct la_options_s {
+  unsigned narenas;            /* 0 = number of CPUs */
+  ssize_t dirty_decay_ms;
+  ssize_t muzzy_decay_ms;
+  int thp;                     /* enum la_thp_mode */
+  int metadata_thp;            /* enum la_meta_thp_mode */
+  bool background_thread;
+  bool telemetry;
+  char telemetry_dir[256];
+  ssize_t stats_interval_ms;
+  bool stats_print;            /* print statistics to stderr at exit */
+  bool abort_on_invalid_free;  /* abort on free() of a pointer not ours */
+} la_options_t;
+
+/* ---- statistics ---------------------------------------------------------- */
+typedef struct la_class_stats_s {
+  size_t size;
+  uint32_t units_per_slab;
+  uint32_t blocks_per_slab;
+  size_t slabs;            /* slabs of this class in use */
+  size_t live_blocks;      /* blocks handed out (see docs/metrics.md) */
+} la_class_stats_t;
+
+typedef struct la_stats_s {
+  size_t allocated;        /* bytes in blocks handed out to the program */
+  size_t active;           /* bytes in units that hold slabs, plus huge */
+  size_t metadata;         /* bytes of headers, heaps and tables */
+  size_t resident;         /* estimate: active + dirty + metadata */
+  size_t mapped;           /* bytes mapped by segments and huge blocks */
+  size_t retained;         /* bytes of wholly free segments kept mapped */
+  size_t dirty;            /* free units that may still be resident */
+  size_t huge_count, huge_bytes;
+  size_t large_count, large_bytes;
+  size_t narenas, nheaps, nsegments;
+  size_t foreign_frees;    /* free() of pointers liballoc never handed out */
+  la_class_stats_t classes[LA_NCLASSES];
+} la_stats_t;
+
+#endif /* ALLOC_TYPES_H */

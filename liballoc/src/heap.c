@@ -1,0 +1,311 @@
+/* heap.c - thread heaps: where the malloc and free fast paths live.
+ *
+ * Every thread that allocates gets a heap of its own, found through one
+ * initial-exec TLS pointer.  A heap keeps, per size class, a queue of the
+ * slabs it owns that may have free blocks; the head of the queue is the
+ * class's current slab, and bins[class] points at it so the fast path is a
+ * table load and a list pop.  Slabs found full move to a separate list, so
+ * refills never rescan them; frees from the owner bring a full slab back at
+ * once, frees from other threads are noticed by a sweep of the full list that
+ * runs once per as many refills as there are full slabs (amortised O(1)).
+ *
+ * A thread that has not allocated yet points at la_empty_heap, whose bins
+ * are all the empty sentinel slab: its first malloc falls into the slow path,
+ * which creates the heap.  When a thread exits, its heap gives empty slabs
+ * back to the arena and abandons the others there, and the heap structure is
+ * kept for the next thread. */
+#include "alloc_internal.h"
+
+#include <errno.h>
+
+__thread la_heap_t *la_tls_heap = &la_empty_heap;
+
+la_heap_t la_empty_heap = {.bins = {[0 ... LA_NCLASSES - 1] = &la_slab_empty}};
+
+static pthread_mutex_t heaps_lock = PTHREAD_MUTEX_INITIALIZER;
+static la_heap_t *all_heaps;     /* live heaps */
+static la_heap_t *spare_heaps;   /* heaps of exited threads, for reuse */
+static size_t nheaps;
+static pthread_key_t heap_key;
+
+static void heap_thread_exit(void *arg);
+
+void la_heaps_init(void) {
+  /* The key only serves to run heap_thread_exit; its slot is one of the
+   * first 32, which glibc keeps inside the thread descriptor (no malloc). */
+  pthread_key_create(&heap_key, heap_thread_exit);
+}
+
+size_t la_heaps_count(void) {
+  return __atomic_load_n(&nheaps, __ATOMIC_RELAXED);
+}
+
+/* ---- queues -------------------------------------------------------------- */
+
+static void set_bin(la_heap_t *heap, unsigned cls) {
+  la_slab_t *head = heap->queues[cls].head;
+  heap->bins[cls] = head ? head : &la_slab_empty;
+}
+
+static void queue_slab(la_heap_t *heap, la_slab_t *slab) {
+  slab->in_full = 0;
+  slab->fast_owner = heap;
+  la_slab_list_push(&heap->queues[slab->cls], slab);
+  set_bin(heap, slab->cls);
+}
+
+static void move_to_full(la_heap_t *heap, la_slab_t *slab) {
+  la_slab_list_remove(&heap->queues[slab->cls], slab);
+  slab->in_full = 1;
+  slab->fast_owner = NULL;   /* the owner's next free must take the slow path */
+  la_slab_list_push(&heap->full, slab);
+  heap->nfull++;
+}
+
+static void leave_full(la_heap_t *heap, la_slab_t *slab) {
+  la_slab_list_remove(&heap->full, slab);
+  heap->nfull--;
+  queue_slab(heap, slab);
+}
+
+static void release_slab(la_heap_t *heap, la_slab_t *slab) {
+  la_slab_list_remove(&heap->queues[slab->cls], slab);
+  set_bin(heap, slab->cls);
+  slab->fast_owner = NULL;
+  la_arena_put_slab(la_segment_of(slab)->arena, slab);
+}
+
+/* Bring back full slabs that other threads have freed into. */
+static void sweep_full(la_heap_t *heap) {
+  heap->refills_since_sweep = 0;
+  la_slab_t *next;
+  for (la_slab_t *s = heap->full.head; s; s = next) {
+    next = s->next;
+    if (!atomic_load_explicit(&s->xfree, memory_order_relaxed)) continue;
+    leave_full(heap, s);
+    la_slab_collect_remote(s);
+    if (s->used == 0 && heap->queues[s->cls].head != s) release_slab(heap, s);
+  }
+}
+
+/* ---- creating and retiring heaps ----------------------------------------- */
+
+static la_heap_t *heap_create(void) {
+  pthread_mutex_lock(&heaps_lock);
+  la_heap_t *heap = spare_heaps;
+  if (heap) spare_heaps = heap->next_all;
+  pthread_mutex_unlock(&heaps_lock);
+  if (!heap) heap = la_meta_alloc(sizeof *heap);
+  if (!heap) return NULL;
+  for (unsigned c = 0; c < LA_NCLASSES; c++) {
+    heap->bins[c] = &la_slab_empty;
+    heap->queues[c].head = heap->queues[c].tail = NULL;
+  }
+  heap->full.head = heap->full.tail = NULL;
+  heap->nfull = 0;
+  heap->refills_since_sweep = 0;
+  heap->arena = la_arena_for_thread();
+  heap->tid = la_os_gettid();
+  pthread_mutex_lock(&heaps_lock);
+  heap->prev_all = NULL;
+  heap->next_all = all_heaps;
+  if (all_heaps) all_heaps->prev_all = heap;
+  all_heaps = heap;
+  nheaps++;
+  pthread_mutex_unlock(&heaps_lock);
+  return heap;
+}
+
+/* The calling thread's heap, created on first use; NULL if out of memory. */
+la_heap_t *la_heap_for_thread(void) {
+  la_heap_t *heap = la_tls_heap;
+  if (LA_LIKELY(heap != &la_empty_heap)) return heap;
+  la_ensure_init();
+  heap = heap_create();
+  if (!heap) return NULL;
+  la_tls_heap = heap;
+  pthread_setspecific(heap_key, heap);
+  return heap;
+}
+
+/* Hand a slab to the arena at thread exit: empty ones as free units, the
+ * others as abandoned slabs that another heap may adopt. */
+static void detach_slab(la_slab_t *slab) {
+  slab->fast_owner = NULL;
+  la_slab_collect_remote(slab);
+  la_arena_t *arena = la_segment_of(slab)->arena;
+  if (slab->used == 0) la_arena_put_slab(arena, slab);
+  else la_arena_abandon_slab(arena, slab);
+}
+
+static void heap_abandon(la_heap_t *heap) {
+  for (unsigned c = 0; c < LA_NCLASSES; c++) {
+    la_slab_t *s;
+    while ((s = heap->queues[c].head)) {
+      la_slab_list_remove(&heap->queues[c], s);
+      detach_slab(s);
+    }
+    heap->bins[c] = &la_slab_empty;
+  }
+  la_slab_t *s;
+  while ((s = heap->full.head)) {
+    la_slab_list_remove(&heap->full, s);
+    detach_slab(s);
+  }
+  heap->nfull = 0;
+  pthread_mutex_lock(&heaps_lock);
+  if (heap->prev_all) heap->prev_all->next_all = heap->next_all;
+  else all_heaps = heap->next_all;
+  if (heap->next_all) heap->next_all->prev_all = heap->prev_all;
+  heap->next_all = spare_heaps;
+  spare_heaps = heap;
+  nheaps--;
+  pthread_mutex_unlock(&heaps_lock);
+}
+
+/* pthread key destructor.  Later destructors may still call malloc: that
+ * creates a fresh heap, registered again, and glibc calls us again. */
+static void heap_thread_exit(void *arg) {
+  la_heap_t *heap = arg;
+  if (!heap || heap == &la_empty_heap) return;
+  la_tls_heap = &la_empty_heap;
+  heap_abandon(heap);
+}
+
+/* ---- slow paths ---------------------------------------------------------- */
+
+/* A slab of class `cls` with a non-empty free list, made the current one. */
+static la_slab_t *find_slab(la_heap_t *heap, unsigned cls) {
+  la_slab_list_t *q = &heap->queues[cls];
+  la_slab_t *next;
+  for (la_slab_t *s = q->head; s; s = next) {
+    next = s->next;
+    if (la_slab_refill_free(s)) {
+      if (s != q->head) {
+        la_slab_list_remove(q, s);
+        la_slab_list_push_front(q, s);
+      }
+      set_bin(heap, cls);
+      return s;
+    }
+    move_to_full(heap, s);
+  }
+  set_bin(heap, cls);
+  if (heap->nfull && ++heap->refills_since_sweep >= heap->nfull) {
+    sweep_full(heap);
+    la_slab_t *s = q->head;
+    if (s && la_slab_refill_free(s)) return s;
+  }
+  la_slab_t *s = la_arena_get_slab(heap->arena, cls, heap);
+  if (!s) {
+    sweep_full(heap);   /* last resort before failing */
+    s = q->head;
+    return s && la_slab_refill_free(s) ? s : NULL;
+  }
+  s->fast_owner = heap;
+  s->in_full = 0;
+  la_slab_list_push_front(q, s);
+  set_bin(heap, cls);
+  la_slab_refill_free(s);
+  return s;
+}
+
+/* A block of small class `cls` from the calling thread's heap. */
+void *la_heap_alloc_class(unsigned cls) {
+  la_heap_t *heap = la_heap_for_thread();
+  if (!heap) {
+    errno = ENOMEM;
+    return NULL;
+  }
+  la_slab_t *slab = heap->bins[cls];
+  if (!slab->free) slab = find_slab(heap, cls);
+  if (!slab) {
+    errno = ENOMEM;
+    return NULL;
+  }
+  la_block_t *b = slab->free;
+  slab->free = b->next;
+  slab->used++;
+  return b;
+}
+
+/* The malloc fast path found no free block for a small request of `size`
+ * bytes.  Before start-up the class table is still zero, so the class is
+ * computed again here rather than passed in. */
+void *la_heap_alloc_slow(size_t size) {
+  la_ensure_init();
+  return la_heap_alloc_class(la_class_small(size));
+}
+
+/* The owner freed the last block in use of a slab.  The current slab of a
+ * class is kept, so a thread that allocates and frees one object in a loop
+ * does not go to the arena each time; any other empty slab goes back. */
+void la_heap_retire_slab(la_heap_t *heap, la_slab_t *slab) {
+  if (heap->queues[slab->cls].head == slab) return;
+  release_slab(heap, slab);
+}
+
+/* free() of a block whose slab does not let this thread free locally: a
+ * large block, the owner freeing into a full slab, another thread's slab, or
+ * a pointer into a free unit. */
+void la_heap_free_slow(la_heap_t *heap, la_slab_t *slab, la_block_t *block) {
+  if (slab->kind == LA_SLAB_LARGE) {
+    if (LA_UNLIKELY((uint8_t *)block != slab->start)) {
+      la_invalid_free(block, "not the start of a large block");
+      return;
+    }
+    la_arena_free_large(slab);
+    return;
+  }
+  if (LA_UNLIKELY(slab->kind != LA_SLAB_SMALL)) {
+    la_invalid_free(block, "pointer into free memory (double free?)");
+    return;
+  }
+  if (atomic_load_explicit(&slab->owner, memory_order_relaxed) == heap && heap != &la_empty_heap) {
+    block->next = slab->local_free;
+    slab->local_free = block;
+    slab->used--;
+    if (slab->in_full) leave_full(heap, slab);
+    if (slab->used == 0) la_heap_retire_slab(heap, slab);
+    return;
+  }
+  la_slab_free_remote(slab, block);
+}
+
+/* Give back every slab the heap holds with no block in use, including the
+ * current ones (thread.tcache.flush, malloc_trim). */
+void la_heap_flush(la_heap_t *heap) {
+  if (heap == &la_empty_heap) return;
+  sweep_full(heap);
+  for (unsigned c = 0; c < LA_NCLASSES; c++) {
+    la_slab_t *next;
+    for (la_slab_t *s = heap->queues[c].head; s; s = next) {
+      next = s->next;
+      la_slab_collect_remote(s);
+      if (s->used == 0) release_slab(heap, s);
+    }
+  }
+}
+
+/* ---- fork ---------------------------------------------------------------- */
+
+void la_heaps_fork_prepare(void) { pthread_mutex_lock(&heaps_lock); }
+void la_heaps_fork_parent(void) { pthread_mutex_unlock(&heaps_lock); }
+
+/* In the child only the forking thread exists.  The other threads' heaps
+ * may have been mid-update when fork() struck, so they are not walked: they
+ * are dropped from the list, and what they held stays allocated in the
+ * child, as glibc's arenas do. */
+void la_heaps_fork_child(void) {
+  pthread_mutex_init(&heaps_lock, NULL);
+  la_heap_t *self = la_tls_heap;
+  if (self != &la_empty_heap) {
+    self->next_all = self->prev_all = NULL;
+    all_heaps = self;
+    nheaps = 1;
+    self->tid = la_os_gettid();
+  } else {
+    all_heaps = NULL;
+    nheaps = 0;
+  }
+}

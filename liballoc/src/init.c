@@ -1,0 +1,63 @@
+/* init.c - process start-up, fork, and exit.
+ *
+ * Start-up happens at the first allocation, which may come from the dynamic
+ * loader before main, before libc has set up the environment, or from
+ * another library's constructor; the library constructor runs it too, and
+ * re-reads ALLOC_CONF if the first call came too early to see it.  Nothing
+ * here allocates while the allocator is half set up: the steps that may call
+ * malloc themselves (pthread_atfork) run after the allocator is usable.
+ *
+ * fork(): the prepare handler takes every allocator lock, outermost first,
+ * so the child never inherits a lock held by a thread that does not exist
+ * there; the child re-initialises them. */
+#include "alloc_internal.h"
+
+#include <alloc.h>
+
+atomic_bool la_initialized;
+static pthread_mutex_t init_lock = PTHREAD_MUTEX_INITIALIZER;
+
+static void fork_prepare(void) {
+  la_heaps_fork_prepare();
+  la_arenas_fork_prepare();
+  la_huge_fork_prepare();
+  la_meta_fork_prepare();   /* innermost: taken while holding huge_lock */
+}
+
+static void fork_parent(void) {
+  la_meta_fork_parent();
+  la_huge_fork_parent();
+  la_arenas_fork_parent();
+  la_heaps_fork_parent();
+}
+
+static void fork_child(void) {
+  la_meta_fork_child();
+  la_huge_fork_child();
+  la_arenas_fork_child();
+  la_heaps_fork_child();
+}
+
+void la_init_slow(void) {
+  pthread_mutex_lock(&init_lock);
+  if (!atomic_load_explicit(&la_initialized, memory_order_relaxed)) {
+    la_os_init();
+    la_options_init();
+    la_sizeclass_init();
+    la_arenas_init();
+    la_heaps_init();
+    atomic_store_explicit(&la_initialized, true, memory_order_release);
+  }
+  pthread_mutex_unlock(&init_lock);
+  static atomic_bool atfork_registered;
+  if (!atomic_exchange(&atfork_registered, true)) pthread_atfork(fork_prepare, fork_parent, fork_child);
+}
+
+__attribute__((constructor)) static void la_constructor(void) {
+  la_ensure_init();
+  if (la_options_init()) la_arenas_set_count();   /* the first read was too early */
+}
+
+__attribute__((destructor)) static void la_destructor(void) {
+  if (la_opt.stats_print) alloc_stats_print(NULL, NULL, NULL);
+}

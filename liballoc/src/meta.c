@@ -1,0 +1,58 @@
+/* meta.c - memory for liballoc's own structures (heaps, huge descriptors,
+ * hash tables).
+ *
+ * A bump allocator over 1 MiB mappings, under one lock.  Nothing allocated
+ * here is ever returned: callers keep free lists of their own structures and
+ * reuse them, which keeps this file trivial and the structures' addresses
+ * stable (a stale pointer to a retired heap still points at a heap). */
+#include "alloc_internal.h"
+
+#include <string.h>
+
+#define META_CHUNK ((size_t)1 << 20)
+
+static pthread_mutex_t meta_lock = PTHREAD_MUTEX_INITIALIZER;
+static uint8_t *meta_cur, *meta_end;
+static size_t meta_mapped, meta_used;
+
+/* Zeroed memory aligned to 64 bytes (a cache line, so per-thread structures
+ * never share one); NULL if the OS refuses. */
+void *la_meta_alloc(size_t size) {
+  size = (size + 63) & ~(size_t)63;
+  pthread_mutex_lock(&meta_lock);
+  if ((size_t)(meta_end - meta_cur) < size) {
+    size_t chunk = size > META_CHUNK ? (size + META_CHUNK - 1) & ~(META_CHUNK - 1) : META_CHUNK;
+    uint8_t *p = la_os_map(chunk);
+    if (!p) {
+      pthread_mutex_unlock(&meta_lock);
+      return NULL;
+    }
+    if (la_opt.metadata_thp == LA_META_THP_ALWAYS) la_os_advise_thp(p, chunk, LA_THP_ALWAYS);
+    meta_cur = p;
+    meta_end = p + chunk;
+    meta_mapped += chunk;
+  }
+  void *r = meta_cur;
+  meta_cur += size;
+  meta_used += size;
+  pthread_mutex_unlock(&meta_lock);
+  return r;   /* fresh anonymous memory is zero */
+}
+
+size_t la_meta_mapped(void) {
+  pthread_mutex_lock(&meta_lock);
+  size_t n = meta_mapped;
+  pthread_mutex_unlock(&meta_lock);
+  return n;
+}
+
+size_t la_meta_used(void) {
+  pthread_mutex_lock(&meta_lock);
+  size_t n = meta_used;
+  pthread_mutex_unlock(&meta_lock);
+  return n;
+}
+
+void la_meta_fork_prepare(void) { pthread_mutex_lock(&meta_lock); }
+void la_meta_fork_parent(void) { pthread_mutex_unlock(&meta_lock); }
+void la_meta_fork_child(void) { pthread_mutex_init(&meta_lock, NULL); }

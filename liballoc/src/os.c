@@ -1,0 +1,163 @@
+/* os.c - the only file that talks to the kernel.
+ *
+ * Mapping, unmapping and advising memory, the page size, the CPU count, the
+ * environment and stderr.  Nothing here allocates: these functions run inside
+ * malloc, before main, and inside fork handlers. */
+#include "alloc_internal.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <sched.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/auxv.h>
+#include <sys/mman.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+size_t la_page_size = 4096;
+size_t la_hugepage_size;
+
+extern char **environ;
+
+static size_t read_hugepage_size(void) {
+  /* /sys gives the PMD size; 0 when THP is not built into the kernel. */
+  int fd = open("/sys/kernel/mm/transparent_hugepage/hpage_pmd_size", O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return 0;
+  char buf[32];
+  ssize_t n = read(fd, buf, sizeof buf - 1);
+  close(fd);
+  if (n <= 0) return 0;
+  buf[n] = 0;
+  return (size_t)strtoull(buf, NULL, 10);
+}
+
+void la_os_init(void) {
+  unsigned long ps = getauxval(AT_PAGESZ);
+  if (ps == 0) ps = (unsigned long)sysconf(_SC_PAGESIZE);
+  la_page_size = ps ? ps : 4096;
+  la_hugepage_size = read_hugepage_size();
+}
+
+/* Returns NULL (errno ENOMEM) on failure; never exits. */
+void *la_os_map(size_t size) {
+  void *p = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+  if (p == MAP_FAILED) {
+    errno = ENOMEM;
+    return NULL;
+  }
+  return p;
+}
+
+/* A mapping of `size` bytes starting at a multiple of `align` (a power of two
+ * >= the page size): over-map, then give back the misaligned ends. */
+void *la_os_map_aligned(size_t size, size_t align) {
+  if (size + align < size) {
+    errno = ENOMEM;
+    return NULL;
+  }
+  uint8_t *raw = la_os_map(size + align);
+  if (!raw) return NULL;
+  uintptr_t start = ((uintptr_t)raw + align - 1) & ~(uintptr_t)(align - 1);
+  size_t head = start - (uintptr_t)raw;
+  size_t tail = align - head;
+  if (head) munmap(raw, head);
+  if (tail) munmap((uint8_t *)start + size, tail);
+  return (void *)start;
+}
+
+void la_os_unmap(void *p, size_t size) {
+  if (munmap(p, size) != 0) la_warn("munmap(%p, %zu) failed: %s", p, size, strerror(errno));
+}
+
+/* Give the pages back; the range stays mapped and reads as zero afterwards. */
+void la_os_purge(void *p, size_t size) {
+  madvise(p, size, MADV_DONTNEED);
+}
+
+void la_os_advise_thp(void *p, size_t size, int thp_mode) {
+  if (thp_mode == LA_THP_ALWAYS) madvise(p, size, MADV_HUGEPAGE);
+  else if (thp_mode == LA_THP_NEVER) madvise(p, size, MADV_NOHUGEPAGE);
+}
+
+/* Move the pages of [old, old+old_size) to `dest` (already reserved by us)
+ * and grow the range to new_size, without copying: the kernel moves page
+ * table entries.  Returns dest, or NULL if the kernel refuses. */
+void *la_os_remap_to(void *old, size_t old_size, size_t new_size, void *dest) {
+  void *p = mremap(old, old_size, new_size, MREMAP_MAYMOVE | MREMAP_FIXED, dest);
+  return p == MAP_FAILED ? NULL : p;
+}
+
+/* Grow a mapping where it stands; false if the address range after it is
+ * taken. */
+bool la_os_extend_in_place(void *p, size_t old_size, size_t new_size) {
+  return mremap(p, old_size, new_size, 0) != MAP_FAILED;
+}
+
+unsigned la_os_ncpus(void) {
+  cpu_set_t set;
+  if (sched_getaffinity(0, sizeof set, &set) == 0) {
+    int n = CPU_COUNT(&set);
+    if (n > 0) return (unsigned)n;
+  }
+  long n = sysconf(_SC_NPROCESSORS_ONLN);
+  return n > 0 ? (unsigned)n : 1;
+}
+
+pid_t la_os_gettid(void) {
+  return (pid_t)syscall(SYS_gettid);
+}
+
+/* environ is set by libc's own initialisation; an allocation made earlier
+ * (by the dynamic loader) sees it NULL and options are read again later. */
+bool la_os_environ_ready(void) {
+  return environ != NULL;
+}
+
+const char *la_os_getenv(const char *name) {
+  if (!environ) return NULL;
+  size_t len = strlen(name);
+  for (char **e = environ; *e; e++)
+    if (strncmp(*e, name, len) == 0 && (*e)[len] == '=') return *e + len + 1;
+  return NULL;
+}
+
+void la_os_write_stderr(const char *s, size_t len) {
+  while (len > 0) {
+    ssize_t n = write(STDERR_FILENO, s, len);
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) return;
+    s += n;
+    len -= (size_t)n;
+  }
+}
+
+static void vmessage(const char *prefix, const char *fmt, va_list ap) {
+  char buf[512];
+  int saved = errno;
+  int n = snprintf(buf, sizeof buf, "liballoc: %s", prefix);
+  if (n < 0) n = 0;
+  int m = vsnprintf(buf + n, sizeof buf - (size_t)n - 1, fmt, ap);
+  if (m < 0) m = 0;
+  size_t len = (size_t)n + (size_t)m;
+  if (len > sizeof buf - 2) len = sizeof buf - 2;
+  buf[len++] = '\n';
+  la_os_write_stderr(buf, len);
+  errno = saved;
+}
+
+void la_warn(const char *fmt, ...) {
+  va_list ap;
+  va_start(ap, fmt);
+  vmessage("warning: ", fmt, ap);
+  va_end(ap);
+}
+
+void la_fatal(const char *fmt, ...) {
+  va_list ap;
+  va_start(ap, fmt);
+  vmessage("fatal: ", fmt, ap);
+  va_end(ap);
+  abort();
+}

@@ -1,0 +1,134 @@
+/* segment.c - one 4 MiB segment: which units are used, which free units are
+ * dirty, and the slab descriptor of every unit.
+ *
+ * Callers hold the lock of the arena that owns the segment.  Free units are
+ * tracked in 64-bit masks, so finding a run of k free units, or of k dirty
+ * ones (already resident, cheaper to reuse), is a handful of shifts. */
+#include "alloc_internal.h"
+
+/* Descriptor of every unit that is free or metadata.  Its fast_owner and
+ * owner are NULL and kind is UNUSED, so free() of a pointer into such a unit
+ * falls through the fast path into the invalid-pointer check. */
+la_slab_t la_slab_invalid;
+
+/* Bit i of the result is set iff bits i .. i+k-1 of `bits` are all set. */
+uint64_t la_bits_run_starts(uint64_t bits, unsigned k) {
+  uint64_t r = bits;
+  unsigned have = 1;
+  while (have < k && r) {
+    unsigned step = have < k - have ? have : k - have;
+    r &= r >> step;
+    have += step;
+  }
+  return r;
+}
+
+unsigned la_bits_longest_run(uint64_t bits) {
+  unsigned n = 0;
+  while (bits) {
+    bits &= bits >> 1;
+    n++;
+  }
+  return n;
+}
+
+static uint64_t run_mask(unsigned unit, unsigned k) {
+  uint64_t ones = k >= 64 ? ~(uint64_t)0 : (((uint64_t)1 << k) - 1);
+  return ones << unit;
+}
+
+/* Bits at multiples of align_units (a power of two). */
+static uint64_t aligned_positions(unsigned align_units) {
+  uint64_t m = 0;
+  for (unsigned i = 0; i < LA_UNITS; i += align_units) m |= (uint64_t)1 << i;
+  return m;
+}
+
+static void update_max_run(la_segment_t *seg) {
+  seg->max_run = (uint8_t)la_bits_longest_run(~seg->used_units);
+}
+
+/* Map and initialise a segment for `arena`; NULL if the OS refuses. */
+la_segment_t *la_segment_create(la_arena_t *arena) {
+  la_segment_t *seg = la_os_map_aligned(LA_SEG_SIZE, LA_SEG_SIZE);
+  if (!seg) return NULL;
+  la_os_advise_thp(seg, LA_SEG_SIZE, la_opt.thp);
+  seg->arena = arena;
+  seg->used_units = 1;          /* unit 0: this header */
+  seg->dirty_units = 0;
+  for (unsigned i = 0; i < LA_UNITS; i++) seg->unit_slab[i] = &la_slab_invalid;
+  update_max_run(seg);
+  la_segmap_set(seg, LA_SEG_SIZE, LA_MAP_SEGMENT);
+  return seg;
+}
+
+void la_segment_destroy(la_segment_t *seg) {
+  la_segmap_set(seg, LA_SEG_SIZE, LA_MAP_NONE);
+  la_os_unmap(seg, LA_SEG_SIZE);
+}
+
+/* First unit of a free run of k units starting at a multiple of
+ * align_units, preferring runs that are entirely dirty; -1 if none. */
+int la_segment_find_run(const la_segment_t *seg, unsigned k, unsigned align_units) {
+  uint64_t starts = la_bits_run_starts(~seg->used_units, k);
+  if (align_units > 1) starts &= aligned_positions(align_units);
+  if (!starts) return -1;
+  uint64_t dirty = starts & la_bits_run_starts(seg->dirty_units, k);
+  return __builtin_ctzll(dirty ? dirty : starts);
+}
+
+/* Mark units [unit, unit+k) used and return the descriptor of the run,
+ * with nunits and zeroed set; the caller initialises the rest. */
+la_slab_t *la_segment_take_run(la_segment_t *seg, unsigned unit, unsigned k) {
+  uint64_t bits = run_mask(unit, k);
+  la_slab_t *slab = &seg->slabs[unit];
+  slab->zeroed = (seg->dirty_units & bits) == 0;   /* never touched, or purged */
+  seg->used_units |= bits;
+  seg->dirty_units &= ~bits;
+  for (unsigned i = unit; i < unit + k; i++) seg->unit_slab[i] = slab;
+  slab->nunits = (uint8_t)k;
+  update_max_run(seg);
+  return slab;
+}
+
+/* Return the units of `slab` to the segment as dirty. */
+void la_segment_release_run(la_segment_t *seg, la_slab_t *slab) {
+  unsigned unit = (unsigned)(slab - seg->slabs);
+  uint64_t bits = run_mask(unit, slab->nunits);
+  for (unsigned i = unit; i < unit + slab->nunits; i++) seg->unit_slab[i] = &la_slab_invalid;
+  slab->kind = LA_SLAB_UNUSED;
+  __atomic_store_n(&slab->owner, NULL, __ATOMIC_RELAXED);
+  slab->fast_owner = NULL;
+  seg->used_units &= ~bits;
+  seg->dirty_units |= bits;
+  update_max_run(seg);
+}
+
+/* Give every dirty unit's pages back to the OS; returns the bytes purged.
+ * A unit stays dirty unless all of it was purged, which only matters on
+ * kernels whose pages are larger than a unit. */
+size_t la_segment_purge(la_segment_t *seg) {
+  size_t purged = 0;
+  uint64_t todo = seg->dirty_units;
+  while (todo) {
+    unsigned start = (unsigned)__builtin_ctzll(todo);
+    uint64_t rest = ~(todo >> start);
+    unsigned len = rest ? (unsigned)__builtin_ctzll(rest) : LA_UNITS - start;
+    todo &= ~run_mask(start, len);
+    uintptr_t a = (uintptr_t)la_unit_address(seg, start);
+    uintptr_t b = a + ((size_t)len << LA_UNIT_SHIFT);
+    uintptr_t pa = (a + la_page_size - 1) & ~(uintptr_t)(la_page_size - 1);
+    uintptr_t pb = b & ~(uintptr_t)(la_page_size - 1);
+    if (pb <= pa) continue;
+    la_os_purge((void *)pa, pb - pa);
+    purged += pb - pa;
+    unsigned first = (unsigned)((pa - (uintptr_t)seg + LA_UNIT_SIZE - 1) >> LA_UNIT_SHIFT);
+    unsigned last = (unsigned)((pb - (uintptr_t)seg) >> LA_UNIT_SHIFT);
+    if (last > first) seg->dirty_units &= ~run_mask(first, last - first);
+  }
+  return purged;
+}
+
+bool la_segment_is_empty(const la_segment_t *seg) {
+  return seg->used_units == 1;
+}

@@ -1,0 +1,79 @@
+/* sizeclass.c - the size classes and the shape of their slabs.
+ *
+ * Classes: 8, 16, 32, 48, ..., 128 (steps of 16), then four per doubling,
+ * 160, 192, 224, 256, 320, ... up to 2 MiB.  For each class we pick the
+ * smallest slab (in 64 KiB units) whose tail waste is at most 1/64 of the
+ * slab (about 1.5%), up to 32 units; a class whose best slab holds a single
+ * block is "large": it is served by the arena directly, since there is
+ * nothing for a thread to cache in a one-block slab.
+ *
+ * The tables are computed once at start-up (a few microseconds) rather than
+ * written out, so the rules above are the single source of truth. */
+#include "alloc_internal.h"
+
+uint8_t la_class_lut[LA_SMALL_LUT_MAX / 8 + 1];
+size_t la_class_size[LA_NCLASSES];
+uint8_t la_class_units[LA_NCLASSES];
+uint32_t la_class_capacity[LA_NCLASSES];
+bool la_class_large[LA_NCLASSES];
+
+static unsigned floor_log2(size_t x) {
+  return 63u - (unsigned)__builtin_clzll(x);
+}
+
+/* The class of any size up to LA_MAX_CLASS_SIZE, by arithmetic. */
+unsigned la_class_of(size_t size) {
+  if (size <= 8) return 0;
+  if (size <= 128) return (unsigned)((size + 15) >> 4);   /* 16..128 -> 1..8 */
+  unsigned k = floor_log2(size - 1);                      /* size in (2^k, 2^(k+1)] */
+  size_t step = (size_t)1 << (k - 2);
+  size_t j = (size - ((size_t)1 << k) + step - 1) / step; /* 1..4 */
+  return 9 + (k - 7) * 4 + (unsigned)(j - 1);
+}
+
+static size_t class_size_of_index(unsigned c) {
+  if (c == 0) return 8;
+  if (c <= 8) return (size_t)c * 16;
+  unsigned k = 7 + (c - 9) / 4, j = 1 + (c - 9) % 4;
+  return ((size_t)1 << k) + j * ((size_t)1 << (k - 2));
+}
+
+/* Smallest slab with at most 1/64 waste, else the one wasting least. */
+static void choose_slab(unsigned c) {
+  size_t size = la_class_size[c];
+  unsigned best = 0;
+  size_t best_waste = 0, best_bytes = 1;
+  for (unsigned units = 1; units <= LA_MAX_SLAB_UNITS; units++) {
+    size_t bytes = units * LA_UNIT_SIZE;
+    if (bytes < size) continue;
+    size_t waste = bytes % size;
+    if (!best || waste * best_bytes < best_waste * bytes) {   /* smaller fraction */
+      best = units;
+      best_waste = waste;
+      best_bytes = bytes;
+    }
+    if (waste * 64 <= bytes) break;
+  }
+  la_class_units[c] = (uint8_t)best;
+  la_class_capacity[c] = (uint32_t)(best * LA_UNIT_SIZE / size);
+  la_class_large[c] = la_class_capacity[c] == 1;
+}
+
+void la_sizeclass_init(void) {
+  for (unsigned c = 0; c < LA_NCLASSES; c++) {
+    la_class_size[c] = class_size_of_index(c);
+    choose_slab(c);
+  }
+  for (size_t i = 0; i <= LA_SMALL_LUT_MAX / 8; i++)
+    la_class_lut[i] = (uint8_t)la_class_of(i * 8);
+}
+
+/* A class whose blocks all start at multiples of `align` (a power of two
+ * at most LA_UNIT_SIZE): slabs start on unit boundaries, so a class size
+ * that is a multiple of align gives aligned blocks.  Powers of two are
+ * classes, so the search ends by the next power of two at the latest. */
+unsigned la_class_for_aligned(size_t size, size_t align) {
+  unsigned c = la_class_of(size > align ? size : align);
+  while (la_class_size[c] % align) c++;
+  return c;
+}

@@ -1,0 +1,92 @@
+/* test_options.c - ALLOC_CONF parsing: every option and type, and bad
+ * entries that are reported, skipped, and leave the other entries applied. */
+#include "unit.h"
+
+#include <string.h>
+
+static void parses_every_option(void **state) {
+  (void)state;
+  la_options_t o;
+  la_options_defaults(&o);
+  int errors = la_options_parse(&o, "narenas:4,dirty_decay_ms:5000,muzzy_decay_ms:-1,thp:always,"
+                                    "metadata_thp:disabled,background_thread:false,telemetry:false,"
+                                    "telemetry_dir:/tmp/x,stats_interval_ms:250,stats_print:true,"
+                                    "abort_on_invalid_free:true");
+  assert_int_equal(errors, 0);
+  assert_int_equal(o.narenas, 4);
+  assert_int_equal(o.dirty_decay_ms, 5000);
+  assert_int_equal(o.muzzy_decay_ms, -1);
+  assert_int_equal(o.thp, LA_THP_ALWAYS);
+  assert_int_equal(o.metadata_thp, LA_META_THP_DISABLED);
+  assert_false(o.background_thread);
+  assert_false(o.telemetry);
+  assert_string_equal(o.telemetry_dir, "/tmp/x");
+  assert_int_equal(o.stats_interval_ms, 250);
+  assert_true(o.stats_print);
+  assert_true(o.abort_on_invalid_free);
+}
+
+static void defaults(void **state) {
+  (void)state;
+  la_options_t o;
+  la_options_defaults(&o);
+  assert_int_equal(o.dirty_decay_ms, 10000);
+  assert_int_equal(o.thp, LA_THP_DEFAULT);
+  assert_int_equal(o.metadata_thp, LA_META_THP_AUTO);
+  assert_true(o.background_thread);
+  assert_true(o.telemetry);
+  assert_string_equal(o.telemetry_dir, "/dev/shm");
+  assert_int_equal(o.stats_interval_ms, 1000);
+}
+
+/* Each bad entry costs one error and nothing else. */
+static void bad_entries_are_skipped(void **state) {
+  (void)state;
+  static const struct {
+    const char *conf;
+    int errors;
+  } cases[] = {
+    {"bogus:1", 1},          {"dirty_decay_ms", 1},        {"dirty_decay_ms:abc", 1},
+    {"dirty_decay_ms:-2", 1}, {"narenas:99999", 1},         {"narenas:-1", 1},
+    {"thp:sometimes", 1},     {"telemetry_dir:relative", 1}, {"background_thread:yes", 1},
+    {"stats_interval_ms:1", 1}, {"dirty_decay_ms:99999999999999999999999", 1},
+    {":", 1},                 {"", 0},                       {",,,", 0},
+  };
+  for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+    la_options_t o, d;
+    la_options_defaults(&o);
+    la_options_defaults(&d);
+    assert_int_equal(la_options_parse(&o, cases[i].conf), cases[i].errors);
+    assert_memory_equal(&o, &d, sizeof o);   /* nothing changed */
+  }
+}
+
+static void good_entries_survive_bad_neighbours(void **state) {
+  (void)state;
+  la_options_t o;
+  la_options_defaults(&o);
+  assert_int_equal(la_options_parse(&o, "thp:never,garbage,narenas:2,dirty_decay_ms:x,muzzy_decay_ms:7"), 2);
+  assert_int_equal(o.thp, LA_THP_NEVER);
+  assert_int_equal(o.narenas, 2);
+  assert_int_equal(o.dirty_decay_ms, 10000);
+  assert_int_equal(o.muzzy_decay_ms, 7);
+}
+
+static void long_path_is_rejected(void **state) {
+  (void)state;
+  char conf[600] = "telemetry_dir:/";
+  memset(conf + strlen(conf), 'a', 400);
+  la_options_t o;
+  la_options_defaults(&o);
+  assert_int_equal(la_options_parse(&o, conf), 1);
+  assert_string_equal(o.telemetry_dir, "/dev/shm");
+}
+
+int main(void) {
+  const struct CMUnitTest tests[] = {
+    cmocka_unit_test(parses_every_option), cmocka_unit_test(defaults),
+    cmocka_unit_test(bad_entries_are_skipped), cmocka_unit_test(good_entries_survive_bad_neighbours),
+    cmocka_unit_test(long_path_is_rejected),
+  };
+  return cmocka_run_group_tests(tests, NULL, NULL);
+}

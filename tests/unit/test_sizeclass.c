@@ -1,0 +1,85 @@
+/* test_sizeclass.c - the size classes: ordering, rounding waste, the lookup
+ * table, slab shapes and aligned classes. */
+#include "unit.h"
+
+static int setup(void **state) {
+  (void)state;
+  la_os_init();
+  la_sizeclass_init();
+  return 0;
+}
+
+static void classes_increase_and_align(void **state) {
+  (void)state;
+  for (unsigned c = 1; c < LA_NCLASSES; c++) {
+    assert_true(la_class_size[c] > la_class_size[c - 1]);
+    assert_int_equal(la_class_size[c] % LA_MIN_ALIGN, 0);
+  }
+  assert_int_equal(la_class_size[LA_NCLASSES - 1], LA_MAX_CLASS_SIZE);
+}
+
+/* class_of(s) is the smallest class that holds s, for every size up to
+ * 64 KiB and a sample above. */
+static void class_of_is_smallest_fit(void **state) {
+  (void)state;
+  for (size_t s = 0; s <= LA_MAX_CLASS_SIZE; s += s < 65536 ? 1 : 997) {
+    unsigned c = la_class_of(s);
+    assert_true(c < LA_NCLASSES);
+    assert_true(la_class_size[c] >= s);
+    if (c > 0) assert_true(la_class_size[c - 1] < s);
+  }
+}
+
+/* Above 128 bytes the rounding waste stays under 25% (in fact 20%). */
+static void rounding_waste_bounded(void **state) {
+  (void)state;
+  for (size_t s = 129; s <= LA_MAX_CLASS_SIZE; s += 1 + s / 4096) {
+    size_t cs = la_class_size[la_class_of(s)];
+    assert_true((cs - s) * 5 <= cs);
+  }
+}
+
+static void powers_of_two_are_exact(void **state) {
+  (void)state;
+  for (size_t s = 16; s <= LA_MAX_CLASS_SIZE; s <<= 1) assert_int_equal(la_class_size[la_class_of(s)], s);
+}
+
+static void lookup_table_matches(void **state) {
+  (void)state;
+  for (size_t s = 0; s <= LA_SMALL_LUT_MAX; s++) assert_int_equal(la_class_small(s), la_class_of(s));
+}
+
+/* Every class fits its slab; small classes waste at most 1/64 of it and
+ * slabs of one block are the large classes. */
+static void slab_shapes(void **state) {
+  (void)state;
+  for (unsigned c = 0; c < LA_NCLASSES; c++) {
+    size_t bytes = (size_t)la_class_units[c] * LA_UNIT_SIZE;
+    assert_true(la_class_units[c] >= 1 && la_class_units[c] <= LA_MAX_SLAB_UNITS);
+    assert_int_equal(la_class_capacity[c], bytes / la_class_size[c]);
+    assert_true(la_class_capacity[c] >= 1);
+    assert_int_equal(la_class_large[c], la_class_capacity[c] == 1);
+    if (la_class_size[c] <= 16384) assert_true((bytes % la_class_size[c]) * 64 <= bytes);
+  }
+  assert_int_equal(la_class_size[la_class_of(16384)], 16384);  /* not 20 KiB */
+}
+
+static void aligned_classes(void **state) {
+  (void)state;
+  for (size_t align = 32; align <= LA_UNIT_SIZE; align <<= 1)
+    for (size_t s = 1; s <= 3 * LA_UNIT_SIZE; s = s * 3 + 1) {
+      unsigned c = la_class_for_aligned(s, align);
+      assert_true(la_class_size[c] >= s);
+      assert_int_equal(la_class_size[c] % align, 0);
+    }
+}
+
+int main(void) {
+  const struct CMUnitTest tests[] = {
+    cmocka_unit_test(classes_increase_and_align), cmocka_unit_test(class_of_is_smallest_fit),
+    cmocka_unit_test(rounding_waste_bounded),     cmocka_unit_test(powers_of_two_are_exact),
+    cmocka_unit_test(lookup_table_matches),       cmocka_unit_test(slab_shapes),
+    cmocka_unit_test(aligned_classes),
+  };
+  return cmocka_run_group_tests(tests, setup, NULL);
+}

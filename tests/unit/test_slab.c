@@ -1,0 +1,139 @@
+/* test_slab.c - one slab's free lists: lazy carving, the owner's local
+ * frees, and other threads' frees collected with one exchange. */
+#include "unit.h"
+
+#include <pthread.h>
+#include <stdlib.h>
+
+static la_segment_t *seg;
+
+static int setup(void **state) {
+  (void)state;
+  la_os_init();
+  la_options_defaults(&la_opt);
+  la_sizeclass_init();
+  seg = la_segment_create(NULL);
+  return seg ? 0 : -1;
+}
+
+static int teardown(void **state) {
+  (void)state;
+  la_segment_destroy(seg);
+  return 0;
+}
+
+static la_slab_t *new_slab(unsigned cls) {
+  int unit = la_segment_find_run(seg, la_class_units[cls], 1);
+  assert_true(unit > 0);
+  la_slab_t *s = la_segment_take_run(seg, (unsigned)unit, la_class_units[cls]);
+  la_slab_init(s, seg, (unsigned)unit, cls);
+  return s;
+}
+
+static void *pop(la_slab_t *s) {
+  if (!la_slab_refill_free(s)) return NULL;
+  la_block_t *b = s->free;
+  s->free = b->next;
+  s->used++;
+  return b;
+}
+
+/* Every block comes out once, inside the slab, on a block boundary. */
+static void carves_every_block_once(void **state) {
+  (void)state;
+  unsigned cls = la_class_of(48);
+  la_slab_t *s = new_slab(cls);
+  assert_true(la_slab_refill_free(s));
+  assert_true(s->reserved < s->capacity);   /* lazily: not all at once */
+  uint8_t *seen = calloc(s->capacity, 1);
+  void *p;
+  uint32_t n = 0;
+  while ((p = pop(s))) {
+    size_t off = (size_t)((uint8_t *)p - s->start);
+    assert_int_equal(off % s->block_size, 0);
+    assert_true(off / s->block_size < s->capacity);
+    assert_int_equal(seen[off / s->block_size]++, 0);
+    n++;
+  }
+  assert_int_equal(n, s->capacity);
+  assert_int_equal(s->used, s->capacity);
+  free(seen);
+  la_segment_release_run(seg, s);
+}
+
+static void local_frees_are_reused(void **state) {
+  (void)state;
+  la_slab_t *s = new_slab(la_class_of(1000));
+  void *blocks[8];
+  for (int i = 0; i < 8; i++) blocks[i] = pop(s);
+  while (pop(s)) {}
+  for (int i = 0; i < 8; i++) {
+    la_block_t *b = blocks[i];
+    b->next = s->local_free;
+    s->local_free = b;
+    s->used--;
+  }
+  assert_int_equal(s->used, s->capacity - 8);
+  for (int i = 0; i < 8; i++) assert_non_null(pop(s));
+  assert_null(pop(s));
+  la_segment_release_run(seg, s);
+}
+
+typedef struct remote_s {
+  la_slab_t *slab;
+  void **blocks;
+  int from, to;
+} remote_t;
+
+static void *free_remotely(void *arg) {
+  remote_t *r = arg;
+  for (int i = r->from; i < r->to; i++) la_slab_free_remote(r->slab, r->blocks[i]);
+  return NULL;
+}
+
+/* Two threads free into the slab at once; the owner collects all of it. */
+static void remote_frees_are_collected(void **state) {
+  (void)state;
+  la_slab_t *s = new_slab(la_class_of(64));
+  int n = (int)s->capacity;
+  void **blocks = malloc(sizeof(void *) * (size_t)n);
+  for (int i = 0; i < n; i++) assert_non_null(blocks[i] = pop(s));
+  assert_null(pop(s));
+  pthread_t t[2];
+  remote_t r[2] = {{s, blocks, 0, n / 2}, {s, blocks, n / 2, n}};
+  for (int i = 0; i < 2; i++) pthread_create(&t[i], NULL, free_remotely, &r[i]);
+  for (int i = 0; i < 2; i++) pthread_join(t[i], NULL);
+  assert_int_equal(la_slab_collect_remote(s), (uint32_t)n);
+  assert_int_equal(s->used, 0);
+  int again = 0;
+  while (pop(s)) again++;
+  assert_int_equal(again, n);
+  free(blocks);
+  la_segment_release_run(seg, s);
+}
+
+static void slab_list_operations(void **state) {
+  (void)state;
+  la_slab_t a = {0}, b = {0}, c = {0};
+  la_slab_list_t l = {0};
+  la_slab_list_push(&l, &a);
+  la_slab_list_push(&l, &b);
+  la_slab_list_push_front(&l, &c);
+  assert_ptr_equal(l.head, &c);
+  assert_ptr_equal(l.tail, &b);
+  la_slab_list_remove(&l, &a);
+  assert_ptr_equal(c.next, &b);
+  assert_ptr_equal(b.prev, &c);
+  la_slab_list_remove(&l, &c);
+  la_slab_list_remove(&l, &b);
+  assert_null(l.head);
+  assert_null(l.tail);
+}
+
+int main(void) {
+  const struct CMUnitTest tests[] = {
+    cmocka_unit_test(carves_every_block_once), cmocka_unit_test(local_frees_are_reused),
+    cmocka_unit_test(remote_frees_are_collected), cmocka_unit_test(slab_list_operations),
+  };
+  return cmocka_run_group_tests(tests, setup, teardown);
+}
