@@ -1,0 +1,23 @@
+# scripts/deps.sh - sourced by the other scripts: install the Debian
+# packages a step needs, and only those that are missing.
+
+# ensure_debs PKG...: apt-get install the packages not installed yet.
+ensure_debs() {
+  local missing=() p
+  for p in "$@"; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+  done
+  [ ${#missing[@]} -eq 0 ] && return 0
+  echo "== installing Debian packages: ${missing[*]}"
+  local sudo=""
+  [ "$(id -u)" -eq 0 ] || sudo=sudo
+  $sudo apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}"
+}
+
+# Packages to build liballoc and its tests.
+BUILD_DEBS=(build-essential cmake pkg-config libcmocka-dev)
+# Real programs the tests run with liballoc preloaded.
+PROGRAM_DEBS=(python3 perl sqlite3 gcc g++ git gawk)
+# The allocators we compare against.
+PEER_DEBS=(libjemalloc2 libtcmalloc-minimal4 libmimalloc2.0)
