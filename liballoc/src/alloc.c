@@ -224,6 +224,7 @@ void *la_reallocarray(void *p, size_t n, size_t size) {
 
 /* `align` is a power of two. */
 static void *alloc_aligned(size_t align, size_t size) {
+  if (size == 0) size = 1;   /* a unique, freeable block, as malloc(0) */
   if (align <= sizeof(void *)) return la_malloc(size);
   if (align <= LA_MIN_ALIGN) return la_malloc(size < LA_MIN_ALIGN ? LA_MIN_ALIGN : size);
   if (size > PTRDIFF_MAX) {

@@ -73,7 +73,7 @@ static la_segment_t *find_segment(la_arena_t *a, unsigned k, unsigned align_unit
 
 /* ---- abandoned slabs (lock held) ----------------------------------------- */
 
-static void free_run(la_arena_t *a, la_slab_t *slab);
+static la_segment_t *free_run(la_arena_t *a, la_slab_t *slab);
 
 /* Return abandoned slabs that other threads' frees have emptied. */
 static size_t sweep_abandoned(la_arena_t *a) {
@@ -85,7 +85,8 @@ static size_t sweep_abandoned(la_arena_t *a) {
       la_slab_collect_remote(s);
       if (s->used == 0) {
         la_slab_list_remove(&a->abandoned[c], s);
-        free_run(a, s);
+        la_segment_t *gone = free_run(a, s);
+        if (gone) la_segment_destroy(gone);
         released++;
       }
     }
@@ -128,17 +129,25 @@ static la_slab_t *alloc_run(la_arena_t *a, unsigned k, unsigned align_units) {
   return slab;
 }
 
-static void free_run(la_arena_t *a, la_slab_t *slab) {
+/* Returns the segment if it became free and is not retained: the caller
+ * destroys it, after dropping the lock (munmap is slow). */
+static la_segment_t *free_run(la_arena_t *a, la_slab_t *slab) {
   la_segment_t *seg = la_segment_of(slab);
   bucket_remove(a, seg);
   la_segment_release_run(seg, slab);
   if (la_segment_is_empty(seg) && ++a->nfree_segments > RETAIN_FREE_SEGMENTS) {
     a->nfree_segments--;
     a->nsegments--;
-    la_segment_destroy(seg);
-    return;
+    return seg;
   }
   bucket_insert(a, seg);
+  return NULL;
+}
+
+static void free_run_unlock(la_arena_t *a, la_slab_t *slab) {
+  la_segment_t *gone = free_run(a, slab);
+  pthread_mutex_unlock(&a->lock);
+  if (gone) la_segment_destroy(gone);
 }
 
 /* ---- slabs for thread heaps ---------------------------------------------- */
@@ -164,8 +173,7 @@ la_slab_t *la_arena_get_slab(la_arena_t *a, unsigned cls, la_heap_t *owner) {
 /* Give back a slab with no block in use. */
 void la_arena_put_slab(la_arena_t *a, la_slab_t *slab) {
   pthread_mutex_lock(&a->lock);
-  free_run(a, slab);
-  pthread_mutex_unlock(&a->lock);
+  free_run_unlock(a, slab);
 }
 
 /* A heap whose thread exits leaves a slab that still has blocks in use. */
@@ -201,8 +209,7 @@ la_slab_t *la_arena_alloc_large(la_arena_t *a, unsigned cls, size_t align) {
 void la_arena_free_large(la_slab_t *slab) {
   la_arena_t *a = la_segment_of(slab)->arena;
   pthread_mutex_lock(&a->lock);
-  free_run(a, slab);
-  pthread_mutex_unlock(&a->lock);
+  free_run_unlock(a, slab);
 }
 
 /* ---- purge, stats, fork -------------------------------------------------- */

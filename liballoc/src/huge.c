@@ -37,9 +37,6 @@ static void table_insert(la_huge_t *d) {
   unsigned b = bucket_of(d->ptr);
   d->next = buckets[b];
   buckets[b] = d;
-  huge_count++;
-  huge_bytes += d->size;
-  huge_mapped += d->map_size;
 }
 
 static la_huge_t *table_remove(const void *p) {
@@ -47,9 +44,6 @@ static la_huge_t *table_remove(const void *p) {
     la_huge_t *d = *link;
     if (d->ptr != p) continue;
     *link = d->next;
-    huge_count--;
-    huge_bytes -= d->size;
-    huge_mapped -= d->map_size;
     return d;
   }
   return NULL;
@@ -79,6 +73,7 @@ static void desc_release(la_huge_t *d) {
  * fresh mapping; NULL with errno ENOMEM on failure. */
 void *la_huge_alloc(size_t size, size_t align) {
   size_t usable, map_size;
+  if (size == 0) size = 1;
   if (!round_up(size, la_page_size, &usable) || !round_up(usable, LA_SEG_SIZE, &map_size)) {
     errno = ENOMEM;
     return NULL;
@@ -98,6 +93,9 @@ void *la_huge_alloc(size_t size, size_t align) {
   d->size = usable;
   d->map_size = map_size;
   table_insert(d);
+  huge_count++;
+  huge_bytes += usable;
+  huge_mapped += map_size;
   la_segmap_set(p, map_size, LA_MAP_HUGE);
   pthread_mutex_unlock(&huge_lock);
   return p;
@@ -112,6 +110,9 @@ void la_huge_free(void *p) {
     return;
   }
   size_t map_size = d->map_size;
+  huge_count--;
+  huge_bytes -= d->size;
+  huge_mapped -= map_size;
   la_segmap_set(p, map_size, LA_MAP_NONE);
   desc_release(d);
   pthread_mutex_unlock(&huge_lock);
@@ -127,23 +128,38 @@ size_t la_huge_usable_size(const void *p) {
   return size;
 }
 
-/* Resize within the mapping: purge the pages past a smaller end and unmap
- * the 4 MiB regions no longer needed. */
-static void resize_in_place(la_huge_t *d, size_t usable, size_t map_size) {
+/* ---- realloc ------------------------------------------------------------ */
+/* The caller owns the block, so no other thread touches its descriptor while
+ * realloc runs (that would be a use-after-free in the program): the
+ * syscalls run without huge_lock, which is taken only to update the table
+ * and the totals. */
+
+static void account(ssize_t dsize, ssize_t dmapped) {
+  pthread_mutex_lock(&huge_lock);
+  huge_bytes += (size_t)dsize;
+  huge_mapped += (size_t)dmapped;
+  pthread_mutex_unlock(&huge_lock);
+}
+
+/* Resize within the mapping.  Pages past a smaller end are purged; the 4 MiB
+ * regions past it are unmapped only when less than half the mapping stays
+ * in use, so that a block shrinking and growing again does not thrash. */
+static void resize_in_place(la_huge_t *d, size_t usable, size_t need) {
   uint8_t *p = d->ptr;
+  ssize_t dmapped = 0;
   if (usable < d->size) la_os_purge(p + usable, d->size - usable);
-  if (map_size < d->map_size) {
-    la_segmap_set(p + map_size, d->map_size - map_size, LA_MAP_NONE);
-    la_os_unmap(p + map_size, d->map_size - map_size);
-    huge_mapped -= d->map_size - map_size;
-    d->map_size = map_size;
+  if (need <= d->map_size / 2) {
+    la_segmap_set(p + need, d->map_size - need, LA_MAP_NONE);
+    la_os_unmap(p + need, d->map_size - need);
+    dmapped = -(ssize_t)(d->map_size - need);
+    d->map_size = need;
   }
-  huge_bytes = huge_bytes - d->size + usable;
+  account((ssize_t)usable - (ssize_t)d->size, dmapped);
   d->size = usable;
 }
 
-/* Grow to map_size: in place if the address space after the mapping is
- * free, else move the pages to a fresh aligned reservation. */
+/* Grow the mapping to map_size: in place if the address space after it is
+ * free, else move its pages to a fresh aligned reservation. */
 static bool grow(la_huge_t *d, size_t usable, size_t map_size) {
   uint8_t *p = d->ptr;
   if (la_os_extend_in_place(p, d->map_size, map_size)) {
@@ -155,44 +171,47 @@ static bool grow(la_huge_t *d, size_t usable, size_t map_size) {
       la_os_unmap(dest, map_size);
       return false;
     }
-    la_segmap_set(p, d->map_size, LA_MAP_NONE);
     la_segmap_set(dest, map_size, LA_MAP_HUGE);
+    la_segmap_set(p, d->map_size, LA_MAP_NONE);
+    pthread_mutex_lock(&huge_lock);
     table_remove(p);
     d->ptr = dest;
-    d->size = 0;
-    d->map_size = 0;
     table_insert(d);
+    pthread_mutex_unlock(&huge_lock);
   }
-  huge_bytes += usable - d->size;
-  huge_mapped += map_size - d->map_size;
+  account((ssize_t)usable - (ssize_t)d->size, (ssize_t)map_size - (ssize_t)d->map_size);
   d->size = usable;
   d->map_size = map_size;
   return true;
 }
 
 /* realloc of a huge block to a size above the largest class.  Returns the
- * block (moved or not), or NULL with errno ENOMEM and the block intact. */
+ * block (moved or not), or NULL with errno ENOMEM and the block intact.
+ * Growth reserves at least twice the old mapping (address space only; pages
+ * are touched as the program writes them), so a block grown step by step
+ * moves O(log n) times. */
 void *la_huge_realloc(void *p, size_t size) {
-  size_t usable, map_size;
-  if (!round_up(size, la_page_size, &usable) || !round_up(usable, LA_SEG_SIZE, &map_size)) {
+  size_t usable, need;
+  if (!round_up(size, la_page_size, &usable) || !round_up(usable, LA_SEG_SIZE, &need)) {
     errno = ENOMEM;
     return NULL;
   }
   pthread_mutex_lock(&huge_lock);
   la_huge_t *d = table_find(p);
-  void *result = NULL;
+  pthread_mutex_unlock(&huge_lock);
   if (!d) {
     la_invalid_free(p, "realloc of a pointer that is not a huge block");
-  } else if (map_size <= d->map_size) {
-    resize_in_place(d, usable, map_size);
-    result = d->ptr;
-  } else if (grow(d, usable, map_size)) {
-    result = d->ptr;
-  } else {
-    errno = ENOMEM;
+    errno = EINVAL;
+    return NULL;
   }
-  pthread_mutex_unlock(&huge_lock);
-  return result;
+  if (need <= d->map_size) {
+    resize_in_place(d, usable, need);
+    return d->ptr;
+  }
+  size_t target = d->map_size <= SIZE_MAX / 2 && 2 * d->map_size > need ? 2 * d->map_size : need;
+  if (grow(d, usable, target) || (target > need && grow(d, usable, need))) return d->ptr;
+  errno = ENOMEM;
+  return NULL;
 }
 
 void la_huge_stats(la_stats_t *st) {
