@@ -18,6 +18,6 @@ ensure_debs() {
 # Packages to build liballoc and its tests.
 BUILD_DEBS=(build-essential cmake pkg-config libcmocka-dev)
 # Real programs the tests run with liballoc preloaded.
-PROGRAM_DEBS=(python3 perl sqlite3 gcc g++ git gawk)
+PROGRAM_DEBS=(python3 perl sqlite3 gcc g++ git gawk binutils time)
 # The allocators we compare against.
 PEER_DEBS=(libjemalloc2 libtcmalloc-minimal4 libmimalloc2.0)
