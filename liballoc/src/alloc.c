@@ -33,10 +33,21 @@ static void *alloc_large(unsigned cls, size_t align) {
   return slab->start;
 }
 
+/* malloc above the lookup table: the class by arithmetic, then the same
+ * pop as the fast path.  Large classes never have a slab in bins[], and
+ * before start-up every bin is the empty sentinel, so both fall through to
+ * the slow path, which starts the allocator first. */
 static LA_NOINLINE void *alloc_generic(size_t size) {
-  la_ensure_init();
-  if (size <= LA_MAX_CLASS_SIZE) {
+  if (LA_LIKELY(size <= LA_MAX_CLASS_SIZE)) {
     unsigned cls = la_class_of(size);
+    la_slab_t *slab = la_tls_heap->bins[cls];
+    la_block_t *b = slab->free;
+    if (LA_LIKELY(b != NULL)) {
+      slab->free = b->next;
+      slab->used++;
+      return b;
+    }
+    la_ensure_init();
     if (la_class_large[cls]) return alloc_large(cls, LA_UNIT_SIZE);
     return la_heap_alloc_class(cls);
   }
@@ -44,6 +55,7 @@ static LA_NOINLINE void *alloc_generic(size_t size) {
     errno = ENOMEM;
     return NULL;
   }
+  la_ensure_init();
   return la_huge_alloc(size, LA_SEG_SIZE);
 }
 
@@ -115,8 +127,8 @@ void la_free(void *p) {
     la_heap_t *heap = la_tls_heap;
     la_block_t *b = p;
     if (LA_LIKELY(slab->fast_owner == heap)) {
-      b->next = slab->local_free;
-      slab->local_free = b;
+      b->next = slab->free;
+      slab->free = b;
       if (LA_UNLIKELY(--slab->used == 0)) la_heap_retire_slab(heap, slab);
       return;
     }

@@ -9,7 +9,6 @@
 
 /* ---- os.c: everything that talks to the kernel --------------------------- */
 extern size_t la_page_size;           /* read at run time, never compiled in */
-extern size_t la_hugepage_size;       /* 0 when the kernel reports none */
 void la_os_init(void);
 void *la_os_map(size_t size);
 void *la_os_map_aligned(size_t size, size_t align);

@@ -92,10 +92,10 @@ enum la_slab_kind {
  * first unit.  Fields marked (owner) are read and written only by the owning
  * heap's thread, or under the arena lock while the slab has no owner. */
 typedef struct la_slab_s {
-  la_block_t *free;              /* (owner) blocks ready to allocate */
+  la_block_t *free;              /* (owner) free blocks: malloc pops, the
+                                    owner's free pushes */
   struct la_heap_s *fast_owner;  /* heap that may free locally without checks;
                                     NULL while full, abandoned or large */
-  la_block_t *local_free;        /* (owner) blocks freed by the owner */
   uint32_t used;                 /* (owner) blocks not freed by the owner,
                                     including remote frees not yet collected */
   uint32_t capacity;             /* blocks that fit in the slab */

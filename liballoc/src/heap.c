@@ -262,8 +262,8 @@ void la_heap_free_slow(la_heap_t *heap, la_slab_t *slab, la_block_t *block) {
     return;
   }
   if (atomic_load_explicit(&slab->owner, memory_order_relaxed) == heap && heap != &la_empty_heap) {
-    block->next = slab->local_free;
-    slab->local_free = block;
+    block->next = slab->free;
+    slab->free = block;
     slab->used--;
     if (slab->in_full) leave_full(heap, slab);
     if (slab->used == 0) la_heap_retire_slab(heap, slab);

@@ -6,7 +6,6 @@
 #include "alloc_internal.h"
 
 #include <errno.h>
-#include <fcntl.h>
 #include <sched.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -17,32 +16,21 @@
 #include <unistd.h>
 
 size_t la_page_size = 4096;
-size_t la_hugepage_size;
 
 extern char **environ;
-
-static size_t read_hugepage_size(void) {
-  /* /sys gives the PMD size; 0 when THP is not built into the kernel. */
-  int fd = open("/sys/kernel/mm/transparent_hugepage/hpage_pmd_size", O_RDONLY | O_CLOEXEC);
-  if (fd < 0) return 0;
-  char buf[32];
-  ssize_t n = read(fd, buf, sizeof buf - 1);
-  close(fd);
-  if (n <= 0) return 0;
-  buf[n] = 0;
-  return (size_t)strtoull(buf, NULL, 10);
-}
 
 void la_os_init(void) {
   unsigned long ps = getauxval(AT_PAGESZ);
   if (ps == 0) ps = (unsigned long)sysconf(_SC_PAGESIZE);
   la_page_size = ps ? ps : 4096;
-  la_hugepage_size = read_hugepage_size();
 }
 
-/* Returns NULL (errno ENOMEM) on failure; never exits. */
+/* Returns NULL (errno ENOMEM) on failure; never exits.  No MAP_NORESERVE:
+ * the kernel's overcommit policy must be able to refuse an impossible
+ * request here, so that malloc fails with ENOMEM instead of the process
+ * being killed later. */
 void *la_os_map(size_t size) {
-  void *p = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+  void *p = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
   if (p == MAP_FAILED) {
     errno = ENOMEM;
     return NULL;

@@ -1,13 +1,14 @@
 /* slab.c - the free lists of one slab.
  *
- * A small slab has three lists, split so that each has a single writer:
- *   free        the owner allocates from it (the malloc fast path pops it);
- *   local_free  the owner frees into it (the free fast path pushes it);
- *   xfree       other threads free into it, with an atomic push.
- * When `free` runs dry the owner refills it from local_free, then from
- * xfree (one atomic exchange takes the whole list), then by carving fresh
- * blocks from the part of the slab not used yet.  Carving is lazy, a page's
- * worth at a time, so a slab that is barely used is barely resident. */
+ * A small slab has two lists, each with a single kind of writer:
+ *   free   the owner's: the malloc fast path pops it and the owner's free
+ *          pushes it, so a thread that frees and allocates the same size
+ *          reuses the block it just freed without leaving the fast path;
+ *   xfree  other threads free into it, with an atomic push.
+ * When `free` runs dry the owner refills it from xfree (one atomic exchange
+ * takes the whole list), then by carving fresh blocks from the part of the
+ * slab not used yet.  Carving is lazy, a page's worth at a time, so a slab
+ * that is barely used is barely resident. */
 #include "alloc_internal.h"
 
 /* What heap->bins[c] points at when the heap has no slab of class c: its
@@ -16,7 +17,6 @@ la_slab_t la_slab_empty;
 
 void la_slab_init(la_slab_t *slab, la_segment_t *seg, unsigned unit, unsigned cls) {
   slab->free = NULL;
-  slab->local_free = NULL;
   slab->fast_owner = NULL;
   slab->used = 0;
   slab->cls = (uint8_t)cls;
@@ -68,11 +68,6 @@ uint32_t la_slab_collect_remote(la_slab_t *slab) {
 /* Make slab->free non-empty if the slab has any block left; owner only. */
 bool la_slab_refill_free(la_slab_t *slab) {
   if (slab->free) return true;
-  if (slab->local_free) {
-    slab->free = slab->local_free;
-    slab->local_free = NULL;
-    return true;
-  }
   if (la_slab_collect_remote(slab)) return true;
   if (slab->reserved < slab->capacity) {
     slab_extend(slab);

@@ -61,7 +61,7 @@ static void carves_every_block_once(void **state) {
   la_segment_release_run(seg, s);
 }
 
-static void local_frees_are_reused(void **state) {
+static void owner_frees_are_reused(void **state) {
   (void)state;
   la_slab_t *s = new_slab(la_class_of(1000));
   void *blocks[8];
@@ -69,8 +69,8 @@ static void local_frees_are_reused(void **state) {
   while (pop(s)) {}
   for (int i = 0; i < 8; i++) {
     la_block_t *b = blocks[i];
-    b->next = s->local_free;
-    s->local_free = b;
+    b->next = s->free;
+    s->free = b;
     s->used--;
   }
   assert_int_equal(s->used, s->capacity - 8);
@@ -132,7 +132,7 @@ static void slab_list_operations(void **state) {
 
 int main(void) {
   const struct CMUnitTest tests[] = {
-    cmocka_unit_test(carves_every_block_once), cmocka_unit_test(local_frees_are_reused),
+    cmocka_unit_test(carves_every_block_once), cmocka_unit_test(owner_frees_are_reused),
     cmocka_unit_test(remote_frees_are_collected), cmocka_unit_test(slab_list_operations),
   };
   return cmocka_run_group_tests(tests, setup, teardown);
