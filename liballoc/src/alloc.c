@@ -174,7 +174,7 @@ size_t la_malloc_usable_size(const void *p) {
  * units that were never touched or have been purged. */
 static bool known_zero(const void *p) {
   enum la_map_kind kind = la_segmap_kind(p);
-  if (kind == LA_MAP_HUGE) return true;
+  if (kind == LA_MAP_HUGE) return la_huge_is_zeroed(p);
   la_slab_t *slab = la_slab_of(p);
   return slab->kind == LA_SLAB_LARGE && slab->zeroed;
 }
@@ -315,5 +315,7 @@ int la_malloc_trim(size_t pad) {
   (void)pad;
   la_ensure_init();
   la_heap_flush(la_tls_heap);
-  return la_arenas_purge() > 0;
+  size_t released = la_arenas_purge();
+  released += la_huge_purge();
+  return released > 0;
 }

@@ -14,6 +14,10 @@ void *la_os_map(size_t size);
 void *la_os_map_aligned(size_t size, size_t align);
 void la_os_unmap(void *p, size_t size);
 void la_os_purge(void *p, size_t size);
+void la_os_purge_lazy(void *p, size_t size);
+size_t la_os_hugepage_size(void);
+uint64_t la_now_ns(void);
+void la_os_set_clock(uint64_t (*now_ns)(void));
 void la_os_advise_thp(void *p, size_t size, int thp_mode);
 void *la_os_remap_to(void *old, size_t old_size, size_t new_size, void *dest);
 bool la_os_extend_in_place(void *p, size_t old_size, size_t new_size);
@@ -67,10 +71,19 @@ static inline la_slab_t *la_slab_of(const void *p) {
   return la_segment_of(p)->unit_slab[((uintptr_t)p >> LA_UNIT_SHIFT) & (LA_UNITS - 1)];
 }
 
+/* ---- decay.c: the decay curve ------------------------------------------- */
+void la_decay_init_weights(void);
+void la_decay_init(la_decay_t *d, ssize_t ms, uint64_t now);
+void la_decay_set_ms(la_decay_t *d, ssize_t ms, uint64_t now);
+size_t la_decay_limit(la_decay_t *d, uint64_t now, size_t npages);
+void la_decay_purged(la_decay_t *d, size_t npages);
+uint64_t la_decay_next_deadline(const la_decay_t *d, size_t npages);
+
 /* ---- meta.c: memory for liballoc's own structures ------------------------ */
 void *la_meta_alloc(size_t size);
 size_t la_meta_mapped(void);
 size_t la_meta_used(void);
+void la_meta_apply_thp(void);
 void la_meta_fork_prepare(void);
 void la_meta_fork_parent(void);
 void la_meta_fork_child(void);
@@ -79,12 +92,14 @@ void la_meta_fork_child(void);
 extern la_slab_t la_slab_invalid;
 uint64_t la_bits_run_starts(uint64_t bits, unsigned k);
 unsigned la_bits_longest_run(uint64_t bits);
+uint64_t la_bits_run_mask(unsigned unit, unsigned k);
 la_segment_t *la_segment_create(la_arena_t *arena);
 void la_segment_destroy(la_segment_t *seg);
+void la_segment_update_max_run(la_segment_t *seg);
 int la_segment_find_run(const la_segment_t *seg, unsigned k, unsigned align_units);
 la_slab_t *la_segment_take_run(la_segment_t *seg, unsigned unit, unsigned k);
 void la_segment_release_run(la_segment_t *seg, la_slab_t *slab);
-size_t la_segment_purge(la_segment_t *seg);
+uint64_t la_segment_advise_runs(la_segment_t *seg, uint64_t mask, bool lazy, la_purge_stats_t *st);
 bool la_segment_is_empty(const la_segment_t *seg);
 static inline uint8_t *la_unit_address(la_segment_t *seg, unsigned unit) {
   return (uint8_t *)seg + ((size_t)unit << LA_UNIT_SHIFT);
@@ -102,6 +117,10 @@ void la_arena_abandon_slab(la_arena_t *arena, la_slab_t *slab);
 la_slab_t *la_arena_alloc_large(la_arena_t *arena, unsigned cls, size_t align);
 void la_arena_free_large(la_slab_t *slab);
 size_t la_arenas_purge(void);
+uint64_t la_arena_decay(la_arena_t *arena, uint64_t now);
+uint64_t la_arenas_decay(uint64_t now);
+void la_arenas_set_decay(ssize_t dirty_ms, ssize_t muzzy_ms);
+void la_arenas_apply_thp(int mode);
 void la_arenas_stats(la_stats_t *st);
 void la_arenas_fork_prepare(void);
 void la_arenas_fork_parent(void);
@@ -139,6 +158,11 @@ void la_huge_free(void *p);
 size_t la_huge_usable_size(const void *p);
 void *la_huge_realloc(void *p, size_t size);
 void la_huge_stats(la_stats_t *st);
+bool la_huge_is_zeroed(const void *p);
+uint64_t la_huge_decay(uint64_t now);
+void la_huge_set_decay(ssize_t ms);
+void la_huge_apply_thp(int mode);
+size_t la_huge_purge(void);
 void la_huge_fork_prepare(void);
 void la_huge_fork_parent(void);
 void la_huge_fork_child(void);
@@ -162,6 +186,14 @@ extern atomic_size_t la_foreign_frees;
 
 /* ---- stats.c ------------------------------------------------------------- */
 void la_stats_gather(la_stats_t *st);
+
+/* ---- purge.c: the background purger ------------------------------------- */
+void la_purger_notify(void);
+bool la_purger_running(void);
+int la_purger_enable(bool on);
+uint64_t la_decay_all(uint64_t now);
+void la_purger_kick(void);
+void la_purger_fork_child(void);
 
 /* ---- init.c: process start-up, fork -------------------------------------- */
 extern atomic_bool la_initialized;

@@ -117,13 +117,43 @@ typedef struct la_slab_list_s {
   la_slab_t *head, *tail;
 } la_slab_list_t;
 
+/* ---- decay ---------------------------------------------------------------- */
+#define LA_DECAY_STEPS 200
+
+/* The decay of one state (dirty or muzzy) of one pool of pages. */
+typedef struct la_decay_s {
+  ssize_t ms;                       /* decay time; 0 at once, -1 never */
+  uint64_t step_ns;                 /* ms / LA_DECAY_STEPS, in ns */
+  uint64_t epoch;                   /* start of the newest epoch (ns) */
+  unsigned newest;                  /* ring index of the newest epoch */
+  size_t last;                      /* pages in the state at the last look */
+  size_t backlog[LA_DECAY_STEPS];   /* pages that entered, per epoch */
+} la_decay_t;
+
+/* Counters of purging work, per pool. */
+typedef struct la_purge_stats_s {
+  uint64_t npurges;        /* purge passes that released something */
+  uint64_t nmadvise;       /* madvise/munmap calls */
+  uint64_t purged;         /* bytes made muzzy or returned */
+} la_purge_stats_t;
+
 /* ---- segments ------------------------------------------------------------ */
+struct la_segment_s;
+typedef struct la_seg_link_s {
+  struct la_segment_s *next, *prev;
+} la_seg_link_t;
+
 typedef struct la_segment_s {
   struct la_arena_s *arena;
-  struct la_segment_s *next, *prev;  /* arena list, bucketed by largest run */
-  uint64_t used_units;    /* bit i: unit i is metadata or part of a slab */
-  uint64_t dirty_units;   /* bit i: unit i is free and may be resident */
+  la_seg_link_t bucket;   /* arena bucket of segments with the same max_run */
+  la_seg_link_t dirtyq;   /* arena's queue of segments with dirty units */
+  la_seg_link_t muzzyq;   /* arena's queue of segments with muzzy units */
+  uint64_t used_units;    /* bit i: unit i is metadata, part of a slab, or being purged */
+  uint64_t dirty_units;   /* free units that may be resident */
+  uint64_t muzzy_units;   /* free units given to the kernel with MADV_FREE */
+  uint64_t purging_units; /* units the purger holds while it madvises them */
   uint8_t max_run;        /* longest run of free units, the arena's bucket */
+  bool in_dirtyq, in_muzzyq;
   la_slab_t *unit_slab[LA_UNITS];  /* unit -> slab descriptor of its slab */
   la_slab_t slabs[LA_UNITS];       /* descriptor of the slab starting at unit */
 } la_segment_t;
@@ -139,6 +169,13 @@ typedef struct la_arena_s {
   la_slab_list_t abandoned[LA_NCLASSES]; /* small slabs whose thread exited */
   size_t nsegments;
   size_t nfree_segments;                 /* segments with no slab at all */
+  /* Decay: segments with dirty (muzzy) units queue in the order they got
+   * their first one, oldest first; purging takes from the head. */
+  la_segment_t *dirtyq_head, *dirtyq_tail, *muzzyq_head, *muzzyq_tail;
+  size_t ndirty, nmuzzy;                 /* units */
+  la_decay_t dirty_decay, muzzy_decay;
+  la_purge_stats_t purge_stats;
+  unsigned ticks;                        /* slow-path events since the last decay check */
 } la_arena_t;
 
 /* ---- thread heaps -------------------------------------------------------- */
@@ -160,7 +197,8 @@ typedef struct la_huge_s {
   void *ptr;               /* the block (start of the mapping) */
   size_t size;             /* usable bytes (page multiple) */
   size_t map_size;         /* mapped bytes (multiple of LA_SEG_SIZE) */
-  struct la_huge_s *next;  /* hash chain */
+  bool zeroed;             /* a fresh mapping, not yet written */
+  struct la_huge_s *next;  /* hash chain, or the cache's FIFO */
 } la_huge_t;
 
 /* ---- options ------------------------------------------------------------- */
@@ -198,6 +236,9 @@ typedef struct la_stats_s {
   size_t mapped;           /* bytes mapped by segments and huge blocks */
   size_t retained;         /* bytes of wholly free segments kept mapped */
   size_t dirty;            /* free units that may still be resident */
+  size_t muzzy;            /* free units given back lazily (MADV_FREE) */
+  uint64_t npurges, nmadvise, purged;   /* purging work so far */
+  bool background_thread;  /* the purger thread is running */
   size_t huge_count, huge_bytes;
   size_t large_count, large_bytes;
   size_t narenas, nheaps, nsegments;

@@ -1,4 +1,5 @@
-/* arena.c - arenas: pools of segments that hand out runs of units.
+/* arena.c - arenas: pools of segments that hand out runs of units, and
+ * give free units back to the OS as they decay.
  *
  * Each thread heap is tied to one arena (round robin), and goes to it only
  * to get a fresh slab, to give back an empty one, or for a "large" block (a
@@ -9,6 +10,15 @@
  * scans buckets k, k+1, ... so it lands in the fullest segment that fits,
  * which keeps the others empty enough to be returned to the OS.
  *
+ * Free units are dirty (may be resident), muzzy (given to the kernel with
+ * MADV_FREE) or clean (purged).  Segments with dirty or muzzy units wait in
+ * FIFO queues in the order they got their first one, and purging takes from
+ * the oldest, as many units as the decay curve (decay.c) says must go.
+ * Purging drops the lock around madvise: the units it works on are marked
+ * used meanwhile, so no allocation can land on them, and at most
+ * PURGE_BATCH segments are handled per lock release.  Emptied, purged
+ * segments beyond a few are unmapped.
+ *
  * Slabs whose thread exited ("abandoned") wait on per-class lists: a heap
  * that needs a slab of that class adopts one, and slabs emptied by other
  * threads' frees are swept back into free units when the arena is about to
@@ -17,8 +27,11 @@
 
 #include <string.h>
 
-#define ADOPT_SCAN_LIMIT 8      /* abandoned slabs looked at per request */
-#define RETAIN_FREE_SEGMENTS 1  /* wholly free segments kept per arena */
+#define ADOPT_SCAN_LIMIT 8       /* abandoned slabs looked at per request */
+#define RETAIN_CLEAN_SEGMENTS 2  /* empty purged segments kept mapped per arena */
+#define PURGE_BATCH 16           /* segments madvised per lock release */
+#define PURGE_MAX_BATCHES 8      /* per decay step: bounded work */
+#define DECAY_TICKS 32           /* frees to the arena between decay checks */
 
 unsigned la_narenas = 1;
 static la_arena_t arenas[LA_MAX_ARENAS];
@@ -32,9 +45,12 @@ void la_arenas_set_count(void) {
 
 void la_arenas_init(void) {
   la_arenas_set_count();
+  uint64_t now = la_now_ns();
   for (unsigned i = 0; i < LA_MAX_ARENAS; i++) {
     pthread_mutex_init(&arenas[i].lock, NULL);
     arenas[i].index = i;
+    la_decay_init(&arenas[i].dirty_decay, la_opt.dirty_decay_ms, now);
+    la_decay_init(&arenas[i].muzzy_decay, la_opt.muzzy_decay_ms, now);
   }
 }
 
@@ -47,33 +63,155 @@ la_arena_t *la_arena_at(unsigned index) {
   return index < LA_MAX_ARENAS ? &arenas[index] : NULL;
 }
 
-/* ---- segment buckets (lock held) ----------------------------------------- */
+/* ---- segment buckets and decay queues (lock held) ------------------------ */
 
 static void bucket_insert(la_arena_t *a, la_segment_t *seg) {
   la_segment_t **head = &a->segments[seg->max_run];
-  seg->prev = NULL;
-  seg->next = *head;
-  if (*head) (*head)->prev = seg;
+  seg->bucket.prev = NULL;
+  seg->bucket.next = *head;
+  if (*head) (*head)->bucket.prev = seg;
   *head = seg;
 }
 
 static void bucket_remove(la_arena_t *a, la_segment_t *seg) {
-  if (seg->prev) seg->prev->next = seg->next;
-  else a->segments[seg->max_run] = seg->next;
-  if (seg->next) seg->next->prev = seg->prev;
-  seg->next = seg->prev = NULL;
+  if (seg->bucket.prev) seg->bucket.prev->bucket.next = seg->bucket.next;
+  else a->segments[seg->max_run] = seg->bucket.next;
+  if (seg->bucket.next) seg->bucket.next->bucket.prev = seg->bucket.prev;
+  seg->bucket.next = seg->bucket.prev = NULL;
+}
+
+/* Change the used units of a segment, keeping its bucket right. */
+static void set_used(la_arena_t *a, la_segment_t *seg, uint64_t used) {
+  bucket_remove(a, seg);
+  seg->used_units = used;
+  la_segment_update_max_run(seg);
+  bucket_insert(a, seg);
+}
+
+enum state { DIRTY, MUZZY };
+
+typedef struct queue_s {
+  la_segment_t **head, **tail;
+  la_seg_link_t *(*link)(la_segment_t *);
+  bool *(*member)(la_segment_t *);
+} queue_t;
+
+static la_seg_link_t *dirty_link(la_segment_t *s) { return &s->dirtyq; }
+static la_seg_link_t *muzzy_link(la_segment_t *s) { return &s->muzzyq; }
+static bool *dirty_member(la_segment_t *s) { return &s->in_dirtyq; }
+static bool *muzzy_member(la_segment_t *s) { return &s->in_muzzyq; }
+
+static queue_t queue_of(la_arena_t *a, enum state st) {
+  if (st == DIRTY) return (queue_t){&a->dirtyq_head, &a->dirtyq_tail, dirty_link, dirty_member};
+  return (queue_t){&a->muzzyq_head, &a->muzzyq_tail, muzzy_link, muzzy_member};
+}
+
+static void queue_add(la_arena_t *a, la_segment_t *seg, enum state st) {
+  queue_t q = queue_of(a, st);
+  if (*q.member(seg)) return;
+  *q.member(seg) = true;
+  q.link(seg)->next = NULL;
+  q.link(seg)->prev = *q.tail;
+  if (*q.tail) q.link(*q.tail)->next = seg;
+  else *q.head = seg;
+  *q.tail = seg;
+}
+
+static void queue_del(la_arena_t *a, la_segment_t *seg, enum state st) {
+  queue_t q = queue_of(a, st);
+  if (!*q.member(seg)) return;
+  *q.member(seg) = false;
+  la_seg_link_t *l = q.link(seg);
+  if (l->prev) q.link(l->prev)->next = l->next;
+  else *q.head = l->next;
+  if (l->next) q.link(l->next)->prev = l->prev;
+  else *q.tail = l->prev;
+  l->next = l->prev = NULL;
+}
+
+static uint64_t *state_bits(la_segment_t *seg, enum state st) {
+  return st == DIRTY ? &seg->dirty_units : &seg->muzzy_units;
+}
+
+static size_t *state_count(la_arena_t *a, enum state st) {
+  return st == DIRTY ? &a->ndirty : &a->nmuzzy;
+}
+
+/* Add units to the dirty or muzzy state of a segment. */
+static void state_add(la_arena_t *a, la_segment_t *seg, enum state st, uint64_t bits) {
+  if (!bits) return;
+  *state_bits(seg, st) |= bits;
+  *state_count(a, st) += (size_t)__builtin_popcountll(bits);
+  queue_add(a, seg, st);
+}
+
+/* Remove units from a state (they were allocated or are being purged). */
+static void state_remove(la_arena_t *a, la_segment_t *seg, enum state st, uint64_t bits) {
+  bits &= *state_bits(seg, st);
+  if (!bits) return;
+  *state_bits(seg, st) &= ~bits;
+  *state_count(a, st) -= (size_t)__builtin_popcountll(bits);
+  if (!*state_bits(seg, st)) queue_del(a, seg, st);
+}
+
+/* ---- runs of units (lock held) ------------------------------------------- */
+
+/* The units of a run leave the dirty/muzzy states: count them out. */
+static void account_taken(la_arena_t *a, la_segment_t *seg, uint64_t dirty, uint64_t muzzy) {
+  a->ndirty -= (size_t)__builtin_popcountll(dirty);
+  a->nmuzzy -= (size_t)__builtin_popcountll(muzzy);
+  if (!seg->dirty_units) queue_del(a, seg, DIRTY);
+  if (!seg->muzzy_units) queue_del(a, seg, MUZZY);
+}
+
+static la_slab_t *take_run(la_arena_t *a, la_segment_t *seg, unsigned unit, unsigned k) {
+  uint64_t bits = la_bits_run_mask(unit, k);
+  uint64_t dirty = seg->dirty_units & bits, muzzy = seg->muzzy_units & bits;
+  if (la_segment_is_empty(seg)) a->nfree_segments--;
+  bucket_remove(a, seg);
+  la_slab_t *slab = la_segment_take_run(seg, unit, k);
+  bucket_insert(a, seg);
+  account_taken(a, seg, dirty, muzzy);
+  return slab;
+}
+
+static void release_run(la_arena_t *a, la_slab_t *slab) {
+  la_segment_t *seg = la_segment_of(slab);
+  unsigned nunits = slab->nunits;
+  bucket_remove(a, seg);
+  la_segment_release_run(seg, slab);   /* the units become dirty */
+  bucket_insert(a, seg);
+  a->ndirty += nunits;
+  queue_add(a, seg, DIRTY);
+  if (la_segment_is_empty(seg)) a->nfree_segments++;
 }
 
 static la_segment_t *find_segment(la_arena_t *a, unsigned k, unsigned align_units, int *unit) {
   for (unsigned r = k; r < LA_UNITS; r++)
-    for (la_segment_t *seg = a->segments[r]; seg; seg = seg->next)
+    for (la_segment_t *seg = a->segments[r]; seg; seg = seg->bucket.next)
       if ((*unit = la_segment_find_run(seg, k, align_units)) >= 0) return seg;
   return NULL;
 }
 
-/* ---- abandoned slabs (lock held) ----------------------------------------- */
+static size_t sweep_abandoned(la_arena_t *a);
 
-static la_segment_t *free_run(la_arena_t *a, la_slab_t *slab);
+static la_slab_t *alloc_run(la_arena_t *a, unsigned k, unsigned align_units) {
+  int unit;
+  la_segment_t *seg = find_segment(a, k, align_units, &unit);
+  if (!seg && sweep_abandoned(a)) seg = find_segment(a, k, align_units, &unit);
+  if (!seg) {
+    seg = la_segment_create(a);
+    if (!seg) return NULL;
+    a->nsegments++;
+    a->nfree_segments++;
+    bucket_insert(a, seg);
+    unit = la_segment_find_run(seg, k, align_units);
+    if (unit < 0) return NULL;   /* cannot happen: k <= 32, align_units <= 32 */
+  }
+  return take_run(a, seg, (unsigned)unit, k);
+}
+
+/* ---- abandoned slabs (lock held) ----------------------------------------- */
 
 /* Return abandoned slabs that other threads' frees have emptied. */
 static size_t sweep_abandoned(la_arena_t *a) {
@@ -85,8 +223,7 @@ static size_t sweep_abandoned(la_arena_t *a) {
       la_slab_collect_remote(s);
       if (s->used == 0) {
         la_slab_list_remove(&a->abandoned[c], s);
-        la_segment_t *gone = free_run(a, s);
-        if (gone) la_segment_destroy(gone);
+        release_run(a, s);
         released++;
       }
     }
@@ -107,47 +244,170 @@ static la_slab_t *adopt_abandoned(la_arena_t *a, unsigned cls, la_heap_t *owner)
   return NULL;
 }
 
-/* ---- runs of units (lock held) ------------------------------------------- */
+/* ---- purging (lock held on entry and exit; dropped around madvise) ------- */
 
-static la_slab_t *alloc_run(la_arena_t *a, unsigned k, unsigned align_units) {
-  int unit;
-  la_segment_t *seg = find_segment(a, k, align_units, &unit);
-  if (!seg && sweep_abandoned(a)) seg = find_segment(a, k, align_units, &unit);
-  if (!seg) {
-    seg = la_segment_create(a);
-    if (!seg) return NULL;
-    a->nsegments++;
-    a->nfree_segments++;
-    bucket_insert(a, seg);
-    unit = la_segment_find_run(seg, k, align_units);
-    if (unit < 0) return NULL;   /* cannot happen: k <= 32, align_units <= 32 */
+/* The lowest `n` set bits of x. */
+static uint64_t lowest_bits(uint64_t x, size_t n) {
+  if ((size_t)__builtin_popcountll(x) <= n) return x;
+  uint64_t r = 0;
+  while (n--) {
+    uint64_t low = x & -x;
+    r |= low;
+    x &= ~low;
   }
-  if (la_segment_is_empty(seg)) a->nfree_segments--;
-  bucket_remove(a, seg);
-  la_slab_t *slab = la_segment_take_run(seg, (unsigned)unit, k);
-  bucket_insert(a, seg);
-  return slab;
+  return r;
 }
 
-/* Returns the segment if it became free and is not retained: the caller
- * destroys it, after dropping the lock (munmap is slow). */
-static la_segment_t *free_run(la_arena_t *a, la_slab_t *slab) {
-  la_segment_t *seg = la_segment_of(slab);
-  bucket_remove(a, seg);
-  la_segment_release_run(seg, slab);
-  if (la_segment_is_empty(seg) && ++a->nfree_segments > RETAIN_FREE_SEGMENTS) {
-    a->nfree_segments--;
+typedef struct purge_item_s {
+  la_segment_t *seg;
+  uint64_t mask, done;
+} purge_item_t;
+
+/* Take up to PURGE_BATCH segments' worth of units (at most `want`) out of
+ * state `from`, oldest segments first, and mark them used by the purger. */
+static unsigned claim_batch(la_arena_t *a, enum state from, size_t want, purge_item_t *batch) {
+  unsigned n = 0;
+  while (n < PURGE_BATCH && want > 0) {
+    la_segment_t *seg = *queue_of(a, from).head;
+    if (!seg) break;
+    uint64_t mask = lowest_bits(*state_bits(seg, from), want);
+    state_remove(a, seg, from, mask);
+    want -= (size_t)__builtin_popcountll(mask);
+    seg->purging_units |= mask;
+    set_used(a, seg, seg->used_units | mask);
+    batch[n++] = (purge_item_t){seg, mask, 0};
+  }
+  return n;
+}
+
+static void settle_batch(la_arena_t *a, purge_item_t *batch, unsigned n, enum state from, bool lazy) {
+  for (unsigned i = 0; i < n; i++) {
+    la_segment_t *seg = batch[i].seg;
+    seg->purging_units &= ~batch[i].mask;
+    set_used(a, seg, seg->used_units & ~batch[i].mask);
+    state_add(a, seg, from, batch[i].mask & ~batch[i].done);   /* pages larger than units */
+    if (lazy) state_add(a, seg, MUZZY, batch[i].done);
+  }
+}
+
+/* Move `want` units out of state `from`: dirty to muzzy (lazy, MADV_FREE)
+ * or to clean (MADV_DONTNEED); muzzy to clean.  Bounded work: at most
+ * PURGE_MAX_BATCHES batches.  Returns the units moved. */
+static size_t purge_oldest(la_arena_t *a, enum state from, size_t want, bool lazy) {
+  size_t moved = 0;
+  purge_item_t batch[PURGE_BATCH];
+  for (unsigned round = 0; round < PURGE_MAX_BATCHES && want > moved; round++) {
+    unsigned n = claim_batch(a, from, want - moved, batch);
+    if (!n) break;
+    pthread_mutex_unlock(&a->lock);
+    la_purge_stats_t st = {0};
+    for (unsigned i = 0; i < n; i++) {
+      batch[i].done = la_segment_advise_runs(batch[i].seg, batch[i].mask, lazy, &st);
+      moved += (size_t)__builtin_popcountll(batch[i].done);
+    }
+    pthread_mutex_lock(&a->lock);
+    settle_batch(a, batch, n, from, lazy);
+    a->purge_stats.nmadvise += st.nmadvise;
+    a->purge_stats.purged += st.purged;
+    if (st.nmadvise) a->purge_stats.npurges++;
+  }
+  return moved;
+}
+
+/* Unlink empty segments with nothing left to purge, keeping `retain`;
+ * returns them chained through bucket.next for the caller to unmap after
+ * dropping the lock. */
+static la_segment_t *take_spare_segments(la_arena_t *a, size_t retain) {
+  la_segment_t *spare = NULL, *next;
+  size_t kept = 0;
+  for (la_segment_t *seg = a->segments[LA_UNITS - 1]; seg; seg = next) {
+    next = seg->bucket.next;
+    if (!la_segment_is_empty(seg) || seg->dirty_units || seg->muzzy_units || seg->purging_units) continue;
+    if (kept++ < retain) continue;
+    bucket_remove(a, seg);
     a->nsegments--;
-    return seg;
+    a->nfree_segments--;
+    seg->bucket.next = spare;
+    spare = seg;
   }
-  bucket_insert(a, seg);
-  return NULL;
+  return spare;
 }
 
-static void free_run_unlock(la_arena_t *a, la_slab_t *slab) {
-  la_segment_t *gone = free_run(a, slab);
+static void unmap_segments(la_segment_t *list) {
+  while (list) {
+    la_segment_t *next = list->bucket.next;
+    la_segment_destroy(list);
+    list = next;
+  }
+}
+
+static uint64_t earliest(uint64_t a, uint64_t b) {
+  if (!a) return b;
+  if (!b) return a;
+  return a < b ? a : b;
+}
+
+/* Purge what the decay curves say must go by `now`.  Returns when the
+ * next purge is due (0: nothing pending). */
+static uint64_t decay_locked(la_arena_t *a, uint64_t now, la_segment_t **spare) {
+  bool lazy = a->muzzy_decay.ms != 0;
+  size_t limit = la_decay_limit(&a->dirty_decay, now, a->ndirty);
+  if (a->ndirty > limit) {
+    purge_oldest(a, DIRTY, a->ndirty - limit, lazy);
+    la_decay_purged(&a->dirty_decay, a->ndirty);
+  }
+  limit = la_decay_limit(&a->muzzy_decay, now, a->nmuzzy);
+  if (a->nmuzzy > limit) {
+    purge_oldest(a, MUZZY, a->nmuzzy - limit, false);
+    la_decay_purged(&a->muzzy_decay, a->nmuzzy);
+  }
+  *spare = take_spare_segments(a, RETAIN_CLEAN_SEGMENTS);
+  return earliest(la_decay_next_deadline(&a->dirty_decay, a->ndirty),
+                  la_decay_next_deadline(&a->muzzy_decay, a->nmuzzy));
+}
+
+/* Run decay on one arena; returns when it is next due (0: nothing pending). */
+uint64_t la_arena_decay(la_arena_t *a, uint64_t now) {
+  la_segment_t *spare;
+  pthread_mutex_lock(&a->lock);
+  uint64_t due = decay_locked(a, now, &spare);
   pthread_mutex_unlock(&a->lock);
-  if (gone) la_segment_destroy(gone);
+  unmap_segments(spare);
+  return due;
+}
+
+uint64_t la_arenas_decay(uint64_t now) {
+  uint64_t due = 0;
+  for (unsigned i = 0; i < LA_MAX_ARENAS; i++)
+    if (arenas[i].nsegments) due = earliest(due, la_arena_decay(&arenas[i], now));
+  return due;
+}
+
+/* A new decay time for every arena, applied to what is already pending. */
+void la_arenas_set_decay(ssize_t dirty_ms, ssize_t muzzy_ms) {
+  uint64_t now = la_now_ns();
+  for (unsigned i = 0; i < LA_MAX_ARENAS; i++) {
+    la_arena_t *a = &arenas[i];
+    pthread_mutex_lock(&a->lock);
+    la_decay_set_ms(&a->dirty_decay, dirty_ms, now);
+    la_decay_set_ms(&a->muzzy_decay, muzzy_ms, now);
+    pthread_mutex_unlock(&a->lock);
+  }
+}
+
+/* Give back a run (slab or large block) and, every DECAY_TICKS frees or at
+ * once with a zero decay time, purge what decay says is due.  Called with
+ * the lock held; drops it. */
+static void release_and_unlock(la_arena_t *a, la_slab_t *slab) {
+  release_run(a, slab);
+  la_segment_t *spare = NULL;
+  if (a->dirty_decay.ms == 0 || ++a->ticks >= DECAY_TICKS) {
+    a->ticks = 0;
+    decay_locked(a, la_now_ns(), &spare);
+  }
+  pthread_mutex_unlock(&a->lock);
+  unmap_segments(spare);
+  la_purger_notify();
 }
 
 /* ---- slabs for thread heaps ---------------------------------------------- */
@@ -173,7 +433,7 @@ la_slab_t *la_arena_get_slab(la_arena_t *a, unsigned cls, la_heap_t *owner) {
 /* Give back a slab with no block in use. */
 void la_arena_put_slab(la_arena_t *a, la_slab_t *slab) {
   pthread_mutex_lock(&a->lock);
-  free_run_unlock(a, slab);
+  release_and_unlock(a, slab);
 }
 
 /* A heap whose thread exits leaves a slab that still has blocks in use. */
@@ -209,35 +469,31 @@ la_slab_t *la_arena_alloc_large(la_arena_t *a, unsigned cls, size_t align) {
 void la_arena_free_large(la_slab_t *slab) {
   la_arena_t *a = la_segment_of(slab)->arena;
   pthread_mutex_lock(&a->lock);
-  free_run_unlock(a, slab);
+  release_and_unlock(a, slab);
 }
 
-/* ---- purge, stats, fork -------------------------------------------------- */
+/* ---- purge now, stats, fork ---------------------------------------------- */
 
-/* malloc_trim: return emptied abandoned slabs, purge every dirty unit and
- * unmap every wholly free segment.  Returns the bytes given back. */
+/* malloc_trim: return emptied abandoned slabs, purge every dirty and muzzy
+ * unit and unmap every wholly free segment.  Returns the bytes given back. */
 size_t la_arenas_purge(void) {
   size_t released = 0;
   for (unsigned i = 0; i < LA_MAX_ARENAS; i++) {
     la_arena_t *a = &arenas[i];
     pthread_mutex_lock(&a->lock);
-    sweep_abandoned(a);
-    for (unsigned r = 0; r < LA_UNITS; r++) {
-      la_segment_t *next;
-      for (la_segment_t *seg = a->segments[r]; seg; seg = next) {
-        next = seg->next;
-        if (la_segment_is_empty(seg)) {
-          bucket_remove(a, seg);
-          a->nsegments--;
-          a->nfree_segments--;
-          released += LA_SEG_SIZE;
-          la_segment_destroy(seg);
-        } else {
-          released += la_segment_purge(seg);
-        }
-      }
+    if (!a->nsegments) {
+      pthread_mutex_unlock(&a->lock);
+      continue;
     }
+    sweep_abandoned(a);
+    released += purge_oldest(a, DIRTY, SIZE_MAX, false) << LA_UNIT_SHIFT;
+    released += purge_oldest(a, MUZZY, SIZE_MAX, false) << LA_UNIT_SHIFT;
+    la_decay_purged(&a->dirty_decay, a->ndirty);
+    la_decay_purged(&a->muzzy_decay, a->nmuzzy);
+    la_segment_t *spare = take_spare_segments(a, 0);
     pthread_mutex_unlock(&a->lock);
+    for (la_segment_t *s = spare; s; s = s->bucket.next) released += LA_SEG_SIZE;
+    unmap_segments(spare);
   }
   return released;
 }
@@ -264,8 +520,10 @@ static void slab_stats(la_stats_t *st, const la_slab_t *s) {
 static void segment_stats(la_stats_t *st, const la_segment_t *seg) {
   st->mapped += LA_SEG_SIZE;
   st->metadata += header_bytes();
-  st->active += (size_t)__builtin_popcountll(seg->used_units & ~(uint64_t)1) << LA_UNIT_SHIFT;
+  uint64_t in_slabs = seg->used_units & ~seg->purging_units & ~(uint64_t)1;
+  st->active += (size_t)__builtin_popcountll(in_slabs) << LA_UNIT_SHIFT;
   st->dirty += (size_t)__builtin_popcountll(seg->dirty_units) << LA_UNIT_SHIFT;
+  st->muzzy += (size_t)__builtin_popcountll(seg->muzzy_units) << LA_UNIT_SHIFT;
   if (la_segment_is_empty(seg)) st->retained += LA_SEG_SIZE;
   for (unsigned u = 1; u < LA_UNITS; u++) {
     const la_slab_t *s = seg->unit_slab[u];
@@ -279,8 +537,24 @@ void la_arenas_stats(la_stats_t *st) {
     la_arena_t *a = &arenas[i];
     pthread_mutex_lock(&a->lock);
     for (unsigned r = 0; r < LA_UNITS; r++)
-      for (la_segment_t *seg = a->segments[r]; seg; seg = seg->next) segment_stats(st, seg);
+      for (la_segment_t *seg = a->segments[r]; seg; seg = seg->bucket.next) segment_stats(st, seg);
     st->nsegments += a->nsegments;
+    st->npurges += a->purge_stats.npurges;
+    st->nmadvise += a->purge_stats.nmadvise;
+    st->purged += a->purge_stats.purged;
+    pthread_mutex_unlock(&a->lock);
+  }
+}
+
+/* Apply a THP mode to every segment mapped now (future ones get it when
+ * they are created). */
+void la_arenas_apply_thp(int mode) {
+  for (unsigned i = 0; i < LA_MAX_ARENAS; i++) {
+    la_arena_t *a = &arenas[i];
+    pthread_mutex_lock(&a->lock);
+    for (unsigned r = 0; r < LA_UNITS; r++)
+      for (la_segment_t *seg = a->segments[r]; seg; seg = seg->bucket.next)
+        la_os_advise_thp(seg, LA_SEG_SIZE, mode);
     pthread_mutex_unlock(&a->lock);
   }
 }

@@ -1,9 +1,10 @@
 /* ctl.c - alloc_ctl(): read and write control values by dotted name, with
  * the semantics of jemalloc's mallctl().
  *
- * One table lists every name, its type and how to read or run it; the
- * documentation (docs/api.md) follows the same table.  Values that can not
- * change while the process runs answer EPERM to a write. */
+ * One table lists every name, its type and how to read, write or run it;
+ * the documentation (docs/api.md) follows the same table.  Values that can
+ * not change while the process runs answer EPERM to a write.  This is also
+ * the entry point the telemetry segment's control area calls. */
 #include "alloc_internal.h"
 
 #include <alloc.h>
@@ -52,7 +53,7 @@ static void read_nbins(ctl_value_t *v) { v->u = LA_NCLASSES; }
   static void read_stats_##field(ctl_value_t *v) {                            \
     la_stats_t st;                                                             \
     la_stats_gather(&st);                                                      \
-    v->size = st.field;                                                        \
+    v->size = (size_t)st.field;                                                \
   }
 STAT_READER(allocated)
 STAT_READER(active)
@@ -61,6 +62,10 @@ STAT_READER(resident)
 STAT_READER(mapped)
 STAT_READER(retained)
 STAT_READER(dirty)
+STAT_READER(muzzy)
+STAT_READER(purged)
+STAT_READER(npurges)
+STAT_READER(nmadvise)
 #undef STAT_READER
 
 static void read_opt_narenas(ctl_value_t *v) { v->u = la_opt.narenas; }
@@ -74,6 +79,7 @@ static void read_opt_telemetry_dir(ctl_value_t *v) { v->s = la_opt.telemetry_dir
 static void read_opt_interval(ctl_value_t *v) { v->ssize = la_opt.stats_interval_ms; }
 static void read_opt_stats_print(ctl_value_t *v) { v->b = la_opt.stats_print; }
 static void read_opt_abort_invalid(ctl_value_t *v) { v->b = la_opt.abort_on_invalid_free; }
+static void read_bg_running(ctl_value_t *v) { v->b = la_purger_running(); }
 
 /* Statistics are always current; "epoch" exists so that code written for
  * jemalloc (write epoch, then read stats) works unchanged. */
@@ -85,11 +91,90 @@ static int write_epoch(const ctl_value_t *v) {
   return 0;
 }
 
+/* ---- live knobs ---------------------------------------------------------- */
+/* Writers run under ctl_lock, so two concurrent changes cannot interleave
+ * between la_opt and the pools they are applied to. */
+
+static bool valid_decay(ssize_t ms) {
+  return ms >= -1 && ms <= ((ssize_t)1 << 40);
+}
+
+/* A new decay time re-plans what is pending in every pool, and wakes the
+ * purger so that it takes effect at once. */
+static void apply_decay(void) {
+  la_arenas_set_decay(la_opt.dirty_decay_ms, la_opt.muzzy_decay_ms);
+  la_huge_set_decay(la_opt.dirty_decay_ms);
+  la_purger_kick();
+  if (!la_opt.background_thread) la_decay_all(la_now_ns());
+}
+
+static int write_dirty(const ctl_value_t *v) {
+  if (!valid_decay(v->ssize)) return EINVAL;
+  la_opt.dirty_decay_ms = v->ssize;
+  apply_decay();
+  return 0;
+}
+
+static int write_muzzy(const ctl_value_t *v) {
+  if (!valid_decay(v->ssize)) return EINVAL;
+  la_opt.muzzy_decay_ms = v->ssize;
+  apply_decay();
+  return 0;
+}
+
+static int parse_mode(const char *s, const char *(*name)(int)) {
+  if (!s) return -1;
+  for (int m = 0; m < 3; m++)
+    if (strcmp(s, name(m)) == 0) return m;
+  return -1;
+}
+
+/* Applies to memory mapped already (free and in use) and to future
+ * mappings.  "default" only changes future mappings: the kernel has no
+ * advice that undoes MADV_HUGEPAGE or MADV_NOHUGEPAGE. */
+static int write_thp(const ctl_value_t *v) {
+  int mode = parse_mode(v->s, la_thp_mode_name);
+  if (mode < 0) return EINVAL;
+  la_opt.thp = mode;
+  if (mode != LA_THP_DEFAULT) {
+    la_arenas_apply_thp(mode);
+    la_huge_apply_thp(mode);
+  }
+  return 0;
+}
+
+static int write_meta_thp(const ctl_value_t *v) {
+  int mode = parse_mode(v->s, la_meta_thp_mode_name);
+  if (mode < 0) return EINVAL;
+  la_opt.metadata_thp = mode;
+  la_meta_apply_thp();
+  return 0;
+}
+
+static int write_bg(const ctl_value_t *v) { return la_purger_enable(v->b); }
+
+static int write_stats_print(const ctl_value_t *v) {
+  la_opt.stats_print = v->b;
+  return 0;
+}
+
+static int write_abort_invalid(const ctl_value_t *v) {
+  la_opt.abort_on_invalid_free = v->b;
+  return 0;
+}
+
 /* ---- commands ------------------------------------------------------------ */
 
 static int run_purge(const ctl_value_t *v) {
   (void)v;
   la_arenas_purge();
+  la_huge_purge();
+  return 0;
+}
+
+static int run_decay(const ctl_value_t *v) {
+  (void)v;
+  la_decay_all(la_now_ns());
   return 0;
 }
 
@@ -99,14 +184,21 @@ static int run_tcache_flush(const ctl_value_t *v) {
   return 0;
 }
 
+/* Names follow jemalloc: opt.* are the options (writable here when they can
+ * change live), arenas.* and background_thread are jemalloc's live names for
+ * the same knobs. */
 static const ctl_entry_t ctl_table[] = {
   {"version", CTL_STRING, read_version, NULL},
   {"epoch", CTL_U64, read_epoch, write_epoch},
   {"arenas.narenas", CTL_UNSIGNED, read_narenas, NULL},
   {"arenas.page", CTL_SIZE, read_page, NULL},
   {"arenas.nbins", CTL_UNSIGNED, read_nbins, NULL},
+  {"arenas.dirty_decay_ms", CTL_SSIZE, read_opt_dirty, write_dirty},
+  {"arenas.muzzy_decay_ms", CTL_SSIZE, read_opt_muzzy, write_muzzy},
   {"arena.purge", CTL_COMMAND, NULL, run_purge},
+  {"arena.decay", CTL_COMMAND, NULL, run_decay},
   {"thread.tcache.flush", CTL_COMMAND, NULL, run_tcache_flush},
+  {"background_thread", CTL_BOOL, read_opt_bg, write_bg},
   {"stats.allocated", CTL_SIZE, read_stats_allocated, NULL},
   {"stats.active", CTL_SIZE, read_stats_active, NULL},
   {"stats.metadata", CTL_SIZE, read_stats_metadata, NULL},
@@ -114,17 +206,22 @@ static const ctl_entry_t ctl_table[] = {
   {"stats.mapped", CTL_SIZE, read_stats_mapped, NULL},
   {"stats.retained", CTL_SIZE, read_stats_retained, NULL},
   {"stats.dirty", CTL_SIZE, read_stats_dirty, NULL},
+  {"stats.muzzy", CTL_SIZE, read_stats_muzzy, NULL},
+  {"stats.purged", CTL_SIZE, read_stats_purged, NULL},
+  {"stats.npurges", CTL_SIZE, read_stats_npurges, NULL},
+  {"stats.nmadvise", CTL_SIZE, read_stats_nmadvise, NULL},
+  {"stats.background_thread.running", CTL_BOOL, read_bg_running, NULL},
   {"opt.narenas", CTL_UNSIGNED, read_opt_narenas, NULL},
-  {"opt.dirty_decay_ms", CTL_SSIZE, read_opt_dirty, NULL},
-  {"opt.muzzy_decay_ms", CTL_SSIZE, read_opt_muzzy, NULL},
-  {"opt.thp", CTL_STRING, read_opt_thp, NULL},
-  {"opt.metadata_thp", CTL_STRING, read_opt_meta_thp, NULL},
-  {"opt.background_thread", CTL_BOOL, read_opt_bg, NULL},
+  {"opt.dirty_decay_ms", CTL_SSIZE, read_opt_dirty, write_dirty},
+  {"opt.muzzy_decay_ms", CTL_SSIZE, read_opt_muzzy, write_muzzy},
+  {"opt.thp", CTL_STRING, read_opt_thp, write_thp},
+  {"opt.metadata_thp", CTL_STRING, read_opt_meta_thp, write_meta_thp},
+  {"opt.background_thread", CTL_BOOL, read_opt_bg, write_bg},
   {"opt.telemetry", CTL_BOOL, read_opt_telemetry, NULL},
   {"opt.telemetry_dir", CTL_STRING, read_opt_telemetry_dir, NULL},
   {"opt.stats_interval_ms", CTL_SSIZE, read_opt_interval, NULL},
-  {"opt.stats_print", CTL_BOOL, read_opt_stats_print, NULL},
-  {"opt.abort_on_invalid_free", CTL_BOOL, read_opt_abort_invalid, NULL},
+  {"opt.stats_print", CTL_BOOL, read_opt_stats_print, write_stats_print},
+  {"opt.abort_on_invalid_free", CTL_BOOL, read_opt_abort_invalid, write_abort_invalid},
 };
 
 static const ctl_entry_t *find_entry(const char *name) {
@@ -152,13 +249,17 @@ LA_EXPORT int alloc_ctl(const char *name, void *oldp, size_t *oldlenp, void *new
     if (!e->read) return EPERM;
   }
   ctl_value_t before = {0};
+  static pthread_mutex_t ctl_lock = PTHREAD_MUTEX_INITIALIZER;
+  pthread_mutex_lock(&ctl_lock);
   if (oldp) e->read(&before);
+  int err = 0;
   if (newp) {
     ctl_value_t v;
     memcpy(&v, newp, size);
-    int err = e->write(&v);
-    if (err) return err;
+    err = e->write(&v);
   }
+  pthread_mutex_unlock(&ctl_lock);
+  if (err) return err;
   if (oldp) memcpy(oldp, &before, size);
   return 0;
 }

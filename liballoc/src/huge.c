@@ -6,6 +6,11 @@
  * (free() of a huge block already costs a munmap, the lookup is noise).
  * Fresh mappings read as zero, so calloc need not clear them.
  *
+ * A freed huge mapping is not unmapped at once: it waits in a FIFO cache,
+ * counted as dirty, where a later huge request can reuse it, until the dirty
+ * decay curve says it must go; then it is unmapped (huge mappings skip the
+ * muzzy stage).  With dirty_decay_ms:0 it is unmapped at once.
+ *
  * realloc grows a huge block in place when the address space after it is
  * free, and otherwise moves its pages with mremap: page tables move, bytes
  * are not copied. */
@@ -20,6 +25,13 @@ static pthread_mutex_t huge_lock = PTHREAD_MUTEX_INITIALIZER;
 static la_huge_t *buckets[1u << HUGE_BUCKET_BITS];
 static la_huge_t *spare_descs;
 static size_t huge_count, huge_bytes, huge_mapped;
+
+#define CACHE_MAX 64                      /* mappings kept for reuse at most */
+static la_huge_t *cache_head, *cache_tail;  /* oldest first */
+static size_t cache_count, cache_bytes;
+static la_decay_t cache_decay;
+static bool cache_decay_ready;
+static la_purge_stats_t cache_purge;
 
 static unsigned bucket_of(const void *p) {
   return (unsigned)((((uintptr_t)p >> LA_SEG_SHIFT) * 0x9E3779B97F4A7C15ull) >> (64 - HUGE_BUCKET_BITS));
@@ -69,8 +81,90 @@ static void desc_release(la_huge_t *d) {
 
 /* ---- allocation ---------------------------------------------------------- */
 
-/* A block of at least `size` bytes aligned to `align` (a power of two), in a
- * fresh mapping; NULL with errno ENOMEM on failure. */
+/* ---- the cache of freed mappings (huge_lock held) ------------------------- */
+
+static void cache_push(la_huge_t *d) {
+  d->next = NULL;
+  if (cache_tail) cache_tail->next = d;
+  else cache_head = d;
+  cache_tail = d;
+  cache_count++;
+  cache_bytes += d->map_size;
+}
+
+static la_huge_t *cache_pop_oldest(void) {
+  la_huge_t *d = cache_head;
+  if (!d) return NULL;
+  cache_head = d->next;
+  if (!cache_head) cache_tail = NULL;
+  cache_count--;
+  cache_bytes -= d->map_size;
+  return d;
+}
+
+/* The smallest cached mapping that holds map_size bytes at `align`. */
+static la_huge_t *cache_take(size_t map_size, size_t align) {
+  la_huge_t *best = NULL, *best_prev = NULL, *prev = NULL;
+  for (la_huge_t *d = cache_head; d; prev = d, d = d->next) {
+    if (d->map_size < map_size || ((uintptr_t)d->ptr & (align - 1))) continue;
+    if (!best || d->map_size < best->map_size) {
+      best = d;
+      best_prev = prev;
+    }
+  }
+  if (!best) return NULL;
+  if (best_prev) best_prev->next = best->next;
+  else cache_head = best->next;
+  if (cache_tail == best) cache_tail = best_prev;
+  cache_count--;
+  cache_bytes -= best->map_size;
+  return best;
+}
+
+static size_t cache_pages(void) {
+  return cache_bytes / la_page_size;
+}
+
+/* Unmap a list of descriptors chained through next, then recycle them. */
+static void unmap_descs(la_huge_t *list) {
+  while (list) {
+    la_huge_t *next = list->next;
+    la_os_unmap(list->ptr, list->map_size);
+    pthread_mutex_lock(&huge_lock);
+    cache_purge.nmadvise++;
+    cache_purge.purged += list->map_size;
+    desc_release(list);
+    pthread_mutex_unlock(&huge_lock);
+    list = next;
+  }
+}
+
+static void cache_decay_init_once(void) {
+  if (cache_decay_ready) return;
+  cache_decay_ready = true;
+  la_decay_init(&cache_decay, la_opt.dirty_decay_ms, la_now_ns());
+}
+
+/* ---- allocation ---------------------------------------------------------- */
+
+/* A cached mapping for map_size bytes at `align`, trimmed to map_size. */
+static la_huge_t *reuse_cached(size_t usable, size_t map_size, size_t align) {
+  pthread_mutex_lock(&huge_lock);
+  la_huge_t *d = cache_take(map_size, align);
+  pthread_mutex_unlock(&huge_lock);
+  if (!d) return NULL;
+  if (d->map_size > map_size) {   /* give back the regions we do not need */
+    la_segmap_set((uint8_t *)d->ptr + map_size, d->map_size - map_size, LA_MAP_NONE);
+    la_os_unmap((uint8_t *)d->ptr + map_size, d->map_size - map_size);
+    d->map_size = map_size;
+  }
+  d->size = usable;
+  d->zeroed = false;
+  return d;
+}
+
+/* A block of at least `size` bytes aligned to `align` (a power of two),
+ * from the cache or a fresh mapping; NULL with errno ENOMEM on failure. */
 void *la_huge_alloc(size_t size, size_t align) {
   size_t usable, map_size;
   if (size == 0) size = 1;
@@ -78,11 +172,22 @@ void *la_huge_alloc(size_t size, size_t align) {
     errno = ENOMEM;
     return NULL;
   }
-  void *p = la_os_map_aligned(map_size, align > LA_SEG_SIZE ? align : LA_SEG_SIZE);
+  if (align < LA_SEG_SIZE) align = LA_SEG_SIZE;
+  la_huge_t *d = reuse_cached(usable, map_size, align);
+  if (d) {
+    pthread_mutex_lock(&huge_lock);
+    table_insert(d);
+    huge_count++;
+    huge_bytes += usable;
+    huge_mapped += map_size;
+    pthread_mutex_unlock(&huge_lock);
+    return d->ptr;
+  }
+  void *p = la_os_map_aligned(map_size, align);
   if (!p) return NULL;
   la_os_advise_thp(p, map_size, la_opt.thp);
   pthread_mutex_lock(&huge_lock);
-  la_huge_t *d = desc_new();
+  d = desc_new();
   if (!d) {
     pthread_mutex_unlock(&huge_lock);
     la_os_unmap(p, map_size);
@@ -92,6 +197,7 @@ void *la_huge_alloc(size_t size, size_t align) {
   d->ptr = p;
   d->size = usable;
   d->map_size = map_size;
+  d->zeroed = true;
   table_insert(d);
   huge_count++;
   huge_bytes += usable;
@@ -101,6 +207,8 @@ void *la_huge_alloc(size_t size, size_t align) {
   return p;
 }
 
+/* Free a huge block into the cache; with a zero decay time, or a full
+ * cache, the oldest mapping goes back to the OS at once. */
 void la_huge_free(void *p) {
   pthread_mutex_lock(&huge_lock);
   la_huge_t *d = table_remove(p);
@@ -109,14 +217,86 @@ void la_huge_free(void *p) {
     la_invalid_free(p, "not the start of a huge block");
     return;
   }
-  size_t map_size = d->map_size;
   huge_count--;
   huge_bytes -= d->size;
-  huge_mapped -= map_size;
-  la_segmap_set(p, map_size, LA_MAP_NONE);
-  desc_release(d);
+  huge_mapped -= d->map_size;
+  cache_decay_init_once();
+  cache_push(d);
+  la_huge_t *gone = NULL;
+  if (cache_decay.ms == 0 || cache_count > CACHE_MAX) {
+    gone = cache_pop_oldest();
+    gone->next = NULL;
+    la_segmap_set(gone->ptr, gone->map_size, LA_MAP_NONE);
+  }
+  la_decay_limit(&cache_decay, la_now_ns(), cache_pages());   /* record the new pages */
   pthread_mutex_unlock(&huge_lock);
-  la_os_unmap(p, map_size);
+  unmap_descs(gone);
+  la_purger_notify();
+}
+
+/* Unmap the cached mappings the decay curve says must go by `now`; returns
+ * when the next one is due (0: none). */
+uint64_t la_huge_decay(uint64_t now) {
+  la_huge_t *gone = NULL;
+  pthread_mutex_lock(&huge_lock);
+  if (!cache_decay_ready) {
+    pthread_mutex_unlock(&huge_lock);
+    return 0;
+  }
+  size_t limit = la_decay_limit(&cache_decay, now, cache_pages());
+  while (cache_pages() > limit) {
+    la_huge_t *d = cache_pop_oldest();
+    la_segmap_set(d->ptr, d->map_size, LA_MAP_NONE);
+    d->next = gone;
+    gone = d;
+  }
+  if (gone) cache_purge.npurges++;
+  la_decay_purged(&cache_decay, cache_pages());
+  uint64_t due = la_decay_next_deadline(&cache_decay, cache_pages());
+  pthread_mutex_unlock(&huge_lock);
+  unmap_descs(gone);
+  return due;
+}
+
+/* Unmap every cached mapping now (malloc_trim); returns the bytes. */
+size_t la_huge_purge(void) {
+  la_huge_t *gone = NULL, *d;
+  size_t bytes = 0;
+  pthread_mutex_lock(&huge_lock);
+  while ((d = cache_pop_oldest())) {
+    la_segmap_set(d->ptr, d->map_size, LA_MAP_NONE);
+    bytes += d->map_size;
+    d->next = gone;
+    gone = d;
+  }
+  if (cache_decay_ready) la_decay_purged(&cache_decay, 0);
+  pthread_mutex_unlock(&huge_lock);
+  unmap_descs(gone);
+  return bytes;
+}
+
+void la_huge_set_decay(ssize_t ms) {
+  pthread_mutex_lock(&huge_lock);
+  cache_decay_init_once();
+  la_decay_set_ms(&cache_decay, ms, la_now_ns());
+  pthread_mutex_unlock(&huge_lock);
+}
+
+/* calloc: does the block still read as zero? */
+bool la_huge_is_zeroed(const void *p) {
+  pthread_mutex_lock(&huge_lock);
+  la_huge_t *d = table_find(p);
+  bool zeroed = d && d->zeroed;
+  pthread_mutex_unlock(&huge_lock);
+  return zeroed;
+}
+
+void la_huge_apply_thp(int mode) {
+  pthread_mutex_lock(&huge_lock);
+  for (unsigned b = 0; b < (1u << HUGE_BUCKET_BITS); b++)
+    for (la_huge_t *d = buckets[b]; d; d = d->next) la_os_advise_thp(d->ptr, d->map_size, mode);
+  for (la_huge_t *d = cache_head; d; d = d->next) la_os_advise_thp(d->ptr, d->map_size, mode);
+  pthread_mutex_unlock(&huge_lock);
 }
 
 /* 0 for a pointer that is not the start of a huge block. */
@@ -220,7 +400,11 @@ void la_huge_stats(la_stats_t *st) {
   st->huge_bytes += huge_bytes;
   st->allocated += huge_bytes;
   st->active += huge_bytes;
-  st->mapped += huge_mapped;
+  st->mapped += huge_mapped + cache_bytes;
+  st->dirty += cache_bytes;        /* an upper bound: untouched pages are not resident */
+  st->npurges += cache_purge.npurges;
+  st->nmadvise += cache_purge.nmadvise;
+  st->purged += cache_purge.purged;
   pthread_mutex_unlock(&huge_lock);
 }
 

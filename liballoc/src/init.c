@@ -32,6 +32,7 @@ static void fork_parent(void) {
 }
 
 static void fork_child(void) {
+  la_purger_fork_child();
   la_meta_fork_child();
   la_huge_fork_child();
   la_arenas_fork_child();
@@ -44,6 +45,7 @@ void la_init_slow(void) {
     la_os_init();
     la_options_init();
     la_sizeclass_init();
+    la_decay_init_weights();
     la_arenas_init();
     la_heaps_init();
     atomic_store_explicit(&la_initialized, true, memory_order_release);

@@ -6,6 +6,8 @@
 #include "alloc_internal.h"
 
 #include <errno.h>
+#include <fcntl.h>
+#include <time.h>
 #include <sched.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -64,6 +66,33 @@ void la_os_purge(void *p, size_t size) {
   madvise(p, size, MADV_DONTNEED);
 }
 
+/* Let the kernel take the pages when it needs memory (MADV_FREE, "muzzy"):
+ * until then they stay resident and may keep their contents.  Kernels
+ * without MADV_FREE get MADV_DONTNEED. */
+void la_os_purge_lazy(void *p, size_t size) {
+  if (madvise(p, size, MADV_FREE) != 0) madvise(p, size, MADV_DONTNEED);
+}
+
+/* The PMD (huge page) size, read once from /sys; 0 if THP is unavailable.
+ * open/read are cancellation points: never called from malloc's paths. */
+size_t la_os_hugepage_size(void) {
+  static size_t cached = (size_t)-1;
+  if (cached != (size_t)-1) return cached;
+  size_t size = 0;
+  int fd = open("/sys/kernel/mm/transparent_hugepage/hpage_pmd_size", O_RDONLY | O_CLOEXEC);
+  if (fd >= 0) {
+    char buf[32];
+    ssize_t n = read(fd, buf, sizeof buf - 1);
+    close(fd);
+    if (n > 0) {
+      buf[n] = 0;
+      size = (size_t)strtoull(buf, NULL, 10);
+    }
+  }
+  cached = size;
+  return size;
+}
+
 void la_os_advise_thp(void *p, size_t size, int thp_mode) {
   if (thp_mode == LA_THP_ALWAYS) madvise(p, size, MADV_HUGEPAGE);
   else if (thp_mode == LA_THP_NEVER) madvise(p, size, MADV_NOHUGEPAGE);
@@ -81,6 +110,21 @@ void *la_os_remap_to(void *old, size_t old_size, size_t new_size, void *dest) {
  * taken. */
 bool la_os_extend_in_place(void *p, size_t old_size, size_t new_size) {
   return mremap(p, old_size, new_size, 0) != MAP_FAILED;
+}
+
+/* The clock decay runs on.  Tests replace it to drive decay
+ * deterministically (la_os_set_clock). */
+static uint64_t (*clock_override)(void);
+
+void la_os_set_clock(uint64_t (*now_ns)(void)) {
+  clock_override = now_ns;
+}
+
+uint64_t la_now_ns(void) {
+  if (clock_override) return clock_override();
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
 }
 
 unsigned la_os_ncpus(void) {

@@ -1,9 +1,11 @@
 /* segment.c - one 4 MiB segment: which units are used, which free units are
- * dirty, and the slab descriptor of every unit.
+ * dirty or muzzy, and the slab descriptor of every unit.
  *
- * Callers hold the lock of the arena that owns the segment.  Free units are
- * tracked in 64-bit masks, so finding a run of k free units, or of k dirty
- * ones (already resident, cheaper to reuse), is a handful of shifts. */
+ * Callers hold the lock of the arena that owns the segment, except for
+ * la_segment_advise_runs, which the purger calls on units it has taken out
+ * of circulation.  Units are tracked in 64-bit masks, so finding a run of k
+ * free units, or of k dirty ones (already resident, cheaper to reuse), is a
+ * handful of shifts. */
 #include "alloc_internal.h"
 
 /* Descriptor of every unit that is free or metadata.  Its fast_owner and
@@ -32,7 +34,7 @@ unsigned la_bits_longest_run(uint64_t bits) {
   return n;
 }
 
-static uint64_t run_mask(unsigned unit, unsigned k) {
+uint64_t la_bits_run_mask(unsigned unit, unsigned k) {
   uint64_t ones = k >= 64 ? ~(uint64_t)0 : (((uint64_t)1 << k) - 1);
   return ones << unit;
 }
@@ -44,7 +46,7 @@ static uint64_t aligned_positions(unsigned align_units) {
   return m;
 }
 
-static void update_max_run(la_segment_t *seg) {
+void la_segment_update_max_run(la_segment_t *seg) {
   seg->max_run = (uint8_t)la_bits_longest_run(~seg->used_units);
 }
 
@@ -55,9 +57,8 @@ la_segment_t *la_segment_create(la_arena_t *arena) {
   la_os_advise_thp(seg, LA_SEG_SIZE, la_opt.thp);
   seg->arena = arena;
   seg->used_units = 1;          /* unit 0: this header */
-  seg->dirty_units = 0;
   for (unsigned i = 0; i < LA_UNITS; i++) seg->unit_slab[i] = &la_slab_invalid;
-  update_max_run(seg);
+  la_segment_update_max_run(seg);
   la_segmap_set(seg, LA_SEG_SIZE, LA_MAP_SEGMENT);
   return seg;
 }
@@ -78,57 +79,63 @@ int la_segment_find_run(const la_segment_t *seg, unsigned k, unsigned align_unit
 }
 
 /* Mark units [unit, unit+k) used and return the descriptor of the run,
- * with nunits and zeroed set; the caller initialises the rest. */
+ * with nunits and zeroed set; the caller initialises the rest and accounts
+ * for the dirty and muzzy units the run took (it reads them first). */
 la_slab_t *la_segment_take_run(la_segment_t *seg, unsigned unit, unsigned k) {
-  uint64_t bits = run_mask(unit, k);
+  uint64_t bits = la_bits_run_mask(unit, k);
   la_slab_t *slab = &seg->slabs[unit];
-  slab->zeroed = (seg->dirty_units & bits) == 0;   /* never touched, or purged */
+  /* never touched, or purged: reads as zero.  Muzzy pages may not. */
+  slab->zeroed = ((seg->dirty_units | seg->muzzy_units) & bits) == 0;
   seg->used_units |= bits;
   seg->dirty_units &= ~bits;
+  seg->muzzy_units &= ~bits;
   for (unsigned i = unit; i < unit + k; i++) seg->unit_slab[i] = slab;
   slab->nunits = (uint8_t)k;
-  update_max_run(seg);
+  la_segment_update_max_run(seg);
   return slab;
 }
 
 /* Return the units of `slab` to the segment as dirty. */
 void la_segment_release_run(la_segment_t *seg, la_slab_t *slab) {
   unsigned unit = (unsigned)(slab - seg->slabs);
-  uint64_t bits = run_mask(unit, slab->nunits);
+  uint64_t bits = la_bits_run_mask(unit, slab->nunits);
   for (unsigned i = unit; i < unit + slab->nunits; i++) seg->unit_slab[i] = &la_slab_invalid;
   slab->kind = LA_SLAB_UNUSED;
-  __atomic_store_n(&slab->owner, NULL, __ATOMIC_RELAXED);
+  atomic_store_explicit(&slab->owner, NULL, memory_order_relaxed);
   slab->fast_owner = NULL;
   seg->used_units &= ~bits;
   seg->dirty_units |= bits;
-  update_max_run(seg);
+  la_segment_update_max_run(seg);
 }
 
-/* Give every dirty unit's pages back to the OS; returns the bytes purged.
- * A unit stays dirty unless all of it was purged, which only matters on
- * kernels whose pages are larger than a unit. */
-size_t la_segment_purge(la_segment_t *seg) {
-  size_t purged = 0;
-  uint64_t todo = seg->dirty_units;
+/* madvise every run of units in `mask`: MADV_FREE if `lazy`, else
+ * MADV_DONTNEED.  Returns the units entirely covered, which on kernels with
+ * pages larger than a unit may be fewer than asked for.  Runs without any
+ * lock: the caller owns these units for the duration. */
+uint64_t la_segment_advise_runs(la_segment_t *seg, uint64_t mask, bool lazy, la_purge_stats_t *st) {
+  uint64_t done = 0, todo = mask;
   while (todo) {
     unsigned start = (unsigned)__builtin_ctzll(todo);
     uint64_t rest = ~(todo >> start);
     unsigned len = rest ? (unsigned)__builtin_ctzll(rest) : LA_UNITS - start;
-    todo &= ~run_mask(start, len);
+    todo &= ~la_bits_run_mask(start, len);
     uintptr_t a = (uintptr_t)la_unit_address(seg, start);
     uintptr_t b = a + ((size_t)len << LA_UNIT_SHIFT);
     uintptr_t pa = (a + la_page_size - 1) & ~(uintptr_t)(la_page_size - 1);
     uintptr_t pb = b & ~(uintptr_t)(la_page_size - 1);
     if (pb <= pa) continue;
-    la_os_purge((void *)pa, pb - pa);
-    purged += pb - pa;
+    if (lazy) la_os_purge_lazy((void *)pa, pb - pa);
+    else la_os_purge((void *)pa, pb - pa);
+    st->nmadvise++;
+    st->purged += pb - pa;
     unsigned first = (unsigned)((pa - (uintptr_t)seg + LA_UNIT_SIZE - 1) >> LA_UNIT_SHIFT);
     unsigned last = (unsigned)((pb - (uintptr_t)seg) >> LA_UNIT_SHIFT);
-    if (last > first) seg->dirty_units &= ~run_mask(first, last - first);
+    if (last > first) done |= la_bits_run_mask(first, last - first);
   }
-  return purged;
+  return done & mask;
 }
 
+/* No slab in the segment (units the purger holds do not count). */
 bool la_segment_is_empty(const la_segment_t *seg) {
-  return seg->used_units == 1;
+  return (seg->used_units & ~seg->purging_units) == 1;
 }

@@ -28,9 +28,10 @@ void la_stats_gather(la_stats_t *st) {
   la_huge_stats(st);
   st->metadata += la_meta_used();
   st->mapped += la_meta_mapped();
-  st->resident = st->active + st->dirty + st->metadata;
+  st->resident = st->active + st->dirty + st->muzzy + st->metadata;
   st->nheaps = la_heaps_count();
   st->foreign_frees = atomic_load_explicit(&la_foreign_frees, memory_order_relaxed);
+  st->background_thread = la_purger_running();
 }
 
 /* ---- output -------------------------------------------------------------- */
@@ -70,15 +71,17 @@ __attribute__((format(printf, 2, 3))) static void out(writer_t *w, const char *f
 /* The totals, in one order for both formats: name, value. */
 #define LA_STAT_TOTALS(X)                                                      \
   X(allocated) X(active) X(metadata) X(resident) X(mapped) X(retained)         \
-  X(dirty) X(large_count) X(large_bytes) X(huge_count) X(huge_bytes)           \
+  X(dirty) X(muzzy) X(npurges) X(nmadvise) X(purged) X(large_count)          \
+  X(large_bytes) X(huge_count) X(huge_bytes)                                 \
   X(narenas) X(nheaps) X(nsegments) X(foreign_frees)
 
 static void print_text(writer_t *w, const la_stats_t *st) {
   out(w, "___ Begin liballoc statistics ___\n");
   out(w, "version: %s\npid: %d\npage size: %zu\n", ALLOC_VERSION_STRING, (int)getpid(), la_page_size);
-#define X(name) out(w, "%s: %zu\n", #name, st->name);
+#define X(name) out(w, "%s: %zu\n", #name, (size_t)st->name);
   LA_STAT_TOTALS(X)
 #undef X
+  out(w, "background_thread: %s\n", st->background_thread ? "running" : "stopped");
   const la_options_t *o = &la_opt;
   out(w, "options: narenas:%u dirty_decay_ms:%zd muzzy_decay_ms:%zd thp:%s metadata_thp:%s "
          "background_thread:%s telemetry:%s telemetry_dir:%s stats_interval_ms:%zd\n",
@@ -102,9 +105,10 @@ static void print_json(writer_t *w, const la_stats_t *st) {
   out(w, "{\"version\":\"%s\",\"pid\":%d,\"page_size\":%zu,\"stats\":{", ALLOC_VERSION_STRING,
       (int)getpid(), la_page_size);
   const char *sep = "";
-#define X(name) out(w, "%s\"%s\":%zu", sep, #name, st->name), sep = ",";
+#define X(name) out(w, "%s\"%s\":%zu", sep, #name, (size_t)st->name), sep = ",";
   LA_STAT_TOTALS(X)
 #undef X
+  out(w, ",\"background_thread\":%s", st->background_thread ? "true" : "false");
   const la_options_t *o = &la_opt;
   out(w, "},\"opt\":{\"narenas\":%u,\"dirty_decay_ms\":%zd,\"muzzy_decay_ms\":%zd,\"thp\":\"%s\","
          "\"metadata_thp\":\"%s\",\"background_thread\":%s,\"telemetry\":%s,",

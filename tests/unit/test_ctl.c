@@ -30,12 +30,43 @@ static void reads_check_lengths(void **state) {
   assert_int_equal(page, la_page_size);
 }
 
+/* Knobs that cannot change while the process runs say so. */
 static void read_only_values_refuse_writes(void **state) {
   (void)state;
   unsigned n = 3;
   assert_int_equal(alloc_ctl("opt.narenas", NULL, NULL, &n, sizeof n), EPERM);
-  ssize_t ms = 5;
-  assert_int_equal(alloc_ctl("opt.dirty_decay_ms", NULL, NULL, &ms, sizeof ms), EPERM);
+  const char *dir = "/tmp";
+  assert_int_equal(alloc_ctl("opt.telemetry_dir", NULL, NULL, &dir, sizeof dir), EPERM);
+  size_t v = 1;
+  assert_int_equal(alloc_ctl("stats.allocated", NULL, NULL, &v, sizeof v), EPERM);
+}
+
+/* Live knobs: written values are validated, read back, and the jemalloc
+ * names reach the same knob. */
+static void live_knobs(void **state) {
+  (void)state;
+  ssize_t ms = 5000, old, cur;
+  size_t len = sizeof old;
+  assert_int_equal(alloc_ctl("opt.dirty_decay_ms", &old, &len, &ms, sizeof ms), 0);
+  assert_int_equal(alloc_ctl("arenas.dirty_decay_ms", &cur, &len, NULL, 0), 0);
+  assert_int_equal(cur, 5000);
+  ssize_t bad = -2;
+  assert_int_equal(alloc_ctl("opt.dirty_decay_ms", NULL, NULL, &bad, sizeof bad), EINVAL);
+  assert_int_equal(alloc_ctl("opt.muzzy_decay_ms", NULL, NULL, &ms, sizeof ms), 0);
+  assert_int_equal(alloc_ctl("opt.dirty_decay_ms", NULL, NULL, &old, sizeof old), 0);
+  const char *mode = "never", *bogus = "sometimes", *got;
+  size_t slen = sizeof got;
+  assert_int_equal(alloc_ctl("opt.thp", NULL, NULL, &mode, sizeof mode), 0);
+  assert_int_equal(alloc_ctl("opt.thp", &got, &slen, NULL, 0), 0);
+  assert_string_equal(got, "never");
+  assert_int_equal(alloc_ctl("opt.thp", NULL, NULL, &bogus, sizeof bogus), EINVAL);
+  mode = "default";
+  assert_int_equal(alloc_ctl("opt.thp", NULL, NULL, &mode, sizeof mode), 0);
+  mode = "always";
+  assert_int_equal(alloc_ctl("opt.metadata_thp", NULL, NULL, &mode, sizeof mode), 0);
+  mode = "auto";
+  assert_int_equal(alloc_ctl("opt.metadata_thp", NULL, NULL, &mode, sizeof mode), 0);
+  assert_int_equal(alloc_ctl("arena.decay", NULL, NULL, NULL, 0), 0);
 }
 
 /* A write and a read in one call return the value from before the write. */
@@ -112,7 +143,8 @@ static void json_is_one_object(void **state) {
 int main(void) {
   const struct CMUnitTest tests[] = {
     cmocka_unit_test(unknown_names),          cmocka_unit_test(reads_check_lengths),
-    cmocka_unit_test(read_only_values_refuse_writes), cmocka_unit_test(epoch_read_and_write),
+    cmocka_unit_test(read_only_values_refuse_writes), cmocka_unit_test(live_knobs),
+    cmocka_unit_test(epoch_read_and_write),
     cmocka_unit_test(commands_take_no_values), cmocka_unit_test(statistics_follow_the_heap),
     cmocka_unit_test(json_is_one_object),
   };

@@ -1,0 +1,146 @@
+/* purge.c - the background purger: returns decayed memory to the OS even
+ * when the program has gone idle.
+ *
+ * One thread per process, started lazily the first time free memory
+ * appears (a short-lived process that never frees to an arena never starts
+ * it).  It sleeps until the earliest time a decay curve says pages must go,
+ * runs the decay of every arena and of the huge cache, and sleeps again;
+ * with nothing pending it waits, costing nothing, until a free wakes it.
+ * It never holds a lock the malloc/free fast paths need: it takes arena and
+ * huge locks like any slow path, and drops them around madvise.
+ *
+ * After fork() the child has no purger; it is started again by the child's
+ * next free to an arena.  Without the thread (background_thread:false),
+ * arenas run their decay every few frees instead. */
+#include "alloc_internal.h"
+
+#include <signal.h>
+#include <time.h>
+
+#define MIN_SLEEP_NS 10000000ull   /* 10 ms: never spin on tiny decay steps */
+
+enum { STOPPED, STARTING, RUNNING, STOPPING };
+
+static pthread_mutex_t purger_lock = PTHREAD_MUTEX_INITIALIZER;
+static pthread_cond_t purger_cond;
+static atomic_int state;
+static atomic_bool idle;          /* waiting with no deadline */
+static bool wake_pending;         /* (purger_lock) */
+static atomic_bool start_failed;  /* pthread_create refused: do not retry */
+
+static uint64_t earliest(uint64_t a, uint64_t b) {
+  if (!a) return b;
+  if (!b) return a;
+  return a < b ? a : b;
+}
+
+/* Decay every pool now; returns when the next purge is due (0: none). */
+uint64_t la_decay_all(uint64_t now) {
+  return earliest(la_arenas_decay(now), la_huge_decay(now));
+}
+
+bool la_purger_running(void) {
+  return atomic_load_explicit(&state, memory_order_relaxed) == RUNNING;
+}
+
+static void wake(void) {
+  pthread_mutex_lock(&purger_lock);
+  wake_pending = true;
+  pthread_cond_signal(&purger_cond);
+  pthread_mutex_unlock(&purger_lock);
+}
+
+static void sleep_until(uint64_t due, uint64_t now) {
+  pthread_mutex_lock(&purger_lock);
+  if (!wake_pending && atomic_load(&state) == RUNNING) {
+    if (!due) {
+      atomic_store(&idle, true);
+      pthread_cond_wait(&purger_cond, &purger_lock);
+    } else {
+      if (due < now + MIN_SLEEP_NS) due = now + MIN_SLEEP_NS;
+      struct timespec ts = {(time_t)(due / 1000000000u), (long)(due % 1000000000u)};
+      pthread_cond_timedwait(&purger_cond, &purger_lock, &ts);
+    }
+  }
+  atomic_store(&idle, false);
+  wake_pending = false;
+  pthread_mutex_unlock(&purger_lock);
+}
+
+static void *purger_main(void *arg) {
+  (void)arg;
+  while (atomic_load(&state) == RUNNING) {
+    uint64_t now = la_now_ns();
+    uint64_t due = la_decay_all(now);
+    sleep_until(due, now);
+  }
+  atomic_store(&state, STOPPED);
+  return NULL;
+}
+
+/* Start the thread with every signal blocked (signals are the program's
+ * business) and detached (it ends by itself when disabled). */
+static void start(void) {
+  int expected = STOPPED;
+  if (!atomic_compare_exchange_strong(&state, &expected, STARTING)) return;
+  pthread_condattr_t ca;
+  pthread_condattr_init(&ca);
+  pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);   /* deadlines are la_now_ns() */
+  pthread_cond_init(&purger_cond, &ca);
+  pthread_condattr_destroy(&ca);
+  pthread_attr_t attr;
+  pthread_attr_init(&attr);
+  pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+  pthread_attr_setstacksize(&attr, 64 * 1024);
+  sigset_t all, old;
+  sigfillset(&all);
+  pthread_sigmask(SIG_SETMASK, &all, &old);
+  atomic_store(&state, RUNNING);
+  pthread_t t;
+  int err = pthread_create(&t, &attr, purger_main, NULL);
+  pthread_sigmask(SIG_SETMASK, &old, NULL);
+  pthread_attr_destroy(&attr);
+  if (err) {
+    atomic_store(&state, STOPPED);
+    atomic_store(&start_failed, true);
+    return;
+  }
+  pthread_setname_np(t, "liballoc-purge");
+}
+
+/* Free memory appeared: start the purger if it is enabled and not running,
+ * or wake it if it is waiting with nothing to do.  Cheap when running. */
+void la_purger_notify(void) {
+  if (!la_opt.background_thread) return;
+  int st = atomic_load_explicit(&state, memory_order_relaxed);
+  if (LA_LIKELY(st == RUNNING)) {
+    if (atomic_load_explicit(&idle, memory_order_relaxed)) wake();
+    return;
+  }
+  if (st == STOPPED && !atomic_load_explicit(&start_failed, memory_order_relaxed)) start();
+}
+
+/* background_thread changed at run time. */
+int la_purger_enable(bool on) {
+  la_opt.background_thread = on;
+  if (on) {
+    atomic_store(&start_failed, false);
+    la_purger_notify();
+  } else {
+    int expected = RUNNING;
+    if (atomic_compare_exchange_strong(&state, &expected, STOPPING)) wake();
+  }
+  return 0;
+}
+
+/* Wake the purger so that a new decay time takes effect at once. */
+void la_purger_kick(void) {
+  if (atomic_load(&state) == RUNNING) wake();
+}
+
+void la_purger_fork_child(void) {
+  pthread_mutex_init(&purger_lock, NULL);
+  atomic_store(&state, STOPPED);
+  atomic_store(&idle, false);
+  wake_pending = false;
+}
