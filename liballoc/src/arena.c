@@ -263,19 +263,51 @@ typedef struct purge_item_s {
   uint64_t mask, done;
 } purge_item_t;
 
+/* Units of `seg` that fill whole huge pages with no used unit among them:
+ * purging those gives back huge pages without splitting one.  0 when huge
+ * pages are not in play (thp:never, or pages no larger than a unit). */
+static uint64_t whole_hugepage_units(const la_segment_t *seg) {
+  size_t hp = la_opt.thp == LA_THP_NEVER ? 0 : la_os_hugepage_size();
+  if (hp <= LA_UNIT_SIZE || hp > LA_SEG_SIZE) return 0;
+  unsigned per = (unsigned)(hp >> LA_UNIT_SHIFT);
+  uint64_t whole = 0;
+  for (unsigned u = 0; u < LA_UNITS; u += per) {
+    uint64_t group = la_bits_run_mask(u, per);
+    if (!(seg->used_units & group)) whole |= group;
+  }
+  return whole;
+}
+
+static void claim(la_arena_t *a, la_segment_t *seg, enum state from, uint64_t mask, purge_item_t *item) {
+  state_remove(a, seg, from, mask);
+  seg->purging_units |= mask;
+  set_used(a, seg, seg->used_units | mask);
+  *item = (purge_item_t){seg, mask, 0};
+}
+
 /* Take up to PURGE_BATCH segments' worth of units (at most `want`) out of
- * state `from`, oldest segments first, and mark them used by the purger. */
+ * state `from` and mark them used by the purger.  Units that make up whole
+ * free huge pages go first (among the oldest 4 * PURGE_BATCH segments), so
+ * that purging does not split huge pages needlessly; then the oldest
+ * segments' units, whatever they are. */
 static unsigned claim_batch(la_arena_t *a, enum state from, size_t want, purge_item_t *batch) {
-  unsigned n = 0;
+  unsigned n = 0, scanned = 0;
+  la_segment_t *next;
+  for (la_segment_t *seg = *queue_of(a, from).head; seg && n < PURGE_BATCH && want > 0 &&
+                                                    scanned < 4 * PURGE_BATCH;
+       seg = next, scanned++) {
+    next = queue_of(a, from).link(seg)->next;
+    uint64_t mask = lowest_bits(*state_bits(seg, from) & whole_hugepage_units(seg), want);
+    if (!mask) continue;
+    want -= (size_t)__builtin_popcountll(mask);
+    claim(a, seg, from, mask, &batch[n++]);
+  }
   while (n < PURGE_BATCH && want > 0) {
     la_segment_t *seg = *queue_of(a, from).head;
     if (!seg) break;
     uint64_t mask = lowest_bits(*state_bits(seg, from), want);
-    state_remove(a, seg, from, mask);
     want -= (size_t)__builtin_popcountll(mask);
-    seg->purging_units |= mask;
-    set_used(a, seg, seg->used_units | mask);
-    batch[n++] = (purge_item_t){seg, mask, 0};
+    claim(a, seg, from, mask, &batch[n++]);
   }
   return n;
 }

@@ -74,16 +74,18 @@ void la_os_purge_lazy(void *p, size_t size) {
 }
 
 /* The PMD (huge page) size, read once from /sys; 0 if THP is unavailable.
- * open/read are cancellation points: never called from malloc's paths. */
+ * Raw system calls: libc's open/read are cancellation points, and this runs
+ * inside free() when the freeing thread purges. */
 size_t la_os_hugepage_size(void) {
   static size_t cached = (size_t)-1;
   if (cached != (size_t)-1) return cached;
   size_t size = 0;
-  int fd = open("/sys/kernel/mm/transparent_hugepage/hpage_pmd_size", O_RDONLY | O_CLOEXEC);
+  int fd = (int)syscall(SYS_openat, AT_FDCWD, "/sys/kernel/mm/transparent_hugepage/hpage_pmd_size",
+                        O_RDONLY | O_CLOEXEC);
   if (fd >= 0) {
     char buf[32];
-    ssize_t n = read(fd, buf, sizeof buf - 1);
-    close(fd);
+    ssize_t n = syscall(SYS_read, fd, buf, sizeof buf - 1);
+    syscall(SYS_close, fd);
     if (n > 0) {
       buf[n] = 0;
       size = (size_t)strtoull(buf, NULL, 10);

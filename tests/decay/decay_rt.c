@@ -6,6 +6,8 @@
  *   decay_rt decay MS   (ALLOC_CONF=dirty_decay_ms:MS,muzzy_decay_ms:0)
  *   decay_rt never      (ALLOC_CONF=dirty_decay_ms:-1)
  *   decay_rt change MS  (ALLOC_CONF=dirty_decay_ms:-1; sets MS while idle)
+ *   decay_rt fork MS    (the parent's purger runs; a forked child frees a
+ *                        burst and idles: the child's purger must start)
  *
  * The idle wait is generous (decay time + SLACK_MS): the point is that the
  * memory comes back without the program calling malloc, not how fast. */
@@ -15,6 +17,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/types.h>
+#include <sys/wait.h>
 #include <time.h>
 
 #include "rss.h"
@@ -81,6 +84,24 @@ int main(int argc, char **argv) {
   if (!ctl) return fail("liballoc is not preloaded");
   baseline = rss_bytes();
   burst_and_free();
+  if (strcmp(argv[1], "fork") == 0 && argc == 3) {
+    long ms = atol(argv[2]);
+    if (wait_for_return(ms + SLACK_MS) < 0) return fail("parent: memory did not return");
+    fflush(stdout);
+    pid_t pid = fork();
+    if (pid == 0) {
+      baseline = rss_bytes();
+      burst_and_free();
+      long took = wait_for_return(ms + SLACK_MS);
+      printf("child: %s after %ld ms\n", took < 0 ? "NOT returned" : "returned", took);
+      fflush(stdout);
+      _exit(took < 0 ? 1 : 0);
+    }
+    int status = 0;
+    waitpid(pid, &status, 0);
+    if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) return fail("child kept its freed memory");
+    return pass();
+  }
   if (strcmp(argv[1], "decay") == 0 && argc == 3) {
     long ms = atol(argv[2]);
     long took = wait_for_return(ms + SLACK_MS);
