@@ -24,6 +24,10 @@ atomic_size_t la_foreign_frees;
 
 static void *alloc_large(unsigned cls, size_t align) {
   la_heap_t *heap = la_heap_for_thread();
+  if (heap && align <= LA_UNIT_SIZE) {
+    void *p = la_heap_large_alloc(heap, cls);
+    if (p) return p;
+  }
   la_arena_t *arena = heap ? heap->arena : la_arena_at(0);
   la_slab_t *slab = la_arena_alloc_large(arena, cls, align);
   if (!slab) {

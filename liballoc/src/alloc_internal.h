@@ -146,6 +146,7 @@ void la_heap_free_slow(la_heap_t *heap, la_slab_t *slab, la_block_t *block);
 void la_heap_retire_slab(la_heap_t *heap, la_slab_t *slab);
 void la_invalid_free(const void *p, const char *why);
 void la_heap_flush(la_heap_t *heap);
+void *la_heap_large_alloc(la_heap_t *heap, unsigned cls);
 void la_heaps_init(void);
 size_t la_heaps_count(void);
 void la_heaps_fork_prepare(void);

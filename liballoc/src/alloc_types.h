@@ -72,6 +72,9 @@ enum la_map_kind {
 #define LA_MAX_CLASS_SIZE  ((size_t)2 << 20)      /* 2 MiB: above is huge */
 #define LA_SMALL_LUT_MAX   1024                   /* classes looked up by table */
 #define LA_MIN_ALIGN       16
+#define LA_LARGE_CACHE_MAX_BLOCK ((size_t)256 << 10)  /* largest block a heap caches */
+#define LA_LARGE_CACHE_BYTES     ((size_t)1 << 20)    /* per heap */
+#define LA_LARGE_CACHE_PER_CLASS 8
 
 /* ---- blocks and slabs ---------------------------------------------------- */
 typedef struct la_block_s {
@@ -185,6 +188,11 @@ typedef struct la_heap_s {
   la_slab_t *bins[LA_NCLASSES];
   la_slab_list_t queues[LA_NCLASSES];  /* slabs that may have free blocks */
   la_slab_list_t full;                 /* slabs found full */
+  /* Recently freed large blocks (one-block slabs) of small enough classes,
+   * kept for reuse without the arena lock; chained through slab->next. */
+  la_slab_t *large_cache[LA_NCLASSES];
+  uint8_t large_cached[LA_NCLASSES];
+  size_t large_cached_bytes;
   size_t nfull;
   size_t refills_since_sweep;
   la_arena_t *arena;

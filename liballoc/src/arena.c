@@ -536,9 +536,11 @@ static size_t header_bytes(void) {
 
 static void slab_stats(la_stats_t *st, const la_slab_t *s) {
   if (s->kind == LA_SLAB_LARGE) {
-    st->large_count++;
-    st->large_bytes += s->block_size;
-    st->allocated += s->block_size;
+    uint32_t live = __atomic_load_n(&s->used, __ATOMIC_RELAXED);   /* 0: in a thread's cache */
+    st->large_count += live;
+    st->large_bytes += live * s->block_size;
+    st->allocated += live * s->block_size;
+    st->classes[s->cls].live_blocks += live;
   } else {
     /* `used` belongs to the owning thread: a relaxed read gives a value
      * that was true a moment ago, which is all a statistic needs. */

@@ -88,6 +88,52 @@ static void sweep_full(la_heap_t *heap) {
   }
 }
 
+/* ---- the cache of large blocks ------------------------------------------- */
+/* A large block (a class whose slab holds one block) is arena-owned, so any
+ * thread may keep it: the freeing thread's heap holds a few of the smaller
+ * ones (up to LA_LARGE_CACHE_BYTES), and its next malloc of that class takes
+ * one back without the arena lock.  A cached block counts as active, not as
+ * allocated; the cache is emptied on thread exit and on flush. */
+
+void *la_heap_large_alloc(la_heap_t *heap, unsigned cls) {
+  la_slab_t *slab = heap->large_cache[cls];
+  if (!slab) return NULL;
+  heap->large_cache[cls] = slab->next;
+  heap->large_cached[cls]--;
+  heap->large_cached_bytes -= slab->block_size;
+  slab->next = NULL;
+  slab->used = 1;
+  return slab->start;
+}
+
+static bool large_cache_put(la_heap_t *heap, la_slab_t *slab) {
+  unsigned cls = slab->cls;
+  if (heap == &la_empty_heap || slab->block_size > LA_LARGE_CACHE_MAX_BLOCK ||
+      heap->large_cached[cls] >= LA_LARGE_CACHE_PER_CLASS ||
+      heap->large_cached_bytes + slab->block_size > LA_LARGE_CACHE_BYTES)
+    return false;
+  slab->used = 0;
+  slab->zeroed = 0;
+  slab->next = heap->large_cache[cls];
+  heap->large_cache[cls] = slab;
+  heap->large_cached[cls]++;
+  heap->large_cached_bytes += slab->block_size;
+  return true;
+}
+
+static void large_cache_flush(la_heap_t *heap) {
+  for (unsigned c = 0; c < LA_NCLASSES; c++) {
+    la_slab_t *s;
+    while ((s = heap->large_cache[c])) {
+      heap->large_cache[c] = s->next;
+      s->next = NULL;
+      la_arena_free_large(s);
+    }
+    heap->large_cached[c] = 0;
+  }
+  heap->large_cached_bytes = 0;
+}
+
 /* ---- creating and retiring heaps ----------------------------------------- */
 
 static la_heap_t *heap_create(void) {
@@ -100,7 +146,10 @@ static la_heap_t *heap_create(void) {
   for (unsigned c = 0; c < LA_NCLASSES; c++) {
     heap->bins[c] = &la_slab_empty;
     heap->queues[c].head = heap->queues[c].tail = NULL;
+    heap->large_cache[c] = NULL;
+    heap->large_cached[c] = 0;
   }
+  heap->large_cached_bytes = 0;
   heap->full.head = heap->full.tail = NULL;
   heap->nfull = 0;
   heap->refills_since_sweep = 0;
@@ -139,6 +188,7 @@ static void detach_slab(la_slab_t *slab) {
 }
 
 static void heap_abandon(la_heap_t *heap) {
+  large_cache_flush(heap);
   for (unsigned c = 0; c < LA_NCLASSES; c++) {
     la_slab_t *s;
     while ((s = heap->queues[c].head)) {
@@ -250,11 +300,11 @@ void la_heap_retire_slab(la_heap_t *heap, la_slab_t *slab) {
  * a pointer into a free unit. */
 void la_heap_free_slow(la_heap_t *heap, la_slab_t *slab, la_block_t *block) {
   if (slab->kind == LA_SLAB_LARGE) {
-    if (LA_UNLIKELY((uint8_t *)block != slab->start)) {
-      la_invalid_free(block, "not the start of a large block");
+    if (LA_UNLIKELY((uint8_t *)block != slab->start || slab->used != 1)) {
+      la_invalid_free(block, "not a live large block");
       return;
     }
-    la_arena_free_large(slab);
+    if (!large_cache_put(heap, slab)) la_arena_free_large(slab);
     return;
   }
   if (LA_UNLIKELY(slab->kind != LA_SLAB_SMALL)) {
@@ -276,6 +326,7 @@ void la_heap_free_slow(la_heap_t *heap, la_slab_t *slab, la_block_t *block) {
  * current ones (thread.tcache.flush, malloc_trim). */
 void la_heap_flush(la_heap_t *heap) {
   if (heap == &la_empty_heap) return;
+  large_cache_flush(heap);
   sweep_full(heap);
   for (unsigned c = 0; c < LA_NCLASSES; c++) {
     la_slab_t *next;

@@ -94,7 +94,7 @@ static void print_text(writer_t *w, const la_stats_t *st) {
     const la_class_stats_t *k = &st->classes[c];
     if (!k->slabs) continue;
     size_t cap = (size_t)k->slabs * k->blocks_per_slab;
-    size_t live = la_class_large[c] ? k->slabs : k->live_blocks;
+    size_t live = k->live_blocks;
     out(w, "%10zu %6u %8u %8zu %10zu %6.1f%%\n", k->size, k->units_per_slab, k->blocks_per_slab,
         k->slabs, live, cap ? 100.0 * (double)live / (double)cap : 0.0);
   }
@@ -126,7 +126,7 @@ static void print_json(writer_t *w, const la_stats_t *st) {
   sep = "";
   for (unsigned c = 0; c < LA_NCLASSES; c++) {
     const la_class_stats_t *k = &st->classes[c];
-    size_t live = la_class_large[c] ? k->slabs : k->live_blocks;
+    size_t live = k->live_blocks;
     out(w, "%s{\"size\":%zu,\"units_per_slab\":%u,\"blocks_per_slab\":%u,\"slabs\":%zu,\"live\":%zu}", sep,
         k->size, k->units_per_slab, k->blocks_per_slab, k->slabs, live);
     sep = ",";
