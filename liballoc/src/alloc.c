@@ -37,44 +37,37 @@ static void *alloc_large(unsigned cls, size_t align) {
   return slab->start;
 }
 
-/* malloc above the lookup table: the class by arithmetic, then the same
- * pop as the fast path.  Large classes never have a slab in bins[], and
- * before start-up every bin is the empty sentinel, so both fall through to
- * the slow path, which starts the allocator first. */
-static LA_NOINLINE void *alloc_generic(size_t size) {
-  if (LA_LIKELY(size <= LA_MAX_CLASS_SIZE)) {
-    unsigned cls = la_class_of(size);
-    la_slab_t *slab = la_tls_heap->bins[cls];
-    la_block_t *b = slab->free;
-    if (LA_LIKELY(b != NULL)) {
-      slab->free = b->next;
-      slab->used++;
-      return b;
-    }
-    la_ensure_init();
-    if (la_class_large[cls]) return alloc_large(cls, LA_UNIT_SIZE);
-    return la_heap_alloc_class(cls);
-  }
-  if (size > PTRDIFF_MAX) {
-    errno = ENOMEM;
-    return NULL;
-  }
+/* The fast path found no free block for `size` bytes.  Before start-up the
+ * class tables are still zero and every bin is the empty sentinel, so the
+ * class is computed again here, after starting the allocator. */
+static LA_NOINLINE void *alloc_slow(size_t size) {
   la_ensure_init();
-  return la_huge_alloc(size, LA_SEG_SIZE);
+  if (size > LA_MAX_CLASS_SIZE) {
+    if (size > PTRDIFF_MAX) {
+      errno = ENOMEM;
+      return NULL;
+    }
+    return la_huge_alloc(size, LA_SEG_SIZE);
+  }
+  unsigned cls = la_class_of(size);
+  if (la_class_large[cls]) return alloc_large(cls, LA_UNIT_SIZE);
+  return la_heap_alloc_class(cls);
 }
 
 void *la_malloc(size_t size) {
-  if (LA_LIKELY(size <= LA_SMALL_LUT_MAX)) {
-    la_slab_t *slab = la_tls_heap->bins[la_class_small(size)];
-    la_block_t *b = slab->free;
-    if (LA_LIKELY(b != NULL)) {
-      slab->free = b->next;
-      slab->used++;
-      return b;
-    }
-    return la_heap_alloc_slow(size);
+  unsigned cls;
+  if (LA_LIKELY(size <= LA_SMALL_LUT_MAX)) cls = la_class_small(size);
+  else if (LA_LIKELY(size <= LA_MAX_CLASS_SIZE)) cls = la_class_of(size);
+  else return alloc_slow(size);
+  /* Large classes never have a slab in bins[]: they fall to alloc_slow. */
+  la_slab_t *slab = la_tls_heap->bins[cls];
+  la_block_t *b = slab->free;
+  if (LA_LIKELY(b != NULL)) {
+    slab->free = b->next;
+    slab->used++;
+    return b;
   }
-  return alloc_generic(size);
+  return alloc_slow(size);
 }
 
 /* ---- pointers that are not ours ------------------------------------------ */

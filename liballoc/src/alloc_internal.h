@@ -44,7 +44,16 @@ extern uint8_t la_class_units[LA_NCLASSES];
 extern uint32_t la_class_capacity[LA_NCLASSES];
 extern bool la_class_large[LA_NCLASSES];
 void la_sizeclass_init(void);
-unsigned la_class_of(size_t size);
+
+/* The class of any size up to LA_MAX_CLASS_SIZE, by arithmetic: 8, then
+ * steps of 16 to 128, then four classes per doubling. */
+static inline unsigned la_class_of(size_t size) {
+  if (size <= 8) return 0;
+  if (size <= 128) return (unsigned)((size + 15) >> 4);          /* 16..128 -> 1..8 */
+  unsigned k = 63u - (unsigned)__builtin_clzll(size - 1);      /* size in (2^k, 2^(k+1)] */
+  size_t j = (size - ((size_t)1 << k) + ((size_t)1 << (k - 2)) - 1) >> (k - 2);   /* 1..4 */
+  return 9 + (k - 7) * 4 + (unsigned)(j - 1);
+}
 unsigned la_class_for_aligned(size_t size, size_t align);
 
 /* Class of a request of at most LA_SMALL_LUT_MAX bytes: one table load. */
@@ -140,7 +149,6 @@ void la_slab_list_remove(la_slab_list_t *list, la_slab_t *slab);
 extern __thread la_heap_t *la_tls_heap;
 extern la_heap_t la_empty_heap;
 la_heap_t *la_heap_for_thread(void);
-void *la_heap_alloc_slow(size_t size);
 void *la_heap_alloc_class(unsigned cls);
 void la_heap_free_slow(la_heap_t *heap, la_slab_t *slab, la_block_t *block);
 void la_heap_retire_slab(la_heap_t *heap, la_slab_t *slab);

@@ -279,14 +279,6 @@ void *la_heap_alloc_class(unsigned cls) {
   return b;
 }
 
-/* The malloc fast path found no free block for a small request of `size`
- * bytes.  Before start-up the class table is still zero, so the class is
- * computed again here rather than passed in. */
-void *la_heap_alloc_slow(size_t size) {
-  la_ensure_init();
-  return la_heap_alloc_class(la_class_small(size));
-}
-
 /* The owner freed the last block in use of a slab.  The current slab of a
  * class is kept, so a thread that allocates and frees one object in a loop
  * does not go to the arena each time; any other empty slab goes back. */

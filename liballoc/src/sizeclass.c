@@ -17,20 +17,6 @@ uint8_t la_class_units[LA_NCLASSES];
 uint32_t la_class_capacity[LA_NCLASSES];
 bool la_class_large[LA_NCLASSES];
 
-static unsigned floor_log2(size_t x) {
-  return 63u - (unsigned)__builtin_clzll(x);
-}
-
-/* The class of any size up to LA_MAX_CLASS_SIZE, by arithmetic. */
-unsigned la_class_of(size_t size) {
-  if (size <= 8) return 0;
-  if (size <= 128) return (unsigned)((size + 15) >> 4);   /* 16..128 -> 1..8 */
-  unsigned k = floor_log2(size - 1);                      /* size in (2^k, 2^(k+1)] */
-  size_t step = (size_t)1 << (k - 2);
-  size_t j = (size - ((size_t)1 << k) + step - 1) / step; /* 1..4 */
-  return 9 + (k - 7) * 4 + (unsigned)(j - 1);
-}
-
 static size_t class_size_of_index(unsigned c) {
   if (c == 0) return 8;
   if (c <= 8) return (size_t)c * 16;
