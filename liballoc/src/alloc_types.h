@@ -112,6 +112,8 @@ typedef struct la_slab_s {
   uint8_t *start;                /* first block */
   _Atomic(la_block_t *) xfree;   /* blocks freed by other threads */
   _Atomic(struct la_heap_s *) owner; /* owning heap, NULL when abandoned/large */
+  atomic_bool notify;            /* on the owner's full list: a remote free
+                                    should tell the owner (a hint) */
   struct la_slab_s *next, *prev; /* heap queue, full list or abandoned list */
 } __attribute__((aligned(64))) la_slab_t;  /* slabs of different threads never
                                               share a cache line */
@@ -166,7 +168,6 @@ typedef struct la_segment_s {
 
 typedef struct la_arena_s {
   pthread_mutex_t lock;
-  unsigned index;
   /* segments[r]: segments whose longest free run is r units (0..63). */
   la_segment_t *segments[LA_UNITS];
   la_slab_list_t abandoned[LA_NCLASSES]; /* small slabs whose thread exited */
@@ -179,6 +180,7 @@ typedef struct la_arena_s {
   la_decay_t dirty_decay, muzzy_decay;
   la_purge_stats_t purge_stats;
   unsigned ticks;                        /* slow-path events since the last decay check */
+  bool decay_ready;                      /* decay times set (at the first segment) */
 } la_arena_t;
 
 /* ---- thread heaps -------------------------------------------------------- */
@@ -195,6 +197,7 @@ typedef struct la_heap_s {
   size_t large_cached_bytes;
   size_t nfull;
   size_t refills_since_sweep;
+  atomic_bool xfull_hint;   /* another thread freed into one of our full slabs */
   la_arena_t *arena;
   struct la_heap_s *next_all, *prev_all; /* every live heap (fork, stats) */
   pid_t tid;

@@ -43,15 +43,12 @@ void la_arenas_set_count(void) {
   la_narenas = n < 1 ? 1 : n > LA_MAX_ARENAS ? LA_MAX_ARENAS : n;
 }
 
+/* Nothing to touch: the arenas are zeroed .bss, a zeroed mutex is an
+ * unlocked default one in glibc, and each arena sets its decay times when
+ * it maps its first segment.  Start-up of a short-lived process stays a
+ * few page faults cheaper that way. */
 void la_arenas_init(void) {
   la_arenas_set_count();
-  uint64_t now = la_now_ns();
-  for (unsigned i = 0; i < LA_MAX_ARENAS; i++) {
-    pthread_mutex_init(&arenas[i].lock, NULL);
-    arenas[i].index = i;
-    la_decay_init(&arenas[i].dirty_decay, la_opt.dirty_decay_ms, now);
-    la_decay_init(&arenas[i].muzzy_decay, la_opt.muzzy_decay_ms, now);
-  }
 }
 
 la_arena_t *la_arena_for_thread(void) {
@@ -200,6 +197,12 @@ static la_slab_t *alloc_run(la_arena_t *a, unsigned k, unsigned align_units) {
   la_segment_t *seg = find_segment(a, k, align_units, &unit);
   if (!seg && sweep_abandoned(a)) seg = find_segment(a, k, align_units, &unit);
   if (!seg) {
+    if (!a->nsegments && !a->decay_ready) {   /* the arena's first segment */
+      uint64_t now = la_now_ns();
+      la_decay_set_ms(&a->dirty_decay, la_opt.dirty_decay_ms, now);
+      la_decay_set_ms(&a->muzzy_decay, la_opt.muzzy_decay_ms, now);
+      a->decay_ready = true;
+    }
     seg = la_segment_create(a);
     if (!seg) return NULL;
     a->nsegments++;
@@ -423,6 +426,7 @@ void la_arenas_set_decay(ssize_t dirty_ms, ssize_t muzzy_ms) {
     pthread_mutex_lock(&a->lock);
     la_decay_set_ms(&a->dirty_decay, dirty_ms, now);
     la_decay_set_ms(&a->muzzy_decay, muzzy_ms, now);
+    a->decay_ready = true;
     pthread_mutex_unlock(&a->lock);
   }
 }
@@ -473,6 +477,7 @@ void la_arena_abandon_slab(la_arena_t *a, la_slab_t *slab) {
   pthread_mutex_lock(&a->lock);
   slab->fast_owner = NULL;
   slab->in_full = 0;
+  atomic_store_explicit(&slab->notify, false, memory_order_relaxed);
   atomic_store_explicit(&slab->owner, NULL, memory_order_release);
   la_slab_list_push(&a->abandoned[slab->cls], slab);
   pthread_mutex_unlock(&a->lock);

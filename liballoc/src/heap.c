@@ -58,6 +58,7 @@ static void move_to_full(la_heap_t *heap, la_slab_t *slab) {
   la_slab_list_remove(&heap->queues[slab->cls], slab);
   slab->in_full = 1;
   slab->fast_owner = NULL;   /* the owner's next free must take the slow path */
+  atomic_store(&slab->notify, true);
   la_slab_list_push(&heap->full, slab);
   heap->nfull++;
 }
@@ -65,7 +66,20 @@ static void move_to_full(la_heap_t *heap, la_slab_t *slab) {
 static void leave_full(la_heap_t *heap, la_slab_t *slab) {
   la_slab_list_remove(&heap->full, slab);
   heap->nfull--;
+  atomic_store_explicit(&slab->notify, false, memory_order_relaxed);
   queue_slab(heap, slab);
+}
+
+/* Sweep the full list when another thread has freed into a full slab (the
+ * hint), at a cost of at most 16 slabs looked at per refill, and in any
+ * case once per as many refills as there are full slabs.  Producer/consumer
+ * patterns get their blocks back within a refill or two; a heap with many
+ * full slabs pays amortised O(1). */
+static bool sweep_due(la_heap_t *heap) {
+  if (!heap->nfull) return false;
+  size_t n = ++heap->refills_since_sweep;
+  if (n >= heap->nfull) return true;
+  return n * 16 >= heap->nfull && atomic_load_explicit(&heap->xfull_hint, memory_order_relaxed);
 }
 
 static void release_slab(la_heap_t *heap, la_slab_t *slab) {
@@ -78,6 +92,7 @@ static void release_slab(la_heap_t *heap, la_slab_t *slab) {
 /* Bring back full slabs that other threads have freed into. */
 static void sweep_full(la_heap_t *heap) {
   heap->refills_since_sweep = 0;
+  atomic_store_explicit(&heap->xfull_hint, false, memory_order_relaxed);
   la_slab_t *next;
   for (la_slab_t *s = heap->full.head; s; s = next) {
     next = s->next;
@@ -153,6 +168,7 @@ static la_heap_t *heap_create(void) {
   heap->full.head = heap->full.tail = NULL;
   heap->nfull = 0;
   heap->refills_since_sweep = 0;
+  atomic_store(&heap->xfull_hint, false);
   heap->arena = la_arena_for_thread();
   heap->tid = la_os_gettid();
   pthread_mutex_lock(&heaps_lock);
@@ -241,7 +257,7 @@ static la_slab_t *find_slab(la_heap_t *heap, unsigned cls) {
     move_to_full(heap, s);
   }
   set_bin(heap, cls);
-  if (heap->nfull && ++heap->refills_since_sweep >= heap->nfull) {
+  if (sweep_due(heap)) {
     sweep_full(heap);
     la_slab_t *s = q->head;
     if (s && la_slab_refill_free(s)) return s;
@@ -312,6 +328,13 @@ void la_heap_free_slow(la_heap_t *heap, la_slab_t *slab, la_block_t *block) {
     return;
   }
   la_slab_free_remote(slab, block);
+  /* The slab sits on its owner's full list: hint the owner to sweep.  The
+   * owner's heap structure is never unmapped, so even a stale pointer is
+   * safe to write a hint to. */
+  if (atomic_load(&slab->notify)) {
+    la_heap_t *owner = atomic_load_explicit(&slab->owner, memory_order_relaxed);
+    if (owner) atomic_store_explicit(&owner->xfull_hint, true, memory_order_relaxed);
+  }
 }
 
 /* Give back every slab the heap holds with no block in use, including the

@@ -29,6 +29,7 @@ void la_slab_init(la_slab_t *slab, la_segment_t *seg, unsigned unit, unsigned cl
   slab->next = slab->prev = NULL;
   atomic_store_explicit(&slab->xfree, NULL, memory_order_relaxed);
   atomic_store_explicit(&slab->owner, NULL, memory_order_relaxed);
+  atomic_store_explicit(&slab->notify, false, memory_order_relaxed);
 }
 
 /* Carve the next blocks of the slab into the free list: at least one, and
@@ -82,7 +83,7 @@ void la_slab_free_remote(la_slab_t *slab, la_block_t *block) {
   la_block_t *head = atomic_load_explicit(&slab->xfree, memory_order_relaxed);
   do {
     block->next = head;
-  } while (!atomic_compare_exchange_weak_explicit(&slab->xfree, &head, block, memory_order_release,
+  } while (!atomic_compare_exchange_weak_explicit(&slab->xfree, &head, block, memory_order_seq_cst,
                                                   memory_order_relaxed));
 }
 
