@@ -27,6 +27,7 @@ static la_huge_t *spare_descs;
 static size_t huge_count, huge_bytes, huge_mapped;
 
 #define CACHE_MAX 64                      /* mappings kept for reuse at most */
+#define CACHE_SLACK ((size_t)64 << 20)    /* cached bytes beyond those in use */
 static la_huge_t *cache_head, *cache_tail;  /* oldest first */
 static size_t cache_count, cache_bytes;
 static la_decay_t cache_decay;
@@ -59,6 +60,15 @@ static la_huge_t *table_remove(const void *p) {
     return d;
   }
   return NULL;
+}
+
+/* Unlink descriptor d, filed under `key` (its address before a move). */
+static void table_unlink(la_huge_t *d, const void *key) {
+  for (la_huge_t **link = &buckets[bucket_of(key)]; *link; link = &(*link)->next)
+    if (*link == d) {
+      *link = d->next;
+      return;
+    }
 }
 
 static la_huge_t *table_find(const void *p) {
@@ -102,15 +112,28 @@ static la_huge_t *cache_pop_oldest(void) {
   return d;
 }
 
-/* The smallest cached mapping that holds map_size bytes at `align`. */
+/* The smallest cached mapping that holds map_size bytes at `align`, else
+ * (for the default alignment) the largest one, which the caller grows: its
+ * resident pages are reused either way, so the cache does not fill with
+ * mappings too small for what the program asks next. */
 static la_huge_t *cache_take(size_t map_size, size_t align) {
   la_huge_t *best = NULL, *best_prev = NULL, *prev = NULL;
+  la_huge_t *largest = NULL, *largest_prev = NULL;
   for (la_huge_t *d = cache_head; d; prev = d, d = d->next) {
-    if (d->map_size < map_size || ((uintptr_t)d->ptr & (align - 1))) continue;
+    if ((uintptr_t)d->ptr & (align - 1)) continue;
+    if (!largest || d->map_size > largest->map_size) {
+      largest = d;
+      largest_prev = prev;
+    }
+    if (d->map_size < map_size) continue;
     if (!best || d->map_size < best->map_size) {
       best = d;
       best_prev = prev;
     }
+  }
+  if (!best && align <= LA_SEG_SIZE) {
+    best = largest;
+    best_prev = largest_prev;
   }
   if (!best) return NULL;
   if (best_prev) best_prev->next = best->next;
@@ -147,13 +170,24 @@ static void cache_decay_init_once(void) {
 
 /* ---- allocation ---------------------------------------------------------- */
 
-/* A cached mapping for map_size bytes at `align`, trimmed to map_size. */
+static bool grow_mapping(la_huge_t *d, size_t map_size);
+
+/* A cached mapping for map_size bytes at `align`, grown or trimmed to it. */
 static la_huge_t *reuse_cached(size_t usable, size_t map_size, size_t align) {
   pthread_mutex_lock(&huge_lock);
   la_huge_t *d = cache_take(map_size, align);
   pthread_mutex_unlock(&huge_lock);
   if (!d) return NULL;
-  if (d->map_size > map_size) {   /* give back the regions we do not need */
+  if (d->map_size < map_size && !grow_mapping(d, map_size)) {
+    la_segmap_set(d->ptr, d->map_size, LA_MAP_NONE);   /* cannot grow it: drop it */
+    d->next = NULL;
+    unmap_descs(d);
+    return NULL;
+  }
+  /* A mapping up to 4 times too large is kept whole: its resident pages
+   * serve a later, larger request without page faults.  Beyond that the
+   * excess regions go back to the OS. */
+  if (d->map_size > 4 * map_size) {
     la_segmap_set((uint8_t *)d->ptr + map_size, d->map_size - map_size, LA_MAP_NONE);
     la_os_unmap((uint8_t *)d->ptr + map_size, d->map_size - map_size);
     d->map_size = map_size;
@@ -179,7 +213,7 @@ void *la_huge_alloc(size_t size, size_t align) {
     table_insert(d);
     huge_count++;
     huge_bytes += usable;
-    huge_mapped += map_size;
+    huge_mapped += d->map_size;
     pthread_mutex_unlock(&huge_lock);
     return d->ptr;
   }
@@ -222,11 +256,15 @@ void la_huge_free(void *p) {
   huge_mapped -= d->map_size;
   cache_decay_init_once();
   cache_push(d);
+  /* At most CACHE_MAX mappings, and no more cached than in use plus
+   * CACHE_SLACK: the oldest go at once beyond that. */
   la_huge_t *gone = NULL;
-  if (cache_decay.ms == 0 || cache_count > CACHE_MAX) {
-    gone = cache_pop_oldest();
-    gone->next = NULL;
-    la_segmap_set(gone->ptr, gone->map_size, LA_MAP_NONE);
+  while (cache_head && (cache_decay.ms == 0 || cache_count > CACHE_MAX ||
+                        (cache_bytes > huge_bytes + CACHE_SLACK && cache_count > 1))) {
+    la_huge_t *old = cache_pop_oldest();
+    la_segmap_set(old->ptr, old->map_size, LA_MAP_NONE);
+    old->next = gone;
+    gone = old;
   }
   la_decay_limit(&cache_decay, la_now_ns(), cache_pages());   /* record the new pages */
   pthread_mutex_unlock(&huge_lock);
@@ -338,9 +376,10 @@ static void resize_in_place(la_huge_t *d, size_t usable, size_t need) {
   d->size = usable;
 }
 
-/* Grow the mapping to map_size: in place if the address space after it is
- * free, else move its pages to a fresh aligned reservation. */
-static bool grow(la_huge_t *d, size_t usable, size_t map_size) {
+/* Grow d's mapping to map_size: in place if the address space after it is
+ * free, else move its pages to a fresh aligned reservation (d->ptr changes).
+ * The table and the totals are the caller's business. */
+static bool grow_mapping(la_huge_t *d, size_t map_size) {
   uint8_t *p = d->ptr;
   if (la_os_extend_in_place(p, d->map_size, map_size)) {
     la_segmap_set(p + d->map_size, map_size - d->map_size, LA_MAP_HUGE);
@@ -353,15 +392,25 @@ static bool grow(la_huge_t *d, size_t usable, size_t map_size) {
     }
     la_segmap_set(dest, map_size, LA_MAP_HUGE);
     la_segmap_set(p, d->map_size, LA_MAP_NONE);
-    pthread_mutex_lock(&huge_lock);
-    table_remove(p);
     d->ptr = dest;
+  }
+  d->map_size = map_size;
+  return true;
+}
+
+/* Grow a live block: its table entry follows it if it moves. */
+static bool grow(la_huge_t *d, size_t usable, size_t map_size) {
+  void *old = d->ptr;
+  size_t old_map = d->map_size;
+  if (!grow_mapping(d, map_size)) return false;
+  if (d->ptr != old) {
+    pthread_mutex_lock(&huge_lock);
+    table_unlink(d, old);
     table_insert(d);
     pthread_mutex_unlock(&huge_lock);
   }
-  account((ssize_t)usable - (ssize_t)d->size, (ssize_t)map_size - (ssize_t)d->map_size);
+  account((ssize_t)usable - (ssize_t)d->size, (ssize_t)map_size - (ssize_t)old_map);
   d->size = usable;
-  d->map_size = map_size;
   return true;
 }
 
