@@ -27,7 +27,7 @@ static la_huge_t *spare_descs;
 static size_t huge_count, huge_bytes, huge_mapped;
 
 #define CACHE_MAX 64                      /* mappings kept for reuse at most */
-#define CACHE_SLACK ((size_t)64 << 20)    /* cached bytes beyond those in use */
+#define CACHE_SLACK ((size_t)64 << 20)    /* cached bytes allowed beyond those in use */
 static la_huge_t *cache_head, *cache_tail;  /* oldest first */
 static size_t cache_count, cache_bytes;
 static la_decay_t cache_decay;
@@ -112,28 +112,15 @@ static la_huge_t *cache_pop_oldest(void) {
   return d;
 }
 
-/* The smallest cached mapping that holds map_size bytes at `align`, else
- * (for the default alignment) the largest one, which the caller grows: its
- * resident pages are reused either way, so the cache does not fill with
- * mappings too small for what the program asks next. */
-static la_huge_t *cache_take(size_t map_size, size_t align) {
+/* The smallest cached mapping that holds map_size bytes at `align`. */
+static la_huge_t *cache_take_fit(size_t map_size, size_t align) {
   la_huge_t *best = NULL, *best_prev = NULL, *prev = NULL;
-  la_huge_t *largest = NULL, *largest_prev = NULL;
   for (la_huge_t *d = cache_head; d; prev = d, d = d->next) {
-    if ((uintptr_t)d->ptr & (align - 1)) continue;
-    if (!largest || d->map_size > largest->map_size) {
-      largest = d;
-      largest_prev = prev;
-    }
-    if (d->map_size < map_size) continue;
+    if (d->map_size < map_size || ((uintptr_t)d->ptr & (align - 1))) continue;
     if (!best || d->map_size < best->map_size) {
       best = d;
       best_prev = prev;
     }
-  }
-  if (!best && align <= LA_SEG_SIZE) {
-    best = largest;
-    best_prev = largest_prev;
   }
   if (!best) return NULL;
   if (best_prev) best_prev->next = best->next;
@@ -142,6 +129,31 @@ static la_huge_t *cache_take(size_t map_size, size_t align) {
   cache_count--;
   cache_bytes -= best->map_size;
   return best;
+}
+
+/* Cached mappings, largest first, until they add up to `want` bytes (or
+ * the cache is empty); chained through next. */
+static la_huge_t *cache_take_largest(size_t want) {
+  la_huge_t *taken = NULL;
+  size_t total = 0;
+  while (total < want && cache_head) {
+    la_huge_t *largest = cache_head;
+    for (la_huge_t *d = cache_head; d; d = d->next)
+      if (d->map_size > largest->map_size) largest = d;
+    la_huge_t **link = &cache_head, *prev = NULL;
+    while (*link != largest) {
+      prev = *link;
+      link = &(*link)->next;
+    }
+    *link = largest->next;
+    if (cache_tail == largest) cache_tail = prev;
+    cache_count--;
+    cache_bytes -= largest->map_size;
+    total += largest->map_size;
+    largest->next = taken;
+    taken = largest;
+  }
+  return taken;
 }
 
 static size_t cache_pages(void) {
@@ -170,28 +182,77 @@ static void cache_decay_init_once(void) {
 
 /* ---- allocation ---------------------------------------------------------- */
 
-static bool grow_mapping(la_huge_t *d, size_t map_size);
-
-/* A cached mapping for map_size bytes at `align`, grown or trimmed to it. */
-static la_huge_t *reuse_cached(size_t usable, size_t map_size, size_t align) {
+/* Cut a mapping at `keep` bytes: the rest goes back into the cache as a
+ * mapping of its own (its pages stay resident and reusable; its regions
+ * stay marked HUGE).  Unmapped instead if no descriptor can be had. */
+static void split_to_cache(la_huge_t *d, size_t keep) {
+  if (d->map_size <= keep) return;
+  uint8_t *rest = (uint8_t *)d->ptr + keep;
+  size_t rest_size = d->map_size - keep;
+  d->map_size = keep;
   pthread_mutex_lock(&huge_lock);
-  la_huge_t *d = cache_take(map_size, align);
+  la_huge_t *t = desc_new();
+  if (t) {
+    t->ptr = rest;
+    t->size = 0;
+    t->map_size = rest_size;
+    t->zeroed = false;
+    cache_push(t);
+  }
   pthread_mutex_unlock(&huge_lock);
-  if (!d) return NULL;
-  if (d->map_size < map_size && !grow_mapping(d, map_size)) {
-    la_segmap_set(d->ptr, d->map_size, LA_MAP_NONE);   /* cannot grow it: drop it */
-    d->next = NULL;
-    unmap_descs(d);
+  if (!t) {
+    la_segmap_set(rest, rest_size, LA_MAP_NONE);
+    la_os_unmap(rest, rest_size);
+  }
+}
+
+/* No cached mapping is large enough: build one of map_size bytes from
+ * several, moving their pages into a fresh reservation with mremap (page
+ * tables move; nothing is copied or faulted in again).  The part they do
+ * not cover is fresh.  This is how the cache serves growing requests from
+ * memory the process has already touched. */
+static la_huge_t *gather_cached(size_t map_size) {
+  pthread_mutex_lock(&huge_lock);
+  la_huge_t *parts = cache_take_largest(map_size);
+  pthread_mutex_unlock(&huge_lock);
+  if (!parts) return NULL;
+  uint8_t *dest = la_os_map_aligned(map_size, LA_SEG_SIZE);
+  size_t off = 0;
+  la_huge_t *keep = parts, *next;
+  for (la_huge_t *d = parts; d; d = next) {
+    next = d->next;
+    size_t n = dest && map_size - off < d->map_size ? map_size - off : d->map_size;
+    if (dest && n) split_to_cache(d, n);   /* what is not needed stays cached */
+    la_segmap_set(d->ptr, d->map_size, LA_MAP_NONE);
+    if (dest && n && la_os_remap_to(d->ptr, n, n, dest + off)) off += n;
+    else la_os_unmap(d->ptr, d->map_size);
+    if (d != keep) {
+      pthread_mutex_lock(&huge_lock);
+      desc_release(d);
+      pthread_mutex_unlock(&huge_lock);
+    }
+  }
+  if (!dest) {
+    pthread_mutex_lock(&huge_lock);
+    desc_release(keep);
+    pthread_mutex_unlock(&huge_lock);
     return NULL;
   }
-  /* A mapping up to 4 times too large is kept whole: its resident pages
-   * serve a later, larger request without page faults.  Beyond that the
-   * excess regions go back to the OS. */
-  if (d->map_size > 4 * map_size) {
-    la_segmap_set((uint8_t *)d->ptr + map_size, d->map_size - map_size, LA_MAP_NONE);
-    la_os_unmap((uint8_t *)d->ptr + map_size, d->map_size - map_size);
-    d->map_size = map_size;
-  }
+  la_segmap_set(dest, map_size, LA_MAP_HUGE);
+  keep->ptr = dest;
+  keep->map_size = map_size;
+  return keep;
+}
+
+/* A cached mapping for map_size bytes at `align`, or one gathered from
+ * several; NULL if the cache cannot help. */
+static la_huge_t *reuse_cached(size_t usable, size_t map_size, size_t align) {
+  pthread_mutex_lock(&huge_lock);
+  la_huge_t *d = cache_take_fit(map_size, align);
+  pthread_mutex_unlock(&huge_lock);
+  if (!d && align <= LA_SEG_SIZE) d = gather_cached(map_size);
+  if (!d) return NULL;
+  split_to_cache(d, map_size);
   d->size = usable;
   d->zeroed = false;
   return d;
@@ -256,11 +317,11 @@ void la_huge_free(void *p) {
   huge_mapped -= d->map_size;
   cache_decay_init_once();
   cache_push(d);
-  /* At most CACHE_MAX mappings, and no more cached than in use plus
-   * CACHE_SLACK: the oldest go at once beyond that. */
+  /* At most CACHE_MAX mappings, and no more than twice what is in use plus
+   * CACHE_SLACK: the oldest go at once beyond that (decay handles time). */
   la_huge_t *gone = NULL;
   while (cache_head && (cache_decay.ms == 0 || cache_count > CACHE_MAX ||
-                        (cache_bytes > huge_bytes + CACHE_SLACK && cache_count > 1))) {
+                        (cache_bytes > 2 * huge_bytes + CACHE_SLACK && cache_count > 1))) {
     la_huge_t *old = cache_pop_oldest();
     la_segmap_set(old->ptr, old->map_size, LA_MAP_NONE);
     old->next = gone;
