@@ -500,8 +500,13 @@ void *la_huge_realloc(void *p, size_t size) {
   }
   size_t target = d->map_size <= SIZE_MAX / 2 && 2 * d->map_size > need ? 2 * d->map_size : need;
   if (grow(d, usable, target) || (target > need && grow(d, usable, need))) return d->ptr;
-  errno = ENOMEM;
-  return NULL;
+  /* mremap moves one kernel mapping at a time, and a block gathered from
+   * several cached ones spans several: copy it instead. */
+  void *q = la_huge_alloc(size, LA_SEG_SIZE);
+  if (!q) return NULL;   /* errno is ENOMEM; p is untouched */
+  memcpy(q, p, d->size);
+  la_huge_free(p);
+  return q;
 }
 
 void la_huge_stats(la_stats_t *st) {
