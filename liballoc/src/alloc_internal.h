@@ -22,7 +22,6 @@ void la_os_advise_thp(void *p, size_t size, int thp_mode);
 void *la_os_remap_to(void *old, size_t old_size, size_t new_size, void *dest);
 bool la_os_extend_in_place(void *p, size_t old_size, size_t new_size);
 unsigned la_os_ncpus(void);
-pid_t la_os_gettid(void);
 const char *la_os_getenv(const char *name);
 bool la_os_environ_ready(void);
 void la_os_write_stderr(const char *s, size_t len);

@@ -200,7 +200,6 @@ typedef struct la_heap_s {
   atomic_bool xfull_hint;   /* another thread freed into one of our full slabs */
   la_arena_t *arena;
   struct la_heap_s *next_all, *prev_all; /* every live heap (fork, stats) */
-  pid_t tid;
 } la_heap_t;
 
 /* ---- huge blocks --------------------------------------------------------- */

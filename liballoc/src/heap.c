@@ -170,7 +170,6 @@ static la_heap_t *heap_create(void) {
   heap->refills_since_sweep = 0;
   atomic_store(&heap->xfull_hint, false);
   heap->arena = la_arena_for_thread();
-  heap->tid = la_os_gettid();
   pthread_mutex_lock(&heaps_lock);
   heap->prev_all = NULL;
   heap->next_all = all_heaps;
@@ -369,7 +368,6 @@ void la_heaps_fork_child(void) {
     self->next_all = self->prev_all = NULL;
     all_heaps = self;
     nheaps = 1;
-    self->tid = la_os_gettid();
   } else {
     all_heaps = NULL;
     nheaps = 0;

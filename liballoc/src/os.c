@@ -139,10 +139,6 @@ unsigned la_os_ncpus(void) {
   return n > 0 ? (unsigned)n : 1;
 }
 
-pid_t la_os_gettid(void) {
-  return (pid_t)syscall(SYS_gettid);
-}
-
 /* environ is set by libc's own initialisation; an allocation made earlier
  * (by the dynamic loader) sees it NULL and options are read again later. */
 bool la_os_environ_ready(void) {
