@@ -1,13 +1,16 @@
 /* bench_common.h - helpers shared by the benchmark workloads in this folder.
  *
  * The workloads are plain programs that use only the standard malloc API, so
- * that compare.sh can run the very same binary under every allocator via
+ * that bench/run can run the very same binary under every allocator via
  * LD_PRELOAD.  They must do identical work under every allocator and prove
  * that they did: so randomness is seeded (splitmix64, not rand(), whose
  * sequence depends on the libc), and every object carries marks that are
  * checked when it is freed and folded into a checksum that the workload
  * prints.  A corrupted or lost object changes the checksum or stops the run.
- * No timing here: compare.sh measures from outside.
+ * stdout is that proof and must be the same under every allocator; anything
+ * that may differ (memory a workload measures about itself) goes to stderr
+ * as "metric NAME VALUE" lines, which bench/run collects.  No timing here:
+ * bench/run measures from outside.
  */
 #ifndef BENCH_COMMON_H
 #define BENCH_COMMON_H
@@ -18,6 +21,13 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
+
+/* Page size in KiB, for turning /proc/self/statm's pages into KiB. */
+static inline long sysconf_page_kib(void)
+{
+    return sysconf(_SC_PAGESIZE) / 1024;
+}
 
 /* ---- errors and arguments ---------------------------------------------- */
 
@@ -33,7 +43,7 @@ static void die(const char *fmt, ...)
 }
 
 /* A decimal count in [min, max] from argv, or die naming the argument. */
-static uint64_t parse_count(const char *text, const char *name, uint64_t min, uint64_t max)
+static inline uint64_t parse_count(const char *text, const char *name, uint64_t min, uint64_t max)
 {
     char *end;
     errno = 0;
@@ -115,12 +125,49 @@ static inline uint64_t object_value(uint64_t tag, size_t size)
     return x ^ (x >> 29);
 }
 
-static void *checked_malloc(size_t size)
+static inline void *checked_malloc(size_t size)
 {
     void *p = malloc(size);
     if (!p)
         die("malloc(%zu) failed", size);
     return p;
+}
+
+/* ---- memory the process holds ------------------------------------------
+ * Read from /proc/self so that the number is the kernel's view, the same for
+ * every allocator, not what an allocator says about itself.              */
+
+/* Resident set size now, in KiB (/proc/self/statm's second field). */
+static inline uint64_t current_rss_kib(void)
+{
+    FILE *f = fopen("/proc/self/statm", "r");
+    unsigned long long size_pages = 0, resident_pages = 0;
+    if (!f || fscanf(f, "%llu %llu", &size_pages, &resident_pages) != 2)
+        die("cannot read /proc/self/statm");
+    fclose(f);
+    return resident_pages * (uint64_t)sysconf_page_kib();
+}
+
+/* Peak resident set size so far, in KiB (VmHWM in /proc/self/status). */
+static inline uint64_t peak_rss_kib(void)
+{
+    FILE *f = fopen("/proc/self/status", "r");
+    char line[256];
+    unsigned long long kib = 0;
+    if (!f)
+        die("cannot read /proc/self/status");
+    while (fgets(line, sizeof line, f))
+        if (sscanf(line, "VmHWM: %llu kB", &kib) == 1)
+            break;
+    fclose(f);
+    return kib;
+}
+
+/* One "metric NAME VALUE" line on stderr: a number bench/run records beside
+ * the wall time and peak RSS it measures itself (see the header comment). */
+static inline void report_metric(const char *name, double value)
+{
+    fprintf(stderr, "metric %s %.6g\n", name, value);
 }
 
 #endif /* BENCH_COMMON_H */

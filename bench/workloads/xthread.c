@@ -21,7 +21,7 @@
  * thread keeps allocating.  Everything is seeded, so the work is the same
  * under every allocator; the program prints the operation count and a
  * checksum that does not depend on thread scheduling (see bench_common.h).
- * It measures nothing itself: compare.sh times it from outside.
+ * It measures nothing itself: bench/run times it from outside.
  */
 #include <pthread.h>
 #include <stdatomic.h>
