@@ -27,7 +27,7 @@ static la_huge_t *spare_descs;
 static size_t huge_count, huge_bytes, huge_mapped;
 
 #define CACHE_MAX 64                      /* mappings kept for reuse at most */
-#define CACHE_SLACK ((size_t)64 << 20)    /* cached bytes allowed beyond those in use */
+#define CACHE_SLACK ((size_t)256 << 20)   /* cached bytes allowed beyond those in use */
 static la_huge_t *cache_head, *cache_tail;  /* oldest first */
 static size_t cache_count, cache_bytes;
 static la_decay_t cache_decay;
