@@ -217,6 +217,11 @@ void *la_realloc(void *p, size_t size) {
     return NULL;
   }
   if (size <= old && size >= old / 2) return p;   /* fits, and not wasting half */
+  if (size > old && size <= LA_MAX_CLASS_SIZE && kind == LA_MAP_SEGMENT) {
+    la_slab_t *slab = la_slab_of(p);
+    unsigned cls = la_class_of(size);
+    if (slab->kind == LA_SLAB_LARGE && la_class_large[cls] && la_arena_expand_large(slab, cls)) return p;
+  }
   return move_block(p, old, size);
 }
 

@@ -124,6 +124,7 @@ void la_arena_put_slab(la_arena_t *arena, la_slab_t *slab);
 void la_arena_abandon_slab(la_arena_t *arena, la_slab_t *slab);
 la_slab_t *la_arena_alloc_large(la_arena_t *arena, unsigned cls, size_t align);
 void la_arena_free_large(la_slab_t *slab);
+bool la_arena_expand_large(la_slab_t *slab, unsigned cls);
 size_t la_arenas_purge(void);
 uint64_t la_arena_decay(la_arena_t *arena, uint64_t now);
 uint64_t la_arenas_decay(uint64_t now);

@@ -503,6 +503,33 @@ la_slab_t *la_arena_alloc_large(la_arena_t *a, unsigned cls, size_t align) {
   return slab;
 }
 
+/* realloc: grow a large block in place to large class `cls` when the
+ * units after it are free.  No copy, and dirty units come with their
+ * pages already resident.  False if they are not free. */
+bool la_arena_expand_large(la_slab_t *slab, unsigned cls) {
+  la_segment_t *seg = la_segment_of(slab);
+  la_arena_t *a = seg->arena;
+  unsigned unit = (unsigned)(slab - seg->slabs), k = slab->nunits, k2 = la_class_units[cls];
+  if (k2 <= k || unit + k2 > LA_UNITS) return false;
+  uint64_t extra = la_bits_run_mask(unit + k, k2 - k);
+  pthread_mutex_lock(&a->lock);
+  if (seg->used_units & extra) {
+    pthread_mutex_unlock(&a->lock);
+    return false;
+  }
+  uint64_t dirty = seg->dirty_units & extra, muzzy = seg->muzzy_units & extra;
+  seg->dirty_units &= ~extra;
+  seg->muzzy_units &= ~extra;
+  set_used(a, seg, seg->used_units | extra);
+  account_taken(a, seg, dirty, muzzy);
+  for (unsigned u = unit + k; u < unit + k2; u++) seg->unit_slab[u] = slab;
+  slab->nunits = (uint8_t)k2;
+  slab->cls = (uint8_t)cls;
+  slab->block_size = la_class_size[cls];
+  pthread_mutex_unlock(&a->lock);
+  return true;
+}
+
 void la_arena_free_large(la_slab_t *slab) {
   la_arena_t *a = la_segment_of(slab)->arena;
   pthread_mutex_lock(&a->lock);

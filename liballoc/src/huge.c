@@ -26,7 +26,7 @@ static la_huge_t *buckets[1u << HUGE_BUCKET_BITS];
 static la_huge_t *spare_descs;
 static size_t huge_count, huge_bytes, huge_mapped;
 
-#define CACHE_MAX 64                      /* mappings kept for reuse at most */
+#define CACHE_MAX 512                     /* mappings kept for reuse at most */
 #define CACHE_SLACK ((size_t)256 << 20)   /* cached bytes allowed beyond those in use */
 static la_huge_t *cache_head, *cache_tail;  /* oldest first */
 static size_t cache_count, cache_bytes;
@@ -420,20 +420,14 @@ static void account(ssize_t dsize, ssize_t dmapped) {
   pthread_mutex_unlock(&huge_lock);
 }
 
-/* Resize within the mapping.  Pages past a smaller end are purged; the 4 MiB
- * regions past it are unmapped only when less than half the mapping stays
- * in use, so that a block shrinking and growing again does not thrash. */
+/* Resize within the mapping.  The 4 MiB regions a shrink no longer needs go
+ * to the cache, resident, where growth (of this block or another) takes
+ * them back without page faults until decay unmaps them.  Pages between
+ * the new end and the last region stay with the block. */
 static void resize_in_place(la_huge_t *d, size_t usable, size_t need) {
-  uint8_t *p = d->ptr;
-  ssize_t dmapped = 0;
-  if (usable < d->size) la_os_purge(p + usable, d->size - usable);
-  if (need <= d->map_size / 2) {
-    la_segmap_set(p + need, d->map_size - need, LA_MAP_NONE);
-    la_os_unmap(p + need, d->map_size - need);
-    dmapped = -(ssize_t)(d->map_size - need);
-    d->map_size = need;
-  }
-  account((ssize_t)usable - (ssize_t)d->size, dmapped);
+  size_t old_map = d->map_size;
+  split_to_cache(d, need);
+  account((ssize_t)usable - (ssize_t)d->size, (ssize_t)d->map_size - (ssize_t)old_map);
   d->size = usable;
 }
 
@@ -459,11 +453,38 @@ static bool grow_mapping(la_huge_t *d, size_t map_size) {
   return true;
 }
 
+/* If the cache holds the mapping that starts right where d ends, and the
+ * two reach map_size, join it to d: the memory is mapped already, with its
+ * pages resident (typically the tail split off d when it was reused). */
+static bool absorb_next_cached(la_huge_t *d, size_t map_size) {
+  uint8_t *end = (uint8_t *)d->ptr + d->map_size;
+  pthread_mutex_lock(&huge_lock);
+  la_huge_t **link = &cache_head, *prev = NULL;
+  while (*link && (*link)->ptr != end) {
+    prev = *link;
+    link = &(*link)->next;
+  }
+  la_huge_t *next = *link;
+  if (!next || d->map_size + next->map_size < map_size) {
+    pthread_mutex_unlock(&huge_lock);
+    return false;
+  }
+  *link = next->next;
+  if (cache_tail == next) cache_tail = prev;
+  cache_count--;
+  cache_bytes -= next->map_size;
+  d->map_size += next->map_size;
+  desc_release(next);
+  pthread_mutex_unlock(&huge_lock);
+  split_to_cache(d, map_size);
+  return true;
+}
+
 /* Grow a live block: its table entry follows it if it moves. */
 static bool grow(la_huge_t *d, size_t usable, size_t map_size) {
   void *old = d->ptr;
   size_t old_map = d->map_size;
-  if (!grow_mapping(d, map_size)) return false;
+  if (!absorb_next_cached(d, map_size) && !grow_mapping(d, map_size)) return false;
   if (d->ptr != old) {
     pthread_mutex_lock(&huge_lock);
     table_unlink(d, old);
