@@ -7,9 +7,15 @@
  * Fresh mappings read as zero, so calloc need not clear them.
  *
  * A freed huge mapping is not unmapped at once: it waits in a FIFO cache,
- * counted as dirty, where a later huge request can reuse it, until the dirty
- * decay curve says it must go; then it is unmapped (huge mappings skip the
- * muzzy stage).  With dirty_decay_ms:0 it is unmapped at once.
+ * counted as dirty and resident, until the dirty decay curve says it must go;
+ * then it is unmapped (huge mappings skip the muzzy stage).  With
+ * dirty_decay_ms:0 it is unmapped at once.  The cache works like a page heap
+ * of whole 4 MiB regions: a request takes the smallest cached mapping that
+ * fits and gives the part it does not need back to the cache; when none
+ * fits, several are gathered into one with mremap; a shrinking block gives
+ * its spare regions to the cache, and a growing one takes back the cached
+ * mapping right after it.  Pages the program has touched are reused instead
+ * of being faulted in again.
  *
  * realloc grows a huge block in place when the address space after it is
  * free, and otherwise moves its pages with mremap: page tables move, bytes
@@ -88,8 +94,6 @@ static void desc_release(la_huge_t *d) {
   d->next = spare_descs;
   spare_descs = d;
 }
-
-/* ---- allocation ---------------------------------------------------------- */
 
 /* ---- the cache of freed mappings (huge_lock held) ------------------------- */
 
