@@ -248,8 +248,15 @@ static void *alloc_aligned(size_t align, size_t size) {
   la_ensure_init();
   if (size <= LA_MAX_CLASS_SIZE && align <= LA_UNIT_SIZE) {
     unsigned cls = la_class_for_aligned(size, align);
-    if (!la_class_large[cls]) return la_heap_alloc_class(cls);
-    return alloc_large(cls, align);   /* large blocks start on unit boundaries */
+    if (la_class_large[cls]) return alloc_large(cls, align);   /* unit-aligned */
+    la_slab_t *slab = la_tls_heap->bins[cls];   /* the malloc fast path's pop */
+    la_block_t *b = slab->free;
+    if (LA_LIKELY(b != NULL)) {
+      slab->free = b->next;
+      slab->used++;
+      return b;
+    }
+    return la_heap_alloc_class(cls);
   }
   if (size <= LA_MAX_CLASS_SIZE && align <= LA_MAX_CLASS_SIZE) {
     unsigned cls = la_class_of(size > LA_UNIT_SIZE ? size : LA_UNIT_SIZE);

@@ -60,6 +60,6 @@ void la_sizeclass_init(void) {
  * classes, so the search ends by the next power of two at the latest. */
 unsigned la_class_for_aligned(size_t size, size_t align) {
   unsigned c = la_class_of(size > align ? size : align);
-  while (la_class_size[c] % align) c++;
+  while (la_class_size[c] & (align - 1)) c++;
   return c;
 }
