@@ -60,13 +60,8 @@ void *la_malloc(size_t size) {
   else if (LA_LIKELY(size <= LA_MAX_CLASS_SIZE)) cls = la_class_of(size);
   else return alloc_slow(size);
   /* Large classes never have a slab in bins[]: they fall to alloc_slow. */
-  la_slab_t *slab = la_tls_heap->bins[cls];
-  la_block_t *b = slab->free;
-  if (LA_LIKELY(b != NULL)) {
-    slab->free = b->next;
-    slab->used++;
-    return b;
-  }
+  void *p = la_slab_pop(la_tls_heap->bins[cls]);
+  if (LA_LIKELY(p != NULL)) return p;
   return alloc_slow(size);
 }
 
@@ -249,14 +244,8 @@ static void *alloc_aligned(size_t align, size_t size) {
   if (size <= LA_MAX_CLASS_SIZE && align <= LA_UNIT_SIZE) {
     unsigned cls = la_class_for_aligned(size, align);
     if (la_class_large[cls]) return alloc_large(cls, align);   /* unit-aligned */
-    la_slab_t *slab = la_tls_heap->bins[cls];   /* the malloc fast path's pop */
-    la_block_t *b = slab->free;
-    if (LA_LIKELY(b != NULL)) {
-      slab->free = b->next;
-      slab->used++;
-      return b;
-    }
-    return la_heap_alloc_class(cls);
+    void *p = la_slab_pop(la_tls_heap->bins[cls]);   /* the malloc fast path */
+    return p ? p : la_heap_alloc_class(cls);
   }
   if (size <= LA_MAX_CLASS_SIZE && align <= LA_MAX_CLASS_SIZE) {
     unsigned cls = la_class_of(size > LA_UNIT_SIZE ? size : LA_UNIT_SIZE);

@@ -60,6 +60,17 @@ static inline unsigned la_class_small(size_t size) {
   return la_class_lut[(size + 7) >> 3];
 }
 
+/* Pop a block off a slab's free list: the malloc fast path, run by the
+ * slab's owner only.  NULL when the list is empty. */
+static inline void *la_slab_pop(la_slab_t *slab) {
+  la_block_t *b = slab->free;
+  if (LA_LIKELY(b != NULL)) {
+    slab->free = b->next;
+    slab->used++;
+  }
+  return b;
+}
+
 /* ---- segmap.c: which 4 MiB regions are ours ------------------------------ */
 extern uint8_t la_segmap[LA_MAP_SIZE];
 void la_segmap_set(void *base, size_t size, enum la_map_kind kind);

@@ -288,10 +288,7 @@ void *la_heap_alloc_class(unsigned cls) {
     errno = ENOMEM;
     return NULL;
   }
-  la_block_t *b = slab->free;
-  slab->free = b->next;
-  slab->used++;
-  return b;
+  return la_slab_pop(slab);
 }
 
 /* The owner freed the last block in use of a slab.  The current slab of a
