@@ -445,12 +445,16 @@ static bool grow_mapping(la_huge_t *d, size_t map_size) {
   } else {
     void *dest = la_os_map_aligned(map_size, LA_SEG_SIZE);
     if (!dest) return false;
+    /* Clear the old regions before mremap frees them: once they are free,
+     * another thread may map them and mark them as its own. */
+    la_segmap_set(dest, map_size, LA_MAP_HUGE);
+    la_segmap_set(p, d->map_size, LA_MAP_NONE);
     if (!la_os_remap_to(p, d->map_size, map_size, dest)) {
+      la_segmap_set(p, d->map_size, LA_MAP_HUGE);
+      la_segmap_set(dest, map_size, LA_MAP_NONE);
       la_os_unmap(dest, map_size);
       return false;
     }
-    la_segmap_set(dest, map_size, LA_MAP_HUGE);
-    la_segmap_set(p, d->map_size, LA_MAP_NONE);
     d->ptr = dest;
   }
   d->map_size = map_size;
