@@ -39,9 +39,12 @@ static void *alloc_large(unsigned cls, size_t align) {
 
 /* The fast path found no free block for `size` bytes.  Before start-up the
  * class tables are still zero and every bin is the empty sentinel, so the
- * class is computed again here, after starting the allocator. */
+ * class is computed again here, after starting the allocator.  A forked
+ * child starts its telemetry here (its bins were emptied to come here). */
 static LA_NOINLINE void *alloc_slow(size_t size) {
   la_ensure_init();
+  if (LA_UNLIKELY(atomic_load_explicit(&la_telemetry_restart_pending, memory_order_relaxed)))
+    la_telemetry_restart();
   if (size > LA_MAX_CLASS_SIZE) {
     if (size > PTRDIFF_MAX) {
       errno = ENOMEM;
@@ -55,12 +58,12 @@ static LA_NOINLINE void *alloc_slow(size_t size) {
 }
 
 void *la_malloc(size_t size) {
-  unsigned cls;
-  if (LA_LIKELY(size <= LA_SMALL_LUT_MAX)) cls = la_class_small(size);
-  else if (LA_LIKELY(size <= LA_MAX_CLASS_SIZE)) cls = la_class_of(size);
+  la_slab_t *slab;
+  if (LA_LIKELY(size <= LA_SMALL_LUT_MAX)) slab = la_tls_heap->direct[(size + 7) >> 3];
+  else if (LA_LIKELY(size <= LA_MAX_CLASS_SIZE)) slab = la_tls_heap->bins[la_class_of(size)];
   else return alloc_slow(size);
   /* Large classes never have a slab in bins[]: they fall to alloc_slow. */
-  void *p = la_slab_pop(la_tls_heap->bins[cls]);
+  void *p = la_slab_pop(slab);
   if (LA_LIKELY(p != NULL)) return p;
   return alloc_slow(size);
 }
@@ -121,6 +124,7 @@ void la_free(void *p) {
     if (LA_LIKELY(slab->fast_owner == heap)) {
       b->next = slab->free;
       slab->free = b;
+      slab->nfreed++;   /* the statistics' free count: owner-only, no atomic */
       if (LA_UNLIKELY(--slab->used == 0)) la_heap_retire_slab(heap, slab);
       return;
     }

@@ -38,6 +38,9 @@ const char *la_meta_thp_mode_name(int mode);
 
 /* ---- sizeclass.c: the class table ---------------------------------------- */
 extern uint8_t la_class_lut[LA_SMALL_LUT_MAX / 8 + 1];
+/* Entries of la_class_lut (and of heap->direct) that map to each class;
+ * first > last, or last == 0, for classes above LA_SMALL_LUT_MAX. */
+extern uint8_t la_class_direct_first[LA_NCLASSES], la_class_direct_last[LA_NCLASSES];
 extern size_t la_class_size[LA_NCLASSES];
 extern uint8_t la_class_units[LA_NCLASSES];
 extern uint32_t la_class_capacity[LA_NCLASSES];
@@ -54,11 +57,6 @@ static inline unsigned la_class_of(size_t size) {
   return 9 + (k - 7) * 4 + (unsigned)(j - 1);
 }
 unsigned la_class_for_aligned(size_t size, size_t align);
-
-/* Class of a request of at most LA_SMALL_LUT_MAX bytes: one table load. */
-static inline unsigned la_class_small(size_t size) {
-  return la_class_lut[(size + 7) >> 3];
-}
 
 /* Pop a block off a slab's free list: the malloc fast path, run by the
  * slab's owner only.  NULL when the list is empty. */
@@ -167,7 +165,7 @@ void la_invalid_free(const void *p, const char *why);
 void la_heap_flush(la_heap_t *heap);
 void *la_heap_large_alloc(la_heap_t *heap, unsigned cls);
 void la_heaps_init(void);
-size_t la_heaps_count(void);
+void la_heaps_stats(la_stats_t *st);
 void la_heaps_fork_prepare(void);
 void la_heaps_fork_parent(void);
 void la_heaps_fork_child(void);
@@ -206,6 +204,11 @@ extern atomic_size_t la_foreign_frees;
 
 /* ---- stats.c ------------------------------------------------------------- */
 void la_stats_gather(la_stats_t *st);
+void la_stats_config(alloc_shm_config_t *c);
+
+/* ---- procfs.c: the kernel's view of this process ------------------------- */
+void la_proc_memory(alloc_shm_stats_t *s);
+void la_proc_identity(alloc_shm_header_t *h);
 
 /* ---- purge.c: the background purger ------------------------------------- */
 void la_purger_notify(void);
@@ -214,6 +217,20 @@ int la_purger_enable(bool on);
 uint64_t la_decay_all(uint64_t now);
 void la_purger_kick(void);
 void la_purger_fork_child(void);
+
+/* ---- ctl.c: alloc_ctl ------------------------------------------------------ */
+int la_ctl_apply_text(const char *name, const char *value, char *effective, size_t efflen, char *msg,
+                      size_t msglen);
+void la_ctl_fork_child(void);
+
+/* ---- telemetry.c, control.c: the telemetry segment ---------------------- */
+extern atomic_bool la_telemetry_restart_pending;
+void la_telemetry_start(void);
+void la_telemetry_restart(void);
+void la_telemetry_kick(void);
+void la_telemetry_fork_child(void);
+void la_telemetry_exit(void);
+void la_control_serve(int fd, const alloc_shm_header_t *h);
 
 /* ---- init.c: process start-up, fork -------------------------------------- */
 extern atomic_bool la_initialized;

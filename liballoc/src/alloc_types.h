@@ -37,6 +37,8 @@
 #include <stdint.h>
 #include <sys/types.h>
 
+#include <alloc_shm.h>
+
 #define LA_LIKELY(x)   __builtin_expect(!!(x), 1)
 #define LA_UNLIKELY(x) __builtin_expect(!!(x), 0)
 #define LA_NOINLINE    __attribute__((noinline))
@@ -102,6 +104,9 @@ typedef struct la_slab_s {
   uint32_t used;                 /* (owner) blocks not freed by the owner,
                                     including remote frees not yet collected */
   uint32_t capacity;             /* blocks that fit in the slab */
+  uint64_t nfreed;               /* (owner) blocks freed back into the slab
+                                    so far: its share of the class's free
+                                    count (allocations = nfreed + used) */
   uint32_t reserved;             /* blocks already carved into free lists */
   uint8_t cls;                   /* size class */
   uint8_t kind;                  /* enum la_slab_kind */
@@ -179,14 +184,22 @@ typedef struct la_arena_s {
   size_t ndirty, nmuzzy;                 /* units */
   la_decay_t dirty_decay, muzzy_decay;
   la_purge_stats_t purge_stats;
+  uint64_t nfreed_retired[LA_NCLASSES];  /* nfreed of the small slabs released */
+  uint64_t large_nmalloc[LA_NCLASSES];   /* large blocks handed out by the arena */
   unsigned ticks;                        /* slow-path events since the last decay check */
   bool decay_ready;                      /* decay times set (at the first segment) */
 } la_arena_t;
 
 /* ---- thread heaps -------------------------------------------------------- */
+#define LA_DIRECT_N (LA_SMALL_LUT_MAX / 8 + 1)
+
 typedef struct la_heap_s {
+  /* direct[(n+7)/8] is bins[class of n] for n up to LA_SMALL_LUT_MAX: the
+   * malloc fast path indexes it by size, skipping the class table.  First
+   * field: one indexed load from the heap pointer. */
+  la_slab_t *direct[LA_DIRECT_N];
   /* bins[c] is the slab the fast path allocates class c from: the head of
-   * queues[c], or the empty sentinel.  First field: one indexed load. */
+   * queues[c], or the empty sentinel. */
   la_slab_t *bins[LA_NCLASSES];
   la_slab_list_t queues[LA_NCLASSES];  /* slabs that may have free blocks */
   la_slab_list_t full;                 /* slabs found full */
@@ -200,6 +213,7 @@ typedef struct la_heap_s {
   atomic_bool xfull_hint;   /* another thread freed into one of our full slabs */
   la_arena_t *arena;
   struct la_heap_s *next_all, *prev_all; /* every live heap (fork, stats) */
+  uint64_t large_hits[LA_NCLASSES];     /* large blocks taken from the cache */
 } la_heap_t;
 
 /* ---- huge blocks --------------------------------------------------------- */
@@ -230,30 +244,11 @@ typedef struct la_options_s {
 } la_options_t;
 
 /* ---- statistics ---------------------------------------------------------- */
-typedef struct la_class_stats_s {
-  size_t size;
-  uint32_t units_per_slab;
-  uint32_t blocks_per_slab;
-  size_t slabs;            /* slabs of this class in use */
-  size_t live_blocks;      /* blocks handed out (see docs/metrics.md) */
-} la_class_stats_t;
-
+/* The statistics are the telemetry segment's (alloc_shm.h lists and
+ * documents each one): gathering fills them directly. */
 typedef struct la_stats_s {
-  size_t allocated;        /* bytes in blocks handed out to the program */
-  size_t active;           /* bytes in units that hold slabs, plus huge */
-  size_t metadata;         /* bytes of headers, heaps and tables */
-  size_t resident;         /* estimate: active + dirty + metadata */
-  size_t mapped;           /* bytes mapped by segments and huge blocks */
-  size_t retained;         /* bytes of wholly free segments kept mapped */
-  size_t dirty;            /* free units that may still be resident */
-  size_t muzzy;            /* free units given back lazily (MADV_FREE) */
-  uint64_t npurges, nmadvise, purged;   /* purging work so far */
-  bool background_thread;  /* the purger thread is running */
-  size_t huge_count, huge_bytes;
-  size_t large_count, large_bytes;
-  size_t narenas, nheaps, nsegments;
-  size_t foreign_frees;    /* free() of pointers liballoc never handed out */
-  la_class_stats_t classes[LA_NCLASSES];
+  alloc_shm_stats_t s;
+  alloc_shm_class_t classes[LA_NCLASSES];
 } la_stats_t;
 
 #endif /* ALLOC_TYPES_H */

@@ -175,6 +175,7 @@ static la_slab_t *take_run(la_arena_t *a, la_segment_t *seg, unsigned unit, unsi
 static void release_run(la_arena_t *a, la_slab_t *slab) {
   la_segment_t *seg = la_segment_of(slab);
   unsigned nunits = slab->nunits;
+  if (slab->kind == LA_SLAB_SMALL) a->nfreed_retired[slab->cls] += slab->nfreed;
   bucket_remove(a, seg);
   la_segment_release_run(seg, slab);   /* the units become dirty */
   bucket_insert(a, seg);
@@ -498,6 +499,7 @@ la_slab_t *la_arena_alloc_large(la_arena_t *a, unsigned cls, size_t align) {
     slab->capacity = 1;
     slab->reserved = 1;
     slab->used = 1;
+    a->large_nmalloc[cls]++;
   }
   pthread_mutex_unlock(&a->lock);
   return slab;
@@ -526,6 +528,7 @@ bool la_arena_expand_large(la_slab_t *slab, unsigned cls) {
   slab->nunits = (uint8_t)k2;
   slab->cls = (uint8_t)cls;
   slab->block_size = la_class_size[cls];
+  a->large_nmalloc[cls]++;   /* counted as a free of the old class and a malloc of the new */
   pthread_mutex_unlock(&a->lock);
   return true;
 }
@@ -566,48 +569,61 @@ static size_t header_bytes(void) {
   return (sizeof(la_segment_t) + la_page_size - 1) & ~(la_page_size - 1);
 }
 
+/* `used` and `nfreed` belong to the owning thread: relaxed reads give
+ * values that were true a moment ago, which is all a statistic needs.
+ * Frees of large blocks are not counted; they are allocations minus live. */
 static void slab_stats(la_stats_t *st, const la_slab_t *s) {
-  if (s->kind == LA_SLAB_LARGE) {
-    uint32_t live = __atomic_load_n(&s->used, __ATOMIC_RELAXED);   /* 0: in a thread's cache */
-    st->large_count += live;
-    st->large_bytes += live * s->block_size;
-    st->allocated += live * s->block_size;
-    st->classes[s->cls].live_blocks += live;
-  } else {
-    /* `used` belongs to the owning thread: a relaxed read gives a value
-     * that was true a moment ago, which is all a statistic needs. */
-    uint32_t used = __atomic_load_n(&s->used, __ATOMIC_RELAXED);
-    st->allocated += (size_t)used * s->block_size;
-    st->classes[s->cls].live_blocks += used;
+  alloc_shm_stats_t *t = &st->s;
+  alloc_shm_class_t *k = &st->classes[s->cls];
+  uint64_t used = __atomic_load_n(&s->used, __ATOMIC_RELAXED);
+  uint64_t bytes = used * s->block_size;
+  k->slabs++;
+  k->live += used;
+  t->allocated += bytes;
+  if (s->kind == LA_SLAB_LARGE) {   /* used is 0 while in a thread's cache */
+    t->large_count += used;
+    t->large_allocated += bytes;
+    return;
   }
-  st->classes[s->cls].slabs++;
+  uint64_t nfreed = __atomic_load_n(&s->nfreed, __ATOMIC_RELAXED);
+  k->nfree += nfreed;
+  k->nmalloc += nfreed + used;
+  t->small_allocated += bytes;
+  if (__atomic_load_n(&s->owner, __ATOMIC_RELAXED)) t->tcache += (s->capacity - used) * s->block_size;
 }
 
 static void segment_stats(la_stats_t *st, const la_segment_t *seg) {
-  st->mapped += LA_SEG_SIZE;
-  st->metadata += header_bytes();
+  alloc_shm_stats_t *t = &st->s;
+  t->mapped += LA_SEG_SIZE;
+  t->metadata += header_bytes();
   uint64_t in_slabs = seg->used_units & ~seg->purging_units & ~(uint64_t)1;
-  st->active += (size_t)__builtin_popcountll(in_slabs) << LA_UNIT_SHIFT;
-  st->dirty += (size_t)__builtin_popcountll(seg->dirty_units) << LA_UNIT_SHIFT;
-  st->muzzy += (size_t)__builtin_popcountll(seg->muzzy_units) << LA_UNIT_SHIFT;
-  if (la_segment_is_empty(seg)) st->retained += LA_SEG_SIZE;
+  t->active += (uint64_t)__builtin_popcountll(in_slabs) << LA_UNIT_SHIFT;
+  t->dirty += (uint64_t)__builtin_popcountll(seg->dirty_units) << LA_UNIT_SHIFT;
+  t->muzzy += (uint64_t)__builtin_popcountll(seg->muzzy_units) << LA_UNIT_SHIFT;
+  if (la_segment_is_empty(seg)) t->retained += LA_SEG_SIZE;
   for (unsigned u = 1; u < LA_UNITS; u++) {
     const la_slab_t *s = seg->unit_slab[u];
     if (s == &seg->slabs[u] && s->kind != LA_SLAB_UNUSED) slab_stats(st, s);
   }
 }
 
+/* One arena lock at a time, each held for one walk of its segments. */
 void la_arenas_stats(la_stats_t *st) {
-  st->narenas = la_narenas;
+  alloc_shm_stats_t *t = &st->s;
+  t->narenas = la_narenas;
   for (unsigned i = 0; i < LA_MAX_ARENAS; i++) {
     la_arena_t *a = &arenas[i];
     pthread_mutex_lock(&a->lock);
     for (unsigned r = 0; r < LA_UNITS; r++)
       for (la_segment_t *seg = a->segments[r]; seg; seg = seg->bucket.next) segment_stats(st, seg);
-    st->nsegments += a->nsegments;
-    st->npurges += a->purge_stats.npurges;
-    st->nmadvise += a->purge_stats.nmadvise;
-    st->purged += a->purge_stats.purged;
+    t->nsegments += a->nsegments;
+    t->npurges += a->purge_stats.npurges;
+    t->nmadvise += a->purge_stats.nmadvise;
+    t->purged += a->purge_stats.purged;
+    for (unsigned c = 0; c < LA_NCLASSES; c++) {
+      st->classes[c].nfree += a->nfreed_retired[c];
+      st->classes[c].nmalloc += a->nfreed_retired[c] + a->large_nmalloc[c];
+    }
     pthread_mutex_unlock(&a->lock);
   }
 }

@@ -9,6 +9,8 @@
 
 #include <alloc.h>
 #include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 enum ctl_type { CTL_SIZE, CTL_SSIZE, CTL_UNSIGNED, CTL_BOOL, CTL_STRING, CTL_U64, CTL_COMMAND };
@@ -53,7 +55,7 @@ static void read_nbins(ctl_value_t *v) { v->u = LA_NCLASSES; }
   static void read_stats_##field(ctl_value_t *v) {                            \
     la_stats_t st;                                                             \
     la_stats_gather(&st);                                                      \
-    v->size = (size_t)st.field;                                                \
+    v->size = (size_t)st.s.field;                                                \
   }
 STAT_READER(allocated)
 STAT_READER(active)
@@ -153,6 +155,13 @@ static int write_meta_thp(const ctl_value_t *v) {
 
 static int write_bg(const ctl_value_t *v) { return la_purger_enable(v->b); }
 
+static int write_interval(const ctl_value_t *v) {
+  if (v->ssize < 10 || v->ssize > 86400000) return EINVAL;
+  la_opt.stats_interval_ms = v->ssize;
+  la_telemetry_kick();
+  return 0;
+}
+
 static int write_stats_print(const ctl_value_t *v) {
   la_opt.stats_print = v->b;
   return 0;
@@ -219,7 +228,7 @@ static const ctl_entry_t ctl_table[] = {
   {"opt.background_thread", CTL_BOOL, read_opt_bg, write_bg},
   {"opt.telemetry", CTL_BOOL, read_opt_telemetry, NULL},
   {"opt.telemetry_dir", CTL_STRING, read_opt_telemetry_dir, NULL},
-  {"opt.stats_interval_ms", CTL_SSIZE, read_opt_interval, NULL},
+  {"opt.stats_interval_ms", CTL_SSIZE, read_opt_interval, write_interval},
   {"opt.stats_print", CTL_BOOL, read_opt_stats_print, write_stats_print},
   {"opt.abort_on_invalid_free", CTL_BOOL, read_opt_abort_invalid, write_abort_invalid},
 };
@@ -235,6 +244,10 @@ static int run_command(const ctl_entry_t *e, void *oldp, size_t *oldlenp, void *
   return e->write(NULL);
 }
 
+static pthread_mutex_t ctl_lock = PTHREAD_MUTEX_INITIALIZER;
+
+void la_ctl_fork_child(void) { pthread_mutex_init(&ctl_lock, NULL); }
+
 LA_EXPORT int alloc_ctl(const char *name, void *oldp, size_t *oldlenp, void *newp, size_t newlen) {
   if (!name) return ENOENT;
   la_ensure_init();
@@ -249,7 +262,6 @@ LA_EXPORT int alloc_ctl(const char *name, void *oldp, size_t *oldlenp, void *new
     if (!e->read) return EPERM;
   }
   ctl_value_t before = {0};
-  static pthread_mutex_t ctl_lock = PTHREAD_MUTEX_INITIALIZER;
   pthread_mutex_lock(&ctl_lock);
   if (oldp) e->read(&before);
   int err = 0;
@@ -262,4 +274,93 @@ LA_EXPORT int alloc_ctl(const char *name, void *oldp, size_t *oldlenp, void *new
   if (err) return err;
   if (oldp) memcpy(oldp, &before, size);
   return 0;
+}
+
+/* ---- the same, with values as text (the telemetry control area) --------- */
+
+static bool parse_text(enum ctl_type t, const char *text, ctl_value_t *v) {
+  char *end;
+  errno = 0;
+  switch (t) {
+  case CTL_SSIZE: {
+    long long x = strtoll(text, &end, 10);
+    if (errno || end == text || *end) return false;
+    v->ssize = (ssize_t)x;
+    return true;
+  }
+  case CTL_SIZE:
+  case CTL_UNSIGNED:
+  case CTL_U64: {
+    if (text[0] == '-') return false;
+    unsigned long long x = strtoull(text, &end, 10);
+    if (errno || end == text || *end || (t == CTL_UNSIGNED && x > 0xffffffffull)) return false;
+    if (t == CTL_SIZE) v->size = (size_t)x;
+    else if (t == CTL_UNSIGNED) v->u = (unsigned)x;
+    else v->u64 = x;
+    return true;
+  }
+  case CTL_BOOL:
+    if (strcmp(text, "true") == 0 || strcmp(text, "1") == 0) v->b = true;
+    else if (strcmp(text, "false") == 0 || strcmp(text, "0") == 0) v->b = false;
+    else return false;
+    return true;
+  case CTL_STRING:
+    v->s = text;
+    return true;
+  case CTL_COMMAND:
+    return text[0] == 0;
+  }
+  return false;
+}
+
+static void format_text(enum ctl_type t, const ctl_value_t *v, char *out, size_t len) {
+  switch (t) {
+  case CTL_SSIZE: snprintf(out, len, "%zd", v->ssize); break;
+  case CTL_SIZE: snprintf(out, len, "%zu", v->size); break;
+  case CTL_UNSIGNED: snprintf(out, len, "%u", v->u); break;
+  case CTL_U64: snprintf(out, len, "%llu", (unsigned long long)v->u64); break;
+  case CTL_BOOL: snprintf(out, len, "%s", v->b ? "true" : "false"); break;
+  case CTL_STRING: snprintf(out, len, "%s", v->s ? v->s : ""); break;
+  case CTL_COMMAND: snprintf(out, len, "%s", ""); break;
+  }
+}
+
+/* Apply `name` = `value` given as text: a knob of the telemetry segment
+ * ("dirty_decay_ms", looked up as "opt.dirty_decay_ms") or any alloc_ctl
+ * name ("opt.thp", "arena.purge" with an empty value).  Returns 0 or an
+ * errno value, with the reason in `msg` and the value after the change in
+ * `effective`.  Runs the same write functions as alloc_ctl, under its lock. */
+int la_ctl_apply_text(const char *name, const char *value, char *effective, size_t efflen, char *msg,
+                      size_t msglen) {
+  char full[64];
+  const ctl_entry_t *e = NULL;
+  effective[0] = 0;
+  if (!strchr(name, '.') && snprintf(full, sizeof full, "opt.%s", name) < (int)sizeof full)
+    e = find_entry(full);
+  if (!e) e = find_entry(name);
+  if (!e) {
+    snprintf(msg, msglen, "unknown knob '%s'", name);
+    return ENOENT;
+  }
+  if (!e->write) {
+    snprintf(msg, msglen, "%s cannot be changed while the process runs", e->name);
+    return EPERM;
+  }
+  ctl_value_t v = {0};
+  int err = 0;
+  la_ensure_init();
+  pthread_mutex_lock(&ctl_lock);
+  if (!parse_text(e->type, value, &v)) err = EINVAL;
+  else err = e->write(e->type == CTL_COMMAND ? NULL : &v);
+  ctl_value_t now = {0};
+  if (e->read) {   /* the value in force afterwards, changed or not */
+    e->read(&now);
+    format_text(e->type, &now, effective, efflen);
+  }
+  pthread_mutex_unlock(&ctl_lock);
+  if (err == EINVAL && e->type == CTL_COMMAND) snprintf(msg, msglen, "%s takes no value", e->name);
+  else if (err == EINVAL) snprintf(msg, msglen, "invalid value '%s' for %s", value, e->name);
+  else if (err) snprintf(msg, msglen, "%s failed: error %d", e->name, err);
+  else snprintf(msg, msglen, "ok");
+  return err;
 }

@@ -20,7 +20,8 @@
 
 __thread la_heap_t *la_tls_heap = &la_empty_heap;
 
-la_heap_t la_empty_heap = {.bins = {[0 ... LA_NCLASSES - 1] = &la_slab_empty}};
+la_heap_t la_empty_heap = {.direct = {[0 ... LA_DIRECT_N - 1] = &la_slab_empty},
+                           .bins = {[0 ... LA_NCLASSES - 1] = &la_slab_empty}};
 
 static pthread_mutex_t heaps_lock = PTHREAD_MUTEX_INITIALIZER;
 static la_heap_t *all_heaps;     /* live heaps */
@@ -36,15 +37,40 @@ void la_heaps_init(void) {
   pthread_key_create(&heap_key, heap_thread_exit);
 }
 
-size_t la_heaps_count(void) {
-  return __atomic_load_n(&nheaps, __ATOMIC_RELAXED);
+/* The heaps' share of the statistics: the large-block caches.  Heaps of
+ * exited threads are kept for reuse, so their counts are never lost. */
+static void heap_stats(la_stats_t *st, const la_heap_t *heap) {
+  for (unsigned c = 0; c < LA_NCLASSES; c++)
+    st->classes[c].nmalloc += __atomic_load_n(&heap->large_hits[c], __ATOMIC_RELAXED);
+  st->s.tcache += __atomic_load_n(&heap->large_cached_bytes, __ATOMIC_RELAXED);
+}
+
+void la_heaps_stats(la_stats_t *st) {
+  pthread_mutex_lock(&heaps_lock);
+  for (const la_heap_t *h = all_heaps; h; h = h->next_all) heap_stats(st, h);
+  for (const la_heap_t *h = spare_heaps; h; h = h->next_all) heap_stats(st, h);
+  st->s.nheaps = nheaps;
+  pthread_mutex_unlock(&heaps_lock);
 }
 
 /* ---- queues -------------------------------------------------------------- */
 
+/* Point the fast path's entries of class `cls` at `slab`. */
+static void bin_point(la_heap_t *heap, unsigned cls, la_slab_t *slab) {
+  heap->bins[cls] = slab;
+  for (unsigned i = la_class_direct_first[cls]; i <= la_class_direct_last[cls] && la_class_direct_last[cls]; i++)
+    heap->direct[i] = slab;
+}
+
 static void set_bin(la_heap_t *heap, unsigned cls) {
   la_slab_t *head = heap->queues[cls].head;
-  heap->bins[cls] = head ? head : &la_slab_empty;
+  bin_point(heap, cls, head ? head : &la_slab_empty);
+}
+
+/* Every class to the slow path. */
+static void clear_bins(la_heap_t *heap) {
+  for (unsigned c = 0; c < LA_NCLASSES; c++) heap->bins[c] = &la_slab_empty;
+  for (unsigned i = 0; i < LA_DIRECT_N; i++) heap->direct[i] = &la_slab_empty;
 }
 
 static void queue_slab(la_heap_t *heap, la_slab_t *slab) {
@@ -116,6 +142,7 @@ void *la_heap_large_alloc(la_heap_t *heap, unsigned cls) {
   heap->large_cache[cls] = slab->next;
   heap->large_cached[cls]--;
   heap->large_cached_bytes -= slab->block_size;
+  heap->large_hits[cls]++;
   slab->next = NULL;
   slab->used = 1;
   return slab->start;
@@ -158,8 +185,8 @@ static la_heap_t *heap_create(void) {
   pthread_mutex_unlock(&heaps_lock);
   if (!heap) heap = la_meta_alloc(sizeof *heap);
   if (!heap) return NULL;
+  clear_bins(heap);
   for (unsigned c = 0; c < LA_NCLASSES; c++) {
-    heap->bins[c] = &la_slab_empty;
     heap->queues[c].head = heap->queues[c].tail = NULL;
     heap->large_cache[c] = NULL;
     heap->large_cached[c] = 0;
@@ -210,8 +237,8 @@ static void heap_abandon(la_heap_t *heap) {
       la_slab_list_remove(&heap->queues[c], s);
       detach_slab(s);
     }
-    heap->bins[c] = &la_slab_empty;
   }
+  clear_bins(heap);
   la_slab_t *s;
   while ((s = heap->full.head)) {
     la_slab_list_remove(&heap->full, s);
@@ -319,6 +346,7 @@ void la_heap_free_slow(la_heap_t *heap, la_slab_t *slab, la_block_t *block) {
     block->next = slab->free;
     slab->free = block;
     slab->used--;
+    slab->nfreed++;
     if (slab->in_full) leave_full(heap, slab);
     if (slab->used == 0) la_heap_retire_slab(heap, slab);
     return;
@@ -362,6 +390,9 @@ void la_heaps_fork_child(void) {
   pthread_mutex_init(&heaps_lock, NULL);
   la_heap_t *self = la_tls_heap;
   if (self != &la_empty_heap) {
+    /* The next malloc of each class takes the slow path once, where the
+     * child starts what it needs (its telemetry). */
+    clear_bins(self);
     self->next_all = self->prev_all = NULL;
     all_heaps = self;
     nheaps = 1;

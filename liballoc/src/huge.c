@@ -31,6 +31,7 @@ static pthread_mutex_t huge_lock = PTHREAD_MUTEX_INITIALIZER;
 static la_huge_t *buckets[1u << HUGE_BUCKET_BITS];
 static la_huge_t *spare_descs;
 static size_t huge_count, huge_bytes, huge_mapped;
+static uint64_t huge_nmalloc;   /* frees are huge_nmalloc - huge_count */
 
 #define CACHE_MAX 512                     /* mappings kept for reuse at most */
 #define CACHE_SLACK ((size_t)256 << 20)   /* cached bytes allowed beyond those in use */
@@ -277,6 +278,7 @@ void *la_huge_alloc(size_t size, size_t align) {
     pthread_mutex_lock(&huge_lock);
     table_insert(d);
     huge_count++;
+    huge_nmalloc++;
     huge_bytes += usable;
     huge_mapped += d->map_size;
     pthread_mutex_unlock(&huge_lock);
@@ -299,6 +301,7 @@ void *la_huge_alloc(size_t size, size_t align) {
   d->zeroed = true;
   table_insert(d);
   huge_count++;
+  huge_nmalloc++;
   huge_bytes += usable;
   huge_mapped += map_size;
   la_segmap_set(p, map_size, LA_MAP_HUGE);
@@ -539,16 +542,19 @@ void *la_huge_realloc(void *p, size_t size) {
 }
 
 void la_huge_stats(la_stats_t *st) {
+  alloc_shm_stats_t *s = &st->s;
   pthread_mutex_lock(&huge_lock);
-  st->huge_count += huge_count;
-  st->huge_bytes += huge_bytes;
-  st->allocated += huge_bytes;
-  st->active += huge_bytes;
-  st->mapped += huge_mapped + cache_bytes;
-  st->dirty += cache_bytes;        /* an upper bound: untouched pages are not resident */
-  st->npurges += cache_purge.npurges;
-  st->nmadvise += cache_purge.nmadvise;
-  st->purged += cache_purge.purged;
+  s->huge_count += huge_count;
+  s->huge_allocated += huge_bytes;
+  s->huge_nmalloc += huge_nmalloc;
+  s->huge_nfree += huge_nmalloc - huge_count;
+  s->allocated += huge_bytes;
+  s->active += huge_bytes;
+  s->mapped += huge_mapped + cache_bytes;
+  s->dirty += cache_bytes;        /* an upper bound: untouched pages are not resident */
+  s->npurges += cache_purge.npurges;
+  s->nmadvise += cache_purge.nmadvise;
+  s->purged += cache_purge.purged;
   pthread_mutex_unlock(&huge_lock);
 }
 

@@ -32,6 +32,8 @@ static void fork_parent(void) {
 }
 
 static void fork_child(void) {
+  la_telemetry_fork_child();
+  la_ctl_fork_child();
   la_purger_fork_child();
   la_meta_fork_child();
   la_huge_fork_child();
@@ -58,8 +60,10 @@ void la_init_slow(void) {
 __attribute__((constructor)) static void la_constructor(void) {
   la_ensure_init();
   if (la_options_init()) la_arenas_set_count();   /* the first read was too early */
+  la_telemetry_start();
 }
 
 __attribute__((destructor)) static void la_destructor(void) {
+  la_telemetry_exit();
   if (la_opt.stats_print) alloc_stats_print(NULL, NULL, NULL);
 }

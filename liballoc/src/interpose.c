@@ -47,12 +47,12 @@ LA_EXPORT struct mallinfo2 mallinfo2(void) {
   la_stats_gather(&st);
   struct mallinfo2 mi;
   memset(&mi, 0, sizeof mi);
-  mi.arena = st.mapped;
-  mi.hblks = st.huge_count;
-  mi.hblkhd = st.huge_bytes;
-  mi.uordblks = st.allocated;
-  mi.fordblks = st.mapped > st.allocated ? st.mapped - st.allocated : 0;
-  mi.keepcost = st.dirty;
+  mi.arena = st.s.mapped;
+  mi.hblks = st.s.huge_count;
+  mi.hblkhd = st.s.huge_allocated;
+  mi.uordblks = st.s.allocated;
+  mi.fordblks = st.s.mapped > st.s.allocated ? st.s.mapped - st.s.allocated : 0;
+  mi.keepcost = st.s.dirty;
   return mi;
 }
 
@@ -84,6 +84,6 @@ LA_EXPORT int malloc_info(int options, FILE *fp) {
   la_stats_gather(&st);
   fprintf(fp, "<malloc version=\"liballoc-%s\">\n<total type=\"allocated\" size=\"%zu\"/>\n"
               "<total type=\"active\" size=\"%zu\"/>\n<total type=\"mapped\" size=\"%zu\"/>\n</malloc>\n",
-          ALLOC_VERSION_STRING, st.allocated, st.active, st.mapped);
+          ALLOC_VERSION_STRING, (size_t)st.s.allocated, (size_t)st.s.active, (size_t)st.s.mapped);
   return 0;
 }

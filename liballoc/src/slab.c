@@ -19,6 +19,7 @@ void la_slab_init(la_slab_t *slab, la_segment_t *seg, unsigned unit, unsigned cl
   slab->free = NULL;
   slab->fast_owner = NULL;
   slab->used = 0;
+  slab->nfreed = 0;
   slab->cls = (uint8_t)cls;
   slab->kind = la_class_large[cls] ? LA_SLAB_LARGE : LA_SLAB_SMALL;
   slab->block_size = la_class_size[cls];
@@ -63,6 +64,7 @@ uint32_t la_slab_collect_remote(la_slab_t *slab) {
   tail->next = slab->free;
   slab->free = head;
   slab->used -= n;
+  slab->nfreed += n;
   return n;
 }
 

@@ -2,10 +2,13 @@
  *
  * Statistics are computed when asked for, from the structures that exist
  * anyway (segment masks, slab counters, the huge table), one arena lock at a
- * time: there is no global stop and nothing is counted on the fast path.
- * Counters owned by other threads are read with relaxed loads and are as
- * fresh as a snapshot needs.  A block freed by another thread counts as
- * allocated until its slab's owner collects it (docs/metrics.md).
+ * time: there is no global stop.  The fast path counts one thing, the frees
+ * of a slab's owner, in the slab (owner-only: no atomic, no shared line);
+ * allocations are frees plus blocks in use.  Counters owned by other
+ * threads are read with relaxed loads and are as fresh as a snapshot needs.
+ * A block freed by another thread counts as allocated until its slab's
+ * owner collects it (docs/metrics.md).  The names, units and meanings of
+ * the statistics are listed once, in alloc_shm.h.
  *
  * alloc_stats_print formats into a stack buffer and never allocates, so it
  * is safe in atexit handlers and while the heap is in any state. */
@@ -20,18 +23,43 @@ void la_stats_gather(la_stats_t *st) {
   la_ensure_init();
   memset(st, 0, sizeof *st);
   for (unsigned c = 0; c < LA_NCLASSES; c++) {
-    st->classes[c].size = la_class_size[c];
-    st->classes[c].units_per_slab = la_class_units[c];
-    st->classes[c].blocks_per_slab = la_class_capacity[c];
+    alloc_shm_class_t *k = &st->classes[c];
+    k->size = la_class_size[c];
+    k->slab_bytes = (uint64_t)la_class_units[c] << LA_UNIT_SHIFT;
+    k->blocks_per_slab = la_class_large[c] ? 1 : la_class_capacity[c];
   }
   la_arenas_stats(st);
+  la_heaps_stats(st);
   la_huge_stats(st);
-  st->metadata += la_meta_used();
-  st->mapped += la_meta_mapped();
-  st->resident = st->active + st->dirty + st->muzzy + st->metadata;
-  st->nheaps = la_heaps_count();
-  st->foreign_frees = atomic_load_explicit(&la_foreign_frees, memory_order_relaxed);
-  st->background_thread = la_purger_running();
+  alloc_shm_stats_t *s = &st->s;
+  for (unsigned c = 0; c < LA_NCLASSES; c++) {
+    alloc_shm_class_t *k = &st->classes[c];
+    if (!la_class_large[c]) continue;
+    /* Large frees are not counted: allocations minus the live blocks. */
+    k->nfree = k->nmalloc > k->live ? k->nmalloc - k->live : 0;
+    s->large_nmalloc += k->nmalloc;
+    s->large_nfree += k->nfree;
+  }
+  s->metadata += la_meta_used();
+  s->mapped += la_meta_mapped();
+  s->resident = s->active + s->dirty + s->metadata;
+  s->foreign_frees = atomic_load_explicit(&la_foreign_frees, memory_order_relaxed);
+  s->background_thread = la_purger_running();
+  la_proc_memory(s);
+}
+
+/* Every knob's effective value, as the telemetry segment carries them. */
+void la_stats_config(alloc_shm_config_t *c) {
+  const la_options_t *o = &la_opt;
+  c->narenas = la_narenas;
+  c->dirty_decay_ms = o->dirty_decay_ms;
+  c->muzzy_decay_ms = o->muzzy_decay_ms;
+  c->thp = o->thp;
+  c->metadata_thp = o->metadata_thp;
+  c->background_thread = o->background_thread;
+  c->stats_interval_ms = o->stats_interval_ms;
+  c->stats_print = o->stats_print;
+  c->abort_on_invalid_free = o->abort_on_invalid_free;
 }
 
 /* ---- output -------------------------------------------------------------- */
@@ -68,67 +96,96 @@ __attribute__((format(printf, 2, 3))) static void out(writer_t *w, const char *f
   w->len += len;
 }
 
-/* The totals, in one order for both formats: name, value. */
-#define LA_STAT_TOTALS(X)                                                      \
-  X(allocated) X(active) X(metadata) X(resident) X(mapped) X(retained)         \
-  X(dirty) X(muzzy) X(npurges) X(nmadvise) X(purged) X(large_count)          \
-  X(large_bytes) X(huge_count) X(huge_bytes)                                 \
-  X(narenas) X(nheaps) X(nsegments) X(foreign_frees)
+/* A config value as JSON (or text: strings unquoted). */
+static void out_config(writer_t *w, const char *name, const char *kind, int64_t v, bool json) {
+  const char *q = json ? "\"" : "";
+  if (strcmp(kind, "BOOL") == 0) out(w, "%s", v ? "true" : "false");
+  else if (strcmp(kind, "ENUM") == 0) {
+    const char *e = alloc_shm_enum_name(name, v);
+    out(w, "%s%s%s", q, e ? e : "?", q);
+  } else out(w, "%lld", (long long)v);
+}
+
+static void out_string(writer_t *w, const char *s) {
+  out(w, "\"");
+  for (const char *p = s; *p; p++) {
+    if (*p == '"' || *p == '\\') out(w, "\\%c", *p);
+    else if ((unsigned char)*p < 0x20) out(w, "\\u%04x", (unsigned char)*p);
+    else out(w, "%c", *p);
+  }
+  out(w, "\"");
+}
+
+static double class_utilisation(const alloc_shm_class_t *k) {
+  return alloc_shm_ratio(k->live, k->slabs * k->blocks_per_slab);
+}
 
 static void print_text(writer_t *w, const la_stats_t *st) {
+  const alloc_shm_stats_t *s = &st->s;
+  alloc_shm_derived_t d;
+  alloc_shm_derive(s, &d);
+  alloc_shm_config_t c;
+  la_stats_config(&c);
   out(w, "___ Begin liballoc statistics ___\n");
   out(w, "version: %s\npid: %d\npage size: %zu\n", ALLOC_VERSION_STRING, (int)getpid(), la_page_size);
-#define X(name) out(w, "%s: %zu\n", #name, (size_t)st->name);
-  LA_STAT_TOTALS(X)
+#define X(name, type, unit, help) out(w, "%s: %llu\n", #name, (unsigned long long)s->name);
+  ALLOC_SHM_STATS(X)
 #undef X
-  out(w, "background_thread: %s\n", st->background_thread ? "running" : "stopped");
-  const la_options_t *o = &la_opt;
-  out(w, "options: narenas:%u dirty_decay_ms:%zd muzzy_decay_ms:%zd thp:%s metadata_thp:%s "
-         "background_thread:%s telemetry:%s telemetry_dir:%s stats_interval_ms:%zd\n",
-      o->narenas, o->dirty_decay_ms, o->muzzy_decay_ms, la_thp_mode_name(o->thp),
-      la_meta_thp_mode_name(o->metadata_thp), o->background_thread ? "true" : "false",
-      o->telemetry ? "true" : "false", o->telemetry_dir, o->stats_interval_ms);
-  out(w, "size classes in use:\n%10s %6s %8s %8s %10s %7s\n", "size", "units", "per_slab", "slabs",
-      "live", "util");
-  for (unsigned c = 0; c < LA_NCLASSES; c++) {
-    const la_class_stats_t *k = &st->classes[c];
-    if (!k->slabs) continue;
-    size_t cap = (size_t)k->slabs * k->blocks_per_slab;
-    size_t live = k->live_blocks;
-    out(w, "%10zu %6u %8u %8zu %10zu %6.1f%%\n", k->size, k->units_per_slab, k->blocks_per_slab,
-        k->slabs, live, cap ? 100.0 * (double)live / (double)cap : 0.0);
+#define X(name, help) out(w, "%s: %.3f\n", #name, d.name);
+  ALLOC_SHM_DERIVED(X)
+#undef X
+  out(w, "options:");
+#define X(name, kind, help) out(w, " %s:", #name), out_config(w, #name, #kind, c.name, false);
+  ALLOC_SHM_CONFIG(X)
+#undef X
+  out(w, " telemetry:%s telemetry_dir:%s\n", la_opt.telemetry ? "true" : "false", la_opt.telemetry_dir);
+  out(w, "size classes in use:\n%10s %10s %8s %8s %10s %7s %12s %12s\n", "size", "slab", "per_slab",
+      "slabs", "live", "util", "nmalloc", "nfree");
+  for (unsigned i = 0; i < LA_NCLASSES; i++) {
+    const alloc_shm_class_t *k = &st->classes[i];
+    if (!k->slabs && !k->nmalloc) continue;
+    out(w, "%10llu %10llu %8llu %8llu %10llu %6.1f%% %12llu %12llu\n", (unsigned long long)k->size,
+        (unsigned long long)k->slab_bytes, (unsigned long long)k->blocks_per_slab,
+        (unsigned long long)k->slabs, (unsigned long long)k->live, 100.0 * class_utilisation(k),
+        (unsigned long long)k->nmalloc, (unsigned long long)k->nfree);
   }
   out(w, "___ End liballoc statistics ___\n");
 }
 
 static void print_json(writer_t *w, const la_stats_t *st) {
+  const alloc_shm_stats_t *s = &st->s;
+  alloc_shm_derived_t d;
+  alloc_shm_derive(s, &d);
+  alloc_shm_config_t c;
+  la_stats_config(&c);
+  const char *sep = "";
   out(w, "{\"version\":\"%s\",\"pid\":%d,\"page_size\":%zu,\"stats\":{", ALLOC_VERSION_STRING,
       (int)getpid(), la_page_size);
-  const char *sep = "";
-#define X(name) out(w, "%s\"%s\":%zu", sep, #name, (size_t)st->name), sep = ",";
-  LA_STAT_TOTALS(X)
+#define X(name, type, unit, help) out(w, "%s\"%s\":%llu", sep, #name, (unsigned long long)s->name), sep = ",";
+  ALLOC_SHM_STATS(X)
 #undef X
-  out(w, ",\"background_thread\":%s", st->background_thread ? "true" : "false");
-  const la_options_t *o = &la_opt;
-  out(w, "},\"opt\":{\"narenas\":%u,\"dirty_decay_ms\":%zd,\"muzzy_decay_ms\":%zd,\"thp\":\"%s\","
-         "\"metadata_thp\":\"%s\",\"background_thread\":%s,\"telemetry\":%s,",
-      o->narenas, o->dirty_decay_ms, o->muzzy_decay_ms, la_thp_mode_name(o->thp),
-      la_meta_thp_mode_name(o->metadata_thp), o->background_thread ? "true" : "false",
-      o->telemetry ? "true" : "false");
-  /* telemetry_dir is validated as a path; escape the two JSON specials */
-  out(w, "\"telemetry_dir\":\"");
-  for (const char *p = o->telemetry_dir; *p; p++) {
-    if (*p == '"' || *p == '\\') out(w, "\\%c", *p);
-    else if ((unsigned char)*p < 0x20) out(w, "\\u%04x", (unsigned char)*p);
-    else out(w, "%c", *p);
-  }
-  out(w, "\",\"stats_interval_ms\":%zd},\"classes\":[", o->stats_interval_ms);
+  out(w, "},\"derived\":{");
   sep = "";
-  for (unsigned c = 0; c < LA_NCLASSES; c++) {
-    const la_class_stats_t *k = &st->classes[c];
-    size_t live = k->live_blocks;
-    out(w, "%s{\"size\":%zu,\"units_per_slab\":%u,\"blocks_per_slab\":%u,\"slabs\":%zu,\"live\":%zu}", sep,
-        k->size, k->units_per_slab, k->blocks_per_slab, k->slabs, live);
+#define X(name, help) out(w, "%s\"%s\":%.6g", sep, #name, d.name), sep = ",";
+  ALLOC_SHM_DERIVED(X)
+#undef X
+  out(w, "},\"opt\":{");
+  sep = "";
+#define X(name, kind, help) out(w, "%s\"%s\":", sep, #name), out_config(w, #name, #kind, c.name, true), sep = ",";
+  ALLOC_SHM_CONFIG(X)
+#undef X
+  out(w, ",\"telemetry\":%s,\"telemetry_dir\":", la_opt.telemetry ? "true" : "false");
+  out_string(w, la_opt.telemetry_dir);
+  out(w, "},\"classes\":[");
+  sep = "";
+  for (unsigned i = 0; i < LA_NCLASSES; i++) {
+    const alloc_shm_class_t *k = &st->classes[i];
+    out(w, "%s{", sep);
+    const char *fsep = "";
+#define X(name, help) out(w, "%s\"%s\":%llu", fsep, #name, (unsigned long long)k->name), fsep = ",";
+    ALLOC_SHM_CLASS(X)
+#undef X
+    out(w, ",\"utilisation\":%.4f}", class_utilisation(k));
     sep = ",";
   }
   out(w, "]}");

@@ -1,0 +1,317 @@
+/* alloc_shm.h - the telemetry segment: what every process that uses liballoc
+ * publishes about its heap, and the control area through which it accepts
+ * configuration changes.  Shared by the writer (liballoc) and by readers
+ * (the reader module alloc_shm_reader.h, allocd, tests).
+ *
+ * Each process owns one regular file, <telemetry_dir>/liballoc.<pid>
+ * (default /dev/shm), mode 0600, removed when the process exits normally.
+ * Writer and readers use pread/pwrite, never a shared mapping, so neither
+ * side can be hurt by the other truncating the file.  Integers are native
+ * endian (readers run on the same host) and every structure is made of
+ * 8-byte fields or byte arrays, so the layout is the same for every
+ * compiler; the sizes are checked by static assertions below.
+ *
+ * File layout (offsets in bytes):
+ *
+ *   0                 header            alloc_shm_header_t, 512 bytes
+ *   ring_offset       ring              ring_slots x slot_size bytes, each an
+ *                                       alloc_shm_snapshot_t
+ *   control_offset    control area      control_slots x request_size bytes,
+ *                                       each an alloc_shm_request_t
+ *   file_size         end
+ *
+ * Header (written once at creation, except the last three u64):
+ *     0  u64  magic           ALLOC_SHM_MAGIC ("LIBALLOC" read as bytes)
+ *     8  u32  version         ALLOC_SHM_VERSION; any layout change bumps it
+ *    12  u32  header_size     512
+ *    16  u64  file_size       total bytes; the file is exactly this long
+ *    24  u32  ring_offset     start of the ring (512)
+ *    28  u32  ring_slots      number of snapshots kept (ALLOC_SHM_RING_SLOTS)
+ *    32  u32  slot_size       sizeof(alloc_shm_snapshot_t)
+ *    36  u32  control_offset  start of the control area
+ *    40  u32  control_slots   number of request slots
+ *    44  u32  request_size    sizeof(alloc_shm_request_t)
+ *    48  u32  nstats          ALLOC_SHM_NSTATS
+ *    52  u32  nconfig         ALLOC_SHM_NCONFIG
+ *    56  u32  nclasses        size classes in use, <= ALLOC_SHM_MAX_CLASSES
+ *    60  i32  pid             the process (in its own pid namespace)
+ *    64  u64  start_time      process start, clock ticks after boot
+ *                             (field 22 of /proc/<pid>/stat)
+ *    72  u64  pidns_ino       inode of /proc/self/ns/pid: which namespace
+ *                             `pid` belongs to
+ *    80  u64  clock_ticks     sysconf(_SC_CLK_TCK), the unit of start_time
+ *    88  u64  created_ns      CLOCK_REALTIME when the segment was created
+ *    96  char exe[256]        path of the executable, NUL-terminated
+ *   352  char comm[16]        thread name of the main thread, NUL-terminated
+ *   368  char version_str[16] liballoc version, NUL-terminated
+ *   384  ...                  zero, reserved
+ *   488  u64  interval_ms     current stats_interval_ms
+ *   496  u64  heartbeat_ns    CLOCK_REALTIME of the newest publication
+ *   504  u64  published       snapshots published so far: the newest is
+ *                             number `published`, in slot
+ *                             (published - 1) % ring_slots
+ *
+ * A snapshot is published by writing seq = 2n-1 (odd: being written), then
+ * the body with number = n and its checksum, then seq = 2n.  A reader
+ * accepts slot contents only if seq == 2 * number, number is the one it
+ * expects and the checksum matches, so it never accepts a torn snapshot,
+ * and a writer that died mid-write leaves a slot that fails these checks.
+ * A reader that polls less often than the writer publishes reads every
+ * number from its last one to `published`; those older than
+ * published - ring_slots have been overwritten.
+ *
+ * The control area is described with alloc_shm_request_t below.
+ */
+#ifndef ALLOC_SHM_H
+#define ALLOC_SHM_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define ALLOC_SHM_MAGIC        0x434f4c4c4142494cull   /* "LIBALLOC" */
+#define ALLOC_SHM_VERSION      1u
+#define ALLOC_SHM_HEADER_SIZE  512u
+#define ALLOC_SHM_RING_SLOTS   32u
+#define ALLOC_SHM_CONTROL_SLOTS 16u
+#define ALLOC_SHM_MAX_CLASSES  72u
+#define ALLOC_SHM_PREFIX       "liballoc."   /* file name: prefix + pid */
+
+/* ---- the statistics ------------------------------------------------------
+ * Every statistic is listed once, here: X(name, type, unit, help).
+ *   type  GAUGE (a level) or COUNTER (only grows while the process lives)
+ *   unit  BYTES, COUNT or NANOSECONDS
+ * The list generates the snapshot's fields, the keys of alloc_stats_print's
+ * JSON and allocd's Prometheus names (liballoc_<name>, _bytes for BYTES,
+ * _total for counters).  docs/metrics.md explains each one at length. */
+#define ALLOC_SHM_STATS(X)                                                                       \
+  X(allocated, GAUGE, BYTES, "Bytes in blocks handed out to the program and not freed")          \
+  X(active, GAUGE, BYTES, "Bytes in slabs and huge blocks: allocated plus their free space")     \
+  X(metadata, GAUGE, BYTES, "Bytes of the allocator's own structures (segment headers, heaps)")  \
+  X(resident, GAUGE, BYTES, "Allocator's estimate of its resident bytes: active+dirty+metadata") \
+  X(mapped, GAUGE, BYTES, "Bytes of address space mapped by the allocator")                      \
+  X(retained, GAUGE, BYTES, "Bytes of wholly free segments kept mapped for reuse")               \
+  X(dirty, GAUGE, BYTES, "Free bytes that may still be resident, waiting for decay")             \
+  X(muzzy, GAUGE, BYTES, "Free bytes given back lazily (MADV_FREE), reclaimable by the kernel")  \
+  X(tcache, GAUGE, BYTES, "Free bytes reserved by thread heaps (free blocks in their slabs)")     \
+  X(small_allocated, GAUGE, BYTES, "Bytes in live blocks of thread-cached (small) classes")      \
+  X(large_allocated, GAUGE, BYTES, "Bytes in live blocks of arena (large) classes")              \
+  X(large_count, GAUGE, COUNT, "Live blocks of arena (large) classes")                           \
+  X(large_nmalloc, COUNTER, COUNT, "Allocations of arena (large) classes")                       \
+  X(large_nfree, COUNTER, COUNT, "Frees of arena (large) classes")                               \
+  X(huge_allocated, GAUGE, BYTES, "Bytes in live huge blocks (above 2 MiB, own mappings)")       \
+  X(huge_count, GAUGE, COUNT, "Live huge blocks")                                                \
+  X(huge_nmalloc, COUNTER, COUNT, "Allocations of huge blocks")                                  \
+  X(huge_nfree, COUNTER, COUNT, "Frees of huge blocks")                                          \
+  X(npurges, COUNTER, COUNT, "Purge passes that returned memory")                                \
+  X(nmadvise, COUNTER, COUNT, "madvise and munmap calls made to return memory")                  \
+  X(purged, COUNTER, BYTES, "Bytes made muzzy or returned to the kernel")                        \
+  X(narenas, GAUGE, COUNT, "Arenas")                                                             \
+  X(nheaps, GAUGE, COUNT, "Thread heaps in use (threads that allocated and are alive)")          \
+  X(nsegments, GAUGE, COUNT, "Segments (4 MiB) mapped")                                          \
+  X(foreign_frees, COUNTER, COUNT, "free() calls on pointers liballoc did not hand out")          \
+  X(background_thread, GAUGE, COUNT, "1 while the background purger thread runs")                \
+  X(threads, GAUGE, COUNT, "Threads of the process (kernel's count)")                            \
+  X(kernel_rss, GAUGE, BYTES, "Resident bytes of the whole process, kernel's view (Rss)")        \
+  X(kernel_anon, GAUGE, BYTES, "Resident anonymous bytes, kernel's view (Anonymous)")            \
+  X(kernel_anon_huge, GAUGE, BYTES, "Anonymous bytes backed by transparent huge pages")          \
+  X(kernel_lazyfree, GAUGE, BYTES, "Bytes marked MADV_FREE the kernel has not reclaimed yet")    \
+  X(kernel_swap, GAUGE, BYTES, "Anonymous bytes swapped out")                                    \
+  X(snapshot_ns, GAUGE, NANOSECONDS, "Time the publisher spent taking this snapshot")
+
+/* Every configuration knob's effective value, X(name, kind, help); kind
+ * INT (a number), BOOL (0/1) or ENUM (an index into the names given by
+ * alloc_shm_enum_name). */
+#define ALLOC_SHM_CONFIG(X)                                                                      \
+  X(narenas, INT, "Arenas (0 in ALLOC_CONF means one per CPU; this is the effective count)")     \
+  X(dirty_decay_ms, INT, "Time for dirty pages to become muzzy or be returned; -1 never")        \
+  X(muzzy_decay_ms, INT, "Time for muzzy pages to be returned; -1 never")                        \
+  X(thp, ENUM, "Transparent huge pages for the heap: default, always, never")                    \
+  X(metadata_thp, ENUM, "Transparent huge pages for metadata: disabled, auto, always")           \
+  X(background_thread, BOOL, "Purge from a background thread")                                   \
+  X(stats_interval_ms, INT, "Interval between published snapshots")                              \
+  X(stats_print, BOOL, "Print statistics to stderr at exit")                                     \
+  X(abort_on_invalid_free, BOOL, "Abort on free() of a pointer that is not a live block")
+
+/* Per size class, X(name, help).  Utilisation = live / (slabs *
+ * blocks_per_slab); for a large class a "slab" is one block. */
+#define ALLOC_SHM_CLASS(X)                                                                       \
+  X(size, "Block size in bytes")                                                                 \
+  X(slab_bytes, "Bytes per slab")                                                                \
+  X(blocks_per_slab, "Blocks per slab")                                                          \
+  X(slabs, "Slabs in use")                                                                       \
+  X(live, "Blocks handed out and not freed")                                                     \
+  X(nmalloc, "Allocations so far")                                                               \
+  X(nfree, "Frees so far")
+
+/* Ratios derived from the statistics, X(name, help); computed by
+ * alloc_shm_derive() below, so every reader agrees on them. */
+#define ALLOC_SHM_DERIVED(X)                                                                     \
+  X(fragmentation, "External fragmentation: 1 - allocated/active")                               \
+  X(resident_overhead, "Resident bytes per allocated byte: resident/allocated")                  \
+  X(dirty_ratio, "Share of the allocator's resident bytes that are free: dirty/resident")        \
+  X(kernel_overhead, "Process RSS per allocated byte, kernel's view: kernel_rss/allocated")
+
+#define ALLOC_SHM_FIELD_U64(name, ...) uint64_t name;
+#define ALLOC_SHM_FIELD_I64(name, ...) int64_t name;
+#define ALLOC_SHM_FIELD_DBL(name, ...) double name;
+#define ALLOC_SHM_COUNT_ONE(name, ...) +1
+
+typedef struct alloc_shm_stats_s {
+  ALLOC_SHM_STATS(ALLOC_SHM_FIELD_U64)
+} alloc_shm_stats_t;
+
+typedef struct alloc_shm_config_s {
+  ALLOC_SHM_CONFIG(ALLOC_SHM_FIELD_I64)
+} alloc_shm_config_t;
+
+typedef struct alloc_shm_class_s {
+  ALLOC_SHM_CLASS(ALLOC_SHM_FIELD_U64)
+} alloc_shm_class_t;
+
+typedef struct alloc_shm_derived_s {
+  ALLOC_SHM_DERIVED(ALLOC_SHM_FIELD_DBL)
+} alloc_shm_derived_t;
+
+#define ALLOC_SHM_NSTATS  (0 ALLOC_SHM_STATS(ALLOC_SHM_COUNT_ONE))
+#define ALLOC_SHM_NCONFIG (0 ALLOC_SHM_CONFIG(ALLOC_SHM_COUNT_ONE))
+
+typedef struct alloc_shm_header_s {
+  uint64_t magic;
+  uint32_t version, header_size;
+  uint64_t file_size;
+  uint32_t ring_offset, ring_slots, slot_size;
+  uint32_t control_offset, control_slots, request_size;
+  uint32_t nstats, nconfig, nclasses;
+  int32_t pid;
+  uint64_t start_time, pidns_ino, clock_ticks, created_ns;
+  char exe[256];
+  char comm[16];
+  char version_str[16];
+  uint8_t reserved[104];
+  uint64_t interval_ms;
+  uint64_t heartbeat_ns;
+  uint64_t published;
+} alloc_shm_header_t;
+
+typedef struct alloc_shm_snapshot_s {
+  uint64_t seq;          /* 2n-1 while snapshot n is written, 2n when complete */
+  uint64_t number;       /* n: 1 for the first snapshot */
+  uint64_t time_ns;      /* CLOCK_REALTIME when taken */
+  uint64_t uptime_ns;    /* CLOCK_MONOTONIC when taken */
+  uint64_t nclasses;     /* entries of classes[] in use */
+  uint64_t checksum;     /* alloc_shm_checksum of every byte after this field */
+  alloc_shm_stats_t stats;
+  alloc_shm_config_t config;
+  alloc_shm_class_t classes[ALLOC_SHM_MAX_CLASSES];
+} alloc_shm_snapshot_t;
+
+/* ---- the control area ----------------------------------------------------
+ * A writer (allocd, allocctl) asks the process to change a knob:
+ *   1. takes flock(LOCK_EX) on the file, so writers never race each other;
+ *   2. picks a slot whose state is FREE (or that has been POSTED or DONE for
+ *      longer than max(60 s, 3 intervals): its writer is gone);
+ *   3. writes id, posted_ns, name, value and checksum, then state = POSTED;
+ *   4. releases the lock and waits for state DONE with ack_id == id;
+ *   5. reads the acknowledgement, then (under the lock) sets state = FREE.
+ * The process looks at the control area at every publication: for each
+ * POSTED slot it checks the checksum and the strings, applies the request
+ * through the same path as alloc_ctl(), writes the acknowledgement fields,
+ * then state = DONE.  Anything else in the area is ignored.
+ *
+ * name is a knob of ALLOC_SHM_CONFIG ("dirty_decay_ms"), an alloc_ctl name
+ * ("opt.thp", "arena.purge"), value its text ("5000", "never", "true", ""
+ * for commands).  status is 0 or an errno value: ENOENT unknown name,
+ * EPERM cannot change while the process runs, EINVAL bad value or malformed
+ * request; message says why in words; effective is the knob's value after
+ * the request, as text. */
+enum alloc_shm_request_state {
+  ALLOC_SHM_REQ_FREE = 0,
+  ALLOC_SHM_REQ_POSTED = 1,
+  ALLOC_SHM_REQ_DONE = 2,
+};
+
+typedef struct alloc_shm_request_s {
+  uint64_t state;          /* enum alloc_shm_request_state */
+  uint64_t id;             /* chosen by the writer, not 0 */
+  uint64_t posted_ns;      /* CLOCK_REALTIME when posted */
+  uint64_t checksum;       /* alloc_shm_checksum of id, name and value */
+  char name[48];
+  char value[80];
+  /* written by the process */
+  uint64_t ack_id;         /* the id acknowledged */
+  int64_t status;          /* 0 or an errno value */
+  char message[120];
+  char effective[88];
+} alloc_shm_request_t;
+
+/* ---- helpers every reader and the writer share --------------------------- */
+
+/* FNV-1a over 64-bit words (plus a byte tail): cheap, and any torn mix of
+ * two snapshots changes it.  Not a defence against a deliberate forger: the
+ * segment's owner is trusted about its own statistics. */
+static inline uint64_t alloc_shm_checksum(const void *data, size_t len) {
+  const unsigned char *p = (const unsigned char *)data;
+  uint64_t h = 0xcbf29ce484222325ull;
+  for (; len >= 8; p += 8, len -= 8) {
+    uint64_t w;
+    __builtin_memcpy(&w, p, 8);
+    h = (h ^ w) * 0x100000001b3ull;
+  }
+  for (; len; p++, len--) h = (h ^ *p) * 0x100000001b3ull;
+  return h;
+}
+
+#define ALLOC_SHM_SNAPSHOT_BODY_OFFSET (offsetof(alloc_shm_snapshot_t, checksum) + 8)
+
+static inline uint64_t alloc_shm_snapshot_checksum(const alloc_shm_snapshot_t *s) {
+  return alloc_shm_checksum((const char *)s + ALLOC_SHM_SNAPSHOT_BODY_OFFSET,
+                            sizeof *s - ALLOC_SHM_SNAPSHOT_BODY_OFFSET);
+}
+
+static inline uint64_t alloc_shm_request_checksum(const alloc_shm_request_t *r) {
+  return alloc_shm_checksum(&r->id, sizeof r->id) ^
+         (alloc_shm_checksum(r->name, sizeof r->name) * 3) ^
+         (alloc_shm_checksum(r->value, sizeof r->value) * 5);
+}
+
+static inline double alloc_shm_ratio(uint64_t a, uint64_t b) {
+  return b ? (double)a / (double)b : 0.0;
+}
+
+/* The derived ratios; each is 0 when its denominator is 0. */
+static inline void alloc_shm_derive(const alloc_shm_stats_t *s, alloc_shm_derived_t *d) {
+  d->fragmentation = s->active ? 1.0 - alloc_shm_ratio(s->allocated, s->active) : 0.0;
+  d->resident_overhead = alloc_shm_ratio(s->resident, s->allocated);
+  d->dirty_ratio = alloc_shm_ratio(s->dirty, s->resident);
+  d->kernel_overhead = alloc_shm_ratio(s->kernel_rss, s->allocated);
+}
+
+/* Names of ENUM config values; NULL past the end. */
+static inline const char *alloc_shm_enum_name(const char *knob, int64_t value) {
+  static const char *const thp[] = {"default", "always", "never"};
+  static const char *const meta[] = {"disabled", "auto", "always"};
+  if (value < 0 || value > 2) return NULL;
+  if (__builtin_strcmp(knob, "thp") == 0) return thp[value];
+  if (__builtin_strcmp(knob, "metadata_thp") == 0) return meta[value];
+  return NULL;
+}
+
+#if defined(__cplusplus)
+static_assert(sizeof(alloc_shm_header_t) == ALLOC_SHM_HEADER_SIZE, "header layout");
+#else
+_Static_assert(sizeof(alloc_shm_header_t) == ALLOC_SHM_HEADER_SIZE, "header layout");
+_Static_assert(offsetof(alloc_shm_header_t, exe) == 96, "header layout");
+_Static_assert(offsetof(alloc_shm_header_t, interval_ms) == 488, "header layout");
+_Static_assert(sizeof(alloc_shm_request_t) == 384, "request layout");
+_Static_assert(sizeof(alloc_shm_snapshot_t) % 8 == 0, "snapshot layout");
+#endif
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* ALLOC_SHM_H */

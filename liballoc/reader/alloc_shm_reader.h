@@ -1,0 +1,101 @@
+/* alloc_shm_reader.h - open, validate and read liballoc telemetry segments,
+ * and post control requests to them.
+ *
+ * For agents and tools that watch processes using liballoc (allocd, the
+ * tests).  It knows the segment layout (alloc_shm.h) and nothing of the
+ * allocator's internals.  Every segment is treated as hostile: it is opened
+ * without following symlinks or blocking (a FIFO), must be a regular file
+ * of the expected owner, and every size, offset and count in it is checked
+ * before use.  Reads copy with pread, never through a mapping, so a file
+ * truncated or replaced while it is read gives an error, never SIGBUS.
+ *
+ *   alloc_shm_segment_t seg;
+ *   if (alloc_shm_open(&seg, dirfd, "liballoc.1234", ALLOC_SHM_ANY_OWNER) == 0) {
+ *     for (uint64_t n = alloc_shm_oldest(&seg); n <= seg.header.published; n++)
+ *       if (alloc_shm_read(&seg, n, &snap) == 0) use(&snap);
+ *     alloc_shm_close(&seg);
+ *   }
+ *
+ * Not thread-safe per segment: one thread uses an alloc_shm_segment_t at a
+ * time (different segments may be used from different threads). */
+#ifndef ALLOC_SHM_READER_H
+#define ALLOC_SHM_READER_H
+
+#include <alloc_shm.h>
+#include <stdbool.h>
+#include <sys/types.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+enum alloc_shm_err {
+  ALLOC_SHM_OK = 0,
+  ALLOC_SHM_ERR_OPEN,      /* open or fstat failed: see sys_errno */
+  ALLOC_SHM_ERR_NOTFILE,   /* not a regular file: symlink, FIFO, directory ... */
+  ALLOC_SHM_ERR_OWNER,     /* owned by another user than expected */
+  ALLOC_SHM_ERR_SIZE,      /* too small, too large, or not the size it says */
+  ALLOC_SHM_ERR_MAGIC,     /* not a liballoc segment */
+  ALLOC_SHM_ERR_VERSION,   /* a layout version this reader does not know */
+  ALLOC_SHM_ERR_LAYOUT,    /* an offset, size or count out of bounds */
+  ALLOC_SHM_ERR_IO,        /* a read or write came back short (truncated?) */
+  ALLOC_SHM_ERR_TORN,      /* slot being written, torn, or damaged */
+  ALLOC_SHM_ERR_GONE,      /* snapshot overwritten by newer ones */
+  ALLOC_SHM_ERR_NOTYET,    /* snapshot not published yet */
+  ALLOC_SHM_ERR_READONLY,  /* posting needs the segment opened for writing */
+  ALLOC_SHM_ERR_BUSY,      /* no free request slot */
+  ALLOC_SHM_ERR_TIMEOUT,   /* the process did not acknowledge in time */
+  ALLOC_SHM_ERR_ARG,       /* bad argument (name or value too long, ...) */
+};
+
+#define ALLOC_SHM_ANY_OWNER ((uid_t)-1)
+#define ALLOC_SHM_MAX_FILE  ((uint64_t)64 << 20)   /* larger files are rejected */
+
+typedef struct alloc_shm_segment_s {
+  int fd;
+  bool writable;               /* opened read-write: can post requests */
+  int sys_errno;               /* errno of the last failed system call */
+  uid_t uid;                   /* owner of the file */
+  dev_t dev;
+  ino_t ino;
+  alloc_shm_header_t header;   /* validated copy, strings NUL-terminated */
+} alloc_shm_segment_t;
+
+/* Open `name` in directory `dirfd` (AT_FDCWD for a path), read-write if
+ * allowed else read-only, and validate its header.  owner: the uid the file
+ * must belong to, or ALLOC_SHM_ANY_OWNER.  Returns 0 or an alloc_shm_err;
+ * on error nothing stays open. */
+int alloc_shm_open(alloc_shm_segment_t *seg, int dirfd, const char *name, uid_t owner);
+
+/* Read the header again (published, heartbeat, interval) and re-check it and
+ * the file's size.  0 or an alloc_shm_err. */
+int alloc_shm_refresh(alloc_shm_segment_t *seg);
+
+/* The oldest snapshot number still in the ring (per the last refresh); it
+ * is greater than header.published when there is none. */
+uint64_t alloc_shm_oldest(const alloc_shm_segment_t *seg);
+
+/* Copy snapshot `number` into *out if it is complete and intact.  0 or
+ * ALLOC_SHM_ERR_NOTYET / _GONE / _TORN / _IO / _LAYOUT. */
+int alloc_shm_read(alloc_shm_segment_t *seg, uint64_t number, alloc_shm_snapshot_t *out);
+
+/* Ask the process to set knob `name` to `value` (text; "" for commands)
+ * and wait up to timeout_ms for its acknowledgement, copied into *ack
+ * (ack->status is the process's answer: 0 or an errno value, with
+ * ack->message and ack->effective).  id must not be 0.  Returns 0 when
+ * acknowledged, or an alloc_shm_err. */
+int alloc_shm_post(alloc_shm_segment_t *seg, const char *name, const char *value, uint64_t id,
+                   unsigned timeout_ms, alloc_shm_request_t *ack);
+
+void alloc_shm_close(alloc_shm_segment_t *seg);
+
+const char *alloc_shm_strerror(int err);
+
+/* True if `name` is a segment's file name, "liballoc.<pid>"; sets *pid. */
+bool alloc_shm_parse_name(const char *name, pid_t *pid);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* ALLOC_SHM_READER_H */

@@ -1,0 +1,50 @@
+/* control.c - the process's side of the telemetry control area.
+ *
+ * At every publication the publisher thread reads the request slots
+ * (alloc_shm.h describes the protocol), applies each posted request through
+ * la_ctl_apply_text -- the path alloc_ctl() takes -- and acknowledges it.
+ * The area is written by other processes, so everything read from it is
+ * checked: the checksum, the strings' terminators, the state.  A request
+ * that fails the checks is acknowledged as malformed (so its writer does not
+ * wait forever); anything that is not a posted request is left alone. */
+#include "alloc_internal.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <string.h>
+#include <unistd.h>
+
+static bool terminated(const char *s, size_t size) { return memchr(s, 0, size) != NULL; }
+
+/* Write the acknowledgement fields, then the state: a writer that sees
+ * DONE finds the acknowledgement complete. */
+static void acknowledge(int fd, uint64_t off, alloc_shm_request_t *r) {
+  const size_t from = offsetof(alloc_shm_request_t, ack_id);
+  if (pwrite(fd, (char *)r + from, sizeof *r - from, (off_t)(off + from)) != (ssize_t)(sizeof *r - from))
+    return;
+  uint64_t done = ALLOC_SHM_REQ_DONE;
+  (void)!pwrite(fd, &done, sizeof done, (off_t)off);
+}
+
+static void serve_one(int fd, uint64_t off, alloc_shm_request_t *r) {
+  r->ack_id = r->id;
+  r->message[0] = r->effective[0] = 0;
+  if (r->id == 0 || !terminated(r->name, sizeof r->name) || !terminated(r->value, sizeof r->value) ||
+      r->checksum != alloc_shm_request_checksum(r)) {
+    r->status = EINVAL;
+    snprintf(r->message, sizeof r->message, "malformed request (bad checksum, id or string)");
+  } else {
+    r->status = la_ctl_apply_text(r->name, r->value, r->effective, sizeof r->effective, r->message,
+                                  sizeof r->message);
+  }
+  acknowledge(fd, off, r);
+}
+
+void la_control_serve(int fd, const alloc_shm_header_t *h) {
+  alloc_shm_request_t reqs[ALLOC_SHM_CONTROL_SLOTS];
+  if (h->control_slots != ALLOC_SHM_CONTROL_SLOTS) return;
+  if (pread(fd, reqs, sizeof reqs, (off_t)h->control_offset) != (ssize_t)sizeof reqs) return;
+  for (unsigned i = 0; i < ALLOC_SHM_CONTROL_SLOTS; i++)
+    if (reqs[i].state == ALLOC_SHM_REQ_POSTED)
+      serve_one(fd, h->control_offset + (uint64_t)i * sizeof reqs[0], &reqs[i]);
+}

@@ -1,0 +1,97 @@
+/* procfs.c - what the kernel says about this process.
+ *
+ * The statistics carry the kernel's view next to the allocator's, so that
+ * the gap between what liballoc thinks is resident and what the kernel
+ * counts is visible (docs/metrics.md); the telemetry header names the
+ * process the way /proc does, so a reader can tell a reused pid from the
+ * process that wrote the segment.  Everything here reads small /proc files
+ * into stack buffers: no heap memory, usable from inside the allocator. */
+#include "alloc_internal.h"
+
+#include <fcntl.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+/* Read a whole small file into buf (NUL-terminated); its length or -1. */
+static ssize_t read_small(const char *path, char *buf, size_t size) {
+  int fd = open(path, O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return -1;
+  size_t len = 0;
+  while (len + 1 < size) {
+    ssize_t n = read(fd, buf + len, size - 1 - len);
+    if (n < 0) {
+      close(fd);
+      return -1;
+    }
+    if (n == 0) break;
+    len += (size_t)n;
+  }
+  close(fd);
+  buf[len] = 0;
+  return (ssize_t)len;
+}
+
+/* The value in kB of the line "<key> <n> kB" of a /proc status-like file,
+ * in bytes; 0 when the line is missing. */
+static uint64_t kb_field(const char *text, const char *key) {
+  size_t klen = strlen(key);
+  for (const char *line = text; line && *line; line = strchr(line, '\n'), line = line ? line + 1 : NULL) {
+    if (strncmp(line, key, klen) == 0 && line[klen] == ':')
+      return strtoull(line + klen + 1, NULL, 10) * 1024;
+  }
+  return 0;
+}
+
+/* Field `k` (1-based, as in proc(5)) of /proc/self/stat.  The command name
+ * (field 2) may hold spaces and parentheses, so counting starts after the
+ * last ')'. */
+static uint64_t stat_field(const char *text, unsigned k) {
+  const char *p = strrchr(text, ')');
+  if (!p || k < 3) return 0;
+  p++;
+  for (unsigned f = 3; f <= k; f++) {
+    while (*p == ' ') p++;
+    if (!*p) return 0;
+    if (f == k) return strtoull(p, NULL, 10);
+    while (*p && *p != ' ') p++;
+  }
+  return 0;
+}
+
+/* Rss, Anonymous, AnonHugePages, LazyFree and Swap from smaps_rollup
+ * (Linux 4.14+), else the resident size from statm; the thread count from
+ * stat. */
+void la_proc_memory(alloc_shm_stats_t *s) {
+  char buf[4096];
+  if (read_small("/proc/self/smaps_rollup", buf, sizeof buf) > 0) {
+    s->kernel_rss = kb_field(buf, "Rss");
+    s->kernel_anon = kb_field(buf, "Anonymous");
+    s->kernel_anon_huge = kb_field(buf, "AnonHugePages");
+    s->kernel_lazyfree = kb_field(buf, "LazyFree");
+    s->kernel_swap = kb_field(buf, "Swap");
+  } else if (read_small("/proc/self/statm", buf, sizeof buf) > 0) {
+    char *p = strchr(buf, ' ');
+    if (p) s->kernel_rss = strtoull(p + 1, NULL, 10) * la_page_size;
+  }
+  if (read_small("/proc/self/stat", buf, sizeof buf) > 0) s->threads = stat_field(buf, 20);
+}
+
+/* Who this process is: start time, pid namespace, executable, name. */
+void la_proc_identity(alloc_shm_header_t *h) {
+  char buf[1024];
+  h->pid = (int32_t)getpid();
+  if (read_small("/proc/self/stat", buf, sizeof buf) > 0) h->start_time = stat_field(buf, 22);
+  long ticks = sysconf(_SC_CLK_TCK);
+  h->clock_ticks = ticks > 0 ? (uint64_t)ticks : 100;
+  struct stat st;
+  if (stat("/proc/self/ns/pid", &st) == 0) h->pidns_ino = (uint64_t)st.st_ino;
+  ssize_t n = readlink("/proc/self/exe", h->exe, sizeof h->exe - 1);
+  h->exe[n > 0 ? n : 0] = 0;
+  /* /proc/self is the thread group: its comm is the main thread's name,
+   * whichever thread asks. */
+  n = read_small("/proc/self/comm", buf, sizeof buf);
+  if (n > 0 && buf[n - 1] == '\n') buf[--n] = 0;
+  if (n > 0) memcpy(h->comm, buf, (size_t)n < sizeof h->comm ? (size_t)n : sizeof h->comm - 1);
+}

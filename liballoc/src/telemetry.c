@@ -1,0 +1,304 @@
+/* telemetry.c - the writer of the telemetry segment (layout: alloc_shm.h).
+ *
+ * A thread of its own, started by the library constructor, wakes every
+ * stats_interval_ms, serves the control area (control.c) and publishes one
+ * snapshot into the ring.  The malloc/free paths never touch the segment:
+ * the cost to the program is that thread's work, once per interval.
+ *
+ * The segment is created one interval after start-up, so a process that
+ * lives shorter than that (a shell pipeline's `cat`) never creates one.  It
+ * is written with pwrite, never mapped: a reader or anyone else truncating
+ * the file can not make the program fault.  No descriptor is kept between
+ * ticks: programs close and dup2 over descriptors they do not know about
+ * (shells do), so each tick opens the file by name and checks it is still
+ * the one this process created.  It is built under a temporary
+ * name and renamed into place, so readers never see half a header, and a
+ * stale file of an earlier image of this pid (exec) is replaced.  If the
+ * file disappears (a cleaner, the directory re-created) the next tick
+ * creates it again.  A failure warns once and the program carries on.
+ *
+ * fork(): the child closes the parent's segment and starts its own thread
+ * (hence segment) from its first allocation slow path; exec starts afresh;
+ * a normal exit removes the file. */
+#include "alloc_internal.h"
+
+#include <alloc.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+enum { TM_STOPPED, TM_RUNNING };
+
+static pthread_mutex_t tm_lock = PTHREAD_MUTEX_INITIALIZER;
+static pthread_cond_t tm_cond;
+static atomic_int tm_state;
+static bool tm_kicked;            /* (tm_lock) wake before the interval ends */
+static bool tm_exiting;           /* (tm_lock) the process is exiting */
+static bool tm_created;           /* (tm_lock) tm_path is our segment */
+static dev_t tm_dev;              /* (tm_lock) its identity, to use only it */
+static ino_t tm_ino;
+static atomic_int tm_tick_fd = -1; /* open during a tick (closed in a forked child) */
+static char tm_path[320];         /* (tm_lock) */
+static atomic_bool tm_warned;
+atomic_bool la_telemetry_restart_pending;
+
+/* Owned by the publisher thread. */
+static alloc_shm_header_t header;
+static alloc_shm_snapshot_t snap;
+
+static void warn_once(const char *what, const char *path) {
+  if (!atomic_exchange(&tm_warned, true))
+    la_warn("telemetry: %s %s: %s; telemetry stays off until it can be created", what, path,
+            strerror(errno));
+}
+
+static uint64_t realtime_ns(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_REALTIME, &ts);
+  return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+/* ---- the segment --------------------------------------------------------- */
+
+static void fill_header(alloc_shm_header_t *h) {
+  memset(h, 0, sizeof *h);
+  h->magic = ALLOC_SHM_MAGIC;
+  h->version = ALLOC_SHM_VERSION;
+  h->header_size = sizeof *h;
+  h->ring_offset = ALLOC_SHM_HEADER_SIZE;
+  h->ring_slots = ALLOC_SHM_RING_SLOTS;
+  h->slot_size = sizeof(alloc_shm_snapshot_t);
+  h->control_offset = h->ring_offset + h->ring_slots * h->slot_size;
+  h->control_slots = ALLOC_SHM_CONTROL_SLOTS;
+  h->request_size = sizeof(alloc_shm_request_t);
+  h->file_size = (uint64_t)h->control_offset + (uint64_t)h->control_slots * h->request_size;
+  h->nstats = ALLOC_SHM_NSTATS;
+  h->nconfig = ALLOC_SHM_NCONFIG;
+  h->nclasses = LA_NCLASSES;
+  h->created_ns = realtime_ns();
+  h->interval_ms = (uint64_t)la_opt.stats_interval_ms;
+  snprintf(h->version_str, sizeof h->version_str, "%s", ALLOC_VERSION_STRING);
+  la_proc_identity(h);
+}
+
+static bool write_all(int fd, const void *buf, size_t len, uint64_t off) {
+  const char *p = buf;
+  while (len) {
+    ssize_t n = pwrite(fd, p, len, (off_t)off);
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) return false;
+    p += n;
+    len -= (size_t)n;
+    off += (uint64_t)n;
+  }
+  return true;
+}
+
+/* Build the segment under a temporary name, then rename it into place.
+ * Returns it open, or -1.  Called with tm_lock held. */
+static int create_segment(void) {
+  char tmp[sizeof tm_path + 8];
+  int pid = (int)getpid();
+  snprintf(tm_path, sizeof tm_path, "%s/" ALLOC_SHM_PREFIX "%d", la_opt.telemetry_dir, pid);
+  snprintf(tmp, sizeof tmp, "%s/." ALLOC_SHM_PREFIX "%d.tmp", la_opt.telemetry_dir, pid);
+  int flags = O_RDWR | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC;
+  int fd = open(tmp, flags, 0600);
+  if (fd < 0 && errno == EEXIST && unlink(tmp) == 0) fd = open(tmp, flags, 0600);
+  if (fd < 0) {
+    warn_once("cannot create", tmp);
+    return -1;
+  }
+  fill_header(&header);
+  struct stat st;
+  if (ftruncate(fd, (off_t)header.file_size) != 0 || !write_all(fd, &header, sizeof header, 0) ||
+      fstat(fd, &st) != 0 || rename(tmp, tm_path) != 0) {
+    warn_once("cannot set up", tm_path);
+    unlink(tmp);
+    close(fd);
+    return -1;
+  }
+  tm_created = true;
+  tm_dev = st.st_dev;
+  tm_ino = st.st_ino;
+  atomic_store(&tm_warned, false);   /* warn again if it breaks later */
+  return fd;
+}
+
+/* Our segment, opened again by name; -1 if it was removed, replaced or
+ * truncated (it is then created anew).  Called with tm_lock held. */
+static int reopen_segment(void) {
+  int fd = open(tm_path, O_RDWR | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
+  if (fd < 0) return -1;
+  struct stat st;
+  if (fstat(fd, &st) == 0 && st.st_dev == tm_dev && st.st_ino == tm_ino &&
+      (uint64_t)st.st_size == header.file_size)
+    return fd;
+  close(fd);
+  return -1;
+}
+
+/* ---- publishing ---------------------------------------------------------- */
+
+static void take_snapshot(uint64_t number) {
+  la_stats_t st;
+  uint64_t t0 = la_now_ns();
+  la_stats_gather(&st);
+  memset(&snap, 0, sizeof snap);
+  snap.number = number;
+  snap.time_ns = realtime_ns();
+  snap.uptime_ns = la_now_ns();
+  snap.nclasses = LA_NCLASSES;
+  snap.stats = st.s;
+  snap.stats.snapshot_ns = snap.uptime_ns - t0;
+  la_stats_config(&snap.config);
+  memcpy(snap.classes, st.classes, sizeof st.classes);
+  snap.seq = 2 * number;
+  snap.checksum = alloc_shm_snapshot_checksum(&snap);
+}
+
+/* Mark the slot odd (being written), write the body, then mark it even:
+ * a reader that sees anything but a complete slot rejects it. */
+static bool publish(int fd) {
+  uint64_t n = header.published + 1;
+  uint64_t off = header.ring_offset + ((n - 1) % header.ring_slots) * (uint64_t)header.slot_size;
+  take_snapshot(n);
+  uint64_t odd = 2 * n - 1;
+  if (!write_all(fd, &odd, sizeof odd, off) ||
+      !write_all(fd, (char *)&snap + sizeof snap.seq, sizeof snap - sizeof snap.seq, off + sizeof snap.seq) ||
+      !write_all(fd, &snap.seq, sizeof snap.seq, off))
+    return false;
+  header.published = n;
+  header.interval_ms = (uint64_t)la_opt.stats_interval_ms;
+  header.heartbeat_ns = snap.time_ns;
+  const size_t tail = offsetof(alloc_shm_header_t, interval_ms);
+  return write_all(fd, (char *)&header + tail, sizeof header - tail, tail);
+}
+
+/* ---- the thread ---------------------------------------------------------- */
+
+/* Sleep one interval (or until kicked); false when the thread must end. */
+static bool wait_interval(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  uint64_t ms = (uint64_t)la_opt.stats_interval_ms;
+  uint64_t due = (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec + ms * 1000000u;
+  ts.tv_sec = (time_t)(due / 1000000000u);
+  ts.tv_nsec = (long)(due % 1000000000u);
+  pthread_mutex_lock(&tm_lock);
+  while (!tm_kicked && !tm_exiting)
+    if (pthread_cond_timedwait(&tm_cond, &tm_lock, &ts) == ETIMEDOUT) break;
+  tm_kicked = false;
+  bool go_on = !tm_exiting;
+  pthread_mutex_unlock(&tm_lock);
+  return go_on;
+}
+
+/* The segment to publish into this tick (created if needed), or -1. */
+static int segment_fd(void) {
+  pthread_mutex_lock(&tm_lock);
+  int fd = -1;
+  if (!tm_exiting) {
+    if (tm_created) fd = reopen_segment();
+    if (fd < 0) fd = create_segment();
+  }
+  atomic_store(&tm_tick_fd, fd);
+  pthread_mutex_unlock(&tm_lock);
+  return fd;
+}
+
+static void *publisher_main(void *arg) {
+  (void)arg;
+  while (wait_interval()) {
+    int fd = segment_fd();
+    if (fd < 0) continue;
+    la_control_serve(fd, &header);
+    if (!publish(fd)) warn_once("cannot write", tm_path);
+    atomic_store(&tm_tick_fd, -1);
+    close(fd);
+  }
+  atomic_store(&tm_state, TM_STOPPED);
+  return NULL;
+}
+
+/* Start the publisher: signals blocked (they are the program's business),
+ * detached, a small stack. */
+static void start_thread(void) {
+  int expected = TM_STOPPED;
+  if (!atomic_compare_exchange_strong(&tm_state, &expected, TM_RUNNING)) return;
+  pthread_condattr_t ca;
+  pthread_condattr_init(&ca);
+  pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+  pthread_cond_init(&tm_cond, &ca);
+  pthread_condattr_destroy(&ca);
+  pthread_attr_t attr;
+  pthread_attr_init(&attr);
+  pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+  pthread_attr_setstacksize(&attr, 128 * 1024);
+  sigset_t all, old;
+  sigfillset(&all);
+  pthread_sigmask(SIG_SETMASK, &all, &old);
+  pthread_t t;
+  int err = pthread_create(&t, &attr, publisher_main, NULL);
+  pthread_sigmask(SIG_SETMASK, &old, NULL);
+  pthread_attr_destroy(&attr);
+  if (err) {
+    atomic_store(&tm_state, TM_STOPPED);
+    errno = err;
+    warn_once("cannot start the publisher thread for", la_opt.telemetry_dir);
+    return;
+  }
+  pthread_setname_np(t, "liballoc-stats");
+}
+
+/* ---- life cycle ---------------------------------------------------------- */
+
+void la_telemetry_start(void) {
+  if (la_opt.telemetry) start_thread();
+}
+
+/* First allocation slow path of a forked child. */
+void la_telemetry_restart(void) {
+  if (atomic_exchange(&la_telemetry_restart_pending, false)) la_telemetry_start();
+}
+
+/* stats_interval_ms changed: sleep again with the new interval. */
+void la_telemetry_kick(void) {
+  if (atomic_load(&tm_state) != TM_RUNNING) return;
+  pthread_mutex_lock(&tm_lock);
+  tm_kicked = true;
+  pthread_cond_signal(&tm_cond);
+  pthread_mutex_unlock(&tm_lock);
+}
+
+/* The child must not write its parent's segment, nor remove it at exit. */
+void la_telemetry_fork_child(void) {
+  pthread_mutex_init(&tm_lock, NULL);
+  int fd = atomic_exchange(&tm_tick_fd, -1);
+  if (fd >= 0) close(fd);   /* fork() struck during a tick */
+  tm_created = false;
+  tm_kicked = false;
+  header.published = 0;
+  bool was_running = atomic_exchange(&tm_state, TM_STOPPED) == TM_RUNNING;
+#ifdef ALLOC_SANITIZE
+  /* ASan's own allocator is not reset in a forked child: a thread created
+   * there can block forever on a lock some parent thread held at fork. */
+  was_running = false;
+#endif
+  atomic_store(&la_telemetry_restart_pending, was_running && !tm_exiting);
+}
+
+/* Normal exit: remove the segment if it is still the one this process
+ * created (not a file someone put in its place). */
+void la_telemetry_exit(void) {
+  pthread_mutex_lock(&tm_lock);
+  tm_exiting = true;
+  struct stat st;
+  if (tm_created && lstat(tm_path, &st) == 0 && st.st_dev == tm_dev && st.st_ino == tm_ino) unlink(tm_path);
+  if (atomic_load(&tm_state) == TM_RUNNING) pthread_cond_signal(&tm_cond);
+  pthread_mutex_unlock(&tm_lock);
+}

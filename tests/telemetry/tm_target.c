@@ -1,0 +1,149 @@
+/* tm_target.c - the process whose telemetry segment tests/telemetry reads.
+ *
+ * Built without liballoc and run with it preloaded (or, in the sanitizer
+ * build, linked to liballoc's core directly).  Modes:
+ *   hold N SIZE MS   allocate N blocks of SIZE bytes, print "ready", keep
+ *                    them MS milliseconds, free them, exit normally
+ *   churn MS THREADS random malloc/free of mixed sizes in THREADS threads
+ *   fork MS          allocate, fork a child that allocates too; both print
+ *                    "ready <pid>", hold MS, exit
+ *   exec MS          hold MS, then exec itself as "hold 1000 64 MS"
+ *   json             print alloc_stats_print's JSON and exit
+ * Output lines are flushed at once: the test waits for them on a pipe. */
+#include <alloc.h>
+#include <dlfcn.h>
+#include <pthread.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+static void sleep_ms(long ms) {
+  struct timespec ts = {ms / 1000, (ms % 1000) * 1000000L};
+  while (nanosleep(&ts, &ts) != 0) {
+  }
+}
+
+static uint64_t now_ms(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+}
+
+static void **hold(long n, size_t size) {
+  void **v = malloc((size_t)n * sizeof *v);
+  for (long i = 0; i < n; i++) {
+    v[i] = malloc(size);
+    memset(v[i], 0x5a, size);
+  }
+  return v;
+}
+
+static void release(void **v, long n) {
+  for (long i = 0; i < n; i++) free(v[i]);
+  free(v);
+}
+
+static long churn_ms;
+
+static void *churn_thread(void *arg) {
+  unsigned seed = (unsigned)(uintptr_t)arg;
+  enum { SLOTS = 4096 };
+  void **slot = calloc(SLOTS, sizeof *slot);
+  uint64_t end = now_ms() + (uint64_t)churn_ms;
+  while (now_ms() < end) {
+    for (int k = 0; k < 10000; k++) {
+      unsigned i = (unsigned)rand_r(&seed) % SLOTS;
+      free(slot[i]);
+      unsigned r = (unsigned)rand_r(&seed);
+      size_t size = r % 100 == 0 ? 65536 + r % 300000 : r % 100 == 1 ? (4u << 20) : 8 + r % 2000;
+      slot[i] = malloc(size);
+      if (slot[i]) *(char *)slot[i] = 1;
+    }
+  }
+  for (unsigned i = 0; i < SLOTS; i++) free(slot[i]);
+  free(slot);
+  return NULL;
+}
+
+static int mode_churn(long ms, int nthreads) {
+  churn_ms = ms;
+  pthread_t t[16];
+  if (nthreads > 16) nthreads = 16;
+  printf("ready %d\n", (int)getpid());
+  fflush(stdout);
+  for (int i = 0; i < nthreads; i++) pthread_create(&t[i], NULL, churn_thread, (void *)(uintptr_t)(i + 1));
+  for (int i = 0; i < nthreads; i++) pthread_join(t[i], NULL);
+  return 0;
+}
+
+static int mode_fork(long ms) {
+  void **v = hold(1000, 200);
+  pid_t child = fork();
+  if (child < 0) return 1;
+  if (child == 0) {
+    void **w = hold(3000, 48);
+    printf("ready %d\n", (int)getpid());
+    fflush(stdout);
+    sleep_ms(ms);
+    release(w, 3000);
+    release(v, 1000);
+    return 0;
+  }
+  printf("ready %d\n", (int)getpid());
+  fflush(stdout);
+  sleep_ms(ms);
+  int status;
+  waitpid(child, &status, 0);
+  release(v, 1000);
+  return WIFEXITED(status) ? WEXITSTATUS(status) : 1;
+}
+
+static int mode_exec(const char *self, long ms) {
+  void **v = hold(500, 32);
+  printf("ready %d\n", (int)getpid());
+  fflush(stdout);
+  sleep_ms(ms);
+  release(v, 500);
+  char arg[32];
+  snprintf(arg, sizeof arg, "%ld", ms);
+  execl(self, self, "hold", "1000", "64", arg, (char *)NULL);
+  return 1;
+}
+
+static void print_cb(void *opaque, const char *text) {
+  (void)opaque;
+  fputs(text, stdout);
+}
+
+int main(int argc, char **argv) {
+  if (argc >= 5 && strcmp(argv[1], "hold") == 0) {
+    long n = atol(argv[2]);
+    void **v = hold(n, (size_t)atol(argv[3]));
+    printf("ready %d\n", (int)getpid());
+    fflush(stdout);
+    sleep_ms(atol(argv[4]));
+    release(v, n);
+    return 0;
+  }
+  if (argc >= 4 && strcmp(argv[1], "churn") == 0) return mode_churn(atol(argv[2]), atoi(argv[3]));
+  if (argc >= 3 && strcmp(argv[1], "fork") == 0) return mode_fork(atol(argv[2]));
+  if (argc >= 3 && strcmp(argv[1], "exec") == 0) return mode_exec(argv[0], atol(argv[2]));
+  if (argc >= 2 && strcmp(argv[1], "json") == 0) {
+#ifdef ALLOC_TEST_DIRECT
+    void (*stats_print)(void (*)(void *, const char *), void *, const char *) = alloc_stats_print;
+#else   /* preloaded: the program is not linked to liballoc */
+    void (*stats_print)(void (*)(void *, const char *), void *, const char *) =
+        (void (*)(void (*)(void *, const char *), void *, const char *))dlsym(RTLD_DEFAULT, "alloc_stats_print");
+    if (!stats_print) return 3;
+#endif
+    stats_print(print_cb, NULL, "J");
+    putchar('\n');
+    return 0;
+  }
+  fprintf(stderr, "usage: tm_target hold N SIZE MS | churn MS THREADS | fork MS | exec MS | json\n");
+  return 2;
+}
