@@ -773,6 +773,28 @@ static void json_keys_match_the_list(void **state) {
 #undef X
 }
 
+/* docs/metrics.md explains every statistic of the lists. */
+static void metrics_doc_lists_every_stat(void **state) {
+  (void)state;
+  const char *path = getenv("ALLOC_TEST_METRICS_DOC");
+  if (!path) skip();
+  FILE *f = fopen(path, "r");
+  assert_non_null(f);
+  static char doc[1 << 17];
+  size_t n = fread(doc, 1, sizeof doc - 1, f);
+  fclose(f);
+  doc[n] = 0;
+  char key[64];
+#define X(name, ...)                                                                             \
+  snprintf(key, sizeof key, "`%s`", #name);                                                      \
+  if (!strstr(doc, key)) fail_msg("%s does not document %s", path, key);
+  ALLOC_SHM_STATS(X)
+  ALLOC_SHM_CONFIG(X)
+  ALLOC_SHM_CLASS(X)
+  ALLOC_SHM_DERIVED(X)
+#undef X
+}
+
 int main(int argc, char **argv) {
   if (argc < 2) {
     fprintf(stderr, "usage: tm_test <tm_target>\n");
@@ -796,6 +818,7 @@ int main(int argc, char **argv) {
     cmocka_unit_test_setup_teardown(telemetry_off, setup_dir, teardown_dir),
     cmocka_unit_test_setup_teardown(unusable_dir_warns_once, setup_dir, teardown_dir),
     cmocka_unit_test_setup_teardown(json_keys_match_the_list, setup_dir, teardown_dir),
+    cmocka_unit_test(metrics_doc_lists_every_stat),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
