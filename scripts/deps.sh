@@ -17,6 +17,8 @@ ensure_debs() {
 
 # Packages to build liballoc and its tests.
 BUILD_DEBS=(build-essential cmake pkg-config libcmocka-dev)
+# The agent's libraries (allocd).
+AGENT_DEBS=(libmicrohttpd-dev libjansson-dev libsqlite3-dev)
 # Real programs the tests run with liballoc preloaded.
 PROGRAM_DEBS=(python3 perl sqlite3 gcc g++ git gawk binutils time)
 # The allocators we compare against.

@@ -248,8 +248,8 @@ static void release_slot(alloc_shm_segment_t *seg, uint64_t off, uint64_t id, ui
   flock(seg->fd, LOCK_UN);
 }
 
-int alloc_shm_post(alloc_shm_segment_t *seg, const char *name, const char *value, uint64_t id,
-                   unsigned timeout_ms, alloc_shm_request_t *ack) {
+int alloc_shm_submit(alloc_shm_segment_t *seg, const char *name, const char *value, uint64_t id,
+                     unsigned timeout_ms, uint64_t *slot) {
   if (!seg->writable) return ALLOC_SHM_ERR_READONLY;
   alloc_shm_request_t r;
   memset(&r, 0, sizeof r);
@@ -262,12 +262,16 @@ int alloc_shm_post(alloc_shm_segment_t *seg, const char *name, const char *value
   r.checksum = alloc_shm_request_checksum(&r);
   uint64_t deadline = now_ns(CLOCK_MONOTONIC) + (uint64_t)timeout_ms * 1000000u;
   if (!lock_until(seg->fd, deadline)) return ALLOC_SHM_ERR_TIMEOUT;
-  uint64_t off = 0;
-  int err = post_locked(seg, &r, &off);
+  int err = post_locked(seg, &r, slot);
   flock(seg->fd, LOCK_UN);
-  if (err) return err;
+  return err;
+}
+
+int alloc_shm_await(alloc_shm_segment_t *seg, uint64_t slot, uint64_t id, uint64_t deadline_ms,
+                    alloc_shm_request_t *ack) {
+  uint64_t deadline = deadline_ms * 1000000u;
   for (;;) {
-    if (!read_at(seg->fd, ack, sizeof *ack, off)) return ALLOC_SHM_ERR_IO;
+    if (!read_at(seg->fd, ack, sizeof *ack, slot)) return ALLOC_SHM_ERR_IO;
     if (ack->id != id) return ALLOC_SHM_ERR_TIMEOUT;   /* taken over as stale */
     if (ack->state == ALLOC_SHM_REQ_DONE && ack->ack_id == id) break;
     if (now_ns(CLOCK_MONOTONIC) >= deadline) return ALLOC_SHM_ERR_TIMEOUT;
@@ -275,6 +279,13 @@ int alloc_shm_post(alloc_shm_segment_t *seg, const char *name, const char *value
   }
   ack->message[sizeof ack->message - 1] = 0;
   ack->effective[sizeof ack->effective - 1] = 0;
-  release_slot(seg, off, id, deadline);
+  release_slot(seg, slot, id, deadline);
   return ALLOC_SHM_OK;
+}
+
+int alloc_shm_post(alloc_shm_segment_t *seg, const char *name, const char *value, uint64_t id,
+                   unsigned timeout_ms, alloc_shm_request_t *ack) {
+  uint64_t deadline_ms = now_ns(CLOCK_MONOTONIC) / 1000000u + timeout_ms, slot = 0;
+  int err = alloc_shm_submit(seg, name, value, id, timeout_ms, &slot);
+  return err ? err : alloc_shm_await(seg, slot, id, deadline_ms, ack);
 }

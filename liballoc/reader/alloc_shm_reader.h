@@ -87,6 +87,15 @@ int alloc_shm_read(alloc_shm_segment_t *seg, uint64_t number, alloc_shm_snapshot
 int alloc_shm_post(alloc_shm_segment_t *seg, const char *name, const char *value, uint64_t id,
                    unsigned timeout_ms, alloc_shm_request_t *ack);
 
+/* The two halves of alloc_shm_post, to post several requests and wait for
+ * them together (the process answers every posted slot in one tick):
+ * submit returns the slot's offset in *slot; await waits until deadline_ms
+ * of CLOCK_MONOTONIC. */
+int alloc_shm_submit(alloc_shm_segment_t *seg, const char *name, const char *value, uint64_t id,
+                     unsigned timeout_ms, uint64_t *slot);
+int alloc_shm_await(alloc_shm_segment_t *seg, uint64_t slot, uint64_t id, uint64_t deadline_ms,
+                    alloc_shm_request_t *ack);
+
 void alloc_shm_close(alloc_shm_segment_t *seg);
 
 const char *alloc_shm_strerror(int err);

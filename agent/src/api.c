@@ -1,0 +1,383 @@
+/* api.c - the HTTP server (libmicrohttpd): routes, JSON bodies, errors,
+ * authentication, limits.
+ *
+ * Reads are open on the bound address; writes (POST, DELETE) need
+ * "Authorization: Bearer <token>", compared in constant time.  Every error
+ * is a JSON {"error": "..."} with its status: 400 bad JSON or value, 401,
+ * 404 unknown pid or path, 405 wrong method (with Allow), 409, 413 body over
+ * BODY_MAX, 504 no acknowledgement.  One thread per connection (a config
+ * push waits for the process), with a cap on connections and a timeout for
+ * idle or slow ones. */
+#include "api.h"
+
+#include "log.h"
+#include "prom.h"
+#include "push.h"
+#include "rules.h"
+#include "snapshot.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <limits.h>
+#include <microhttpd.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#define BODY_MAX 65536
+
+struct api_s {
+  struct MHD_Daemon *daemon;
+  store_t *store;
+  collector_t *collector;
+  rules_t *rules;
+  char token[256];
+  unsigned push_timeout_ms;
+  time_t started;
+};
+
+/* Per request: the body as it arrives. */
+typedef struct request_s {
+  char *body;
+  size_t len;
+  bool too_big;
+} request_t;
+
+/* ---- responses ------------------------------------------------------------- */
+
+static enum MHD_Result send_text(struct MHD_Connection *c, unsigned status, const char *type, char *text, size_t len) {
+  struct MHD_Response *r = MHD_create_response_from_buffer(len, text, MHD_RESPMEM_MUST_FREE);
+  if (!r) {
+    free(text);
+    return MHD_NO;
+  }
+  MHD_add_response_header(r, "Content-Type", type);
+  MHD_add_response_header(r, "Cache-Control", "no-store");
+  enum MHD_Result ret = MHD_queue_response(c, status, r);
+  MHD_destroy_response(r);
+  return ret;
+}
+
+/* Send and release a JSON value. */
+static enum MHD_Result send_json(struct MHD_Connection *c, unsigned status, json_t *v) {
+  char *text = v ? json_dumps(v, JSON_COMPACT) : NULL;
+  json_decref(v);
+  if (!text) return MHD_NO;
+  return send_text(c, status, "application/json", text, strlen(text));
+}
+
+static enum MHD_Result send_error(struct MHD_Connection *c, unsigned status, const char *msg) {
+  return send_json(c, status, json_pack("{s:s}", "error", msg));
+}
+
+static enum MHD_Result send_405(struct MHD_Connection *c, const char *allow) {
+  json_t *v = json_pack("{s:s}", "error", "method not allowed");
+  char *text = json_dumps(v, JSON_COMPACT);
+  json_decref(v);
+  struct MHD_Response *r = MHD_create_response_from_buffer(strlen(text), text, MHD_RESPMEM_MUST_FREE);
+  MHD_add_response_header(r, "Content-Type", "application/json");
+  MHD_add_response_header(r, "Allow", allow);
+  enum MHD_Result ret = MHD_queue_response(c, 405, r);
+  MHD_destroy_response(r);
+  return ret;
+}
+
+/* ---- request helpers --------------------------------------------------------- */
+
+static void client_address(struct MHD_Connection *c, char *out, size_t size) {
+  const union MHD_ConnectionInfo *ci = MHD_get_connection_info(c, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
+  snprintf(out, size, "unknown");
+  if (!ci || !ci->client_addr) return;
+  const struct sockaddr *sa = ci->client_addr;
+  if (sa->sa_family == AF_INET) inet_ntop(AF_INET, &((const struct sockaddr_in *)sa)->sin_addr, out, (socklen_t)size);
+  else if (sa->sa_family == AF_INET6)
+    inet_ntop(AF_INET6, &((const struct sockaddr_in6 *)sa)->sin6_addr, out, (socklen_t)size);
+}
+
+/* Constant-time comparison of the bearer token (time depends only on the
+ * length of the expected token). */
+static bool authorized(api_t *api, struct MHD_Connection *c) {
+  const char *h = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Authorization");
+  if (!h || strncmp(h, "Bearer ", 7) != 0) return false;
+  const char *given = h + 7;
+  size_t n = strlen(api->token), glen = strlen(given);
+  unsigned char diff = (unsigned char)(glen != n);
+  for (size_t i = 0; i < n; i++) diff |= (unsigned char)(api->token[i] ^ (i < glen ? given[i] : 0));
+  return diff == 0;
+}
+
+/* A decimal integer filling the whole string, within [min, max]. */
+static bool parse_int(const char *s, long long min, long long max, long long *out) {
+  if (!s || !*s) return false;
+  char *end;
+  errno = 0;
+  long long v = strtoll(s, &end, 10);
+  if (errno || *end || v < min || v > max) return false;
+  *out = v;
+  return true;
+}
+
+/* Seconds since the epoch (fractions allowed) as milliseconds. */
+static bool parse_time(const char *s, int64_t *ms) {
+  if (!s || !*s) return false;
+  char *end;
+  errno = 0;
+  double v = strtod(s, &end);
+  if (errno || *end || v != v || v < 0 || v > 1e11) return false;
+  *ms = (int64_t)(v * 1000);
+  return true;
+}
+
+static int64_t now_ms(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_REALTIME, &ts);
+  return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* The path after prefix, split at '/': up to 4 parts, each at most 63 bytes. */
+static int split(const char *path, char parts[4][64]) {
+  int n = 0;
+  while (*path == '/') path++;
+  while (*path && n < 4) {
+    const char *e = strchr(path, '/');
+    size_t len = e ? (size_t)(e - path) : strlen(path);
+    if (len >= 64) return -1;
+    memcpy(parts[n], path, len);
+    parts[n][len] = 0;
+    n++;
+    path += len;
+    while (*path == '/') path++;
+  }
+  return *path ? -1 : n;
+}
+
+/* ---- handlers ----------------------------------------------------------------- */
+
+static enum MHD_Result get_health(api_t *api, struct MHD_Connection *c) {
+  collector_counters_t k;
+  collector_counters(api->collector, &k);
+  json_t *v = json_pack("{s:s, s:s, s:I, s:o, s:{s:I, s:I, s:I, s:I, s:I, s:f}}", "status", "ok", "version",
+                        ALLOCD_VERSION, "uptime_s", (json_int_t)(time(NULL) - api->started), "database",
+                        store_health_json(api->store), "collector", "ticks", (json_int_t)k.ticks, "processes",
+                        (json_int_t)k.processes_alive, "snapshots", (json_int_t)k.snapshots, "segments_rejected",
+                        (json_int_t)k.segments_rejected, "db_write_failures", (json_int_t)k.db_failures,
+                        "last_tick_s", k.last_tick_seconds);
+  return send_json(c, 200, v);
+}
+
+static enum MHD_Result get_processes(api_t *api, struct MHD_Connection *c) {
+  const char *alive = MHD_lookup_connection_value(c, MHD_GET_ARGUMENT_KIND, "alive");
+  bool only_alive = alive && (strcmp(alive, "1") == 0 || strcmp(alive, "true") == 0);
+  return send_json(c, 200, json_pack("{s:o}", "processes", store_processes_json(api->store, !only_alive)));
+}
+
+static enum MHD_Result get_history(api_t *api, struct MHD_Connection *c, json_t *proc) {
+  const char *metric = MHD_lookup_connection_value(c, MHD_GET_ARGUMENT_KIND, "metric");
+  const char *from_s = MHD_lookup_connection_value(c, MHD_GET_ARGUMENT_KIND, "from");
+  const char *to_s = MHD_lookup_connection_value(c, MHD_GET_ARGUMENT_KIND, "to");
+  const char *step_s = MHD_lookup_connection_value(c, MHD_GET_ARGUMENT_KIND, "step");
+  const char *source = MHD_lookup_connection_value(c, MHD_GET_ARGUMENT_KIND, "source");
+  if (!metric || snap_metric_index(metric) < 0) return send_error(c, 400, "metric: missing or unknown metric name");
+  int64_t to = now_ms(), from = to - 3600 * 1000;
+  long long step = 0;
+  if (to_s && !parse_time(to_s, &to)) return send_error(c, 400, "to: seconds since the epoch expected");
+  if (from_s && !parse_time(from_s, &from)) return send_error(c, 400, "from: seconds since the epoch expected");
+  if (!from_s) from = to - 3600 * 1000;
+  if (from > to) return send_error(c, 400, "from is after to");
+  if (step_s && !parse_int(step_s, 1, 86400 * 365, &step)) return send_error(c, 400, "step: positive seconds expected");
+  if (source && strcmp(source, "raw") && strcmp(source, "1m") && strcmp(source, "1h"))
+    return send_error(c, 400, "source: raw, 1m or 1h");
+  int64_t id = json_integer_value(json_object_get(proc, "id"));
+  json_t *h = store_history_json(api->store, id, metric, from, to, step * 1000, source);
+  if (!h) return send_error(c, 400, "metric: unknown metric name");
+  json_object_set(h, "pid", json_object_get(proc, "pid"));
+  return send_json(c, 200, h);
+}
+
+static enum MHD_Result post_config(api_t *api, struct MHD_Connection *c, int pid, request_t *req) {
+  json_error_t jerr;
+  json_t *body = json_loadb(req->body ? req->body : "", req->len, JSON_REJECT_DUPLICATES, &jerr);
+  if (!body) {
+    char msg[300];
+    snprintf(msg, sizeof msg, "invalid JSON: %s", jerr.text);
+    return send_error(c, 400, msg);
+  }
+  char why[160];
+  const char *bad = push_validate(body, why, sizeof why);
+  if (bad) {
+    json_decref(body);
+    return send_error(c, 400, bad);
+  }
+  collector_target_t t;
+  if (!collector_lookup(api->collector, pid, &t)) {
+    json_decref(body);
+    return send_error(c, 404, "no live process with this pid");
+  }
+  char client[64];
+  client_address(c, client, sizeof client);
+  int status;
+  json_t *res = push_config(api->store, &t, body, client, 0, api->push_timeout_ms, &status);
+  json_decref(body);
+  return send_json(c, (unsigned)status, res);
+}
+
+static enum MHD_Result processes_route(api_t *api, struct MHD_Connection *c, const char *method, char parts[4][64],
+                                       int n, request_t *req) {
+  if (n == 1) return strcmp(method, "GET") ? send_405(c, "GET") : get_processes(api, c);
+  long long pid;
+  if (!parse_int(parts[1], 1, INT_MAX, &pid)) return send_error(c, 404, "no such process");
+  if (n == 3 && strcmp(parts[2], "config") == 0) {
+    if (strcmp(method, "POST")) return send_405(c, "POST");
+    if (!authorized(api, c)) return send_error(c, 401, "missing or wrong bearer token");
+    if (req->too_big) return send_error(c, 413, "request body too large");
+    return post_config(api, c, (int)pid, req);
+  }
+  if (n == 3 && strcmp(parts[2], "history") != 0) return send_error(c, 404, "no such path");
+  if (strcmp(method, "GET")) return send_405(c, "GET");
+  json_t *proc = store_process_json(api->store, (int)pid);
+  if (!proc) return send_error(c, 404, "no such process");
+  if (n == 2) return send_json(c, 200, proc);
+  enum MHD_Result r = get_history(api, c, proc);
+  json_decref(proc);
+  return r;
+}
+
+static enum MHD_Result rules_route(api_t *api, struct MHD_Connection *c, const char *method, char parts[4][64], int n,
+                                   request_t *req) {
+  if (n == 1 && strcmp(method, "GET") == 0) return send_json(c, 200, json_pack("{s:o}", "rules", store_rules_json(api->store)));
+  if (n == 1 && strcmp(method, "POST")) return send_405(c, "GET, POST");
+  if (n == 2 && strcmp(method, "DELETE")) return send_405(c, "DELETE");
+  if (!authorized(api, c)) return send_error(c, 401, "missing or wrong bearer token");
+  char client[64];
+  client_address(c, client, sizeof client);
+  if (n == 2) {
+    long long id;
+    if (!parse_int(parts[1], 1, LLONG_MAX, &id) || !store_rule_delete(api->store, id))
+      return send_error(c, 404, "no such rule");
+    log_info("rule %lld deleted by %s", id, client);
+    return send_json(c, 200, json_pack("{s:I}", "deleted", (json_int_t)id));
+  }
+  if (req->too_big) return send_error(c, 413, "request body too large");
+  json_error_t jerr;
+  json_t *rule = json_loadb(req->body ? req->body : "", req->len, JSON_REJECT_DUPLICATES, &jerr);
+  if (!rule) return send_error(c, 400, "invalid JSON");
+  char why[160];
+  const char *bad = rules_validate(rule, why, sizeof why);
+  if (bad) {
+    json_decref(rule);
+    return send_error(c, 400, bad);
+  }
+  json_t *canary = json_object_get(rule, "canary_pct");
+  char *config = json_dumps(json_object_get(rule, "config"), JSON_COMPACT | JSON_SORT_KEYS);
+  int64_t id = store_rule_add(api->store, json_string_value(json_object_get(rule, "exe_glob")), config,
+                              canary ? (int)json_integer_value(canary) : 100, client);
+  free(config);
+  json_decref(rule);
+  if (id < 0) return send_error(c, 500, "the rule could not be stored");
+  log_info("rule %lld created by %s", (long long)id, client);
+  return send_json(c, 201, json_pack("{s:I}", "id", (json_int_t)id));
+}
+
+static enum MHD_Result get_audit(api_t *api, struct MHD_Connection *c) {
+  int64_t since = 0;
+  long long limit = 100;
+  const char *s = MHD_lookup_connection_value(c, MHD_GET_ARGUMENT_KIND, "since");
+  const char *l = MHD_lookup_connection_value(c, MHD_GET_ARGUMENT_KIND, "limit");
+  if (s && !parse_time(s, &since)) return send_error(c, 400, "since: seconds since the epoch expected");
+  if (l && !parse_int(l, 1, 10000, &limit)) return send_error(c, 400, "limit: 1 to 10000");
+  return send_json(c, 200, json_pack("{s:o}", "audit", store_audit_json(api->store, since, (int)limit)));
+}
+
+static enum MHD_Result get_metrics(api_t *api, struct MHD_Connection *c) {
+  size_t len;
+  char *text = prom_render(api->store, api->collector, &len);
+  if (!text) return send_error(c, 500, "out of memory");
+  return send_text(c, 200, "text/plain; version=0.0.4; charset=utf-8", text, len);
+}
+
+static enum MHD_Result route(api_t *api, struct MHD_Connection *c, const char *url, const char *method, request_t *req) {
+  if (strcmp(url, "/metrics") == 0) return strcmp(method, "GET") ? send_405(c, "GET") : get_metrics(api, c);
+  if (strncmp(url, "/api/v1/", 8) != 0) return send_error(c, 404, "no such path");
+  char parts[4][64];
+  int n = split(url + 8, parts);
+  if (n <= 0) return send_error(c, 404, "no such path");
+  if (n == 1 && strcmp(parts[0], "health") == 0) return strcmp(method, "GET") ? send_405(c, "GET") : get_health(api, c);
+  if (n == 1 && strcmp(parts[0], "audit") == 0) return strcmp(method, "GET") ? send_405(c, "GET") : get_audit(api, c);
+  if (strcmp(parts[0], "processes") == 0 && n <= 3) return processes_route(api, c, method, parts, n, req);
+  if (strcmp(parts[0], "rules") == 0 && n <= 2) return rules_route(api, c, method, parts, n, req);
+  return send_error(c, 404, "no such path");
+}
+
+static enum MHD_Result handle(void *cls, struct MHD_Connection *c, const char *url, const char *method,
+                              const char *version, const char *upload, size_t *upload_size, void **con_cls) {
+  (void)version;
+  api_t *api = cls;
+  request_t *req = *con_cls;
+  if (!req) {
+    req = calloc(1, sizeof *req);
+    if (!req) return MHD_NO;
+    *con_cls = req;
+    const char *cl = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Content-Length");
+    long long len;
+    if (cl && parse_int(cl, 0, LLONG_MAX, &len) && len > BODY_MAX) req->too_big = true;
+    return MHD_YES;
+  }
+  if (*upload_size) {
+    if (!req->too_big && req->len + *upload_size <= BODY_MAX) {
+      char *b = realloc(req->body, req->len + *upload_size + 1);
+      if (!b) return MHD_NO;
+      memcpy(b + req->len, upload, *upload_size);
+      req->body = b;
+      req->len += *upload_size;
+    } else {
+      req->too_big = true;   /* the rest is read and dropped */
+    }
+    *upload_size = 0;
+    return MHD_YES;
+  }
+  if (req->too_big) return send_error(c, 413, "request body too large");
+  return route(api, c, url, method, req);
+}
+
+static void completed(void *cls, struct MHD_Connection *c, void **con_cls, enum MHD_RequestTerminationCode code) {
+  (void)cls, (void)c, (void)code;
+  request_t *req = *con_cls;
+  if (req) {
+    free(req->body);
+    free(req);
+  }
+  *con_cls = NULL;
+}
+
+api_t *api_start(const api_config_t *cfg, store_t *store, collector_t *collector, rules_t *rules, char *err,
+                 size_t errlen) {
+  api_t *api = calloc(1, sizeof *api);
+  if (!api) {
+    snprintf(err, errlen, "out of memory");
+    return NULL;
+  }
+  api->store = store;
+  api->collector = collector;
+  api->rules = rules;
+  api->push_timeout_ms = cfg->push_timeout_ms;
+  api->started = time(NULL);
+  snprintf(api->token, sizeof api->token, "%s", cfg->token);
+  api->daemon = MHD_start_daemon(
+      MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_THREAD_PER_CONNECTION, 0, NULL,
+      NULL, handle, api, MHD_OPTION_LISTEN_SOCKET, cfg->listen_fd, MHD_OPTION_CONNECTION_LIMIT,
+      cfg->max_connections, MHD_OPTION_CONNECTION_TIMEOUT, cfg->connection_timeout_s, MHD_OPTION_NOTIFY_COMPLETED,
+      completed, api, MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)(128 * 1024), MHD_OPTION_END);
+  if (!api->daemon) {
+    snprintf(err, errlen, "cannot start the HTTP server");
+    free(api);
+    return NULL;
+  }
+  return api;
+}
+
+void api_stop(api_t *api) {
+  if (!api) return;
+  MHD_stop_daemon(api->daemon);
+  free(api);
+}

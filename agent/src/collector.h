@@ -1,0 +1,49 @@
+/* collector.h - finds the telemetry segments of the processes on this host,
+ * reads their new snapshots each tick and writes them to the store. */
+#ifndef ALLOCD_COLLECTOR_H
+#define ALLOCD_COLLECTOR_H
+
+#include "store.h"
+
+#include <alloc_shm.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+typedef struct collector_s collector_t;
+
+/* What the API needs to push a change to a live process. */
+typedef struct collector_target_s {
+  int pid;
+  uint64_t start_time;
+  int64_t process_id;
+  char path[600];           /* its segment */
+  char exe[256];
+  uid_t uid;
+  alloc_shm_config_t config;   /* as of the newest snapshot */
+  bool have_config;
+} collector_target_t;
+
+/* Counters for /metrics and /api/v1/health. */
+typedef struct collector_counters_s {
+  uint64_t ticks, snapshots, segments_rejected, stale_removed, processes_exited, db_failures;
+  uint64_t processes_alive;
+  double last_tick_seconds;
+} collector_counters_t;
+
+collector_t *collector_new(store_t *store, const char *shm_dir);
+void collector_free(collector_t *c);
+
+/* One pass: discover, read, store, notice exits.  Called by one thread. */
+void collector_tick(collector_t *c);
+/* Write the rollups in progress (at shutdown). */
+void collector_flush(collector_t *c);
+
+bool collector_lookup(collector_t *c, int pid, collector_target_t *out);
+void collector_counters(collector_t *c, collector_counters_t *out);
+
+/* Processes first seen in the last tick that rules have not been applied
+ * to yet: up to max of them are copied out and marked as handled. */
+int collector_take_new(collector_t *c, collector_target_t *out, int max);
+
+#endif

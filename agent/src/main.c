@@ -1,0 +1,303 @@
+/* main.c - allocd: options, start-up checks, the collection loop, shutdown.
+ *
+ * The main thread collects (one tick per --interval-ms) and handles
+ * SIGTERM/SIGINT with sigtimedwait, so a stop request ends the wait at
+ * once: the tick in progress finishes, the rollups in progress are written,
+ * the HTTP server stops, the database is closed.  Start-up refuses with a
+ * clear message when the port is taken, the database cannot be opened or
+ * migrated, or the token file is unusable. */
+#include "api.h"
+#include "collector.h"
+#include "log.h"
+#include "rules.h"
+#include "store.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <getopt.h>
+#include <netdb.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/random.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+typedef struct options_s {
+  char listen[300];
+  char db[512], token_file[512], shm_dir[512], static_dir[512];
+  long interval_ms, push_timeout_ms, max_connections;
+  int64_t raw_ms, minute_ms, hour_ms, max_db_bytes;
+  enum log_level level;
+} options_t;
+
+static void usage(FILE *f) {
+  fprintf(f,
+          "usage: allocd [options]\n"
+          "  --listen HOST:PORT     address to serve on (default 127.0.0.1:9470)\n"
+          "  --db FILE              SQLite database (default <state>/allocd.db)\n"
+          "  --token-file FILE      bearer token for writes, created 0600 if missing (default <state>/token)\n"
+          "  --shm-dir DIR          where processes publish their segments (default /dev/shm)\n"
+          "  --interval-ms N        collection interval (default 1000)\n"
+          "  --retention-raw D      keep raw samples D (default 2h; units s, m, h, d)\n"
+          "  --retention-1m D       keep 1-minute rollups D (default 7d)\n"
+          "  --retention-1h D       keep 1-hour rollups and exited processes D (default 90d)\n"
+          "  --max-db-mb N          keep the database below N MiB (default 1024)\n"
+          "  --push-timeout-ms N    how long a config change waits for the process (default 5000)\n"
+          "  --max-connections N    concurrent HTTP connections (default 64)\n"
+          "  --static-dir DIR       files of the dashboard served at /\n"
+          "  --log-level LEVEL      debug, info, warn or error (default info)\n"
+          "<state> is /var/lib/allocd for root, else $XDG_STATE_HOME/allocd or ~/.local/state/allocd.\n");
+}
+
+/* "90s", "15m", "2h", "7d", or plain seconds, as milliseconds. */
+static bool parse_duration(const char *s, int64_t *ms) {
+  char *end;
+  errno = 0;
+  long long v = strtoll(s, &end, 10);
+  if (errno || end == s || v <= 0) return false;
+  int64_t unit = 1000;
+  if (*end == 'm') unit = 60000;
+  else if (*end == 'h') unit = 3600000;
+  else if (*end == 'd') unit = 86400000;
+  else if (*end && *end != 's') return false;
+  if (*end && end[1]) return false;
+  if (v > INT64_MAX / unit) return false;
+  *ms = v * unit;
+  return true;
+}
+
+static bool parse_long(const char *s, long min, long max, long *out) {
+  char *end;
+  errno = 0;
+  long v = strtol(s, &end, 10);
+  if (errno || end == s || *end || v < min || v > max) return false;
+  *out = v;
+  return true;
+}
+
+/* mkdir -p with mode 0700 for the parts we create. */
+static bool make_dirs(const char *path) {
+  char tmp[512];
+  snprintf(tmp, sizeof tmp, "%s", path);
+  for (char *p = tmp + 1; *p; p++) {
+    if (*p != '/') continue;
+    *p = 0;
+    if (mkdir(tmp, 0700) != 0 && errno != EEXIST) return false;
+    *p = '/';
+  }
+  return mkdir(tmp, 0700) == 0 || errno == EEXIST;
+}
+
+static void state_dir(char *out, size_t size) {
+  const char *xdg = getenv("XDG_STATE_HOME"), *home = getenv("HOME");
+  if (geteuid() == 0) snprintf(out, size, "/var/lib/allocd");
+  else if (xdg && *xdg) snprintf(out, size, "%s/allocd", xdg);
+  else snprintf(out, size, "%s/.local/state/allocd", home && *home ? home : "/tmp");
+}
+
+static bool parse_options(int argc, char **argv, options_t *o) {
+  char state[400];
+  state_dir(state, sizeof state);
+  memset(o, 0, sizeof *o);
+  snprintf(o->listen, sizeof o->listen, "127.0.0.1:9470");
+  snprintf(o->db, sizeof o->db, "%s/allocd.db", state);
+  snprintf(o->token_file, sizeof o->token_file, "%s/token", state);
+  snprintf(o->shm_dir, sizeof o->shm_dir, "/dev/shm");
+  o->interval_ms = 1000;
+  o->push_timeout_ms = 5000;
+  o->max_connections = 64;
+  o->raw_ms = 2 * 3600000LL;
+  o->minute_ms = 7 * 86400000LL;
+  o->hour_ms = 90 * 86400000LL;
+  o->max_db_bytes = 1024LL << 20;
+  o->level = LOG_INFO;
+  static const struct option longopts[] = {
+    {"listen", 1, 0, 'l'}, {"db", 1, 0, 'd'}, {"token-file", 1, 0, 't'}, {"shm-dir", 1, 0, 's'},
+    {"interval-ms", 1, 0, 'i'}, {"retention-raw", 1, 0, 'R'}, {"retention-1m", 1, 0, 'M'},
+    {"retention-1h", 1, 0, 'H'}, {"max-db-mb", 1, 0, 'B'}, {"push-timeout-ms", 1, 0, 'p'},
+    {"max-connections", 1, 0, 'c'}, {"static-dir", 1, 0, 'S'}, {"log-level", 1, 0, 'L'}, {"help", 0, 0, 'h'},
+    {0, 0, 0, 0}};
+  int ch, idx = 0;
+  long v;
+  while ((ch = getopt_long(argc, argv, "", longopts, &idx)) != -1) {
+    bool ok = true;
+    switch (ch) {
+    case 'l': ok = snprintf(o->listen, sizeof o->listen, "%s", optarg) < (int)sizeof o->listen; break;
+    case 'd': ok = snprintf(o->db, sizeof o->db, "%s", optarg) < (int)sizeof o->db; break;
+    case 't': ok = snprintf(o->token_file, sizeof o->token_file, "%s", optarg) < (int)sizeof o->token_file; break;
+    case 's': ok = snprintf(o->shm_dir, sizeof o->shm_dir, "%s", optarg) < (int)sizeof o->shm_dir; break;
+    case 'S': ok = snprintf(o->static_dir, sizeof o->static_dir, "%s", optarg) < (int)sizeof o->static_dir; break;
+    case 'i': ok = parse_long(optarg, 10, 3600000, &o->interval_ms); break;
+    case 'p': ok = parse_long(optarg, 10, 600000, &o->push_timeout_ms); break;
+    case 'c': ok = parse_long(optarg, 1, 10000, &o->max_connections); break;
+    case 'R': ok = parse_duration(optarg, &o->raw_ms); break;
+    case 'M': ok = parse_duration(optarg, &o->minute_ms); break;
+    case 'H': ok = parse_duration(optarg, &o->hour_ms); break;
+    case 'B': ok = parse_long(optarg, 1, 1 << 24, &v), o->max_db_bytes = (int64_t)v << 20; break;
+    case 'L':
+      if (strcmp(optarg, "debug") == 0) o->level = LOG_DEBUG;
+      else if (strcmp(optarg, "info") == 0) o->level = LOG_INFO;
+      else if (strcmp(optarg, "warn") == 0) o->level = LOG_WARN;
+      else if (strcmp(optarg, "error") == 0) o->level = LOG_ERROR;
+      else ok = false;
+      break;
+    case 'h': usage(stdout); exit(0);
+    default: usage(stderr); return false;
+    }
+    if (!ok) {
+      fprintf(stderr, "allocd: invalid value '%s' for --%s\n", optarg, longopts[idx].name);
+      usage(stderr);
+      return false;
+    }
+  }
+  if (optind < argc) {
+    fprintf(stderr, "allocd: unexpected argument '%s'\n", argv[optind]);
+    return false;
+  }
+  return true;
+}
+
+/* ---- the token ----------------------------------------------------------------- */
+
+static bool create_token(const char *path) {
+  unsigned char raw[32];
+  if (getrandom(raw, sizeof raw, 0) != sizeof raw) return false;
+  char hex[sizeof raw * 2 + 2];
+  for (size_t i = 0; i < sizeof raw; i++) snprintf(hex + 2 * i, 3, "%02x", raw[i]);
+  strcat(hex, "\n");
+  int fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
+  if (fd < 0) return false;
+  bool ok = write(fd, hex, strlen(hex)) == (ssize_t)strlen(hex);
+  close(fd);
+  if (ok) log_info("created token file %s (mode 0600)", path);
+  return ok;
+}
+
+static bool load_token(const char *path, char *token, size_t size) {
+  char dir[512];
+  snprintf(dir, sizeof dir, "%s", path);
+  char *slash = strrchr(dir, '/');
+  if (slash && slash != dir) *slash = 0, make_dirs(dir);
+  int fd = open(path, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+  if (fd < 0 && errno == ENOENT && create_token(path)) fd = open(path, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+  if (fd < 0) {
+    log_error("cannot open the token file %s: %s", path, strerror(errno));
+    return false;
+  }
+  struct stat st;
+  if (fstat(fd, &st) == 0 && (st.st_mode & 077)) log_warn("token file %s is readable by others (mode %03o)", path, st.st_mode & 0777);
+  ssize_t n = read(fd, token, size - 1);
+  close(fd);
+  if (n < 0) n = 0;
+  token[n] = 0;
+  while (n > 0 && (token[n - 1] == '\n' || token[n - 1] == '\r' || token[n - 1] == ' ')) token[--n] = 0;
+  if (n < 16) {
+    log_error("the token in %s is shorter than 16 characters", path);
+    return false;
+  }
+  return true;
+}
+
+/* ---- the listening socket ------------------------------------------------------- */
+
+static int listen_on(const char *addr) {
+  char host[256];
+  const char *port;
+  if (addr[0] == '[') {   /* [v6]:port */
+    const char *close_br = strchr(addr, ']');
+    if (!close_br || close_br[1] != ':') return -1;
+    snprintf(host, sizeof host, "%.*s", (int)(close_br - addr - 1), addr + 1);
+    port = close_br + 2;
+  } else {
+    const char *colon = strrchr(addr, ':');
+    if (!colon) return -1;
+    snprintf(host, sizeof host, "%.*s", (int)(colon - addr), addr);
+    port = colon + 1;
+  }
+  struct addrinfo hints = {.ai_flags = AI_PASSIVE | AI_NUMERICSERV, .ai_socktype = SOCK_STREAM}, *res;
+  int rc = getaddrinfo(host[0] ? host : NULL, port, &hints, &res);
+  if (rc) {
+    log_error("cannot listen on %s: %s", addr, gai_strerror(rc));
+    return -1;
+  }
+  int fd = socket(res->ai_family, res->ai_socktype | SOCK_CLOEXEC, res->ai_protocol);
+  int one = 1;
+  if (fd >= 0) setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+  if (fd < 0 || bind(fd, res->ai_addr, res->ai_addrlen) != 0 || listen(fd, 128) != 0) {
+    log_error("cannot listen on %s: %s%s", addr, strerror(errno),
+              errno == EADDRINUSE ? " (is another allocd running?)" : "");
+    if (fd >= 0) close(fd);
+    fd = -1;
+  }
+  freeaddrinfo(res);
+  return fd;
+}
+
+/* ---- main ------------------------------------------------------------------------- */
+
+int main(int argc, char **argv) {
+  options_t o;
+  if (!parse_options(argc, argv, &o)) return 2;
+  log_set_level(o.level);
+  signal(SIGPIPE, SIG_IGN);
+  sigset_t stop;
+  sigemptyset(&stop);
+  sigaddset(&stop, SIGTERM);
+  sigaddset(&stop, SIGINT);
+  pthread_sigmask(SIG_BLOCK, &stop, NULL);   /* before any thread: only sigtimedwait sees them */
+
+  char token[256];
+  if (!load_token(o.token_file, token, sizeof token)) return 1;
+  int lfd = listen_on(o.listen);
+  if (lfd < 0) return 1;
+  char dbdir[512], err[512] = "";
+  snprintf(dbdir, sizeof dbdir, "%s", o.db);
+  char *slash = strrchr(dbdir, '/');
+  if (slash && slash != dbdir) *slash = 0, make_dirs(dbdir);
+  store_limits_t limits = {o.raw_ms, o.minute_ms, o.hour_ms, o.max_db_bytes};
+  store_t *store = store_open(o.db, &limits, err, sizeof err);
+  if (!store) {
+    log_error("database: %s", err);
+    return 1;
+  }
+  struct timespec now;
+  clock_gettime(CLOCK_REALTIME, &now);
+  store_mark_all_exited(store, (int64_t)now.tv_sec * 1000);   /* the collector finds the live ones again */
+  collector_t *collector = collector_new(store, o.shm_dir);
+  rules_t *rules = rules_start(store, collector, (unsigned)o.push_timeout_ms);
+  api_config_t cfg = {lfd, token, (unsigned)o.push_timeout_ms, (unsigned)o.max_connections, 30,
+                      o.static_dir[0] ? o.static_dir : NULL};
+  api_t *api = collector && rules ? api_start(&cfg, store, collector, rules, err, sizeof err) : NULL;
+  if (!api) {
+    log_error("cannot start: %s", err[0] ? err : "out of memory");
+    return 1;
+  }
+  log_info("allocd %s listening on %s, collecting %s every %ld ms, database %s", ALLOCD_VERSION, o.listen,
+           o.shm_dir, o.interval_ms, o.db);
+
+  int sig = 0;
+  for (unsigned long tick = 0;; tick++) {
+    collector_tick(collector);
+    rules_kick(rules);
+    if (tick % 10 == 0) {
+      clock_gettime(CLOCK_REALTIME, &now);
+      store_retain(store, (int64_t)now.tv_sec * 1000 + now.tv_nsec / 1000000);
+    }
+    struct timespec wait = {o.interval_ms / 1000, (o.interval_ms % 1000) * 1000000L};
+    sig = sigtimedwait(&stop, NULL, &wait);
+    if (sig > 0) break;
+  }
+  log_info("received %s: stopping", strsignal(sig));
+  api_stop(api);
+  rules_stop(rules);
+  collector_tick(collector);   /* the last batch */
+  collector_flush(collector);
+  collector_free(collector);
+  store_close(store);
+  log_info("stopped");
+  return 0;
+}

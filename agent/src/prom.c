@@ -1,0 +1,159 @@
+/* prom.c - the Prometheus exposition.
+ *
+ * Names follow Prometheus conventions and come from the statistics list in
+ * alloc_shm.h: liballoc_<name> with _bytes for byte units, _seconds for
+ * times (converted from ns), _ratio for derived ratios, _total for
+ * counters.  Each process is one series per metric, labelled with pid, exe
+ * and comm; its effective configuration is exported as liballoc_config_*.
+ * allocd's own health is allocd_*. */
+#include "prom.h"
+
+#include "snapshot.h"
+
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+typedef struct buf_s {
+  char *data;
+  size_t len, cap;
+  bool failed;
+} buf_t;
+
+__attribute__((format(printf, 2, 3))) static void put(buf_t *b, const char *fmt, ...) {
+  if (b->failed) return;
+  for (;;) {
+    va_list ap;
+    va_start(ap, fmt);
+    int n = vsnprintf(b->data + b->len, b->cap - b->len, fmt, ap);
+    va_end(ap);
+    if (n < 0) {
+      b->failed = true;
+      return;
+    }
+    if ((size_t)n < b->cap - b->len) {
+      b->len += (size_t)n;
+      return;
+    }
+    size_t cap = b->cap * 2 + (size_t)n + 1;
+    char *d = realloc(b->data, cap);
+    if (!d) {
+      b->failed = true;
+      return;
+    }
+    b->data = d;
+    b->cap = cap;
+  }
+}
+
+/* A label value: backslash, quote and newline escaped. */
+static void put_label(buf_t *b, const char *s) {
+  for (; s && *s; s++) {
+    if (*s == '\\' || *s == '"') put(b, "\\%c", *s);
+    else if (*s == '\n') put(b, "\\n");
+    else put(b, "%c", *s);
+  }
+}
+
+static void metric_name(const metric_info_t *m, char *out, size_t size) {
+  const char *suffix = "";
+  if (strcmp(m->unit, "bytes") == 0) suffix = "_bytes";
+  else if (strcmp(m->unit, "nanoseconds") == 0) suffix = "_seconds";
+  else if (strcmp(m->unit, "ratio") == 0) suffix = "_ratio";
+  snprintf(out, size, "liballoc_%s%s%s", m->name, suffix, strcmp(m->type, "counter") == 0 ? "_total" : "");
+}
+
+static void put_labels(buf_t *b, json_t *p) {
+  put(b, "{pid=\"%lld\",exe=\"", (long long)json_integer_value(json_object_get(p, "pid")));
+  put_label(b, json_string_value(json_object_get(p, "exe")));
+  put(b, "\",comm=\"");
+  put_label(b, json_string_value(json_object_get(p, "comm")));
+  put(b, "\"}");
+}
+
+static void put_process_metrics(buf_t *b, json_t *procs) {
+  for (int i = 0; i < SNAP_NMETRICS; i++) {
+    const metric_info_t *m = &snap_metrics[i];
+    char name[96];
+    metric_name(m, name, sizeof name);
+    put(b, "# HELP %s %s\n# TYPE %s %s\n", name, m->help, name, m->type);
+    bool ns = strcmp(m->unit, "nanoseconds") == 0;
+    size_t k;
+    json_t *p;
+    json_array_foreach(procs, k, p) {
+      json_t *v = json_object_get(json_object_get(p, "stats"), m->name);
+      if (!json_is_number(v)) continue;
+      put(b, "%s", name);
+      put_labels(b, p);
+      if (json_is_integer(v) && !ns) put(b, " %lld\n", (long long)json_integer_value(v));
+      else put(b, " %.9g\n", json_number_value(v) / (ns ? 1e9 : 1.0));
+    }
+  }
+}
+
+static void put_config(buf_t *b, json_t *procs, const char *knob) {
+  size_t k;
+  json_t *p;
+  json_array_foreach(procs, k, p) {
+    json_t *v = json_object_get(json_object_get(p, "config"), knob);
+    if (!v) continue;
+    put(b, "liballoc_config_%s", knob);
+    put_labels(b, p);
+    if (json_is_string(v)) {   /* a mode: its index, and the name as a label would be another series */
+      int idx = 0;
+      for (int i = 0; i < 3; i++)
+        if (strcmp(json_string_value(v), alloc_shm_enum_name(knob, i)) == 0) idx = i;
+      put(b, " %d\n", idx);
+    } else {
+      put(b, " %lld\n", json_is_boolean(v) ? (long long)json_is_true(v) : (long long)json_integer_value(v));
+    }
+  }
+}
+
+static void put_config_metrics(buf_t *b, json_t *procs) {
+#define X(knob, kind, help)                                                                      \
+  put(b, "# HELP liballoc_config_" #knob " %s\n# TYPE liballoc_config_" #knob " gauge\n", help); \
+  put_config(b, procs, #knob);
+  ALLOC_SHM_CONFIG(X)
+#undef X
+}
+
+static void put_agent_metrics(buf_t *b, collector_t *c) {
+  collector_counters_t k;
+  collector_counters(c, &k);
+  put(b, "# HELP allocd_up 1 while allocd serves\n# TYPE allocd_up gauge\nallocd_up 1\n");
+  put(b, "# HELP allocd_processes Processes allocd collects from\n# TYPE allocd_processes gauge\n"
+         "allocd_processes %llu\n", (unsigned long long)k.processes_alive);
+  put(b, "# HELP allocd_ticks_total Collection passes\n# TYPE allocd_ticks_total counter\n"
+         "allocd_ticks_total %llu\n", (unsigned long long)k.ticks);
+  put(b, "# HELP allocd_snapshots_total Snapshots read and stored\n# TYPE allocd_snapshots_total counter\n"
+         "allocd_snapshots_total %llu\n", (unsigned long long)k.snapshots);
+  put(b, "# HELP allocd_segments_rejected_total Segments refused (bad, hostile, or foreign)\n"
+         "# TYPE allocd_segments_rejected_total counter\nallocd_segments_rejected_total %llu\n",
+      (unsigned long long)k.segments_rejected);
+  put(b, "# HELP allocd_stale_segments_removed_total Segments of exited processes removed\n"
+         "# TYPE allocd_stale_segments_removed_total counter\nallocd_stale_segments_removed_total %llu\n",
+      (unsigned long long)k.stale_removed);
+  put(b, "# HELP allocd_db_write_failures_total Collection passes the database did not take\n"
+         "# TYPE allocd_db_write_failures_total counter\nallocd_db_write_failures_total %llu\n",
+      (unsigned long long)k.db_failures);
+  put(b, "# HELP allocd_tick_seconds Duration of the last collection pass\n# TYPE allocd_tick_seconds gauge\n"
+         "allocd_tick_seconds %.6f\n", k.last_tick_seconds);
+}
+
+char *prom_render(store_t *store, collector_t *collector, size_t *len) {
+  buf_t b = {malloc(65536), 0, 65536, false};
+  if (!b.data) return NULL;
+  json_t *procs = store_processes_json(store, false);
+  put_process_metrics(&b, procs);
+  put_config_metrics(&b, procs);
+  put_agent_metrics(&b, collector);
+  json_decref(procs);
+  if (b.failed) {
+    free(b.data);
+    return NULL;
+  }
+  *len = b.len;
+  return b.data;
+}

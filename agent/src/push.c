@@ -1,0 +1,167 @@
+/* push.c - configuration changes to running processes.
+ *
+ * Values are checked here first (known knob, right JSON type, known mode
+ * name) so that a typo gets a 400 without touching the process.  Then every
+ * change is posted to the control area at once and the acknowledgements are
+ * awaited together: the process answers all posted slots in one tick, so a
+ * request costs one interval whatever its number of knobs.  The segment is
+ * opened afresh and must still belong to the process's owner. */
+#include "push.h"
+
+#include "log.h"
+#include "snapshot.h"
+
+#include <alloc_shm_reader.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <string.h>
+#include <time.h>
+
+#define MAX_CHANGES 16
+
+static uint64_t next_id(void) {
+  static _Atomic uint64_t counter;
+  uint64_t expected = 0;
+  struct timespec ts;
+  clock_gettime(CLOCK_REALTIME, &ts);
+  /* ids from different runs of allocd differ: start from the clock */
+  atomic_compare_exchange_strong(&counter, &expected, (uint64_t)ts.tv_sec << 20);
+  return atomic_fetch_add(&counter, 1) + 1;
+}
+
+static uint64_t mono_ms(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+}
+
+/* The value as the text the process parses. */
+static bool value_text(json_t *v, const char *kind, char *out, size_t size) {
+  if (strcmp(kind, "BOOL") == 0) {
+    if (!json_is_boolean(v)) return false;
+    snprintf(out, size, "%s", json_is_true(v) ? "true" : "false");
+  } else if (strcmp(kind, "ENUM") == 0) {
+    if (!json_is_string(v)) return false;
+    snprintf(out, size, "%s", json_string_value(v));
+  } else {
+    if (!json_is_integer(v)) return false;
+    snprintf(out, size, "%lld", (long long)json_integer_value(v));
+  }
+  return true;
+}
+
+const char *push_validate(json_t *changes, char *buf, size_t size) {
+  if (!json_is_object(changes)) return "the body must be a JSON object of knob: value";
+  if (json_object_size(changes) == 0) return "no change given";
+  if (json_object_size(changes) > MAX_CHANGES) return "too many changes in one request";
+  const char *knob;
+  json_t *v;
+  json_object_foreach(changes, knob, v) {
+    const char *kind;
+    char text[96];
+    if (!snap_config_knob(knob, &kind)) {
+      snprintf(buf, size, "unknown knob '%.64s'", knob);
+      return buf;
+    }
+    if (!value_text(v, kind, text, sizeof text)) {
+      snprintf(buf, size, "%s needs %s", knob,
+               strcmp(kind, "BOOL") == 0 ? "true or false" : strcmp(kind, "ENUM") == 0 ? "a mode name" : "an integer");
+      return buf;
+    }
+    if (strcmp(kind, "ENUM") == 0) {
+      bool known = false;
+      for (int i = 0; i < 3 && !known; i++) known = strcmp(text, alloc_shm_enum_name(knob, i)) == 0;
+      if (!known) {
+        snprintf(buf, size, "%s: unknown mode '%.32s'", knob, text);
+        return buf;
+      }
+    }
+  }
+  return NULL;
+}
+
+typedef struct pending_s {
+  const char *knob;
+  char value[96], old[96];
+  uint64_t id, slot;
+  int err;   /* alloc_shm_err of submit/await */
+  alloc_shm_request_t ack;
+} pending_t;
+
+static int status_of(const pending_t *p) {
+  if (p->err == ALLOC_SHM_ERR_TIMEOUT) return 504;
+  if (p->err) return 502;
+  if (p->ack.status == 0) return 200;
+  return p->ack.status == EPERM ? 409 : 400;
+}
+
+static json_t *result_json(const pending_t *p) {
+  json_t *o = json_object();
+  json_object_set_new(o, "old", p->old[0] ? json_string(p->old) : json_null());
+  json_object_set_new(o, "requested", json_string(p->value));
+  if (p->err) {
+    json_object_set_new(o, "status", json_string(p->err == ALLOC_SHM_ERR_TIMEOUT ? "timeout" : "error"));
+    json_object_set_new(o, "message", json_string(alloc_shm_strerror(p->err)));
+  } else {
+    json_object_set_new(o, "status", json_string(p->ack.status == 0 ? "ok" : "rejected"));
+    json_object_set_new(o, "message", json_string(p->ack.message));
+    json_object_set_new(o, "effective", json_string(p->ack.effective));
+  }
+  return o;
+}
+
+static const char *failure_text(int status) {
+  switch (status) {
+  case 400: return "the process rejected a change";
+  case 409: return "a knob cannot change while the process runs";
+  case 504: return "the process did not acknowledge in time";
+  default: return "the process's telemetry segment cannot be used";
+  }
+}
+
+json_t *push_config(store_t *store, const collector_target_t *target, json_t *changes, const char *client,
+                    int64_t rule_id, unsigned timeout_ms, int *http_status) {
+  pending_t pend[MAX_CHANGES];
+  int n = 0;
+  uint64_t deadline = mono_ms() + timeout_ms;
+  alloc_shm_segment_t seg;
+  int open_err = alloc_shm_open(&seg, AT_FDCWD, target->path, target->uid);
+  const char *knob;
+  json_t *v;
+  json_object_foreach(changes, knob, v) {
+    if (n == MAX_CHANGES) break;
+    pending_t *p = &pend[n++];
+    memset(p, 0, sizeof *p);
+    const char *kind = "INT";
+    snap_config_knob(knob, &kind);
+    p->knob = knob;
+    value_text(v, kind, p->value, sizeof p->value);
+    if (target->have_config) snap_config_text(&target->config, knob, p->old, sizeof p->old);
+    p->id = next_id();
+    p->err = open_err ? open_err : alloc_shm_submit(&seg, knob, p->value, p->id, timeout_ms, &p->slot);
+  }
+  for (int i = 0; i < n; i++)
+    if (!pend[i].err) pend[i].err = alloc_shm_await(&seg, pend[i].slot, pend[i].id, deadline, &pend[i].ack);
+  if (!open_err) alloc_shm_close(&seg);
+
+  json_t *results = json_object(), *effective = json_object();
+  int status = 200;
+  for (int i = 0; i < n; i++) {
+    pending_t *p = &pend[i];
+    int s = status_of(p);
+    if (status == 200 || s == 504) status = s;
+    json_object_set_new(results, p->knob, result_json(p));
+    if (!p->err && p->ack.effective[0]) json_object_set_new(effective, p->knob, json_string(p->ack.effective));
+    const char *result = p->err ? alloc_shm_strerror(p->err) : p->ack.status == 0 ? "ok" : p->ack.message;
+    store_audit(store, client, target->process_id, target->pid, target->exe, p->knob, p->old[0] ? p->old : NULL,
+                p->value, result, p->err ? NULL : p->ack.effective, rule_id);
+    log_info("config %s=%s for pid %d (%s) from %s: %s", p->knob, p->value, target->pid, target->exe, client, result);
+  }
+  *http_status = status;
+  json_t *body = json_pack("{s:i, s:s, s:o, s:o}", "pid", target->pid, "exe", target->exe, "results", results,
+                           "effective", effective);
+  if (status != 200) json_object_set_new(body, "error", json_string(failure_text(status)));
+  return body;
+}

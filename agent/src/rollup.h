@@ -1,0 +1,24 @@
+/* rollup.h - min, max, average and last of every metric over a period
+ * (a minute, an hour), accumulated in memory as snapshots arrive. */
+#ifndef ALLOCD_ROLLUP_H
+#define ALLOCD_ROLLUP_H
+
+#include "snapshot.h"
+
+#include <stdint.h>
+
+typedef struct rollup_s {
+  int64_t period_ms;   /* 60000 or 3600000 */
+  int64_t start_ms;    /* start of the period being accumulated */
+  int n;               /* snapshots in it */
+  double min[SNAP_NMETRICS], max[SNAP_NMETRICS], sum[SNAP_NMETRICS], last[SNAP_NMETRICS];
+} rollup_t;
+
+void rollup_init(rollup_t *r, int64_t period_ms);
+/* True when the sample starts a new period: the finished one is left in
+ * *done (to be written) before the sample is added. */
+bool rollup_add(rollup_t *r, int64_t t_ms, const double v[SNAP_NMETRICS], rollup_t *done);
+/* {metric: [min, max, avg, last]}; a JSON text the caller frees. */
+char *rollup_json(const rollup_t *r);
+
+#endif

@@ -1,0 +1,72 @@
+/* store.h - allocd's history in SQLite: processes, raw samples, rollups,
+ * the audit log and rules.  One connection, used under one lock by the
+ * collector (writes, a transaction per tick) and the HTTP threads. */
+#ifndef ALLOCD_STORE_H
+#define ALLOCD_STORE_H
+
+#include <jansson.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+typedef struct store_s store_t;
+
+typedef struct store_limits_s {
+  int64_t raw_ms;       /* keep raw samples this long */
+  int64_t minute_ms;    /* keep 1-minute rollups this long */
+  int64_t hour_ms;      /* keep 1-hour rollups (and exited processes) this long */
+  int64_t max_bytes;    /* the database file stays below this size */
+} store_limits_t;
+
+/* What identifies a process, and what we know of it. */
+typedef struct store_proc_s {
+  int pid;
+  uint64_t start_time, pidns;
+  unsigned uid;
+  const char *exe, *comm, *version;
+} store_proc_t;
+
+/* Open (creating if needed) and migrate.  NULL with a message in err. */
+store_t *store_open(const char *path, const store_limits_t *limits, char *err, size_t errlen);
+void store_close(store_t *st);
+
+/* ---- the collector's tick: all calls between begin and commit are one
+ * transaction; the store stays locked in between. */
+void store_begin(store_t *st);
+bool store_commit(store_t *st);   /* false if the commit failed (rolled back) */
+int64_t store_process(store_t *st, const store_proc_t *p, int64_t now_ms);   /* its id, or -1 */
+bool store_sample(store_t *st, int64_t process_id, int64_t t_ms, uint64_t number, const char *stats_json);
+bool store_latest(store_t *st, int64_t process_id, int64_t now_ms, const char *snapshot_json);
+bool store_rollup(store_t *st, bool hourly, int64_t process_id, int64_t t_ms, int n, const char *stats_json);
+bool store_exited(store_t *st, int64_t process_id, int64_t t_ms);
+/* Mark every process still alive in the database as exited (start-up:
+ * they belong to an earlier run unless the collector finds them again). */
+void store_mark_all_exited(store_t *st, int64_t t_ms);
+
+/* Retention and the size cap, a bounded amount of work per call (deletes of
+ * at most a few thousand rows).  Takes the lock itself. */
+void store_retain(store_t *st, int64_t now_ms);
+
+/* ---- queries for the API (each takes the lock) ---- */
+json_t *store_processes_json(store_t *st, bool with_exited);
+/* The newest process with this pid (alive first); NULL if none. */
+json_t *store_process_json(store_t *st, int pid);
+/* Time series of one metric; source is "raw", "1m" or "1h" (auto if NULL). */
+json_t *store_history_json(store_t *st, int64_t process_id, const char *metric, int64_t from_ms,
+                           int64_t to_ms, int64_t step_ms, const char *source);
+
+bool store_audit(store_t *st, const char *client, int64_t process_id, int pid, const char *exe,
+                 const char *knob, const char *old_value, const char *new_value, const char *result,
+                 const char *effective, int64_t rule_id);
+json_t *store_audit_json(store_t *st, int64_t since_ms, int limit);
+
+int64_t store_rule_add(store_t *st, const char *exe_glob, const char *config_json, int canary_pct,
+                       const char *client);
+json_t *store_rules_json(store_t *st);
+bool store_rule_delete(store_t *st, int64_t id);   /* false if no such rule */
+
+/* Health: schema version, database size. */
+json_t *store_health_json(store_t *st);
+/* Last error of a failed write, for logs. */
+const char *store_error(store_t *st);
+
+#endif

@@ -1,0 +1,378 @@
+#!/usr/bin/env python3
+"""tests/agent/test_agent.py - allocd end to end.
+
+A real allocd (its own database, token and telemetry directory, a free port
+on 127.0.0.1) collects from real processes using liballoc (tm_target), and
+is driven over real HTTP.  usage: test_agent.py ALLOCD TM_TARGET; the
+environment variable ALLOC_TEST_PRELOAD, when set, is preloaded into the
+targets (release build; the sanitizer build links them to the core).
+"""
+import json
+import os
+import random
+import shutil
+import signal
+import socket
+import sqlite3
+import subprocess
+import sys
+import tempfile
+import time
+import unittest
+import urllib.error
+import urllib.request
+
+ALLOCD = TARGET = None
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_for(pred, timeout=20.0, what="condition"):
+    end = time.time() + timeout
+    while time.time() < end:
+        v = pred()
+        if v:
+            return v
+        time.sleep(0.05)
+    raise AssertionError("timed out waiting for " + what)
+
+
+class Agent:
+    """One allocd process and its files."""
+
+    def __init__(self, root, port=None, extra=()):
+        self.root = root
+        self.shm = os.path.join(root, "shm")
+        os.makedirs(self.shm, exist_ok=True)
+        self.db = os.path.join(root, "allocd.db")
+        self.token_file = os.path.join(root, "token")
+        self.port = port or free_port()
+        self.log_path = os.path.join(root, "allocd.log")
+        self.args = [ALLOCD, "--listen", "127.0.0.1:%d" % self.port, "--db", self.db,
+                     "--token-file", self.token_file, "--shm-dir", self.shm,
+                     "--interval-ms", "100", "--push-timeout-ms", "3000", *extra]
+        self.proc = None
+
+    def start(self, wait=True):
+        self.log = open(self.log_path, "ab")
+        self.proc = subprocess.Popen(self.args, stdout=self.log, stderr=self.log)
+        if wait:
+            wait_for(self.healthy, what="allocd to answer")
+        return self
+
+    def healthy(self):
+        if self.proc.poll() is not None:
+            raise AssertionError("allocd exited: " + self.read_log())
+        try:
+            return self.get("/api/v1/health")[0] == 200
+        except OSError:
+            return False
+
+    def stop(self, sig=signal.SIGTERM):
+        if self.proc and self.proc.poll() is None:
+            self.proc.send_signal(sig)
+            self.proc.wait(timeout=20)
+        self.log.close()
+        return self.proc.returncode
+
+    def read_log(self):
+        with open(self.log_path, "rb") as f:
+            return f.read().decode(errors="replace")
+
+    @property
+    def token(self):
+        with open(self.token_file) as f:
+            return f.read().strip()
+
+    def request(self, method, path, body=None, token=None, raw=None, headers=None):
+        data = raw if raw is not None else (json.dumps(body).encode() if body is not None else None)
+        req = urllib.request.Request("http://127.0.0.1:%d%s" % (self.port, path), data=data, method=method)
+        if token:
+            req.add_header("Authorization", "Bearer " + token)
+        for k, v in (headers or {}).items():
+            req.add_header(k, v)
+        try:
+            with urllib.request.urlopen(req, timeout=30) as r:
+                return r.status, r.read().decode(), dict(r.headers)
+        except urllib.error.HTTPError as e:
+            return e.code, e.read().decode(), dict(e.headers)
+
+    def get(self, path):
+        status, text, _ = self.request("GET", path)
+        return status, (json.loads(text) if text.startswith(("{", "[")) else text)
+
+    def post(self, path, body, token="default", raw=None):
+        status, text, _ = self.request("POST", path, body, self.token if token == "default" else token, raw)
+        return status, json.loads(text)
+
+
+class Target:
+    """A process using liballoc, publishing into the agent's directory."""
+
+    def __init__(self, agent, *args, conf="stats_interval_ms:50"):
+        env = dict(os.environ)
+        env["ALLOC_CONF"] = "telemetry_dir:%s,%s" % (agent.shm, conf)
+        if os.environ.get("ALLOC_TEST_PRELOAD"):
+            env["LD_PRELOAD"] = os.environ["ALLOC_TEST_PRELOAD"]
+        self.proc = subprocess.Popen([TARGET, *args], stdout=subprocess.PIPE, env=env)
+        line = self.proc.stdout.readline().decode()
+        self.proc.stdout.close()
+        assert line.startswith("ready "), line
+        self.pid = int(line.split()[1])
+
+    def wait(self):
+        return self.proc.wait(timeout=60)
+
+
+class AgentTest(unittest.TestCase):
+    def setUp(self):
+        self.root = tempfile.mkdtemp(prefix="allocd-test.")
+        self.agent = Agent(self.root).start()
+
+    def tearDown(self):
+        # allocd must stop cleanly, and (sanitizer build) without reports
+        if self.agent.proc.poll() is None:
+            self.assertEqual(self.agent.stop(), 0, self.agent.read_log())
+        self.assertNotIn("Sanitizer", self.agent.read_log())
+        self.assertNotIn("runtime error", self.agent.read_log())
+        shutil.rmtree(self.root, ignore_errors=True)
+
+    def process(self, pid, alive=True):
+        def look():
+            status, body = self.agent.get("/api/v1/processes/%d" % pid)
+            return body if status == 200 and body.get("alive") == alive and body.get("stats") else None
+        return wait_for(look, what="pid %d alive=%s in the API" % (pid, alive))
+
+    # ---- collection and queries -------------------------------------------------
+
+    def test_collects_process_and_history(self):
+        t = Target(self.agent, "hold", "20000", "100", "3000")
+        p = self.process(t.pid)
+        self.assertTrue(p["exe"].endswith("tm_target"))
+        self.assertGreaterEqual(p["stats"]["allocated"], 20000 * 112)
+        self.assertIn("fragmentation", p["stats"])
+        self.assertEqual(p["config"]["stats_interval_ms"], 50)
+        sizes = {c["size"]: c for c in p["classes"]}
+        self.assertGreaterEqual(sizes[112]["live"], 20000)
+        status, lst = self.agent.get("/api/v1/processes")
+        self.assertEqual(status, 200)
+        self.assertIn(t.pid, [q["pid"] for q in lst["processes"] if q["alive"]])
+        wait_for(lambda: len(self.agent.get("/api/v1/processes/%d/history?metric=allocated" % t.pid)[1]["points"]) >= 5,
+                 what="history points")
+        status, h = self.agent.get("/api/v1/processes/%d/history?metric=allocated&step=1" % t.pid)
+        self.assertEqual((status, h["source"], h["metric"]), (200, "raw", "allocated"))
+        self.assertTrue(all(v >= 20000 * 112 for _, v in h["points"]))
+        status, h = self.agent.get("/api/v1/processes/%d/history?metric=fragmentation&source=1m" % t.pid)
+        self.assertEqual(status, 200)
+        self.assertEqual(t.wait(), 0)
+        gone = self.process(t.pid, alive=False)   # exited processes stay queryable
+        self.assertIsNotNone(gone["exited_at"])
+        status, lst = self.agent.get("/api/v1/processes?alive=1")
+        self.assertNotIn(t.pid, [q["pid"] for q in lst["processes"]])
+
+    def test_bad_queries(self):
+        self.assertEqual(self.agent.get("/api/v1/processes/999999999")[0], 404)
+        self.assertEqual(self.agent.get("/api/v1/processes/abc")[0], 404)
+        self.assertEqual(self.agent.get("/api/v1/nothing")[0], 404)
+        self.assertEqual(self.agent.get("/nothing/../../etc/passwd")[0], 404)
+        t = Target(self.agent, "hold", "10", "64", "2000")
+        self.process(t.pid)
+        base = "/api/v1/processes/%d/history" % t.pid
+        for q in ("", "?metric=nope", "?metric=allocated&from=x", "?metric=allocated&step=-1",
+                  "?metric=allocated&from=20&to=10", "?metric=allocated&source=5m"):
+            status, body = self.agent.get(base + q)
+            self.assertEqual(status, 400, q)
+            self.assertIn("error", body)
+        status, body, headers = self.agent.request("DELETE", "/api/v1/health")
+        self.assertEqual(status, 405)
+        self.assertEqual(headers.get("Allow"), "GET")
+        t.wait()
+
+    def test_metrics(self):
+        t = Target(self.agent, "hold", "1000", "64", "2000")
+        self.process(t.pid)
+        status, text, headers = self.agent.request("GET", "/metrics")
+        self.assertEqual(status, 200)
+        self.assertTrue(headers["Content-Type"].startswith("text/plain"))
+        self.assertIn('liballoc_allocated_bytes{pid="%d"' % t.pid, text)
+        self.assertIn("# TYPE liballoc_purged_bytes_total counter", text)
+        self.assertIn("liballoc_fragmentation_ratio{", text)
+        self.assertIn("liballoc_config_dirty_decay_ms{", text)
+        self.assertIn("allocd_segments_rejected_total 0", text)
+        t.wait()
+
+    # ---- configuration pushes ---------------------------------------------------------
+
+    def test_config_push(self):
+        t = Target(self.agent, "hold", "100", "64", "6000")
+        self.process(t.pid)
+        path = "/api/v1/processes/%d/config" % t.pid
+        status, body = self.agent.post(path, {"dirty_decay_ms": 5000, "thp": "never", "background_thread": False})
+        self.assertEqual(status, 200, body)
+        self.assertEqual(body["effective"], {"dirty_decay_ms": "5000", "thp": "never", "background_thread": "false"})
+        self.assertEqual(body["results"]["dirty_decay_ms"]["old"], "10000")
+        wait_for(lambda: self.agent.get("/api/v1/processes/%d" % t.pid)[1]["config"]["dirty_decay_ms"] == 5000,
+                 what="the new value in a snapshot")
+        # refused before reaching the process
+        self.assertEqual(self.agent.post(path, {"dirty_decay_ms": "5000"})[0], 400)
+        self.assertEqual(self.agent.post(path, {"thp": "sometimes"})[0], 400)
+        self.assertEqual(self.agent.post(path, {"no_such": 1})[0], 400)
+        self.assertEqual(self.agent.post(path, {})[0], 400)
+        self.assertEqual(self.agent.post(path, None, raw=b"{not json")[0], 400)
+        self.assertEqual(self.agent.post(path, None, raw=b"[1,2]")[0], 400)
+        self.assertEqual(self.agent.post(path, None, raw=b'{"thp": "\xff\xfe"}')[0], 400)
+        # refused by the process
+        status, body = self.agent.post(path, {"dirty_decay_ms": -5})
+        self.assertEqual(status, 400, body)
+        self.assertEqual(body["results"]["dirty_decay_ms"]["status"], "rejected")
+        self.assertEqual(self.agent.post(path, {"narenas": 3})[0], 409)
+        # authentication
+        self.assertEqual(self.agent.post(path, {"dirty_decay_ms": 1}, token=None)[0], 401)
+        self.assertEqual(self.agent.post(path, {"dirty_decay_ms": 1}, token="wrong" * 8)[0], 401)
+        self.assertEqual(self.agent.post(path, {"dirty_decay_ms": 1}, token=self.agent.token + "x")[0], 401)
+        # size cap, unknown pid
+        self.assertEqual(self.agent.post(path, None, raw=b"{" + b" " * 70000 + b"}")[0], 413)
+        self.assertEqual(self.agent.post("/api/v1/processes/999999999/config", {"thp": "never"})[0], 404)
+        # every change is in the audit log
+        status, audit = self.agent.get("/api/v1/audit")
+        knobs = [(a["knob"], a["result"]) for a in audit["audit"] if a["pid"] == t.pid]
+        self.assertIn(("dirty_decay_ms", "ok"), knobs)
+        self.assertIn(("thp", "ok"), knobs)
+        self.assertTrue(any(k == "narenas" and r != "ok" for k, r in knobs))
+        entry = next(a for a in audit["audit"] if a["knob"] == "dirty_decay_ms" and a["result"] == "ok")
+        self.assertEqual((entry["old_value"], entry["new_value"], entry["client"]), ("10000", "5000", "127.0.0.1"))
+        t.wait()
+
+    def test_push_to_frozen_process_times_out(self):
+        t = Target(self.agent, "hold", "100", "64", "8000")
+        self.process(t.pid)
+        os.kill(t.pid, signal.SIGSTOP)
+        try:
+            start = time.time()
+            status, body = self.agent.post("/api/v1/processes/%d/config" % t.pid, {"dirty_decay_ms": 100})
+            self.assertEqual(status, 504, body)
+            self.assertLess(time.time() - start, 10)
+            self.assertEqual(self.agent.get("/api/v1/health")[0], 200)
+        finally:
+            os.kill(t.pid, signal.SIGCONT)
+        t.wait()
+
+    def test_rules_apply_to_new_processes(self):
+        status, body = self.agent.post("/api/v1/rules", {"exe_glob": "tm_targ*", "config": {"muzzy_decay_ms": 1234}})
+        self.assertEqual(status, 201, body)
+        rule = body["id"]
+        self.assertEqual(self.agent.post("/api/v1/rules", {"exe_glob": "", "config": {"thp": "never"}})[0], 400)
+        self.assertEqual(self.agent.post("/api/v1/rules", {"exe_glob": "x", "config": {"thp": 1}})[0], 400)
+        self.assertEqual(self.agent.post("/api/v1/rules", {"exe_glob": "x", "config": {"thp": "never"},
+                                                           "canary_pct": 0})[0], 400)
+        self.assertEqual(self.agent.post("/api/v1/rules", {"exe_glob": "x"}, token=None)[0], 401)
+        t = Target(self.agent, "hold", "100", "64", "4000")
+        wait_for(lambda: self.agent.get("/api/v1/processes/%d" % t.pid)[1].get("config", {}).get("muzzy_decay_ms") == 1234,
+                 what="the rule's value in the process")
+        audit = self.agent.get("/api/v1/audit")[1]["audit"]
+        self.assertTrue(any(a["rule_id"] == rule and a["pid"] == t.pid and a["client"] == "rule:%d" % rule
+                            for a in audit))
+        self.assertEqual(self.agent.get("/api/v1/rules")[1]["rules"][0]["config"], {"muzzy_decay_ms": 1234})
+        status, _, _ = self.agent.request("DELETE", "/api/v1/rules/%d" % rule, token=self.agent.token)
+        self.assertEqual(status, 200)
+        self.assertEqual(self.agent.request("DELETE", "/api/v1/rules/%d" % rule, token=self.agent.token)[0], 404)
+        self.assertEqual(self.agent.get("/api/v1/rules")[1]["rules"], [])
+        t.wait()
+
+    # ---- hostile and stale segments -------------------------------------------------
+
+    def test_stale_and_hostile_segments(self):
+        t = Target(self.agent, "hold", "100", "64", "30000")
+        self.process(t.pid)
+        t.proc.kill()   # no exit handler: the segment stays behind
+        t.proc.wait()
+        seg = os.path.join(self.agent.shm, "liballoc.%d" % t.pid)
+        wait_for(lambda: not os.path.exists(seg), what="the stale segment to be removed")
+        self.process(t.pid, alive=False)
+        # garbage under the name of a live process (ours), a FIFO, a symlink
+        live = Target(self.agent, "hold", "100", "64", "3000")
+        self.process(live.pid)
+        with open(os.path.join(self.agent.shm, "liballoc.%d" % os.getpid()), "wb") as f:
+            f.write(os.urandom(9000))
+        os.mkfifo(os.path.join(self.agent.shm, "liballoc.1"))
+        os.symlink("/etc/passwd", os.path.join(self.agent.shm, "liballoc.2"))
+        wait_for(lambda: self.agent.get("/api/v1/health")[1]["collector"]["segments_rejected"] >= 3,
+                 what="rejections to be counted")
+        time.sleep(0.5)
+        self.assertEqual(self.agent.get("/api/v1/health")[1]["collector"]["segments_rejected"], 3)   # once each
+        self.assertIn("rejected", self.agent.read_log())
+        self.process(live.pid)   # still collecting the good one
+        live.wait()
+
+    # ---- life cycle --------------------------------------------------------------------
+
+    def test_sigterm_and_restart_keep_history(self):
+        t = Target(self.agent, "hold", "100", "64", "1500")
+        self.process(t.pid)
+        t.wait()
+        self.process(t.pid, alive=False)
+        self.assertEqual(self.agent.stop(), 0)
+        self.assertIn("stopped", self.agent.read_log())
+        db = sqlite3.connect(self.agent.db)
+        self.assertEqual(db.execute("PRAGMA integrity_check").fetchone()[0], "ok")
+        self.assertEqual(db.execute("PRAGMA user_version").fetchone()[0], 1)
+        self.assertGreater(db.execute("SELECT count(*) FROM samples").fetchone()[0], 5)
+        db.close()
+        self.agent = Agent(self.root, port=self.agent.port).start()
+        p = self.agent.get("/api/v1/processes/%d" % t.pid)[1]
+        self.assertFalse(p["alive"])
+
+    def test_refuses_to_start(self):
+        # the port is taken
+        other = Agent(self.root, port=self.agent.port)
+        other.start(wait=False)
+        self.assertEqual(other.proc.wait(timeout=20), 1)
+        self.assertIn("already in use", other.read_log())
+        # the database is not a database
+        bad = os.path.join(self.root, "bad.db")
+        with open(bad, "wb") as f:
+            f.write(b"this is not sqlite" * 100)
+        other = Agent(self.root, extra=("--db", bad))
+        other.args += ["--db", bad]
+        other.start(wait=False)
+        self.assertEqual(other.proc.wait(timeout=20), 1)
+        self.assertIn("database", other.read_log())
+        # a bad option
+        r = subprocess.run([ALLOCD, "--interval-ms", "fast"], capture_output=True)
+        self.assertEqual(r.returncode, 2)
+        self.assertIn(b"--interval-ms", r.stderr)
+
+    def test_token_file_created_private(self):
+        st = os.stat(self.agent.token_file)
+        self.assertEqual(st.st_mode & 0o777, 0o600)
+        self.assertGreaterEqual(len(self.agent.token), 32)
+
+    def test_many_connections_and_slow_clients(self):
+        slow = []
+        for _ in range(20):   # connections that send half a request and stall
+            s = socket.create_connection(("127.0.0.1", self.agent.port))
+            s.sendall(b"GET /api/v1/health HTTP/1.1\r\nHost: x\r\n")
+            slow.append(s)
+        for _ in range(50):
+            self.assertEqual(self.agent.get("/api/v1/health")[0], 200)
+        for s in slow:
+            s.close()
+        # malformed HTTP gets an answer or a close, never a crash
+        s = socket.create_connection(("127.0.0.1", self.agent.port))
+        s.sendall(b"\x00\x01garbage\r\n\r\n")
+        s.settimeout(5)
+        try:
+            s.recv(100)
+        except OSError:
+            pass
+        s.close()
+        self.assertEqual(self.agent.get("/api/v1/health")[0], 200)
+
+
+if __name__ == "__main__":
+    ALLOCD, TARGET = sys.argv[1], sys.argv[2]
+    unittest.main(argv=[sys.argv[0], "-v"] + sys.argv[3:])
