@@ -115,7 +115,24 @@ static bool proc_identity(int pid, uint64_t *start_time, uid_t *uid) {
 
 /* ---- rejections -------------------------------------------------------------- */
 
-static void reject(collector_t *c, const char *name, ino_t ino, const char *why) {
+const char *const collector_reject_names[REJECT_NREASONS] = {
+  "open", "not_regular_file", "size", "magic", "version", "layout", "io", "pid_mismatch", "other_namespace",
+  "owner_mismatch"};
+
+static enum collector_reject reason_of(int shm_err) {
+  switch (shm_err) {
+  case ALLOC_SHM_ERR_NOTFILE: return REJECT_NOT_FILE;
+  case ALLOC_SHM_ERR_OWNER: return REJECT_OWNER;
+  case ALLOC_SHM_ERR_SIZE: return REJECT_SIZE;
+  case ALLOC_SHM_ERR_MAGIC: return REJECT_MAGIC;
+  case ALLOC_SHM_ERR_VERSION: return REJECT_VERSION;
+  case ALLOC_SHM_ERR_LAYOUT: return REJECT_LAYOUT;
+  case ALLOC_SHM_ERR_IO: return REJECT_IO;
+  default: return REJECT_OPEN;
+  }
+}
+
+static void reject(collector_t *c, const char *name, ino_t ino, enum collector_reject reason, const char *why) {
   for (size_t i = 0; i < c->nrejected; i++) {
     rejected_t *r = &c->rejected[i];
     if (strcmp(r->name, name) == 0 && r->ino == ino) {
@@ -135,6 +152,7 @@ static void reject(collector_t *c, const char *name, ino_t ino, const char *why)
   r->ino = ino;
   r->seen = true;
   c->counters.segments_rejected++;
+  c->counters.rejected[reason]++;
   log_warn("segment %s/%s rejected: %s", c->dir, name, why);
 }
 
@@ -243,20 +261,20 @@ static void visit(collector_t *c, int dirfd, const char *name, int pid, int64_t 
   if (err) {
     struct stat st;
     ino_t ino = fstatat(dirfd, name, &st, AT_SYMLINK_NOFOLLOW) == 0 ? st.st_ino : 0;
-    if (err != ALLOC_SHM_ERR_OPEN || seg.sys_errno != ENOENT) reject(c, name, ino, alloc_shm_strerror(err));
+    if (err != ALLOC_SHM_ERR_OPEN || seg.sys_errno != ENOENT) reject(c, name, ino, reason_of(err), alloc_shm_strerror(err));
     return;
   }
   const alloc_shm_header_t *h = &seg.header;
   uint64_t start_time;
   uid_t uid;
   if (h->pid != pid) {
-    reject(c, name, seg.ino, "header pid differs from the file name");
+    reject(c, name, seg.ino, REJECT_PID_MISMATCH, "header pid differs from the file name");
   } else if (h->pidns_ino != c->pidns) {
-    reject(c, name, seg.ino, "process of another pid namespace");
+    reject(c, name, seg.ino, REJECT_OTHER_NAMESPACE, "process of another pid namespace");
   } else if (!proc_identity(pid, &start_time, &uid) || start_time != h->start_time) {
     remove_stale(c, dirfd, name, &seg);   /* gone, or the pid was reused */
   } else if (seg.uid != uid) {
-    reject(c, name, seg.ino, "file owner differs from the process owner");
+    reject(c, name, seg.ino, REJECT_OWNER, "file owner differs from the process owner");
   } else {
     pthread_mutex_lock(&c->lock);
     tracked_t *t = find(c, pid);
@@ -333,10 +351,15 @@ void collector_tick(collector_t *c) {
   }
   closedir(d);
   notice_exits(c, now);
-  if (!store_commit(c->store)) c->counters.db_failures++;
+  struct timespec w0, w1;
+  clock_gettime(CLOCK_MONOTONIC, &w0);
+  bool written = store_commit(c->store);
+  clock_gettime(CLOCK_MONOTONIC, &w1);
   sweep_rejected(c);
   clock_gettime(CLOCK_MONOTONIC, &t1);
   pthread_mutex_lock(&c->lock);
+  if (!written) c->counters.db_failures++;
+  c->counters.last_write_seconds = (double)(w1.tv_sec - w0.tv_sec) + (w1.tv_nsec - w0.tv_nsec) / 1e9;
   c->counters.ticks++;
   c->counters.last_tick_seconds = (double)(t1.tv_sec - t0.tv_sec) + (t1.tv_nsec - t0.tv_nsec) / 1e9;
   pthread_mutex_unlock(&c->lock);

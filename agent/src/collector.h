@@ -24,11 +24,20 @@ typedef struct collector_target_s {
   bool have_config;
 } collector_target_t;
 
+/* Why a segment was refused: the reader module's errors, then the
+ * collector's own checks.  Names for /metrics: collector_reject_names. */
+enum collector_reject {
+  REJECT_OPEN, REJECT_NOT_FILE, REJECT_SIZE, REJECT_MAGIC, REJECT_VERSION, REJECT_LAYOUT, REJECT_IO,
+  REJECT_PID_MISMATCH, REJECT_OTHER_NAMESPACE, REJECT_OWNER, REJECT_NREASONS
+};
+extern const char *const collector_reject_names[REJECT_NREASONS];
+
 /* Counters for /metrics and /api/v1/health. */
 typedef struct collector_counters_s {
   uint64_t ticks, snapshots, segments_rejected, stale_removed, processes_exited, db_failures;
+  uint64_t rejected[REJECT_NREASONS];
   uint64_t processes_alive;
-  double last_tick_seconds;
+  double last_tick_seconds, last_write_seconds;
 } collector_counters_t;
 
 collector_t *collector_new(store_t *store, const char *shm_dir);

@@ -14,6 +14,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 typedef struct buf_s {
   char *data;
@@ -56,20 +57,45 @@ static void put_label(buf_t *b, const char *s) {
   }
 }
 
+/* Prometheus wants base units in names: a "_ns" or "_ms" ending becomes
+ * "_seconds" (and the value is converted by the caller). */
+static int strip_unit(const char *name) {
+  size_t n = strlen(name);
+  return n > 3 && (strcmp(name + n - 3, "_ns") == 0 || strcmp(name + n - 3, "_ms") == 0) ? (int)n - 3 : (int)n;
+}
+
 static void metric_name(const metric_info_t *m, char *out, size_t size) {
   const char *suffix = "";
   if (strcmp(m->unit, "bytes") == 0) suffix = "_bytes";
   else if (strcmp(m->unit, "nanoseconds") == 0) suffix = "_seconds";
   else if (strcmp(m->unit, "ratio") == 0) suffix = "_ratio";
-  snprintf(out, size, "liballoc_%s%s%s", m->name, suffix, strcmp(m->type, "counter") == 0 ? "_total" : "");
+  snprintf(out, size, "liballoc_%.*s%s%s", strip_unit(m->name), m->name, suffix,
+           strcmp(m->type, "counter") == 0 ? "_total" : "");
 }
 
 static void put_labels(buf_t *b, json_t *p) {
-  put(b, "{pid=\"%lld\",exe=\"", (long long)json_integer_value(json_object_get(p, "pid")));
+  put(b, "{pid=\"%lld\",start_time=\"%lld\",exe=\"", (long long)json_integer_value(json_object_get(p, "pid")),
+      (long long)json_integer_value(json_object_get(p, "start_time")));
   put_label(b, json_string_value(json_object_get(p, "exe")));
   put(b, "\",comm=\"");
   put_label(b, json_string_value(json_object_get(p, "comm")));
   put(b, "\"}");
+}
+
+/* Host totals of the byte gauges and the counters: liballoc_host_*. */
+static void put_host_totals(buf_t *b, json_t *procs) {
+  for (int i = 0; i < SNAP_NSTATS; i++) {
+    const metric_info_t *m = &snap_metrics[i];
+    if (strcmp(m->unit, "bytes") != 0 && strcmp(m->type, "counter") != 0) continue;
+    char name[96], host[112];
+    metric_name(m, name, sizeof name);
+    snprintf(host, sizeof host, "liballoc_host_%s", name + strlen("liballoc_"));
+    double sum = 0;
+    size_t k;
+    json_t *p;
+    json_array_foreach(procs, k, p) sum += json_number_value(json_object_get(json_object_get(p, "stats"), m->name));
+    put(b, "# HELP %s Sum over the live processes: %s\n# TYPE %s %s\n%s %.0f\n", host, m->help, host, m->type, host, sum);
+  }
 }
 
 static void put_process_metrics(buf_t *b, json_t *procs) {
@@ -92,29 +118,38 @@ static void put_process_metrics(buf_t *b, json_t *procs) {
   }
 }
 
-static void put_config(buf_t *b, json_t *procs, const char *knob) {
+/* liballoc_config_<knob>: numbers as they are (times in seconds), booleans
+ * 0/1, modes as their index (0 default/disabled, 1 always/auto, 2 never/always). */
+static void put_config(buf_t *b, json_t *procs, const char *knob, const char *help) {
+  int base = strip_unit(knob);
+  bool ms = base != (int)strlen(knob);
+  char name[96];
+  snprintf(name, sizeof name, "liballoc_config_%.*s%s", base, knob, ms ? "_seconds" : "");
+  put(b, "# HELP %s %s\n# TYPE %s gauge\n", name, help, name);
   size_t k;
   json_t *p;
   json_array_foreach(procs, k, p) {
     json_t *v = json_object_get(json_object_get(p, "config"), knob);
     if (!v) continue;
-    put(b, "liballoc_config_%s", knob);
+    put(b, "%s", name);
     put_labels(b, p);
-    if (json_is_string(v)) {   /* a mode: its index, and the name as a label would be another series */
+    if (json_is_string(v)) {
       int idx = 0;
       for (int i = 0; i < 3; i++)
         if (strcmp(json_string_value(v), alloc_shm_enum_name(knob, i)) == 0) idx = i;
       put(b, " %d\n", idx);
+    } else if (json_is_boolean(v)) {
+      put(b, " %d\n", json_is_true(v));
+    } else if (ms && json_integer_value(v) >= 0) {
+      put(b, " %.3f\n", json_integer_value(v) / 1000.0);
     } else {
-      put(b, " %lld\n", json_is_boolean(v) ? (long long)json_is_true(v) : (long long)json_integer_value(v));
+      put(b, " %lld\n", (long long)json_integer_value(v));   /* -1: never */
     }
   }
 }
 
 static void put_config_metrics(buf_t *b, json_t *procs) {
-#define X(knob, kind, help)                                                                      \
-  put(b, "# HELP liballoc_config_" #knob " %s\n# TYPE liballoc_config_" #knob " gauge\n", help); \
-  put_config(b, procs, #knob);
+#define X(knob, kind, help) put_config(b, procs, #knob, help);
   ALLOC_SHM_CONFIG(X)
 #undef X
 }
@@ -129,9 +164,11 @@ static void put_agent_metrics(buf_t *b, collector_t *c) {
          "allocd_ticks_total %llu\n", (unsigned long long)k.ticks);
   put(b, "# HELP allocd_snapshots_total Snapshots read and stored\n# TYPE allocd_snapshots_total counter\n"
          "allocd_snapshots_total %llu\n", (unsigned long long)k.snapshots);
-  put(b, "# HELP allocd_segments_rejected_total Segments refused (bad, hostile, or foreign)\n"
-         "# TYPE allocd_segments_rejected_total counter\nallocd_segments_rejected_total %llu\n",
-      (unsigned long long)k.segments_rejected);
+  put(b, "# HELP allocd_segments_rejected_total Segments refused, by reason\n"
+         "# TYPE allocd_segments_rejected_total counter\n");
+  for (int i = 0; i < REJECT_NREASONS; i++)
+    put(b, "allocd_segments_rejected_total{reason=\"%s\"} %llu\n", collector_reject_names[i],
+        (unsigned long long)k.rejected[i]);
   put(b, "# HELP allocd_stale_segments_removed_total Segments of exited processes removed\n"
          "# TYPE allocd_stale_segments_removed_total counter\nallocd_stale_segments_removed_total %llu\n",
       (unsigned long long)k.stale_removed);
@@ -140,16 +177,26 @@ static void put_agent_metrics(buf_t *b, collector_t *c) {
       (unsigned long long)k.db_failures);
   put(b, "# HELP allocd_tick_seconds Duration of the last collection pass\n# TYPE allocd_tick_seconds gauge\n"
          "allocd_tick_seconds %.6f\n", k.last_tick_seconds);
+  put(b, "# HELP allocd_db_write_seconds Duration of the last collection pass's database commit\n"
+         "# TYPE allocd_db_write_seconds gauge\nallocd_db_write_seconds %.6f\n", k.last_write_seconds);
 }
 
 char *prom_render(store_t *store, collector_t *collector, size_t *len) {
+  static _Atomic double last_scrape_seconds;
+  struct timespec t0, t1;
+  clock_gettime(CLOCK_MONOTONIC, &t0);
   buf_t b = {malloc(65536), 0, 65536, false};
   if (!b.data) return NULL;
   json_t *procs = store_processes_json(store, false);
+  put_host_totals(&b, procs);
   put_process_metrics(&b, procs);
   put_config_metrics(&b, procs);
   put_agent_metrics(&b, collector);
+  put(&b, "# HELP allocd_scrape_seconds Time the previous /metrics request took to render\n"
+          "# TYPE allocd_scrape_seconds gauge\nallocd_scrape_seconds %.6f\n", (double)last_scrape_seconds);
   json_decref(procs);
+  clock_gettime(CLOCK_MONOTONIC, &t1);
+  last_scrape_seconds = (double)(t1.tv_sec - t0.tv_sec) + (t1.tv_nsec - t0.tv_nsec) / 1e9;
   if (b.failed) {
     free(b.data);
     return NULL;

@@ -10,11 +10,16 @@
 #   rounds   rounds of the timed runs
 #   fastpath_max  the largest size (bytes) the fast-path target is judged on
 #   quick    1 for a --quick run, whose work is too small for any verdict
+#   tm_long_s  telemetry: workloads that ran at least this long (s) with
+#            telemetry off get a geomean of their own
 # Reads  workloads.tsv medians.tsv metric_medians.tsv callgrind.tsv
-#        decay_summary.tsv failures.tsv
-# Writes ratios.tsv geomeans.tsv targets.tsv ratios_plot.tsv; prints the
-#        report on stdout.
+#        decay_summary.tsv failures.tsv telemetry_variants.tsv
+#        telemetry_medians.tsv
+# Writes ratios.tsv geomeans.tsv targets.tsv ratios_plot.tsv
+#        telemetry_ratios.tsv telemetry_geomeans.tsv; prints the report on
+#        stdout.
 # Ratio = ref's value / the other's value: below 1, ref is faster or smaller.
+# Telemetry ratios = liballoc with telemetry on / off: above 1 is its cost.
 
 # ---- reading --------------------------------------------------------------------
 
@@ -52,6 +57,7 @@ function read_inputs(   n, i, w, a) {
     ncallgrind = load("callgrind.tsv")
     ndecay = load("decay_summary.tsv")
     nfail = load("failures.tsv")
+    read_telemetry()
 }
 
 # ---- helpers ----------------------------------------------------------------------
@@ -207,6 +213,175 @@ function print_failures(   i) {
             rows["failures.tsv", i, "phase"], rows["failures.tsv", i, "why"]
 }
 
+# ---- telemetry overhead ----------------------------------------------------------------
+# Variant 1 (tvar[1], telemetry off) is the baseline; tm_target is the index
+# of the 1 Hz variant (interval 1000 ms), the one the target is about.
+
+function read_telemetry(   n, i, w, v, t) {
+    ntv = load("telemetry_variants.tsv")
+    tm_target = 0
+    for (i = 1; i <= ntv; i++) {
+        tvar[i] = rows["telemetry_variants.tsv", i, "variant"]
+        tint[i] = rows["telemetry_variants.tsv", i, "interval_ms"] + 0
+        if (tint[i] == 1000) tm_target = i
+    }
+    n = load("telemetry_medians.tsv")
+    ntw = 0
+    for (i = 1; i <= n; i++) {
+        w = rows["telemetry_medians.tsv", i, "workload"]; v = rows["telemetry_medians.tsv", i, "variant"]
+        if (!(w in tm_seen)) { tm_seen[w] = 1; tmw[++ntw] = w }
+        tval["time", w, v] = rows["telemetry_medians.tsv", i, "median_time_s"] + 0
+        tval["rss", w, v] = rows["telemetry_medians.tsv", i, "median_peak_rss_kib"] / 1024
+    }
+    # The spread of the off runs' times: what a ratio must beat to mean anything.
+    n = load("telemetry_runs.tsv")
+    for (i = 1; i <= n; i++) {
+        if (rows["telemetry_runs.tsv", i, "variant"] != tvar[1]) continue
+        w = rows["telemetry_runs.tsv", i, "workload"]; t = rows["telemetry_runs.tsv", i, "wall_s"] + 0
+        toff_runs[w]++
+        if (!(w in tmin) || t < tmin[w]) tmin[w] = t
+        if (!(w in tmax) || t > tmax[w]) tmax[w] = t
+    }
+}
+
+# (slowest - fastest) / median of the off runs of w, or "" (fewer than 2).
+function tm_spread(w) {
+    return toff_runs[w] > 1 && thas("time", w, 1) ? (tmax[w] - tmin[w]) / tval["time", w, tvar[1]] : ""
+}
+
+# The median of tm_spread over the workloads, or "".
+function tm_median_spread(   i, j, n, v, t) {
+    n = 0
+    for (i = 1; i <= ntw; i++) if (tm_spread(tmw[i]) != "") v[++n] = tm_spread(tmw[i])
+    for (i = 2; i <= n; i++) for (j = i; j > 1 && v[j-1] > v[j]; j--) { t = v[j]; v[j] = v[j-1]; v[j-1] = t }
+    return n == 0 ? "" : n % 2 ? v[(n + 1) / 2] : (v[n / 2] + v[n / 2 + 1]) / 2
+}
+
+function thas(kind, w, k) { return ((kind, w, tvar[k]) in tval) && tval[kind, w, tvar[k]] > 0 }
+
+# Variant k / off for workload w, or "".
+function tm_ratio(kind, w, k) {
+    return (thas(kind, w, 1) && thas(kind, w, k)) ? tval[kind, w, tvar[k]] / tval[kind, w, tvar[1]] : ""
+}
+
+# Ran at least tm_long_s with telemetry off.
+function tm_long(w) { return thas("time", w, 1) && tval["time", w, tvar[1]] >= tm_long_s }
+
+# About how many snapshots variant k publishes in the off run's time of w
+# (the first one interval after start-up); "" when it is off.
+function tm_snapshots(w, k) {
+    return tint[k] > 0 && thas("time", w, 1) ? int(tval["time", w, tvar[1]] * 1000 / tint[k]) : ""
+}
+
+# Every variant has a median for workload w.
+function tm_complete(kind, w,   k) {
+    for (k = 1; k <= ntv; k++) if (!thas(kind, w, k)) return 0
+    return 1
+}
+
+# Geomeans of variant k's ratios over the workloads of set "all" or "long"
+# that every variant completed: tgeo[set, kind, k] ("" when none) and
+# tgeo_n[set, kind].
+function compute_tm_geomeans(   s, j, k, i, w, sum, n, sets, kinds) {
+    split("all long", sets, " "); split("time rss", kinds, " ")
+    for (s = 1; s <= 2; s++) for (j = 1; j <= 2; j++) {
+        n = 0
+        for (k = 2; k <= ntv; k++) sum[k] = 0
+        for (i = 1; i <= ntw; i++) {
+            w = tmw[i]
+            if ((sets[s] == "long" && !tm_long(w)) || !tm_complete(kinds[j], w)) continue
+            n++
+            for (k = 2; k <= ntv; k++) sum[k] += log(tm_ratio(kinds[j], w, k))
+        }
+        for (k = 2; k <= ntv; k++) tgeo[sets[s], kinds[j], k] = n ? exp(sum[k] / n) : ""
+        tgeo_n[sets[s], kinds[j]] = n
+    }
+}
+
+# Workloads (space-separated) with off time below SECONDS, or at least it.
+function tm_names(below, seconds,   i, w, out) {
+    out = ""
+    for (i = 1; i <= ntw; i++) {
+        w = tmw[i]
+        if (!thas("time", w, 1) || (tval["time", w, tvar[1]] < seconds) != below) continue
+        out = out (out == "" ? "" : ", ") w
+    }
+    return out
+}
+
+function print_telemetry(   i, k, w, line, head, set, label, short_ones, long_ones, snaps) {
+    if (!ntw) return
+    printf "\n== Telemetry overhead: %s alone, ratio = telemetry on / off (medians of %s interleaved round(s))\n", ref, rounds
+    head = sprintf("%-14s %9s %7s |", "workload", tvar[1] " (s)", "spread")
+    for (k = 2; k <= ntv; k++) head = head sprintf(" %9s", tvar[k] "/" tvar[1])
+    head = head sprintf(" | %9s", tvar[1] " (MiB)")
+    for (k = 2; k <= ntv; k++) head = head sprintf(" %9s", tvar[k] "/" tvar[1])
+    snaps = ""
+    for (k = 2; k <= ntv; k++) snaps = snaps " " tvar[k]
+    print head " | snapshots" snaps
+    for (i = 1; i <= ntw; i++) {
+        w = tmw[i]
+        line = sprintf("%-14s %9s %7s |", w (tm_long(w) ? "+" : ""), thas("time", w, 1) ? sprintf("%.3f", tval["time", w, tvar[1]]) : "-", \
+            tm_spread(w) == "" ? "-" : sprintf("%.0f%%", 100 * tm_spread(w)))
+        for (k = 2; k <= ntv; k++) line = line sprintf(" %9s", fmt(tm_ratio("time", w, k), "%.3f"))
+        line = line sprintf(" | %9s", thas("rss", w, 1) ? sprintf("%.1f", tval["rss", w, tvar[1]]) : "-")
+        for (k = 2; k <= ntv; k++) line = line sprintf(" %9s", fmt(tm_ratio("rss", w, k), "%.3f"))
+        line = line " |"
+        for (k = 2; k <= ntv; k++) line = line sprintf(" %" (k == 2 ? length("snapshots " tvar[k]) : length(tvar[k])) "s", tm_snapshots(w, k))
+        print line
+    }
+    for (set = 1; set <= 2; set++) {
+        label = set == 1 ? "all" : "long"
+        line = sprintf("%-32s |", sprintf("geomean, %s (%d)", set == 1 ? "all" : ">= " tm_long_s " s", tgeo_n[label, "time"]))
+        for (k = 2; k <= ntv; k++) line = line sprintf(" %9s", tgeo[label, "time", k] == "" ? "n/a" : sprintf("%.3f", tgeo[label, "time", k]))
+        line = line sprintf(" | %9s", "")
+        for (k = 2; k <= ntv; k++) line = line sprintf(" %9s", tgeo[label, "rss", k] == "" ? "n/a" : sprintf("%.3f", tgeo[label, "rss", k]))
+        print line
+    }
+    short_ones = tm_names(1, 1); long_ones = tm_names(0, tm_long_s)
+    printf "%s", wrap(sprintf("Spread: (slowest - fastest) / median of the %s runs; a ratio nearer to 1 than that " \
+        "may be noise.  Snapshots: about how many each variant publishes in the %s run's time.  The first " \
+        "comes one interval after start-up, so the workloads under 1 s never publish at 1 Hz (%s): their 1 Hz " \
+        "ratio is the cost of starting and stopping the publisher thread only.  + ran >= %s s with telemetry off " \
+        "(%s): their geomean is the steady cost of publishing%s.", tvar[1], tvar[1], \
+        short_ones == "" ? "none" : short_ones, tm_long_s, long_ones == "" ? "none" : long_ones, \
+        long_ones == "" ? " (n/a: none in this " (quick ? "quick " : "") "run)" : ""), 100)
+}
+
+# TEXT folded into lines of at most WIDTH characters, at spaces.
+function wrap(text, width,   n, i, words, out, line) {
+    n = split(text, words, " ")
+    out = ""; line = ""
+    for (i = 1; i <= n; i++) {
+        if (line != "" && length(line) + 1 + length(words[i]) > width) { out = out line "\n"; line = "" }
+        line = line (line == "" ? "" : " ") words[i]
+    }
+    return out line "\n"
+}
+
+function write_telemetry_tables(   f, i, k, w, line, set, label) {
+    f = data "/telemetry_ratios.tsv"
+    line = "workload\toff_time_s\toff_time_spread\toff_peak_rss_mib\tlong"
+    for (k = 2; k <= ntv; k++) line = line "\ttime_ratio_" tvar[k] "\trss_ratio_" tvar[k] "\tsnapshots_" tvar[k]
+    print line > f
+    for (i = 1; i <= ntw; i++) {
+        w = tmw[i]
+        line = sprintf("%s\t%s\t%s\t%s\t%d", w, thas("time", w, 1) ? sprintf("%.4f", tval["time", w, tvar[1]]) : "-", \
+            fmt(tm_spread(w), "%.4f"), thas("rss", w, 1) ? sprintf("%.1f", tval["rss", w, tvar[1]]) : "-", tm_long(w))
+        for (k = 2; k <= ntv; k++)
+            line = line sprintf("\t%s\t%s\t%s", fmt(tm_ratio("time", w, k), "%.4f"), fmt(tm_ratio("rss", w, k), "%.4f"), tm_snapshots(w, k))
+        print line > f
+    }
+    f = data "/telemetry_geomeans.tsv"
+    printf "workloads\tvariant\tcount\ttime_ratio_geomean\trss_ratio_geomean\n" > f
+    for (set = 1; set <= 2; set++) {
+        label = set == 1 ? "all" : "long"
+        for (k = 2; k <= ntv; k++)
+            printf "%s\t%s\t%d\t%s\t%s\n", set == 1 ? "all" : ">= " tm_long_s " s off", tvar[k], tgeo_n[label, "time"], \
+                fmt(tgeo[label, "time", k], "%.4f"), fmt(tgeo[label, "rss", k], "%.4f") > f
+    }
+}
+
 # ---- targets ------------------------------------------------------------------------
 
 function target(name, verdict, detail) {
@@ -288,6 +463,23 @@ function judge_targets(   k, a, worst, worst_peer, detail, i, w, b, r, slow, s, 
     }
     target("idle RSS drops back within decay time", n == 0 ? "n/a" : ok ? "yes" : "no", \
         n == 0 ? "no decay results" : "freed memory returned (>= 80% wanted): " detail)
+    # 8. telemetry at 1 Hz costs under 1% of the time.  Judged on the geomean
+    # of 1Hz/off over ALL the timed workloads, not only those that ran >= 2 s
+    # (whose geomean is in the detail): at the full work sizes few or none of
+    # them run that long under liballoc (the longest take ~1.7 s), which would
+    # leave the target n/a or resting on one or two ratios whose noise on this
+    # machine is larger than 1%; and the publisher thread is started in every
+    # process, so what a program pays for telemetry includes its start and
+    # stop, which the short workloads (start-up ones above all) measure.
+    r = tm_target ? tgeo["all", "time", tm_target] : ""
+    if (r == "") detail = ntw ? "no 1 Hz results" : "telemetry part not run (bench/run --telemetry)"
+    else {
+        d = tgeo["long", "time", tm_target]
+        detail = sprintf("geomean of 1 Hz / off time over %d workloads %.3f (%+.1f%%); over the %d that ran >= %s s: %s; " \
+            "median spread of the off runs %s", tgeo_n["all", "time"], r, 100 * (r - 1), tgeo_n["long", "time"], tm_long_s, \
+            d == "" ? "n/a" : sprintf("%.3f (%+.1f%%)", d, 100 * (d - 1)), fmt(tm_median_spread() == "" ? "" : 100 * tm_median_spread(), "%.0f%%"))
+    }
+    target("telemetry overhead < 1% at 1 Hz", r == "" ? "n/a" : r < 1.01 ? "yes" : "no", detail)
 }
 
 # ---- machine-readable tables ----------------------------------------------------------
@@ -344,7 +536,10 @@ BEGIN {
     print_metrics()
     print_callgrind()
     print_decay()
+    compute_tm_geomeans()
+    print_telemetry()
     judge_targets()
     print_failures()
     write_ratio_tables()
+    write_telemetry_tables()
 }

@@ -14,10 +14,16 @@
 #   callgrind.csv      instructions per malloc+free pair
 #   idle_series.csv    RSS over time of the idle workload, per allocator
 #   decay_series.csv, decay_summary.csv   the decay study
+#   telemetry_variants.csv, telemetry_runs.csv, telemetry_medians.csv,
+#   telemetry_ratios.csv, telemetry_geomeans.csv   the telemetry overhead
+#                      (liballoc with telemetry on / off; header-only when
+#                      that part did not run)
 #   targets.csv        the verdict on each target
 #   failures.csv       runs that failed (peers' bugs included)
 #   results.json       all of the above in one object, plus the machine
 #   ratios.png, idle_rss.png, decay_rss.png   (when gnuplot is installed)
+
+TELEMETRY_TABLES=(telemetry_variants telemetry_runs telemetry_medians telemetry_ratios telemetry_geomeans)
 
 write_workload_list() {
   local entry name runner args timed
@@ -72,7 +78,7 @@ write_json() {
     printf ',\n  "allocators": [%s]' "$(printf '"%s",' "${ALLOC_NAMES[@]}" | sed 's/,$//')"
     printf ',\n  "reference": "%s"' "$REFERENCE"
     for table in workloads runs medians ratios geomeans metric_medians callgrind \
-                 idle_series decay_series decay_summary targets failures; do
+                 idle_series decay_series decay_summary "${TELEMETRY_TABLES[@]}" targets failures; do
       printf ',\n  "%s": %s' "$table" "$(tsv_to_json_array "$DATA/$table.tsv")"
     done
     printf '\n}\n'
@@ -81,7 +87,8 @@ write_json() {
 
 write_csvs() {
   local table
-  for table in runs medians ratios geomeans callgrind idle_series decay_series decay_summary targets failures; do
+  for table in runs medians ratios geomeans callgrind idle_series decay_series decay_summary \
+               "${TELEMETRY_TABLES[@]}" targets failures; do
     tsv_to_csv "$DATA/$table.tsv" > "$RESULTS_DIR/$table.csv"
   done
   tsv_to_csv "$DATA/metric_medians.tsv" > "$RESULTS_DIR/metrics.csv"
@@ -122,12 +129,15 @@ draw_charts() {
 report_and_save() {
   write_workload_list
   local table
-  for table in failures callgrind decay_series decay_summary; do
+  for table in failures callgrind decay_series decay_summary telemetry_variants telemetry_runs telemetry_medians; do
     [[ -f $DATA/$table.tsv ]] || case $table in
       failures) printf 'workload\tallocator\tphase\twhy\n' > "$DATA/failures.tsv" ;;
       callgrind) printf 'size\tallocator\tir_n1\tir_n2\tper_pair\n' > "$DATA/callgrind.tsv" ;;
       decay_series) printf 'series\tt_ms\trss_kib\n' > "$DATA/decay_series.tsv" ;;
       decay_summary) printf 'series\tallocator\tdirty_decay_ms\tlive_mib\tburst_rss_mib\tfreed_rss_mib\tt_check_ms\trss_at_check_mib\tfinal_rss_mib\treturned_share\n' > "$DATA/decay_summary.tsv" ;;
+      telemetry_variants) printf 'variant\talloc_conf\tinterval_ms\n' > "$DATA/telemetry_variants.tsv" ;;
+      telemetry_runs) printf 'workload\tvariant\tround\twall_s\tpeak_rss_kib\n' > "$DATA/telemetry_runs.tsv" ;;
+      telemetry_medians) printf 'workload\tvariant\truns\tmedian_time_s\tmedian_peak_rss_kib\n' > "$DATA/telemetry_medians.tsv" ;;
     esac
   done
   mkdir -p "$RESULTS_DIR"
@@ -140,7 +150,7 @@ report_and_save() {
       "$(grep -P '^jemalloc\t' "$DATA/machine.tsv" | cut -f2)" "$(grep -P '^tcmalloc\t' "$DATA/machine.tsv" | cut -f2)" \
       "$(grep -P '^mimalloc\t' "$DATA/machine.tsv" | cut -f2)" "$(grep -P '^liballoc\t' "$DATA/machine.tsv" | cut -f2)"
     awk -v allocs="${ALLOC_NAMES[*]}" -v ref="$REFERENCE" -v data="$DATA" -v rounds="$ROUNDS" \
-      -v fastpath_max="$CALLGRIND_TARGET_MAX" -v quick="$QUICK" \
+      -v fastpath_max="$CALLGRIND_TARGET_MAX" -v quick="$QUICK" -v tm_long_s="$TELEMETRY_LONG_S" \
       -f "$SCRIPT_DIR/lib/report.awk"
   } > "$DATA/report.txt"
   cat "$DATA/report.txt"

@@ -17,9 +17,9 @@
 #   redis     redis-server on 127.0.0.1:$REDIS_PORT driven by redis-benchmark,
 #             ARGS requests (see run_redis below).
 # Results accumulate in $DATA/runs.tsv (workload allocator round wall_s
-# rss_kib), $DATA/metric_runs.tsv (workload allocator round metric value),
-# $DATA/series_runs.tsv (workload allocator round t_ms rss_kib) and
-# $DATA/failures.tsv.
+# peak_rss_kib, under a header), $DATA/metric_runs.tsv (workload allocator
+# round metric value), $DATA/series_runs.tsv (workload allocator round t_ms
+# rss_kib) and $DATA/failures.tsv.
 
 GNU_TIME=/usr/bin/time
 RUN_TIMEOUT_S=600                   # one run longer than this is a hang
@@ -145,7 +145,10 @@ run_redis() {
     -t "$REDIS_TESTS" > "$SCRATCH/bench.out" 2>&1 || RUN_RC=$?
   end=$EPOCHREALTIME
   RUN_WALL=$(awk -v s="$start" -v e="$end" 'BEGIN { printf "%.4f", e - s }')
-  RUN_RSS=$(awk '/^VmHWM:/ { print $2 }' "/proc/$REDIS_PID/status")
+  RUN_RSS=$(awk '/^VmHWM:/ { print $2 }' "/proc/$REDIS_PID/status" 2>/dev/null)
+  # Gone already: it never served these requests (another server on the
+  # port answered); its stderr says why.
+  [[ -n $RUN_RSS ]] || { RUN_RC=1 RUN_RSS=0; }
   stop_redis
   cp "$SCRATCH/redis.err" "$SCRATCH/err"
   # "SET: 123.45 requests per second, p50=..." -> metric set_rps 123.45
@@ -345,16 +348,23 @@ median_by_key() {
     END { for (k = 1; k <= keys; k++) print order[k], count[order[k]], median(order[k]) }'
 }
 
+# From RUNS (a header, then workload allocator round wall_s rss_kib; the
+# telemetry part has a variant for the allocator): workload allocator runs
+# median_wall_s median_rss_kib, in no particular order.
+median_time_and_rss() {
+  join -t $'\t' \
+    <(tail -n +2 "$1" | cut -f1,2,4 | median_by_key | awk -F'\t' -v OFS='\t' '{ print $1 "|" $2, $3, $4 }' | sort -t $'\t' -k1,1) \
+    <(tail -n +2 "$1" | cut -f1,2,5 | median_by_key | awk -F'\t' -v OFS='\t' '{ print $1 "|" $2, $4 }' | sort -t $'\t' -k1,1) |
+    tr '|' '\t'
+}
+
 # medians.tsv: workload allocator runs time_s peak_rss_kib;
 # metric_medians.tsv: workload allocator metric runs value;
 # idle_series.tsv: allocator t_ms rss_kib (median over rounds at each time).
 compute_medians() {
   {
     printf 'workload\tallocator\truns\tmedian_time_s\tmedian_peak_rss_kib\n'
-    join -t $'\t' \
-      <(cut -f1,2,4 "$DATA/runs.tsv" | median_by_key | awk -F'\t' -v OFS='\t' '{ print $1 "|" $2, $3, $4 }' | sort -t $'\t' -k1,1) \
-      <(cut -f1,2,5 "$DATA/runs.tsv" | median_by_key | awk -F'\t' -v OFS='\t' '{ print $1 "|" $2, $4 }' | sort -t $'\t' -k1,1) |
-      tr '|' '\t' | sort_like_workloads
+    median_time_and_rss "$DATA/runs.tsv" | sort_like_workloads
   } > "$DATA/medians.tsv"
   {
     printf 'workload\tallocator\tmetric\truns\tmedian\n'
@@ -367,10 +377,12 @@ compute_medians() {
   } > "$DATA/idle_series.tsv"
 }
 
-# Order workload/allocator lines as the WORKLOADS and allocator tables do.
+# Order workload/allocator lines as the WORKLOADS and allocator tables do;
+# or by the space-separated names in $1 (workloads) and $2 (the values of
+# the second column, e.g. the telemetry variants).
 sort_like_workloads() {
-  awk -F'\t' -v OFS='\t' -v wl="$(printf '%s\n' "${RUN_WORKLOADS[@]}" | cut -d'|' -f1 | tr '\n' ' ')" \
-      -v al="${ALLOC_NAMES[*]}" '
+  awk -F'\t' -v OFS='\t' -v wl="${1:-$(printf '%s\n' "${RUN_WORKLOADS[@]}" | cut -d'|' -f1 | tr '\n' ' ')}" \
+      -v al="${2:-${ALLOC_NAMES[*]}}" '
     BEGIN { n = split(wl, w, " "); for (i = 1; i <= n; i++) wi[w[i]] = i
             m = split(al, a, " "); for (i = 1; i <= m; i++) ai[a[i]] = i }
     { print wi[$1] * 100 + ai[$2], $0 }' | sort -n -k1,1 | cut -f2-

@@ -99,11 +99,11 @@ extern "C" {
   X(tcache, GAUGE, BYTES, "Free bytes reserved by thread heaps (free blocks in their slabs)")     \
   X(small_allocated, GAUGE, BYTES, "Bytes in live blocks of thread-cached (small) classes")      \
   X(large_allocated, GAUGE, BYTES, "Bytes in live blocks of arena (large) classes")              \
-  X(large_count, GAUGE, COUNT, "Live blocks of arena (large) classes")                           \
+  X(large_blocks, GAUGE, COUNT, "Live blocks of arena (large) classes")                          \
   X(large_nmalloc, COUNTER, COUNT, "Allocations of arena (large) classes")                       \
   X(large_nfree, COUNTER, COUNT, "Frees of arena (large) classes")                               \
   X(huge_allocated, GAUGE, BYTES, "Bytes in live huge blocks (above 2 MiB, own mappings)")       \
-  X(huge_count, GAUGE, COUNT, "Live huge blocks")                                                \
+  X(huge_blocks, GAUGE, COUNT, "Live huge blocks")                                               \
   X(huge_nmalloc, COUNTER, COUNT, "Allocations of huge blocks")                                  \
   X(huge_nfree, COUNTER, COUNT, "Frees of huge blocks")                                          \
   X(npurges, COUNTER, COUNT, "Purge passes that returned memory")                                \

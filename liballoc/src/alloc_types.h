@@ -188,6 +188,7 @@ typedef struct la_arena_s {
   uint64_t large_nmalloc[LA_NCLASSES];   /* large blocks handed out by the arena */
   unsigned ticks;                        /* slow-path events since the last decay check */
   bool decay_ready;                      /* decay times set (at the first segment) */
+  atomic_bool ever_used;                 /* has had a segment: statistics walk it */
 } la_arena_t;
 
 /* ---- thread heaps -------------------------------------------------------- */

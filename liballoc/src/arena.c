@@ -207,6 +207,7 @@ static la_slab_t *alloc_run(la_arena_t *a, unsigned k, unsigned align_units) {
     seg = la_segment_create(a);
     if (!seg) return NULL;
     a->nsegments++;
+    atomic_store_explicit(&a->ever_used, true, memory_order_release);
     a->nfree_segments++;
     bucket_insert(a, seg);
     unit = la_segment_find_run(seg, k, align_units);
@@ -581,7 +582,7 @@ static void slab_stats(la_stats_t *st, const la_slab_t *s) {
   k->live += used;
   t->allocated += bytes;
   if (s->kind == LA_SLAB_LARGE) {   /* used is 0 while in a thread's cache */
-    t->large_count += used;
+    t->large_blocks += used;
     t->large_allocated += bytes;
     return;
   }
@@ -607,12 +608,14 @@ static void segment_stats(la_stats_t *st, const la_segment_t *seg) {
   }
 }
 
-/* One arena lock at a time, each held for one walk of its segments. */
+/* One arena lock at a time, each held for one walk of its segments;
+ * arenas that never had a segment have nothing to count. */
 void la_arenas_stats(la_stats_t *st) {
   alloc_shm_stats_t *t = &st->s;
   t->narenas = la_narenas;
   for (unsigned i = 0; i < LA_MAX_ARENAS; i++) {
     la_arena_t *a = &arenas[i];
+    if (!atomic_load_explicit(&a->ever_used, memory_order_acquire)) continue;
     pthread_mutex_lock(&a->lock);
     for (unsigned r = 0; r < LA_UNITS; r++)
       for (la_segment_t *seg = a->segments[r]; seg; seg = seg->bucket.next) segment_stats(st, seg);

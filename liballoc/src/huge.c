@@ -544,7 +544,7 @@ void *la_huge_realloc(void *p, size_t size) {
 void la_huge_stats(la_stats_t *st) {
   alloc_shm_stats_t *s = &st->s;
   pthread_mutex_lock(&huge_lock);
-  s->huge_count += huge_count;
+  s->huge_blocks += huge_count;
   s->huge_allocated += huge_bytes;
   s->huge_nmalloc += huge_nmalloc;
   s->huge_nfree += huge_nmalloc - huge_count;

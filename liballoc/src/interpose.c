@@ -48,7 +48,7 @@ LA_EXPORT struct mallinfo2 mallinfo2(void) {
   struct mallinfo2 mi;
   memset(&mi, 0, sizeof mi);
   mi.arena = st.s.mapped;
-  mi.hblks = st.s.huge_count;
+  mi.hblks = st.s.huge_blocks;
   mi.hblkhd = st.s.huge_allocated;
   mi.uordblks = st.s.allocated;
   mi.fordblks = st.s.mapped > st.s.allocated ? st.s.mapped - st.s.allocated : 0;

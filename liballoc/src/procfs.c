@@ -9,6 +9,7 @@
 #include "alloc_internal.h"
 
 #include <fcntl.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -60,21 +61,44 @@ static uint64_t stat_field(const char *text, unsigned k) {
   return 0;
 }
 
-/* Rss, Anonymous, AnonHugePages, LazyFree and Swap from smaps_rollup
- * (Linux 4.14+), else the resident size from statm; the thread count from
- * stat. */
-void la_proc_memory(alloc_shm_stats_t *s) {
+/* The kernel's view of the process's memory.  Resident and anonymous bytes
+ * come from statm, whose counters the kernel keeps: O(1) at every call.
+ * AnonHugePages, LazyFree and Swap exist only in smaps_rollup, which walks
+ * every page table of the process (milliseconds for a large heap): it is
+ * read at most every SMAPS_EVERY_NS and its values reused in between. */
+#define SMAPS_EVERY_NS 10000000000ull
+
+static pthread_mutex_t smaps_lock = PTHREAD_MUTEX_INITIALIZER;
+static uint64_t smaps_at, smaps_huge, smaps_lazy, smaps_swap;
+
+static void read_smaps(uint64_t now) {
   char buf[4096];
-  if (read_small("/proc/self/smaps_rollup", buf, sizeof buf) > 0) {
-    s->kernel_rss = kb_field(buf, "Rss");
-    s->kernel_anon = kb_field(buf, "Anonymous");
-    s->kernel_anon_huge = kb_field(buf, "AnonHugePages");
-    s->kernel_lazyfree = kb_field(buf, "LazyFree");
-    s->kernel_swap = kb_field(buf, "Swap");
-  } else if (read_small("/proc/self/statm", buf, sizeof buf) > 0) {
-    char *p = strchr(buf, ' ');
-    if (p) s->kernel_rss = strtoull(p + 1, NULL, 10) * la_page_size;
+  pthread_mutex_lock(&smaps_lock);
+  if (!smaps_at || now - smaps_at >= SMAPS_EVERY_NS) {
+    smaps_at = now;
+    if (read_small("/proc/self/smaps_rollup", buf, sizeof buf) > 0) {   /* Linux 4.14+ */
+      smaps_huge = kb_field(buf, "AnonHugePages");
+      smaps_lazy = kb_field(buf, "LazyFree");
+      smaps_swap = kb_field(buf, "Swap");
+    }
   }
+  pthread_mutex_unlock(&smaps_lock);
+}
+
+void la_proc_memory(alloc_shm_stats_t *s) {
+  char buf[512];
+  if (read_small("/proc/self/statm", buf, sizeof buf) > 0) {
+    /* size resident shared text lib data dt, in pages; shared = file + shmem */
+    unsigned long long size, resident, shared;
+    if (sscanf(buf, "%llu %llu %llu", &size, &resident, &shared) == 3) {
+      s->kernel_rss = resident * la_page_size;
+      s->kernel_anon = (resident - (shared < resident ? shared : resident)) * la_page_size;
+    }
+  }
+  read_smaps(la_now_ns());
+  s->kernel_anon_huge = smaps_huge;
+  s->kernel_lazyfree = smaps_lazy;
+  s->kernel_swap = smaps_swap;
   if (read_small("/proc/self/stat", buf, sizeof buf) > 0) s->threads = stat_field(buf, 20);
 }
 

@@ -299,6 +299,7 @@ void la_telemetry_exit(void) {
   tm_exiting = true;
   struct stat st;
   if (tm_created && lstat(tm_path, &st) == 0 && st.st_dev == tm_dev && st.st_ino == tm_ino) unlink(tm_path);
-  if (atomic_load(&tm_state) == TM_RUNNING) pthread_cond_signal(&tm_cond);
+  /* The thread is not woken: exit_group ends it, and waking it only to
+   * contend for tm_lock would cost every exiting process two switches. */
   pthread_mutex_unlock(&tm_lock);
 }

@@ -22,7 +22,7 @@ import unittest
 import urllib.error
 import urllib.request
 
-ALLOCD = TARGET = None
+ALLOCD = TARGET = ALLOCCTL = None
 
 
 def free_port():
@@ -198,11 +198,15 @@ class AgentTest(unittest.TestCase):
         status, text, headers = self.agent.request("GET", "/metrics")
         self.assertEqual(status, 200)
         self.assertTrue(headers["Content-Type"].startswith("text/plain"))
-        self.assertIn('liballoc_allocated_bytes{pid="%d"' % t.pid, text)
+        self.assertIn('liballoc_allocated_bytes{pid="%d",start_time="' % t.pid, text)
+        self.assertIn("liballoc_host_allocated_bytes ", text)
+        self.assertIn('allocd_segments_rejected_total{reason="magic"} 0', text)
         self.assertIn("# TYPE liballoc_purged_bytes_total counter", text)
         self.assertIn("liballoc_fragmentation_ratio{", text)
-        self.assertIn("liballoc_config_dirty_decay_ms{", text)
-        self.assertIn("allocd_segments_rejected_total 0", text)
+        self.assertIn("liballoc_config_dirty_decay_seconds{", text)
+        check = subprocess.run(["promtool", "check", "metrics"], input=text.encode(), capture_output=True)
+        self.assertEqual(check.returncode, 0, check.stdout + check.stderr)
+        self.assertIn("allocd_scrape_seconds", text)
         t.wait()
 
     # ---- configuration pushes ---------------------------------------------------------
@@ -308,7 +312,44 @@ class AgentTest(unittest.TestCase):
         self.process(live.pid)   # still collecting the good one
         live.wait()
 
+    def test_pid_reuse(self):
+        """A segment whose pid now belongs to another process is stale."""
+        t = Target(self.agent, "hold", "100", "64", "3000")
+        self.process(t.pid)
+        with open(os.path.join(self.agent.shm, "liballoc.%d" % t.pid), "rb") as f:
+            data = bytearray(f.read())
+        me = os.getpid()   # alive, but not the process that wrote the segment
+        data[60:64] = me.to_bytes(4, sys.byteorder, signed=True)
+        fake = os.path.join(self.agent.shm, "liballoc.%d" % me)
+        with open(fake, "wb") as f:
+            f.write(data)
+        wait_for(lambda: not os.path.exists(fake), what="the reused pid's segment to be removed")
+        self.assertEqual(self.agent.get("/api/v1/processes/%d" % me)[0], 404)
+        self.process(t.pid)
+        t.wait()
+
     # ---- life cycle --------------------------------------------------------------------
+
+    def test_kill9_during_writes(self):
+        targets = [Target(self.agent, "churn", "12000", "1", conf="stats_interval_ms:10") for _ in range(3)]
+        for t in targets:
+            self.process(t.pid)
+        count = 0
+        for round in range(3):
+            time.sleep(0.5 + random.random())
+            self.agent.stop(signal.SIGKILL)   # mid-transaction, most likely
+            db = sqlite3.connect(self.agent.db)
+            self.assertEqual(db.execute("PRAGMA integrity_check").fetchone()[0], "ok")
+            now = db.execute("SELECT count(*) FROM samples").fetchone()[0]
+            db.close()
+            self.assertGreater(now, count)   # nothing stored before is lost
+            count = now
+            self.agent = Agent(self.root, port=self.agent.port).start()
+        for t in targets:
+            self.process(t.pid)
+            t.proc.kill()
+            t.wait()
+
 
     def test_sigterm_and_restart_keep_history(self):
         t = Target(self.agent, "hold", "100", "64", "1500")
@@ -346,6 +387,51 @@ class AgentTest(unittest.TestCase):
         self.assertEqual(r.returncode, 2)
         self.assertIn(b"--interval-ms", r.stderr)
 
+    def allocctl(self, *args):
+        r = subprocess.run([ALLOCCTL, "--url", "http://127.0.0.1:%d" % self.agent.port,
+                            "--token-file", self.agent.token_file, *args], capture_output=True, timeout=60)
+        return r.returncode, r.stdout.decode(), r.stderr.decode()
+
+    def test_allocctl(self):
+        t = Target(self.agent, "hold", "1000", "64", "6000")
+        self.process(t.pid)
+        code, out, _ = self.allocctl("ps")
+        self.assertEqual(code, 0)
+        self.assertIn(str(t.pid), out)
+        self.assertIn("tm_target", out)
+        code, out, _ = self.allocctl("--json", "ps")
+        self.assertIn(t.pid, [p["pid"] for p in json.loads(out)["processes"]])
+        code, out, _ = self.allocctl("show", str(t.pid))
+        self.assertEqual(code, 0)
+        self.assertIn("allocated", out)
+        self.assertIn("dirty_decay_ms=10000", out)
+        code, out, _ = self.allocctl("history", str(t.pid), "allocated")
+        self.assertEqual(code, 0)
+        self.assertIn("allocated (raw)", out)
+        code, out, _ = self.allocctl("set", str(t.pid), "dirty_decay_ms=2500", "thp=never")
+        self.assertEqual(code, 0, out)
+        self.assertIn("10000 -> 2500  ok", out)
+        self.assertEqual(self.allocctl("set", str(t.pid), "narenas=3")[0], 1)          # refused
+        self.assertEqual(self.allocctl("set", str(t.pid), "dirty_decay_ms=x")[0], 1)   # bad value
+        self.assertEqual(self.allocctl("set", "999999999", "thp=never")[0], 4)         # not found
+        self.assertEqual(self.allocctl("set", str(t.pid))[0], 2)                       # usage
+        self.assertEqual(self.allocctl("frobnicate")[0], 2)
+        code, out, _ = self.allocctl("rules", "add", "tm_*", "muzzy_decay_ms=100", "--canary", "50")
+        self.assertEqual(code, 0, out)
+        code, out, _ = self.allocctl("--json", "rules")
+        rule = json.loads(out)["rules"][0]
+        self.assertEqual((rule["exe_glob"], rule["canary_pct"], rule["config"]), ("tm_*", 50, {"muzzy_decay_ms": 100}))
+        self.assertEqual(self.allocctl("rules", "rm", str(rule["id"]))[0], 0)
+        self.assertEqual(self.allocctl("rules", "rm", str(rule["id"]))[0], 4)
+        code, out, _ = self.allocctl("audit", "--limit", "5")
+        self.assertIn("dirty_decay_ms", out)
+        r = subprocess.run([ALLOCCTL, "--url", "http://127.0.0.1:%d" % self.agent.port,
+                            "--token-file", "/nonexistent", "set", str(t.pid), "thp=never"], capture_output=True)
+        self.assertEqual(r.returncode, 6)
+        r = subprocess.run([ALLOCCTL, "--url", "http://127.0.0.1:1", "ps"], capture_output=True)
+        self.assertEqual(r.returncode, 3)
+        t.wait()
+
     def test_token_file_created_private(self):
         st = os.stat(self.agent.token_file)
         self.assertEqual(st.st_mode & 0o777, 0o600)
@@ -374,5 +460,5 @@ class AgentTest(unittest.TestCase):
 
 
 if __name__ == "__main__":
-    ALLOCD, TARGET = sys.argv[1], sys.argv[2]
-    unittest.main(argv=[sys.argv[0], "-v"] + sys.argv[3:])
+    ALLOCD, TARGET, ALLOCCTL = sys.argv[1], sys.argv[2], sys.argv[3]
+    unittest.main(argv=[sys.argv[0], "-v"] + sys.argv[4:])

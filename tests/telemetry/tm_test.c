@@ -192,7 +192,7 @@ static void check_consistent(const alloc_shm_snapshot_t *s) {
   assert_true(t->allocated <= t->active);
   assert_true(t->tcache <= t->active);
   assert_int_equal(t->resident, t->active + t->dirty + t->metadata);
-  assert_true(t->huge_nmalloc - t->huge_nfree == t->huge_count);
+  assert_true(t->huge_nmalloc - t->huge_nfree == t->huge_blocks);
   uint64_t in_classes = 0;
   for (uint64_t c = 0; c < s->nclasses; c++) {
     const alloc_shm_class_t *k = &s->classes[c];
