@@ -18,17 +18,21 @@
 
 #include <arpa/inet.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <limits.h>
 #include <microhttpd.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <time.h>
+#include <unistd.h>
 
 #define BODY_MAX 65536
 
 struct api_s {
   struct MHD_Daemon *daemon;
+  int static_fd;          /* the dashboard's directory, or -1 */
   store_t *store;
   collector_t *collector;
   rules_t *rules;
@@ -296,8 +300,62 @@ static enum MHD_Result get_metrics(api_t *api, struct MHD_Connection *c) {
   return send_text(c, 200, "text/plain; version=0.0.4; charset=utf-8", text, len);
 }
 
+/* ---- the dashboard's files ------------------------------------------------------ */
+
+static const char *content_type(const char *path) {
+  static const char *const types[][2] = {
+    {".html", "text/html; charset=utf-8"}, {".js", "text/javascript; charset=utf-8"},
+    {".css", "text/css; charset=utf-8"},   {".json", "application/json"},
+    {".svg", "image/svg+xml"},             {".png", "image/png"},
+    {".ico", "image/x-icon"},              {".map", "application/json"}};
+  const char *dot = strrchr(path, '.');
+  for (size_t i = 0; dot && i < sizeof types / sizeof types[0]; i++)
+    if (strcmp(dot, types[i][0]) == 0) return types[i][1];
+  return "application/octet-stream";
+}
+
+/* A path made only of [A-Za-z0-9_-] names joined by '/', none starting with
+ * a dot: nothing can climb out of the directory or reach hidden files. */
+static bool safe_path(const char *p) {
+  if (!*p || strlen(p) > 200) return false;
+  for (const char *seg = p; *seg;) {
+    if (*seg == '.' || *seg == '/') return false;
+    const char *end = seg;
+    for (; *end && *end != '/'; end++)
+      if (!((*end >= 'a' && *end <= 'z') || (*end >= 'A' && *end <= 'Z') || (*end >= '0' && *end <= '9') ||
+            *end == '_' || *end == '-' || *end == '.'))
+        return false;
+    seg = *end ? end + 1 : end;
+  }
+  return true;
+}
+
+static enum MHD_Result get_static(api_t *api, struct MHD_Connection *c, const char *url) {
+  const char *rel = strcmp(url, "/") == 0 ? "index.html" : url + 1;
+  if (api->static_fd < 0 || !safe_path(rel)) return send_error(c, 404, "no such path");
+  /* O_NOFOLLOW refuses a symlink as the last component; safe_path keeps
+   * the others inside (no "..", no absolute path). */
+  int fd = openat(api->static_fd, rel, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
+  struct stat st;
+  if (fd < 0 || fstat(fd, &st) != 0 || !S_ISREG(st.st_mode) || st.st_size > (16 << 20)) {
+    if (fd >= 0) close(fd);
+    return send_error(c, 404, "no such path");
+  }
+  struct MHD_Response *r = MHD_create_response_from_fd((uint64_t)st.st_size, fd);
+  if (!r) {
+    close(fd);
+    return MHD_NO;
+  }
+  MHD_add_response_header(r, "Content-Type", content_type(rel));
+  MHD_add_response_header(r, "X-Content-Type-Options", "nosniff");
+  enum MHD_Result ret = MHD_queue_response(c, 200, r);
+  MHD_destroy_response(r);
+  return ret;
+}
+
 static enum MHD_Result route(api_t *api, struct MHD_Connection *c, const char *url, const char *method, request_t *req) {
   if (strcmp(url, "/metrics") == 0) return strcmp(method, "GET") ? send_405(c, "GET") : get_metrics(api, c);
+  if (strncmp(url, "/api/", 5) != 0) return strcmp(method, "GET") ? send_405(c, "GET") : get_static(api, c, url);
   if (strncmp(url, "/api/v1/", 8) != 0) return send_error(c, 404, "no such path");
   char parts[4][64];
   int n = split(url + 8, parts);
@@ -363,6 +421,15 @@ api_t *api_start(const api_config_t *cfg, store_t *store, collector_t *collector
   api->push_timeout_ms = cfg->push_timeout_ms;
   api->started = time(NULL);
   snprintf(api->token, sizeof api->token, "%s", cfg->token);
+  api->static_fd = -1;
+  if (cfg->static_dir) {
+    api->static_fd = open(cfg->static_dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (api->static_fd < 0) {
+      snprintf(err, errlen, "cannot open the static directory %s: %s", cfg->static_dir, strerror(errno));
+      free(api);
+      return NULL;
+    }
+  }
   api->daemon = MHD_start_daemon(
       MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_THREAD_PER_CONNECTION, 0, NULL,
       NULL, handle, api, MHD_OPTION_LISTEN_SOCKET, cfg->listen_fd, MHD_OPTION_CONNECTION_LIMIT,
@@ -370,6 +437,7 @@ api_t *api_start(const api_config_t *cfg, store_t *store, collector_t *collector
       completed, api, MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)(128 * 1024), MHD_OPTION_END);
   if (!api->daemon) {
     snprintf(err, errlen, "cannot start the HTTP server");
+    if (api->static_fd >= 0) close(api->static_fd);
     free(api);
     return NULL;
   }
@@ -379,5 +447,6 @@ api_t *api_start(const api_config_t *cfg, store_t *store, collector_t *collector
 void api_stop(api_t *api) {
   if (!api) return;
   MHD_stop_daemon(api->daemon);
+  if (api->static_fd >= 0) close(api->static_fd);
   free(api);
 }

@@ -432,6 +432,33 @@ class AgentTest(unittest.TestCase):
         self.assertEqual(r.returncode, 3)
         t.wait()
 
+    def test_static_files(self):
+        site = os.path.join(self.root, "site")
+        os.makedirs(os.path.join(site, "js"))
+        with open(os.path.join(site, "index.html"), "w") as f:
+            f.write("<html>dashboard</html>")
+        with open(os.path.join(site, "js", "app.js"), "w") as f:
+            f.write("console.log(1)")
+        with open(os.path.join(site, ".hidden"), "w") as f:
+            f.write("secret")
+        with open(os.path.join(self.root, "outside.txt"), "w") as f:
+            f.write("secret")
+        os.symlink(os.path.join(self.root, "outside.txt"), os.path.join(site, "link.txt"))
+        self.agent.stop()
+        self.agent = Agent(self.root, port=self.agent.port, extra=("--static-dir", site)).start()
+        status, text, headers = self.agent.request("GET", "/")
+        self.assertEqual((status, text), (200, "<html>dashboard</html>"))
+        self.assertTrue(headers["Content-Type"].startswith("text/html"))
+        status, text, headers = self.agent.request("GET", "/js/app.js")
+        self.assertEqual(status, 200)
+        self.assertTrue(headers["Content-Type"].startswith("text/javascript"))
+        for path in ("/../outside.txt", "/js/../../outside.txt", "/%2e%2e/outside.txt", "/.hidden",
+                     "/link.txt", "/js", "/js/", "//etc/passwd", "/nothing.html", "/js/%00app.js"):
+            status, text, _ = self.agent.request("GET", path)
+            self.assertEqual(status, 404, path)
+            self.assertNotIn("secret", text)
+        self.assertEqual(self.agent.request("POST", "/index.html", raw=b"x")[0], 405)
+
     def test_token_file_created_private(self):
         st = os.stat(self.agent.token_file)
         self.assertEqual(st.st_mode & 0o777, 0o600)
