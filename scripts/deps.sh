@@ -5,7 +5,12 @@
 ensure_debs() {
   local missing=() p
   for p in "$@"; do
-    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" && continue
+    # provided by an installed package (e.g. npm by a nodejs that bundles it)
+    dpkg-query -W -f='${Status}|${Provides}\n' 2>/dev/null |
+      grep "^install ok installed|" | cut -d'|' -f2 | tr ',' '\n' | sed 's/ *(.*//; s/^ *//' |
+      grep -qx -- "$p" && continue
+    missing+=("$p")
   done
   [ ${#missing[@]} -eq 0 ] && return 0
   echo "== installing Debian packages: ${missing[*]}"
@@ -23,5 +28,22 @@ AGENT_DEBS=(libmicrohttpd-dev libjansson-dev libsqlite3-dev)
 AGENT_TEST_DEBS=(prometheus curl)
 # Real programs the tests run with liballoc preloaded.
 PROGRAM_DEBS=(python3 perl sqlite3 gcc g++ git gawk binutils time)
+# The fuzz targets: clang and its libFuzzer runtime.
+FUZZ_DEBS=(clang libclang-rt-14-dev)
 # The allocators we compare against.
 PEER_DEBS=(libjemalloc2 libtcmalloc-minimal4 libmimalloc2.0)
+# The web dashboard: npm for uPlot, and the browser its test drives.  Any
+# Node.js >= 18 (Debian 12's) does.
+DASHBOARD_DEBS=(nodejs npm chromium)
+
+# ensure_npm_deps: install the dashboard's npm packages (uPlot; playwright-core
+# for its test) from dashboards/package-lock.json when dashboards/node_modules
+# is missing or older than the lock file.  Run from the repository's top.
+ensure_npm_deps() {
+  local lock=dashboards/package-lock.json mods=dashboards/node_modules
+  if [ ! -d "$mods" ] || [ "$lock" -nt "$mods" ]; then
+    echo "== installing the dashboard's npm packages"
+    npm ci --prefix dashboards --no-audit --no-fund
+    touch "$mods"
+  fi
+}

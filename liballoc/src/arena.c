@@ -590,7 +590,7 @@ static void slab_stats(la_stats_t *st, const la_slab_t *s) {
   k->nfree += nfreed;
   k->nmalloc += nfreed + used;
   t->small_allocated += bytes;
-  if (__atomic_load_n(&s->owner, __ATOMIC_RELAXED)) t->tcache += (s->capacity - used) * s->block_size;
+  if (atomic_load_explicit(&s->owner, memory_order_relaxed)) t->tcache += (s->capacity - used) * s->block_size;
 }
 
 static void segment_stats(la_stats_t *st, const la_segment_t *seg) {

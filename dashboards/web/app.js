@@ -1,0 +1,407 @@
+// allocd dashboard: a plain ES module, no framework.  Reads allocd's JSON
+// API (docs/api.md) from the same origin, draws charts with uPlot (loaded by
+// index.html as the global `uPlot`), polls every POLL_MS.
+//
+// window.dashboard exposes the charts and state, for the browser test and
+// for poking at from the console.
+
+const POLL_MS = 3000;
+const TREND_POINTS = 40;          // per-process sparkline length (one per poll)
+const HOST_POINTS = 1200;         // host totals kept in memory (one per poll)
+const TOKEN_KEY = "allocd.token";
+const RANGES = {                  // the range picker: span and data source
+  "15m": { span: 15 * 60, source: "raw" },
+  "6h": { span: 6 * 3600, source: "1m" },
+  "7d": { span: 7 * 86400, source: "1h" },
+};
+const MEMORY_SERIES = [
+  ["allocated", "#2563eb"], ["active", "#0891b2"], ["resident", "#7c3aed"], ["kernel_rss", "#111827"],
+  ["dirty", "#ea580c"], ["muzzy", "#ca8a04"], ["retained", "#9ca3af"],
+];
+const HISTORY_METRICS = [...MEMORY_SERIES.map(([m]) => m), "fragmentation", "purged", "kernel_anon_huge"];
+
+const $ = (sel) => document.querySelector(sel);
+const state = {
+  processes: [], sortKey: "alive", sortDir: -1, filter: "", aliveOnly: false,
+  trends: new Map(),              // pid -> [allocated, ...] from successive polls
+  host: [[], [], []],             // [t[], allocated[], kernel_rss[]]
+  view: null, pid: null, viewFrom: null, viewTo: null, range: "15m", process: null, audit: [], markers: [],
+  charts: {}, busy: false, timer: null, lastError: null,
+};
+window.dashboard = state;
+
+// ---- helpers -------------------------------------------------------------
+
+function fmtBytes(v) {
+  if (v == null || !isFinite(v)) return "–";
+  const a = Math.abs(v), units = ["B", "KiB", "MiB", "GiB", "TiB"];
+  let i = 0, x = a;
+  while (x >= 1024 && i < units.length - 1) { x /= 1024; i++; }
+  return (v < 0 ? "-" : "") + (i ? x.toFixed(x < 10 ? 2 : x < 100 ? 1 : 0) : x) + " " + units[i];
+}
+const fmtPct = (r) => (r == null || !isFinite(r) ? "–" : (r * 100).toFixed(1) + " %");
+const fmtTime = (t) => new Date(t * 1000).toLocaleString();
+const esc = (s) => String(s ?? "").replace(/[&<>"']/g, (c) => ({ "&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;", "'": "&#39;" })[c]);
+
+async function api(path, opts = {}) {
+  const r = await fetch(path, { cache: "no-store", ...opts });
+  let body = null;
+  const text = await r.text();
+  try { body = JSON.parse(text); } catch { body = { error: text || r.statusText }; }
+  if (!r.ok) {
+    const e = new Error(`${r.status} ${r.statusText}: ${body && body.error ? body.error : text}`);
+    e.status = r.status;
+    throw e;
+  }
+  return body;
+}
+
+function setStatus(text, error = false) {
+  const s = $("#status");
+  s.textContent = text;
+  s.classList.toggle("error", error);
+}
+
+// ---- charts ----------------------------------------------------------------
+
+// Vertical dashed lines at state.markers (times of configuration changes).
+const markerPlugin = {
+  hooks: {
+    draw: (u) => {
+      const ctx = u.ctx, { top, height } = u.bbox;
+      ctx.save();
+      ctx.strokeStyle = "#dc2626";
+      ctx.lineWidth = 1.5 * devicePixelRatio;
+      ctx.setLineDash([5 * devicePixelRatio, 4 * devicePixelRatio]);
+      ctx.fillStyle = "#dc2626";
+      ctx.font = `${11 * devicePixelRatio}px sans-serif`;
+      ctx.textAlign = "left";
+      ctx.textBaseline = "alphabetic";
+      for (const m of state.markers) {
+        const x = u.valToPos(m.t, "x", true);
+        if (x < u.bbox.left || x > u.bbox.left + u.bbox.width) continue;
+        ctx.beginPath();
+        ctx.moveTo(x, top);
+        ctx.lineTo(x, top + height);
+        ctx.stroke();
+        ctx.fillText(m.label, x + 3 * devicePixelRatio, top + 12 * devicePixelRatio);
+      }
+      ctx.restore();
+    },
+  },
+};
+
+function chartWidth(el) {
+  return Math.max(300, el.clientWidth || el.parentElement.clientWidth - 20);
+}
+
+function xRange(u, min, max) {
+  const { viewFrom, viewTo } = state;
+  if (min == null || max == null) return [viewFrom, viewTo];
+  return [min, Math.max(max, viewTo || max)];
+}
+
+// Create (once) or update the uPlot chart `name` in element `el`.
+function chart(name, el, series, data, { bytes = true, markers = true, rate = false } = {}) {
+  let u = state.charts[name];
+  if (u && u.root.parentElement !== el) { u.destroy(); u = null; }
+  if (!u) {
+    const fmt = bytes ? (rate ? (v) => fmtBytes(v) + "/s" : fmtBytes) : (v) => (v == null ? "–" : v.toFixed(3));
+    const opts = {
+      width: chartWidth(el), height: 220,
+      // process charts end at the query's `to` (now), so that a marker
+      // newer than the last sample is drawn too
+      scales: { x: markers ? { time: true, range: xRange } : { time: true } },
+      series: [{}, ...series.map(([label, stroke]) => ({ label, stroke, width: 1.5, value: (u, v) => fmt(v) }))],
+      axes: [{}, { size: 80, values: (u, vals) => vals.map(fmt) }],
+      plugins: markers ? [markerPlugin] : [],
+      legend: { live: true },
+    };
+    u = state.charts[name] = new uPlot(opts, data, el);
+  } else {
+    u.setData(data);
+  }
+  return u;
+}
+
+window.addEventListener("resize", () => {
+  for (const u of Object.values(state.charts)) {
+    const el = u.root.parentElement;
+    if (el && el.offsetParent !== null) u.setSize({ width: chartWidth(el), height: 220 });
+  }
+});
+
+// ---- host view ------------------------------------------------------------
+
+function trendOf(pid) { return state.trends.get(pid) || []; }
+
+function sparkline(values) {
+  if (values.length < 2) return '<span class="flat">–</span>';
+  const w = 80, h = 18, min = Math.min(...values), max = Math.max(...values), span = max - min || 1;
+  const pts = values.map((v, i) => `${(i / (values.length - 1)) * w},${h - 1 - ((v - min) / span) * (h - 2)}`).join(" ");
+  const first = values[0], last = values[values.length - 1];
+  const change = first ? (last - first) / first : 0;
+  const [cls, arrow] = change > 0.02 ? ["up", "↑"] : change < -0.02 ? ["down", "↓"] : ["flat", "→"];
+  return `<svg class="spark" width="${w}" height="${h}"><polyline fill="none" stroke="currentColor" stroke-width="1.2" points="${pts}"/></svg> <span class="${cls}">${arrow}</span>`;
+}
+
+function sortValue(p, key) {
+  switch (key) {
+    case "pid": return p.pid;
+    case "exe": return p.exe || "";
+    case "alive": return p.alive ? 1 : 0;
+    case "kernel_rss": return p.stats ? p.stats.kernel_rss : -1;
+    case "allocated": return p.stats ? p.stats.allocated : -1;
+    case "fragmentation": return p.fragmentation ?? -1;
+    case "trend": {
+      const t = trendOf(p.pid);
+      return t.length > 1 && t[0] ? (t[t.length - 1] - t[0]) / t[0] : 0;
+    }
+  }
+  return 0;
+}
+
+function renderTable() {
+  const f = state.filter.trim().toLowerCase();
+  let rows = state.processes.filter((p) =>
+    (!state.aliveOnly || p.alive) &&
+    (!f || String(p.pid).includes(f) || (p.exe || "").toLowerCase().includes(f) || (p.comm || "").toLowerCase().includes(f)));
+  const k = state.sortKey, d = state.sortDir;
+  rows.sort((a, b) => {
+    const x = sortValue(a, k), y = sortValue(b, k);
+    return (x < y ? -1 : x > y ? 1 : 0) * d || (b.alive - a.alive) || a.pid - b.pid;
+  });
+  for (const th of document.querySelectorAll("#proc-table th")) {
+    th.classList.toggle("sorted-asc", th.dataset.key === k && d > 0);
+    th.classList.toggle("sorted-desc", th.dataset.key === k && d < 0);
+  }
+  $("#proc-table tbody").innerHTML = rows.map((p) => `
+    <tr data-pid="${p.pid}" class="${p.alive ? "alive" : "dead"}">
+      <td class="num">${p.pid}</td>
+      <td class="exe" title="${esc(p.comm)}">${esc(p.exe)}</td>
+      <td>${p.alive ? "yes" : "exited"}</td>
+      <td class="num">${fmtBytes(p.stats && p.stats.kernel_rss)}</td>
+      <td class="num">${fmtBytes(p.stats && p.stats.allocated)}</td>
+      <td class="num">${fmtPct(p.fragmentation)}</td>
+      <td>${p.alive ? sparkline(trendOf(p.pid)) : ""}</td>
+    </tr>`).join("");
+  $("#no-procs").hidden = rows.length > 0;
+}
+
+async function refreshHost() {
+  const { processes } = await api("/api/v1/processes");
+  state.processes = processes;
+  const now = Date.now() / 1000;
+  let alloc = 0, rss = 0;
+  for (const p of processes) {
+    if (!p.alive || !p.stats) continue;
+    alloc += p.stats.allocated;
+    rss += p.stats.kernel_rss;
+    const t = state.trends.get(p.pid) || [];
+    t.push(p.stats.allocated);
+    if (t.length > TREND_POINTS) t.shift();
+    state.trends.set(p.pid, t);
+  }
+  const [ts, as, rs] = state.host;
+  ts.push(now); as.push(alloc); rs.push(rss);
+  if (ts.length > HOST_POINTS) { ts.shift(); as.shift(); rs.shift(); }
+  if (state.view !== "host") return;
+  renderTable();
+  chart("host", $("#host-chart"), [["allocated (sum)", "#2563eb"], ["kernel_rss (sum)", "#111827"]],
+        [ts.slice(), as.slice(), rs.slice()], { markers: false });
+}
+
+// ---- process view -----------------------------------------------------------
+
+async function history(pid, metric, from, to, source) {
+  const q = `metric=${metric}&from=${from.toFixed(3)}&to=${to.toFixed(3)}&source=${source}`;
+  const h = await api(`/api/v1/processes/${pid}/history?${q}`);
+  // raw points are [t, value]; rollups [t, avg, min, max, last]: index 1 either way
+  return h.points.map((p) => [p[0], p[1]]);
+}
+
+function align(xs, points) {
+  const m = new Map(points);
+  return xs.map((t) => (m.has(t) ? m.get(t) : null));
+}
+
+function renderSummary(p) {
+  const s = p.stats || {}, c = p.config || {};
+  const item = (k, v) => `<div><b>${k}</b>${v}</div>`;
+  $("#proc-summary").innerHTML = [
+    item("exe", esc(p.exe)), item("state", p.alive ? "alive" : "exited " + (p.exited_at ? fmtTime(p.exited_at) : "")),
+    item("allocated", fmtBytes(s.allocated)), item("resident", fmtBytes(s.resident)),
+    item("kernel RSS", fmtBytes(s.kernel_rss)), item("fragmentation", fmtPct(p.fragmentation)),
+    item("dirty_decay_ms", esc(c.dirty_decay_ms)), item("muzzy_decay_ms", esc(c.muzzy_decay_ms)),
+    item("thp", esc(c.thp)), item("threads", esc(s.threads)),
+  ].join("");
+  for (const [id, knob] of [["#cfg-dirty", "dirty_decay_ms"], ["#cfg-muzzy", "muzzy_decay_ms"]])
+    $(id).placeholder = c[knob] != null ? `now ${c[knob]}` : "";
+  $("#cfg-thp option[value='']").textContent = c.thp ? `(unchanged: ${c.thp})` : "(unchanged)";
+}
+
+function renderClasses(classes) {
+  const el = $("#classes");
+  if (!classes || !classes.length) { el.innerHTML = '<span class="muted">no size class in use</span>'; return; }
+  el.innerHTML = classes.map((c) => {
+    const u = Math.max(0, Math.min(1, c.utilisation || 0));
+    return `<div class="num">${fmtBytes(c.size)}</div>
+      <div class="bar" title="${(u * 100).toFixed(1)} %"><span style="width:${(u * 100).toFixed(1)}%"></span></div>
+      <div class="muted">${(u * 100).toFixed(1)} % · ${c.live} live · ${c.slabs} slabs</div>`;
+  }).join("");
+}
+
+function renderAudit() {
+  $("#audit-table tbody").innerHTML = state.audit.length ? state.audit.map((a) => `
+    <tr><td>${fmtTime(a.time)}</td><td>${esc(a.client)}</td><td>${esc(a.knob)}</td><td>${esc(a.old_value)}</td>
+    <td>${esc(a.new_value)}</td><td>${esc(a.result)}</td><td>${esc(a.effective)}</td></tr>`).join("")
+    : '<tr><td colspan="7" class="muted">no configuration change recorded for this process</td></tr>';
+}
+
+async function refreshProcess() {
+  const pid = state.pid;
+  const p = await api(`/api/v1/processes/${pid}`);
+  if (state.view !== "process" || state.pid !== pid) return;
+  state.process = p;
+  $("#proc-title").textContent = `${p.comm || "process"} · pid ${p.pid}`;
+  renderSummary(p);
+  renderClasses(p.classes);
+
+  const { span, source } = RANGES[state.range];
+  const to = Date.now() / 1000, from = to - span;
+  state.viewFrom = from;
+  state.viewTo = to;
+  const [series, audit] = await Promise.all([
+    Promise.all(HISTORY_METRICS.map((m) => history(pid, m, from, to, source))),
+    api(`/api/v1/audit?since=${from.toFixed(3)}&limit=1000`),
+  ]);
+  if (state.view !== "process" || state.pid !== pid) return;
+  const byMetric = Object.fromEntries(HISTORY_METRICS.map((m, i) => [m, series[i]]));
+  state.audit = audit.audit.filter((a) => a.pid === pid &&
+    (!p.first_seen || a.time >= p.first_seen - 1));
+  state.markers = state.audit.map((a) => ({ t: a.time, label: `${a.knob}=${a.new_value}` }));
+  renderAudit();
+
+  const xs = byMetric.allocated.map((pt) => pt[0]);
+  $("#history-note").textContent = xs.length ? `${xs.length} points from ${source === "raw" ? "raw samples" : source + " rollups (averages)"}`
+    : `no ${source === "raw" ? "samples" : source + " rollups"} in this range yet`;
+  chart("memory", $("#chart-memory"), MEMORY_SERIES, [xs, ...MEMORY_SERIES.map(([m]) => align(xs, byMetric[m]))]);
+  const fx = byMetric.fragmentation.map((pt) => pt[0]);
+  chart("fragmentation", $("#chart-frag"), [["fragmentation", "#b45309"]], [fx, byMetric.fragmentation.map((pt) => pt[1])], { bytes: false });
+  // purged is a counter: plot its rate, and nothing across a restart (drop)
+  const pu = byMetric.purged, rx = [], ry = [];
+  for (let i = 1; i < pu.length; i++) {
+    const dt = pu[i][0] - pu[i - 1][0], dv = pu[i][1] - pu[i - 1][1];
+    rx.push(pu[i][0]);
+    ry.push(dt > 0 && dv >= 0 ? dv / dt : null);
+  }
+  chart("purged", $("#chart-purged"), [["purged", "#16a34a"]], [rx, ry], { rate: true });
+  const hx = byMetric.kernel_anon_huge.map((pt) => pt[0]);
+  chart("huge", $("#chart-huge"), [["kernel_anon_huge", "#db2777"]], [hx, byMetric.kernel_anon_huge.map((pt) => pt[1])]);
+}
+
+// ---- configuration panel ---------------------------------------------------------
+
+async function applyConfig(ev) {
+  ev.preventDefault();
+  const out = $("#config-result"), btn = $("#cfg-apply");
+  const token = $("#cfg-token").value.trim();
+  sessionStorage.setItem(TOKEN_KEY, token);
+  const body = {};
+  for (const [id, knob] of [["#cfg-dirty", "dirty_decay_ms"], ["#cfg-muzzy", "muzzy_decay_ms"]]) {
+    const v = $(id).value.trim();
+    if (v !== "") body[knob] = Number(v);
+  }
+  if ($("#cfg-thp").value) body.thp = $("#cfg-thp").value;
+  out.className = "result";
+  if (!Object.keys(body).length) { out.className = "result error"; out.textContent = "Nothing to change: fill in a knob."; return; }
+  if (!token) { out.className = "result error"; out.textContent = "A token is needed (allocd's --token-file)."; return; }
+  btn.disabled = true;
+  out.textContent = "applying…";
+  try {
+    const r = await api(`/api/v1/processes/${state.pid}/config`, {
+      method: "POST",
+      headers: { "Authorization": `Bearer ${token}`, "Content-Type": "application/json" },
+      body: JSON.stringify(body),
+    });
+    out.innerHTML = `<table class="ack"><thead><tr><th>knob</th><th>before → after</th><th>status</th></tr></thead><tbody>` +
+      Object.entries(r.results).map(([k, v]) => `<tr data-knob="${esc(k)}"><td>${esc(k)}</td>
+        <td class="change">${esc(v.old)} → ${esc(v.effective)}</td>
+        <td class="${v.status === "ok" ? "ok" : "bad"}">${esc(v.status)}${v.message && v.message !== v.status ? ": " + esc(v.message) : ""}</td></tr>`).join("") +
+      `</tbody></table>`;
+    for (const id of ["#cfg-dirty", "#cfg-muzzy"]) $(id).value = "";
+    $("#cfg-thp").value = "";
+    await refreshProcess().catch(() => {});
+  } catch (e) {
+    out.className = "result error";
+    out.textContent = `Not applied: ${e.message}`;
+  } finally {
+    btn.disabled = false;
+  }
+}
+
+// ---- routing and polling ------------------------------------------------------
+
+async function poll() {
+  if (state.busy) { state.again = true; return; }
+  state.busy = true;
+  state.again = false;
+  try {
+    if (state.view === "process") await refreshProcess();
+    else await refreshHost();
+    state.lastError = null;
+    setStatus(`updated ${new Date().toLocaleTimeString()}`);
+  } catch (e) {
+    state.lastError = e.message;
+    setStatus(`error: ${e.message}`, true);
+  } finally {
+    state.busy = false;
+  }
+  if (state.again) poll();        // the view changed while this poll ran
+}
+
+function route() {
+  const m = location.hash.match(/^#\/process\/(\d+)/);
+  const view = m ? "process" : "host";
+  const pid = m ? Number(m[1]) : null;
+  if (view !== state.view || pid !== state.pid) {
+    for (const u of Object.values(state.charts)) u.destroy();
+    state.charts = {};
+    state.markers = [];
+    $("#config-result").textContent = "";
+  }
+  state.view = view;
+  state.pid = pid;
+  $("#host-view").hidden = view !== "host";
+  $("#process-view").hidden = view !== "process";
+  poll();
+}
+
+function init() {
+  $("#filter").addEventListener("input", (e) => { state.filter = e.target.value; renderTable(); });
+  $("#alive-only").addEventListener("change", (e) => { state.aliveOnly = e.target.checked; renderTable(); });
+  for (const th of document.querySelectorAll("#proc-table th")) {
+    th.addEventListener("click", () => {
+      const k = th.dataset.key;
+      state.sortDir = state.sortKey === k ? -state.sortDir : (k === "pid" || k === "exe" ? 1 : -1);
+      state.sortKey = k;
+      renderTable();
+    });
+  }
+  $("#proc-table tbody").addEventListener("click", (e) => {
+    const tr = e.target.closest("tr[data-pid]");
+    if (tr) location.hash = `#/process/${tr.dataset.pid}`;
+  });
+  $("#range").addEventListener("change", (e) => {
+    state.range = e.target.value;
+    for (const u of Object.values(state.charts)) u.setData([[], ...u.series.slice(1).map(() => [])]);
+    poll();
+  });
+  $("#cfg-token").value = sessionStorage.getItem(TOKEN_KEY) || "";
+  $("#config-form").addEventListener("submit", applyConfig);
+  window.addEventListener("hashchange", route);
+  route();
+  state.timer = setInterval(poll, POLL_MS);
+}
+
+init();

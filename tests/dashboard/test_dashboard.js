@@ -1,0 +1,228 @@
+#!/usr/bin/env node
+// tests/dashboard/test_dashboard.js - allocd's web dashboard in a real browser.
+//
+// A real allocd (own database, token and telemetry directory, a free port on
+// 127.0.0.1, --static-dir the built dashboard) collects from two real
+// processes using liballoc (tm_target, preloaded); the system's Chromium,
+// driven headless by playwright-core, loads the dashboard and checks the
+// process table, the process view's charts, and a configuration change from
+// the panel (acknowledgement and audit marker).  Screenshots go to ARTIFACTS.
+//
+// usage: node test_dashboard.js ALLOCD TM_TARGET LIBALLOC_SO WWW_DIR NODE_MODULES ARTIFACTS
+// environment: CHROMIUM (default /usr/bin/chromium)
+"use strict";
+const { test } = require("node:test");
+const assert = require("node:assert/strict");
+const { spawn } = require("node:child_process");
+const fs = require("node:fs");
+const net = require("node:net");
+const os = require("node:os");
+const path = require("node:path");
+
+const [ALLOCD, TARGET, PRELOAD, WWW, NODE_MODULES, ARTIFACTS] = process.argv.slice(2);
+if (!ARTIFACTS) {
+  console.error("usage: test_dashboard.js ALLOCD TM_TARGET LIBALLOC_SO WWW_DIR NODE_MODULES ARTIFACTS");
+  process.exit(2);
+}
+const CHROMIUM = process.env.CHROMIUM || "/usr/bin/chromium";
+const { chromium } = require(path.join(NODE_MODULES, "playwright-core"));
+
+const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+
+async function waitFor(pred, what, timeoutMs = 20000) {
+  const end = Date.now() + timeoutMs;
+  let last;
+  while (Date.now() < end) {
+    try {
+      const v = await pred();
+      if (v) return v;
+    } catch (e) { last = e; }
+    await sleep(100);
+  }
+  throw new Error(`timed out waiting for ${what}${last ? ": " + last.message : ""}`);
+}
+
+function freePort() {
+  return new Promise((resolve, reject) => {
+    const s = net.createServer();
+    s.on("error", reject);
+    s.listen(0, "127.0.0.1", () => { const { port } = s.address(); s.close(() => resolve(port)); });
+  });
+}
+
+const children = [];
+function start(cmd, args, opts) {
+  const p = spawn(cmd, args, opts);
+  children.push(p);
+  return p;
+}
+function exited(p) { return p.exitCode !== null || p.signalCode !== null; }
+function stop(p, sig = "SIGTERM", ms = 10000) {
+  if (exited(p)) return Promise.resolve();
+  return new Promise((resolve) => {
+    const t = setTimeout(() => { p.kill("SIGKILL"); }, ms);
+    p.once("exit", () => { clearTimeout(t); resolve(); });
+    p.kill(sig);
+  });
+}
+
+// A tm_target holding N blocks, publishing into shm; resolves to its pid.
+function startTarget(shm, n, size) {
+  const env = { ...process.env, LD_PRELOAD: PRELOAD,
+                ALLOC_CONF: `telemetry_dir:${shm},stats_interval_ms:200` };
+  const p = start(TARGET, ["hold", String(n), String(size), "240000"], { env, stdio: ["ignore", "pipe", "inherit"] });
+  return new Promise((resolve, reject) => {
+    let out = "";
+    p.stdout.on("data", (d) => {
+      out += d;
+      const m = out.match(/ready (\d+)/);
+      if (m) resolve(Number(m[1]));
+    });
+    p.once("exit", (code) => reject(new Error(`tm_target exited (${code}) before ready: ${out}`)));
+  });
+}
+
+test("dashboard in headless chromium", { timeout: 240000 }, async () => {
+  fs.mkdirSync(ARTIFACTS, { recursive: true });
+  const shot = (name) => path.join(ARTIFACTS, name);
+  const root = fs.mkdtempSync(path.join(os.tmpdir(), "allocd-dashboard."));
+  const shm = path.join(root, "shm");
+  fs.mkdirSync(shm);
+  const port = await freePort();
+  const base = `http://127.0.0.1:${port}`;
+  const logPath = path.join(root, "allocd.log");
+  const log = fs.openSync(logPath, "a");
+  const allocd = start(ALLOCD, ["--listen", `127.0.0.1:${port}`, "--db", path.join(root, "allocd.db"),
+    "--token-file", path.join(root, "token"), "--shm-dir", shm, "--interval-ms", "200",
+    "--push-timeout-ms", "3000", "--static-dir", WWW], { stdio: ["ignore", log, log] });
+  const getJSON = async (p) => {
+    const r = await fetch(base + p);
+    assert.equal(r.status, 200, `GET ${p}`);
+    return r.json();
+  };
+  let browser;
+  try {
+    await waitFor(async () => {
+      if (exited(allocd)) throw new Error("allocd exited: " + fs.readFileSync(logPath, "utf8"));
+      return (await fetch(base + "/api/v1/health")).ok;
+    }, "allocd to answer");
+    const token = fs.readFileSync(path.join(root, "token"), "utf8").trim();
+
+    const pids = [await startTarget(shm, 2000, 100), await startTarget(shm, 300, 5000)];
+    for (const pid of pids)
+      await waitFor(async () => (await getJSON(`/api/v1/processes/${pid}`)).stats, `pid ${pid} in the API`);
+    const before = (await getJSON(`/api/v1/processes/${pids[0]}`)).config;
+
+    browser = await chromium.launch({ executablePath: CHROMIUM, args: ["--headless", "--no-sandbox", "--disable-gpu"] });
+    const page = await browser.newPage({ viewport: { width: 1400, height: 1100 } });
+    const pageErrors = [];
+    page.on("pageerror", (e) => pageErrors.push(e.message));
+    page.on("console", (m) => { if (m.type() === "error" && !/Failed to load resource/.test(m.text())) pageErrors.push(m.text()); });
+    page.on("response", (r) => { if (r.status() >= 400) pageErrors.push(`${r.status()} ${r.url()}`); });
+
+    // ---- host view: the table lists both processes, sorts and filters
+    await page.goto(base + "/");
+    for (const pid of pids) await page.waitForSelector(`#proc-table tr[data-pid="${pid}"]`, { timeout: 20000 });
+    const rowText = await page.textContent(`#proc-table tr[data-pid="${pids[0]}"]`);
+    assert.match(rowText, /tm_target/);
+    assert.match(rowText, /yes/);
+    assert.match(rowText, /[KM]iB/);
+    const rowPids = () => page.$$eval("#proc-table tbody tr", (rs) => rs.map((r) => Number(r.dataset.pid)));
+    await page.click('#proc-table th[data-key="pid"]');
+    const asc = await rowPids();
+    assert.deepEqual(asc, [...asc].sort((a, b) => a - b), "ascending by pid");
+    await page.click('#proc-table th[data-key="pid"]');
+    const desc = await rowPids();
+    assert.deepEqual(desc, [...desc].sort((a, b) => b - a), "descending by pid");
+    await page.fill("#filter", String(pids[1]));
+    assert.deepEqual(await rowPids(), [pids[1]], "filtered to one pid");
+    await page.fill("#filter", "");
+    // a few polls: sparklines and the host totals chart get points
+    await page.waitForFunction(() => window.dashboard.charts.host && window.dashboard.charts.host.data[0].length >= 2,
+                               null, { timeout: 20000 });
+    await page.waitForSelector(`#proc-table tr[data-pid="${pids[0]}"] svg.spark`, { timeout: 20000 });
+    await page.screenshot({ path: shot("host-view.png"), fullPage: true });
+
+    // ---- process view: click the row; the charts have data
+    await page.click(`#proc-table tr[data-pid="${pids[0]}"]`);
+    await page.waitForFunction((pid) => location.hash === `#/process/${pid}`, pids[0]);
+    await page.waitForFunction(() => {
+      const c = window.dashboard.charts;
+      return ["memory", "fragmentation", "purged", "huge"].every((k) => c[k] && c[k].data[0].length >= 3);
+    }, null, { timeout: 30000 });
+    const charts = await page.evaluate(() => Object.fromEntries(Object.entries(window.dashboard.charts).map(
+      ([k, u]) => [k, { points: u.data[0].length, series: u.series.map((s) => s.label),
+                        nonNull: u.data.slice(1).map((d) => d.filter((v) => v != null).length) }])));
+    assert.deepEqual(charts.memory.series.slice(1),
+                     ["allocated", "active", "resident", "kernel_rss", "dirty", "muzzy", "retained"]);
+    for (const n of charts.memory.nonNull) assert.ok(n > 0, "every memory series has values");
+    assert.ok(charts.fragmentation.nonNull[0] > 0);
+    const canvases = await page.$$eval(".uplot canvas", (cs) => cs.filter((c) => c.width > 0 && c.height > 0).length);
+    assert.ok(canvases >= 4, `canvases drawn: ${canvases}`);
+    const allocatedLast = await page.evaluate(() => {
+      const d = window.dashboard.charts.memory.data[1];
+      return d[d.length - 1];
+    });
+    assert.ok(allocatedLast >= 2000 * 100, `allocated ${allocatedLast}`);
+    assert.ok(await page.$$eval("#classes .bar span", (s) => s.length) > 0, "size-class bars");
+    await page.screenshot({ path: shot("process-view.png"), fullPage: true });
+
+    // ---- the configuration panel: a wrong token is refused, plainly
+    await page.fill("#cfg-dirty", "4321");
+    await page.fill("#cfg-token", "not-the-token");
+    await page.click("#cfg-apply");
+    await page.waitForSelector("#config-result.error", { timeout: 15000 });
+    assert.match(await page.textContent("#config-result"), /401/);
+
+    // ... the right one changes dirty_decay_ms: old -> new acknowledged
+    const newValue = before.dirty_decay_ms === 4321 ? 4322 : 4321;
+    await page.fill("#cfg-dirty", String(newValue));
+    await page.fill("#cfg-token", token);
+    await page.click("#cfg-apply");
+    await page.waitForSelector('#config-result tr[data-knob="dirty_decay_ms"]', { timeout: 15000 });
+    const ack = await page.textContent('#config-result tr[data-knob="dirty_decay_ms"]');
+    assert.ok(ack.includes(`${before.dirty_decay_ms} → ${newValue}`), `acknowledgement: ${ack}`);
+    assert.match(ack, /ok/);
+    assert.equal(await page.evaluate(() => sessionStorage.getItem("allocd.token")), token, "token kept in sessionStorage");
+    // the process publishes its new configuration with its next snapshot
+    await waitFor(async () => (await getJSON(`/api/v1/processes/${pids[0]}`)).config.dirty_decay_ms === newValue,
+                  "the new dirty_decay_ms in the process's published configuration");
+    await page.waitForFunction((v) => document.querySelector("#proc-summary").textContent.includes(String(v)),
+                               newValue, { timeout: 15000 });
+
+    // ... and appears in the audit table and as a marker on the charts
+    await page.waitForFunction((v) => window.dashboard.markers.some((m) => m.label === `dirty_decay_ms=${v}`),
+                               newValue, { timeout: 15000 });
+    const audit = await page.textContent("#audit-table tbody");
+    assert.ok(audit.includes("dirty_decay_ms") && audit.includes(String(newValue)), `audit table: ${audit}`);
+    // the marker is inside the plotting area (so drawn) on every chart
+    const markerX = await page.evaluate(() => Object.entries(window.dashboard.charts).map(([k, u]) => {
+      const x = u.valToPos(window.dashboard.markers[0].t, "x");
+      return [k, x >= 0 && x <= u.bbox.width / devicePixelRatio];
+    }));
+    for (const [k, inside] of markerX) assert.ok(inside, `the marker lies within chart ${k}'s time range`);
+    await page.screenshot({ path: shot("after-config.png"), fullPage: true });
+
+    // ---- the range picker asks for rollups (none yet for a new process: no error)
+    await page.selectOption("#range", "6h");
+    await page.waitForFunction(() => /1m rollups/.test(document.querySelector("#history-note").textContent),
+                               null, { timeout: 15000 });
+    assert.equal(await page.evaluate(() => window.dashboard.lastError), null);
+
+    // ---- back to the host view by the link
+    await page.click('a[href="#/"]');
+    await page.waitForSelector(`#proc-table tr[data-pid="${pids[1]}"]`, { timeout: 15000 });
+
+    const errs = pageErrors.filter((e) => !/^401 .*\/config$/.test(e));   // the refused POST
+    assert.deepEqual(errs, [], "no errors in the page");
+    console.log(`screenshots in ${ARTIFACTS}`);
+  } finally {
+    if (browser) await browser.close().catch(() => {});
+    for (const p of children.slice(1)) await stop(p, "SIGKILL");
+    await stop(allocd, "SIGTERM");
+    fs.closeSync(log);
+    if (allocd.exitCode !== 0) console.error(fs.readFileSync(logPath, "utf8"));
+    fs.rmSync(root, { recursive: true, force: true });
+  }
+  assert.equal(allocd.exitCode, 0, "allocd stopped cleanly");
+});
