@@ -354,6 +354,7 @@ static enum MHD_Result get_static(api_t *api, struct MHD_Connection *c, const ch
 }
 
 static enum MHD_Result route(api_t *api, struct MHD_Connection *c, const char *url, const char *method, request_t *req) {
+  if (strcmp(method, "HEAD") == 0) method = "GET";   /* libmicrohttpd sends the headers only */
   if (strcmp(url, "/metrics") == 0) return strcmp(method, "GET") ? send_405(c, "GET") : get_metrics(api, c);
   if (strncmp(url, "/api/", 5) != 0) return strcmp(method, "GET") ? send_405(c, "GET") : get_static(api, c, url);
   if (strncmp(url, "/api/v1/", 8) != 0) return send_error(c, 404, "no such path");

@@ -458,6 +458,8 @@ class AgentTest(unittest.TestCase):
             self.assertEqual(status, 404, path)
             self.assertNotIn("secret", text)
         self.assertEqual(self.agent.request("POST", "/index.html", raw=b"x")[0], 405)
+        status, text, headers = self.agent.request("HEAD", "/")
+        self.assertEqual((status, text), (200, ""))
 
     def test_token_file_created_private(self):
         st = os.stat(self.agent.token_file)
