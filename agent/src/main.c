@@ -239,6 +239,12 @@ static int listen_on(const char *addr) {
 
 /* ---- main ------------------------------------------------------------------------- */
 
+static int64_t mono_ms(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
 int main(int argc, char **argv) {
   options_t o;
   if (!parse_options(argc, argv, &o)) return 2;
@@ -279,15 +285,26 @@ int main(int argc, char **argv) {
   log_info("allocd %s listening on %s, collecting %s every %ld ms, database %s", ALLOCD_VERSION, o.listen,
            o.shm_dir, o.interval_ms, o.db);
 
+  /* Ticks start at a fixed rate (a slow pass shortens the wait, it does not
+   * add to it); retention runs every 10 ticks, or every tick while it
+   * still has a full batch to delete. */
   int sig = 0;
+  bool behind = false;
+  int64_t next = mono_ms();
   for (unsigned long tick = 0;; tick++) {
     collector_tick(collector);
     rules_kick(rules);
-    if (tick % 10 == 0) {
+    if (tick % 10 == 0 || behind) {
       clock_gettime(CLOCK_REALTIME, &now);
-      store_retain(store, (int64_t)now.tv_sec * 1000 + now.tv_nsec / 1000000);
+      behind = store_retain(store, (int64_t)now.tv_sec * 1000 + now.tv_nsec / 1000000);
     }
-    struct timespec wait = {o.interval_ms / 1000, (o.interval_ms % 1000) * 1000000L};
+    next += o.interval_ms;
+    int64_t left = next - mono_ms();
+    if (left < 0) {   /* the pass took longer than the interval: start the next one now */
+      next = mono_ms();
+      left = 0;
+    }
+    struct timespec wait = {(time_t)(left / 1000), (long)(left % 1000) * 1000000L};
     sig = sigtimedwait(&stop, NULL, &wait);
     if (sig > 0) break;
   }

@@ -284,16 +284,27 @@ static int64_t oldest(store_t *st, const char *table) {
   return query_int(st, sql);
 }
 
-void store_retain(store_t *st, int64_t now_ms) {
+bool store_retain(store_t *st, int64_t now_ms) {
   pthread_mutex_lock(&st->lock);
   int64_t keep[3] = {st->limits.raw_ms, st->limits.minute_ms, st->limits.hour_ms};
   int deleted = 0;
+  bool full = false;
   exec(st, "BEGIN IMMEDIATE");
-  for (int i = 0; i < 3; i++) deleted += delete_older(st, delete_sql[i], now_ms - keep[i]);
+  for (int i = 0; i < 3; i++) {
+    int n = delete_older(st, delete_sql[i], now_ms - keep[i]);
+    full |= n >= BATCH;
+    deleted += n;
+  }
   /* Over the size cap: the oldest data of the finest table goes first,
    * a minute's worth more per call, until the file fits. */
   static const char *const tables[] = {"samples", "rollup_1m", "rollup_1h"};
-  if (st->limits.max_bytes > 0 && db_bytes(st) > st->limits.max_bytes) {
+  static bool over_warned;
+  bool over = st->limits.max_bytes > 0 && db_bytes(st) > st->limits.max_bytes;
+  if (over && !over_warned)
+    log_warn("database: over its size cap (%lld MiB): dropping the oldest history", (long long)(st->limits.max_bytes >> 20));
+  over_warned = over;
+  if (over) {
+    full = true;   /* until the file fits */
     for (int i = 0; i < 3; i++) {
       int64_t t = oldest(st, tables[i]);
       if (t <= 0) continue;
@@ -318,6 +329,7 @@ void store_retain(store_t *st, int64_t now_ms) {
   }
   if (deleted) exec(st, "PRAGMA incremental_vacuum(2000)");
   pthread_mutex_unlock(&st->lock);
+  return full;
 }
 
 /* ---- queries ------------------------------------------------------------- */

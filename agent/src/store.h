@@ -43,8 +43,9 @@ bool store_exited(store_t *st, int64_t process_id, int64_t t_ms);
 void store_mark_all_exited(store_t *st, int64_t t_ms);
 
 /* Retention and the size cap, a bounded amount of work per call (deletes of
- * at most a few thousand rows).  Takes the lock itself. */
-void store_retain(store_t *st, int64_t now_ms);
+ * at most a few thousand rows per table).  Takes the lock itself.  Returns
+ * true when a batch was full: more is due, call again soon. */
+bool store_retain(store_t *st, int64_t now_ms);
 
 /* ---- queries for the API (each takes the lock) ---- */
 json_t *store_processes_json(store_t *st, bool with_exited);
