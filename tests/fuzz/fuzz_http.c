@@ -40,12 +40,29 @@ static void start_server(void) {
   if (!api_start(&cfg, store, collector, rules, err, sizeof err)) abort();
 }
 
-int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
-  if (!port) start_server();
-  int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+/* A connection to the server.  The client closes with a reset (linger 0)
+ * so that thousands of runs do not exhaust ephemeral ports in TIME_WAIT;
+ * a refused or full listen queue (the server at its connection limit) is
+ * retried for a while; a server that stays unreachable is a finding. */
+static int connect_server(void) {
   struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port),
                           .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-  if (fd < 0 || connect(fd, (struct sockaddr *)&a, sizeof a) != 0) abort();   /* the server must live */
+  struct linger lg = {1, 0};
+  for (int tries = 0; tries < 5000; tries++) {
+    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (fd < 0) abort();
+    setsockopt(fd, SOL_SOCKET, SO_LINGER, &lg, sizeof lg);
+    if (connect(fd, (struct sockaddr *)&a, sizeof a) == 0) return fd;
+    close(fd);
+    usleep(1000);
+  }
+  fprintf(stderr, "fuzz_http: the server stopped accepting connections\n");
+  abort();
+}
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
+  if (!port) start_server();
+  int fd = connect_server();
   size_t off = 0;
   while (off < size) {
     ssize_t n = send(fd, data + off, size - off, MSG_NOSIGNAL);
