@@ -416,9 +416,7 @@ static json_t *bucket(json_t *points, int64_t step_ms) {
 json_t *store_history_json(store_t *st, int64_t process_id, const char *metric, int64_t from_ms,
                            int64_t to_ms, int64_t step_ms, const char *source) {
   if (snap_metric_index(metric) < 0) return NULL;
-  int64_t now = from_ms > to_ms ? from_ms : to_ms;
-  (void)now;
-  if (!source) {
+  if (!source) {   /* the finest table that still covers `from` */
     struct timespec ts;
     clock_gettime(CLOCK_REALTIME, &ts);
     int64_t t = (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
