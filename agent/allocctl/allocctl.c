@@ -18,6 +18,7 @@
 #define _GNU_SOURCE
 #include <errno.h>
 #include <jansson.h>
+#include "statedir.h"
 #include <netdb.h>
 #include <stdbool.h>
 #include <stdio.h>
@@ -404,10 +405,9 @@ static bool set_url(const char *url) {
 }
 
 int main(int argc, char **argv) {
-  const char *xdg = getenv("XDG_STATE_HOME"), *home = getenv("HOME");
-  if (geteuid() == 0) snprintf(token_file, sizeof token_file, "/var/lib/allocd/token");
-  else if (xdg && *xdg) snprintf(token_file, sizeof token_file, "%s/allocd/token", xdg);
-  else snprintf(token_file, sizeof token_file, "%s/.local/state/allocd/token", home ? home : "/tmp");
+  char state[400];
+  allocd_state_dir(state, sizeof state);
+  snprintf(token_file, sizeof token_file, "%s/token", state);
   if (getenv("ALLOCCTL_URL") && !set_url(getenv("ALLOCCTL_URL"))) return fprintf(stderr, "allocctl: bad ALLOCCTL_URL\n"), EX_USAGE;
   int i = 1;
   for (; i < argc && argv[i][0] == '-'; i++) {

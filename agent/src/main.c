@@ -10,6 +10,7 @@
 #include "collector.h"
 #include "log.h"
 #include "rules.h"
+#include "statedir.h"
 #include "store.h"
 
 #include <errno.h>
@@ -92,16 +93,9 @@ static bool make_dirs(const char *path) {
   return mkdir(tmp, 0700) == 0 || errno == EEXIST;
 }
 
-static void state_dir(char *out, size_t size) {
-  const char *xdg = getenv("XDG_STATE_HOME"), *home = getenv("HOME");
-  if (geteuid() == 0) snprintf(out, size, "/var/lib/allocd");
-  else if (xdg && *xdg) snprintf(out, size, "%s/allocd", xdg);
-  else snprintf(out, size, "%s/.local/state/allocd", home && *home ? home : "/tmp");
-}
-
 static bool parse_options(int argc, char **argv, options_t *o) {
   char state[400];
-  state_dir(state, sizeof state);
+  allocd_state_dir(state, sizeof state);
   memset(o, 0, sizeof *o);
   snprintf(o->listen, sizeof o->listen, "127.0.0.1:9470");
   snprintf(o->db, sizeof o->db, "%s/allocd.db", state);

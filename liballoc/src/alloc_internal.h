@@ -27,6 +27,8 @@ bool la_os_environ_ready(void);
 void la_os_write_stderr(const char *s, size_t len);
 void la_warn(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 void la_fatal(const char *fmt, ...) __attribute__((format(printf, 1, 2), noreturn));
+void la_os_cond_init_monotonic(pthread_cond_t *cond);
+int la_os_start_thread(void *(*fn)(void *), size_t stack, const char *name);
 
 /* ---- options.c: ALLOC_CONF ----------------------------------------------- */
 extern la_options_t la_opt;
@@ -37,8 +39,7 @@ const char *la_thp_mode_name(int mode);
 const char *la_meta_thp_mode_name(int mode);
 
 /* ---- sizeclass.c: the class table ---------------------------------------- */
-extern uint8_t la_class_lut[LA_SMALL_LUT_MAX / 8 + 1];
-/* Entries of la_class_lut (and of heap->direct) that map to each class;
+/* Entries i of heap->direct (sizes up to i*8) that map to each class;
  * first > last, or last == 0, for classes above LA_SMALL_LUT_MAX. */
 extern uint8_t la_class_direct_first[LA_NCLASSES], la_class_direct_last[LA_NCLASSES];
 extern size_t la_class_size[LA_NCLASSES];
@@ -203,6 +204,8 @@ void la_free_aligned_sized(void *p, size_t align, size_t size);
 extern atomic_size_t la_foreign_frees;
 
 /* ---- stats.c ------------------------------------------------------------- */
+/* The allocator's statistics; the kernel's view (la_proc_memory) is added
+ * only by the callers that publish it, since it costs system calls. */
 void la_stats_gather(la_stats_t *st);
 void la_stats_config(alloc_shm_config_t *c);
 

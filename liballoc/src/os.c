@@ -7,6 +7,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <signal.h>
 #include <time.h>
 #include <sched.h>
 #include <stdio.h>
@@ -190,4 +191,35 @@ void la_fatal(const char *fmt, ...) {
   vmessage("fatal: ", fmt, ap);
   va_end(ap);
   abort();
+}
+
+/* ---- background threads ---------------------------------------------------- */
+
+/* A condition variable whose timed waits take CLOCK_MONOTONIC deadlines
+ * (la_now_ns), so a change of the wall clock does not move them. */
+void la_os_cond_init_monotonic(pthread_cond_t *cond) {
+  pthread_condattr_t ca;
+  pthread_condattr_init(&ca);
+  pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+  pthread_cond_init(cond, &ca);
+  pthread_condattr_destroy(&ca);
+}
+
+/* Start one of liballoc's own threads: detached (it ends by itself), with a
+ * small stack, every signal blocked (signals are the program's business),
+ * and a name for ps/top.  Returns 0 or pthread_create's error. */
+int la_os_start_thread(void *(*fn)(void *), size_t stack, const char *name) {
+  pthread_attr_t attr;
+  pthread_attr_init(&attr);
+  pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+  pthread_attr_setstacksize(&attr, stack);
+  sigset_t all, old;
+  sigfillset(&all);
+  pthread_sigmask(SIG_SETMASK, &all, &old);
+  pthread_t t;
+  int err = pthread_create(&t, &attr, fn, NULL);
+  pthread_sigmask(SIG_SETMASK, &old, NULL);
+  pthread_attr_destroy(&attr);
+  if (!err) pthread_setname_np(t, name);
+  return err;
 }

@@ -14,7 +14,6 @@
  * arenas run their decay every few frees instead. */
 #include "alloc_internal.h"
 
-#include <signal.h>
 #include <time.h>
 
 #define MIN_SLEEP_NS 10000000ull   /* 10 ms: never spin on tiny decay steps */
@@ -78,34 +77,15 @@ static void *purger_main(void *arg) {
   return NULL;
 }
 
-/* Start the thread with every signal blocked (signals are the program's
- * business) and detached (it ends by itself when disabled). */
 static void start(void) {
   int expected = STOPPED;
   if (!atomic_compare_exchange_strong(&state, &expected, STARTING)) return;
-  pthread_condattr_t ca;
-  pthread_condattr_init(&ca);
-  pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);   /* deadlines are la_now_ns() */
-  pthread_cond_init(&purger_cond, &ca);
-  pthread_condattr_destroy(&ca);
-  pthread_attr_t attr;
-  pthread_attr_init(&attr);
-  pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
-  pthread_attr_setstacksize(&attr, 64 * 1024);
-  sigset_t all, old;
-  sigfillset(&all);
-  pthread_sigmask(SIG_SETMASK, &all, &old);
+  la_os_cond_init_monotonic(&purger_cond);   /* deadlines are la_now_ns() */
   atomic_store(&state, RUNNING);
-  pthread_t t;
-  int err = pthread_create(&t, &attr, purger_main, NULL);
-  pthread_sigmask(SIG_SETMASK, &old, NULL);
-  pthread_attr_destroy(&attr);
-  if (err) {
+  if (la_os_start_thread(purger_main, 64 * 1024, "liballoc-purge")) {
     atomic_store(&state, STOPPED);
     atomic_store(&start_failed, true);
-    return;
   }
-  pthread_setname_np(t, "liballoc-purge");
 }
 
 /* Free memory appeared: start the purger if it is enabled and not running,

@@ -11,7 +11,6 @@
  * written out, so the rules above are the single source of truth. */
 #include "alloc_internal.h"
 
-uint8_t la_class_lut[LA_SMALL_LUT_MAX / 8 + 1];
 uint8_t la_class_direct_first[LA_NCLASSES], la_class_direct_last[LA_NCLASSES];
 size_t la_class_size[LA_NCLASSES];
 uint8_t la_class_units[LA_NCLASSES];
@@ -53,8 +52,7 @@ void la_sizeclass_init(void) {
   }
   for (size_t i = 0; i <= LA_SMALL_LUT_MAX / 8; i++) {
     unsigned c = la_class_of(i * 8);
-    la_class_lut[i] = (uint8_t)c;
-    if (i == 0 || la_class_lut[i - 1] != c) la_class_direct_first[c] = (uint8_t)i;   /* monotonic */
+    if (i == 0 || la_class_of((i - 1) * 8) != c) la_class_direct_first[c] = (uint8_t)i;   /* monotonic */
     la_class_direct_last[c] = (uint8_t)i;
   }
 }

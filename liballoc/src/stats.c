@@ -45,7 +45,6 @@ void la_stats_gather(la_stats_t *st) {
   s->resident = s->active + s->dirty + s->metadata;
   s->foreign_frees = atomic_load_explicit(&la_foreign_frees, memory_order_relaxed);
   s->background_thread = la_purger_running();
-  la_proc_memory(s);
 }
 
 /* Every knob's effective value, as the telemetry segment carries them. */
@@ -195,6 +194,7 @@ LA_EXPORT void alloc_stats_print(void (*write_cb)(void *, const char *), void *c
   writer_t w = {.cb = write_cb ? write_cb : write_stderr, .opaque = cbopaque};
   la_stats_t st;
   la_stats_gather(&st);
+  la_proc_memory(&st.s);
   if (opts && strchr(opts, 'J')) print_json(&w, &st);
   else print_text(&w, &st);
   flush(&w);

@@ -25,7 +25,6 @@
 #include <alloc.h>
 #include <errno.h>
 #include <fcntl.h>
-#include <signal.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -148,6 +147,7 @@ static void take_snapshot(uint64_t number) {
   la_stats_t st;
   uint64_t t0 = la_now_ns();
   la_stats_gather(&st);
+  la_proc_memory(&st.s);
   memset(&snap, 0, sizeof snap);
   snap.number = number;
   snap.time_ns = realtime_ns();
@@ -225,34 +225,16 @@ static void *publisher_main(void *arg) {
   return NULL;
 }
 
-/* Start the publisher: signals blocked (they are the program's business),
- * detached, a small stack. */
 static void start_thread(void) {
   int expected = TM_STOPPED;
   if (!atomic_compare_exchange_strong(&tm_state, &expected, TM_RUNNING)) return;
-  pthread_condattr_t ca;
-  pthread_condattr_init(&ca);
-  pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
-  pthread_cond_init(&tm_cond, &ca);
-  pthread_condattr_destroy(&ca);
-  pthread_attr_t attr;
-  pthread_attr_init(&attr);
-  pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
-  pthread_attr_setstacksize(&attr, 128 * 1024);
-  sigset_t all, old;
-  sigfillset(&all);
-  pthread_sigmask(SIG_SETMASK, &all, &old);
-  pthread_t t;
-  int err = pthread_create(&t, &attr, publisher_main, NULL);
-  pthread_sigmask(SIG_SETMASK, &old, NULL);
-  pthread_attr_destroy(&attr);
+  la_os_cond_init_monotonic(&tm_cond);
+  int err = la_os_start_thread(publisher_main, 128 * 1024, "liballoc-stats");
   if (err) {
     atomic_store(&tm_state, TM_STOPPED);
     errno = err;
     warn_once("cannot start the publisher thread for", la_opt.telemetry_dir);
-    return;
   }
-  pthread_setname_np(t, "liballoc-stats");
 }
 
 /* ---- life cycle ---------------------------------------------------------- */
