@@ -170,10 +170,41 @@ static enum MHD_Result get_health(api_t *api, struct MHD_Connection *c) {
   return send_json(c, 200, v);
 }
 
+/* Live processes come from the collector's memory, exited ones from the
+ * database. */
 static enum MHD_Result get_processes(api_t *api, struct MHD_Connection *c) {
   const char *alive = MHD_lookup_connection_value(c, MHD_GET_ARGUMENT_KIND, "alive");
   bool only_alive = alive && (strcmp(alive, "1") == 0 || strcmp(alive, "true") == 0);
-  return send_json(c, 200, json_pack("{s:o}", "processes", store_processes_json(api->store, !only_alive)));
+  size_t n;
+  collector_live_t *live = collector_live(api->collector, -1, &n);
+  int64_t *ids = calloc(n ? n : 1, sizeof *ids);
+  if (!live || !ids) {
+    free(live), free(ids);
+    return send_error(c, 500, "out of memory");
+  }
+  json_t *a = json_array();
+  for (size_t i = 0; i < n; i++) {
+    json_array_append_new(a, collector_live_json(&live[i], false));
+    ids[i] = live[i].process_id;
+  }
+  if (!only_alive) {
+    json_t *exited = store_exited_json(api->store, ids, n);
+    json_array_extend(a, exited);
+    json_decref(exited);
+  }
+  free(live);
+  free(ids);
+  return send_json(c, 200, json_pack("{s:o}", "processes", a));
+}
+
+/* One process, live (from memory) or else the newest one with this pid
+ * in the database; NULL if neither knows it. */
+static json_t *process_json(api_t *api, int pid) {
+  size_t n;
+  collector_live_t *live = collector_live(api->collector, pid, &n);
+  json_t *o = live && n ? collector_live_json(live, true) : NULL;
+  free(live);
+  return o ? o : store_process_json(api->store, pid);
 }
 
 static enum MHD_Result get_history(api_t *api, struct MHD_Connection *c, json_t *proc) {
@@ -239,7 +270,7 @@ static enum MHD_Result processes_route(api_t *api, struct MHD_Connection *c, con
   }
   if (n == 3 && strcmp(parts[2], "history") != 0) return send_error(c, 404, "no such path");
   if (strcmp(method, "GET")) return send_405(c, "GET");
-  json_t *proc = store_process_json(api->store, (int)pid);
+  json_t *proc = process_json(api, (int)pid);
   if (!proc) return send_error(c, 404, "no such process");
   if (n == 2) return send_json(c, 200, proc);
   enum MHD_Result r = get_history(api, c, proc);
@@ -295,7 +326,7 @@ static enum MHD_Result get_audit(api_t *api, struct MHD_Connection *c) {
 
 static enum MHD_Result get_metrics(api_t *api, struct MHD_Connection *c) {
   size_t len;
-  char *text = prom_render(api->store, api->collector, &len);
+  char *text = prom_render(api->collector, &len);
   if (!text) return send_error(c, 500, "out of memory");
   return send_text(c, 200, "text/plain; version=0.0.4; charset=utf-8", text, len);
 }

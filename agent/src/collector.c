@@ -12,7 +12,11 @@
  *
  * New snapshots are read from the last one seen up to the newest (so a
  * collector slower than the writer loses nothing still in the ring), and
- * written in one transaction per tick with the rollups they complete. */
+ * written in one transaction per tick with the rollups they complete.
+ * The newest snapshot of each live process stays in memory: the API and
+ * /metrics serve live processes from here, not from the database, which
+ * gets the full snapshot (with size classes, as JSON) once a minute and
+ * when the process exits, for the history of exited processes. */
 #include "collector.h"
 
 #include "log.h"
@@ -31,14 +35,13 @@
 #include <time.h>
 #include <unistd.h>
 
+#define LATEST_SAVE_MS 60000   /* how often a live process's full snapshot is written */
+
 typedef struct tracked_s {
-  int pid;
-  uint64_t start_time, created_ns, last_number;
-  int64_t process_id;
-  uid_t uid;
-  char exe[256];
-  alloc_shm_config_t config;
-  bool have_config, seen, is_new;
+  collector_live_t live;            /* identity and the newest snapshot */
+  uint64_t created_ns, last_number;
+  int64_t latest_saved_ms;          /* when live.snapshot last went to the database */
+  bool seen, is_new;
   rollup_t minute, hour;
 } tracked_t;
 
@@ -84,6 +87,7 @@ collector_t *collector_new(store_t *store, const char *shm_dir) {
 
 void collector_free(collector_t *c) {
   if (!c) return;
+  for (size_t i = 0; i < c->nprocs; i++) free(c->procs[i].live.snapshot);
   free(c->procs);
   free(c->rejected);
   pthread_mutex_destroy(&c->lock);
@@ -172,7 +176,7 @@ static void sweep_rejected(collector_t *c) {
 
 static tracked_t *find(collector_t *c, int pid) {
   for (size_t i = 0; i < c->nprocs; i++)
-    if (c->procs[i].pid == pid) return &c->procs[i];
+    if (c->procs[i].live.pid == pid) return &c->procs[i];
   return NULL;
 }
 
@@ -191,57 +195,63 @@ static tracked_t *add(collector_t *c) {
   return t;
 }
 
-static void write_rollup(collector_t *c, const rollup_t *r, int64_t process_id) {
-  if (!r->n) return;
-  char *json = rollup_json(r);
-  if (json) store_rollup(c->store, r->period_ms == 3600000, process_id, r->start_ms, r->n, json);
+static void flush_rollups(collector_t *c, tracked_t *t) {
+  if (t->minute.n) store_rollup(c->store, t->live.process_id, &t->minute);
+  if (t->hour.n) store_rollup(c->store, t->live.process_id, &t->hour);
+}
+
+/* The newest snapshot, in full (with size classes), for the database. */
+static char *latest_json(const tracked_t *t) {
+  if (!t->live.snapshot) return NULL;
+  json_t *full = snap_full_json(t->live.snapshot);
+  char *json = json_dumps(full, JSON_COMPACT);
+  json_decref(full);
+  return json;
+}
+
+static void save_latest(collector_t *c, tracked_t *t, int64_t now) {
+  char *json = latest_json(t);
+  if (json && store_latest(c->store, t->live.process_id, now, json)) t->latest_saved_ms = now;
   free(json);
 }
 
-static void flush_rollups(collector_t *c, tracked_t *t) {
-  write_rollup(c, &t->minute, t->process_id);
-  write_rollup(c, &t->hour, t->process_id);
+static void mark_exited(collector_t *c, tracked_t *t, int64_t now) {
+  flush_rollups(c, t);
+  char *json = latest_json(t);
+  store_exited(c->store, t->live.process_id, now, json);
+  free(json);
+  c->counters.processes_exited++;
 }
 
 /* ---- reading one segment ------------------------------------------------------ */
 
 static void store_snapshot(collector_t *c, tracked_t *t, const alloc_shm_snapshot_t *s) {
   int64_t ts = (int64_t)(s->time_ns / 1000000);
-  json_t *m = snap_metrics_json(s);
-  char *json = json_dumps(m, JSON_COMPACT);
-  json_decref(m);
-  if (json) store_sample(c->store, t->process_id, ts, s->number, json);
-  free(json);
   double v[SNAP_NMETRICS];
   snap_metric_values(s, v);
+  store_sample(c->store, t->live.process_id, ts, s->number, v);
   rollup_t done;
-  if (rollup_add(&t->minute, ts, v, &done)) write_rollup(c, &done, t->process_id);
-  if (rollup_add(&t->hour, ts, v, &done)) write_rollup(c, &done, t->process_id);
+  if (rollup_add(&t->minute, ts, v, &done)) store_rollup(c->store, t->live.process_id, &done);
+  if (rollup_add(&t->hour, ts, v, &done)) store_rollup(c->store, t->live.process_id, &done);
   c->counters.snapshots++;
 }
 
-/* Read every snapshot newer than the last one stored; keep the newest as
- * the process's latest. */
+/* Read every snapshot newer than the last one stored; keep the newest in
+ * memory (called with c->lock held). */
 static void read_new(collector_t *c, tracked_t *t, alloc_shm_segment_t *seg, int64_t now) {
-  static alloc_shm_snapshot_t s, newest;   /* one collector thread */
+  static alloc_shm_snapshot_t s;   /* one collector thread */
   uint64_t from = t->last_number + 1, oldest = alloc_shm_oldest(seg);
   if (from < oldest) from = oldest;
   bool any = false;
   for (uint64_t n = from; n <= seg->header.published; n++) {
     if (alloc_shm_read(seg, n, &s) != ALLOC_SHM_OK) continue;   /* overwritten meanwhile */
     store_snapshot(c, t, &s);
-    newest = s;
+    if (!t->live.snapshot && !(t->live.snapshot = malloc(sizeof s))) continue;
+    *t->live.snapshot = s;
     any = true;
   }
   t->last_number = seg->header.published;
-  if (!any) return;
-  json_t *full = snap_full_json(&newest);
-  char *json = json_dumps(full, JSON_COMPACT);
-  json_decref(full);
-  if (json) store_latest(c->store, t->process_id, now, json);
-  free(json);
-  t->config = newest.config;
-  t->have_config = true;
+  if (any && now - t->latest_saved_ms >= LATEST_SAVE_MS) save_latest(c, t, now);
 }
 
 /* Remove a segment whose process is gone, if the file is still the one
@@ -278,29 +288,41 @@ static void visit(collector_t *c, int dirfd, const char *name, int pid, int64_t 
   } else {
     pthread_mutex_lock(&c->lock);
     tracked_t *t = find(c, pid);
-    if (t && (t->start_time != h->start_time || t->created_ns != h->created_ns)) {
-      if (t->start_time != h->start_time) {   /* another process under the same pid */
-        flush_rollups(c, t);
-        store_exited(c->store, t->process_id, now);
-        c->counters.processes_exited++;
+    if (t && (t->live.start_time != h->start_time || t->created_ns != h->created_ns)) {
+      if (t->live.start_time != h->start_time) {   /* another process under the same pid */
+        mark_exited(c, t, now);
+        t->live.start_time = h->start_time;
+        t->live.process_id = 0;                   /* registered below as a new process */
+        free(t->live.snapshot);
+        t->live.snapshot = NULL;
+        rollup_init(&t->minute, 60000);
+        rollup_init(&t->hour, 3600000);
+        t->is_new = true;
+        t->latest_saved_ms = 0;
       }
       t->created_ns = h->created_ns;   /* a new segment: numbering restarts */
       t->last_number = 0;
-      if (t->start_time != h->start_time) t = NULL;
     }
     if (!t && (t = add(c))) {
-      t->pid = pid;
-      t->start_time = h->start_time;
+      t->live.pid = pid;
+      t->live.start_time = h->start_time;
       t->created_ns = h->created_ns;
       t->is_new = true;
     }
     if (t) {
-      store_proc_t p = {pid, h->start_time, h->pidns_ino, seg.uid, h->exe, h->comm, h->version_str};
-      t->process_id = store_process(c->store, &p, now);
-      t->uid = seg.uid;
-      snprintf(t->exe, sizeof t->exe, "%s", h->exe);
+      collector_live_t *l = &t->live;
+      if (l->process_id <= 0) {   /* new, or its row was lost with a failed tick */
+        l->pidns = h->pidns_ino;
+        l->uid = seg.uid;
+        snprintf(l->exe, sizeof l->exe, "%s", h->exe);
+        snprintf(l->comm, sizeof l->comm, "%s", h->comm);
+        snprintf(l->version, sizeof l->version, "%s", h->version_str);
+        store_proc_t p = {pid, h->start_time, h->pidns_ino, seg.uid, l->exe, l->comm, l->version};
+        l->process_id = store_process(c->store, &p, now, &l->first_seen_ms);
+      }
+      l->last_seen_ms = now;
       t->seen = true;
-      if (t->process_id > 0) read_new(c, t, &seg, now);
+      if (l->process_id > 0) read_new(c, t, &seg, now);
     }
     pthread_mutex_unlock(&c->lock);
   }
@@ -320,10 +342,9 @@ static void notice_exits(collector_t *c, int64_t now) {
       c->procs[j++] = *t;
       continue;
     }
-    flush_rollups(c, t);
-    store_exited(c->store, t->process_id, now);
-    c->counters.processes_exited++;
-    log_info("process %d (%s) exited", t->pid, t->exe);
+    mark_exited(c, t, now);
+    log_info("process %d (%s) exited", t->live.pid, t->live.exe);
+    free(t->live.snapshot);
   }
   c->nprocs = j;
   c->counters.processes_alive = j;
@@ -358,7 +379,10 @@ void collector_tick(collector_t *c) {
   sweep_rejected(c);
   clock_gettime(CLOCK_MONOTONIC, &t1);
   pthread_mutex_lock(&c->lock);
-  if (!written) c->counters.db_failures++;
+  if (!written) {   /* rolled back: rows of processes first seen in this tick are gone */
+    c->counters.db_failures++;
+    for (size_t i = 0; i < c->nprocs; i++) c->procs[i].live.process_id = 0;
+  }
   c->counters.last_write_seconds = (double)(w1.tv_sec - w0.tv_sec) + (w1.tv_nsec - w0.tv_nsec) / 1e9;
   c->counters.ticks++;
   c->counters.last_tick_seconds = (double)(t1.tv_sec - t0.tv_sec) + (t1.tv_nsec - t0.tv_nsec) / 1e9;
@@ -368,20 +392,25 @@ void collector_tick(collector_t *c) {
 void collector_flush(collector_t *c) {
   store_begin(c->store);
   pthread_mutex_lock(&c->lock);
-  for (size_t i = 0; i < c->nprocs; i++) flush_rollups(c, &c->procs[i]);
+  int64_t now = now_ms();
+  for (size_t i = 0; i < c->nprocs; i++) {
+    flush_rollups(c, &c->procs[i]);
+    if (c->procs[i].live.process_id > 0) save_latest(c, &c->procs[i], now);
+  }
   pthread_mutex_unlock(&c->lock);
   store_commit(c->store);
 }
 
 static void fill_target(collector_t *c, const tracked_t *t, collector_target_t *out) {
-  out->pid = t->pid;
-  out->start_time = t->start_time;
-  out->process_id = t->process_id;
-  snprintf(out->path, sizeof out->path, "%s/" ALLOC_SHM_PREFIX "%d", c->dir, t->pid);
-  snprintf(out->exe, sizeof out->exe, "%s", t->exe);
-  out->uid = t->uid;
-  out->config = t->config;
-  out->have_config = t->have_config;
+  const collector_live_t *l = &t->live;
+  out->pid = l->pid;
+  out->start_time = l->start_time;
+  out->process_id = l->process_id;
+  snprintf(out->path, sizeof out->path, "%s/" ALLOC_SHM_PREFIX "%d", c->dir, l->pid);
+  snprintf(out->exe, sizeof out->exe, "%s", l->exe);
+  out->uid = l->uid;
+  out->have_config = l->snapshot != NULL;
+  if (l->snapshot) out->config = l->snapshot->config;
 }
 
 bool collector_lookup(collector_t *c, int pid, collector_target_t *out) {
@@ -396,7 +425,7 @@ int collector_take_new(collector_t *c, collector_target_t *out, int max) {
   int n = 0;
   pthread_mutex_lock(&c->lock);
   for (size_t i = 0; i < c->nprocs && n < max; i++)
-    if (c->procs[i].is_new && c->procs[i].have_config) {
+    if (c->procs[i].is_new && c->procs[i].live.snapshot) {
       c->procs[i].is_new = false;
       fill_target(c, &c->procs[i], &out[n++]);
     }
@@ -408,4 +437,46 @@ void collector_counters(collector_t *c, collector_counters_t *out) {
   pthread_mutex_lock(&c->lock);
   *out = c->counters;
   pthread_mutex_unlock(&c->lock);
+}
+
+/* ---- live processes for the API ------------------------------------------------ */
+
+collector_live_t *collector_live(collector_t *c, int pid, size_t *n) {
+  pthread_mutex_lock(&c->lock);
+  size_t count = 0;
+  for (size_t i = 0; i < c->nprocs; i++)
+    count += c->procs[i].live.process_id > 0 && (pid < 0 || c->procs[i].live.pid == pid);
+  collector_live_t *out = calloc(count ? count : 1, sizeof *out + sizeof(alloc_shm_snapshot_t));
+  alloc_shm_snapshot_t *snaps = out ? (alloc_shm_snapshot_t *)(out + count) : NULL;
+  *n = 0;
+  for (size_t i = 0; out && i < c->nprocs; i++) {
+    const collector_live_t *l = &c->procs[i].live;
+    if (l->process_id <= 0 || (pid >= 0 && l->pid != pid)) continue;
+    out[*n] = *l;
+    if (l->snapshot) {
+      snaps[*n] = *l->snapshot;
+      out[*n].snapshot = &snaps[*n];
+    }
+    (*n)++;
+  }
+  pthread_mutex_unlock(&c->lock);
+  return out;
+}
+
+json_t *collector_live_json(const collector_live_t *l, bool with_classes) {
+  json_t *o = json_pack("{s:I, s:i, s:I, s:I, s:I, s:s, s:s, s:s, s:f, s:f, s:b, s:n}", "id",
+                        (json_int_t)l->process_id, "pid", l->pid, "start_time", (json_int_t)l->start_time, "pidns",
+                        (json_int_t)l->pidns, "uid", (json_int_t)l->uid, "exe", l->exe, "comm", l->comm, "version",
+                        l->version, "first_seen", l->first_seen_ms / 1e3, "last_seen", l->last_seen_ms / 1e3,
+                        "alive", 1, "exited_at");
+  const alloc_shm_snapshot_t *s = l->snapshot;
+  if (o && s) {
+    json_t *stats = snap_metrics_json(s);
+    json_object_set(o, "fragmentation", json_object_get(stats, "fragmentation"));
+    json_object_set_new(o, "stats", stats);
+    json_object_set_new(o, "config", snap_config_json(&s->config));
+    json_object_set_new(o, "snapshot_time", json_real((double)s->time_ns / 1e9));
+    if (with_classes) json_object_set_new(o, "classes", snap_classes_json(s));
+  }
+  return o;
 }

@@ -6,11 +6,23 @@
 #include "store.h"
 
 #include <alloc_shm.h>
+#include <jansson.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <sys/types.h>
 
 typedef struct collector_s collector_t;
+
+/* A live process: identity, and its newest snapshot (NULL before the
+ * first one is read). */
+typedef struct collector_live_s {
+  int pid;
+  uint64_t start_time, pidns;
+  uid_t uid;
+  int64_t process_id, first_seen_ms, last_seen_ms;
+  char exe[256], comm[16], version[16];
+  alloc_shm_snapshot_t *snapshot;
+} collector_live_t;
 
 /* What the API needs to push a change to a live process. */
 typedef struct collector_target_s {
@@ -45,10 +57,17 @@ void collector_free(collector_t *c);
 
 /* One pass: discover, read, store, notice exits.  Called by one thread. */
 void collector_tick(collector_t *c);
-/* Write the rollups in progress (at shutdown). */
+/* Write the rollups in progress and the newest snapshots (at shutdown). */
 void collector_flush(collector_t *c);
 
 bool collector_lookup(collector_t *c, int pid, collector_target_t *out);
+
+/* A copy of the live processes (pid < 0) or of the one with this pid, with
+ * their snapshots, in one block the caller frees; *n of them. */
+collector_live_t *collector_live(collector_t *c, int pid, size_t *n);
+/* A live process as the API shows it: identity, stats, fragmentation,
+ * config and, if asked, size classes (the shape store.c gives exited ones). */
+json_t *collector_live_json(const collector_live_t *l, bool with_classes);
 void collector_counters(collector_t *c, collector_counters_t *out);
 
 /* Processes first seen in the last tick that rules have not been applied

@@ -73,17 +73,27 @@ static void metric_name(const metric_info_t *m, char *out, size_t size) {
            strcmp(m->type, "counter") == 0 ? "_total" : "");
 }
 
-static void put_labels(buf_t *b, json_t *p) {
-  put(b, "{pid=\"%lld\",start_time=\"%lld\",exe=\"", (long long)json_integer_value(json_object_get(p, "pid")),
-      (long long)json_integer_value(json_object_get(p, "start_time")));
-  put_label(b, json_string_value(json_object_get(p, "exe")));
-  put(b, "\",comm=\"");
-  put_label(b, json_string_value(json_object_get(p, "comm")));
-  put(b, "\"}");
+/* A live process's series: its label set (rendered once) and values. */
+typedef struct series_s {
+  char *labels;
+  double v[SNAP_NMETRICS];
+  int64_t config[ALLOC_SHM_NCONFIG];   /* ALLOC_SHM_CONFIG order */
+} series_t;
+
+static char *render_labels(const collector_live_t *l) {
+  buf_t b = {malloc(512), 0, 512, false};
+  if (!b.data) return NULL;
+  put(&b, "{pid=\"%d\",start_time=\"%llu\",exe=\"", l->pid, (unsigned long long)l->start_time);
+  put_label(&b, l->exe);
+  put(&b, "\",comm=\"");
+  put_label(&b, l->comm);
+  put(&b, "\"}");
+  if (b.failed) free(b.data);
+  return b.failed ? NULL : b.data;
 }
 
 /* Host totals of the byte gauges and the counters: liballoc_host_*. */
-static void put_host_totals(buf_t *b, json_t *procs) {
+static void put_host_totals(buf_t *b, const series_t *ser, size_t n) {
   for (int i = 0; i < SNAP_NSTATS; i++) {
     const metric_info_t *m = &snap_metrics[i];
     if (strcmp(m->unit, "bytes") != 0 && strcmp(m->type, "counter") != 0) continue;
@@ -91,65 +101,44 @@ static void put_host_totals(buf_t *b, json_t *procs) {
     metric_name(m, name, sizeof name);
     snprintf(host, sizeof host, "liballoc_host_%s", name + strlen("liballoc_"));
     double sum = 0;
-    size_t k;
-    json_t *p;
-    json_array_foreach(procs, k, p) sum += json_number_value(json_object_get(json_object_get(p, "stats"), m->name));
+    for (size_t k = 0; k < n; k++) sum += ser[k].v[i];
     put(b, "# HELP %s Sum over the live processes: %s\n# TYPE %s %s\n%s %.0f\n", host, m->help, host, m->type, host, sum);
   }
 }
 
-static void put_process_metrics(buf_t *b, json_t *procs) {
+static void put_process_metrics(buf_t *b, const series_t *ser, size_t n) {
   for (int i = 0; i < SNAP_NMETRICS; i++) {
     const metric_info_t *m = &snap_metrics[i];
     char name[96];
     metric_name(m, name, sizeof name);
     put(b, "# HELP %s %s\n# TYPE %s %s\n", name, m->help, name, m->type);
-    bool ns = strcmp(m->unit, "nanoseconds") == 0;
-    size_t k;
-    json_t *p;
-    json_array_foreach(procs, k, p) {
-      json_t *v = json_object_get(json_object_get(p, "stats"), m->name);
-      if (!json_is_number(v)) continue;
-      put(b, "%s", name);
-      put_labels(b, p);
-      if (json_is_integer(v) && !ns) put(b, " %lld\n", (long long)json_integer_value(v));
-      else put(b, " %.9g\n", json_number_value(v) / (ns ? 1e9 : 1.0));
+    bool ns = strcmp(m->unit, "nanoseconds") == 0, ratio = i >= SNAP_NSTATS;
+    for (size_t k = 0; k < n; k++) {
+      if (ratio || ns) put(b, "%s%s %.9g\n", name, ser[k].labels, ser[k].v[i] / (ns ? 1e9 : 1.0));
+      else put(b, "%s%s %.0f\n", name, ser[k].labels, ser[k].v[i]);
     }
   }
 }
 
-/* liballoc_config_<knob>: numbers as they are (times in seconds), booleans
- * 0/1, modes as their index (0 default/disabled, 1 always/auto, 2 never/always). */
-static void put_config(buf_t *b, json_t *procs, const char *knob, const char *help) {
+/* liballoc_config_<knob>: numbers as they are (times in seconds, -1 for
+ * never), booleans 0/1, modes as their index (0 default/disabled,
+ * 1 always/auto, 2 never/always). */
+static void put_config(buf_t *b, const series_t *ser, size_t n, const char *knob, const char *help, int idx) {
   int base = strip_unit(knob);
   bool ms = base != (int)strlen(knob);
   char name[96];
   snprintf(name, sizeof name, "liballoc_config_%.*s%s", base, knob, ms ? "_seconds" : "");
   put(b, "# HELP %s %s\n# TYPE %s gauge\n", name, help, name);
-  size_t k;
-  json_t *p;
-  json_array_foreach(procs, k, p) {
-    json_t *v = json_object_get(json_object_get(p, "config"), knob);
-    if (!v) continue;
-    put(b, "%s", name);
-    put_labels(b, p);
-    if (json_is_string(v)) {
-      int idx = 0;
-      for (int i = 0; i < 3; i++)
-        if (strcmp(json_string_value(v), alloc_shm_enum_name(knob, i)) == 0) idx = i;
-      put(b, " %d\n", idx);
-    } else if (json_is_boolean(v)) {
-      put(b, " %d\n", json_is_true(v));
-    } else if (ms && json_integer_value(v) >= 0) {
-      put(b, " %.3f\n", json_integer_value(v) / 1000.0);
-    } else {
-      put(b, " %lld\n", (long long)json_integer_value(v));   /* -1: never */
-    }
+  for (size_t k = 0; k < n; k++) {
+    int64_t v = ser[k].config[idx];
+    if (ms && v >= 0) put(b, "%s%s %.3f\n", name, ser[k].labels, v / 1000.0);
+    else put(b, "%s%s %lld\n", name, ser[k].labels, (long long)v);
   }
 }
 
-static void put_config_metrics(buf_t *b, json_t *procs) {
-#define X(knob, kind, help) put_config(b, procs, #knob, help);
+static void put_config_metrics(buf_t *b, const series_t *ser, size_t n) {
+  int idx = 0;
+#define X(knob, kind, help) put_config(b, ser, n, #knob, help, idx++);
   ALLOC_SHM_CONFIG(X)
 #undef X
 }
@@ -181,20 +170,45 @@ static void put_agent_metrics(buf_t *b, collector_t *c) {
          "# TYPE allocd_db_write_seconds gauge\nallocd_db_write_seconds %.6f\n", k.last_write_seconds);
 }
 
-char *prom_render(store_t *store, collector_t *collector, size_t *len) {
+/* The live processes that have published a snapshot, as series. */
+static series_t *live_series(collector_t *c, collector_live_t **live, size_t *n) {
+  size_t count;
+  *live = collector_live(c, -1, &count);
+  series_t *ser = *live ? calloc(count ? count : 1, sizeof *ser) : NULL;
+  *n = 0;
+  for (size_t i = 0; ser && i < count; i++) {
+    const collector_live_t *l = &(*live)[i];
+    if (!l->snapshot) continue;
+    series_t *s = &ser[*n];
+    if (!(s->labels = render_labels(l))) continue;
+    snap_metric_values(l->snapshot, s->v);
+    int k = 0;
+#define X(knob, kind, help) s->config[k++] = l->snapshot->config.knob;
+    ALLOC_SHM_CONFIG(X)
+#undef X
+    (*n)++;
+  }
+  return ser;
+}
+
+char *prom_render(collector_t *collector, size_t *len) {
   static _Atomic double last_scrape_seconds;
   struct timespec t0, t1;
   clock_gettime(CLOCK_MONOTONIC, &t0);
   buf_t b = {malloc(65536), 0, 65536, false};
-  if (!b.data) return NULL;
-  json_t *procs = store_processes_json(store, false);
-  put_host_totals(&b, procs);
-  put_process_metrics(&b, procs);
-  put_config_metrics(&b, procs);
+  collector_live_t *live;
+  size_t n;
+  series_t *ser = live_series(collector, &live, &n);
+  if (!b.data || !ser) b.failed = true;
+  put_host_totals(&b, ser, n);
+  put_process_metrics(&b, ser, n);
+  put_config_metrics(&b, ser, n);
   put_agent_metrics(&b, collector);
   put(&b, "# HELP allocd_scrape_seconds Time the previous /metrics request took to render\n"
           "# TYPE allocd_scrape_seconds gauge\nallocd_scrape_seconds %.6f\n", (double)last_scrape_seconds);
-  json_decref(procs);
+  for (size_t i = 0; i < n; i++) free(ser[i].labels);
+  free(ser);
+  free(live);
   clock_gettime(CLOCK_MONOTONIC, &t1);
   last_scrape_seconds = (double)(t1.tv_sec - t0.tv_sec) + (t1.tv_nsec - t0.tv_nsec) / 1e9;
   if (b.failed) {

@@ -4,9 +4,8 @@
 #define ALLOCD_PROM_H
 
 #include "collector.h"
-#include "store.h"
 
 /* The exposition text (malloc'd); NULL if out of memory. */
-char *prom_render(store_t *store, collector_t *collector, size_t *len);
+char *prom_render(collector_t *collector, size_t *len);
 
 #endif

@@ -3,6 +3,7 @@
  * so the database never has to scan raw samples to build them. */
 #include "rollup.h"
 
+#include <math.h>
 #include <string.h>
 
 void rollup_init(rollup_t *r, int64_t period_ms) {
@@ -33,12 +34,14 @@ bool rollup_add(rollup_t *r, int64_t t_ms, const double v[SNAP_NMETRICS], rollup
   return finished;
 }
 
-char *rollup_json(const rollup_t *r) {
-  json_t *o = json_object();
-  for (int i = 0; i < SNAP_NMETRICS; i++)
-    json_object_set_new(o, snap_metrics[i].name,
-                        json_pack("[f, f, f, f]", r->min[i], r->max[i], r->sum[i] / r->n, r->last[i]));
-  char *text = json_dumps(o, JSON_COMPACT);
-  json_decref(o);
-  return text;
+size_t rollup_pack(const rollup_t *r, uint8_t *out) {
+  double avg[SNAP_NMETRICS];
+  for (int i = 0; i < SNAP_NMETRICS; i++) {
+    avg[i] = r->n ? r->sum[i] / r->n : 0;
+    if (strcmp(snap_metrics[i].unit, "ratio") != 0) avg[i] = round(avg[i]);
+  }
+  size_t len = pack_values(r->last, SNAP_NMETRICS, NULL, out);
+  len += pack_values(r->min, SNAP_NMETRICS, r->last, out + len);
+  len += pack_values(r->max, SNAP_NMETRICS, r->last, out + len);
+  return len + pack_values(avg, SNAP_NMETRICS, r->last, out + len);
 }

@@ -3,6 +3,7 @@
 #ifndef ALLOCD_ROLLUP_H
 #define ALLOCD_ROLLUP_H
 
+#include "pack.h"
 #include "snapshot.h"
 
 #include <stdint.h>
@@ -18,7 +19,10 @@ void rollup_init(rollup_t *r, int64_t period_ms);
 /* True when the sample starts a new period: the finished one is left in
  * *done (to be written) before the sample is added. */
 bool rollup_add(rollup_t *r, int64_t t_ms, const double v[SNAP_NMETRICS], rollup_t *done);
-/* {metric: [min, max, avg, last]}; a JSON text the caller frees. */
-char *rollup_json(const rollup_t *r);
+/* The packed row of the history tables (pack.h): every metric's last
+ * value, then the minima, maxima and averages relative to it.  Averages of
+ * byte and count metrics are rounded to whole units. */
+#define ROLLUP_PACK_MAX (4 * SNAP_NMETRICS * PACK_MAX)
+size_t rollup_pack(const rollup_t *r, uint8_t *out);
 
 #endif

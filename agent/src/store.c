@@ -1,39 +1,73 @@
 /* store.c - allocd's SQLite database.
  *
- * One connection in WAL mode, one lock: the collector writes each tick as
- * one transaction (store_begin .. store_commit holds the lock), the HTTP
- * threads run short queries in between.  The schema comes from schema/
- * (compiled in, applied in order inside transactions, tracked with PRAGMA
- * user_version).  Retention deletes in batches of a few thousand rows per
- * call so that no call holds the lock for long, and the file is kept under
- * its size cap by dropping the oldest data first and giving pages back
- * with incremental vacuum. */
+ * Two connections to one file in WAL mode.  The writer, under `lock`,
+ * takes the collector's tick as one transaction (store_begin ..
+ * store_commit), retention, audit entries and rules; its hot statements
+ * are prepared once.  The reader, under `rlock`, answers the HTTP
+ * threads: WAL lets it read the last committed state while a tick is being
+ * written, so an API request never waits for a commit.  The schema comes
+ * from schema/ (compiled in, applied in order inside transactions, tracked
+ * with PRAGMA user_version).  Statistics are stored packed (pack.h) in the
+ * order of a layout (the metric names, table `layouts`).  Retention
+ * deletes in batches of a few thousand rows per call so that no call holds
+ * the writer for long, and the file is kept under its size cap by dropping
+ * the oldest data first and giving pages back with incremental vacuum. */
 #include "store.h"
 
 #include "log.h"
+#include "pack.h"
 #include "schema.h"
-#include "snapshot.h"
 
+#include <math.h>
 #include <pthread.h>
 #include <sqlite3.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-#define BATCH 5000   /* rows deleted per table per retention call */
+#define BATCH 5000          /* rows deleted per table per retention call */
+#define MAX_LAYOUT 512      /* metrics in a layout we are willing to decode */
+#define LAYOUT_CACHE 8
+
+/* The writer's statements run on every tick. */
+enum hot { HOT_PROCESS, HOT_SAMPLE, HOT_ROLLUP_1M, HOT_ROLLUP_1H, HOT_LATEST, HOT_EXITED, HOT_COUNT };
+
+static const char *const hot_sql[HOT_COUNT] = {
+  "INSERT INTO processes (pid, start_time, pidns, uid, exe, comm, version, first_seen, last_seen)"
+  " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?8)"
+  " ON CONFLICT (pid, start_time, pidns) DO UPDATE SET alive = 1, exited_at = NULL, last_seen = ?8"
+  " RETURNING id, first_seen",
+  "INSERT OR IGNORE INTO samples (process_id, t, number, layout, stats) VALUES (?, ?, ?, ?, ?)",
+  "INSERT OR REPLACE INTO rollup_1m (process_id, t, n, layout, stats) VALUES (?, ?, ?, ?, ?)",
+  "INSERT OR REPLACE INTO rollup_1h (process_id, t, n, layout, stats) VALUES (?, ?, ?, ?, ?)",
+  "UPDATE processes SET latest = ?, last_seen = ? WHERE id = ?",
+  "UPDATE processes SET alive = 0, exited_at = ?1, last_seen = ?1, latest = coalesce(?2, latest) WHERE id = ?3",
+};
+
+/* Where each of our metrics sits in a stored layout (-1: absent). */
+typedef struct layout_s {
+  int64_t id;
+  int n;
+  short pos[SNAP_NMETRICS];
+} layout_t;
 
 struct store_s {
-  sqlite3 *db;
-  pthread_mutex_t lock;
+  sqlite3 *db, *rdb;                 /* writer, reader */
+  pthread_mutex_t lock, rlock;
+  sqlite3_stmt *hot[HOT_COUNT];
   store_limits_t limits;
-  bool tx_failed;     /* a write in the current transaction failed */
+  int64_t layout_id;                 /* the layout this allocd writes */
+  char *layout_text;                 /* its JSON array of names */
+  layout_t layouts[LAYOUT_CACHE];    /* read side, under rlock */
+  int nlayouts;
+  bool tx_failed;                    /* a write in the current transaction failed */
   char error[256];
 };
 
 /* ---- helpers ------------------------------------------------------------- */
 
-static void remember_error(store_t *st, const char *what) {
-  snprintf(st->error, sizeof st->error, "%s: %s", what, sqlite3_errmsg(st->db));
+static void remember_error(store_t *st, sqlite3 *db, const char *what) {
+  snprintf(st->error, sizeof st->error, "%s: %s", what, sqlite3_errmsg(db));
 }
 
 const char *store_error(store_t *st) { return st->error; }
@@ -46,33 +80,45 @@ static bool exec(store_t *st, const char *sql) {
   return false;
 }
 
-static sqlite3_stmt *prepare(store_t *st, const char *sql) {
+static sqlite3_stmt *prepare_on(store_t *st, sqlite3 *db, const char *sql) {
   sqlite3_stmt *s = NULL;
-  if (sqlite3_prepare_v2(st->db, sql, -1, &s, NULL) != SQLITE_OK) {
-    remember_error(st, "prepare");
+  if (sqlite3_prepare_v2(db, sql, -1, &s, NULL) != SQLITE_OK) {
+    remember_error(st, db, "prepare");
     return NULL;
   }
   return s;
 }
 
-/* Run a prepared write to completion; false (and the transaction marked
- * failed) on error. */
-static bool step_done(store_t *st, sqlite3_stmt *s, const char *what) {
+static sqlite3_stmt *prepare(store_t *st, const char *sql) { return prepare_on(st, st->db, sql); }
+static sqlite3_stmt *prepare_read(store_t *st, const char *sql) { return prepare_on(st, st->rdb, sql); }
+
+/* Run a write to completion; false (and the transaction marked failed) on
+ * error.  One-off statements are finalized, hot ones reset for next time. */
+static bool finish(store_t *st, sqlite3_stmt *s, bool hot, const char *what) {
   int rc = sqlite3_step(s);
-  sqlite3_finalize(s);
+  if (hot) {
+    sqlite3_reset(s);
+    sqlite3_clear_bindings(s);
+  } else {
+    sqlite3_finalize(s);
+  }
   if (rc == SQLITE_DONE || rc == SQLITE_ROW) return true;
-  remember_error(st, what);
+  remember_error(st, st->db, what);
   st->tx_failed = true;
   return false;
 }
 
-static int64_t query_int(store_t *st, const char *sql) {
-  sqlite3_stmt *s = prepare(st, sql);
+static bool step_done(store_t *st, sqlite3_stmt *s, const char *what) { return finish(st, s, false, what); }
+
+static int64_t query_int_on(store_t *st, sqlite3 *db, const char *sql) {
+  sqlite3_stmt *s = prepare_on(st, db, sql);
   int64_t v = -1;
   if (s && sqlite3_step(s) == SQLITE_ROW) v = sqlite3_column_int64(s, 0);
   sqlite3_finalize(s);
   return v;
 }
+
+static int64_t query_int(store_t *st, const char *sql) { return query_int_on(st, st->db, sql); }
 
 static json_t *column_json(sqlite3_stmt *s, int col) {
   const char *text = (const char *)sqlite3_column_text(s, col);
@@ -84,6 +130,104 @@ static json_t *column_json(sqlite3_stmt *s, int col) {
 static json_t *column_text_or_null(sqlite3_stmt *s, int col) {
   const unsigned char *t = sqlite3_column_text(s, col);
   return t ? json_string((const char *)t) : json_null();
+}
+
+static int64_t wall_ms(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_REALTIME, &ts);
+  return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* ---- layouts and packing ------------------------------------------------- */
+
+/* Our layout: the metric names in snap_metrics order, as a JSON array. */
+static char *layout_text(void) {
+  json_t *a = json_array();
+  for (int i = 0; i < SNAP_NMETRICS; i++) json_array_append_new(a, json_string(snap_metrics[i].name));
+  char *text = json_dumps(a, JSON_COMPACT);
+  json_decref(a);
+  return text;
+}
+
+static double json_num_or_nan(json_t *v) { return json_is_number(v) ? json_number_value(v) : NAN; }
+
+/* allocd_layout(): SQL function for the migration to packed rows. */
+static void sql_layout(sqlite3_context *ctx, int argc, sqlite3_value **argv) {
+  (void)argc, (void)argv;
+  store_t *st = sqlite3_user_data(ctx);
+  sqlite3_result_text(ctx, st->layout_text, -1, SQLITE_STATIC);
+}
+
+/* allocd_pack(json, 'sample' | 'rollup'): a schema-1 JSON row, packed in
+ * our layout; metrics it lacks are stored as NaN (no point in history). */
+static void sql_pack(sqlite3_context *ctx, int argc, sqlite3_value **argv) {
+  (void)argc;
+  const char *text = (const char *)sqlite3_value_text(argv[0]);
+  const char *kind = (const char *)sqlite3_value_text(argv[1]);
+  json_t *o = text ? json_loads(text, 0, NULL) : NULL;
+  static __thread uint8_t buf[ROLLUP_PACK_MAX];
+  size_t len;
+  if (kind && strcmp(kind, "rollup") == 0) {
+    rollup_t r;
+    rollup_init(&r, 60000);
+    r.n = 1;
+    for (int i = 0; i < SNAP_NMETRICS; i++) {
+      json_t *a = json_object_get(o, snap_metrics[i].name);   /* [min, max, avg, last] */
+      r.min[i] = json_num_or_nan(json_array_get(a, 0));
+      r.max[i] = json_num_or_nan(json_array_get(a, 1));
+      r.sum[i] = json_num_or_nan(json_array_get(a, 2));
+      r.last[i] = json_num_or_nan(json_array_get(a, 3));
+    }
+    len = rollup_pack(&r, buf);
+  } else {
+    double v[SNAP_NMETRICS];
+    for (int i = 0; i < SNAP_NMETRICS; i++) v[i] = json_num_or_nan(json_object_get(o, snap_metrics[i].name));
+    len = pack_values(v, SNAP_NMETRICS, NULL, buf);
+  }
+  json_decref(o);
+  sqlite3_result_blob(ctx, buf, (int)len, SQLITE_TRANSIENT);
+}
+
+/* Register our layout (once per distinct list of metrics) and remember its id. */
+static bool use_layout(store_t *st) {
+  sqlite3_stmt *s = prepare(st, "INSERT INTO layouts (metrics) VALUES (?1)"
+                                " ON CONFLICT (metrics) DO UPDATE SET metrics = metrics RETURNING id");
+  if (!s) return false;
+  sqlite3_bind_text(s, 1, st->layout_text, -1, SQLITE_STATIC);
+  if (sqlite3_step(s) == SQLITE_ROW) st->layout_id = sqlite3_column_int64(s, 0);
+  else remember_error(st, st->db, "layout");
+  sqlite3_finalize(s);
+  return st->layout_id > 0;
+}
+
+/* The positions of our metrics in stored layout `id` (reader side, cached);
+ * NULL if the layout is unknown or unreadable. */
+static const layout_t *layout_get(store_t *st, int64_t id) {
+  for (int i = 0; i < st->nlayouts; i++)
+    if (st->layouts[i].id == id) return &st->layouts[i];
+  sqlite3_stmt *s = prepare_read(st, "SELECT metrics FROM layouts WHERE id = ?");
+  json_t *names = NULL;
+  if (s) {
+    sqlite3_bind_int64(s, 1, id);
+    if (sqlite3_step(s) == SQLITE_ROW) names = column_json(s, 0);
+  }
+  sqlite3_finalize(s);
+  layout_t *l = NULL;
+  size_t n = json_array_size(names);
+  if (n > 0 && n <= MAX_LAYOUT) {
+    l = &st->layouts[st->nlayouts < LAYOUT_CACHE ? st->nlayouts++ : LAYOUT_CACHE - 1];
+    l->id = id;
+    l->n = (int)n;
+    for (int i = 0; i < SNAP_NMETRICS; i++) {
+      l->pos[i] = -1;
+      for (size_t k = 0; k < n; k++)
+        if (json_is_string(json_array_get(names, k)) &&
+            strcmp(json_string_value(json_array_get(names, k)), snap_metrics[i].name) == 0)
+          l->pos[i] = (short)k;
+    }
+  }
+  json_decref(names);
+  return l;
 }
 
 /* ---- opening and migrating ----------------------------------------------- */
@@ -104,6 +248,7 @@ static bool migrate(store_t *st, char *err, size_t errlen) {
     snprintf(err, errlen, "%s", st->error);
     return false;
   }
+  bool migrated = false;
   for (int i = 0; i < schema_count; i++) {
     const struct schema_migration *m = &schema_migrations[i];
     if (m->version <= have) continue;
@@ -115,25 +260,47 @@ static bool migrate(store_t *st, char *err, size_t errlen) {
       return false;
     }
     log_info("database: applied migration %s", m->name);
+    migrated = true;
   }
+  if (migrated && have > 0) exec(st, "PRAGMA incremental_vacuum");   /* converted tables leave free pages */
+  return true;
+}
+
+static sqlite3 *open_connection(const char *path, char *err, size_t errlen) {
+  sqlite3 *db = NULL;
+  int flags = SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_FULLMUTEX;
+  if (sqlite3_open_v2(path, &db, flags, NULL) != SQLITE_OK) {
+    snprintf(err, errlen, "cannot open %s: %s", path, db ? sqlite3_errmsg(db) : "out of memory");
+    sqlite3_close_v2(db);
+    return NULL;
+  }
+  sqlite3_busy_timeout(db, 5000);
+  return db;
+}
+
+static bool prepare_hot(store_t *st) {
+  for (int i = 0; i < HOT_COUNT; i++)
+    if (sqlite3_prepare_v3(st->db, hot_sql[i], -1, SQLITE_PREPARE_PERSISTENT, &st->hot[i], NULL) != SQLITE_OK) {
+      remember_error(st, st->db, "prepare");
+      return false;
+    }
   return true;
 }
 
 store_t *store_open(const char *path, const store_limits_t *limits, char *err, size_t errlen) {
   store_t *st = calloc(1, sizeof *st);
-  if (!st) {
+  if (!st || !(st->layout_text = layout_text())) {
     snprintf(err, errlen, "out of memory");
+    free(st);
     return NULL;
   }
   st->limits = *limits;
   pthread_mutex_init(&st->lock, NULL);
-  int flags = SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_FULLMUTEX;
-  if (sqlite3_open_v2(path, &st->db, flags, NULL) != SQLITE_OK) {
-    snprintf(err, errlen, "cannot open %s: %s", path, st->db ? sqlite3_errmsg(st->db) : "out of memory");
+  pthread_mutex_init(&st->rlock, NULL);
+  if (!(st->db = open_connection(path, err, errlen))) {
     store_close(st);
     return NULL;
   }
-  sqlite3_busy_timeout(st->db, 5000);
   sqlite3_stmt *s = prepare(st, "PRAGMA journal_mode = WAL");
   const char *mode = s && sqlite3_step(s) == SQLITE_ROW ? (const char *)sqlite3_column_text(s, 0) : NULL;
   bool wal = mode && strcmp(mode, "wal") == 0;
@@ -143,8 +310,13 @@ store_t *store_open(const char *path, const store_limits_t *limits, char *err, s
     store_close(st);
     return NULL;
   }
-  if (!exec(st, "PRAGMA synchronous = NORMAL") || !exec(st, "PRAGMA foreign_keys = ON") ||
-      !migrate(st, err, errlen)) {
+  int fn = SQLITE_UTF8 | SQLITE_DETERMINISTIC | SQLITE_DIRECTONLY;
+  if (sqlite3_create_function(st->db, "allocd_layout", 0, fn, st, sql_layout, NULL, NULL) != SQLITE_OK ||
+      sqlite3_create_function(st->db, "allocd_pack", 2, fn, st, sql_pack, NULL, NULL) != SQLITE_OK ||
+      !exec(st, "PRAGMA synchronous = NORMAL") || !exec(st, "PRAGMA foreign_keys = ON") ||
+      !migrate(st, err, errlen) || !use_layout(st) || !prepare_hot(st) ||
+      !(st->rdb = open_connection(path, err, errlen)) ||
+      sqlite3_exec(st->rdb, "PRAGMA query_only = 1", NULL, NULL, NULL) != SQLITE_OK) {
     if (!err[0]) snprintf(err, errlen, "%s", st->error);
     store_close(st);
     return NULL;
@@ -154,8 +326,12 @@ store_t *store_open(const char *path, const store_limits_t *limits, char *err, s
 
 void store_close(store_t *st) {
   if (!st) return;
+  for (int i = 0; i < HOT_COUNT; i++) sqlite3_finalize(st->hot[i]);
+  if (st->rdb) sqlite3_close_v2(st->rdb);
   if (st->db) sqlite3_close_v2(st->db);
   pthread_mutex_destroy(&st->lock);
+  pthread_mutex_destroy(&st->rlock);
+  free(st->layout_text);
   free(st);
 }
 
@@ -177,13 +353,8 @@ bool store_commit(store_t *st) {
   return ok;
 }
 
-int64_t store_process(store_t *st, const store_proc_t *p, int64_t now_ms) {
-  sqlite3_stmt *s = prepare(st,
-      "INSERT INTO processes (pid, start_time, pidns, uid, exe, comm, version, first_seen, last_seen)"
-      " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?8)"
-      " ON CONFLICT (pid, start_time, pidns) DO UPDATE SET alive = 1, exited_at = NULL, last_seen = ?8"
-      " RETURNING id");
-  if (!s) return -1;
+int64_t store_process(store_t *st, const store_proc_t *p, int64_t now_ms, int64_t *first_seen_ms) {
+  sqlite3_stmt *s = st->hot[HOT_PROCESS];
   sqlite3_bind_int(s, 1, p->pid);
   sqlite3_bind_int64(s, 2, (int64_t)p->start_time);
   sqlite3_bind_int64(s, 3, (int64_t)p->pidns);
@@ -193,51 +364,54 @@ int64_t store_process(store_t *st, const store_proc_t *p, int64_t now_ms) {
   sqlite3_bind_text(s, 7, p->version, -1, SQLITE_STATIC);
   sqlite3_bind_int64(s, 8, now_ms);
   int64_t id = -1;
-  if (sqlite3_step(s) == SQLITE_ROW) id = sqlite3_column_int64(s, 0);
-  else {
-    remember_error(st, "process");
+  if (sqlite3_step(s) == SQLITE_ROW) {
+    id = sqlite3_column_int64(s, 0);
+    *first_seen_ms = sqlite3_column_int64(s, 1);
+  } else {
+    remember_error(st, st->db, "process");
     st->tx_failed = true;
   }
-  sqlite3_finalize(s);
+  sqlite3_reset(s);
+  sqlite3_clear_bindings(s);
   return id;
 }
 
-bool store_sample(store_t *st, int64_t process_id, int64_t t_ms, uint64_t number, const char *stats_json) {
-  sqlite3_stmt *s = prepare(st, "INSERT OR IGNORE INTO samples (process_id, t, number, stats) VALUES (?, ?, ?, ?)");
-  if (!s) return st->tx_failed = true, false;
+static bool insert_packed(store_t *st, enum hot which, int64_t process_id, int64_t t_ms, int64_t n,
+                          const uint8_t *packed, size_t len) {
+  sqlite3_stmt *s = st->hot[which];
   sqlite3_bind_int64(s, 1, process_id);
   sqlite3_bind_int64(s, 2, t_ms);
-  sqlite3_bind_int64(s, 3, (int64_t)number);
-  sqlite3_bind_text(s, 4, stats_json, -1, SQLITE_STATIC);
-  return step_done(st, s, "sample");
+  sqlite3_bind_int64(s, 3, n);
+  sqlite3_bind_int64(s, 4, st->layout_id);
+  sqlite3_bind_blob(s, 5, packed, (int)len, SQLITE_STATIC);
+  return finish(st, s, true, which == HOT_SAMPLE ? "sample" : "rollup");
+}
+
+bool store_sample(store_t *st, int64_t process_id, int64_t t_ms, uint64_t number, const double v[SNAP_NMETRICS]) {
+  uint8_t packed[SNAP_NMETRICS * PACK_MAX];
+  return insert_packed(st, HOT_SAMPLE, process_id, t_ms, (int64_t)number, packed, pack_values(v, SNAP_NMETRICS, NULL, packed));
+}
+
+bool store_rollup(store_t *st, int64_t process_id, const rollup_t *r) {
+  uint8_t packed[ROLLUP_PACK_MAX];
+  return insert_packed(st, r->period_ms == 3600000 ? HOT_ROLLUP_1H : HOT_ROLLUP_1M, process_id, r->start_ms, r->n,
+                       packed, rollup_pack(r, packed));
 }
 
 bool store_latest(store_t *st, int64_t process_id, int64_t now_ms, const char *snapshot_json) {
-  sqlite3_stmt *s = prepare(st, "UPDATE processes SET latest = ?, last_seen = ? WHERE id = ?");
-  if (!s) return st->tx_failed = true, false;
+  sqlite3_stmt *s = st->hot[HOT_LATEST];
   sqlite3_bind_text(s, 1, snapshot_json, -1, SQLITE_STATIC);
   sqlite3_bind_int64(s, 2, now_ms);
   sqlite3_bind_int64(s, 3, process_id);
-  return step_done(st, s, "latest");
+  return finish(st, s, true, "latest");
 }
 
-bool store_rollup(store_t *st, bool hourly, int64_t process_id, int64_t t_ms, int n, const char *stats_json) {
-  sqlite3_stmt *s = prepare(st, hourly ? "INSERT OR REPLACE INTO rollup_1h (process_id, t, n, stats) VALUES (?, ?, ?, ?)"
-                                       : "INSERT OR REPLACE INTO rollup_1m (process_id, t, n, stats) VALUES (?, ?, ?, ?)");
-  if (!s) return st->tx_failed = true, false;
-  sqlite3_bind_int64(s, 1, process_id);
-  sqlite3_bind_int64(s, 2, t_ms);
-  sqlite3_bind_int(s, 3, n);
-  sqlite3_bind_text(s, 4, stats_json, -1, SQLITE_STATIC);
-  return step_done(st, s, "rollup");
-}
-
-bool store_exited(store_t *st, int64_t process_id, int64_t t_ms) {
-  sqlite3_stmt *s = prepare(st, "UPDATE processes SET alive = 0, exited_at = ? WHERE id = ?");
-  if (!s) return st->tx_failed = true, false;
+bool store_exited(store_t *st, int64_t process_id, int64_t t_ms, const char *snapshot_json) {
+  sqlite3_stmt *s = st->hot[HOT_EXITED];
   sqlite3_bind_int64(s, 1, t_ms);
-  sqlite3_bind_int64(s, 2, process_id);
-  return step_done(st, s, "exited");
+  if (snapshot_json) sqlite3_bind_text(s, 2, snapshot_json, -1, SQLITE_STATIC);
+  sqlite3_bind_int64(s, 3, process_id);
+  return finish(st, s, true, "exited");
 }
 
 void store_mark_all_exited(store_t *st, int64_t t_ms) {
@@ -260,7 +434,7 @@ static int delete_older(store_t *st, const char *sql, int64_t before) {
   sqlite3_bind_int(s, 2, BATCH);
   int rc = sqlite3_step(s);
   sqlite3_finalize(s);
-  if (rc != SQLITE_DONE) remember_error(st, "retention");
+  if (rc != SQLITE_DONE) remember_error(st, st->db, "retention");
   return sqlite3_changes(st->db);
 }
 
@@ -273,8 +447,8 @@ static const char *const delete_sql[] = {
   " (SELECT process_id, t FROM rollup_1h WHERE t < ?1 ORDER BY t LIMIT ?2)",
 };
 
-static int64_t db_bytes(store_t *st) {
-  return query_int(st, "PRAGMA page_count") * query_int(st, "PRAGMA page_size");
+static int64_t db_bytes(store_t *st, sqlite3 *db) {
+  return query_int_on(st, db, "PRAGMA page_count") * query_int_on(st, db, "PRAGMA page_size");
 }
 
 /* The oldest time still present in a table, for the size cap. */
@@ -299,7 +473,7 @@ bool store_retain(store_t *st, int64_t now_ms) {
    * a minute's worth more per call, until the file fits. */
   static const char *const tables[] = {"samples", "rollup_1m", "rollup_1h"};
   static bool over_warned;
-  bool over = st->limits.max_bytes > 0 && db_bytes(st) > st->limits.max_bytes;
+  bool over = st->limits.max_bytes > 0 && db_bytes(st, st->db) > st->limits.max_bytes;
   if (over && !over_warned)
     log_warn("database: over its size cap (%lld MiB): dropping the oldest history", (long long)(st->limits.max_bytes >> 20));
   over_warned = over;
@@ -360,31 +534,33 @@ static json_t *process_row(sqlite3_stmt *s, bool with_classes) {
 
 #define PROCESS_COLUMNS "id, pid, start_time, pidns, uid, exe, comm, version, first_seen, last_seen, alive, exited_at, latest"
 
-json_t *store_processes_json(store_t *st, bool with_exited) {
-  pthread_mutex_lock(&st->lock);
+json_t *store_exited_json(store_t *st, const int64_t *skip, size_t nskip) {
+  pthread_mutex_lock(&st->rlock);
   json_t *a = json_array();
-  sqlite3_stmt *s = prepare(st, "SELECT " PROCESS_COLUMNS " FROM processes WHERE alive = 1 OR ?"
-                                " ORDER BY alive DESC, last_seen DESC LIMIT 5000");
-  if (s) {
-    sqlite3_bind_int(s, 1, with_exited);
-    while (sqlite3_step(s) == SQLITE_ROW) json_array_append_new(a, process_row(s, false));
+  sqlite3_stmt *s = prepare_read(st, "SELECT " PROCESS_COLUMNS " FROM processes WHERE alive = 0"
+                                     " ORDER BY last_seen DESC LIMIT 5000");
+  while (s && sqlite3_step(s) == SQLITE_ROW) {
+    int64_t id = sqlite3_column_int64(s, 0);
+    bool live = false;   /* the database still says exited for a process found again a moment ago */
+    for (size_t i = 0; i < nskip && !live; i++) live = skip[i] == id;
+    if (!live) json_array_append_new(a, process_row(s, false));
   }
   sqlite3_finalize(s);
-  pthread_mutex_unlock(&st->lock);
+  pthread_mutex_unlock(&st->rlock);
   return a;
 }
 
 json_t *store_process_json(store_t *st, int pid) {
-  pthread_mutex_lock(&st->lock);
+  pthread_mutex_lock(&st->rlock);
   json_t *o = NULL;
-  sqlite3_stmt *s = prepare(st, "SELECT " PROCESS_COLUMNS " FROM processes WHERE pid = ?"
-                                " ORDER BY alive DESC, last_seen DESC LIMIT 1");
+  sqlite3_stmt *s = prepare_read(st, "SELECT " PROCESS_COLUMNS " FROM processes WHERE pid = ?"
+                                     " ORDER BY alive DESC, last_seen DESC LIMIT 1");
   if (s) {
     sqlite3_bind_int(s, 1, pid);
     if (sqlite3_step(s) == SQLITE_ROW) o = process_row(s, true);
   }
   sqlite3_finalize(s);
-  pthread_mutex_unlock(&st->lock);
+  pthread_mutex_unlock(&st->rlock);
   return o;
 }
 
@@ -413,45 +589,53 @@ static json_t *bucket(json_t *points, int64_t step_ms) {
   return out;
 }
 
+/* One stored row's point for metric `m`: raw rows give [t, value], rollup
+ * rows [t, avg, min, max, last].  NULL if the row lacks the metric or its
+ * bytes do not decode. */
+static json_t *row_point(const layout_t *l, int m, bool raw, double t, const uint8_t *blob, size_t len) {
+  static __thread double last[MAX_LAYOUT], other[MAX_LAYOUT];
+  int at = l ? l->pos[m] : -1;
+  size_t pos = 0;
+  if (at < 0 || !blob || !unpack_values(blob, len, &pos, l->n, NULL, last)) return NULL;
+  if (raw) return isfinite(last[at]) ? json_pack("[f, f]", t, last[at]) : NULL;
+  double agg[3];   /* min, max, avg: packed relative to last */
+  for (int k = 0; k < 3; k++) {
+    if (!unpack_values(blob, len, &pos, l->n, last, other)) return NULL;
+    agg[k] = other[at];
+  }
+  if (!isfinite(last[at]) || !isfinite(agg[0]) || !isfinite(agg[1]) || !isfinite(agg[2])) return NULL;
+  return json_pack("[f, f, f, f, f]", t, agg[2], agg[0], agg[1], last[at]);
+}
+
 json_t *store_history_json(store_t *st, int64_t process_id, const char *metric, int64_t from_ms,
                            int64_t to_ms, int64_t step_ms, const char *source) {
-  if (snap_metric_index(metric) < 0) return NULL;
+  int m = snap_metric_index(metric);
+  if (m < 0) return NULL;
   if (!source) {   /* the finest table that still covers `from` */
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    int64_t t = (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+    int64_t t = wall_ms();
     source = from_ms >= t - st->limits.raw_ms ? "raw" : from_ms >= t - st->limits.minute_ms ? "1m" : "1h";
   }
   bool raw = strcmp(source, "raw") == 0;
   const char *table = raw ? "samples" : strcmp(source, "1m") == 0 ? "rollup_1m" : "rollup_1h";
-  char sql[256], path[80];
-  snprintf(sql, sizeof sql, "SELECT t, json_extract(stats, ?) FROM %s WHERE process_id = ? AND t BETWEEN ? AND ? ORDER BY t",
+  char sql[160];
+  snprintf(sql, sizeof sql, "SELECT t, layout, stats FROM %s WHERE process_id = ? AND t BETWEEN ? AND ? ORDER BY t",
            table);
-  snprintf(path, sizeof path, "$.%s", metric);
-  pthread_mutex_lock(&st->lock);
+  pthread_mutex_lock(&st->rlock);
   json_t *points = json_array();
-  sqlite3_stmt *s = prepare(st, sql);
+  sqlite3_stmt *s = prepare_read(st, sql);
   if (s) {
-    sqlite3_bind_text(s, 1, path, -1, SQLITE_TRANSIENT);
-    sqlite3_bind_int64(s, 2, process_id);
-    sqlite3_bind_int64(s, 3, from_ms);
-    sqlite3_bind_int64(s, 4, to_ms);
+    sqlite3_bind_int64(s, 1, process_id);
+    sqlite3_bind_int64(s, 2, from_ms);
+    sqlite3_bind_int64(s, 3, to_ms);
     while (sqlite3_step(s) == SQLITE_ROW) {
-      double t = sqlite3_column_int64(s, 0) / 1e3;
-      if (raw) {
-        json_array_append_new(points, json_pack("[f, f]", t, sqlite3_column_double(s, 1)));
-        continue;
-      }
-      json_t *agg = column_json(s, 1);   /* [min, max, avg, last] */
-      if (json_array_size(agg) == 4)
-        json_array_append_new(points, json_pack("[f, O, O, O, O]", t, json_array_get(agg, 2),
-                                                json_array_get(agg, 0), json_array_get(agg, 1),
-                                                json_array_get(agg, 3)));
-      json_decref(agg);
+      const layout_t *l = layout_get(st, sqlite3_column_int64(s, 1));
+      const uint8_t *blob = sqlite3_column_blob(s, 2);
+      json_t *p = row_point(l, m, raw, sqlite3_column_int64(s, 0) / 1e3, blob, (size_t)sqlite3_column_bytes(s, 2));
+      if (p) json_array_append_new(points, p);
     }
   }
   sqlite3_finalize(s);
-  pthread_mutex_unlock(&st->lock);
+  pthread_mutex_unlock(&st->rlock);
   json_t *out = json_pack("{s:s, s:s, s:f, s:f, s:I}", "metric", metric, "source", source, "from",
                           from_ms / 1e3, "to", to_ms / 1e3, "step", (json_int_t)(step_ms / 1000));
   json_object_set_new(out, "points", bucket(points, step_ms));
@@ -464,14 +648,13 @@ json_t *store_history_json(store_t *st, int64_t process_id, const char *metric, 
 bool store_audit(store_t *st, const char *client, int64_t process_id, int pid, const char *exe,
                  const char *knob, const char *old_value, const char *new_value, const char *result,
                  const char *effective, int64_t rule_id) {
-  struct timespec ts;
-  clock_gettime(CLOCK_REALTIME, &ts);
+  int64_t now = wall_ms();
   pthread_mutex_lock(&st->lock);
   sqlite3_stmt *s = prepare(st, "INSERT INTO audit (t, client, process_id, pid, exe, knob, old_value, new_value,"
                                 " result, effective, rule_id) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)");
   bool ok = false;
   if (s) {
-    sqlite3_bind_int64(s, 1, (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000);
+    sqlite3_bind_int64(s, 1, now);
     sqlite3_bind_text(s, 2, client, -1, SQLITE_TRANSIENT);
     if (process_id > 0) sqlite3_bind_int64(s, 3, process_id);
     sqlite3_bind_int(s, 4, pid);
@@ -491,9 +674,9 @@ bool store_audit(store_t *st, const char *client, int64_t process_id, int pid, c
 }
 
 json_t *store_audit_json(store_t *st, int64_t since_ms, int limit) {
-  pthread_mutex_lock(&st->lock);
+  pthread_mutex_lock(&st->rlock);
   json_t *a = json_array();
-  sqlite3_stmt *s = prepare(st, "SELECT id, t, client, process_id, pid, exe, knob, old_value, new_value, result,"
+  sqlite3_stmt *s = prepare_read(st, "SELECT id, t, client, process_id, pid, exe, knob, old_value, new_value, result,"
                                 " effective, rule_id FROM audit WHERE t >= ? ORDER BY t DESC, id DESC LIMIT ?");
   if (s) {
     sqlite3_bind_int64(s, 1, since_ms);
@@ -513,14 +696,13 @@ json_t *store_audit_json(store_t *st, int64_t since_ms, int limit) {
     }
   }
   sqlite3_finalize(s);
-  pthread_mutex_unlock(&st->lock);
+  pthread_mutex_unlock(&st->rlock);
   return a;
 }
 
 int64_t store_rule_add(store_t *st, const char *exe_glob, const char *config_json, int canary_pct,
                        const char *client) {
-  struct timespec ts;
-  clock_gettime(CLOCK_REALTIME, &ts);
+  int64_t now = wall_ms();
   pthread_mutex_lock(&st->lock);
   int64_t id = -1;
   sqlite3_stmt *s = prepare(st, "INSERT INTO rules (exe_glob, config, canary_pct, created, client) VALUES (?, ?, ?, ?, ?)");
@@ -528,7 +710,7 @@ int64_t store_rule_add(store_t *st, const char *exe_glob, const char *config_jso
     sqlite3_bind_text(s, 1, exe_glob, -1, SQLITE_TRANSIENT);
     sqlite3_bind_text(s, 2, config_json, -1, SQLITE_TRANSIENT);
     sqlite3_bind_int(s, 3, canary_pct);
-    sqlite3_bind_int64(s, 4, (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000);
+    sqlite3_bind_int64(s, 4, now);
     sqlite3_bind_text(s, 5, client, -1, SQLITE_TRANSIENT);
     if (step_done(st, s, "rule")) id = sqlite3_last_insert_rowid(st->db);
   }
@@ -538,9 +720,9 @@ int64_t store_rule_add(store_t *st, const char *exe_glob, const char *config_jso
 }
 
 json_t *store_rules_json(store_t *st) {
-  pthread_mutex_lock(&st->lock);
+  pthread_mutex_lock(&st->rlock);
   json_t *a = json_array();
-  sqlite3_stmt *s = prepare(st, "SELECT id, exe_glob, config, canary_pct, created, client FROM rules ORDER BY id");
+  sqlite3_stmt *s = prepare_read(st, "SELECT id, exe_glob, config, canary_pct, created, client FROM rules ORDER BY id");
   while (s && sqlite3_step(s) == SQLITE_ROW) {
     json_t *o = json_pack("{s:I, s:s, s:o, s:I, s:f, s:s}", "id", sqlite3_column_int64(s, 0), "exe_glob",
                           (const char *)sqlite3_column_text(s, 1), "config", column_json(s, 2), "canary_pct",
@@ -549,7 +731,7 @@ json_t *store_rules_json(store_t *st) {
     json_array_append_new(a, o);
   }
   sqlite3_finalize(s);
-  pthread_mutex_unlock(&st->lock);
+  pthread_mutex_unlock(&st->rlock);
   return a;
 }
 
@@ -567,10 +749,10 @@ bool store_rule_delete(store_t *st, int64_t id) {
 }
 
 json_t *store_health_json(store_t *st) {
-  pthread_mutex_lock(&st->lock);
-  json_t *o = json_pack("{s:I, s:I, s:I}", "schema_version", (json_int_t)query_int(st, "PRAGMA user_version"),
-                        "db_bytes", (json_int_t)db_bytes(st), "processes_alive",
-                        (json_int_t)query_int(st, "SELECT count(*) FROM processes WHERE alive = 1"));
-  pthread_mutex_unlock(&st->lock);
+  pthread_mutex_lock(&st->rlock);
+  json_t *o = json_pack("{s:I, s:I, s:I}", "schema_version", (json_int_t)query_int_on(st, st->rdb, "PRAGMA user_version"),
+                        "db_bytes", (json_int_t)db_bytes(st, st->rdb), "processes_alive",
+                        (json_int_t)query_int_on(st, st->rdb, "SELECT count(*) FROM processes WHERE alive = 1"));
+  pthread_mutex_unlock(&st->rlock);
   return o;
 }

@@ -1,8 +1,13 @@
 /* store.h - allocd's history in SQLite: processes, raw samples, rollups,
- * the audit log and rules.  One connection, used under one lock by the
- * collector (writes, a transaction per tick) and the HTTP threads. */
+ * the audit log and rules.  Two connections to one WAL database: the
+ * writer (the collector's transaction per tick, retention, audit, rules)
+ * and the reader (the HTTP threads' queries), so a query never waits for
+ * a tick to commit. */
 #ifndef ALLOCD_STORE_H
 #define ALLOCD_STORE_H
+
+#include "rollup.h"
+#include "snapshot.h"
 
 #include <jansson.h>
 #include <stdbool.h>
@@ -33,11 +38,14 @@ void store_close(store_t *st);
  * transaction; the store stays locked in between. */
 void store_begin(store_t *st);
 bool store_commit(store_t *st);   /* false if the commit failed (rolled back) */
-int64_t store_process(store_t *st, const store_proc_t *p, int64_t now_ms);   /* its id, or -1 */
-bool store_sample(store_t *st, int64_t process_id, int64_t t_ms, uint64_t number, const char *stats_json);
+/* The process's id (-1 on error) and when it was first seen. */
+int64_t store_process(store_t *st, const store_proc_t *p, int64_t now_ms, int64_t *first_seen_ms);
+bool store_sample(store_t *st, int64_t process_id, int64_t t_ms, uint64_t number, const double v[SNAP_NMETRICS]);
+bool store_rollup(store_t *st, int64_t process_id, const rollup_t *r);
+/* The newest full snapshot (JSON) of a process, kept for after it exits. */
 bool store_latest(store_t *st, int64_t process_id, int64_t now_ms, const char *snapshot_json);
-bool store_rollup(store_t *st, bool hourly, int64_t process_id, int64_t t_ms, int n, const char *stats_json);
-bool store_exited(store_t *st, int64_t process_id, int64_t t_ms);
+/* snapshot_json may be NULL (keep the one stored). */
+bool store_exited(store_t *st, int64_t process_id, int64_t t_ms, const char *snapshot_json);
 /* Mark every process still alive in the database as exited (start-up:
  * they belong to an earlier run unless the collector finds them again). */
 void store_mark_all_exited(store_t *st, int64_t t_ms);
@@ -47,8 +55,10 @@ void store_mark_all_exited(store_t *st, int64_t t_ms);
  * true when a batch was full: more is due, call again soon. */
 bool store_retain(store_t *st, int64_t now_ms);
 
-/* ---- queries for the API (each takes the lock) ---- */
-json_t *store_processes_json(store_t *st, bool with_exited);
+/* ---- queries for the API (on the reader connection) ---- */
+/* Processes that have exited (the collector knows the live ones), newest
+ * first, leaving out those whose id is in skip[0..nskip). */
+json_t *store_exited_json(store_t *st, const int64_t *skip, size_t nskip);
 /* The newest process with this pid (alive first); NULL if none. */
 json_t *store_process_json(store_t *st, int pid);
 /* Time series of one metric; source is "raw", "1m" or "1h" (auto if NULL). */

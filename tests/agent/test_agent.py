@@ -23,6 +23,8 @@ import urllib.error
 import urllib.request
 
 ALLOCD = TARGET = ALLOCCTL = None
+SCHEMA_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "schema")
+SCHEMA_VERSION = max(int(f[:3]) for f in os.listdir(SCHEMA_DIR) if f.endswith(".sql"))
 
 
 def free_port():
@@ -360,12 +362,60 @@ class AgentTest(unittest.TestCase):
         self.assertIn("stopped", self.agent.read_log())
         db = sqlite3.connect(self.agent.db)
         self.assertEqual(db.execute("PRAGMA integrity_check").fetchone()[0], "ok")
-        self.assertEqual(db.execute("PRAGMA user_version").fetchone()[0], 1)
+        self.assertEqual(db.execute("PRAGMA user_version").fetchone()[0], SCHEMA_VERSION)
         self.assertGreater(db.execute("SELECT count(*) FROM samples").fetchone()[0], 5)
         db.close()
         self.agent = Agent(self.root, port=self.agent.port).start()
         p = self.agent.get("/api/v1/processes/%d" % t.pid)[1]
         self.assertFalse(p["alive"])
+
+    def test_migrates_a_schema_1_database(self):
+        # A database written by the first allocd (statistics as JSON) is
+        # converted in place, and its history reads back unchanged.
+        self.agent.stop()
+        for suffix in ("", "-wal", "-shm"):
+            if os.path.exists(self.agent.db + suffix):
+                os.unlink(self.agent.db + suffix)
+        db = sqlite3.connect(self.agent.db)
+        with open(os.path.join(SCHEMA_DIR, "001_init.sql")) as f:
+            db.executescript(f.read())
+        t0 = int(time.time() * 1000) - 30 * 60 * 1000
+        latest = {"number": 3, "time": t0 / 1e3, "stats": {"allocated": 1002, "fragmentation": 0.5},
+                  "config": {"dirty_decay_ms": 10000}, "classes": []}
+        db.execute("INSERT INTO processes (id, pid, start_time, pidns, uid, exe, comm, version, first_seen,"
+                   " last_seen, alive, exited_at, latest) VALUES (7, 4242, 99, 1, 0, '/bin/old', 'old', '0.1.0',"
+                   " ?, ?, 0, ?, ?)", (t0, t0 + 2000, t0 + 2000, json.dumps(latest)))
+        for i in range(3):
+            stats = {"allocated": 1000 + i, "active": 4000, "fragmentation": 0.75 - i * 0.125}
+            db.execute("INSERT INTO samples VALUES (7, ?, ?, ?)", (t0 + i * 1000, i + 1, json.dumps(stats)))
+        db.execute("INSERT INTO rollup_1m VALUES (7, ?, 3, ?)",
+                   (t0 - t0 % 60000, json.dumps({"allocated": [1000, 1002, 1001, 1002],
+                                                 "fragmentation": [0.5, 0.75, 0.625, 0.5]})))
+        db.execute("PRAGMA user_version = 1")
+        db.commit()
+        db.close()
+        self.agent = Agent(self.root, port=self.agent.port).start()
+        self.assertIn("applied migration 002_packed.sql", self.agent.read_log())
+        p = self.process(4242, alive=False)
+        self.assertEqual((p["exe"], p["stats"]["allocated"]), ("/bin/old", 1002))
+        base = "/api/v1/processes/4242/history?from=%f&to=%f" % ((t0 - 120000) / 1e3, (t0 + 60000) / 1e3)
+        h = self.agent.get(base + "&metric=allocated&source=raw")[1]
+        self.assertEqual([v for _, v in h["points"]], [1000, 1001, 1002])
+        h = self.agent.get(base + "&metric=fragmentation&source=raw")[1]
+        self.assertEqual([v for _, v in h["points"]], [0.75, 0.625, 0.5])
+        h = self.agent.get(base + "&metric=active&source=raw")[1]
+        self.assertEqual([v for _, v in h["points"]], [4000] * 3)
+        h = self.agent.get(base + "&metric=resident&source=raw")[1]
+        self.assertEqual(h["points"], [])   # not in the old rows: no points, not zeros
+        h = self.agent.get(base + "&metric=allocated&source=1m")[1]
+        self.assertEqual([p[1:] for p in h["points"]], [[1001, 1000, 1002, 1002]])   # avg, min, max, last
+        h = self.agent.get(base + "&metric=fragmentation&source=1m")[1]
+        self.assertEqual([p[1:] for p in h["points"]], [[0.625, 0.5, 0.75, 0.5]])
+        db = sqlite3.connect(self.agent.db)
+        self.assertEqual(db.execute("PRAGMA integrity_check").fetchone()[0], "ok")
+        self.assertEqual(db.execute("PRAGMA user_version").fetchone()[0], SCHEMA_VERSION)
+        self.assertEqual(db.execute("SELECT DISTINCT typeof(stats) FROM samples").fetchall(), [("blob",)])
+        db.close()
 
     def test_refuses_to_start(self):
         # the port is taken

@@ -1,0 +1,119 @@
+/* test_pack.c - the packed rows of allocd's history tables (pack.h,
+ * rollup_pack): values come back exactly, steady rollups stay small, and
+ * truncated or random bytes are refused without reading past the row. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include "pack.h"
+#include "rollup.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define N 64
+
+static void assert_same(double a, double b) {
+  if (isnan(a)) assert_true(isnan(b));
+  else assert_memory_equal(&a, &b, sizeof a);   /* bit for bit, -0.0 included */
+}
+
+static void values_round_trip(void **state) {
+  (void)state;
+  const double special[] = {0, -0.0, 1, -1, 0.5, 1e-300, 123456789012345.0, 9007199254740992.0,
+                            9007199254740993.0 * 2, -9007199254740992.0, 1.8446744073709552e19, NAN,
+                            INFINITY, -INFINITY, 0.98964233398437496};
+  double v[N], out[N];
+  uint8_t buf[N * PACK_MAX];
+  srand(7);
+  for (int round = 0; round < 200; round++) {
+    for (int i = 0; i < N; i++) {
+      if (round == 0) v[i] = special[i % (int)(sizeof special / sizeof *special)];
+      else if (i % 3 == 0) v[i] = (double)(rand() % 1000000) * (rand() % 2 ? 1 : -1);
+      else if (i % 3 == 1) v[i] = (double)rand() / RAND_MAX;
+      else v[i] = ldexp((double)rand(), rand() % 40);
+    }
+    size_t len = pack_values(v, N, NULL, buf), pos = 0;
+    assert_true(len <= sizeof buf);
+    assert_true(unpack_values(buf, len, &pos, N, NULL, out));
+    assert_int_equal(pos, len);
+    for (int i = 0; i < N; i++) assert_same(v[i], out[i]);
+  }
+}
+
+static void relative_to_a_base(void **state) {
+  (void)state;
+  double base[N], v[N], out[N];
+  uint8_t buf[N * PACK_MAX];
+  for (int i = 0; i < N; i++) {
+    base[i] = i % 4 == 3 ? 0.25 : 1e12 + i;   /* a fractional base counts as 0 */
+    v[i] = i % 2 ? base[i] : 1e12 - i;
+  }
+  size_t len = pack_values(v, N, base, buf), pos = 0;
+  assert_true(unpack_values(buf, len, &pos, N, base, out));
+  for (int i = 0; i < N; i++) assert_same(v[i], out[i]);
+  for (int i = 0; i < N; i++) v[i] = base[i] = (double)(1ULL << 40) + i;
+  assert_int_equal(pack_values(v, N, base, buf), N);   /* equal to the base: one byte each */
+}
+
+/* Every metric constant over the minute: min, max and avg cost a byte each. */
+static void steady_rollup_is_small(void **state) {
+  (void)state;
+  rollup_t r, done;
+  rollup_init(&r, 60000);
+  double v[SNAP_NMETRICS];
+  for (int i = 0; i < SNAP_NMETRICS; i++) v[i] = i < SNAP_NSTATS ? 3e9 + i : 0.125;
+  for (int t = 0; t < 60; t++) rollup_add(&r, t * 1000, v, &done);
+  uint8_t buf[ROLLUP_PACK_MAX];
+  size_t len = rollup_pack(&r, buf), pos = 0;
+  assert_true(len <= (size_t)(SNAP_NSTATS * 5 + (SNAP_NMETRICS - SNAP_NSTATS) * 9 + 3 * SNAP_NMETRICS * 9));
+  double last[SNAP_NMETRICS], min[SNAP_NMETRICS];
+  assert_true(unpack_values(buf, len, &pos, SNAP_NMETRICS, NULL, last));
+  assert_true(unpack_values(buf, len, &pos, SNAP_NMETRICS, last, min));
+  for (int i = 0; i < SNAP_NMETRICS; i++) assert_same(v[i], last[i]), assert_same(v[i], min[i]);
+}
+
+/* Hostile bytes: every prefix of a row and random rows fail or decode,
+ * never read past the end (ASan build checks that). */
+static void truncated_and_random_rows(void **state) {
+  (void)state;
+  double v[N], out[N];
+  for (int i = 0; i < N; i++) v[i] = i % 2 ? i * 1e6 : 1.0 / (i + 3);
+  uint8_t buf[N * PACK_MAX];
+  size_t len = pack_values(v, N, NULL, buf);
+  for (size_t cut = 0; cut < len; cut++) {
+    uint8_t *copy = malloc(cut ? cut : 1);
+    memcpy(copy, buf, cut);
+    size_t pos = 0;
+    assert_false(unpack_values(copy, cut, &pos, N, NULL, out));
+    assert_true(pos <= cut);
+    free(copy);
+  }
+  srand(11);
+  for (int round = 0; round < 20000; round++) {
+    size_t n = (size_t)(rand() % 64);
+    uint8_t *junk = malloc(n ? n : 1);
+    for (size_t i = 0; i < n; i++) junk[i] = (uint8_t)(rand() % 4 ? rand() : 0xff);
+    size_t pos = 0;
+    unpack_values(junk, n, &pos, 8, v, out);
+    assert_true(pos <= n);
+    free(junk);
+  }
+  uint8_t eleven[11];   /* a varint longer than 64 bits */
+  memset(eleven, 0x80, sizeof eleven);
+  size_t pos = 0;
+  assert_false(unpack_values(eleven, sizeof eleven, &pos, 1, NULL, out));
+}
+
+int main(void) {
+  const struct CMUnitTest tests[] = {
+    cmocka_unit_test(values_round_trip),
+    cmocka_unit_test(relative_to_a_base),
+    cmocka_unit_test(steady_rollup_is_small),
+    cmocka_unit_test(truncated_and_random_rows),
+  };
+  return cmocka_run_group_tests(tests, NULL, NULL);
+}
