@@ -24,7 +24,8 @@ ensure_debs() {
 BUILD_DEBS=(build-essential cmake pkg-config libcmocka-dev)
 # The agent's libraries (allocd).
 AGENT_DEBS=(libmicrohttpd-dev libjansson-dev libsqlite3-dev)
-# What the agent's tests use besides: promtool (in prometheus), curl.
+# What the agent's and the fleet's tests use besides: promtool and the
+# Prometheus server (both in prometheus), curl.
 AGENT_TEST_DEBS=(prometheus curl)
 # Real programs the tests run with liballoc preloaded.
 PROGRAM_DEBS=(python3 perl sqlite3 gcc g++ git gawk binutils time)
