@@ -25,8 +25,8 @@ BUILD_DEBS=(build-essential cmake pkg-config libcmocka-dev)
 # The agent's libraries (allocd).
 AGENT_DEBS=(libmicrohttpd-dev libjansson-dev libsqlite3-dev)
 # What the agent's and the fleet's tests use besides: promtool and the
-# Prometheus server (both in prometheus), curl.
-AGENT_TEST_DEBS=(prometheus curl)
+# Prometheus server (both in prometheus), curl, systemd-analyze (in systemd).
+AGENT_TEST_DEBS=(prometheus curl systemd)
 # Real programs the tests run with liballoc preloaded.
 PROGRAM_DEBS=(python3 perl sqlite3 gcc g++ git gawk binutils time)
 # The fuzz targets: clang and its libFuzzer runtime.

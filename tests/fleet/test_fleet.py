@@ -2,7 +2,7 @@
 """tests/fleet/test_fleet.py - the fleet files against real tools.
 
 deploy/prometheus (scrape config, targets, rules) and dashboards/grafana
-(dashboards, provisioning) are checked three ways:
+(dashboards, provisioning) are checked three ways, deploy/systemd a fourth:
 
   PromtoolTest      `promtool check config` and `promtool check rules`;
   MetricNamesTest   every liballoc_* / allocd_* name the rules and the
@@ -14,7 +14,9 @@ deploy/prometheus (scrape config, targets, rules) and dashboards/grafana
                     targets file pointing at the test's allocd), scrapes a
                     real allocd collecting from a real process using
                     liballoc, loads the deploy rules (all evaluate with
-                    health "ok") and answers every dashboard query.
+                    health "ok") and answers every dashboard query;
+  SystemdTest       `systemd-analyze verify` of the unit and its drop-ins
+                    (skipped without systemd-analyze).
 
 usage: test_fleet.py ALLOCD TM_TARGET [unittest args]; the environment
 variable ALLOC_TEST_PRELOAD is preloaded into the target.  allocd and the
@@ -45,6 +47,7 @@ PROM_CONFIG = os.path.join(PROM_DIR, "prometheus.yml")
 RULES = os.path.join(PROM_DIR, "liballoc.rules.yml")
 GRAFANA_DIR = os.path.join(SRC, "dashboards", "grafana")
 DASHBOARD_UIDS = {"fleet-overview.json": "liballoc-fleet", "host-process.json": "liballoc-process"}
+SYSTEMD_DIR = os.path.join(SRC, "deploy", "systemd")
 PROMETHEUS = "/usr/bin/prometheus"
 PROMTOOL = "promtool"
 
@@ -279,6 +282,60 @@ class PromtoolTest(unittest.TestCase):
         self.assertTrue(hosts)
         for h in hosts:
             self.assertRegex(h, r"^[A-Za-z0-9.-]+:\d+$")
+
+
+@unittest.skipUnless(shutil.which("systemd-analyze"), "systemd-analyze (Debian's systemd) is not installed")
+class SystemdTest(unittest.TestCase):
+    """deploy/systemd through `systemd-analyze verify` (unknown keys, bad
+    values, a missing binary) with ExecStart pointing at the built allocd;
+    drop-ins are read from the unit path, set to a copy of the files."""
+
+    def setUp(self):
+        self.root = tempfile.mkdtemp(prefix="allocd-systemd.")
+        self.addCleanup(shutil.rmtree, self.root, True)
+
+    def verify(self, unit):
+        env = dict(os.environ, SYSTEMD_UNIT_PATH=self.root + ":")
+        r = subprocess.run(["systemd-analyze", "verify", os.path.join(self.root, unit)], capture_output=True,
+                           text=True, env=env)
+        self.assertEqual((r.returncode, r.stdout + r.stderr), (0, ""))
+
+    def install(self, name, text, dropin_dir=None):
+        d = os.path.join(self.root, dropin_dir) if dropin_dir else self.root
+        os.makedirs(d, exist_ok=True)
+        with open(os.path.join(d, name), "w") as f:
+            f.write(text)
+
+    def test_allocd_service(self):
+        unit = read(os.path.join(SYSTEMD_DIR, "allocd.service"))
+        self.assertEqual(unit.count("ExecStart=/usr/local/sbin/allocd "), 1)
+        self.install("allocd.service", unit.replace("/usr/local/sbin/allocd", os.path.abspath(agent_test.ALLOCD)))
+        self.verify("allocd.service")
+        # the sandbox keeps what allocd needs (see the unit's comments)
+        directives = [line for line in unit.splitlines() if line and not line.startswith("#")]
+        for line in ("CapabilityBoundingSet=CAP_DAC_OVERRIDE CAP_FOWNER", "ReadWritePaths=/dev/shm",
+                     "StateDirectory=allocd", "ProtectSystem=strict", "NoNewPrivileges=yes"):
+            self.assertIn(line, directives)
+        for bad in ("DynamicUser=", "ProtectProc=", "PrivateNetwork=yes"):
+            self.assertFalse([d for d in directives if d.startswith(bad)], bad)
+        r = subprocess.run(["systemd-analyze", "security", "--offline=yes", os.path.join(self.root, "allocd.service")],
+                           capture_output=True, text=True)
+        m = re.search(r"Overall exposure level for allocd.service: ([0-9.]+)", r.stdout)
+        self.assertTrue(m, r.stdout + r.stderr)
+        self.assertLessEqual(float(m.group(1)), 3.0, r.stdout)
+
+    def test_allocd_nonroot_dropin(self):
+        self.install("allocd.service", read(os.path.join(SYSTEMD_DIR, "allocd.service"))
+                     .replace("/usr/local/sbin/allocd", os.path.abspath(agent_test.ALLOCD)))
+        self.install("nonroot.conf", read(os.path.join(SYSTEMD_DIR, "allocd-nonroot.conf")), "allocd.service.d")
+        self.verify("allocd.service")
+
+    def test_preload_dropin(self):
+        self.install("myservice.service", "[Service]\nExecStart=/bin/true\n")
+        dropin = read(os.path.join(SYSTEMD_DIR, "liballoc-preload.conf"))
+        self.assertIn("Environment=LD_PRELOAD=/usr/local/lib/liballoc.so.0\n", dropin)
+        self.install("liballoc.conf", dropin, "myservice.service.d")
+        self.verify("myservice.service")
 
 
 class MetricNamesTest(unittest.TestCase):
