@@ -16,7 +16,9 @@ deploy/prometheus (scrape config, targets, rules) and dashboards/grafana
                     liballoc, loads the deploy rules (all evaluate with
                     health "ok") and answers every dashboard query;
   SystemdTest       `systemd-analyze verify` of the unit and its drop-ins
-                    (skipped without systemd-analyze).
+                    (skipped without systemd-analyze);
+  CapabilitiesTest  allocd under setpriv with exactly the capabilities the
+                    unit and the non-root drop-in grant (root only).
 
 usage: test_fleet.py ALLOCD TM_TARGET [unittest args]; the environment
 variable ALLOC_TEST_PRELOAD is preloaded into the target.  allocd and the
@@ -336,6 +338,97 @@ class SystemdTest(unittest.TestCase):
         self.assertIn("Environment=LD_PRELOAD=/usr/local/lib/liballoc.so.0\n", dropin)
         self.install("liballoc.conf", dropin, "myservice.service.d")
         self.verify("myservice.service")
+
+
+def directive(text, key):
+    """The value of the last `key=` line of a unit file or drop-in."""
+    values = re.findall(r"^%s=(.*)$" % re.escape(key), text, re.M)
+    assert values, key
+    return values[-1]
+
+
+@unittest.skipUnless(os.geteuid() == 0 and shutil.which("setpriv"), "needs root and setpriv")
+class CapabilitiesTest(unittest.TestCase):
+    """The capabilities the unit files grant are the ones allocd needs: with
+    only them it collects from another user's process (segment mode 0600),
+    pushes a configuration change into it, and removes its segment from a
+    root-owned sticky directory (like /dev/shm) once it is killed; with no
+    capability it cannot open the segment at all.  allocd runs under
+    setpriv with the unit's capability set; the target runs as nobody."""
+
+    def setUp(self):
+        self.root = tempfile.mkdtemp(prefix="allocd-caps.")
+        os.chmod(self.root, 0o755)
+        self.addCleanup(shutil.rmtree, self.root, True)
+        self.procs = []
+        self.addCleanup(self.kill_all)
+
+    def kill_all(self):
+        for p in self.procs:
+            if p.poll() is None:
+                p.kill()
+                p.wait()
+
+    def run_agent(self, wrapper, user=None):
+        agent = agent_test.Agent(os.path.join(self.root, "agent"))
+        os.chmod(agent.root, 0o755)
+        os.chmod(agent.shm, 0o1777)   # root-owned and sticky, like /dev/shm
+        if user:
+            state = os.path.join(agent.root, "state")
+            os.mkdir(state, 0o700)
+            shutil.chown(state, user, user)
+            agent.args[agent.args.index(agent.db)] = agent.db = os.path.join(state, "allocd.db")
+            agent.args[agent.args.index(agent.token_file)] = agent.token_file = os.path.join(state, "token")
+        agent.args[:0] = wrapper
+        agent.start()
+        self.addCleanup(lambda: agent.proc.poll() is None and agent.stop())
+        # env after setpriv: setpriv itself must not be preloaded (it aborts
+        # in glibc's setxid broadcast when it is: liballoc's thread exists)
+        env = ["ALLOC_CONF=telemetry_dir:%s,stats_interval_ms:50" % agent.shm]
+        if os.environ.get("ALLOC_TEST_PRELOAD"):
+            env.append("LD_PRELOAD=" + os.environ["ALLOC_TEST_PRELOAD"])
+        target = subprocess.Popen(["setpriv", "--reuid=nobody", "--regid=nogroup", "--clear-groups", "env", *env,
+                                   os.path.abspath(agent_test.TARGET), "hold", "100", "64", "60000"],
+                                  stdout=subprocess.PIPE)
+        self.procs.append(target)
+        line = target.stdout.readline().decode()
+        target.stdout.close()
+        self.assertTrue(line.startswith("ready "), line)
+        return agent, target, int(line.split()[1])
+
+    def check_allowed(self, agent, target, pid):
+        seg = os.path.join(agent.shm, "liballoc.%d" % pid)
+        agent_test.wait_for(lambda: os.path.exists(seg), what="the segment")   # after one stats interval
+        self.assertEqual(os.stat(seg).st_mode & 0o777, 0o600)
+        agent_test.wait_for(lambda: agent.get("/api/v1/processes/%d" % pid)[0] == 200, what="the process collected")
+        status, body = agent.post("/api/v1/processes/%d/config" % pid, {"dirty_decay_ms": 3000})
+        self.assertEqual(status, 200, body)
+        target.kill()
+        target.wait()
+        agent_test.wait_for(lambda: not os.path.exists(seg), what="the stale segment removed")
+        self.assertEqual(agent.stop(), 0, agent.read_log())
+
+    def caps(self, text, key):
+        return ",".join("+" + c.lower().replace("cap_", "") for c in directive(text, key).split())
+
+    def test_service_capabilities_suffice(self):
+        unit = read(os.path.join(SYSTEMD_DIR, "allocd.service"))
+        self.assertEqual(directive(unit, "User"), "root")
+        bounding = self.caps(unit, "CapabilityBoundingSet")
+        self.check_allowed(*self.run_agent(["setpriv", "--bounding-set=-all," + bounding, "--inh-caps=-all"]))
+
+    def test_nonroot_dropin_capabilities_suffice(self):
+        dropin = read(os.path.join(SYSTEMD_DIR, "allocd-nonroot.conf"))
+        ambient = self.caps(dropin, "AmbientCapabilities")
+        user = "daemon"   # a system user every Debian has, standing for the drop-in's "allocd"
+        self.check_allowed(*self.run_agent(["setpriv", "--reuid=" + user, "--regid=" + user, "--clear-groups",
+                                            "--inh-caps=" + ambient, "--ambient-caps=" + ambient], user=user))
+
+    def test_without_capabilities_nothing_is_collected(self):
+        agent, target, pid = self.run_agent(["setpriv", "--bounding-set=-all", "--inh-caps=-all"])
+        agent_test.wait_for(lambda: 'allocd_segments_rejected_total{reason="open"} 1' in agent.request("GET", "/metrics")[1],
+                            what="the segment rejected")
+        self.assertEqual(agent.get("/api/v1/processes/%d" % pid)[0], 404)
 
 
 class MetricNamesTest(unittest.TestCase):
