@@ -1,8 +1,8 @@
 #!/usr/bin/env python3
-"""tests/fleet/test_fleet.py - the fleet files against real tools.
+"""tests/fleet/test_fleet.py - the deployment files against real tools.
 
-deploy/prometheus (scrape config, targets, rules) and dashboards/grafana
-(dashboards, provisioning) are checked three ways, deploy/systemd a fourth:
+deploy/prometheus (scrape config, targets, rules), dashboards/grafana
+(dashboards, provisioning) and deploy/systemd (unit, drop-ins):
 
   PromtoolTest      `promtool check config` and `promtool check rules`;
   MetricNamesTest   every liballoc_* / allocd_* name the rules and the
