@@ -28,7 +28,7 @@ AGENT_DEBS=(libmicrohttpd-dev libjansson-dev libsqlite3-dev)
 # Prometheus server (both in prometheus), curl, systemd-analyze (in systemd).
 AGENT_TEST_DEBS=(prometheus curl systemd)
 # Real programs the tests run with liballoc preloaded.
-PROGRAM_DEBS=(python3 perl sqlite3 gcc g++ git gawk binutils time)
+PROGRAM_DEBS=(python3 perl sqlite3 gcc g++ git gawk binutils time util-linux)
 # The fuzz targets: clang and its libFuzzer runtime.
 FUZZ_DEBS=(clang libclang-rt-14-dev)
 # The allocators we compare against.

@@ -164,7 +164,7 @@ telemetry_probe() {
   # shellcheck disable=SC2086  # the arguments are a word list on purpose
   "${words[@]}" "$BIN_DIR/idle" $TELEMETRY_PROBE_ARGS > /dev/null 2> "$SCRATCH/probe.err" &
   pid=$!      # env execs idle: the same pid
-  for ((tries = 0; tries < 200; tries++)); do
+  for ((tries = 0; tries < 350; tries++)); do   # the publisher starts after the first second
     [[ ! -e $dir/liballoc.$pid ]] || { seen=1; break; }
     kill -0 "$pid" 2>/dev/null || break
     sleep 0.01

@@ -39,12 +39,12 @@ static void *alloc_large(unsigned cls, size_t align) {
 
 /* The fast path found no free block for `size` bytes.  Before start-up the
  * class tables are still zero and every bin is the empty sentinel, so the
- * class is computed again here, after starting the allocator.  A forked
- * child starts its telemetry here (its bins were emptied to come here). */
+ * class is computed again here, after starting the allocator.  Background
+ * threads that had to wait for the end of the process's first second start
+ * here (init.c). */
 static LA_NOINLINE void *alloc_slow(size_t size) {
   la_ensure_init();
-  if (LA_UNLIKELY(atomic_load_explicit(&la_telemetry_restart_pending, memory_order_relaxed)))
-    la_telemetry_restart();
+  if (LA_UNLIKELY(atomic_load_explicit(&la_background_due, memory_order_relaxed))) la_background_poll_slow();
   if (size > LA_MAX_CLASS_SIZE) {
     if (size > PTRDIFF_MAX) {
       errno = ENOMEM;

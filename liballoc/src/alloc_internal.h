@@ -227,9 +227,7 @@ int la_ctl_apply_text(const char *name, const char *value, char *effective, size
 void la_ctl_fork_child(void);
 
 /* ---- telemetry.c, control.c: the telemetry segment ---------------------- */
-extern atomic_bool la_telemetry_restart_pending;
 void la_telemetry_start(void);
-void la_telemetry_restart(void);
 void la_telemetry_kick(void);
 void la_telemetry_fork_child(void);
 void la_telemetry_exit(void);
@@ -238,6 +236,11 @@ void la_control_serve(int fd, const alloc_shm_header_t *h);
 /* ---- init.c: process start-up, fork -------------------------------------- */
 extern atomic_bool la_initialized;
 void la_init_slow(void);
+/* The telemetry publisher waits out the process's first second (init.c):
+ * while la_background_due, the allocation slow path calls
+ * la_background_poll_slow, which starts it once that second is over. */
+extern atomic_bool la_background_due;
+void la_background_poll_slow(void);
 static inline void la_ensure_init(void) {
   if (LA_UNLIKELY(!atomic_load_explicit(&la_initialized, memory_order_acquire)))
     la_init_slow();

@@ -1,4 +1,4 @@
-/* init.c - process start-up, fork, and exit.
+/* init.c - process start-up, fork, exit, and when background threads may start.
  *
  * Start-up happens at the first allocation, which may come from the dynamic
  * loader before main, before libc has set up the environment, or from
@@ -9,13 +9,31 @@
  *
  * fork(): the prepare handler takes every allocator lock, outermost first,
  * so the child never inherits a lock held by a thread that does not exist
- * there; the child re-initialises them. */
+ * there; the child re-initialises them.
+ *
+ * The telemetry publisher thread never starts in the first second of a
+ * process or of a forked child.  A second thread
+ * changes what a process may do: unshare(CLONE_NEWUSER) fails with EINVAL
+ * (unshare -U, bubblewrap, rootless containers, browser sandboxes, often in
+ * a freshly forked child), and after setpriv sets per-thread capabilities
+ * glibc aborts the process when a set-id call succeeds in one thread and
+ * fails in another.  Programs that do such things do them at once, then
+ * exit or exec; a thread that comes later stays out of their way.  It is
+ * started from the first allocation slow path after that second, or by the
+ * purger if it is running (a burst freed, then idle); a process that went
+ * quiet before then with nothing to purge publishes from its next slow path.  (The
+ * purger starts only when a free gives memory back to an arena, which such
+ * tools seldom do before they sandbox themselves.) */
 #include "alloc_internal.h"
 
 #include <alloc.h>
 
+#define QUIET_START_NS 1000000000ull
+
 atomic_bool la_initialized;
+atomic_bool la_background_due;
 static pthread_mutex_t init_lock = PTHREAD_MUTEX_INITIALIZER;
+static _Atomic uint64_t life_start_ns;   /* the process's (or forked child's) start */
 
 static void fork_prepare(void) {
   la_heaps_fork_prepare();
@@ -31,7 +49,23 @@ static void fork_parent(void) {
   la_heaps_fork_parent();
 }
 
+/* ---- the publisher's quiet start -------------------------------------------- */
+
+void la_background_poll_slow(void) {
+  if (la_now_ns() - atomic_load_explicit(&life_start_ns, memory_order_relaxed) < QUIET_START_NS) return;
+  atomic_store(&la_background_due, false);
+  la_telemetry_start();
+}
+
+static void begin_life(void) {
+  atomic_store(&life_start_ns, la_now_ns());
+  atomic_store(&la_background_due, la_opt.telemetry);
+}
+
+/* ---- fork and start-up ------------------------------------------------------ */
+
 static void fork_child(void) {
+  begin_life();
   la_telemetry_fork_child();
   la_ctl_fork_child();
   la_purger_fork_child();
@@ -60,7 +94,7 @@ void la_init_slow(void) {
 __attribute__((constructor)) static void la_constructor(void) {
   la_ensure_init();
   if (la_options_init()) la_arenas_set_count();   /* the first read was too early */
-  la_telemetry_start();
+  begin_life();   /* the publisher starts a second from now */
 }
 
 __attribute__((destructor)) static void la_destructor(void) {

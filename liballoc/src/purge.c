@@ -10,7 +10,8 @@
  * huge locks like any slow path, and drops them around madvise.
  *
  * After fork() the child has no purger; it is started again by the child's
- * next free to an arena.  Without the thread (background_thread:false),
+ * next free to an arena.  While it runs it also starts the telemetry
+ * publisher once the process's first second is over (init.c).  Without the thread (background_thread:false),
  * arenas run their decay every few frees instead. */
 #include "alloc_internal.h"
 
@@ -69,6 +70,9 @@ static void sleep_until(uint64_t due, uint64_t now) {
 static void *purger_main(void *arg) {
   (void)arg;
   while (atomic_load(&state) == RUNNING) {
+    /* A process that freed a burst and went idle reaches no allocation
+     * slow path: its purger starts the publisher instead (init.c). */
+    if (atomic_load_explicit(&la_background_due, memory_order_relaxed)) la_background_poll_slow();
     uint64_t now = la_now_ns();
     uint64_t due = la_decay_all(now);
     sleep_until(due, now);

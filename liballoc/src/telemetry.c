@@ -1,12 +1,14 @@
 /* telemetry.c - the writer of the telemetry segment (layout: alloc_shm.h).
  *
- * A thread of its own, started by the library constructor, wakes every
- * stats_interval_ms, serves the control area (control.c) and publishes one
- * snapshot into the ring.  The malloc/free paths never touch the segment:
- * the cost to the program is that thread's work, once per interval.
+ * A thread of its own wakes every stats_interval_ms, serves the control
+ * area (control.c) and publishes one snapshot into the ring.  The
+ * malloc/free paths never touch the segment: the cost to the program is
+ * that thread's work, once per interval.
  *
- * The segment is created one interval after start-up, so a process that
- * lives shorter than that (a shell pipeline's `cat`) never creates one.  It
+ * The thread starts at the first allocation slow path after the process's
+ * first second (init.c says why not sooner), and creates the segment one
+ * interval later, so a short-lived process (a shell pipeline's `cat`)
+ * never has either.  It
  * is written with pwrite, never mapped: a reader or anyone else truncating
  * the file can not make the program fault.  No descriptor is kept between
  * ticks: programs close and dup2 over descriptors they do not know about
@@ -18,7 +20,7 @@
  * creates it again.  A failure warns once and the program carries on.
  *
  * fork(): the child closes the parent's segment and starts its own thread
- * (hence segment) from its first allocation slow path; exec starts afresh;
+ * (hence segment) like a new process; exec starts afresh;
  * a normal exit removes the file. */
 #include "alloc_internal.h"
 
@@ -38,13 +40,13 @@ static pthread_cond_t tm_cond;
 static atomic_int tm_state;
 static bool tm_kicked;            /* (tm_lock) wake before the interval ends */
 static bool tm_exiting;           /* (tm_lock) the process is exiting */
+static bool tm_no_thread;         /* a forked child that must not start one */
 static bool tm_created;           /* (tm_lock) tm_path is our segment */
 static dev_t tm_dev;              /* (tm_lock) its identity, to use only it */
 static ino_t tm_ino;
 static atomic_int tm_tick_fd = -1; /* open during a tick (closed in a forked child) */
 static char tm_path[320];         /* (tm_lock) */
 static atomic_bool tm_warned;
-atomic_bool la_telemetry_restart_pending;
 
 /* Owned by the publisher thread. */
 static alloc_shm_header_t header;
@@ -240,12 +242,7 @@ static void start_thread(void) {
 /* ---- life cycle ---------------------------------------------------------- */
 
 void la_telemetry_start(void) {
-  if (la_opt.telemetry) start_thread();
-}
-
-/* First allocation slow path of a forked child. */
-void la_telemetry_restart(void) {
-  if (atomic_exchange(&la_telemetry_restart_pending, false)) la_telemetry_start();
+  if (la_opt.telemetry && !tm_no_thread) start_thread();
 }
 
 /* stats_interval_ms changed: sleep again with the new interval. */
@@ -265,13 +262,13 @@ void la_telemetry_fork_child(void) {
   tm_created = false;
   tm_kicked = false;
   header.published = 0;
-  bool was_running = atomic_exchange(&tm_state, TM_STOPPED) == TM_RUNNING;
+  atomic_store(&tm_state, TM_STOPPED);
+  tm_no_thread = tm_exiting;
 #ifdef ALLOC_SANITIZE
   /* ASan's own allocator is not reset in a forked child: a thread created
    * there can block forever on a lock some parent thread held at fork. */
-  was_running = false;
+  tm_no_thread = true;
 #endif
-  atomic_store(&la_telemetry_restart_pending, was_running && !tm_exiting);
 }
 
 /* Normal exit: remove the segment if it is still the one this process

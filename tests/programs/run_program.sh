@@ -8,10 +8,11 @@
 # allocator keeps its contract; these show that large real programs (python3,
 # perl, sqlite3, gcc, g++, git, bash+coreutils) still produce the same output
 # with it, which catches what synthetic tests miss: odd alignment requests,
-# realloc patterns, fork+exec trees, threads in sort, operator new in cc1plus.
+# realloc patterns, fork+exec trees, threads in sort, operator new in cc1plus,
+# and tools that must stay single-threaded (unshare -U, setpriv).
 #
 # Usage: run_program.sh PROGRAM ALLOCATOR_SO
-#   PROGRAM       one of: python3 perl sqlite3 gcc gxx git shell
+#   PROGRAM       one of: python3 perl sqlite3 gcc gxx git shell sandbox
 #   ALLOCATOR_SO  the library to preload (liballoc.so in ctest)
 #
 # For each PROGRAM the same workload runs twice in the same directory path
@@ -35,7 +36,7 @@ set -euo pipefail
 
 SCRIPT_PATH=$(readlink -f "${BASH_SOURCE[0]}")
 WORKLOADS=$(dirname "$SCRIPT_PATH")/workloads
-PROGRAMS=(python3 perl sqlite3 gcc gxx git shell)
+PROGRAMS=(python3 perl sqlite3 gcc gxx git shell sandbox)
 STATS_BEGIN='___ Begin liballoc statistics ___'
 STATS_END='___ End liballoc statistics ___'
 
@@ -48,6 +49,7 @@ declare -A NEEDS=(
   [gxx]="g++:g++ objdump:binutils sha256sum:coreutils"
   [git]="git:git sha256sum:coreutils"
   [shell]="bash:bash awk:mawk sort:coreutils join:coreutils sha256sum:coreutils"
+  [sandbox]="unshare:util-linux setpriv:util-linux id:coreutils bash:bash"
 )
 
 usage() {
@@ -181,6 +183,28 @@ workload_git() {
 
 workload_shell() {
   under_test bash "$WORKLOADS/shell_workload.sh"
+}
+
+# Tools that act while they are the process's only thread: the kernel
+# refuses unshare(CLONE_NEWUSER) (EINVAL) in a process with a second
+# thread, and after setpriv keeps its capabilities in its own thread glibc
+# aborts when a set-id call fails in another.  liballoc must not have
+# started a thread of its own by then.  Each is tried plainly first, in both
+# runs, and left out where the machine does not allow it.  The commands run
+# in bash, whose statistics block shows the preload reached them (coreutils
+# close stderr before liballoc could print).
+workload_sandbox() {
+  if unshare -U true 2>/dev/null; then
+    under_test unshare -U -r bash -c 'id -u; exit 0'
+    under_test unshare -U -r bash -c 'id -u; unshare -U bash -c "id -u; exit 0"'   # and nested
+  else
+    echo "user namespaces not allowed here: unshare skipped"
+  fi
+  if setpriv --reuid=nobody --regid=nogroup --clear-groups true 2>/dev/null; then
+    under_test setpriv --reuid=nobody --regid=nogroup --clear-groups bash -c 'id -u; exit 0'
+  else
+    echo "not root: setpriv skipped"
+  fi
 }
 
 # ---------------------------------------------------------------------------

@@ -4,6 +4,10 @@
  * build, linked to liballoc's core directly).  Modes:
  *   hold N SIZE MS   allocate N blocks of SIZE bytes, print "ready", keep
  *                    them MS milliseconds, free them, exit normally
+ * Waiting, every mode wakes each 100 ms to allocate and free one large
+ * block, as a server's housekeeping would: liballoc starts its publisher
+ * from an allocation slow path after the process's first second, and a
+ * process that never allocates again would never publish.
  *   churn MS THREADS random malloc/free of mixed sizes in THREADS threads
  *   fork MS          allocate, fork a child that allocates too; both print
  *                    "ready <pid>", hold MS, exit
@@ -21,9 +25,17 @@
 #include <time.h>
 #include <unistd.h>
 
-static void sleep_ms(long ms) {
+static void nap_ms(long ms) {
   struct timespec ts = {ms / 1000, (ms % 1000) * 1000000L};
   while (nanosleep(&ts, &ts) != 0) {
+  }
+}
+
+static void sleep_ms(long ms) {
+  for (; ms > 0; ms -= 100) {
+    nap_ms(ms < 100 ? ms : 100);
+    void *volatile p = malloc(300 << 10);   /* a large class: always the slow path */
+    free(p);
   }
 }
 

@@ -233,7 +233,7 @@ static uint64_t proc_start_time(pid_t pid) {
 
 static void roundtrip(void **state) {
   (void)state;
-  proc_t p = spawn("stats_interval_ms:20,dirty_decay_ms:7000", "hold", "20000", "100", "1500", NULL);
+  proc_t p = spawn("stats_interval_ms:20,dirty_decay_ms:7000", "hold", "20000", "100", "2500", NULL);
   pid_t pid = wait_ready(p.out);
   alloc_shm_segment_t seg;
   open_segment(&seg, pid, 2);
@@ -342,7 +342,7 @@ static void killed_mid_write(void **state) {
 /* Copy a real segment and damage it the ways a dying writer would. */
 static void torn_slots_rejected(void **state) {
   (void)state;
-  proc_t p = spawn("stats_interval_ms:10", "hold", "100", "64", "600", NULL);
+  proc_t p = spawn("stats_interval_ms:10", "hold", "100", "64", "2500", NULL);
   pid_t pid = wait_ready(p.out);
   alloc_shm_segment_t seg;
   open_segment(&seg, pid, 3);
@@ -380,7 +380,7 @@ static void torn_slots_rejected(void **state) {
 
 static void truncated_while_open(void **state) {
   (void)state;
-  proc_t p = spawn("stats_interval_ms:10", "hold", "100", "64", "1500", NULL);
+  proc_t p = spawn("stats_interval_ms:10", "hold", "100", "64", "2500", NULL);
   pid_t pid = wait_ready(p.out);
   alloc_shm_segment_t seg;
   open_segment(&seg, pid, 2);
@@ -406,7 +406,7 @@ static void truncated_while_open(void **state) {
 
 static void removed_file_is_recreated(void **state) {
   (void)state;
-  proc_t p = spawn("stats_interval_ms:10", "hold", "100", "64", "1500", NULL);
+  proc_t p = spawn("stats_interval_ms:10", "hold", "100", "64", "2500", NULL);
   pid_t pid = wait_ready(p.out);
   alloc_shm_segment_t seg;
   open_segment(&seg, pid, 2);
@@ -523,7 +523,7 @@ static void hostile_files(void **state) {
 static void fork_gets_own_segment(void **state) {
   (void)state;
   if (getenv("ALLOC_TEST_SANITIZE")) skip();   /* no telemetry in ASan's forked children */
-  proc_t p = spawn("stats_interval_ms:20", "fork", "1500", NULL);
+  proc_t p = spawn("stats_interval_ms:20", "fork", "2500", NULL);
   pid_t a = wait_ready(p.out), b = wait_ready(p.out);
   pid_t parent = p.pid, child = a == parent ? b : a;
   assert_int_not_equal(parent, child);
@@ -548,7 +548,7 @@ static void fork_gets_own_segment(void **state) {
 
 static void exec_starts_afresh(void **state) {
   (void)state;
-  proc_t p = spawn("stats_interval_ms:20", "exec", "600", NULL);
+  proc_t p = spawn("stats_interval_ms:20", "exec", "2000", NULL);
   pid_t pid = wait_ready(p.out);
   alloc_shm_segment_t before;
   open_segment(&before, pid, 2);
@@ -687,7 +687,7 @@ static void control_concurrent(void **state) {
 
 static void control_garbage(void **state) {
   (void)state;
-  proc_t p = spawn("stats_interval_ms:10", "hold", "100", "64", "1500", NULL);
+  proc_t p = spawn("stats_interval_ms:10", "hold", "100", "64", "2500", NULL);
   pid_t pid = wait_ready(p.out);
   alloc_shm_segment_t seg;
   open_segment(&seg, pid, 1);
@@ -737,7 +737,7 @@ static void unusable_dir_warns_once(void **state) {
   char saved[sizeof dir];
   strcpy(saved, dir);
   snprintf(dir, sizeof dir, "/nonexistent/liballoc-test");
-  proc_t p = spawn("stats_interval_ms:10", "hold", "1000", "64", "300", NULL);
+  proc_t p = spawn("stats_interval_ms:10", "hold", "1000", "64", "1300", NULL);   /* the publisher starts after 1 s */
   strcpy(dir, saved);
   wait_ready(p.out);
   int status;
