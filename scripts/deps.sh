@@ -3,14 +3,15 @@
 
 # ensure_debs PKG...: apt-get install the packages not installed yet.
 ensure_debs() {
-  local missing=() p
+  local missing=() p installed
+  # Installed packages and the names they provide (npm, by a nodejs that
+  # bundles it), one per line.  Read once into a variable: a `grep -q` at
+  # the end of a pipeline makes the commands before it die of SIGPIPE,
+  # which `set -o pipefail` in the callers turns into "not installed".
+  installed=$(dpkg-query -W -f='${db:Status-Abbrev}|${Package}|${Provides}\n' 2>/dev/null |
+    awk -F'|' '$1 ~ /^ii/ { print $2; n = split($3, a, /, */); for (i = 1; i <= n; i++) { sub(/ .*/, "", a[i]); print a[i] } }')
   for p in "$@"; do
-    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" && continue
-    # provided by an installed package (e.g. npm by a nodejs that bundles it)
-    dpkg-query -W -f='${Status}|${Provides}\n' 2>/dev/null |
-      grep "^install ok installed|" | cut -d'|' -f2 | tr ',' '\n' | sed 's/ *(.*//; s/^ *//' |
-      grep -qx -- "$p" && continue
-    missing+=("$p")
+    grep -qxF -- "$p" <<<"$installed" || missing+=("$p")
   done
   [ ${#missing[@]} -eq 0 ] && return 0
   echo "== installing Debian packages: ${missing[*]}"
