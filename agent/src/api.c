@@ -176,7 +176,7 @@ static enum MHD_Result get_processes(api_t *api, struct MHD_Connection *c) {
   const char *alive = MHD_lookup_connection_value(c, MHD_GET_ARGUMENT_KIND, "alive");
   bool only_alive = alive && (strcmp(alive, "1") == 0 || strcmp(alive, "true") == 0);
   size_t n;
-  collector_live_t *live = collector_live(api->collector, -1, &n);
+  collector_live_t *live = collector_live(api->collector, -1, &n, false);
   int64_t *ids = calloc(n ? n : 1, sizeof *ids);
   if (!live || !ids) {
     free(live), free(ids);
@@ -201,7 +201,7 @@ static enum MHD_Result get_processes(api_t *api, struct MHD_Connection *c) {
  * in the database; NULL if neither knows it. */
 static json_t *process_json(api_t *api, int pid) {
   size_t n;
-  collector_live_t *live = collector_live(api->collector, pid, &n);
+  collector_live_t *live = collector_live(api->collector, pid, &n, true);
   json_t *o = live && n ? collector_live_json(live, true) : NULL;
   free(live);
   return o ? o : store_process_json(api->store, pid);

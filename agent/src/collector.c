@@ -27,6 +27,7 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <stddef.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -441,21 +442,25 @@ void collector_counters(collector_t *c, collector_counters_t *out) {
 
 /* ---- live processes for the API ------------------------------------------------ */
 
-collector_live_t *collector_live(collector_t *c, int pid, size_t *n) {
+collector_live_t *collector_live(collector_t *c, int pid, size_t *n, bool with_classes) {
+  /* Without classes a snapshot is copied up to them: 0.6 KB, not 4.3. */
+  size_t stride = with_classes ? sizeof(alloc_shm_snapshot_t) : offsetof(alloc_shm_snapshot_t, classes);
   pthread_mutex_lock(&c->lock);
   size_t count = 0;
   for (size_t i = 0; i < c->nprocs; i++)
     count += c->procs[i].live.process_id > 0 && (pid < 0 || c->procs[i].live.pid == pid);
-  collector_live_t *out = calloc(count ? count : 1, sizeof *out + sizeof(alloc_shm_snapshot_t));
-  alloc_shm_snapshot_t *snaps = out ? (alloc_shm_snapshot_t *)(out + count) : NULL;
+  collector_live_t *out = calloc(count ? count : 1, sizeof *out + stride);
+  char *snaps = out ? (char *)(out + count) : NULL;
   *n = 0;
   for (size_t i = 0; out && i < c->nprocs; i++) {
     const collector_live_t *l = &c->procs[i].live;
     if (l->process_id <= 0 || (pid >= 0 && l->pid != pid)) continue;
     out[*n] = *l;
     if (l->snapshot) {
-      snaps[*n] = *l->snapshot;
-      out[*n].snapshot = &snaps[*n];
+      alloc_shm_snapshot_t *copy = (alloc_shm_snapshot_t *)(snaps + *n * stride);
+      memcpy(copy, l->snapshot, stride);
+      if (!with_classes) copy->nclasses = 0;
+      out[*n].snapshot = copy;
     }
     (*n)++;
   }

@@ -63,8 +63,9 @@ void collector_flush(collector_t *c);
 bool collector_lookup(collector_t *c, int pid, collector_target_t *out);
 
 /* A copy of the live processes (pid < 0) or of the one with this pid, with
- * their snapshots, in one block the caller frees; *n of them. */
-collector_live_t *collector_live(collector_t *c, int pid, size_t *n);
+ * their snapshots (size classes only if asked: without them a snapshot's
+ * classes[] must not be read), in one block the caller frees; *n of them. */
+collector_live_t *collector_live(collector_t *c, int pid, size_t *n, bool with_classes);
 /* A live process as the API shows it: identity, stats, fragmentation,
  * config and, if asked, size classes (the shape store.c gives exited ones). */
 json_t *collector_live_json(const collector_live_t *l, bool with_classes);

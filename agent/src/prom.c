@@ -173,7 +173,7 @@ static void put_agent_metrics(buf_t *b, collector_t *c) {
 /* The live processes that have published a snapshot, as series. */
 static series_t *live_series(collector_t *c, collector_live_t **live, size_t *n) {
   size_t count;
-  *live = collector_live(c, -1, &count);
+  *live = collector_live(c, -1, &count, false);
   series_t *ser = *live ? calloc(count ? count : 1, sizeof *ser) : NULL;
   *n = 0;
   for (size_t i = 0; ser && i < count; i++) {
