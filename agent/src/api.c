@@ -21,6 +21,7 @@
 #include <fcntl.h>
 #include <limits.h>
 #include <microhttpd.h>
+#include <semaphore.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -30,8 +31,15 @@
 
 #define BODY_MAX 65536
 
+/* The answers that grow with the number of processes (/api/v1/processes,
+ * /metrics: megabytes at 1000 processes) are rendered at most RENDERS_MAX
+ * at a time.  More would only share the same CPUs with the collector, and
+ * each holds its JSON tree and text while it renders. */
+#define RENDERS_MAX 2
+
 struct api_s {
   struct MHD_Daemon *daemon;
+  sem_t renders;
   int static_fd;          /* the dashboard's directory, or -1 */
   store_t *store;
   collector_t *collector;
@@ -40,6 +48,13 @@ struct api_s {
   unsigned push_timeout_ms;
   time_t started;
 };
+
+static void render_begin(api_t *api) {
+  while (sem_wait(&api->renders) != 0) {   /* EINTR */
+  }
+}
+
+static void render_end(api_t *api) { sem_post(&api->renders); }
 
 /* Per request: the body as it arrives. */
 typedef struct request_s {
@@ -172,29 +187,33 @@ static enum MHD_Result get_health(api_t *api, struct MHD_Connection *c) {
 
 /* Live processes come from the collector's memory, exited ones from the
  * database. */
-static enum MHD_Result get_processes(api_t *api, struct MHD_Connection *c) {
-  const char *alive = MHD_lookup_connection_value(c, MHD_GET_ARGUMENT_KIND, "alive");
-  bool only_alive = alive && (strcmp(alive, "1") == 0 || strcmp(alive, "true") == 0);
+static json_t *processes_json(api_t *api, bool only_alive) {
   size_t n;
   collector_live_t *live = collector_live(api->collector, -1, &n, false);
   int64_t *ids = calloc(n ? n : 1, sizeof *ids);
-  if (!live || !ids) {
-    free(live), free(ids);
-    return send_error(c, 500, "out of memory");
-  }
-  json_t *a = json_array();
-  for (size_t i = 0; i < n; i++) {
+  json_t *a = live && ids ? json_array() : NULL;
+  for (size_t i = 0; a && i < n; i++) {
     json_array_append_new(a, collector_live_json(&live[i], false));
     ids[i] = live[i].process_id;
   }
-  if (!only_alive) {
+  if (a && !only_alive) {
     json_t *exited = store_exited_json(api->store, ids, n);
     json_array_extend(a, exited);
     json_decref(exited);
   }
   free(live);
   free(ids);
-  return send_json(c, 200, json_pack("{s:o}", "processes", a));
+  return a;
+}
+
+static enum MHD_Result get_processes(api_t *api, struct MHD_Connection *c) {
+  const char *alive = MHD_lookup_connection_value(c, MHD_GET_ARGUMENT_KIND, "alive");
+  bool only_alive = alive && (strcmp(alive, "1") == 0 || strcmp(alive, "true") == 0);
+  render_begin(api);
+  json_t *a = processes_json(api, only_alive);
+  enum MHD_Result r = a ? send_json(c, 200, json_pack("{s:o}", "processes", a)) : send_error(c, 500, "out of memory");
+  render_end(api);
+  return r;
 }
 
 /* One process, live (from memory) or else the newest one with this pid
@@ -326,7 +345,9 @@ static enum MHD_Result get_audit(api_t *api, struct MHD_Connection *c) {
 
 static enum MHD_Result get_metrics(api_t *api, struct MHD_Connection *c) {
   size_t len;
+  render_begin(api);
   char *text = prom_render(api->collector, &len);
+  render_end(api);
   if (!text) return send_error(c, 500, "out of memory");
   return send_text(c, 200, "text/plain; version=0.0.4; charset=utf-8", text, len);
 }
@@ -447,6 +468,7 @@ api_t *api_start(const api_config_t *cfg, store_t *store, collector_t *collector
     snprintf(err, errlen, "out of memory");
     return NULL;
   }
+  sem_init(&api->renders, 0, RENDERS_MAX);
   api->store = store;
   api->collector = collector;
   api->rules = rules;
@@ -480,5 +502,6 @@ void api_stop(api_t *api) {
   if (!api) return;
   MHD_stop_daemon(api->daemon);
   if (api->static_fd >= 0) close(api->static_fd);
+  sem_destroy(&api->renders);
   free(api);
 }

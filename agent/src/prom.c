@@ -2,9 +2,11 @@
  *
  * Names follow Prometheus conventions and come from the statistics list in
  * alloc_shm.h: liballoc_<name> with _bytes for byte units, _seconds for
- * times (converted from ns), _ratio for derived ratios, _total for
- * counters.  Each process is one series per metric, labelled with pid, exe
- * and comm; its effective configuration is exported as liballoc_config_*.
+ * times (converted from ns), _ratio for derived ratios (unless the name
+ * ends in it already), _total for counters.  Each process is one series
+ * per metric, labelled with pid, start_time, exe and comm; its effective
+ * configuration is exported as liballoc_config_*.  Live processes come
+ * from the collector's memory (the newest snapshot of each).
  * allocd's own health is allocd_*. */
 #include "prom.h"
 
@@ -68,7 +70,7 @@ static void metric_name(const metric_info_t *m, char *out, size_t size) {
   const char *suffix = "";
   if (strcmp(m->unit, "bytes") == 0) suffix = "_bytes";
   else if (strcmp(m->unit, "nanoseconds") == 0) suffix = "_seconds";
-  else if (strcmp(m->unit, "ratio") == 0) suffix = "_ratio";
+  else if (strcmp(m->unit, "ratio") == 0 && !strstr(m->name, "ratio")) suffix = "_ratio";
   snprintf(out, size, "liballoc_%.*s%s%s", strip_unit(m->name), m->name, suffix,
            strcmp(m->type, "counter") == 0 ? "_total" : "");
 }

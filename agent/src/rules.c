@@ -4,7 +4,9 @@
  * for the first time; this thread takes them, and for every rule whose glob
  * matches the executable (and whose canary share includes the process)
  * pushes the rule's config, recorded in the audit log as coming from
- * "rule:<id>".  Rules apply in id order, so a later rule wins a knob. */
+ * "rule:<id>".  Rules apply in id order, so a later rule wins a knob.  A
+ * rule applies once per process: after an allocd restart (every process is
+ * new to the collector then) the audit log says which already have it. */
 #include "rules.h"
 
 #include "log.h"
@@ -65,7 +67,9 @@ static void apply(rules_t *r, const collector_target_t *t, json_t *rules) {
     int64_t id = json_integer_value(json_object_get(rule, "id"));
     const char *glob = json_string_value(json_object_get(rule, "exe_glob"));
     int canary = (int)json_integer_value(json_object_get(rule, "canary_pct"));
-    if (!glob || !rules_match(glob, t->exe) || !rules_in_canary(t->pid, t->start_time, id, canary)) continue;
+    if (!glob || !rules_match(glob, t->exe) || !rules_in_canary(t->pid, t->start_time, id, canary) ||
+        store_rule_applied(r->store, id, t->process_id))
+      continue;
     char client[32];
     snprintf(client, sizeof client, "rule:%lld", (long long)id);
     int status;

@@ -244,10 +244,6 @@ static bool migrate(store_t *st, char *err, size_t errlen) {
              (long long)have, latest);
     return false;
   }
-  if (have == 0 && !exec(st, "PRAGMA auto_vacuum = INCREMENTAL")) {   /* before any table exists */
-    snprintf(err, errlen, "%s", st->error);
-    return false;
-  }
   bool migrated = false;
   for (int i = 0; i < schema_count; i++) {
     const struct schema_migration *m = &schema_migrations[i];
@@ -264,6 +260,17 @@ static bool migrate(store_t *st, char *err, size_t errlen) {
   }
   if (migrated && have > 0) exec(st, "PRAGMA incremental_vacuum");   /* converted tables leave free pages */
   return true;
+}
+
+/* Retention frees pages; incremental auto-vacuum gives them back to the
+ * file system, or the size cap could never be met.  A new database gets it
+ * from the pragma in store_open; one made without it (allocd before this
+ * check set the pragma too late to count) is rebuilt once by VACUUM. */
+static void ensure_incremental_vacuum(store_t *st) {
+  if (query_int(st, "PRAGMA auto_vacuum") == 2) return;
+  log_info("database: switching to incremental auto-vacuum (a one-time VACUUM)");
+  if (!exec(st, "PRAGMA auto_vacuum = INCREMENTAL") || !exec(st, "VACUUM"))
+    log_warn("database: VACUUM failed (%s): freed pages stay in the file", st->error);
 }
 
 static sqlite3 *open_connection(const char *path, char *err, size_t errlen) {
@@ -287,6 +294,12 @@ static bool prepare_hot(store_t *st) {
   return true;
 }
 
+static store_t *open_failed(store_t *st, char *err, size_t errlen) {
+  if (!err[0]) snprintf(err, errlen, "%s", st->error);
+  store_close(st);
+  return NULL;
+}
+
 store_t *store_open(const char *path, const store_limits_t *limits, char *err, size_t errlen) {
   store_t *st = calloc(1, sizeof *st);
   if (!st || !(st->layout_text = layout_text())) {
@@ -301,6 +314,7 @@ store_t *store_open(const char *path, const store_limits_t *limits, char *err, s
     store_close(st);
     return NULL;
   }
+  exec(st, "PRAGMA auto_vacuum = INCREMENTAL");   /* first: counts only before the file has pages */
   sqlite3_stmt *s = prepare(st, "PRAGMA journal_mode = WAL");
   const char *mode = s && sqlite3_step(s) == SQLITE_ROW ? (const char *)sqlite3_column_text(s, 0) : NULL;
   bool wal = mode && strcmp(mode, "wal") == 0;
@@ -310,17 +324,21 @@ store_t *store_open(const char *path, const store_limits_t *limits, char *err, s
     store_close(st);
     return NULL;
   }
+  /* A checkpointed WAL is cut back to a sixteenth of the cap (1-64 MiB):
+   * without a limit its file keeps its largest size for good. */
+  int64_t wal_limit = limits->max_bytes / 16;
+  wal_limit = wal_limit < (1 << 20) ? (1 << 20) : wal_limit > (64 << 20) ? (64 << 20) : wal_limit;
+  char pragma[64];
+  snprintf(pragma, sizeof pragma, "PRAGMA journal_size_limit = %lld", (long long)wal_limit);
   int fn = SQLITE_UTF8 | SQLITE_DETERMINISTIC | SQLITE_DIRECTONLY;
-  if (sqlite3_create_function(st->db, "allocd_layout", 0, fn, st, sql_layout, NULL, NULL) != SQLITE_OK ||
+  if (!exec(st, pragma) || sqlite3_create_function(st->db, "allocd_layout", 0, fn, st, sql_layout, NULL, NULL) != SQLITE_OK ||
       sqlite3_create_function(st->db, "allocd_pack", 2, fn, st, sql_pack, NULL, NULL) != SQLITE_OK ||
-      !exec(st, "PRAGMA synchronous = NORMAL") || !exec(st, "PRAGMA foreign_keys = ON") ||
-      !migrate(st, err, errlen) || !use_layout(st) || !prepare_hot(st) ||
-      !(st->rdb = open_connection(path, err, errlen)) ||
-      sqlite3_exec(st->rdb, "PRAGMA query_only = 1", NULL, NULL, NULL) != SQLITE_OK) {
-    if (!err[0]) snprintf(err, errlen, "%s", st->error);
-    store_close(st);
-    return NULL;
-  }
+      !exec(st, "PRAGMA synchronous = NORMAL") || !exec(st, "PRAGMA foreign_keys = ON") || !migrate(st, err, errlen))
+    return open_failed(st, err, errlen);
+  ensure_incremental_vacuum(st);
+  if (!use_layout(st) || !prepare_hot(st) || !(st->rdb = open_connection(path, err, errlen)) ||
+      sqlite3_exec(st->rdb, "PRAGMA query_only = 1", NULL, NULL, NULL) != SQLITE_OK)
+    return open_failed(st, err, errlen);
   return st;
 }
 
@@ -476,15 +494,21 @@ bool store_retain(store_t *st, int64_t now_ms) {
   bool over = st->limits.max_bytes > 0 && db_bytes(st, st->db) > st->limits.max_bytes;
   if (over && !over_warned)
     log_warn("database: over its size cap (%lld MiB): dropping the oldest history", (long long)(st->limits.max_bytes >> 20));
-  over_warned = over;
+  over_warned |= over;   /* once: a database held at its cap crosses it every few ticks */
   if (over) {
     full = true;   /* until the file fits */
-    for (int i = 0; i < 3; i++) {
+    bool history = false;
+    for (int i = 0; i < 3 && !history; i++) {
       int64_t t = oldest(st, tables[i]);
       if (t <= 0) continue;
       deleted += delete_older(st, delete_sql[i], t + 60000);
-      break;
+      history = true;
     }
+    static bool too_small_warned;
+    if (!history && !too_small_warned)
+      log_warn("database: the size cap (%lld MiB) is below what the process records alone take: no history is kept",
+               (long long)(st->limits.max_bytes >> 20));
+    too_small_warned |= !history;
   }
   sqlite3_stmt *s = prepare(st, "DELETE FROM processes WHERE alive = 0 AND exited_at < ?"
                                 " AND NOT EXISTS (SELECT 1 FROM samples WHERE process_id = processes.id)"
@@ -733,6 +757,20 @@ json_t *store_rules_json(store_t *st) {
   sqlite3_finalize(s);
   pthread_mutex_unlock(&st->rlock);
   return a;
+}
+
+bool store_rule_applied(store_t *st, int64_t rule_id, int64_t process_id) {
+  pthread_mutex_lock(&st->rlock);
+  sqlite3_stmt *s = prepare_read(st, "SELECT 1 FROM audit WHERE rule_id = ? AND process_id = ? AND result = 'ok' LIMIT 1");
+  bool applied = false;
+  if (s) {
+    sqlite3_bind_int64(s, 1, rule_id);
+    sqlite3_bind_int64(s, 2, process_id);
+    applied = sqlite3_step(s) == SQLITE_ROW;
+  }
+  sqlite3_finalize(s);
+  pthread_mutex_unlock(&st->rlock);
+  return applied;
 }
 
 bool store_rule_delete(store_t *st, int64_t id) {

@@ -73,6 +73,10 @@ json_t *store_audit_json(store_t *st, int64_t since_ms, int limit);
 int64_t store_rule_add(store_t *st, const char *exe_glob, const char *config_json, int canary_pct,
                        const char *client);
 json_t *store_rules_json(store_t *st);
+/* Has this rule already been applied (audited "ok") to this process?  An
+ * allocd restart finds every process anew: rules must not undo what an
+ * operator changed by hand since. */
+bool store_rule_applied(store_t *st, int64_t rule_id, int64_t process_id);
 bool store_rule_delete(store_t *st, int64_t id);   /* false if no such rule */
 
 /* Health: schema version, database size. */

@@ -276,13 +276,24 @@ class AgentTest(unittest.TestCase):
         self.assertEqual(self.agent.post("/api/v1/rules", {"exe_glob": "x", "config": {"thp": "never"},
                                                            "canary_pct": 0})[0], 400)
         self.assertEqual(self.agent.post("/api/v1/rules", {"exe_glob": "x"}, token=None)[0], 401)
-        t = Target(self.agent, "hold", "100", "64", "4000")
+        t = Target(self.agent, "hold", "100", "64", "10000")
         wait_for(lambda: self.agent.get("/api/v1/processes/%d" % t.pid)[1].get("config", {}).get("muzzy_decay_ms") == 1234,
                  what="the rule's value in the process")
         audit = self.agent.get("/api/v1/audit")[1]["audit"]
         self.assertTrue(any(a["rule_id"] == rule and a["pid"] == t.pid and a["client"] == "rule:%d" % rule
                             for a in audit))
         self.assertEqual(self.agent.get("/api/v1/rules")[1]["rules"][0]["config"], {"muzzy_decay_ms": 1234})
+        # An operator's later change survives an allocd restart: the rule
+        # applies once per process, not again to every process found anew.
+        self.assertEqual(self.agent.post("/api/v1/processes/%d/config" % t.pid, {"muzzy_decay_ms": 777})[0], 200)
+        self.assertEqual(self.agent.stop(), 0)
+        self.agent = Agent(self.root, port=self.agent.port).start()
+        self.process(t.pid)
+        ticks = self.agent.get("/api/v1/health")[1]["collector"]["ticks"]
+        wait_for(lambda: self.agent.get("/api/v1/health")[1]["collector"]["ticks"] >= ticks + 5, what="five ticks")
+        self.assertEqual(self.process(t.pid)["config"]["muzzy_decay_ms"], 777)
+        audit = self.agent.get("/api/v1/audit")[1]["audit"]
+        self.assertEqual(len([a for a in audit if a["rule_id"] == rule and a["pid"] == t.pid]), 1)
         status, _, _ = self.agent.request("DELETE", "/api/v1/rules/%d" % rule, token=self.agent.token)
         self.assertEqual(status, 200)
         self.assertEqual(self.agent.request("DELETE", "/api/v1/rules/%d" % rule, token=self.agent.token)[0], 404)
@@ -331,6 +342,39 @@ class AgentTest(unittest.TestCase):
         t.wait()
 
     # ---- life cycle --------------------------------------------------------------------
+
+    def db_figures(self):
+        """(file bytes by page_count, raw samples, age of the oldest in s)"""
+        db = sqlite3.connect(self.agent.db)
+        size = db.execute("PRAGMA page_count").fetchone()[0] * db.execute("PRAGMA page_size").fetchone()[0]
+        oldest, count = db.execute("SELECT min(t), count(*) FROM samples").fetchone()
+        self.assertEqual(db.execute("PRAGMA auto_vacuum").fetchone()[0], 2)   # incremental
+        db.close()
+        return size, count, (time.time() - oldest / 1e3 if oldest else 0)
+
+    def test_retention_and_size_cap(self):
+        # Over --max-db-mb the oldest history goes and freed pages leave the
+        # file, which then stays near the cap while collection goes on; raw
+        # samples older than --retention-raw go.
+        targets = [Target(self.agent, "churn", "60000", "1", conf="stats_interval_ms:10") for _ in range(8)]
+        for extra in (("--max-db-mb", "1"), ("--retention-raw", "3s")):
+            self.agent.stop()
+            self.agent = Agent(self.root, port=self.agent.port, extra=extra).start()
+            for t in targets:
+                self.process(t.pid)
+            if extra[0] == "--max-db-mb":
+                wait_for(lambda: "over its size cap" in self.agent.read_log(), timeout=60, what="the size cap")
+            time.sleep(4)
+            figures = [self.db_figures() for _ in range(6) if time.sleep(1) is None]
+            if extra[0] == "--max-db-mb":
+                self.assertLess(max(f[0] for f in figures), 1.5 * 1048576, figures)   # the cap and one tick's rows
+                self.assertEqual(self.agent.read_log().count("over its size cap"), 1)
+            else:
+                self.assertLess(max(f[2] for f in figures), 3 + 2, figures)   # 3 s, and retention every 10 ticks
+            self.assertTrue(all(f[1] > 0 for f in figures), figures)   # history trimmed, not dropped
+        for t in targets:
+            t.proc.kill()
+            t.wait()
 
     def test_kill9_during_writes(self):
         targets = [Target(self.agent, "churn", "12000", "1", conf="stats_interval_ms:10") for _ in range(3)]
