@@ -63,6 +63,7 @@ struct collector_s {
   rejected_t *rejected;
   size_t nrejected, rcap;
   collector_counters_t counters;
+  bool dir_missing;           /* the directory could not be read last tick */
 };
 
 static int64_t now_ms(void) {
@@ -358,13 +359,14 @@ void collector_tick(collector_t *c) {
   int64_t now = now_ms();
   int dirfd = open(c->dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
   DIR *d = dirfd >= 0 ? fdopendir(dirfd) : NULL;
-  if (!d) {
-    static bool warned;
-    if (!warned) log_warn("cannot read %s: %s (retrying every tick)", c->dir, strerror(errno));
-    warned = true;
+  if (!d) {   /* removed, or not there yet: logged once until it is back */
+    if (!c->dir_missing) log_warn("cannot read %s: %s (retrying every tick)", c->dir, strerror(errno));
+    c->dir_missing = true;
     if (dirfd >= 0) close(dirfd);
     return;
   }
+  if (c->dir_missing) log_info("%s is readable again", c->dir);
+  c->dir_missing = false;
   store_begin(c->store);
   struct dirent *e;
   while ((e = readdir(d))) {

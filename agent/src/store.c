@@ -24,6 +24,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/statvfs.h>
 
 #define BATCH 5000          /* rows deleted per table per retention call */
 #define MAX_LAYOUT 512      /* metrics in a layout we are willing to decode */
@@ -320,7 +321,10 @@ store_t *store_open(const char *path, const store_limits_t *limits, char *err, s
   bool wal = mode && strcmp(mode, "wal") == 0;
   sqlite3_finalize(s);
   if (!wal) {
-    snprintf(err, errlen, "cannot use %s: %s", path, sqlite3_errmsg(st->db));
+    struct statvfs fs;
+    bool read_only = statvfs(path, &fs) == 0 && (fs.f_flag & ST_RDONLY);
+    snprintf(err, errlen, "cannot use %s: %s", path,
+             read_only ? "its file system is read-only" : sqlite3_errmsg(st->db));
     store_close(st);
     return NULL;
   }
@@ -360,12 +364,24 @@ void store_begin(store_t *st) {
   st->tx_failed = !exec(st, "BEGIN IMMEDIATE");
 }
 
+/* A failing database (disk full, read-only, I/O errors) fails every tick:
+ * say so at once, then once a minute with the count, and when it works again. */
+static void report_commit(store_t *st, bool ok) {
+  static uint64_t failed, reported_at;
+  uint64_t now = (uint64_t)wall_ms();
+  if (ok && failed) {
+    log_info("database: writing again after %llu ticks not written", (unsigned long long)failed);
+    failed = 0;
+  } else if (!ok && (failed++ == 0 || now - reported_at >= 60000)) {
+    log_error("database: tick not written (%llu so far): %s", (unsigned long long)failed, st->error);
+    reported_at = now;
+  }
+}
+
 bool store_commit(store_t *st) {
   bool ok = !st->tx_failed && exec(st, "COMMIT");
-  if (!ok) {
-    log_error("database: tick not written: %s", st->error);
-    exec(st, "ROLLBACK");
-  }
+  if (!ok) exec(st, "ROLLBACK");
+  report_commit(st, ok);
   st->tx_failed = false;
   pthread_mutex_unlock(&st->lock);
   return ok;
@@ -521,10 +537,13 @@ bool store_retain(store_t *st, int64_t now_ms) {
   }
   deleted += delete_older(st, "DELETE FROM audit WHERE id IN (SELECT id FROM audit WHERE t < ?1 LIMIT ?2)",
                           now_ms - st->limits.hour_ms);
-  if (!exec(st, "COMMIT")) {
-    log_error("database: retention failed: %s", st->error);
+  static bool retention_failing;   /* logged once until it works again */
+  bool committed = exec(st, "COMMIT");
+  if (!committed) {
+    if (!retention_failing) log_error("database: retention failed: %s", st->error);
     exec(st, "ROLLBACK");
   }
+  retention_failing = !committed;
   if (deleted) exec(st, "PRAGMA incremental_vacuum(2000)");
   pthread_mutex_unlock(&st->lock);
   return full;

@@ -376,6 +376,91 @@ class AgentTest(unittest.TestCase):
             t.proc.kill()
             t.wait()
 
+    # ---- a failing disk, a vanishing directory ---------------------------------------------
+
+    def small_tmpfs(self, size):
+        """A tmpfs of `size` mounted under the test's directory (root only)."""
+        mnt = os.path.join(self.root, "small")
+        os.makedirs(mnt, exist_ok=True)
+        if os.geteuid() != 0 or subprocess.run(["mount", "-t", "tmpfs", "-o", "size=" + size, "tmpfs", mnt],
+                                               capture_output=True).returncode != 0:
+            self.skipTest("needs root and mount(8) for a small tmpfs")
+        self.addCleanup(subprocess.run, ["umount", "-l", mnt], capture_output=True)
+        return mnt
+
+    def test_disk_full(self):
+        # The database's file system fills up: allocd goes on serving and
+        # collecting in memory, says so once (not every tick), and writes
+        # again once there is room, with nothing stored before lost.
+        mnt = self.small_tmpfs("4m")
+        self.agent.stop()
+        self.agent = Agent(self.root, port=self.agent.port, extra=("--db", os.path.join(mnt, "allocd.db"))).start()
+        self.agent.db = os.path.join(mnt, "allocd.db")
+        targets = [Target(self.agent, "churn", "60000", "1", conf="stats_interval_ms:10") for _ in range(4)]
+        for t in targets:
+            self.process(t.pid)
+        filler = os.path.join(mnt, "filler")
+        fd = os.open(filler, os.O_WRONLY | os.O_CREAT, 0o600)
+        try:
+            while os.write(fd, b"\0" * 65536):
+                pass
+        except OSError:   # ENOSPC: the disk is full
+            pass
+        os.close(fd)
+        failures = lambda: self.agent.get("/api/v1/health")[1]["collector"]["db_write_failures"]
+        wait_for(lambda: failures() >= 20, what="ticks failing on the full disk")
+        self.assertEqual(self.agent.get("/api/v1/processes")[0], 200)
+        self.assertTrue(self.process(targets[0].pid)["alive"])
+        self.assertEqual(self.agent.read_log().count("tick not written"), 1)   # once, not every tick
+        os.unlink(filler)
+        wait_for(lambda: "writing again" in self.agent.read_log(), what="writes to resume")
+        before = failures()
+        time.sleep(1)
+        self.assertEqual(failures(), before)
+        for t in targets:
+            t.proc.kill()
+            t.wait()
+        self.assertEqual(self.agent.stop(), 0)
+        db = sqlite3.connect(self.agent.db)
+        self.assertEqual(db.execute("PRAGMA integrity_check").fetchone()[0], "ok")
+        self.assertGreater(db.execute("SELECT count(*) FROM samples").fetchone()[0], 0)
+        db.close()
+        self.agent = Agent(self.root, port=self.agent.port).start()   # for tearDown
+
+    def test_read_only_database(self):
+        # A database on a read-only file system: allocd refuses to start and
+        # says why, instead of collecting into nothing.
+        mnt = self.small_tmpfs("4m")
+        self.agent.stop()
+        db = os.path.join(mnt, "allocd.db")
+        Agent(self.root, port=self.agent.port, extra=("--db", db)).start().stop()   # creates it
+        subprocess.run(["mount", "-o", "remount,ro", mnt], check=True)
+        ro = Agent(self.root, port=self.agent.port, extra=("--db", db))
+        ro.start(wait=False)
+        self.assertEqual(ro.proc.wait(timeout=20), 1)
+        ro.log.close()
+        self.assertRegex(ro.read_log().splitlines()[-1], r"error (database|cannot start).*(read-only|readonly)")
+        self.agent = Agent(self.root, port=self.agent.port).start()   # for tearDown
+
+    def test_telemetry_dir_removed_and_recreated(self):
+        # The directory the segments live in goes away (a cleaner, a tmpfs
+        # remounted) and comes back: allocd warns once, keeps the processes,
+        # and collects again when they publish into the new directory.
+        t = Target(self.agent, "hold", "100", "64", "60000", conf="stats_interval_ms:20")
+        first = self.process(t.pid)
+        shutil.rmtree(self.agent.shm)
+        wait_for(lambda: "cannot read" in self.agent.read_log(), what="the warning")
+        time.sleep(0.5)
+        self.assertEqual(self.agent.read_log().count("cannot read"), 1)
+        os.makedirs(self.agent.shm)
+        wait_for(lambda: "readable again" in self.agent.read_log(), what="the directory back")
+        snap = first["snapshot_time"]
+        again = wait_for(lambda: (lambda p: p if p.get("snapshot_time", 0) > snap + 1 else None)(self.process(t.pid)),
+                         what="new snapshots from the new segment")
+        self.assertEqual((again["id"], again["alive"]), (first["id"], True))   # the same process
+        t.proc.kill()
+        t.wait()
+
     def test_kill9_during_writes(self):
         targets = [Target(self.agent, "churn", "12000", "1", conf="stats_interval_ms:10") for _ in range(3)]
         for t in targets:
