@@ -666,6 +666,43 @@ class AgentTest(unittest.TestCase):
         s.close()
         self.assertEqual(self.agent.get("/api/v1/health")[0], 200)
 
+    def test_thousands_of_connections(self):
+        # 3000 clients connect at once and stall mid-request (allocd serves
+        # --max-connections of them, 64 by default, and must shed the rest):
+        # allocd stays up, answers as soon as they go, and leaks no
+        # descriptor or thread.
+        import resource
+        soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+        n = min(3000, hard - 100)
+        resource.setrlimit(resource.RLIMIT_NOFILE, (min(hard, n + 100), hard))
+        self.addCleanup(resource.setrlimit, resource.RLIMIT_NOFILE, (soft, hard))
+        fds = lambda: len(os.listdir("/proc/%d/fd" % self.agent.proc.pid))
+        threads = lambda: len(os.listdir("/proc/%d/task" % self.agent.proc.pid))
+        base = (fds(), threads())
+        conns = []
+        for _ in range(n):
+            s = socket.socket()
+            s.setblocking(False)
+            s.connect_ex(("127.0.0.1", self.agent.port))
+            conns.append(s)
+        time.sleep(1)
+        for s in conns:
+            try:
+                s.send(b"GET /api/v1/health HTTP/1.1\r\n")
+            except OSError:
+                pass   # refused or reset by allocd: shed
+        time.sleep(1)
+        self.assertIsNone(self.agent.proc.poll(), "allocd died")
+        for s in conns:
+            s.close()
+        wait_for(lambda: self.agent.get("/api/v1/health")[0] == 200, what="allocd to answer again")
+        try:
+            wait_for(lambda: fds() <= base[0] + 2 and threads() <= base[1], timeout=40)
+        except AssertionError:
+            stacks = subprocess.run(["gdb", "-p", str(self.agent.proc.pid), "-batch", "-ex", "thread apply all bt 6"],
+                                    capture_output=True, text=True).stdout if shutil.which("gdb") else ""
+            self.fail("descriptors and threads not back to %s: %s\n%s" % (base, (fds(), threads()), stacks))
+
 
 if __name__ == "__main__":
     ALLOCD, TARGET, ALLOCCTL = sys.argv[1], sys.argv[2], sys.argv[3]
