@@ -461,6 +461,30 @@ class AgentTest(unittest.TestCase):
         t.proc.kill()
         t.wait()
 
+    def test_thousands_of_processes_come_and_go(self):
+        # 1000 processes, 200 at a time, each living 3 s (it publishes
+        # after its quiet first second): allocd keeps up, lists them as
+        # exited, leaves no segment or descriptor behind.
+        fds = lambda: len(os.listdir("/proc/%d/fd" % self.agent.proc.pid))
+        base = fds()
+        pids = []
+        for wave in range(5):
+            batch = [Target(self.agent, "hold", "50", "64", "3000", conf="stats_interval_ms:50") for _ in range(200)]
+            pids += [t.pid for t in batch]
+            for t in batch:
+                self.assertEqual(t.wait(), 0)
+        self.assertIsNone(self.agent.proc.poll(), "allocd died")
+        wait_for(lambda: not [f for f in os.listdir(self.agent.shm) if f.startswith("liballoc.")], what="segments gone")
+        def exited():
+            procs = self.agent.get("/api/v1/processes")[1]["processes"]
+            return {p["pid"] for p in procs if not p["alive"]} & set(pids)
+        try:
+            wait_for(lambda: len(exited()) >= 900, timeout=30)
+        except AssertionError:   # a loaded machine may miss a few between two ticks, not more
+            self.fail("%d of the 1000 processes listed as exited" % len(exited()))
+        self.assertEqual(self.agent.get("/api/v1/health")[1]["collector"]["processes"], 0)
+        self.assertLessEqual(fds(), base + 2)
+
     def test_kill9_during_writes(self):
         targets = [Target(self.agent, "churn", "12000", "1", conf="stats_interval_ms:10") for _ in range(3)]
         for t in targets:
