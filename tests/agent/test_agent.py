@@ -325,6 +325,31 @@ class AgentTest(unittest.TestCase):
         self.process(live.pid)   # still collecting the good one
         live.wait()
 
+    def test_segment_owned_by_another_user(self):
+        # A valid segment under a live process's name, but owned by another
+        # user than the process (someone else planted it): refused as
+        # owner_mismatch, counted, and the process is not trusted.
+        if os.geteuid() != 0:
+            self.skipTest("needs root to chown")
+        t = Target(self.agent, "hold", "100", "64", "30000", conf="stats_interval_ms:50")
+        self.process(t.pid)
+        os.kill(t.pid, signal.SIGSTOP)   # its writer must not re-create the file meanwhile
+        self.addCleanup(lambda: t.proc.poll() is None and t.proc.kill())
+        path = os.path.join(self.agent.shm, "liballoc.%d" % t.pid)
+        with open(path, "rb") as f:
+            data = f.read()
+        os.unlink(path)
+        with open(path, "wb") as f:
+            f.write(data)
+        os.chmod(path, 0o600)
+        os.chown(path, 65534, 65534)
+        metric = 'allocd_segments_rejected_total{reason="owner_mismatch"} 1'
+        wait_for(lambda: metric in self.agent.request("GET", "/metrics")[1], what="the owner_mismatch rejection")
+        self.assertIn("owner differs", self.agent.read_log())
+        os.kill(t.pid, signal.SIGCONT)
+        t.proc.kill()
+        t.wait()
+
     def test_pid_reuse(self):
         """A segment whose pid now belongs to another process is stale."""
         t = Target(self.agent, "hold", "100", "64", "3000")
