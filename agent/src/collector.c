@@ -157,8 +157,10 @@ static void reject(collector_t *c, const char *name, ino_t ino, enum collector_r
   snprintf(r->name, sizeof r->name, "%s", name);
   r->ino = ino;
   r->seen = true;
+  pthread_mutex_lock(&c->lock);   /* the counters are read by /metrics and /health */
   c->counters.segments_rejected++;
   c->counters.rejected[reason]++;
+  pthread_mutex_unlock(&c->lock);
   log_warn("segment %s/%s rejected: %s", c->dir, name, why);
 }
 
@@ -262,7 +264,9 @@ static void remove_stale(collector_t *c, int dirfd, const char *name, const allo
   struct stat st;
   if (fstatat(dirfd, name, &st, AT_SYMLINK_NOFOLLOW) == 0 && st.st_ino == seg->ino && st.st_dev == seg->dev &&
       unlinkat(dirfd, name, 0) == 0) {
+    pthread_mutex_lock(&c->lock);
     c->counters.stale_removed++;
+    pthread_mutex_unlock(&c->lock);
     log_info("removed stale segment %s/%s (pid %d, %s)", c->dir, name, (int)seg->header.pid, seg->header.exe);
   }
 }
