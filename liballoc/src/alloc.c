@@ -121,11 +121,11 @@ void la_free(void *p) {
     la_slab_t *slab = la_slab_of(p);
     la_heap_t *heap = la_tls_heap;
     la_block_t *b = p;
-    if (LA_LIKELY(slab->fast_owner == heap)) {
+    if (LA_LIKELY(LA_SHARED_LOAD(slab->fast_owner) == heap)) {
       b->next = slab->free;
       slab->free = b;
-      slab->nfreed++;   /* the statistics' free count: owner-only, no atomic */
-      if (LA_UNLIKELY(--slab->used == 0)) la_heap_retire_slab(heap, slab);
+      LA_OWNER_ADD(slab->nfreed, 1);
+      if (LA_UNLIKELY(LA_OWNER_ADD(slab->used, -1) == 0)) la_heap_retire_slab(heap, slab);
       return;
     }
     la_heap_free_slow(heap, slab, b);

@@ -94,8 +94,10 @@ enum la_slab_kind {
 };
 
 /* A slab descriptor lives in its segment's header, at the index of the slab's
- * first unit.  Fields marked (owner) are read and written only by the owning
- * heap's thread, or under the arena lock while the slab has no owner. */
+ * first unit.  Fields marked (owner) are written only by the owning heap's
+ * thread, or under the arena lock while the slab has no owner; `used`,
+ * `nfreed` and `fast_owner` are also read by other threads, through
+ * LA_SHARED_LOAD (alloc_internal.h). */
 typedef struct la_slab_s {
   la_block_t *free;              /* (owner) free blocks: malloc pops, the
                                     owner's free pushes */

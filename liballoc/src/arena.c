@@ -206,7 +206,7 @@ static la_slab_t *alloc_run(la_arena_t *a, unsigned k, unsigned align_units) {
     }
     seg = la_segment_create(a);
     if (!seg) return NULL;
-    a->nsegments++;
+    LA_SHARED_STORE(a->nsegments, a->nsegments + 1);
     atomic_store_explicit(&a->ever_used, true, memory_order_release);
     a->nfree_segments++;
     bucket_insert(a, seg);
@@ -362,7 +362,7 @@ static la_segment_t *take_spare_segments(la_arena_t *a, size_t retain) {
     if (!la_segment_is_empty(seg) || seg->dirty_units || seg->muzzy_units || seg->purging_units) continue;
     if (kept++ < retain) continue;
     bucket_remove(a, seg);
-    a->nsegments--;
+    LA_SHARED_STORE(a->nsegments, a->nsegments - 1);
     a->nfree_segments--;
     seg->bucket.next = spare;
     spare = seg;
@@ -416,7 +416,7 @@ uint64_t la_arena_decay(la_arena_t *a, uint64_t now) {
 uint64_t la_arenas_decay(uint64_t now) {
   uint64_t due = 0;
   for (unsigned i = 0; i < LA_MAX_ARENAS; i++)
-    if (arenas[i].nsegments) due = earliest(due, la_arena_decay(&arenas[i], now));
+    if (LA_SHARED_LOAD(arenas[i].nsegments)) due = earliest(due, la_arena_decay(&arenas[i], now));
   return due;
 }
 
@@ -477,7 +477,7 @@ void la_arena_put_slab(la_arena_t *a, la_slab_t *slab) {
 /* A heap whose thread exits leaves a slab that still has blocks in use. */
 void la_arena_abandon_slab(la_arena_t *a, la_slab_t *slab) {
   pthread_mutex_lock(&a->lock);
-  slab->fast_owner = NULL;
+  LA_SHARED_STORE(slab->fast_owner, NULL);
   slab->in_full = 0;
   atomic_store_explicit(&slab->notify, false, memory_order_relaxed);
   atomic_store_explicit(&slab->owner, NULL, memory_order_release);
@@ -499,7 +499,7 @@ la_slab_t *la_arena_alloc_large(la_arena_t *a, unsigned cls, size_t align) {
     slab->kind = LA_SLAB_LARGE;
     slab->capacity = 1;
     slab->reserved = 1;
-    slab->used = 1;
+    LA_SHARED_STORE(slab->used, 1);
     a->large_nmalloc[cls]++;
   }
   pthread_mutex_unlock(&a->lock);
@@ -576,7 +576,7 @@ static size_t header_bytes(void) {
 static void slab_stats(la_stats_t *st, const la_slab_t *s) {
   alloc_shm_stats_t *t = &st->s;
   alloc_shm_class_t *k = &st->classes[s->cls];
-  uint64_t used = __atomic_load_n(&s->used, __ATOMIC_RELAXED);
+  uint64_t used = LA_SHARED_LOAD(s->used);
   uint64_t bytes = used * s->block_size;
   k->slabs++;
   k->live += used;
@@ -586,7 +586,7 @@ static void slab_stats(la_stats_t *st, const la_slab_t *s) {
     t->large_allocated += bytes;
     return;
   }
-  uint64_t nfreed = __atomic_load_n(&s->nfreed, __ATOMIC_RELAXED);
+  uint64_t nfreed = LA_SHARED_LOAD(s->nfreed);
   k->nfree += nfreed;
   k->nmalloc += nfreed + used;
   t->small_allocated += bytes;

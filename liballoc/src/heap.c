@@ -41,8 +41,8 @@ void la_heaps_init(void) {
  * exited threads are kept for reuse, so their counts are never lost. */
 static void heap_stats(la_stats_t *st, const la_heap_t *heap) {
   for (unsigned c = 0; c < LA_NCLASSES; c++)
-    st->classes[c].nmalloc += __atomic_load_n(&heap->large_hits[c], __ATOMIC_RELAXED);
-  st->s.tcache += __atomic_load_n(&heap->large_cached_bytes, __ATOMIC_RELAXED);
+    st->classes[c].nmalloc += LA_SHARED_LOAD(heap->large_hits[c]);
+  st->s.tcache += LA_SHARED_LOAD(heap->large_cached_bytes);
 }
 
 void la_heaps_stats(la_stats_t *st) {
@@ -75,7 +75,7 @@ static void clear_bins(la_heap_t *heap) {
 
 static void queue_slab(la_heap_t *heap, la_slab_t *slab) {
   slab->in_full = 0;
-  slab->fast_owner = heap;
+  LA_SHARED_STORE(slab->fast_owner, heap);
   la_slab_list_push(&heap->queues[slab->cls], slab);
   set_bin(heap, slab->cls);
 }
@@ -83,7 +83,7 @@ static void queue_slab(la_heap_t *heap, la_slab_t *slab) {
 static void move_to_full(la_heap_t *heap, la_slab_t *slab) {
   la_slab_list_remove(&heap->queues[slab->cls], slab);
   slab->in_full = 1;
-  slab->fast_owner = NULL;   /* the owner's next free must take the slow path */
+  LA_SHARED_STORE(slab->fast_owner, NULL);   /* the owner's next free must take the slow path */
   atomic_store(&slab->notify, true);
   la_slab_list_push(&heap->full, slab);
   heap->nfull++;
@@ -111,7 +111,7 @@ static bool sweep_due(la_heap_t *heap) {
 static void release_slab(la_heap_t *heap, la_slab_t *slab) {
   la_slab_list_remove(&heap->queues[slab->cls], slab);
   set_bin(heap, slab->cls);
-  slab->fast_owner = NULL;
+  LA_SHARED_STORE(slab->fast_owner, NULL);
   la_arena_put_slab(la_segment_of(slab)->arena, slab);
 }
 
@@ -141,10 +141,10 @@ void *la_heap_large_alloc(la_heap_t *heap, unsigned cls) {
   if (!slab) return NULL;
   heap->large_cache[cls] = slab->next;
   heap->large_cached[cls]--;
-  heap->large_cached_bytes -= slab->block_size;
-  heap->large_hits[cls]++;
+  LA_SHARED_STORE(heap->large_cached_bytes, heap->large_cached_bytes - slab->block_size);
+  LA_SHARED_STORE(heap->large_hits[cls], heap->large_hits[cls] + 1);
   slab->next = NULL;
-  slab->used = 1;
+  LA_SHARED_STORE(slab->used, 1);
   return slab->start;
 }
 
@@ -154,12 +154,12 @@ static bool large_cache_put(la_heap_t *heap, la_slab_t *slab) {
       heap->large_cached[cls] >= LA_LARGE_CACHE_PER_CLASS ||
       heap->large_cached_bytes + slab->block_size > LA_LARGE_CACHE_BYTES)
     return false;
-  slab->used = 0;
+  LA_SHARED_STORE(slab->used, 0);
   slab->zeroed = 0;
   slab->next = heap->large_cache[cls];
   heap->large_cache[cls] = slab;
   heap->large_cached[cls]++;
-  heap->large_cached_bytes += slab->block_size;
+  LA_SHARED_STORE(heap->large_cached_bytes, heap->large_cached_bytes + slab->block_size);
   return true;
 }
 
@@ -173,7 +173,7 @@ static void large_cache_flush(la_heap_t *heap) {
     }
     heap->large_cached[c] = 0;
   }
-  heap->large_cached_bytes = 0;
+  LA_SHARED_STORE(heap->large_cached_bytes, 0);
 }
 
 /* ---- creating and retiring heaps ----------------------------------------- */
@@ -191,7 +191,7 @@ static la_heap_t *heap_create(void) {
     heap->large_cache[c] = NULL;
     heap->large_cached[c] = 0;
   }
-  heap->large_cached_bytes = 0;
+  LA_SHARED_STORE(heap->large_cached_bytes, 0);
   heap->full.head = heap->full.tail = NULL;
   heap->nfull = 0;
   heap->refills_since_sweep = 0;
@@ -222,7 +222,7 @@ la_heap_t *la_heap_for_thread(void) {
 /* Hand a slab to the arena at thread exit: empty ones as free units, the
  * others as abandoned slabs that another heap may adopt. */
 static void detach_slab(la_slab_t *slab) {
-  slab->fast_owner = NULL;
+  LA_SHARED_STORE(slab->fast_owner, NULL);
   la_slab_collect_remote(slab);
   la_arena_t *arena = la_segment_of(slab)->arena;
   if (slab->used == 0) la_arena_put_slab(arena, slab);
@@ -294,7 +294,7 @@ static la_slab_t *find_slab(la_heap_t *heap, unsigned cls) {
     s = q->head;
     return s && la_slab_refill_free(s) ? s : NULL;
   }
-  s->fast_owner = heap;
+  LA_SHARED_STORE(s->fast_owner, heap);
   s->in_full = 0;
   la_slab_list_push_front(q, s);
   set_bin(heap, cls);
@@ -345,8 +345,8 @@ void la_heap_free_slow(la_heap_t *heap, la_slab_t *slab, la_block_t *block) {
   if (atomic_load_explicit(&slab->owner, memory_order_relaxed) == heap && heap != &la_empty_heap) {
     block->next = slab->free;
     slab->free = block;
-    slab->used--;
-    slab->nfreed++;
+    LA_SHARED_STORE(slab->used, slab->used - 1);
+    LA_SHARED_STORE(slab->nfreed, slab->nfreed + 1);
     if (slab->in_full) leave_full(heap, slab);
     if (slab->used == 0) la_heap_retire_slab(heap, slab);
     return;

@@ -102,7 +102,7 @@ void la_segment_release_run(la_segment_t *seg, la_slab_t *slab) {
   for (unsigned i = unit; i < unit + slab->nunits; i++) seg->unit_slab[i] = &la_slab_invalid;
   slab->kind = LA_SLAB_UNUSED;
   atomic_store_explicit(&slab->owner, NULL, memory_order_relaxed);
-  slab->fast_owner = NULL;
+  LA_SHARED_STORE(slab->fast_owner, NULL);
   seg->used_units &= ~bits;
   seg->dirty_units |= bits;
   la_segment_update_max_run(seg);

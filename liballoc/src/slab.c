@@ -17,9 +17,9 @@ la_slab_t la_slab_empty;
 
 void la_slab_init(la_slab_t *slab, la_segment_t *seg, unsigned unit, unsigned cls) {
   slab->free = NULL;
-  slab->fast_owner = NULL;
-  slab->used = 0;
-  slab->nfreed = 0;
+  LA_SHARED_STORE(slab->fast_owner, NULL);
+  LA_SHARED_STORE(slab->used, 0);
+  LA_SHARED_STORE(slab->nfreed, 0);
   slab->cls = (uint8_t)cls;
   slab->kind = la_class_large[cls] ? LA_SLAB_LARGE : LA_SLAB_SMALL;
   slab->block_size = la_class_size[cls];
@@ -63,8 +63,8 @@ uint32_t la_slab_collect_remote(la_slab_t *slab) {
   }
   tail->next = slab->free;
   slab->free = head;
-  slab->used -= n;
-  slab->nfreed += n;
+  LA_SHARED_STORE(slab->used, slab->used - n);
+  LA_SHARED_STORE(slab->nfreed, slab->nfreed + n);
   return n;
 }
 
