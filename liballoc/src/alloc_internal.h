@@ -180,6 +180,7 @@ void la_slab_init(la_slab_t *slab, la_segment_t *seg, unsigned unit, unsigned cl
 bool la_slab_refill_free(la_slab_t *slab);
 uint32_t la_slab_collect_remote(la_slab_t *slab);
 void la_slab_free_remote(la_slab_t *slab, la_block_t *block);
+bool la_slab_holds_free(const la_slab_t *slab, const la_block_t *block, bool owner);
 void la_slab_list_push(la_slab_list_t *list, la_slab_t *slab);
 void la_slab_list_push_front(la_slab_list_t *list, la_slab_t *slab);
 void la_slab_list_remove(la_slab_list_t *list, la_slab_t *slab);
@@ -195,6 +196,7 @@ void la_invalid_free(const void *p, const char *why);
 void la_heap_flush(la_heap_t *heap);
 void *la_heap_large_alloc(la_heap_t *heap, unsigned cls);
 void la_heaps_init(void);
+void la_heaps_set_checks(void);
 void la_heaps_stats(la_stats_t *st);
 void la_heaps_fork_prepare(void);
 void la_heaps_fork_parent(void);

@@ -244,6 +244,7 @@ typedef struct la_options_s {
   ssize_t stats_interval_ms;
   bool stats_print;            /* print statistics to stderr at exit */
   bool abort_on_invalid_free;  /* abort on free() of a pointer not ours */
+  bool detect_double_free;     /* check every free of a small block (heap.c) */
 } la_options_t;
 
 /* ---- statistics ---------------------------------------------------------- */

@@ -81,6 +81,7 @@ static void read_opt_telemetry_dir(ctl_value_t *v) { v->s = la_opt.telemetry_dir
 static void read_opt_interval(ctl_value_t *v) { v->ssize = la_opt.stats_interval_ms; }
 static void read_opt_stats_print(ctl_value_t *v) { v->b = la_opt.stats_print; }
 static void read_opt_abort_invalid(ctl_value_t *v) { v->b = la_opt.abort_on_invalid_free; }
+static void read_opt_detect_double_free(ctl_value_t *v) { v->b = la_opt.detect_double_free; }
 static void read_bg_running(ctl_value_t *v) { v->b = la_purger_running(); }
 
 /* Statistics are always current; "epoch" exists so that code written for
@@ -231,6 +232,7 @@ static const ctl_entry_t ctl_table[] = {
   {"opt.stats_interval_ms", CTL_SSIZE, read_opt_interval, write_interval},
   {"opt.stats_print", CTL_BOOL, read_opt_stats_print, write_stats_print},
   {"opt.abort_on_invalid_free", CTL_BOOL, read_opt_abort_invalid, write_abort_invalid},
+  {"opt.detect_double_free", CTL_BOOL, read_opt_detect_double_free, NULL},
 };
 
 static const ctl_entry_t *find_entry(const char *name) {

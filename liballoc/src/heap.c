@@ -17,6 +17,8 @@
 #include "alloc_internal.h"
 
 #include <errno.h>
+#include <string.h>
+#include <sys/auxv.h>
 
 __thread la_heap_t *la_tls_heap = &la_empty_heap;
 
@@ -35,6 +37,45 @@ void la_heaps_init(void) {
   /* The key only serves to run heap_thread_exit; its slot is one of the
    * first 32, which glibc keeps inside the thread descriptor (no malloc). */
   pthread_key_create(&heap_key, heap_thread_exit);
+  la_heaps_set_checks();
+}
+
+/* ---- detect_double_free ----------------------------------------------------
+ * With the option on, slabs get no fast_owner and the heap's bins stay empty,
+ * so every malloc and free of a small block takes the slow path; class 0 is
+ * 16 bytes.  A freed block gets a per-process secret in its second word, and
+ * malloc wipes it.  Freed again, a block still has it (unless the program
+ * wrote there after the first free); a match is confirmed by finding the
+ * block on its slab's free lists, which rules out the program having stored
+ * the secret's value itself.  Without a match nothing is walked: the check is
+ * a load, a compare and a division (a pointer into the middle of a block is
+ * refused too).  Slabs made before the option was read (a very early malloc)
+ * are not checked. */
+static uint64_t free_mark;   /* 0: the option is off */
+
+void la_heaps_set_checks(void) {
+  if (!la_opt.detect_double_free || free_mark) return;
+  const uint8_t *random = (const uint8_t *)getauxval(AT_RANDOM);   /* 16 bytes from the kernel */
+  uint64_t mark = 0x9e3779b97f4a7c15ull ^ (uintptr_t)&free_mark;
+  if (random) memcpy(&mark, random + 8, sizeof mark);
+  free_mark = mark | 1;
+}
+
+/* The heap a slab lets free without checks: none while checking frees. */
+static inline la_heap_t *fast_owner_for(la_heap_t *heap) { return free_mark ? NULL : heap; }
+
+static void unmark(const la_slab_t *slab, la_block_t *block) {
+  if (block && slab->block_size >= 2 * sizeof(uint64_t)) ((uint64_t *)block)[1] = 0;
+}
+
+/* What is wrong with freeing `block`, or NULL (and the block is marked). */
+static const char *check_small_free(const la_slab_t *slab, la_block_t *block, bool owner) {
+  if (((uint8_t *)block - slab->start) % slab->block_size) return "not the start of a block (interior pointer)";
+  if (slab->block_size < 2 * sizeof(uint64_t)) return NULL;   /* an 8-byte block made before */
+  uint64_t *mark = (uint64_t *)block + 1;
+  if (*mark == free_mark && la_slab_holds_free(slab, block, owner)) return "double free";
+  *mark = free_mark;
+  return NULL;
 }
 
 /* The heaps' share of the statistics: the large-block caches.  Heaps of
@@ -55,8 +96,10 @@ void la_heaps_stats(la_stats_t *st) {
 
 /* ---- queues -------------------------------------------------------------- */
 
-/* Point the fast path's entries of class `cls` at `slab`. */
+/* Point the fast path's entries of class `cls` at `slab` (never, while
+ * checking frees: every malloc must come to la_heap_alloc_class). */
 static void bin_point(la_heap_t *heap, unsigned cls, la_slab_t *slab) {
+  if (LA_UNLIKELY(free_mark)) slab = &la_slab_empty;
   heap->bins[cls] = slab;
   for (unsigned i = la_class_direct_first[cls]; i <= la_class_direct_last[cls] && la_class_direct_last[cls]; i++)
     heap->direct[i] = slab;
@@ -75,7 +118,7 @@ static void clear_bins(la_heap_t *heap) {
 
 static void queue_slab(la_heap_t *heap, la_slab_t *slab) {
   slab->in_full = 0;
-  LA_SHARED_STORE(slab->fast_owner, heap);
+  LA_SHARED_STORE(slab->fast_owner, fast_owner_for(heap));
   la_slab_list_push(&heap->queues[slab->cls], slab);
   set_bin(heap, slab->cls);
 }
@@ -294,7 +337,7 @@ static la_slab_t *find_slab(la_heap_t *heap, unsigned cls) {
     s = q->head;
     return s && la_slab_refill_free(s) ? s : NULL;
   }
-  LA_SHARED_STORE(s->fast_owner, heap);
+  LA_SHARED_STORE(s->fast_owner, fast_owner_for(heap));
   s->in_full = 0;
   la_slab_list_push_front(q, s);
   set_bin(heap, cls);
@@ -315,7 +358,9 @@ void *la_heap_alloc_class(unsigned cls) {
     errno = ENOMEM;
     return NULL;
   }
-  return la_slab_pop(slab);
+  la_block_t *block = la_slab_pop(slab);
+  if (LA_UNLIKELY(free_mark)) unmark(slab, block);
+  return block;
 }
 
 /* The owner freed the last block in use of a slab.  The current slab of a
@@ -332,7 +377,7 @@ void la_heap_retire_slab(la_heap_t *heap, la_slab_t *slab) {
 void la_heap_free_slow(la_heap_t *heap, la_slab_t *slab, la_block_t *block) {
   if (slab->kind == LA_SLAB_LARGE) {
     if (LA_UNLIKELY((uint8_t *)block != slab->start || slab->used != 1)) {
-      la_invalid_free(block, "not a live large block");
+      la_invalid_free(block, "not a live large block (double free or interior pointer?)");
       return;
     }
     if (!large_cache_put(heap, slab)) la_arena_free_large(slab);
@@ -342,7 +387,13 @@ void la_heap_free_slow(la_heap_t *heap, la_slab_t *slab, la_block_t *block) {
     la_invalid_free(block, "pointer into free memory (double free?)");
     return;
   }
-  if (atomic_load_explicit(&slab->owner, memory_order_relaxed) == heap && heap != &la_empty_heap) {
+  bool owner = atomic_load_explicit(&slab->owner, memory_order_relaxed) == heap && heap != &la_empty_heap;
+  const char *wrong = LA_UNLIKELY(free_mark) ? check_small_free(slab, block, owner) : NULL;
+  if (LA_UNLIKELY(wrong != NULL)) {
+    la_invalid_free(block, wrong);
+    return;
+  }
+  if (owner) {
     block->next = slab->free;
     slab->free = block;
     LA_SHARED_STORE(slab->used, slab->used - 1);

@@ -93,7 +93,10 @@ void la_init_slow(void) {
 
 __attribute__((constructor)) static void la_constructor(void) {
   la_ensure_init();
-  if (la_options_init()) la_arenas_set_count();   /* the first read was too early */
+  if (la_options_init()) {   /* the first read was too early */
+    la_arenas_set_count();
+    la_heaps_set_checks();
+  }
   begin_life();   /* the publisher starts a second from now */
 }
 

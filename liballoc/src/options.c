@@ -37,6 +37,7 @@ static const opt_def_t opt_defs[] = {
   OPT(stats_interval_ms, OPT_SSIZE, 10, 86400000),
   OPT(stats_print, OPT_BOOL, 0, 1),
   OPT(abort_on_invalid_free, OPT_BOOL, 0, 1),
+  OPT(detect_double_free, OPT_BOOL, 0, 1),
 };
 #undef OPT
 

@@ -18,7 +18,8 @@ uint32_t la_class_capacity[LA_NCLASSES];
 bool la_class_large[LA_NCLASSES];
 
 static size_t class_size_of_index(unsigned c) {
-  if (c == 0) return 8;
+  /* detect_double_free marks a freed block in its second word. */
+  if (c == 0) return la_opt.detect_double_free ? 16 : 8;
   if (c <= 8) return (size_t)c * 16;
   unsigned k = 7 + (c - 9) / 4, j = 1 + (c - 9) % 4;
   return ((size_t)1 << k) + j * ((size_t)1 << (k - 2));

@@ -89,6 +89,28 @@ void la_slab_free_remote(la_slab_t *slab, la_block_t *block) {
                                                   memory_order_relaxed));
 }
 
+/* Is `block` on the list starting at `b`?  Every step must land on a block
+ * of this slab and the walk ends after `capacity` steps, so a list another
+ * thread is changing under us ends the walk instead of leading astray. */
+static bool list_holds(const la_slab_t *slab, const la_block_t *b, const la_block_t *block) {
+  uintptr_t start = (uintptr_t)slab->start, end = start + (uintptr_t)slab->capacity * slab->block_size;
+  for (uint32_t n = 0; b && n < slab->capacity; n++) {
+    uintptr_t at = (uintptr_t)b;
+    if (at < start || at >= end || (at - start) % slab->block_size) return false;
+    if (b == block) return true;
+    b = LA_SHARED_LOAD(b->next);
+  }
+  return false;
+}
+
+/* Is `block` free in the slab (detect_double_free)?  The owner looks at both
+ * lists; another thread only at the remote one, since the owner's list is
+ * its own to change without telling anyone. */
+bool la_slab_holds_free(const la_slab_t *slab, const la_block_t *block, bool owner) {
+  if (owner && list_holds(slab, slab->free, block)) return true;
+  return list_holds(slab, atomic_load_explicit(&slab->xfree, memory_order_acquire), block);
+}
+
 void la_slab_list_push(la_slab_list_t *list, la_slab_t *slab) {
   slab->next = NULL;
   slab->prev = list->tail;

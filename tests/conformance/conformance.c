@@ -1,6 +1,6 @@
 /* conformance.c - entry point of the malloc API conformance tests: finds out
  * whether liballoc is the active allocator, then runs the test groups of
- * test_basic.c, test_aligned.c and test_liballoc.c.  Also holds the helpers
+ * test_basic.c, test_aligned.c, test_liballoc.c and test_invalid_free.c.  Also holds the helpers
  * declared in conformance.h.
  *
  * Usage: conformance [--require-liballoc]
@@ -111,6 +111,7 @@ bool all_bytes_are(const void *p, size_t n, unsigned char v) {
 }
 
 int main(int argc, char **argv) {
+  if (argc == 4 && strcmp(argv[1], "--invalid-free") == 0) return conf_invalid_free_child(argv[2], argv[3]);
   bool require = false;
 #ifdef ALLOC_TEST_REQUIRE_ACTIVE
   require = true;
@@ -132,5 +133,6 @@ int main(int argc, char **argv) {
   failed += conf_run_basic_tests();
   failed += conf_run_aligned_tests();
   failed += conf_run_liballoc_tests();
+  failed += conf_run_invalid_free_tests();
   return failed ? 1 : 0;
 }

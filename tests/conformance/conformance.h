@@ -96,5 +96,9 @@ static inline bool is_aligned(const void *p, size_t align) {
 int conf_run_basic_tests(void);
 int conf_run_aligned_tests(void);
 int conf_run_liballoc_tests(void);
+int conf_run_invalid_free_tests(void);
+
+/* The child side of test_invalid_free.c (argv: --invalid-free CASE SIZE). */
+int conf_invalid_free_child(const char *what, const char *size);
 
 #endif /* CONFORMANCE_H */
