@@ -487,6 +487,7 @@ json_t *collector_live_json(const collector_live_t *l, bool with_classes) {
     json_object_set_new(o, "stats", stats);
     json_object_set_new(o, "config", snap_config_json(&s->config));
     json_object_set_new(o, "snapshot_time", json_real((double)s->time_ns / 1e9));
+    json_object_set_new(o, "snapshot_number", json_integer((json_int_t)s->number));
     if (with_classes) json_object_set_new(o, "classes", snap_classes_json(s));
   }
   return o;

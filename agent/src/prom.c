@@ -80,6 +80,7 @@ typedef struct series_s {
   char *labels;
   double v[SNAP_NMETRICS];
   int64_t config[ALLOC_SHM_NCONFIG];   /* ALLOC_SHM_CONFIG order */
+  double time_s;                       /* the snapshot's wall-clock time */
 } series_t;
 
 static char *render_labels(const collector_live_t *l) {
@@ -120,6 +121,11 @@ static void put_process_metrics(buf_t *b, const series_t *ser, size_t n) {
       else put(b, "%s%s %.0f\n", name, ser[k].labels, ser[k].v[i]);
     }
   }
+  /* A publisher that stops (a frozen or wedged process) keeps its last
+   * values above; its snapshot time is what shows it: alert on its age. */
+  put(b, "# HELP liballoc_snapshot_timestamp_seconds Wall-clock time the newest snapshot read was taken\n"
+         "# TYPE liballoc_snapshot_timestamp_seconds gauge\n");
+  for (size_t k = 0; k < n; k++) put(b, "liballoc_snapshot_timestamp_seconds%s %.3f\n", ser[k].labels, ser[k].time_s);
 }
 
 /* liballoc_config_<knob>: numbers as they are (times in seconds, -1 for
@@ -184,6 +190,7 @@ static series_t *live_series(collector_t *c, collector_live_t **live, size_t *n)
     series_t *s = &ser[*n];
     if (!(s->labels = render_labels(l))) continue;
     snap_metric_values(l->snapshot, s->v);
+    s->time_s = (double)l->snapshot->time_ns / 1e9;
     int k = 0;
 #define X(knob, kind, help) s->config[k++] = l->snapshot->config.knob;
     ALLOC_SHM_CONFIG(X)

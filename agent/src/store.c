@@ -569,6 +569,7 @@ static json_t *process_row(sqlite3_stmt *s, bool with_classes) {
     json_object_set(o, "fragmentation", json_object_get(stats, "fragmentation"));
     json_object_set(o, "config", json_object_get(latest, "config"));
     json_object_set(o, "snapshot_time", json_object_get(latest, "time"));
+    json_object_set(o, "snapshot_number", json_object_get(latest, "number"));
     if (with_classes) json_object_set(o, "classes", json_object_get(latest, "classes"));
   }
   json_decref(latest);

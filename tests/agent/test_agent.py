@@ -14,6 +14,7 @@ import shutil
 import signal
 import socket
 import sqlite3
+import struct
 import subprocess
 import sys
 import tempfile
@@ -324,6 +325,63 @@ class AgentTest(unittest.TestCase):
         self.assertIn("rejected", self.agent.read_log())
         self.process(live.pid)   # still collecting the good one
         live.wait()
+
+    def test_writer_frozen_mid_snapshot(self):
+        # A process stopped while it writes a snapshot leaves that slot odd
+        # (being written) and half new; a hostile or broken one may even
+        # have advanced `published` past it.  allocd keeps serving the last
+        # good snapshot, keeps collecting from the others, shows the stall in
+        # liballoc_snapshot_timestamp_seconds, and picks the process up again
+        # once it runs.  Header offsets: docs of liballoc/include/alloc_shm.h.
+        frozen = Target(self.agent, "hold", "100", "64", "30000", conf="stats_interval_ms:50")
+        other = Target(self.agent, "hold", "100", "64", "30000", conf="stats_interval_ms:50")
+        self.process(frozen.pid)
+        self.process(other.pid)
+        self.addCleanup(lambda: frozen.proc.poll() is None and frozen.proc.kill())
+        self.addCleanup(lambda: other.proc.poll() is None and other.proc.kill())
+        path = os.path.join(self.agent.shm, "liballoc.%d" % frozen.pid)
+
+        def number(pid):
+            return self.agent.get("/api/v1/processes/%d" % pid)[1]["snapshot_number"]
+
+        def stamp(pid):
+            text = self.agent.request("GET", "/metrics")[1]
+            for line in text.splitlines():
+                if line.startswith('liballoc_snapshot_timestamp_seconds{pid="%d",' % pid):
+                    return float(line.rsplit(" ", 1)[1])
+            self.fail("no liballoc_snapshot_timestamp_seconds for pid %d" % pid)
+
+        for advance_published in (False, True):
+            os.kill(frozen.pid, signal.SIGSTOP)
+            with open(path, "r+b") as f:
+                header = f.read(512)
+                ring_offset, ring_slots, slot_size = struct.unpack_from("=III", header, 24)
+                published = struct.unpack_from("=Q", header, 504)[0]
+                n = published + 1   # the snapshot it was writing
+                slot = ring_offset + ((n - 1) % ring_slots) * slot_size
+                f.seek(slot)
+                f.write(struct.pack("=QQ", 2 * n - 1, n))   # seq odd, number new
+                f.seek(slot + 48 + 100)
+                f.write(b"\xa5" * 200)                         # half a body
+                if advance_published:
+                    f.seek(504)
+                    f.write(struct.pack("=Q", n))
+            time.sleep(0.3)   # allocd has read the stalled segment a few times by now
+            held, when = number(frozen.pid), stamp(frozen.pid)
+            self.assertLessEqual(held, published, "a torn snapshot was accepted")
+            going = number(other.pid)
+            wait_for(lambda: number(other.pid) > going + 10, what="collection from the other process")
+            self.assertEqual(number(frozen.pid), held)
+            self.assertEqual(stamp(frozen.pid), when)
+            self.assertGreater(stamp(other.pid), when + 0.5)
+            self.assertTrue(self.agent.get("/api/v1/processes/%d" % frozen.pid)[1]["alive"])
+            os.kill(frozen.pid, signal.SIGCONT)
+            wait_for(lambda: number(frozen.pid) > held + 2, what="the frozen process collected again")
+        self.assertEqual(self.agent.get("/api/v1/health")[0], 200)
+        self.assertNotIn('segments_rejected_total{reason="layout"} 1', self.agent.request("GET", "/metrics")[1])
+        for t in (frozen, other):
+            t.proc.kill()
+            t.wait()
 
     def test_segment_owned_by_another_user(self):
         # A valid segment under a live process's name, but owned by another
