@@ -91,7 +91,7 @@ typedef struct pending_s {
 } pending_t;
 
 static int status_of(const pending_t *p) {
-  if (p->err == ALLOC_SHM_ERR_TIMEOUT) return 504;
+  if (p->err == ALLOC_SHM_ERR_TIMEOUT || p->err == ALLOC_SHM_ERR_INFLIGHT) return 504;
   if (p->err) return 502;
   if (p->ack.status == 0) return 200;
   return p->ack.status == EPERM ? 409 : 400;
@@ -102,7 +102,9 @@ static json_t *result_json(const pending_t *p) {
   json_object_set_new(o, "old", p->old[0] ? json_string(p->old) : json_null());
   json_object_set_new(o, "requested", json_string(p->value));
   if (p->err) {
-    json_object_set_new(o, "status", json_string(p->err == ALLOC_SHM_ERR_TIMEOUT ? "timeout" : "error"));
+    /* timeout: withdrawn, it will not apply; unknown: the process took it */
+    const char *st = p->err == ALLOC_SHM_ERR_TIMEOUT ? "timeout" : p->err == ALLOC_SHM_ERR_INFLIGHT ? "unknown" : "error";
+    json_object_set_new(o, "status", json_string(st));
     json_object_set_new(o, "message", json_string(alloc_shm_strerror(p->err)));
   } else {
     json_object_set_new(o, "status", json_string(p->ack.status == 0 ? "ok" : "rejected"));

@@ -214,13 +214,20 @@ typedef struct alloc_shm_snapshot_s {
  *   1. takes flock(LOCK_EX) on the file, so writers never race each other;
  *   2. picks a slot whose state is FREE (or that has been POSTED or DONE for
  *      longer than max(60 s, 3 intervals): its writer is gone);
- *   3. writes id, posted_ns, name, value and checksum, then state = POSTED;
+ *   3. writes id, posted_ns, name, value and checksum (ack_id 0), then
+ *      state = POSTED;
  *   4. releases the lock and waits for state DONE with ack_id == id;
  *   5. reads the acknowledgement, then (under the lock) sets state = FREE.
- * The process looks at the control area at every publication: for each
- * POSTED slot it checks the checksum and the strings, applies the request
- * through the same path as alloc_ctl(), writes the acknowledgement fields,
- * then state = DONE.  Anything else in the area is ignored.
+ *   If it gives up waiting, it takes the lock again: a request still POSTED
+ *   with ack_id != id is withdrawn (state = FREE) and can never apply; one
+ *   already claimed is being applied, and its acknowledgement will come.
+ * The process looks at the control area at every publication.  If a slot is
+ * POSTED it takes the same lock (never waiting for it: a busy lock means
+ * "next time") and claims every POSTED slot by writing ack_id = id; then,
+ * without the lock, for each claimed slot it checks the checksum and the
+ * strings, applies the request through the same path as alloc_ctl(), writes
+ * the acknowledgement fields, then state = DONE.  Anything else in the area
+ * is ignored.
  *
  * name is a knob of ALLOC_SHM_CONFIG ("dirty_decay_ms"), an alloc_ctl name
  * ("opt.thp", "arena.purge"), value its text ("5000", "never", "true", ""

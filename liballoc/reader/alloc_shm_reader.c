@@ -27,8 +27,9 @@ static const char *const messages[] = {
   [ALLOC_SHM_ERR_NOTYET] = "snapshot not published yet",
   [ALLOC_SHM_ERR_READONLY] = "segment opened read-only",
   [ALLOC_SHM_ERR_BUSY] = "no free control slot",
-  [ALLOC_SHM_ERR_TIMEOUT] = "no acknowledgement in time",
+  [ALLOC_SHM_ERR_TIMEOUT] = "not taken in time; withdrawn, not applied",
   [ALLOC_SHM_ERR_ARG] = "invalid argument",
+  [ALLOC_SHM_ERR_INFLIGHT] = "taken but not acknowledged in time; it may still apply",
 };
 
 const char *alloc_shm_strerror(int err) {
@@ -267,14 +268,40 @@ int alloc_shm_submit(alloc_shm_segment_t *seg, const char *name, const char *val
   return err;
 }
 
+/* The deadline passed: withdraw our request unless the process has claimed
+ * it (ack_id == id), under the lock the process claims under.  True when
+ * it is withdrawn, or no longer ours; false when it is being applied. */
+static bool withdraw(alloc_shm_segment_t *seg, uint64_t slot, uint64_t id) {
+  if (!lock_until(seg->fd, now_ns(CLOCK_MONOTONIC) + 1000000000u)) return false;
+  alloc_shm_request_t r;
+  bool gone = true;
+  if (read_at(seg->fd, &r, sizeof r, slot) && r.id == id) {
+    if (r.state == ALLOC_SHM_REQ_POSTED && r.ack_id != id) {
+      uint64_t free_state = ALLOC_SHM_REQ_FREE;
+      gone = write_at(seg->fd, &free_state, sizeof free_state, slot);
+    } else {
+      gone = false;   /* claimed, or done just now */
+    }
+  }
+  flock(seg->fd, LOCK_UN);
+  return gone;
+}
+
 int alloc_shm_await(alloc_shm_segment_t *seg, uint64_t slot, uint64_t id, uint64_t deadline_ms,
                     alloc_shm_request_t *ack) {
   uint64_t deadline = deadline_ms * 1000000u;
+  bool claimed = false;   /* past the deadline, waiting for a claimed request */
   for (;;) {
     if (!read_at(seg->fd, ack, sizeof *ack, slot)) return ALLOC_SHM_ERR_IO;
     if (ack->id != id) return ALLOC_SHM_ERR_TIMEOUT;   /* taken over as stale */
     if (ack->state == ALLOC_SHM_REQ_DONE && ack->ack_id == id) break;
-    if (now_ns(CLOCK_MONOTONIC) >= deadline) return ALLOC_SHM_ERR_TIMEOUT;
+    if (now_ns(CLOCK_MONOTONIC) >= deadline) {
+      if (claimed) return ALLOC_SHM_ERR_INFLIGHT;
+      if (withdraw(seg, slot, id)) return ALLOC_SHM_ERR_TIMEOUT;
+      claimed = true;   /* applying: its acknowledgement is a moment away */
+      deadline = now_ns(CLOCK_MONOTONIC) + 1000000000u;
+      continue;
+    }
     usleep(2000);
   }
   ack->message[sizeof ack->message - 1] = 0;

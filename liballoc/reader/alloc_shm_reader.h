@@ -44,8 +44,11 @@ enum alloc_shm_err {
   ALLOC_SHM_ERR_NOTYET,    /* snapshot not published yet */
   ALLOC_SHM_ERR_READONLY,  /* posting needs the segment opened for writing */
   ALLOC_SHM_ERR_BUSY,      /* no free request slot */
-  ALLOC_SHM_ERR_TIMEOUT,   /* the process did not acknowledge in time */
+  ALLOC_SHM_ERR_TIMEOUT,   /* the process did not take the request in time;
+                              it was withdrawn and will not be applied */
   ALLOC_SHM_ERR_ARG,       /* bad argument (name or value too long, ...) */
+  ALLOC_SHM_ERR_INFLIGHT,  /* the process took the request but did not
+                              acknowledge in time: it may still apply */
 };
 
 #define ALLOC_SHM_ANY_OWNER ((uid_t)-1)
@@ -90,7 +93,9 @@ int alloc_shm_post(alloc_shm_segment_t *seg, const char *name, const char *value
 /* The two halves of alloc_shm_post, to post several requests and wait for
  * them together (the process answers every posted slot in one tick):
  * submit returns the slot's offset in *slot; await waits until deadline_ms
- * of CLOCK_MONOTONIC. */
+ * of CLOCK_MONOTONIC.  A request the process has not taken by then is
+ * withdrawn (ALLOC_SHM_ERR_TIMEOUT: it will never apply); one it has taken
+ * gets one more second to be acknowledged (else ALLOC_SHM_ERR_INFLIGHT). */
 int alloc_shm_submit(alloc_shm_segment_t *seg, const char *name, const char *value, uint64_t id,
                      unsigned timeout_ms, uint64_t *slot);
 int alloc_shm_await(alloc_shm_segment_t *seg, uint64_t slot, uint64_t id, uint64_t deadline_ms,

@@ -6,12 +6,19 @@
  * The area is written by other processes, so everything read from it is
  * checked: the checksum, the strings' terminators, the state.  A request
  * that fails the checks is acknowledged as malformed (so its writer does not
- * wait forever); anything that is not a posted request is left alone. */
+ * wait forever); anything that is not a posted request is left alone.
+ *
+ * Posted requests are claimed under the writers' flock before anything is
+ * applied, so a writer that gave up can withdraw a request the process has
+ * not claimed, and be sure it never applies.  The lock is only tried: a
+ * writer holding it (or anyone else) delays the requests by one tick and
+ * never blocks this thread. */
 #include "alloc_internal.h"
 
 #include <errno.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/file.h>
 #include <unistd.h>
 
 static bool terminated(const char *s, size_t size) { return memchr(s, 0, size) != NULL; }
@@ -40,11 +47,40 @@ static void serve_one(int fd, uint64_t off, alloc_shm_request_t *r) {
   acknowledge(fd, off, r);
 }
 
+static bool read_requests(int fd, const alloc_shm_header_t *h, alloc_shm_request_t *reqs, size_t size) {
+  return pread(fd, reqs, size, (off_t)h->control_offset) == (ssize_t)size;
+}
+
+static bool any_posted(const alloc_shm_request_t *reqs) {
+  for (unsigned i = 0; i < ALLOC_SHM_CONTROL_SLOTS; i++)
+    if (reqs[i].state == ALLOC_SHM_REQ_POSTED) return true;
+  return false;
+}
+
+/* Under the lock: mark every posted request as ours (ack_id = id), and
+ * remember which slots those were. */
+static unsigned claim_posted(int fd, const alloc_shm_header_t *h, alloc_shm_request_t *reqs, bool *claimed) {
+  unsigned n = 0;
+  for (unsigned i = 0; i < ALLOC_SHM_CONTROL_SLOTS; i++) {
+    claimed[i] = false;
+    if (reqs[i].state != ALLOC_SHM_REQ_POSTED) continue;
+    uint64_t off = h->control_offset + (uint64_t)i * sizeof reqs[0] + offsetof(alloc_shm_request_t, ack_id);
+    if (pwrite(fd, &reqs[i].id, sizeof reqs[i].id, (off_t)off) != (ssize_t)sizeof reqs[i].id) continue;
+    claimed[i] = true;
+    n++;
+  }
+  return n;
+}
+
 void la_control_serve(int fd, const alloc_shm_header_t *h) {
   alloc_shm_request_t reqs[ALLOC_SHM_CONTROL_SLOTS];
+  bool claimed[ALLOC_SHM_CONTROL_SLOTS];
   if (h->control_slots != ALLOC_SHM_CONTROL_SLOTS) return;
-  if (pread(fd, reqs, sizeof reqs, (off_t)h->control_offset) != (ssize_t)sizeof reqs) return;
-  for (unsigned i = 0; i < ALLOC_SHM_CONTROL_SLOTS; i++)
-    if (reqs[i].state == ALLOC_SHM_REQ_POSTED)
-      serve_one(fd, h->control_offset + (uint64_t)i * sizeof reqs[0], &reqs[i]);
+  if (!read_requests(fd, h, reqs, sizeof reqs) || !any_posted(reqs)) return;
+  if (flock(fd, LOCK_EX | LOCK_NB) != 0) return;
+  /* Read again under the lock: a writer may have withdrawn or posted. */
+  unsigned n = read_requests(fd, h, reqs, sizeof reqs) ? claim_posted(fd, h, reqs, claimed) : 0;
+  flock(fd, LOCK_UN);
+  for (unsigned i = 0; n && i < ALLOC_SHM_CONTROL_SLOTS; i++)
+    if (claimed[i]) serve_one(fd, h->control_offset + (uint64_t)i * sizeof reqs[0], &reqs[i]);
 }

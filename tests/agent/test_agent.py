@@ -255,17 +255,26 @@ class AgentTest(unittest.TestCase):
         t.wait()
 
     def test_push_to_frozen_process_times_out(self):
+        # 504, and the change is withdrawn: it does not apply when the
+        # process resumes (a retry then does).
         t = Target(self.agent, "hold", "100", "64", "8000")
-        self.process(t.pid)
+        before = self.process(t.pid)["config"]["dirty_decay_ms"]
         os.kill(t.pid, signal.SIGSTOP)
         try:
             start = time.time()
             status, body = self.agent.post("/api/v1/processes/%d/config" % t.pid, {"dirty_decay_ms": 100})
             self.assertEqual(status, 504, body)
+            self.assertEqual(body["results"]["dirty_decay_ms"]["status"], "timeout", body)
+            self.assertIn("withdrawn", body["results"]["dirty_decay_ms"]["message"])
             self.assertLess(time.time() - start, 10)
             self.assertEqual(self.agent.get("/api/v1/health")[0], 200)
         finally:
             os.kill(t.pid, signal.SIGCONT)
+        number = self.process(t.pid)["snapshot_number"]
+        wait_for(lambda: self.process(t.pid)["snapshot_number"] > number + 5, what="the process publishing again")
+        self.assertEqual(self.process(t.pid)["config"]["dirty_decay_ms"], before)
+        status, body = self.agent.post("/api/v1/processes/%d/config" % t.pid, {"dirty_decay_ms": 100})
+        self.assertEqual(status, 200, body)
         t.wait()
 
     def test_rules_apply_to_new_processes(self):

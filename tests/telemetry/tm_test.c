@@ -635,6 +635,44 @@ static void control_requests(void **state) {
   assert_int_equal(finish(&p), 0);
 }
 
+/* A request the process has not taken when its writer gives up is
+ * withdrawn and never applies, even when the process resumes; one it has
+ * taken (here: claimed by hand while the process is stopped) is waited for
+ * one more second, then reported as possibly applying. */
+static void control_withdrawn(void **state) {
+  (void)state;
+  proc_t p = spawn("stats_interval_ms:20", "hold", "100", "64", "4000", NULL);
+  pid_t pid = wait_ready(p.out);
+  alloc_shm_segment_t seg;
+  open_segment(&seg, pid, 1);
+  alloc_shm_snapshot_t s;
+  latest(&seg, &s);
+  int64_t before = s.config.dirty_decay_ms;
+  assert_int_not_equal(before, 4321);
+  kill(pid, SIGSTOP);
+  alloc_shm_request_t ack;
+  assert_int_equal(alloc_shm_post(&seg, "dirty_decay_ms", "4321", 101, 200, &ack), ALLOC_SHM_ERR_TIMEOUT);
+  uint64_t slot = 0;
+  assert_int_equal(alloc_shm_submit(&seg, "muzzy_decay_ms", "4321", 102, 200, &slot), 0);
+  uint64_t claimed = 102;   /* what the process writes when it takes the request */
+  assert_int_equal(pwrite(seg.fd, &claimed, 8, (off_t)(slot + offsetof(alloc_shm_request_t, ack_id))), 8);
+  uint64_t t0 = now_ms();
+  assert_int_equal(alloc_shm_await(&seg, slot, 102, now_ms() + 200, &ack), ALLOC_SHM_ERR_INFLIGHT);
+  assert_true(now_ms() - t0 >= 1100);   /* the second of grace was given */
+  uint64_t free_state = ALLOC_SHM_REQ_FREE;   /* the process would have answered: clear it */
+  assert_int_equal(pwrite(seg.fd, &free_state, 8, (off_t)slot), 8);
+  kill(pid, SIGCONT);
+  wait_published(&seg, seg.header.published + 5);
+  latest(&seg, &s);
+  assert_int_equal(s.config.dirty_decay_ms, before);
+  assert_int_equal(post(&seg, "dirty_decay_ms", "4321", &ack), 0);   /* a retry applies */
+  wait_published(&seg, seg.header.published + 2);
+  latest(&seg, &s);
+  assert_int_equal(s.config.dirty_decay_ms, 4321);
+  alloc_shm_close(&seg);
+  assert_int_equal(finish(&p), 0);
+}
+
 typedef struct poster_s {
   pid_t pid;
   int index;
@@ -814,6 +852,7 @@ int main(int argc, char **argv) {
     cmocka_unit_test_setup_teardown(exec_starts_afresh, setup_dir, teardown_dir),
     cmocka_unit_test_setup_teardown(control_requests, setup_dir, teardown_dir),
     cmocka_unit_test_setup_teardown(control_concurrent, setup_dir, teardown_dir),
+    cmocka_unit_test_setup_teardown(control_withdrawn, setup_dir, teardown_dir),
     cmocka_unit_test_setup_teardown(control_garbage, setup_dir, teardown_dir),
     cmocka_unit_test_setup_teardown(telemetry_off, setup_dir, teardown_dir),
     cmocka_unit_test_setup_teardown(unusable_dir_warns_once, setup_dir, teardown_dir),
