@@ -18,12 +18,14 @@
 #define LA_SHARED_LOAD(field) __atomic_load_n(&(field), __ATOMIC_RELAXED)
 #define LA_SHARED_STORE(field, value) __atomic_store_n(&(field), (value), __ATOMIC_RELAXED)
 
-/* The exception: the malloc and free fast paths bump `used` and `nfreed`
- * with one read-modify-write instruction each, which a relaxed atomic store
- * cannot be (load, add, store: five more instructions per malloc/free pair).
- * Only statistics read those two racily, and an aligned word is never torn
- * on the targets we build for; under ThreadSanitizer the bump is atomic so
- * TSan checks every other access instead of reporting these. */
+/* The exceptions, on the fast paths only: malloc and free bump `used` and
+ * `nfreed` with one read-modify-write instruction each, which a relaxed
+ * atomic store cannot be (load, add, store: five more instructions per
+ * malloc/free pair), and free compares the segment map's byte in memory,
+ * which GCC does not do for an atomic load (one more instruction).  Only
+ * statistics read the counters racily, and an aligned word or a byte is
+ * never torn on the targets we build for; under ThreadSanitizer these are
+ * atomic, so TSan checks every other access instead of reporting these. */
 #if defined(__has_feature)
 #if __has_feature(thread_sanitizer) && !defined(__SANITIZE_THREAD__)
 #define __SANITIZE_THREAD__ 1   /* clang's spelling of GCC's macro */
@@ -32,8 +34,10 @@
 #if defined(__SANITIZE_THREAD__)
 #define LA_OWNER_ADD(field, delta) \
   ({ __typeof__(field) sum_ = (field) + (delta); LA_SHARED_STORE(field, sum_); sum_; })
+#define LA_FAST_LOAD(field) LA_SHARED_LOAD(field)
 #else
 #define LA_OWNER_ADD(field, delta) ((field) += (delta))
+#define LA_FAST_LOAD(field) (field)
 #endif
 
 /* ---- os.c: everything that talks to the kernel --------------------------- */
@@ -107,7 +111,9 @@ void la_segmap_set(void *base, size_t size, enum la_map_kind kind);
 static inline enum la_map_kind la_segmap_kind(const void *p) {
   uintptr_t region = (uintptr_t)p >> LA_SEG_SHIFT;
   if (LA_UNLIKELY(region >= LA_MAP_SIZE)) return LA_MAP_NONE;
-  return (enum la_map_kind)la_segmap[region];
+  /* Racy by design: the kernel can hand an address range just unmapped by
+   * one thread to another's mmap, an order no lock of ours records. */
+  return (enum la_map_kind)LA_FAST_LOAD(la_segmap[region]);
 }
 
 static inline la_segment_t *la_segment_of(const void *p) {
@@ -178,6 +184,8 @@ void la_arenas_fork_child(void);
 extern la_slab_t la_slab_empty;
 void la_slab_init(la_slab_t *slab, la_segment_t *seg, unsigned unit, unsigned cls);
 bool la_slab_refill_free(la_slab_t *slab);
+bool la_slab_trimmable(const la_slab_t *s);
+size_t la_slab_trim(la_slab_t *s);   /* bytes given back */
 uint32_t la_slab_collect_remote(la_slab_t *slab);
 void la_slab_free_remote(la_slab_t *slab, la_block_t *block);
 bool la_slab_holds_free(const la_slab_t *slab, const la_block_t *block, bool owner);
@@ -233,6 +241,7 @@ int la_malloc_trim(size_t pad);
 void la_free_sized(void *p, size_t size);
 void la_free_aligned_sized(void *p, size_t align, size_t size);
 extern atomic_size_t la_foreign_frees;
+extern atomic_size_t la_trimmed_bytes, la_trim_calls;   /* heap.c: pages given back from slabs */
 
 /* ---- stats.c ------------------------------------------------------------- */
 /* The allocator's statistics; the kernel's view (la_proc_memory) is added

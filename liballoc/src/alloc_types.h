@@ -52,6 +52,7 @@
 #define LA_UNIT_SIZE   ((size_t)1 << LA_UNIT_SHIFT)         /* 64 KiB */
 #define LA_UNITS       64                                   /* units per segment */
 #define LA_MAX_SLAB_UNITS 32                                /* 2 MiB slabs at most */
+#define LA_TRIM_MAX_BLOCKS 8192   /* blocks of the largest slab la_slab_trim takes (8-byte class) */
 
 /* The map covers the 47-bit user address space of x86-64 and arm64 (48-bit
  * with 4 levels of page tables gives 47 bits to user space). */
@@ -122,6 +123,12 @@ typedef struct la_slab_s {
   atomic_bool notify;            /* on the owner's full list: a remote free
                                     should tell the owner (a hint) */
   struct la_slab_s *next, *prev; /* heap queue, full list or abandoned list */
+  uint64_t trimmed;              /* (owner) pages given back by la_slab_trim,
+                                    bit i = the slab's i-th page; the free
+                                    blocks on them are off the free list */
+  uint32_t trim_mark;            /* (owner) free blocks at the last trim */
+  uint32_t trim_pass;            /* (owner) the heap's trim pass that last
+                                    looked at the slab */
 } __attribute__((aligned(64))) la_slab_t;  /* slabs of different threads never
                                               share a cache line */
 
@@ -213,6 +220,10 @@ typedef struct la_heap_s {
   size_t large_cached_bytes;
   size_t nfull;
   size_t refills_since_sweep;
+  unsigned trim_cls;        /* the class whose slabs trim_sparse_slabs looks at next */
+  uint32_t trim_pass;       /* rounds of trim_sparse_slabs over every class */
+  uint32_t refills;         /* find_slab calls, the heap's clock for trimming */
+  uint32_t class_refill[LA_NCLASSES];   /* `refills` at each class's last one */
   atomic_bool xfull_hint;   /* another thread freed into one of our full slabs */
   la_arena_t *arena;
   struct la_heap_s *next_all, *prev_all; /* every live heap (fork, stats) */

@@ -591,6 +591,8 @@ static void slab_stats(la_stats_t *st, const la_slab_t *s) {
   k->nmalloc += nfreed + used;
   t->small_allocated += bytes;
   if (atomic_load_explicit(&s->owner, memory_order_relaxed)) t->tcache += (s->capacity - used) * s->block_size;
+  uint64_t trimmed = LA_SHARED_LOAD(s->trimmed);   /* pages given back while the slab lives */
+  t->active -= (uint64_t)__builtin_popcountll(trimmed) * la_page_size;
 }
 
 static void segment_stats(la_stats_t *st, const la_segment_t *seg) {

@@ -238,6 +238,10 @@ static la_heap_t *heap_create(void) {
   heap->full.head = heap->full.tail = NULL;
   heap->nfull = 0;
   heap->refills_since_sweep = 0;
+  heap->trim_cls = 0;
+  heap->trim_pass = 1;
+  heap->refills = 0;
+  memset(heap->class_refill, 0, sizeof heap->class_refill);
   atomic_store(&heap->xfull_hint, false);
   heap->arena = la_arena_for_thread();
   pthread_mutex_lock(&heaps_lock);
@@ -309,8 +313,74 @@ static void heap_thread_exit(void *arg) {
 
 /* ---- slow paths ---------------------------------------------------------- */
 
+/* ---- trimming sparse slabs -------------------------------------------------
+ * Before the heap takes a new slab from the arena, it gives back the free
+ * pages of up to TRIM_SLABS of its sparse slabs (la_slab_trim): a program
+ * whose objects of some sizes mostly died, and that now allocates other
+ * sizes, then grows by what it really holds, not by a slab per survivor's
+ * neighbourhood.  Only idle classes are looked at (no refill during the
+ * heap's last TRIM_IDLE refills): a class in use would take its pages back
+ * at once, a page fault each.  A slab qualifies with a quarter of its blocks
+ * free, and is trimmed again only once another eighth has been freed.  The heap walks its
+ * classes in turn, TRIM_CLASSES classes and TRIM_LOOK slabs at most per
+ * call; each slab looked at
+ * moves to the back of its queue and is stamped with the pass, so meeting a
+ * stamped slab means the class is done for this pass.  Skipped under
+ * thp:always, where splitting huge pages would cost more than the pages are
+ * worth. */
+#define TRIM_SLABS 4
+#define TRIM_LOOK 32
+#define TRIM_CLASSES 4
+#define TRIM_IDLE 256
+
+atomic_size_t la_trimmed_bytes, la_trim_calls;
+
+static bool worth_trimming(const la_slab_t *s) {
+  uint32_t free_blocks = s->reserved - s->used;
+  return free_blocks * 4 >= s->capacity && free_blocks >= s->trim_mark + s->capacity / 8 && la_slab_trimmable(s);
+}
+
+/* Trim the slab if it is worth it; true if pages were given back. */
+static bool trim_one(la_slab_t *s) {
+  if (!worth_trimming(s)) return false;
+  size_t bytes = la_slab_trim(s);
+  if (!bytes) return false;
+  atomic_fetch_add_explicit(&la_trimmed_bytes, bytes, memory_order_relaxed);
+  atomic_fetch_add_explicit(&la_trim_calls, 1, memory_order_relaxed);
+  return true;
+}
+
+static void next_trim_class(la_heap_t *heap) {
+  if (++heap->trim_cls == LA_NCLASSES) {
+    heap->trim_cls = 0;
+    heap->trim_pass++;
+  }
+}
+
+static void trim_sparse_slabs(la_heap_t *heap) {
+  if (la_opt.thp == LA_THP_ALWAYS) return;
+  unsigned trimmed = 0, looked = 0;
+  for (unsigned n = 0; n < TRIM_CLASSES && looked < TRIM_LOOK && trimmed < TRIM_SLABS; n++) {
+    la_slab_list_t *q = &heap->queues[heap->trim_cls];
+    la_slab_t *s = q->head;
+    if (s) s = s->next;   /* the current slab is being allocated from */
+    if (heap->refills - heap->class_refill[heap->trim_cls] < TRIM_IDLE) s = NULL;   /* in use */
+    while (s && s->trim_pass != heap->trim_pass && looked < TRIM_LOOK && trimmed < TRIM_SLABS) {
+      la_slab_t *next = s->next;
+      looked++;
+      s->trim_pass = heap->trim_pass;
+      trimmed += trim_one(s);
+      la_slab_list_remove(q, s);
+      la_slab_list_push(q, s);
+      s = next;
+    }
+    if (!s || s->trim_pass == heap->trim_pass) next_trim_class(heap);
+  }
+}
+
 /* A slab of class `cls` with a non-empty free list, made the current one. */
 static la_slab_t *find_slab(la_heap_t *heap, unsigned cls) {
+  heap->class_refill[cls] = ++heap->refills;
   la_slab_list_t *q = &heap->queues[cls];
   la_slab_t *next;
   for (la_slab_t *s = q->head; s; s = next) {
@@ -331,6 +401,7 @@ static la_slab_t *find_slab(la_heap_t *heap, unsigned cls) {
     la_slab_t *s = q->head;
     if (s && la_slab_refill_free(s)) return s;
   }
+  trim_sparse_slabs(heap);
   la_slab_t *s = la_arena_get_slab(heap->arena, cls, heap);
   if (!s) {
     sweep_full(heap);   /* last resort before failing */

@@ -11,6 +11,8 @@
  * that is barely used is barely resident. */
 #include "alloc_internal.h"
 
+#include <string.h>
+
 /* What heap->bins[c] points at when the heap has no slab of class c: its
  * free list is empty, so the fast path falls into the slow path. */
 la_slab_t la_slab_empty;
@@ -26,6 +28,8 @@ void la_slab_init(la_slab_t *slab, la_segment_t *seg, unsigned unit, unsigned cl
   slab->capacity = la_class_capacity[cls];
   slab->reserved = 0;
   slab->in_full = 0;
+  LA_SHARED_STORE(slab->trimmed, 0);
+  slab->trim_mark = slab->trim_pass = 0;
   slab->start = la_unit_address(seg, unit);
   slab->next = slab->prev = NULL;
   atomic_store_explicit(&slab->xfree, NULL, memory_order_relaxed);
@@ -69,9 +73,94 @@ uint32_t la_slab_collect_remote(la_slab_t *slab) {
 }
 
 /* Make slab->free non-empty if the slab has any block left; owner only. */
+/* ---- giving back the free pages inside a slab ------------------------------
+ * A slab whose blocks mostly died keeps all its memory while one block
+ * lives.  Its owner can still give back every page that holds only free
+ * blocks: those blocks leave the free list (they stay free, off every list,
+ * so nothing can hand them out or free them), the pages go to the kernel,
+ * and when the free list next runs dry the blocks come back (the pages
+ * return zero-filled on first touch).  Slabs of up to 64 pages and
+ * LA_TRIM_MAX_BLOCKS blocks qualify: every small class. */
+
+static unsigned slab_pages(const la_slab_t *s) { return (unsigned)(((size_t)s->nunits << LA_UNIT_SHIFT) / la_page_size); }
+
+bool la_slab_trimmable(const la_slab_t *s) {
+  return s->kind == LA_SLAB_SMALL && slab_pages(s) <= 64 && s->capacity <= LA_TRIM_MAX_BLOCKS;
+}
+
+/* Pages of the slab that block i touches, as a mask. */
+static uint64_t block_pages(const la_slab_t *s, uint32_t i) {
+  size_t first = (size_t)i * s->block_size, last = first + s->block_size - 1;
+  unsigned p0 = (unsigned)(first / la_page_size), p1 = (unsigned)(last / la_page_size);
+  return (((uint64_t)2 << (p1 - p0)) - 1) << p0;   /* p1 - p0 < 64: no overflow */
+}
+
+static uint32_t block_index(const la_slab_t *s, const la_block_t *b) {
+  return (uint32_t)(((const uint8_t *)b - s->start) / s->block_size);
+}
+
+/* Pages whose every block (carved, up to the last whole one) is free. */
+static uint64_t free_pages(const la_slab_t *s, const uint64_t *free_bits) {
+  uint64_t busy = 0;
+  for (uint32_t i = 0; i < s->reserved; i++)
+    if (!(free_bits[i / 64] >> (i % 64) & 1)) busy |= block_pages(s, i);
+  /* Pages past the carved blocks are untouched, or hold a previous slab's
+   * data: leave them to the arena's decay. */
+  uint64_t carved = s->reserved ? la_bits_run_mask(0, (unsigned)(((size_t)s->reserved * s->block_size - 1) / la_page_size) + 1) : 0;
+  if (s->reserved < s->capacity) carved &= ~block_pages(s, s->reserved);   /* shared with an uncarved block */
+  return carved & ~busy & ~s->trimmed;
+}
+
+size_t la_slab_trim(la_slab_t *s) {
+  uint64_t free_bits[LA_TRIM_MAX_BLOCKS / 64];
+  memset(free_bits, 0, ((s->reserved + 63) / 64) * sizeof free_bits[0]);
+  for (la_block_t *b = s->free; b; b = b->next) {
+    uint32_t i = block_index(s, b);
+    free_bits[i / 64] |= (uint64_t)1 << (i % 64);
+  }
+  for (uint32_t i = 0; i < s->reserved && s->trimmed; i++)   /* already off the list */
+    if (block_pages(s, i) & s->trimmed) free_bits[i / 64] |= (uint64_t)1 << (i % 64);
+  uint64_t pages = free_pages(s, free_bits);
+  s->trim_mark = s->reserved - s->used;
+  if (!pages) return 0;
+  uint64_t gone = s->trimmed | pages;
+  la_block_t *head = NULL, **tail = &head;
+  for (la_block_t *b = s->free; b; b = b->next)
+    if (!(block_pages(s, block_index(s, b)) & gone)) {
+      *tail = b;
+      tail = &b->next;
+    }
+  *tail = NULL;
+  s->free = head;
+  LA_SHARED_STORE(s->trimmed, gone);
+  for (uint64_t rest = pages; rest;) {   /* one madvise per run of pages */
+    unsigned p = (unsigned)__builtin_ctzll(rest), n = 0;
+    while (p + n < 64 && (rest >> (p + n) & 1)) n++;
+    la_os_purge(s->start + (size_t)p * la_page_size, (size_t)n * la_page_size);
+    rest &= ~la_bits_run_mask(p, n);
+  }
+  return (size_t)__builtin_popcountll(pages) * la_page_size;
+}
+
+/* Put the blocks of the trimmed pages back on the free list. */
+static void untrim(la_slab_t *s) {
+  for (uint32_t i = s->reserved; i-- > 0;)
+    if (block_pages(s, i) & s->trimmed) {
+      la_block_t *b = (la_block_t *)(s->start + (size_t)i * s->block_size);
+      b->next = s->free;
+      s->free = b;
+    }
+  LA_SHARED_STORE(s->trimmed, 0);
+  s->trim_mark = 0;
+}
+
 bool la_slab_refill_free(la_slab_t *slab) {
   if (slab->free) return true;
   if (la_slab_collect_remote(slab)) return true;
+  if (slab->trimmed) {
+    untrim(slab);
+    return true;
+  }
   if (slab->reserved < slab->capacity) {
     slab_extend(slab);
     return true;

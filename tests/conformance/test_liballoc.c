@@ -225,6 +225,64 @@ static void ctl_arena_purge_keeps_heap_usable(void **state) {
   for (int i = 0; i < 64; i++) free(p[i]);
 }
 
+static size_t ctl_size(const char *name) {
+  size_t value = 0, len = sizeof value;
+  assert_int_equal(conf.ctl(name, &value, &len, NULL, 0), 0);
+  return value;
+}
+
+/* Most small blocks die at random, then the program allocates another
+ * size: the heap gives back the pages of its sparse slabs that hold only
+ * free blocks (counted in stats.purged, with decay stopped so nothing else
+ * is), the survivors stay intact, and the class then refills its slabs,
+ * trimmed pages included, with blocks that are all distinct and usable. */
+static void sparse_slabs_give_back_free_pages(void **state) {
+  (void)state;
+  conf_need_liballoc();
+  enum { N = 16384, SMALL = 240, BIG = 2000, NBIG = 2048 };
+  static unsigned char *small[N], *again[N], *big[NBIG];
+  ssize_t never = -1, old_decay;
+  size_t len = sizeof old_decay;
+  assert_int_equal(conf.ctl("arenas.dirty_decay_ms", &old_decay, &len, &never, sizeof never), 0);
+  for (int i = 0; i < N; i++) {
+    small[i] = malloc(opaque(SMALL));
+    assert_non_null(small[i]);
+    fill_pattern(small[i], SMALL, (unsigned)i);
+  }
+  uint32_t rng = 12345;
+  for (int i = 0; i < N; i++) {
+    rng = rng * 1103515245u + 12345u;
+    if ((rng >> 16) % 10) {   /* 90% die */
+      free(small[i]);
+      small[i] = NULL;
+    }
+  }
+  size_t purged = ctl_size("stats.purged");
+  for (int i = 0; i < NBIG; i++) {
+    big[i] = malloc(opaque(BIG));
+    assert_non_null(big[i]);
+    fill_pattern(big[i], BIG, 100000u + (unsigned)i);
+  }
+  size_t given_back = ctl_size("stats.purged") - purged;
+  if (given_back < 256 * KiB) fail_msg("only %zu bytes of sparse slabs given back", given_back);
+  for (int i = 0; i < N; i++) {
+    again[i] = malloc(opaque(SMALL));
+    assert_non_null(again[i]);
+    fill_pattern(again[i], SMALL, 200000u + (unsigned)i);
+  }
+  for (int i = 0; i < N; i++) {
+    if (small[i]) assert_int_equal(find_pattern_mismatch(small[i], SMALL, (unsigned)i), SIZE_MAX);
+    assert_int_equal(find_pattern_mismatch(again[i], SMALL, 200000u + (unsigned)i), SIZE_MAX);
+  }
+  for (int i = 0; i < NBIG; i++) assert_int_equal(find_pattern_mismatch(big[i], BIG, 100000u + (unsigned)i), SIZE_MAX);
+  for (int i = 0; i < N; i++) {
+    free(small[i]);
+    free(again[i]);
+  }
+  for (int i = 0; i < NBIG; i++) free(big[i]);
+  assert_int_equal(conf.ctl("arenas.dirty_decay_ms", NULL, NULL, &old_decay, sizeof old_decay), 0);
+}
+
 /* ---- alloc_stats_print -------------------------------------------------- */
 
 /* Collects the printed text without allocating (the callback may run while
@@ -338,6 +396,7 @@ int conf_run_liballoc_tests(void) {
     cmocka_unit_test(ctl_stats_allocated_tracks_live_blocks),
     cmocka_unit_test(ctl_read_only_narenas_write_gives_eperm),
     cmocka_unit_test(ctl_arena_purge_keeps_heap_usable),
+    cmocka_unit_test(sparse_slabs_give_back_free_pages),
     cmocka_unit_test(stats_print_json_is_one_object),
     cmocka_unit_test(stats_print_text_is_not_empty),
     cmocka_unit_test(libc_internal_allocations_come_from_liballoc),
