@@ -186,6 +186,7 @@ void la_slab_init(la_slab_t *slab, la_segment_t *seg, unsigned unit, unsigned cl
 bool la_slab_refill_free(la_slab_t *slab);
 bool la_slab_trimmable(const la_slab_t *s);
 size_t la_slab_trim(la_slab_t *s);   /* bytes given back */
+bool la_slab_block_trimmed(const la_slab_t *s, const la_block_t *b);
 uint32_t la_slab_collect_remote(la_slab_t *slab);
 void la_slab_free_remote(la_slab_t *slab, la_block_t *block);
 bool la_slab_holds_free(const la_slab_t *slab, const la_block_t *block, bool owner);

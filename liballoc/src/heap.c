@@ -72,6 +72,7 @@ static void unmark(const la_slab_t *slab, la_block_t *block) {
 static const char *check_small_free(const la_slab_t *slab, la_block_t *block, bool owner) {
   if (((uint8_t *)block - slab->start) % slab->block_size) return "not the start of a block (interior pointer)";
   if (slab->block_size < 2 * sizeof(uint64_t)) return NULL;   /* an 8-byte block made before */
+  if (owner && la_slab_block_trimmed(slab, block)) return "double free";   /* its page was given back */
   uint64_t *mark = (uint64_t *)block + 1;
   if (*mark == free_mark && la_slab_holds_free(slab, block, owner)) return "double free";
   *mark = free_mark;

@@ -99,6 +99,11 @@ static uint32_t block_index(const la_slab_t *s, const la_block_t *b) {
   return (uint32_t)(((const uint8_t *)b - s->start) / s->block_size);
 }
 
+/* Is the block on a trimmed page, hence free (detect_double_free)? */
+bool la_slab_block_trimmed(const la_slab_t *s, const la_block_t *b) {
+  return s->trimmed && (block_pages(s, block_index(s, b)) & s->trimmed);
+}
+
 /* Pages whose every block (carved, up to the last whole one) is free. */
 static uint64_t free_pages(const la_slab_t *s, const uint64_t *free_bits) {
   uint64_t busy = 0;
