@@ -6,9 +6,10 @@
  *          reuses the block it just freed without leaving the fast path;
  *   xfree  other threads free into it, with an atomic push.
  * When `free` runs dry the owner refills it from xfree (one atomic exchange
- * takes the whole list), then by carving fresh blocks from the part of the
- * slab not used yet.  Carving is lazy, a page's worth at a time, so a slab
- * that is barely used is barely resident. */
+ * takes the whole list), then with the blocks of pages it gave back while
+ * the slab was sparse (la_slab_trim), then by carving fresh blocks from the
+ * part of the slab not used yet.  Carving is lazy, a page's worth at a time,
+ * so a slab that is barely used is barely resident. */
 #include "alloc_internal.h"
 
 #include <string.h>
@@ -72,7 +73,6 @@ uint32_t la_slab_collect_remote(la_slab_t *slab) {
   return n;
 }
 
-/* Make slab->free non-empty if the slab has any block left; owner only. */
 /* ---- giving back the free pages inside a slab ------------------------------
  * A slab whose blocks mostly died keeps all its memory while one block
  * lives.  Its owner can still give back every page that holds only free
@@ -159,6 +159,9 @@ static void untrim(la_slab_t *s) {
   s->trim_mark = 0;
 }
 
+/* ---- refilling ------------------------------------------------------------ */
+
+/* Make slab->free non-empty if the slab has any block left; owner only. */
 bool la_slab_refill_free(la_slab_t *slab) {
   if (slab->free) return true;
   if (la_slab_collect_remote(slab)) return true;
