@@ -22,12 +22,21 @@ atomic_size_t la_foreign_frees;
 
 /* ---- malloc -------------------------------------------------------------- */
 
-static void *alloc_large(unsigned cls, size_t align) {
+/* Background threads that had to wait for the end of the process's first
+ * second start from an allocation slow path (init.c).  Not from the hit of
+ * the large-block cache: that is a fast path too, and reading the clock
+ * would be a third of its cost. */
+static inline void poll_background(void) {
+  if (LA_UNLIKELY(atomic_load_explicit(&la_background_due, memory_order_relaxed))) la_background_poll_slow();
+}
+
+static inline __attribute__((always_inline)) void *alloc_large(unsigned cls, size_t align) {
   la_heap_t *heap = la_heap_for_thread();
   if (heap && align <= LA_UNIT_SIZE) {
     void *p = la_heap_large_alloc(heap, cls);
     if (p) return p;
   }
+  poll_background();
   la_arena_t *arena = heap ? heap->arena : la_arena_at(0);
   la_slab_t *slab = la_arena_alloc_large(arena, cls, align);
   if (!slab) {
@@ -39,13 +48,11 @@ static void *alloc_large(unsigned cls, size_t align) {
 
 /* The fast path found no free block for `size` bytes.  Before start-up the
  * class tables are still zero and every bin is the empty sentinel, so the
- * class is computed again here, after starting the allocator.  Background
- * threads that had to wait for the end of the process's first second start
- * here (init.c). */
+ * class is computed again here, after starting the allocator. */
 static LA_NOINLINE void *alloc_slow(size_t size) {
   la_ensure_init();
-  if (LA_UNLIKELY(atomic_load_explicit(&la_background_due, memory_order_relaxed))) la_background_poll_slow();
   if (size > LA_MAX_CLASS_SIZE) {
+    poll_background();
     if (size > PTRDIFF_MAX) {
       errno = ENOMEM;
       return NULL;
@@ -54,6 +61,7 @@ static LA_NOINLINE void *alloc_slow(size_t size) {
   }
   unsigned cls = la_class_of(size);
   if (la_class_large[cls]) return alloc_large(cls, LA_UNIT_SIZE);
+  poll_background();
   return la_heap_alloc_class(cls);
 }
 
