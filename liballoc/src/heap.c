@@ -312,8 +312,6 @@ static void heap_thread_exit(void *arg) {
   heap_abandon(heap);
 }
 
-/* ---- slow paths ---------------------------------------------------------- */
-
 /* ---- trimming sparse slabs -------------------------------------------------
  * Before the heap takes a new slab from the arena, it gives back the free
  * pages of up to TRIM_SLABS of its sparse slabs (la_slab_trim): a program
@@ -322,13 +320,12 @@ static void heap_thread_exit(void *arg) {
  * neighbourhood.  Only idle classes are looked at (no refill during the
  * heap's last TRIM_IDLE refills): a class in use would take its pages back
  * at once, a page fault each.  A slab qualifies with a quarter of its blocks
- * free, and is trimmed again only once another eighth has been freed.  The heap walks its
- * classes in turn, TRIM_CLASSES classes and TRIM_LOOK slabs at most per
- * call; each slab looked at
- * moves to the back of its queue and is stamped with the pass, so meeting a
- * stamped slab means the class is done for this pass.  Skipped under
- * thp:always, where splitting huge pages would cost more than the pages are
- * worth. */
+ * free, and is trimmed again only once another eighth has been freed.  The
+ * heap walks its classes in turn, TRIM_CLASSES classes and TRIM_LOOK slabs
+ * at most per call; each slab looked at moves to the back of its queue and
+ * is stamped with the pass, so meeting a stamped slab means the class is
+ * done for this pass.  Skipped under thp:always, where splitting huge pages
+ * would cost more than the pages are worth. */
 #define TRIM_SLABS 4
 #define TRIM_LOOK 32
 #define TRIM_CLASSES 4
@@ -378,6 +375,8 @@ static void trim_sparse_slabs(la_heap_t *heap) {
     if (!s || s->trim_pass == heap->trim_pass) next_trim_class(heap);
   }
 }
+
+/* ---- slow paths ---------------------------------------------------------- */
 
 /* A slab of class `cls` with a non-empty free list, made the current one. */
 static la_slab_t *find_slab(la_heap_t *heap, unsigned cls) {
