@@ -63,6 +63,10 @@ struct store_s {
   int nlayouts;
   bool tx_failed;                    /* a write in the current transaction failed */
   char error[256];
+  /* What has been logged, so that a lasting condition is logged once (or
+   * once a minute), not every tick; writer side, under lock. */
+  uint64_t ticks_failed, failure_logged_ms;
+  bool over_cap_warned, cap_too_small_warned, retention_failing;
 };
 
 /* ---- helpers ------------------------------------------------------------- */
@@ -367,14 +371,13 @@ void store_begin(store_t *st) {
 /* A failing database (disk full, read-only, I/O errors) fails every tick:
  * say so at once, then once a minute with the count, and when it works again. */
 static void report_commit(store_t *st, bool ok) {
-  static uint64_t failed, reported_at;
   uint64_t now = (uint64_t)wall_ms();
-  if (ok && failed) {
-    log_info("database: writing again after %llu ticks not written", (unsigned long long)failed);
-    failed = 0;
-  } else if (!ok && (failed++ == 0 || now - reported_at >= 60000)) {
-    log_error("database: tick not written (%llu so far): %s", (unsigned long long)failed, st->error);
-    reported_at = now;
+  if (ok && st->ticks_failed) {
+    log_info("database: writing again after %llu ticks not written", (unsigned long long)st->ticks_failed);
+    st->ticks_failed = 0;
+  } else if (!ok && (st->ticks_failed++ == 0 || now - st->failure_logged_ms >= 60000)) {
+    log_error("database: tick not written (%llu so far): %s", (unsigned long long)st->ticks_failed, st->error);
+    st->failure_logged_ms = now;
   }
 }
 
@@ -506,11 +509,10 @@ bool store_retain(store_t *st, int64_t now_ms) {
   /* Over the size cap: the oldest data of the finest table goes first,
    * a minute's worth more per call, until the file fits. */
   static const char *const tables[] = {"samples", "rollup_1m", "rollup_1h"};
-  static bool over_warned;
   bool over = st->limits.max_bytes > 0 && db_bytes(st, st->db) > st->limits.max_bytes;
-  if (over && !over_warned)
+  if (over && !st->over_cap_warned)
     log_warn("database: over its size cap (%lld MiB): dropping the oldest history", (long long)(st->limits.max_bytes >> 20));
-  over_warned |= over;   /* once: a database held at its cap crosses it every few ticks */
+  st->over_cap_warned |= over;   /* once: a database held at its cap crosses it every few ticks */
   if (over) {
     full = true;   /* until the file fits */
     bool history = false;
@@ -520,11 +522,10 @@ bool store_retain(store_t *st, int64_t now_ms) {
       deleted += delete_older(st, delete_sql[i], t + 60000);
       history = true;
     }
-    static bool too_small_warned;
-    if (!history && !too_small_warned)
+    if (!history && !st->cap_too_small_warned)
       log_warn("database: the size cap (%lld MiB) is below what the process records alone take: no history is kept",
                (long long)(st->limits.max_bytes >> 20));
-    too_small_warned |= !history;
+    st->cap_too_small_warned |= !history;
   }
   sqlite3_stmt *s = prepare(st, "DELETE FROM processes WHERE alive = 0 AND exited_at < ?"
                                 " AND NOT EXISTS (SELECT 1 FROM samples WHERE process_id = processes.id)"
@@ -537,13 +538,12 @@ bool store_retain(store_t *st, int64_t now_ms) {
   }
   deleted += delete_older(st, "DELETE FROM audit WHERE id IN (SELECT id FROM audit WHERE t < ?1 LIMIT ?2)",
                           now_ms - st->limits.hour_ms);
-  static bool retention_failing;   /* logged once until it works again */
   bool committed = exec(st, "COMMIT");
   if (!committed) {
-    if (!retention_failing) log_error("database: retention failed: %s", st->error);
+    if (!st->retention_failing) log_error("database: retention failed: %s", st->error);
     exec(st, "ROLLBACK");
   }
-  retention_failing = !committed;
+  st->retention_failing = !committed;   /* logged once until it works again */
   if (deleted) exec(st, "PRAGMA incremental_vacuum(2000)");
   pthread_mutex_unlock(&st->lock);
   return full;

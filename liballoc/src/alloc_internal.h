@@ -186,6 +186,7 @@ void la_slab_init(la_slab_t *slab, la_segment_t *seg, unsigned unit, unsigned cl
 bool la_slab_refill_free(la_slab_t *slab);
 bool la_slab_trimmable(const la_slab_t *s);
 size_t la_slab_trim(la_slab_t *s);   /* bytes given back */
+extern atomic_size_t la_trimmed_bytes, la_trimmed_slabs, la_trim_madvises;   /* la_slab_trim so far */
 bool la_slab_block_trimmed(const la_slab_t *s, const la_block_t *b);
 uint32_t la_slab_collect_remote(la_slab_t *slab);
 void la_slab_free_remote(la_slab_t *slab, la_block_t *block);
@@ -242,7 +243,6 @@ int la_malloc_trim(size_t pad);
 void la_free_sized(void *p, size_t size);
 void la_free_aligned_sized(void *p, size_t align, size_t size);
 extern atomic_size_t la_foreign_frees;
-extern atomic_size_t la_trimmed_bytes, la_trim_calls;   /* heap.c: pages given back from slabs */
 
 /* ---- stats.c ------------------------------------------------------------- */
 /* The allocator's statistics; the kernel's view (la_proc_memory) is added

@@ -59,28 +59,23 @@ static bool any_posted(const alloc_shm_request_t *reqs) {
 
 /* Under the lock: mark every posted request as ours (ack_id = id), and
  * remember which slots those were. */
-static unsigned claim_posted(int fd, const alloc_shm_header_t *h, alloc_shm_request_t *reqs, bool *claimed) {
-  unsigned n = 0;
+static void claim_posted(int fd, const alloc_shm_header_t *h, const alloc_shm_request_t *reqs, bool *claimed) {
   for (unsigned i = 0; i < ALLOC_SHM_CONTROL_SLOTS; i++) {
-    claimed[i] = false;
-    if (reqs[i].state != ALLOC_SHM_REQ_POSTED) continue;
     uint64_t off = h->control_offset + (uint64_t)i * sizeof reqs[0] + offsetof(alloc_shm_request_t, ack_id);
-    if (pwrite(fd, &reqs[i].id, sizeof reqs[i].id, (off_t)off) != (ssize_t)sizeof reqs[i].id) continue;
-    claimed[i] = true;
-    n++;
+    claimed[i] = reqs[i].state == ALLOC_SHM_REQ_POSTED &&
+                 pwrite(fd, &reqs[i].id, sizeof reqs[i].id, (off_t)off) == (ssize_t)sizeof reqs[i].id;
   }
-  return n;
 }
 
 void la_control_serve(int fd, const alloc_shm_header_t *h) {
   alloc_shm_request_t reqs[ALLOC_SHM_CONTROL_SLOTS];
-  bool claimed[ALLOC_SHM_CONTROL_SLOTS];
+  bool claimed[ALLOC_SHM_CONTROL_SLOTS] = {false};
   if (h->control_slots != ALLOC_SHM_CONTROL_SLOTS) return;
   if (!read_requests(fd, h, reqs, sizeof reqs) || !any_posted(reqs)) return;
   if (flock(fd, LOCK_EX | LOCK_NB) != 0) return;
   /* Read again under the lock: a writer may have withdrawn or posted. */
-  unsigned n = read_requests(fd, h, reqs, sizeof reqs) ? claim_posted(fd, h, reqs, claimed) : 0;
+  if (read_requests(fd, h, reqs, sizeof reqs)) claim_posted(fd, h, reqs, claimed);
   flock(fd, LOCK_UN);
-  for (unsigned i = 0; n && i < ALLOC_SHM_CONTROL_SLOTS; i++)
+  for (unsigned i = 0; i < ALLOC_SHM_CONTROL_SLOTS; i++)
     if (claimed[i]) serve_one(fd, h->control_offset + (uint64_t)i * sizeof reqs[0], &reqs[i]);
 }

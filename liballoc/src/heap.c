@@ -185,8 +185,8 @@ void *la_heap_large_alloc(la_heap_t *heap, unsigned cls) {
   if (!slab) return NULL;
   heap->large_cache[cls] = slab->next;
   heap->large_cached[cls]--;
-  LA_SHARED_STORE(heap->large_cached_bytes, heap->large_cached_bytes - slab->block_size);
-  LA_SHARED_STORE(heap->large_hits[cls], heap->large_hits[cls] + 1);
+  LA_OWNER_ADD(heap->large_cached_bytes, -slab->block_size);
+  LA_OWNER_ADD(heap->large_hits[cls], 1);
   slab->next = NULL;
   LA_SHARED_STORE(slab->used, 1);
   return slab->start;
@@ -203,7 +203,7 @@ static bool large_cache_put(la_heap_t *heap, la_slab_t *slab) {
   slab->next = heap->large_cache[cls];
   heap->large_cache[cls] = slab;
   heap->large_cached[cls]++;
-  LA_SHARED_STORE(heap->large_cached_bytes, heap->large_cached_bytes + slab->block_size);
+  LA_OWNER_ADD(heap->large_cached_bytes, slab->block_size);
   return true;
 }
 
@@ -331,22 +331,13 @@ static void heap_thread_exit(void *arg) {
 #define TRIM_CLASSES 4
 #define TRIM_IDLE 256
 
-atomic_size_t la_trimmed_bytes, la_trim_calls;
-
 static bool worth_trimming(const la_slab_t *s) {
   uint32_t free_blocks = s->reserved - s->used;
   return free_blocks * 4 >= s->capacity && free_blocks >= s->trim_mark + s->capacity / 8 && la_slab_trimmable(s);
 }
 
 /* Trim the slab if it is worth it; true if pages were given back. */
-static bool trim_one(la_slab_t *s) {
-  if (!worth_trimming(s)) return false;
-  size_t bytes = la_slab_trim(s);
-  if (!bytes) return false;
-  atomic_fetch_add_explicit(&la_trimmed_bytes, bytes, memory_order_relaxed);
-  atomic_fetch_add_explicit(&la_trim_calls, 1, memory_order_relaxed);
-  return true;
-}
+static bool trim_one(la_slab_t *s) { return worth_trimming(s) && la_slab_trim(s) > 0; }
 
 static void next_trim_class(la_heap_t *heap) {
   if (++heap->trim_cls == LA_NCLASSES) {

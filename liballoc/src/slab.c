@@ -116,6 +116,8 @@ static uint64_t free_pages(const la_slab_t *s, const uint64_t *free_bits) {
   return carved & ~busy & ~s->trimmed;
 }
 
+atomic_size_t la_trimmed_bytes, la_trimmed_slabs, la_trim_madvises;
+
 size_t la_slab_trim(la_slab_t *s) {
   uint64_t free_bits[LA_TRIM_MAX_BLOCKS / 64];
   memset(free_bits, 0, ((s->reserved + 63) / 64) * sizeof free_bits[0]);
@@ -142,9 +144,13 @@ size_t la_slab_trim(la_slab_t *s) {
     unsigned p = (unsigned)__builtin_ctzll(rest), n = 0;
     while (p + n < 64 && (rest >> (p + n) & 1)) n++;
     la_os_purge(s->start + (size_t)p * la_page_size, (size_t)n * la_page_size);
+    atomic_fetch_add_explicit(&la_trim_madvises, 1, memory_order_relaxed);
     rest &= ~la_bits_run_mask(p, n);
   }
-  return (size_t)__builtin_popcountll(pages) * la_page_size;
+  size_t bytes = (size_t)__builtin_popcountll(pages) * la_page_size;
+  atomic_fetch_add_explicit(&la_trimmed_bytes, bytes, memory_order_relaxed);
+  atomic_fetch_add_explicit(&la_trimmed_slabs, 1, memory_order_relaxed);
+  return bytes;
 }
 
 /* Put the blocks of the trimmed pages back on the free list. */

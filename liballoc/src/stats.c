@@ -44,10 +44,9 @@ void la_stats_gather(la_stats_t *st) {
   s->mapped += la_meta_mapped();
   s->resident = s->active + s->dirty + s->metadata;
   s->foreign_frees = atomic_load_explicit(&la_foreign_frees, memory_order_relaxed);
-  size_t trims = atomic_load_explicit(&la_trim_calls, memory_order_relaxed);
   s->purged += atomic_load_explicit(&la_trimmed_bytes, memory_order_relaxed);
-  s->npurges += trims;
-  s->nmadvise += trims;
+  s->npurges += atomic_load_explicit(&la_trimmed_slabs, memory_order_relaxed);
+  s->nmadvise += atomic_load_explicit(&la_trim_madvises, memory_order_relaxed);
   s->background_thread = la_purger_running();
 }
 
