@@ -243,8 +243,27 @@ void *la_reallocarray(void *p, size_t n, size_t size) {
 
 /* ---- aligned allocation -------------------------------------------------- */
 
-/* `align` is a power of two. */
-static void *alloc_aligned(size_t align, size_t size) {
+/* The malloc fast path for an aligned request, NULL when it cannot serve
+ * it.  Slabs start on unit boundaries, so a class whose size is a multiple
+ * of `align` (at most a unit) has every block aligned.  The class of the
+ * size rounded up to the alignment is such a class: class sizes between
+ * 2^k and 2^(k+1) step by 2^(k-2), and a multiple of a larger power of two
+ * in that range is 2^k + 2^(k-1) or 2^(k+1), both classes.  The block size
+ * test keeps this true whatever the class rules become.  A heap's empty
+ * bins point at a slab of block size 0 and no blocks: they fall to the
+ * slow path.  `align` is a power of two. */
+static inline __attribute__((always_inline)) void *alloc_aligned_fast(size_t align, size_t size) {
+  size_t rounded = ((size - 1) | (align - 1)) + 1;   /* 0 for size 0 and on overflow */
+  if (LA_UNLIKELY(rounded - 1 >= LA_MAX_CLASS_SIZE || align > LA_UNIT_SIZE)) return NULL;
+  la_heap_t *heap = la_tls_heap;
+  la_slab_t *slab = rounded <= LA_SMALL_LUT_MAX ? heap->direct[(rounded + 7) >> 3] : heap->bins[la_class_of(rounded)];
+  if (LA_UNLIKELY(slab->block_size & (align - 1))) return NULL;
+  return la_slab_pop(slab);
+}
+
+/* Every aligned request the fast path did not serve.  `align` is a power
+ * of two. */
+static LA_NOINLINE void *alloc_aligned(size_t align, size_t size) {
   if (size == 0) size = 1;   /* a unique, freeable block, as malloc(0) */
   if (align <= sizeof(void *)) return la_malloc(size);
   if (align <= LA_MIN_ALIGN) return la_malloc(size < LA_MIN_ALIGN ? LA_MIN_ALIGN : size);
@@ -273,11 +292,14 @@ static bool is_power_of_two(size_t x) {
 
 int la_posix_memalign(void **out, size_t align, size_t size) {
   if (align < sizeof(void *) || !is_power_of_two(align)) return EINVAL;
-  int saved = errno;
-  void *p = alloc_aligned(align, size);
-  if (!p) {
-    errno = saved;
-    return ENOMEM;
+  void *p = alloc_aligned_fast(align, size);
+  if (LA_UNLIKELY(!p)) {
+    int saved = errno;
+    p = alloc_aligned(align, size);
+    if (!p) {
+      errno = saved;
+      return ENOMEM;
+    }
   }
   *out = p;
   return 0;
@@ -288,7 +310,8 @@ void *la_aligned_alloc(size_t align, size_t size) {
     errno = EINVAL;
     return NULL;
   }
-  return alloc_aligned(align, size);
+  void *p = alloc_aligned_fast(align, size);
+  return LA_LIKELY(p != NULL) ? p : alloc_aligned(align, size);
 }
 
 /* glibc's memalign rounds an alignment that is not a power of two up to
@@ -299,7 +322,8 @@ void *la_memalign(size_t align, size_t size) {
     return NULL;
   }
   if (!is_power_of_two(align)) align = align < 2 ? 1 : (size_t)1 << (64 - __builtin_clzll(align - 1));
-  return alloc_aligned(align, size);
+  void *p = alloc_aligned_fast(align, size);
+  return LA_LIKELY(p != NULL) ? p : alloc_aligned(align, size);
 }
 
 void *la_valloc(size_t size) {

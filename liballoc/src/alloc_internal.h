@@ -50,6 +50,7 @@ void la_os_purge(void *p, size_t size);
 void la_os_purge_lazy(void *p, size_t size);
 size_t la_os_hugepage_size(void);
 uint64_t la_now_ns(void);
+uint64_t la_now_coarse_ns(void);   /* to the clock tick (1-4 ms), cheap */
 void la_os_set_clock(uint64_t (*now_ns)(void));
 void la_os_advise_thp(void *p, size_t size, int thp_mode);
 void *la_os_remap_to(void *old, size_t old_size, size_t new_size, void *dest);

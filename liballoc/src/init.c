@@ -52,13 +52,13 @@ static void fork_parent(void) {
 /* ---- the publisher's quiet start -------------------------------------------- */
 
 void la_background_poll_slow(void) {
-  if (la_now_ns() - atomic_load_explicit(&life_start_ns, memory_order_relaxed) < QUIET_START_NS) return;
+  if (la_now_coarse_ns() - atomic_load_explicit(&life_start_ns, memory_order_relaxed) < QUIET_START_NS) return;
   atomic_store(&la_background_due, false);
   la_telemetry_start();
 }
 
 static void begin_life(void) {
-  atomic_store(&life_start_ns, la_now_ns());
+  atomic_store(&life_start_ns, la_now_coarse_ns());
   atomic_store(&la_background_due, la_opt.telemetry);
 }
 

@@ -174,6 +174,35 @@ static void aligned_blocks_keep_their_contents(void **state) {
   }
 }
 
+/* The fast path serves an aligned request from the heap's current slab of
+ * the size rounded up to the alignment, the slab malloc uses too: blocks
+ * freed by malloc's users and slabs that malloc started must come back
+ * aligned, through each entry point, for every size around the alignment. */
+static void aligned_requests_share_malloc_slabs(void **state) {
+  (void)state;
+  enum { BURST = 40 };
+  void *held[BURST];
+  for (size_t align = 16; align <= 64 * KiB; align *= 2) {
+    const size_t sizes[] = {1, 24, 100, align / 2 + 8, align - 1, align, align + 1, 3 * align - 5, 5 * align};
+    for (size_t s = 0; s < ARRAY_LEN(sizes); s++) {
+      size_t size = sizes[s];
+      for (unsigned i = 0; i < BURST; i++) held[i] = malloc(opaque(size));   /* malloc's slabs first */
+      for (unsigned i = 0; i < BURST; i += 2) free(held[i]);
+      for (unsigned i = 0; i < BURST; i += 2) {
+        void *p = NULL;
+        switch (i / 2 % 3) {
+        case 0: assert_int_equal(posix_memalign(&p, opaque(align), opaque(size)), 0); break;
+        case 1: p = aligned_alloc(opaque(align), opaque((size + align - 1) & ~(align - 1))); break;
+        default: p = memalign(opaque(align), opaque(size)); break;
+        }
+        check_aligned_block("aligned request after malloc", p, align, size);
+        held[i] = p;
+      }
+      for (unsigned i = 0; i < BURST; i++) free(held[i]);
+    }
+  }
+}
+
 /* ---- aligned_alloc ------------------------------------------------------ */
 
 static void aligned_alloc_rejects_non_power_of_two(void **state) {
@@ -353,6 +382,7 @@ int conf_run_aligned_tests(void) {
     cmocka_unit_test(posix_memalign_1gib_alignment_small_and_large),
     cmocka_unit_test(aligned_size_zero_is_freeable),
     cmocka_unit_test(aligned_blocks_keep_their_contents),
+    cmocka_unit_test(aligned_requests_share_malloc_slabs),
     cmocka_unit_test(aligned_alloc_rejects_non_power_of_two),
     cmocka_unit_test(aligned_alloc_every_power_of_two_up_to_1gib),
     cmocka_unit_test(aligned_alloc_impossible_size_gives_enomem),
