@@ -12,7 +12,7 @@
 #   quick    1 for a --quick run, whose work is too small for any verdict
 #   tm_long_s  telemetry: workloads that ran at least this long (s) with
 #            telemetry off get a geomean of their own
-# Reads  workloads.tsv medians.tsv metric_medians.tsv callgrind.tsv
+# Reads  workloads.tsv medians.tsv floor_medians.tsv metric_medians.tsv callgrind.tsv
 #        decay_summary.tsv failures.tsv telemetry_variants.tsv
 #        telemetry_medians.tsv
 # Writes ratios.tsv geomeans.tsv targets.tsv ratios_plot.tsv
@@ -52,6 +52,12 @@ function read_inputs(   n, i, w, a) {
         value["time", w, a] = rows["medians.tsv", i, "median_time_s"] + 0
         value["rss", w, a] = rows["medians.tsv", i, "median_peak_rss_kib"] / 1024
         runs[w, a] = rows["medians.tsv", i, "runs"]
+    }
+    n = load("floor_medians.tsv")
+    for (i = 1; i <= n; i++) {
+        w = rows["floor_medians.tsv", i, "workload"]
+        floor_time[w] = rows["floor_medians.tsv", i, "median_time_s"] + 0
+        floor_name = rows["floor_medians.tsv", i, "allocator"]
     }
     nmetric_rows = load("metric_medians.tsv")
     ncallgrind = load("callgrind.tsv")
@@ -146,6 +152,20 @@ function print_value_table(kind, title, spec,   i, k, w, a, b, line) {
     print line sprintf(" %9s", fmt(pair_geo[kind, "best"], "%.2f"))
     printf "(geomean of values: over the %d workloads every allocator completed%s; of ratios: over the workloads both completed)\n", \
         common_n[kind], kind == "time" ? ", * excluded (time is mostly sleep)" : ""
+}
+
+# The start-up floor (workloads.sh): glibc behind a preloaded library.
+function print_floor(   i, w, g) {
+    if (!length(floor_time)) return
+    printf "\n== Start-up floor: glibc's malloc through a preloaded library (%s), what preloading alone costs\n", floor_name
+    printf "%-14s %10s %10s %10s %14s %14s\n", "workload", "glibc", "floor", ref, "floor/glibc", ref "/floor"
+    for (i = 1; i <= nw; i++) {
+        w = workloads[i]
+        if (!(w in floor_time) || !has("time", w, "glibc") || !has("time", w, ref)) continue
+        g = value["time", w, "glibc"]
+        printf "%-14s %10.3f %10.3f %10.3f %14.2f %14.2f\n", w, g, floor_time[w], value["time", w, ref], \
+            floor_time[w] / g, value["time", w, ref] / floor_time[w]
+    }
 }
 
 function print_metrics(   i, k, w, a, m, key, seen, order, n, line) {
@@ -445,6 +465,8 @@ function judge_targets(   k, a, worst, worst_peer, detail, i, w, b, r, slow, s, 
         if (r == "") continue
         n++
         detail = detail sprintf("%s%s %.2f", detail == "" ? "" : ", ", w, r)
+        if (w in floor_time && has("time", w, "glibc"))
+            detail = detail sprintf(" (preloading alone %.2f)", floor_time[w] / value["time", w, "glibc"])
         if (r > 1.1) ok = 0
     }
     target("start-up <= 1.1x glibc", n == 0 ? "n/a" : ok ? "yes" : "no", n == 0 ? "no results" : detail)
@@ -533,6 +555,7 @@ BEGIN {
         print_value_table("time", "Wall time (s)", "%.3f")
         print_value_table("rss", "Peak RSS (MiB)", "%.1f")
     }
+    print_floor()
     print_metrics()
     print_callgrind()
     print_decay()

@@ -8,6 +8,7 @@
 #   report.txt         the printed report
 #   runs.csv           every timed run
 #   medians.csv        median time and peak RSS per workload and allocator
+#   floor_runs.csv, floor_medians.csv   start-up runs with glibc preloaded
 #   ratios.csv         liballoc / each peer and / the best peer, per workload
 #   geomeans.csv       geometric means, per allocator and of the ratios
 #   metrics.csv        numbers the workloads report (RSS/live, rps, ...)
@@ -77,7 +78,7 @@ write_json() {
     printf '{\n  "machine": %s' "$(machine_json "$DATA/machine.tsv")"
     printf ',\n  "allocators": [%s]' "$(printf '"%s",' "${ALLOC_NAMES[@]}" | sed 's/,$//')"
     printf ',\n  "reference": "%s"' "$REFERENCE"
-    for table in workloads runs medians ratios geomeans metric_medians callgrind \
+    for table in workloads runs medians floor_runs floor_medians ratios geomeans metric_medians callgrind \
                  idle_series decay_series decay_summary "${TELEMETRY_TABLES[@]}" targets failures; do
       printf ',\n  "%s": %s' "$table" "$(tsv_to_json_array "$DATA/$table.tsv")"
     done
@@ -87,7 +88,7 @@ write_json() {
 
 write_csvs() {
   local table
-  for table in runs medians ratios geomeans callgrind idle_series decay_series decay_summary \
+  for table in runs medians floor_runs floor_medians ratios geomeans callgrind idle_series decay_series decay_summary \
                "${TELEMETRY_TABLES[@]}" targets failures; do
     tsv_to_csv "$DATA/$table.tsv" > "$RESULTS_DIR/$table.csv"
   done

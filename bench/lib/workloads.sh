@@ -19,7 +19,8 @@
 # Results accumulate in $DATA/runs.tsv (workload allocator round wall_s
 # peak_rss_kib, under a header), $DATA/metric_runs.tsv (workload allocator
 # round metric value), $DATA/series_runs.tsv (workload allocator round t_ms
-# rss_kib) and $DATA/failures.tsv.
+# rss_kib), $DATA/floor_runs.tsv (the start-up floor, below) and
+# $DATA/failures.tsv.
 
 GNU_TIME=/usr/bin/time
 RUN_TIMEOUT_S=600                   # one run longer than this is a hang
@@ -316,13 +317,48 @@ timed_run() {
   save_run "$name" "${ALLOC_NAMES[$i]}" "$round"
 }
 
+# ---- the start-up floor ----------------------------------------------------------
+# Preloading any library costs a process's start-up something: the dynamic
+# linker opens, maps and relocates one more object and binds malloc's
+# callers to it.  No preloaded allocator can start a process as fast as
+# glibc alone.  So the start-up workloads also run, in each round's
+# rotation, with the glibc shim preloaded: glibc's malloc behind a preloaded
+# library's malloc symbols, what an allocator that did no work of its own
+# would cost.  Those runs go to $DATA/floor_runs.tsv (allocator
+# $FLOOR_NAME), apart from the allocators' table; the report compares both
+# liballoc and the floor with glibc.
+
+FLOOR_NAME=glibc-preloaded
+
+has_floor() { [[ $1 == startup* && -f $GLIBC_SHIM ]]; }
+
+floor_run() {
+  local entry=$1 round=$2 name runner args timed
+  IFS='|' read -r name runner args timed <<< "$entry"
+  run_workload "$runner" "$args" "$GLIBC_SHIM"
+  judge_run "$name|$args"
+  if [[ -n $RUN_PROBLEM ]]; then
+    record_failure "$name" "$FLOOR_NAME" "round $round" "$RUN_PROBLEM"
+    return 0
+  fi
+  note "$(printf '[round %d/%d] %-14s %-9s %8.3f s %9d KiB' "$round" "$ROUNDS" "$name" \
+    "$FLOOR_NAME" "$RUN_WALL" "$RUN_RSS")"
+  printf '%s\t%s\t%s\t%s\t%s\n' "$name" "$FLOOR_NAME" "$round" "$RUN_WALL" "$RUN_RSS" >> "$DATA/floor_runs.tsv"
+}
+
 run_all_rounds() {
-  local round entry k n=${#ALLOC_NAMES[@]}
+  local round entry k slots n=${#ALLOC_NAMES[@]}
   note "== timed runs: ${#RUN_WORKLOADS[@]} workloads x $n allocators x $ROUNDS rounds, interleaved"
   for ((round = 1; round <= ROUNDS; round++)); do
     for entry in "${RUN_WORKLOADS[@]}"; do
-      for ((k = 0; k < n; k++)); do
-        timed_run "$entry" $(((round - 1 + k) % n)) "$round"
+      slots=$n
+      ! has_floor "${entry%%|*}" || slots=$((n + 1))   # the floor takes its turn in the rotation
+      for ((k = 0; k < slots; k++)); do
+        if (((round - 1 + k) % slots == n)); then
+          floor_run "$entry" "$round"
+        else
+          timed_run "$entry" $(((round - 1 + k) % slots)) "$round"
+        fi
       done
     done
   done
@@ -370,6 +406,10 @@ compute_medians() {
     printf 'workload\tallocator\tmetric\truns\tmedian\n'
     cut -f1,2,4,5 "$DATA/metric_runs.tsv" | median_by_key
   } > "$DATA/metric_medians.tsv"
+  {
+    printf 'workload\tallocator\truns\tmedian_time_s\tmedian_peak_rss_kib\n'
+    median_time_and_rss "$DATA/floor_runs.tsv" | sort_like_workloads "" "$FLOOR_NAME"
+  } > "$DATA/floor_medians.tsv"
   {
     printf 'allocator\tt_ms\trss_kib\n'
     awk -F'\t' -v OFS='\t' '$1 == "idle" { print $2, $4, $5 }' "$DATA/series_runs.tsv" |
