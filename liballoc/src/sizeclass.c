@@ -3,7 +3,8 @@
  * Classes: 8, 16, 32, 48, ..., 128 (steps of 16), then four per doubling,
  * 160, 192, 224, 256, 320, ... up to 2 MiB.  For each class we pick the
  * smallest slab (in 64 KiB units) whose tail waste is at most 1/64 of the
- * slab (about 1.5%), up to 32 units; a class whose best slab holds a single
+ * slab (about 1.5%), up to 32 units, and for blocks of up to 16 KiB one of
+ * 16 to 32 blocks at least (below); a class whose best slab holds a single
  * block is "large": it is served by the arena directly, since there is
  * nothing for a thread to cache in a one-block slab.
  *
@@ -25,12 +26,13 @@ static size_t class_size_of_index(unsigned c) {
   return ((size_t)1 << k) + j * ((size_t)1 << (k - 2));
 }
 
-/* Slabs of at least MIN_BLOCKS blocks where that fits in MIN_BLOCKS_UNITS
- * units.  A slab of few blocks fills and empties all the time: each time it
+/* Slabs of at least MIN_BLOCKS blocks where MIN_BLOCKS_UNITS units allow,
+ * else as many as those units hold if that is half of MIN_BLOCKS or more.
+ * A slab of few blocks fills and empties all the time, and each time it
  * leaves or rejoins its heap's bin (a list move on the free path) and the
- * next malloc takes the slow path.  Blocks of 4 KiB in 64 KiB slabs made a
- * third of aligned's allocations do that.  The bound keeps the slab within
- * what la_slab_trim can give back page by page (64 pages). */
+ * next malloc takes the slow path: with 16 blocks of 4 KiB in a 64 KiB slab,
+ * a third of the aligned benchmark's allocations did.  The bound keeps such
+ * slabs within what la_slab_trim can give back page by page (64 pages). */
 #define MIN_BLOCKS 32
 #define MIN_BLOCKS_UNITS 4
 
@@ -55,11 +57,10 @@ static unsigned slab_units(size_t size, unsigned from, unsigned to, bool least) 
 
 static void choose_slab(unsigned c) {
   size_t size = la_class_size[c];
-  size_t wanted = (MIN_BLOCKS * size + LA_UNIT_SIZE - 1) / LA_UNIT_SIZE;
+  size_t wanted = (MIN_BLOCKS * size + LA_UNIT_SIZE - 1) / LA_UNIT_SIZE;   /* units for MIN_BLOCKS */
   unsigned units = 0;
-  if (wanted > 1 && wanted <= MIN_BLOCKS_UNITS) units = slab_units(size, (unsigned)wanted, MIN_BLOCKS_UNITS, false);
-  else if (wanted > MIN_BLOCKS_UNITS && size * (MIN_BLOCKS / 2) <= MIN_BLOCKS_UNITS * LA_UNIT_SIZE)
-    units = slab_units(size, MIN_BLOCKS_UNITS, MIN_BLOCKS_UNITS, false);   /* as many as fit */
+  if (wanted > 1 && size * (MIN_BLOCKS / 2) <= MIN_BLOCKS_UNITS * LA_UNIT_SIZE)
+    units = slab_units(size, wanted < MIN_BLOCKS_UNITS ? (unsigned)wanted : MIN_BLOCKS_UNITS, MIN_BLOCKS_UNITS, false);
   if (!units) units = slab_units(size, 1, LA_MAX_SLAB_UNITS, true);
   la_class_units[c] = (uint8_t)units;
   la_class_capacity[c] = (uint32_t)(units * LA_UNIT_SIZE / size);
