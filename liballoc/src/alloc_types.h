@@ -129,6 +129,7 @@ typedef struct la_slab_s {
   uint32_t trim_mark;            /* (owner) free blocks at the last trim */
   uint32_t trim_pass;            /* (owner) the heap's trim pass that last
                                     looked at the slab */
+  uint32_t color;                /* the block carved first (slab.c) */
 } __attribute__((aligned(64))) la_slab_t;  /* slabs of different threads never
                                               share a cache line */
 

@@ -9,7 +9,16 @@
  * takes the whole list), then with the blocks of pages it gave back while
  * the slab was sparse (la_slab_trim), then by carving fresh blocks from the
  * part of the slab not used yet.  Carving is lazy, a page's worth at a time,
- * so a slab that is barely used is barely resident. */
+ * so a slab that is barely used is barely resident.
+ *
+ * Slabs start on 64 KiB boundaries, and 64 KiB is also the period of the
+ * cache's set index (a 512 KiB 8-way L2; 4 KiB for L1): if every slab
+ * handed out its first block first, the hottest block of every class -
+ * the one a thread frees and takes again - would compete for the same
+ * eight lines.  A program that keeps a few blocks of many sizes (a string
+ * growing by realloc through twenty classes) then missed the L2 on almost
+ * every access.  So each slab starts carving at its own block, its color,
+ * spread over the cache's sets; the blocks before it come last. */
 #include "alloc_internal.h"
 
 #include <string.h>
@@ -17,6 +26,27 @@
 /* What heap->bins[c] points at when the heap has no slab of class c: its
  * free list is empty, so the fast path falls into the slow path. */
 la_slab_t la_slab_empty;
+
+/* Successive slabs start carving this many bytes apart (mod 64 KiB): an odd
+ * number of cache lines, so the starts visit every line of the period. */
+#define COLOR_STRIDE (41 * 64)
+#define COLOR_PERIOD ((size_t)64 << 10)
+
+static uint32_t next_color(const la_slab_t *slab) {
+  static atomic_uint colors;
+  if (slab->capacity <= 1) return 0;
+  size_t span = (size_t)slab->capacity * slab->block_size;
+  if (span > COLOR_PERIOD) span = COLOR_PERIOD;
+  unsigned n = atomic_fetch_add_explicit(&colors, 1, memory_order_relaxed);
+  uint32_t block = (uint32_t)((size_t)n * COLOR_STRIDE % span / slab->block_size);
+  return block < slab->capacity ? block : 0;
+}
+
+/* The j-th block carved: color, color + 1, ..., capacity - 1, 0, 1, ... */
+static inline uint32_t carved_index(const la_slab_t *s, uint32_t j) {
+  uint32_t i = s->color + j;
+  return i < s->capacity ? i : i - s->capacity;
+}
 
 void la_slab_init(la_slab_t *slab, la_segment_t *seg, unsigned unit, unsigned cls) {
   slab->free = NULL;
@@ -32,6 +62,7 @@ void la_slab_init(la_slab_t *slab, la_segment_t *seg, unsigned unit, unsigned cl
   LA_SHARED_STORE(slab->trimmed, 0);
   slab->trim_mark = slab->trim_pass = 0;
   slab->start = la_unit_address(seg, unit);
+  slab->color = next_color(slab);
   slab->next = slab->prev = NULL;
   atomic_store_explicit(&slab->xfree, NULL, memory_order_relaxed);
   atomic_store_explicit(&slab->owner, NULL, memory_order_relaxed);
@@ -39,13 +70,16 @@ void la_slab_init(la_slab_t *slab, la_segment_t *seg, unsigned unit, unsigned cl
 }
 
 /* Carve the next blocks of the slab into the free list: at least one, and
- * as many as fit in one page past the first. */
+ * as many as fit in one page past the first, up to the slab's end (carving
+ * then goes on from its start) or its color. */
 static void slab_extend(la_slab_t *slab) {
   size_t size = slab->block_size;
   uint32_t n = (uint32_t)(la_page_size / size);
   if (n == 0) n = 1;
-  if (n > slab->capacity - slab->reserved) n = slab->capacity - slab->reserved;
-  uint8_t *first = slab->start + (size_t)slab->reserved * size;
+  uint32_t at = carved_index(slab, slab->reserved);
+  uint32_t room = at >= slab->color ? slab->capacity - at : slab->color - at;
+  if (n > room) n = room;
+  uint8_t *first = slab->start + (size_t)at * size;
   uint8_t *p = first;
   for (uint32_t i = 1; i < n; i++, p += size) ((la_block_t *)p)->next = (la_block_t *)(p + size);
   ((la_block_t *)p)->next = slab->free;
@@ -104,29 +138,48 @@ bool la_slab_block_trimmed(const la_slab_t *s, const la_block_t *b) {
   return s->trimmed && (block_pages(s, block_index(s, b)) & s->trimmed);
 }
 
-/* Pages whose every block (carved, up to the last whole one) is free. */
+/* Pages that blocks [a, b) touch, a < b. */
+static uint64_t range_pages(const la_slab_t *s, uint32_t a, uint32_t b) {
+  unsigned p0 = (unsigned)((size_t)a * s->block_size / la_page_size);
+  unsigned p1 = (unsigned)(((size_t)b * s->block_size - 1) / la_page_size);
+  return la_bits_run_mask(p0, p1 - p0 + 1);
+}
+
+/* Pages of the blocks carved so far, or of those not carved yet: each set is
+ * a range that may wrap around the slab's end. */
+static uint64_t carve_pages(const la_slab_t *s, bool carved) {
+  uint32_t from = carved ? s->color : carved_index(s, s->reserved);
+  uint32_t n = carved ? s->reserved : s->capacity - s->reserved;
+  if (n == 0) return 0;
+  if (from + n <= s->capacity) return range_pages(s, from, from + n);
+  return range_pages(s, from, s->capacity) | range_pages(s, 0, from + n - s->capacity);
+}
+
+/* Pages whose every block is carved and free.  Pages of blocks not carved
+ * yet are untouched, or hold a previous slab's data: those are left to the
+ * arena's decay. */
 static uint64_t free_pages(const la_slab_t *s, const uint64_t *free_bits) {
   uint64_t busy = 0;
-  for (uint32_t i = 0; i < s->reserved; i++)
+  for (uint32_t j = 0; j < s->reserved; j++) {
+    uint32_t i = carved_index(s, j);
     if (!(free_bits[i / 64] >> (i % 64) & 1)) busy |= block_pages(s, i);
-  /* Pages past the carved blocks are untouched, or hold a previous slab's
-   * data: leave them to the arena's decay. */
-  uint64_t carved = s->reserved ? la_bits_run_mask(0, (unsigned)(((size_t)s->reserved * s->block_size - 1) / la_page_size) + 1) : 0;
-  if (s->reserved < s->capacity) carved &= ~block_pages(s, s->reserved);   /* shared with an uncarved block */
-  return carved & ~busy & ~s->trimmed;
+  }
+  return carve_pages(s, true) & ~carve_pages(s, false) & ~busy & ~s->trimmed;
 }
 
 atomic_size_t la_trimmed_bytes, la_trimmed_slabs, la_trim_madvises;
 
 size_t la_slab_trim(la_slab_t *s) {
   uint64_t free_bits[LA_TRIM_MAX_BLOCKS / 64];
-  memset(free_bits, 0, ((s->reserved + 63) / 64) * sizeof free_bits[0]);
+  memset(free_bits, 0, ((s->capacity + 63) / 64) * sizeof free_bits[0]);
   for (la_block_t *b = s->free; b; b = b->next) {
     uint32_t i = block_index(s, b);
     free_bits[i / 64] |= (uint64_t)1 << (i % 64);
   }
-  for (uint32_t i = 0; i < s->reserved && s->trimmed; i++)   /* already off the list */
+  for (uint32_t j = 0; j < s->reserved && s->trimmed; j++) {   /* already off the list */
+    uint32_t i = carved_index(s, j);
     if (block_pages(s, i) & s->trimmed) free_bits[i / 64] |= (uint64_t)1 << (i % 64);
+  }
   uint64_t pages = free_pages(s, free_bits);
   s->trim_mark = s->reserved - s->used;
   if (!pages) return 0;
@@ -155,12 +208,14 @@ size_t la_slab_trim(la_slab_t *s) {
 
 /* Put the blocks of the trimmed pages back on the free list. */
 static void untrim(la_slab_t *s) {
-  for (uint32_t i = s->reserved; i-- > 0;)
+  for (uint32_t j = s->reserved; j-- > 0;) {
+    uint32_t i = carved_index(s, j);
     if (block_pages(s, i) & s->trimmed) {
       la_block_t *b = (la_block_t *)(s->start + (size_t)i * s->block_size);
       b->next = s->free;
       s->free = b;
     }
+  }
   LA_SHARED_STORE(s->trimmed, 0);
   s->trim_mark = 0;
 }

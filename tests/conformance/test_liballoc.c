@@ -11,6 +11,7 @@
 #include <ctype.h>
 #include <errno.h>
 #include <malloc.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -236,6 +237,55 @@ static size_t ctl_size(const char *name) {
  * free blocks (counted in stats.purged, with decay stopped so nothing else
  * is), the survivors stay intact, and the class then refills its slabs,
  * trimmed pages included, with blocks that are all distinct and usable. */
+/* A fresh thread's first block of each size comes from a new slab, and
+ * slabs start on 64 KiB boundaries.  Those blocks must not all sit at the
+ * same offset in their slab: 64 KiB is the period of the L2's set index, so
+ * they would compete for one set (slab.c, colors).  And a slab whose
+ * carving starts in its middle must still hand out every block once. */
+enum { COLOR_CLASSES = 24, COLOR_BLOCKS = 200, COLOR_SIZE = 1024 };
+static const size_t color_sizes[COLOR_CLASSES] = {
+  24, 40, 56, 72, 88, 104, 120, 160, 192, 224, 320, 384, 448, 640, 768, 896, 1280, 1536, 1792, 2560, 3072, 3584, 5120, 6144,
+};
+
+static void *first_blocks_of_a_fresh_thread(void *arg) {
+  uintptr_t *offsets = arg;
+  void *p[COLOR_CLASSES];
+  for (int c = 0; c < COLOR_CLASSES; c++) {
+    p[c] = malloc(opaque(color_sizes[c]));
+    offsets[c] = p[c] ? (uintptr_t)p[c] % (64 * KiB) : UINTPTR_MAX;
+  }
+  for (int c = 0; c < COLOR_CLASSES; c++) free(p[c]);
+  return NULL;
+}
+
+static void slabs_start_on_different_cache_sets(void **state) {
+  (void)state;
+  conf_need_liballoc();
+  uintptr_t offsets[COLOR_CLASSES];
+  pthread_t t;
+  assert_int_equal(pthread_create(&t, NULL, first_blocks_of_a_fresh_thread, offsets), 0);
+  assert_int_equal(pthread_join(t, NULL), 0);
+  int distinct = 0;
+  for (int c = 0; c < COLOR_CLASSES; c++) {
+    assert_true(offsets[c] != UINTPTR_MAX);
+    int seen = 0;
+    for (int d = 0; d < c; d++) seen |= offsets[d] / 64 == offsets[c] / 64;
+    distinct += !seen;
+  }
+  if (distinct < COLOR_CLASSES / 2)
+    fail_msg("the first blocks of %d classes sit on %d distinct cache lines of the 64 KiB period", COLOR_CLASSES, distinct);
+  static unsigned char *blocks[COLOR_BLOCKS];   /* three slabs of 1 KiB blocks, carving wrapped */
+  for (int i = 0; i < COLOR_BLOCKS; i++) {
+    blocks[i] = malloc(opaque(COLOR_SIZE));
+    assert_non_null(blocks[i]);
+    fill_pattern(blocks[i], COLOR_SIZE, 300000u + (unsigned)i);
+  }
+  for (int i = 0; i < COLOR_BLOCKS; i++) {
+    assert_int_equal(find_pattern_mismatch(blocks[i], COLOR_SIZE, 300000u + (unsigned)i), SIZE_MAX);
+    free(blocks[i]);
+  }
+}
+
 static void sparse_slabs_give_back_free_pages(void **state) {
   (void)state;
   conf_need_liballoc();
@@ -397,6 +447,7 @@ int conf_run_liballoc_tests(void) {
     cmocka_unit_test(ctl_read_only_narenas_write_gives_eperm),
     cmocka_unit_test(ctl_arena_purge_keeps_heap_usable),
     cmocka_unit_test(sparse_slabs_give_back_free_pages),
+    cmocka_unit_test(slabs_start_on_different_cache_sets),
     cmocka_unit_test(stats_print_json_is_one_object),
     cmocka_unit_test(stats_print_text_is_not_empty),
     cmocka_unit_test(libc_internal_allocations_come_from_liballoc),
