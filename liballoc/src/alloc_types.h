@@ -122,6 +122,8 @@ typedef struct la_slab_s {
   _Atomic(struct la_heap_s *) owner; /* owning heap, NULL when abandoned/large */
   atomic_bool notify;            /* on the owner's full list: a remote free
                                     should tell the owner (a hint) */
+  _Atomic uint32_t xcount;       /* blocks pushed on xfree, counted after
+                                    each push (la_slab_collect_remote) */
   struct la_slab_s *next, *prev; /* heap queue, full list or abandoned list */
   uint64_t trimmed;              /* (owner) pages given back by la_slab_trim,
                                     bit i = the slab's i-th page; the free

@@ -472,6 +472,7 @@ void la_heap_free_slow(la_heap_t *heap, la_slab_t *slab, la_block_t *block) {
     la_heap_t *owner = atomic_load_explicit(&slab->owner, memory_order_relaxed);
     if (owner) atomic_store_explicit(&owner->xfull_hint, true, memory_order_relaxed);
   }
+  la_slab_count_remote(slab);   /* last: until then the slab cannot be taken for empty */
 }
 
 /* Give back every slab the heap holds with no block in use, including the

@@ -65,6 +65,7 @@ void la_slab_init(la_slab_t *slab, la_segment_t *seg, unsigned unit, unsigned cl
   slab->color = next_color(slab);
   slab->next = slab->prev = NULL;
   atomic_store_explicit(&slab->xfree, NULL, memory_order_relaxed);
+  atomic_store_explicit(&slab->xcount, 0, memory_order_relaxed);
   atomic_store_explicit(&slab->owner, NULL, memory_order_relaxed);
   atomic_store_explicit(&slab->notify, false, memory_order_relaxed);
 }
@@ -88,23 +89,40 @@ static void slab_extend(la_slab_t *slab) {
 }
 
 /* Take every block other threads freed into the slab and put it on the
- * free list; returns how many.  Owner only (or under the arena lock for a
- * slab without owner). */
-uint32_t la_slab_collect_remote(la_slab_t *slab) {
-  if (!atomic_load_explicit(&slab->xfree, memory_order_relaxed)) return 0;
-  la_block_t *head = atomic_exchange_explicit(&slab->xfree, NULL, memory_order_acquire);
-  if (!head) return 0;
-  uint32_t n = 1;
-  la_block_t *tail = head;
-  while (tail->next) {
-    tail = tail->next;
-    n++;
+ * free list; false if there was none.  Owner only (or under the arena lock
+ * for a slab without owner).
+ *
+ * The blocks are not counted by walking the list: they were written last
+ * by other threads' cores, and a walk would take a cache miss per block,
+ * one after the other, in the refill that needs them (most of the time
+ * the free list is empty, and the list just becomes it).  Each remote free
+ * adds one to xcount after its push instead.  A count read here may lag
+ * the list (a push whose count is still to come) or lead it (a push after
+ * our exchange, counted before it): `used` is then one too high until the
+ * next collection, never too low, so a slab with a free in flight is never
+ * taken for empty - which also keeps the slab alive for that free's last
+ * write, the count - and a late count is taken by the next collection,
+ * blocks or not. */
+bool la_slab_collect_remote(la_slab_t *slab) {
+  la_block_t *head = NULL;
+  if (atomic_load_explicit(&slab->xfree, memory_order_relaxed))
+    head = atomic_exchange_explicit(&slab->xfree, NULL, memory_order_acquire);
+  uint32_t n = 0;   /* a count that came after its block was taken counts now */
+  if (atomic_load_explicit(&slab->xcount, memory_order_relaxed))
+    n = atomic_exchange_explicit(&slab->xcount, 0, memory_order_acquire);
+  if (head) {
+    if (slab->free) {
+      la_block_t *tail = head;
+      while (tail->next) tail = tail->next;
+      tail->next = slab->free;
+    }
+    slab->free = head;
   }
-  tail->next = slab->free;
-  slab->free = head;
-  LA_SHARED_STORE(slab->used, slab->used - n);
-  LA_SHARED_STORE(slab->nfreed, slab->nfreed + n);
-  return n;
+  if (n) {
+    LA_SHARED_STORE(slab->used, slab->used - n);
+    LA_SHARED_STORE(slab->nfreed, slab->nfreed + n);
+  }
+  return head != NULL;
 }
 
 /* ---- giving back the free pages inside a slab ------------------------------
@@ -238,13 +256,18 @@ bool la_slab_refill_free(la_slab_t *slab) {
 }
 
 /* A thread that does not own the slab frees a block into it.  Lock-free:
- * many threads may push while the owner takes the whole list. */
+ * many threads may push while the owner takes the whole list.  The caller
+ * then calls la_slab_count_remote, its last access to the slab. */
 void la_slab_free_remote(la_slab_t *slab, la_block_t *block) {
   la_block_t *head = atomic_load_explicit(&slab->xfree, memory_order_relaxed);
   do {
     block->next = head;
   } while (!atomic_compare_exchange_weak_explicit(&slab->xfree, &head, block, memory_order_seq_cst,
                                                   memory_order_relaxed));
+}
+
+void la_slab_count_remote(la_slab_t *slab) {
+  atomic_fetch_add_explicit(&slab->xcount, 1, memory_order_release);
 }
 
 /* Is `block` on the list starting at `b`?  Every step must land on a block
