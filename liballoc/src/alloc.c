@@ -22,21 +22,13 @@ atomic_size_t la_foreign_frees;
 
 /* ---- malloc -------------------------------------------------------------- */
 
-/* Background threads that had to wait for the end of the process's first
- * second start from an allocation slow path (init.c).  Not from the hit of
- * the large-block cache: that is a fast path too, and reading the clock
- * would be a third of its cost. */
-static inline void poll_background(void) {
-  if (LA_UNLIKELY(atomic_load_explicit(&la_background_due, memory_order_relaxed))) la_background_poll_slow();
-}
-
 static inline __attribute__((always_inline)) void *alloc_large(unsigned cls, size_t align) {
   la_heap_t *heap = la_heap_for_thread();
   if (heap && align <= LA_UNIT_SIZE) {
     void *p = la_heap_large_alloc(heap, cls);
     if (p) return p;
   }
-  poll_background();
+  la_poll_background();
   la_arena_t *arena = heap ? heap->arena : la_arena_at(0);
   la_slab_t *slab = la_arena_alloc_large(arena, cls, align);
   if (!slab) {
@@ -52,7 +44,7 @@ static inline __attribute__((always_inline)) void *alloc_large(unsigned cls, siz
 static LA_NOINLINE void *alloc_slow(size_t size) {
   la_ensure_init();
   if (size > LA_MAX_CLASS_SIZE) {
-    poll_background();
+    la_poll_background();
     if (size > PTRDIFF_MAX) {
       errno = ENOMEM;
       return NULL;
@@ -61,7 +53,7 @@ static LA_NOINLINE void *alloc_slow(size_t size) {
   }
   unsigned cls = la_class_of(size);
   if (la_class_large[cls]) return alloc_large(cls, LA_UNIT_SIZE);
-  poll_background();
+  la_poll_background();
   return la_heap_alloc_class(cls);
 }
 
@@ -120,6 +112,7 @@ void la_invalid_free(const void *p, const char *why) {
 
 static LA_NOINLINE void free_not_in_segment(void *p) {
   if (!p) return;
+  la_poll_background();
   if (la_segmap_kind(p) == LA_MAP_HUGE) la_huge_free(p);
   else free_foreign(p);
 }

@@ -280,10 +280,16 @@ void la_control_serve(int fd, const alloc_shm_header_t *h);
 extern atomic_bool la_initialized;
 void la_init_slow(void);
 /* The telemetry publisher waits out the process's first second (init.c):
- * while la_background_due, the allocation slow path calls
+ * while la_background_due, the allocation and free slow paths call
  * la_background_poll_slow, which starts it once that second is over. */
 extern atomic_bool la_background_due;
 void la_background_poll_slow(void);
+/* Called from allocation and free slow paths.  Not from the hit of the
+ * large-block cache: that is a fast path too, and reading the clock would
+ * be a third of its cost. */
+static inline void la_poll_background(void) {
+  if (LA_UNLIKELY(atomic_load_explicit(&la_background_due, memory_order_relaxed))) la_background_poll_slow();
+}
 static inline void la_ensure_init(void) {
   if (LA_UNLIKELY(!atomic_load_explicit(&la_initialized, memory_order_acquire)))
     la_init_slow();

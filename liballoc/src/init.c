@@ -19,7 +19,8 @@
  * glibc aborts the process when a set-id call succeeds in one thread and
  * fails in another.  Programs that do such things do them at once, then
  * exit or exec; a thread that comes later stays out of their way.  It is
- * started from the first allocation slow path after that second, or by the
+ * started from the first allocation or free slow path after that second
+ * (la_poll_background), or by the
  * purger if it is running (a burst freed, then idle); a process that went
  * quiet before then with nothing to purge publishes from its next slow path.  (The
  * purger starts only when a free gives memory back to an arena, which such

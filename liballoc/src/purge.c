@@ -72,7 +72,7 @@ static void *purger_main(void *arg) {
   while (atomic_load(&state) == RUNNING) {
     /* A process that freed a burst and went idle reaches no allocation
      * slow path: its purger starts the publisher instead (init.c). */
-    if (atomic_load_explicit(&la_background_due, memory_order_relaxed)) la_background_poll_slow();
+    la_poll_background();
     uint64_t now = la_now_ns();
     uint64_t due = la_decay_all(now);
     sleep_until(due, now);

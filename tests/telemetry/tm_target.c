@@ -92,6 +92,23 @@ static int mode_churn(long ms, int nthreads) {
   return 0;
 }
 
+/* Allocate at once, then, after the process's first second, only free
+ * every other block: frees into full slabs, which take the free slow path,
+ * and no slab empties (which would start the purger, another way out of
+ * the quiet start).  Then wait MS without touching the allocator.  The
+ * publisher must start from those frees (init.c, quiet start). */
+static int mode_free_late(long ms) {
+  enum { N = 4096 };
+  static void *p[N];
+  for (int i = 0; i < N; i++) p[i] = malloc(48);   /* whole slabs, full */
+  printf("ready %d\n", (int)getpid());
+  fflush(stdout);
+  usleep(1200 * 1000);
+  for (int i = 0; i < N; i += 2) free(p[i]);
+  usleep((useconds_t)ms * 1000);
+  return 0;
+}
+
 static int mode_fork(long ms) {
   void **v = hold(1000, 200);
   pid_t child = fork();
@@ -143,6 +160,7 @@ int main(int argc, char **argv) {
   }
   if (argc >= 4 && strcmp(argv[1], "churn") == 0) return mode_churn(atol(argv[2]), atoi(argv[3]));
   if (argc >= 3 && strcmp(argv[1], "fork") == 0) return mode_fork(atol(argv[2]));
+  if (argc >= 3 && strcmp(argv[1], "free-late") == 0) return mode_free_late(atol(argv[2]));
   if (argc >= 3 && strcmp(argv[1], "exec") == 0) return mode_exec(argv[0], atol(argv[2]));
   if (argc >= 2 && strcmp(argv[1], "json") == 0) {
 #ifdef ALLOC_TEST_DIRECT
@@ -156,6 +174,6 @@ int main(int argc, char **argv) {
     putchar('\n');
     return 0;
   }
-  fprintf(stderr, "usage: tm_target hold N SIZE MS | churn MS THREADS | fork MS | exec MS | json\n");
+  fprintf(stderr, "usage: tm_target hold N SIZE MS | churn MS THREADS | fork MS | free-late MS | exec MS | json\n");
   return 2;
 }

@@ -759,6 +759,21 @@ static void control_garbage(void **state) {
   assert_int_equal(finish(&p), 0);
 }
 
+/* A process that allocates at once and after its first second only frees
+ * (into full slabs: free slow paths) still publishes: the quiet start ends
+ * at a free slow path too. */
+static void quiet_start_ends_at_a_free(void **state) {
+  (void)state;
+  proc_t p = spawn("stats_interval_ms:50", "free-late", "1500", NULL);
+  pid_t pid = wait_ready(p.out);
+  sleep_ms(400);
+  assert_false(file_exists(pid));   /* its first second: no thread, no file */
+  uint64_t deadline = now_ms() + 2200;
+  while (!file_exists(pid) && now_ms() < deadline) sleep_ms(20);
+  if (!file_exists(pid)) fail_msg("no segment from a process that only freed after its first second");
+  assert_int_equal(finish(&p), 0);
+}
+
 /* ---- off, and unusable directories --------------------------------------- */
 
 static void telemetry_off(void **state) {
@@ -854,6 +869,7 @@ int main(int argc, char **argv) {
     cmocka_unit_test_setup_teardown(control_concurrent, setup_dir, teardown_dir),
     cmocka_unit_test_setup_teardown(control_withdrawn, setup_dir, teardown_dir),
     cmocka_unit_test_setup_teardown(control_garbage, setup_dir, teardown_dir),
+    cmocka_unit_test_setup_teardown(quiet_start_ends_at_a_free, setup_dir, teardown_dir),
     cmocka_unit_test_setup_teardown(telemetry_off, setup_dir, teardown_dir),
     cmocka_unit_test_setup_teardown(unusable_dir_warns_once, setup_dir, teardown_dir),
     cmocka_unit_test_setup_teardown(json_keys_match_the_list, setup_dir, teardown_dir),
