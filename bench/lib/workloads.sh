@@ -232,10 +232,9 @@ judge_run() {
   fi
 }
 
-# Append this run's wall time, RSS, metric and series lines to the data files.
-save_run() {
+# Append this run's metric and series lines to the data files.
+save_metrics() {
   local workload=$1 allocator=$2 round=$3
-  printf '%s\t%s\t%s\t%s\t%s\n' "$workload" "$allocator" "$round" "$RUN_WALL" "$RUN_RSS" >> "$DATA/runs.tsv"
   awk -v w="$workload" -v a="$allocator" -v r="$round" -v OFS='\t' '
     $1 == "metric" && NF == 3 { print w, a, r, $2, $3 >> m }
     $1 == "series" && NF == 3 { print w, a, r, $2, $3 >> s }
@@ -301,20 +300,23 @@ enabled_allocators_of() {
 
 # ---- the timed rounds -------------------------------------------------------------
 
-# One run of workload ENTRY under allocator index I in round ROUND.
+# One run of workload ENTRY as ALLOCATOR, preloading LIB, in round ROUND.
+# Its time and RSS go to RUNS_FILE: runs.tsv, whose runs also keep the
+# numbers the workload prints about itself, or floor_runs.tsv (below).
 timed_run() {
-  local entry=$1 i=$2 round=$3 name runner args timed
+  local entry=$1 allocator=$2 lib=$3 round=$4 runs_file=$5 name runner args timed
   IFS='|' read -r name runner args timed <<< "$entry"
-  [[ -z ${DISABLED["$name|${ALLOC_NAMES[$i]}"]:-} ]] || return 0
-  run_workload "$runner" "$args" "${ALLOC_LIBS[$i]}"
+  [[ -z ${DISABLED["$name|$allocator"]:-} ]] || return 0
+  run_workload "$runner" "$args" "$lib"
   judge_run "$name|$args"
   if [[ -n $RUN_PROBLEM ]]; then
-    record_failure "$name" "${ALLOC_NAMES[$i]}" "round $round" "$RUN_PROBLEM"
+    record_failure "$name" "$allocator" "round $round" "$RUN_PROBLEM"
     return 0
   fi
   note "$(printf '[round %d/%d] %-14s %-9s %8.3f s %9d KiB' "$round" "$ROUNDS" "$name" \
-    "${ALLOC_NAMES[$i]}" "$RUN_WALL" "$RUN_RSS")"
-  save_run "$name" "${ALLOC_NAMES[$i]}" "$round"
+    "$allocator" "$RUN_WALL" "$RUN_RSS")"
+  printf '%s\t%s\t%s\t%s\t%s\n' "$name" "$allocator" "$round" "$RUN_WALL" "$RUN_RSS" >> "$runs_file"
+  [[ $runs_file != "$DATA/runs.tsv" ]] || save_metrics "$name" "$allocator" "$round"
 }
 
 # ---- the start-up floor ----------------------------------------------------------
@@ -332,32 +334,19 @@ FLOOR_NAME=glibc-preloaded
 
 has_floor() { [[ $1 == startup* && -f $GLIBC_SHIM ]]; }
 
-floor_run() {
-  local entry=$1 round=$2 name runner args timed
-  IFS='|' read -r name runner args timed <<< "$entry"
-  run_workload "$runner" "$args" "$GLIBC_SHIM"
-  judge_run "$name|$args"
-  if [[ -n $RUN_PROBLEM ]]; then
-    record_failure "$name" "$FLOOR_NAME" "round $round" "$RUN_PROBLEM"
-    return 0
-  fi
-  note "$(printf '[round %d/%d] %-14s %-9s %8.3f s %9d KiB' "$round" "$ROUNDS" "$name" \
-    "$FLOOR_NAME" "$RUN_WALL" "$RUN_RSS")"
-  printf '%s\t%s\t%s\t%s\t%s\n' "$name" "$FLOOR_NAME" "$round" "$RUN_WALL" "$RUN_RSS" >> "$DATA/floor_runs.tsv"
-}
-
 run_all_rounds() {
-  local round entry k slots n=${#ALLOC_NAMES[@]}
+  local round entry k i slots n=${#ALLOC_NAMES[@]}
   note "== timed runs: ${#RUN_WORKLOADS[@]} workloads x $n allocators x $ROUNDS rounds, interleaved"
   for ((round = 1; round <= ROUNDS; round++)); do
     for entry in "${RUN_WORKLOADS[@]}"; do
       slots=$n
       ! has_floor "${entry%%|*}" || slots=$((n + 1))   # the floor takes its turn in the rotation
       for ((k = 0; k < slots; k++)); do
-        if (((round - 1 + k) % slots == n)); then
-          floor_run "$entry" "$round"
+        i=$(((round - 1 + k) % slots))
+        if ((i == n)); then
+          timed_run "$entry" "$FLOOR_NAME" "$GLIBC_SHIM" "$round" "$DATA/floor_runs.tsv"
         else
-          timed_run "$entry" $(((round - 1 + k) % slots)) "$round"
+          timed_run "$entry" "${ALLOC_NAMES[$i]}" "${ALLOC_LIBS[$i]}" "$round" "$DATA/runs.tsv"
         fi
       done
     done

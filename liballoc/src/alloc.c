@@ -256,7 +256,7 @@ static inline __attribute__((always_inline)) void *alloc_aligned_fast(size_t ali
 
 /* Every aligned request the fast path did not serve.  `align` is a power
  * of two. */
-static LA_NOINLINE void *alloc_aligned(size_t align, size_t size) {
+static LA_NOINLINE void *alloc_aligned_slow(size_t align, size_t size) {
   if (size == 0) size = 1;   /* a unique, freeable block, as malloc(0) */
   if (align <= sizeof(void *)) return la_malloc(size);
   if (align <= LA_MIN_ALIGN) return la_malloc(size < LA_MIN_ALIGN ? LA_MIN_ALIGN : size);
@@ -279,6 +279,11 @@ static LA_NOINLINE void *alloc_aligned(size_t align, size_t size) {
   return la_huge_alloc(size, align);
 }
 
+static inline void *alloc_aligned(size_t align, size_t size) {
+  void *p = alloc_aligned_fast(align, size);
+  return LA_LIKELY(p != NULL) ? p : alloc_aligned_slow(align, size);
+}
+
 static bool is_power_of_two(size_t x) {
   return x && !(x & (x - 1));
 }
@@ -288,7 +293,7 @@ int la_posix_memalign(void **out, size_t align, size_t size) {
   void *p = alloc_aligned_fast(align, size);
   if (LA_UNLIKELY(!p)) {
     int saved = errno;
-    p = alloc_aligned(align, size);
+    p = alloc_aligned_slow(align, size);
     if (!p) {
       errno = saved;
       return ENOMEM;
@@ -303,8 +308,7 @@ void *la_aligned_alloc(size_t align, size_t size) {
     errno = EINVAL;
     return NULL;
   }
-  void *p = alloc_aligned_fast(align, size);
-  return LA_LIKELY(p != NULL) ? p : alloc_aligned(align, size);
+  return alloc_aligned(align, size);
 }
 
 /* glibc's memalign rounds an alignment that is not a power of two up to
@@ -315,8 +319,7 @@ void *la_memalign(size_t align, size_t size) {
     return NULL;
   }
   if (!is_power_of_two(align)) align = align < 2 ? 1 : (size_t)1 << (64 - __builtin_clzll(align - 1));
-  void *p = alloc_aligned_fast(align, size);
-  return LA_LIKELY(p != NULL) ? p : alloc_aligned(align, size);
+  return alloc_aligned(align, size);
 }
 
 void *la_valloc(size_t size) {

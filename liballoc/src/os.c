@@ -123,11 +123,14 @@ void la_os_set_clock(uint64_t (*now_ns)(void)) {
   clock_override = now_ns;
 }
 
-uint64_t la_now_ns(void) {
-  if (clock_override) return clock_override();
+static uint64_t clock_ns(clockid_t clock) {
   struct timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
+  clock_gettime(clock, &ts);
   return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+uint64_t la_now_ns(void) {
+  return clock_override ? clock_override() : clock_ns(CLOCK_MONOTONIC);
 }
 
 /* A clock read a thousand times a second costs nothing worth counting;
@@ -136,9 +139,7 @@ uint64_t la_now_ns(void) {
  * a few nanoseconds, against tens for the TSC-based one, and its tick
  * (1-4 ms) is far finer than what it is used for. */
 uint64_t la_now_coarse_ns(void) {
-  struct timespec ts;
-  clock_gettime(CLOCK_MONOTONIC_COARSE, &ts);
-  return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+  return clock_ns(CLOCK_MONOTONIC_COARSE);
 }
 
 unsigned la_os_ncpus(void) {
