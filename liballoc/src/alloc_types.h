@@ -116,6 +116,7 @@ typedef struct la_slab_s {
   uint8_t nunits;                /* length of the slab in units */
   uint8_t in_full;               /* (owner) on the heap's full list */
   uint8_t zeroed;                /* the unbuilt part of the slab reads as zero */
+  uint16_t color;                /* the block carved first (slab.c) */
   size_t block_size;
   uint8_t *start;                /* first block */
   _Atomic(la_block_t *) xfree;   /* blocks freed by other threads */
@@ -131,7 +132,9 @@ typedef struct la_slab_s {
   uint32_t trim_mark;            /* (owner) free blocks at the last trim */
   uint32_t trim_pass;            /* (owner) the heap's trim pass that last
                                     looked at the slab */
-  uint32_t color;                /* the block carved first (slab.c) */
+  uint32_t trim_seen;            /* (owner) its activity (heap.c) when a
+                                    trim pass last saw it change */
+  uint32_t trim_since;           /* (owner) when that was, in ms */
 } __attribute__((aligned(64))) la_slab_t;  /* slabs of different threads never
                                               share a cache line */
 
@@ -225,8 +228,6 @@ typedef struct la_heap_s {
   size_t refills_since_sweep;
   unsigned trim_cls;        /* the class whose slabs trim_sparse_slabs looks at next */
   uint32_t trim_pass;       /* rounds of trim_sparse_slabs over every class */
-  uint32_t refills;         /* find_slab calls, the heap's clock for trimming */
-  uint32_t class_refill[LA_NCLASSES];   /* `refills` at each class's last one */
   atomic_bool xfull_hint;   /* another thread freed into one of our full slabs */
   la_arena_t *arena;
   struct la_heap_s *next_all, *prev_all; /* every live heap (fork, stats) */

@@ -241,8 +241,6 @@ static la_heap_t *heap_create(void) {
   heap->refills_since_sweep = 0;
   heap->trim_cls = 0;
   heap->trim_pass = 1;
-  heap->refills = 0;
-  memset(heap->class_refill, 0, sizeof heap->class_refill);
   atomic_store(&heap->xfull_hint, false);
   heap->arena = la_arena_for_thread();
   pthread_mutex_lock(&heaps_lock);
@@ -317,27 +315,44 @@ static void heap_thread_exit(void *arg) {
  * pages of up to TRIM_SLABS of its sparse slabs (la_slab_trim): a program
  * whose objects of some sizes mostly died, and that now allocates other
  * sizes, then grows by what it really holds, not by a slab per survivor's
- * neighbourhood.  Only idle classes are looked at (no refill during the
- * heap's last TRIM_IDLE refills): a class in use would take its pages back
- * at once, a page fault each.  A slab qualifies with a quarter of its blocks
- * free, and is trimmed again only once another eighth has been freed.  The
- * heap walks its classes in turn, TRIM_CLASSES classes and TRIM_LOOK slabs
- * at most per call; each slab looked at moves to the back of its queue and
- * is stamped with the pass, so meeting a stamped slab means the class is
- * done for this pass.  Skipped under thp:always, where splitting huge pages
- * would cost more than the pages are worth. */
+ * neighbourhood.  Only idle slabs are trimmed: a slab in use would take its
+ * pages back at once, a page fault each.  Idle is measured in time, not in
+ * the heap's own events: a slab no block of which was allocated or freed
+ * for TRIM_IDLE_MS (as seen by the passes that looked at it) - a class can
+ * live off its free lists for long without taking a slab or carving, and a
+ * program that fills and empties its slabs every few milliseconds would
+ * fault the pages given back in again each time.  A slab qualifies with a
+ * quarter of its blocks free, and is trimmed again only once another
+ * eighth has been freed.  The heap walks its classes in turn, TRIM_CLASSES
+ * classes and TRIM_LOOK slabs at most per call; each slab looked at moves
+ * to the back of its queue and is stamped with the pass, so meeting a
+ * stamped slab means the class is done for this pass.  Skipped under
+ * thp:always, where splitting huge pages would cost more than the pages
+ * are worth. */
 #define TRIM_SLABS 4
 #define TRIM_LOOK 32
 #define TRIM_CLASSES 4
-#define TRIM_IDLE 256
+#define TRIM_IDLE_MS 100
 
 static bool worth_trimming(const la_slab_t *s) {
   uint32_t free_blocks = s->reserved - s->used;
   return free_blocks * 4 >= s->capacity && free_blocks >= s->trim_mark + s->capacity / 8 && la_slab_trimmable(s);
 }
 
-/* Trim the slab if it is worth it; true if pages were given back. */
-static bool trim_one(la_slab_t *s) { return worth_trimming(s) && la_slab_trim(s) > 0; }
+/* A number that every malloc and every free of the slab's blocks changes
+ * (allocations = used + nfreed). */
+static uint32_t activity(const la_slab_t *s) { return (uint32_t)(s->used + 2 * s->nfreed); }
+
+/* Trim the slab if it is idle and worth it; true if pages were given back.
+ * `now_ms` wraps after 49 days: only differences are used. */
+static bool trim_one(la_slab_t *s, uint32_t now_ms) {
+  if (activity(s) != s->trim_seen) {
+    s->trim_seen = activity(s);
+    s->trim_since = now_ms;
+    return false;
+  }
+  return now_ms - s->trim_since >= TRIM_IDLE_MS && worth_trimming(s) && la_slab_trim(s) > 0;
+}
 
 static void next_trim_class(la_heap_t *heap) {
   if (++heap->trim_cls == LA_NCLASSES) {
@@ -349,16 +364,16 @@ static void next_trim_class(la_heap_t *heap) {
 static void trim_sparse_slabs(la_heap_t *heap) {
   if (la_opt.thp == LA_THP_ALWAYS) return;
   unsigned trimmed = 0, looked = 0;
+  uint32_t now_ms = (uint32_t)(la_now_coarse_ns() / 1000000);
   for (unsigned n = 0; n < TRIM_CLASSES && looked < TRIM_LOOK && trimmed < TRIM_SLABS; n++) {
     la_slab_list_t *q = &heap->queues[heap->trim_cls];
     la_slab_t *s = q->head;
     if (s) s = s->next;   /* the current slab is being allocated from */
-    if (heap->refills - heap->class_refill[heap->trim_cls] < TRIM_IDLE) s = NULL;   /* in use */
     while (s && s->trim_pass != heap->trim_pass && looked < TRIM_LOOK && trimmed < TRIM_SLABS) {
       la_slab_t *next = s->next;
       looked++;
       s->trim_pass = heap->trim_pass;
-      trimmed += trim_one(s);
+      trimmed += trim_one(s, now_ms);
       la_slab_list_remove(q, s);
       la_slab_list_push(q, s);
       s = next;
@@ -371,7 +386,6 @@ static void trim_sparse_slabs(la_heap_t *heap) {
 
 /* A slab of class `cls` with a non-empty free list, made the current one. */
 static la_slab_t *find_slab(la_heap_t *heap, unsigned cls) {
-  heap->class_refill[cls] = ++heap->refills;
   la_slab_list_t *q = &heap->queues[cls];
   la_slab_t *next;
   for (la_slab_t *s = q->head; s; s = next) {

@@ -8,8 +8,11 @@
  * When `free` runs dry the owner refills it from xfree (one atomic exchange
  * takes the whole list), then with the blocks of pages it gave back while
  * the slab was sparse (la_slab_trim), then by carving fresh blocks from the
- * part of the slab not used yet.  Carving is lazy, a page's worth at a time,
- * so a slab that is barely used is barely resident.
+ * part of the slab not used yet.  Carving is lazy, a page's worth first, so
+ * a slab that is barely used is barely resident; then as many blocks as
+ * were carved before (up to CARVE_MAX bytes), so a slab in full use is
+ * carved in a few steps - each is a trip down the slow path, and a program
+ * that fills and empties its slabs over and over carves them every time.
  *
  * Slabs start on 64 KiB boundaries, and 64 KiB is also the period of the
  * cache's set index (a 512 KiB 8-way L2; 4 KiB for L1): if every slab
@@ -60,9 +63,9 @@ void la_slab_init(la_slab_t *slab, la_segment_t *seg, unsigned unit, unsigned cl
   slab->reserved = 0;
   slab->in_full = 0;
   LA_SHARED_STORE(slab->trimmed, 0);
-  slab->trim_mark = slab->trim_pass = 0;
+  slab->trim_mark = slab->trim_pass = slab->trim_seen = slab->trim_since = 0;
   slab->start = la_unit_address(seg, unit);
-  slab->color = next_color(slab);
+  slab->color = (uint16_t)next_color(slab);   /* < 64 KiB / 8 */
   slab->next = slab->prev = NULL;
   atomic_store_explicit(&slab->xfree, NULL, memory_order_relaxed);
   atomic_store_explicit(&slab->xcount, 0, memory_order_relaxed);
@@ -71,11 +74,17 @@ void la_slab_init(la_slab_t *slab, la_segment_t *seg, unsigned unit, unsigned cl
 }
 
 /* Carve the next blocks of the slab into the free list: at least one, and
- * as many as fit in one page past the first, up to the slab's end (carving
- * then goes on from its start) or its color. */
+ * as many as fit in a page past the first, or as many as were carved
+ * before if that is more (within CARVE_MAX bytes), up to the slab's end
+ * (carving then goes on from its start) or its color. */
+#define CARVE_MAX ((size_t)16 << 10)   /* half the L1: the blocks are written now, used soon */
+
 static void slab_extend(la_slab_t *slab) {
   size_t size = slab->block_size;
-  uint32_t n = (uint32_t)(la_page_size / size);
+  size_t bytes = (size_t)slab->reserved * size;
+  if (bytes < la_page_size) bytes = la_page_size;
+  if (bytes > CARVE_MAX) bytes = CARVE_MAX;
+  uint32_t n = (uint32_t)(bytes / size);
   if (n == 0) n = 1;
   uint32_t at = carved_index(slab, slab->reserved);
   uint32_t room = at >= slab->color ? slab->capacity - at : slab->color - at;

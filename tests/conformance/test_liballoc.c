@@ -15,6 +15,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #if defined(ALLOC_TEST_DIRECT) || defined(ALLOC_TEST_LINKED)
 #include <alloc.h>                    /* ALLOC_VERSION_STRING */
@@ -232,11 +233,6 @@ static size_t ctl_size(const char *name) {
   return value;
 }
 
-/* Most small blocks die at random, then the program allocates another
- * size: the heap gives back the pages of its sparse slabs that hold only
- * free blocks (counted in stats.purged, with decay stopped so nothing else
- * is), the survivors stay intact, and the class then refills its slabs,
- * trimmed pages included, with blocks that are all distinct and usable. */
 /* A fresh thread's first block of each size comes from a new slab, and
  * slabs start on 64 KiB boundaries.  Those blocks must not all sit at the
  * same offset in their slab: 64 KiB is the period of the L2's set index, so
@@ -286,6 +282,27 @@ static void slabs_start_on_different_cache_sets(void **state) {
   }
 }
 
+/* Sparse-slab trimming gives back a slab's pages only once nothing was
+ * allocated from or freed into it for a while (TRIM_IDLE_MS, heap.c, as
+ * seen by the passes that run when the heap takes a new slab).  So the
+ * tests below take new slabs, let that while pass, and take more. */
+#define TRIM_WAIT_US 300000   /* three times TRIM_IDLE_MS */
+
+/* malloc `n` blocks of `size` into `blocks`, filled; with a pause halfway. */
+static void take_slabs_across_a_pause(unsigned char **blocks, int n, size_t size, unsigned seed) {
+  for (int i = 0; i < n; i++) {
+    if (i == n / 2) usleep(TRIM_WAIT_US);
+    blocks[i] = malloc(opaque(size));
+    assert_non_null(blocks[i]);
+    fill_pattern(blocks[i], size, seed + (unsigned)i);
+  }
+}
+
+/* Most small blocks die at random, then the program allocates another
+ * size: the heap gives back the pages of its sparse slabs that hold only
+ * free blocks (counted in stats.purged, with decay stopped so nothing else
+ * is), the survivors stay intact, and the class then refills its slabs,
+ * trimmed pages included, with blocks that are all distinct and usable. */
 static void sparse_slabs_give_back_free_pages(void **state) {
   (void)state;
   conf_need_liballoc();
@@ -308,11 +325,7 @@ static void sparse_slabs_give_back_free_pages(void **state) {
     }
   }
   size_t purged = ctl_size("stats.purged");
-  for (int i = 0; i < NBIG; i++) {
-    big[i] = malloc(opaque(BIG));
-    assert_non_null(big[i]);
-    fill_pattern(big[i], BIG, 100000u + (unsigned)i);
-  }
+  take_slabs_across_a_pause(big, NBIG, BIG, 100000u);
   size_t given_back = ctl_size("stats.purged") - purged;
   if (given_back < 256 * KiB) fail_msg("only %zu bytes of sparse slabs given back", given_back);
   for (int i = 0; i < N; i++) {
@@ -331,6 +344,62 @@ static void sparse_slabs_give_back_free_pages(void **state) {
   }
   for (int i = 0; i < NBIG; i++) free(big[i]);
   assert_int_equal(conf.ctl("arenas.dirty_decay_ms", NULL, NULL, &old_decay, sizeof old_decay), 0);
+}
+
+/* Sparse slabs whose blocks keep dying while the program allocates another
+ * size take no new slab and carve nothing, yet they are in use: pages of a
+ * slab that changes stay (a class cycling through its slabs would fault
+ * each page given back in again), however long that goes on.  Once the
+ * frees stop, the slabs' free pages go back. */
+enum { BUSY_N = 16384, BUSY_SMALL = 24, BUSY_RUN = 256, BUSY_BIG = 2000, BUSY_NBIG = 2048, BUSY_STEPS = 4 };
+
+static unsigned char *busy_small[BUSY_N], *busy_big[2 * BUSY_NBIG];
+
+/* Bytes given back while big blocks are allocated over BUSY_STEPS pauses,
+ * with a small block freed between two (a block of a live run). */
+static size_t given_back_while_dying(void) {
+  size_t purged = ctl_size("stats.purged");
+  for (unsigned i = 0; i < BUSY_NBIG; i++) {
+    if (i % (BUSY_NBIG / BUSY_STEPS) == 0) usleep(TRIM_WAIT_US / 2);
+    busy_big[i] = malloc(opaque(BUSY_BIG));
+    assert_non_null(busy_big[i]);
+    unsigned k = i * 2654435761u % (BUSY_N / 2);
+    k = k / BUSY_RUN * 2 * BUSY_RUN + k % BUSY_RUN;
+    free(busy_small[k]);
+    busy_small[k] = NULL;
+  }
+  return ctl_size("stats.purged") - purged;
+}
+
+static void *slabs_dying_then_idle(void *arg) {
+  size_t *given_back = arg;
+  for (int i = 0; i < BUSY_N; i++) busy_small[i] = malloc(opaque(BUSY_SMALL));
+  for (int i = 0; i < BUSY_N; i++)
+    if (i / BUSY_RUN % 2) {   /* runs of free pages in every slab */
+      free(busy_small[i]);
+      busy_small[i] = NULL;
+    }
+  given_back[0] = given_back_while_dying();
+  size_t purged = ctl_size("stats.purged");
+  take_slabs_across_a_pause(busy_big + BUSY_NBIG, BUSY_NBIG, BUSY_BIG, 0);
+  given_back[1] = ctl_size("stats.purged") - purged;
+  for (int i = 0; i < 2 * BUSY_NBIG; i++) free(busy_big[i]);
+  for (int i = 0; i < BUSY_N; i++) free(busy_small[i]);
+  return NULL;
+}
+
+static void slabs_in_use_keep_their_pages(void **state) {
+  (void)state;
+  conf_need_liballoc();
+  ssize_t never = -1, old_decay;
+  size_t len = sizeof old_decay, given_back[2];
+  assert_int_equal(conf.ctl("arenas.dirty_decay_ms", &old_decay, &len, &never, sizeof never), 0);
+  pthread_t t;
+  assert_int_equal(pthread_create(&t, NULL, slabs_dying_then_idle, given_back), 0);
+  assert_int_equal(pthread_join(t, NULL), 0);
+  assert_int_equal(conf.ctl("arenas.dirty_decay_ms", NULL, NULL, &old_decay, sizeof old_decay), 0);
+  if (given_back[0] != 0) fail_msg("%zu bytes of slabs in use were given back", given_back[0]);
+  if (given_back[1] == 0) fail_msg("the slabs' free pages were not given back once idle");
 }
 
 /* ---- alloc_stats_print -------------------------------------------------- */
@@ -447,6 +516,7 @@ int conf_run_liballoc_tests(void) {
     cmocka_unit_test(ctl_read_only_narenas_write_gives_eperm),
     cmocka_unit_test(ctl_arena_purge_keeps_heap_usable),
     cmocka_unit_test(sparse_slabs_give_back_free_pages),
+    cmocka_unit_test(slabs_in_use_keep_their_pages),
     cmocka_unit_test(slabs_start_on_different_cache_sets),
     cmocka_unit_test(stats_print_json_is_one_object),
     cmocka_unit_test(stats_print_text_is_not_empty),
