@@ -386,10 +386,18 @@ median_time_and_rss() {
 # medians.tsv: workload allocator runs time_s peak_rss_kib;
 # metric_medians.tsv: workload allocator metric runs value;
 # idle_series.tsv: allocator t_ms rss_kib (median over rounds at each time).
+# Median lines on stdin, each with the fastest wall time of its runs in
+# RUNS (a header, then workload allocator round wall_s ...) appended.
+with_fastest_time() {
+  awk -F'\t' -v OFS='\t' '
+    NR == FNR { if (FNR > 1 && (!(($1, $2) in t) || $4 + 0 < t[$1, $2])) t[$1, $2] = $4 + 0; next }
+    { print $0, t[$1, $2] }' "$1" -
+}
+
 compute_medians() {
   {
-    printf 'workload\tallocator\truns\tmedian_time_s\tmedian_peak_rss_kib\n'
-    median_time_and_rss "$DATA/runs.tsv" | sort_like_workloads
+    printf 'workload\tallocator\truns\tmedian_time_s\tmedian_peak_rss_kib\tfastest_time_s\n'
+    median_time_and_rss "$DATA/runs.tsv" | with_fastest_time "$DATA/runs.tsv" | sort_like_workloads
   } > "$DATA/medians.tsv"
   {
     printf 'workload\tallocator\tmetric\truns\tmedian\n'
