@@ -8,11 +8,12 @@
  * When `free` runs dry the owner refills it from xfree (one atomic exchange
  * takes the whole list), then with the blocks of pages it gave back while
  * the slab was sparse (la_slab_trim), then by carving fresh blocks from the
- * part of the slab not used yet.  Carving is lazy, a page's worth first, so
- * a slab that is barely used is barely resident; then as many blocks as
- * were carved before (up to CARVE_MAX bytes), so a slab in full use is
- * carved in a few steps - each is a trip down the slow path, and a program
- * that fills and empties its slabs over and over carves them every time.
+ * part of the slab not used yet.  Carving is lazy, a page at a time at
+ * first, so a slab that is barely used is barely resident; then as many
+ * blocks as were carved before (up to CARVE_MAX bytes), so a slab in full
+ * use is carved in a few steps - each is a trip down the slow path, and a
+ * program that fills and empties its slabs over and over carves them every
+ * time.
  *
  * Slabs start on 64 KiB boundaries, and 64 KiB is also the period of the
  * cache's set index (a 512 KiB 8-way L2; 4 KiB for L1): if every slab
@@ -74,22 +75,26 @@ void la_slab_init(la_slab_t *slab, la_segment_t *seg, unsigned unit, unsigned cl
 }
 
 /* Carve the next blocks of the slab into the free list: at least one, and
- * as many as fit in a page past the first, or as many as were carved
- * before if that is more (within CARVE_MAX bytes), up to the slab's end
- * (carving then goes on from its start) or its color. */
+ * every block that starts in the page where the first one starts - the
+ * carve writes a link at each block's start, so it touches that one page.
+ * Once CARVE_WARM blocks were carved, as many as were carved before if
+ * that is more (within CARVE_MAX bytes).  Not before: a short-lived
+ * program takes a few blocks of many sizes, and each block carved ahead of
+ * need can be a page touched.  Carving stops at the slab's end (and goes on
+ * from its start) or at its color. */
 #define CARVE_MAX ((size_t)16 << 10)   /* half the L1: the blocks are written now, used soon */
+#define CARVE_WARM 16
 
 static void slab_extend(la_slab_t *slab) {
   size_t size = slab->block_size;
-  size_t bytes = (size_t)slab->reserved * size;
-  if (bytes < la_page_size) bytes = la_page_size;
-  if (bytes > CARVE_MAX) bytes = CARVE_MAX;
-  uint32_t n = (uint32_t)(bytes / size);
-  if (n == 0) n = 1;
   uint32_t at = carved_index(slab, slab->reserved);
+  uint8_t *first = slab->start + (size_t)at * size;
+  size_t bytes = la_page_size - ((uintptr_t)first & (la_page_size - 1));   /* to the end of its page */
+  size_t before = (size_t)slab->reserved * size;
+  if (slab->reserved >= CARVE_WARM && before > bytes) bytes = before < CARVE_MAX ? before : CARVE_MAX;
+  uint32_t n = (uint32_t)((bytes + size - 1) / size);
   uint32_t room = at >= slab->color ? slab->capacity - at : slab->color - at;
   if (n > room) n = room;
-  uint8_t *first = slab->start + (size_t)at * size;
   uint8_t *p = first;
   for (uint32_t i = 1; i < n; i++, p += size) ((la_block_t *)p)->next = (la_block_t *)(p + size);
   ((la_block_t *)p)->next = slab->free;
