@@ -346,8 +346,9 @@ static uint32_t activity(const la_slab_t *s) { return (uint32_t)(s->used + 2 * s
 /* Trim the slab if it is idle and worth it; true if pages were given back.
  * `now_ms` wraps after 49 days: only differences are used. */
 static bool trim_one(la_slab_t *s, uint32_t now_ms) {
-  if (activity(s) != s->trim_seen) {
-    s->trim_seen = activity(s);
+  uint32_t seen = activity(s);
+  if (seen != s->trim_seen) {
+    s->trim_seen = seen;
     s->trim_since = now_ms;
     return false;
   }

@@ -154,12 +154,14 @@ bool la_slab_trimmable(const la_slab_t *s) {
   return s->kind == LA_SLAB_SMALL && slab_pages(s) <= 64 && s->capacity <= LA_TRIM_MAX_BLOCKS;
 }
 
-/* Pages of the slab that block i touches, as a mask. */
-static uint64_t block_pages(const la_slab_t *s, uint32_t i) {
-  size_t first = (size_t)i * s->block_size, last = first + s->block_size - 1;
-  unsigned p0 = (unsigned)(first / la_page_size), p1 = (unsigned)(last / la_page_size);
+/* Pages that blocks [a, b) of the slab touch, a < b, as a mask. */
+static uint64_t range_pages(const la_slab_t *s, uint32_t a, uint32_t b) {
+  unsigned p0 = (unsigned)((size_t)a * s->block_size / la_page_size);
+  unsigned p1 = (unsigned)(((size_t)b * s->block_size - 1) / la_page_size);
   return (((uint64_t)2 << (p1 - p0)) - 1) << p0;   /* p1 - p0 < 64: no overflow */
 }
+
+static uint64_t block_pages(const la_slab_t *s, uint32_t i) { return range_pages(s, i, i + 1); }
 
 static uint32_t block_index(const la_slab_t *s, const la_block_t *b) {
   return (uint32_t)(((const uint8_t *)b - s->start) / s->block_size);
@@ -168,13 +170,6 @@ static uint32_t block_index(const la_slab_t *s, const la_block_t *b) {
 /* Is the block on a trimmed page, hence free (detect_double_free)? */
 bool la_slab_block_trimmed(const la_slab_t *s, const la_block_t *b) {
   return s->trimmed && (block_pages(s, block_index(s, b)) & s->trimmed);
-}
-
-/* Pages that blocks [a, b) touch, a < b. */
-static uint64_t range_pages(const la_slab_t *s, uint32_t a, uint32_t b) {
-  unsigned p0 = (unsigned)((size_t)a * s->block_size / la_page_size);
-  unsigned p1 = (unsigned)(((size_t)b * s->block_size - 1) / la_page_size);
-  return la_bits_run_mask(p0, p1 - p0 + 1);
 }
 
 /* Pages of the blocks carved so far, or of those not carved yet: each set is
