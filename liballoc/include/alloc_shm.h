@@ -109,6 +109,7 @@ extern "C" {
   X(npurges, COUNTER, COUNT, "Purge passes that returned memory")                                \
   X(nmadvise, COUNTER, COUNT, "madvise and munmap calls made to return memory")                  \
   X(purged, COUNTER, BYTES, "Bytes made muzzy or returned to the kernel")                        \
+  X(purge_failures, COUNTER, COUNT, "madvise/munmap calls the kernel refused (pages stay resident)") \
   X(narenas, GAUGE, COUNT, "Arenas")                                                             \
   X(nheaps, GAUGE, COUNT, "Thread heaps in use (threads that allocated and are alive)")          \
   X(nsegments, GAUGE, COUNT, "Segments (4 MiB) mapped")                                          \

@@ -40,21 +40,43 @@
 #define LA_FAST_LOAD(field) (field)
 #endif
 
-/* ---- os.c: everything that talks to the kernel --------------------------- */
+/* ---- os_fault.c: system calls that fail on purpose (tests) --------------- */
+enum la_os_call {
+  LA_OS_MMAP, LA_OS_MUNMAP, LA_OS_MREMAP, LA_OS_MADVISE,   /* memory */
+  LA_OS_OPEN, LA_OS_READ, LA_OS_WRITE, LA_OS_FILE,         /* files: FILE is stat, rename, unlink, flock */
+  LA_OS_NCALLS
+};
+extern atomic_bool la_os_faults_armed;
+bool la_os_fault_hit_slow(enum la_os_call call);
+/* Must this call fail (errno set)?  One relaxed load when nothing is armed. */
+static inline bool la_os_fault(enum la_os_call call) {
+  return __builtin_expect(atomic_load_explicit(&la_os_faults_armed, memory_order_relaxed), 0) &&
+         la_os_fault_hit_slow(call);
+}
+void la_os_fault_set(enum la_os_call call, uint64_t nth, uint32_t ppm, int err);
+void la_os_fault_clear(void);
+uint64_t la_os_fault_injected(enum la_os_call call);
+const char *la_os_call_name(enum la_os_call call);
+void la_os_faults_init(void);
+
+/* ---- os.c: memory, clocks, threads, the environment ---------------------- */
 extern size_t la_page_size;           /* read at run time, never compiled in */
+extern atomic_size_t la_os_release_failures;   /* madvise/munmap the kernel refused */
 void la_os_init(void);
 void *la_os_map(size_t size);
 void *la_os_map_aligned(size_t size, size_t align);
-void la_os_unmap(void *p, size_t size);
-void la_os_purge(void *p, size_t size);
-void la_os_purge_lazy(void *p, size_t size);
+bool la_os_unmap(void *p, size_t size);
+bool la_os_purge(void *p, size_t size);
+bool la_os_purge_lazy(void *p, size_t size);
 size_t la_os_hugepage_size(void);
 uint64_t la_now_ns(void);
 uint64_t la_now_coarse_ns(void);   /* to the clock tick (1-4 ms), cheap */
+uint64_t la_os_realtime_ns(void);
 void la_os_set_clock(uint64_t (*now_ns)(void));
 void la_os_advise_thp(void *p, size_t size, int thp_mode);
 void *la_os_remap_to(void *old, size_t old_size, size_t new_size, void *dest);
 bool la_os_extend_in_place(void *p, size_t old_size, size_t new_size);
+uint64_t la_os_random64(void);
 unsigned la_os_ncpus(void);
 const char *la_os_getenv(const char *name);
 bool la_os_environ_ready(void);
@@ -63,6 +85,23 @@ void la_warn(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 void la_fatal(const char *fmt, ...) __attribute__((format(printf, 1, 2), noreturn));
 void la_os_cond_init_monotonic(pthread_cond_t *cond);
 int la_os_start_thread(void *(*fn)(void *), size_t stack, const char *name);
+
+/* ---- os_file.c: files (the telemetry segment, /proc, /sys) -------------- */
+struct stat;
+int la_os_open(const char *path, int flags, unsigned mode);
+void la_os_close(int fd);
+ssize_t la_os_read_file(const char *path, char *buf, size_t size);
+bool la_os_pread(int fd, void *buf, size_t len, uint64_t off);
+bool la_os_pwrite(int fd, const void *buf, size_t len, uint64_t off);
+bool la_os_ftruncate(int fd, uint64_t size);
+bool la_os_fstat(int fd, struct stat *st);
+bool la_os_stat(const char *path, struct stat *st, bool nofollow);
+bool la_os_rename(const char *from, const char *to);
+bool la_os_unlink(const char *path);
+bool la_os_try_flock(int fd, int op);
+void la_os_unflock(int fd);
+void la_os_readlink(const char *path, char *buf, size_t size);
+int la_os_getpid(void);
 
 /* ---- options.c: ALLOC_CONF ----------------------------------------------- */
 extern la_options_t la_opt;
@@ -148,7 +187,7 @@ uint64_t la_bits_run_starts(uint64_t bits, unsigned k);
 unsigned la_bits_longest_run(uint64_t bits);
 uint64_t la_bits_run_mask(unsigned unit, unsigned k);
 la_segment_t *la_segment_create(la_arena_t *arena);
-void la_segment_destroy(la_segment_t *seg);
+bool la_segment_destroy(la_segment_t *seg);
 void la_segment_update_max_run(la_segment_t *seg);
 int la_segment_find_run(const la_segment_t *seg, unsigned k, unsigned align_units);
 la_slab_t *la_segment_take_run(la_segment_t *seg, unsigned unit, unsigned k);

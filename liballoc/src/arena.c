@@ -370,12 +370,28 @@ static la_segment_t *take_spare_segments(la_arena_t *a, size_t retain) {
   return spare;
 }
 
-static void unmap_segments(la_segment_t *list) {
+/* A spare segment the kernel would not unmap goes back to its arena, as a
+ * wholly free segment: its units are clean, and it is reused or unmapped
+ * later like any other. */
+static void keep_segment(la_arena_t *a, la_segment_t *seg) {
+  pthread_mutex_lock(&a->lock);
+  LA_SHARED_STORE(a->nsegments, a->nsegments + 1);
+  a->nfree_segments++;
+  bucket_insert(a, seg);
+  pthread_mutex_unlock(&a->lock);
+}
+
+/* Unmap the segments take_spare_segments chained, without the lock;
+ * returns the bytes unmapped. */
+static size_t unmap_segments(la_segment_t *list) {
+  size_t bytes = 0;
   while (list) {
     la_segment_t *next = list->bucket.next;
-    la_segment_destroy(list);
+    if (la_segment_destroy(list)) bytes += LA_SEG_SIZE;
+    else keep_segment(list->arena, list);
     list = next;
   }
+  return bytes;
 }
 
 static uint64_t earliest(uint64_t a, uint64_t b) {
@@ -560,8 +576,7 @@ size_t la_arenas_purge(void) {
     la_decay_purged(&a->muzzy_decay, a->nmuzzy);
     la_segment_t *spare = take_spare_segments(a, 0);
     pthread_mutex_unlock(&a->lock);
-    for (la_segment_t *s = spare; s; s = s->bucket.next) released += LA_SEG_SIZE;
-    unmap_segments(spare);
+    released += unmap_segments(spare);
   }
   return released;
 }

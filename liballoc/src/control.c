@@ -19,7 +19,6 @@
 #include <stdio.h>
 #include <string.h>
 #include <sys/file.h>
-#include <unistd.h>
 
 static bool terminated(const char *s, size_t size) { return memchr(s, 0, size) != NULL; }
 
@@ -27,10 +26,9 @@ static bool terminated(const char *s, size_t size) { return memchr(s, 0, size) !
  * DONE finds the acknowledgement complete. */
 static void acknowledge(int fd, uint64_t off, alloc_shm_request_t *r) {
   const size_t from = offsetof(alloc_shm_request_t, ack_id);
-  if (pwrite(fd, (char *)r + from, sizeof *r - from, (off_t)(off + from)) != (ssize_t)(sizeof *r - from))
-    return;
+  if (!la_os_pwrite(fd, (char *)r + from, sizeof *r - from, off + from)) return;
   uint64_t done = ALLOC_SHM_REQ_DONE;
-  (void)!pwrite(fd, &done, sizeof done, (off_t)off);
+  la_os_pwrite(fd, &done, sizeof done, off);
 }
 
 static void serve_one(int fd, uint64_t off, alloc_shm_request_t *r) {
@@ -48,7 +46,7 @@ static void serve_one(int fd, uint64_t off, alloc_shm_request_t *r) {
 }
 
 static bool read_requests(int fd, const alloc_shm_header_t *h, alloc_shm_request_t *reqs, size_t size) {
-  return pread(fd, reqs, size, (off_t)h->control_offset) == (ssize_t)size;
+  return la_os_pread(fd, reqs, size, h->control_offset);
 }
 
 static bool any_posted(const alloc_shm_request_t *reqs) {
@@ -62,8 +60,7 @@ static bool any_posted(const alloc_shm_request_t *reqs) {
 static void claim_posted(int fd, const alloc_shm_header_t *h, const alloc_shm_request_t *reqs, bool *claimed) {
   for (unsigned i = 0; i < ALLOC_SHM_CONTROL_SLOTS; i++) {
     uint64_t off = h->control_offset + (uint64_t)i * sizeof reqs[0] + offsetof(alloc_shm_request_t, ack_id);
-    claimed[i] = reqs[i].state == ALLOC_SHM_REQ_POSTED &&
-                 pwrite(fd, &reqs[i].id, sizeof reqs[i].id, (off_t)off) == (ssize_t)sizeof reqs[i].id;
+    claimed[i] = reqs[i].state == ALLOC_SHM_REQ_POSTED && la_os_pwrite(fd, &reqs[i].id, sizeof reqs[i].id, off);
   }
 }
 
@@ -72,10 +69,10 @@ void la_control_serve(int fd, const alloc_shm_header_t *h) {
   bool claimed[ALLOC_SHM_CONTROL_SLOTS] = {false};
   if (h->control_slots != ALLOC_SHM_CONTROL_SLOTS) return;
   if (!read_requests(fd, h, reqs, sizeof reqs) || !any_posted(reqs)) return;
-  if (flock(fd, LOCK_EX | LOCK_NB) != 0) return;
+  if (!la_os_try_flock(fd, LOCK_EX)) return;
   /* Read again under the lock: a writer may have withdrawn or posted. */
   if (read_requests(fd, h, reqs, sizeof reqs)) claim_posted(fd, h, reqs, claimed);
-  flock(fd, LOCK_UN);
+  la_os_unflock(fd);
   for (unsigned i = 0; i < ALLOC_SHM_CONTROL_SLOTS; i++)
     if (claimed[i]) serve_one(fd, h->control_offset + (uint64_t)i * sizeof reqs[0], &reqs[i]);
 }

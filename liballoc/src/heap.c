@@ -18,7 +18,6 @@
 
 #include <errno.h>
 #include <string.h>
-#include <sys/auxv.h>
 
 __thread la_heap_t *la_tls_heap = &la_empty_heap;
 
@@ -55,10 +54,7 @@ static uint64_t free_mark;   /* 0: the option is off */
 
 void la_heaps_set_checks(void) {
   if (!la_opt.detect_double_free || free_mark) return;
-  const uint8_t *random = (const uint8_t *)getauxval(AT_RANDOM);   /* 16 bytes from the kernel */
-  uint64_t mark = 0x9e3779b97f4a7c15ull ^ (uintptr_t)&free_mark;
-  if (random) memcpy(&mark, random + 8, sizeof mark);
-  free_mark = mark | 1;
+  free_mark = la_os_random64() | 1;
 }
 
 /* The heap a slab lets free without checks: none while checking frees. */

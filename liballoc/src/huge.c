@@ -165,15 +165,29 @@ static size_t cache_pages(void) {
   return cache_bytes / la_page_size;
 }
 
-/* Unmap a list of descriptors chained through next, then recycle them. */
+/* A mapping the kernel would not unmap stays ours: back into the cache,
+ * to be reused, or unmapped by a later decay.  huge_lock held. */
+static void cache_keep(la_huge_t *d) {
+  la_segmap_set(d->ptr, d->map_size, LA_MAP_HUGE);
+  d->size = 0;
+  d->zeroed = false;
+  cache_push(d);
+}
+
+/* Unmap a list of descriptors chained through next, then recycle them.
+ * Only what the kernel unmapped counts as purged. */
 static void unmap_descs(la_huge_t *list) {
   while (list) {
     la_huge_t *next = list->next;
-    la_os_unmap(list->ptr, list->map_size);
+    bool ok = la_os_unmap(list->ptr, list->map_size);
     pthread_mutex_lock(&huge_lock);
     cache_purge.nmadvise++;
-    cache_purge.purged += list->map_size;
-    desc_release(list);
+    if (ok) {
+      cache_purge.purged += list->map_size;
+      desc_release(list);
+    } else {
+      cache_keep(list);
+    }
     pthread_mutex_unlock(&huge_lock);
     list = next;
   }
@@ -222,31 +236,40 @@ static la_huge_t *gather_cached(size_t map_size) {
   pthread_mutex_unlock(&huge_lock);
   if (!parts) return NULL;
   uint8_t *dest = la_os_map_aligned(map_size, LA_SEG_SIZE);
+  bool refused = false;
   size_t off = 0;
-  la_huge_t *keep = parts, *next;
+  la_huge_t *next;
   for (la_huge_t *d = parts; d; d = next) {
     next = d->next;
-    size_t n = dest && map_size - off < d->map_size ? map_size - off : d->map_size;
-    if (dest && n) split_to_cache(d, n);   /* what is not needed stays cached */
-    la_segmap_set(d->ptr, d->map_size, LA_MAP_NONE);
-    if (dest && n && la_os_remap_to(d->ptr, n, n, dest + off)) off += n;
-    else la_os_unmap(d->ptr, d->map_size);
-    if (d != keep) {
-      pthread_mutex_lock(&huge_lock);
-      desc_release(d);
-      pthread_mutex_unlock(&huge_lock);
+    size_t n = map_size - off < d->map_size ? map_size - off : d->map_size;
+    bool moved = false;
+    if (dest && !refused && n) {
+      split_to_cache(d, n);   /* what is not needed stays cached */
+      la_segmap_set(d->ptr, d->map_size, LA_MAP_NONE);
+      moved = la_os_remap_to(d->ptr, n, n, dest + off);
+      refused = !moved;
     }
-  }
-  if (!dest) {
+    if (moved) off += n;
     pthread_mutex_lock(&huge_lock);
-    desc_release(keep);
+    if (moved) desc_release(d);
+    else cache_keep(d);   /* not needed, or the kernel would not move it */
     pthread_mutex_unlock(&huge_lock);
+  }
+  /* A refused move may have left the destination with a hole (the kernel
+   * unmaps the target before moving): give it up; the caller maps anew. */
+  if (dest && refused) la_os_unmap(dest, map_size);
+  if (!dest || refused) return NULL;
+  pthread_mutex_lock(&huge_lock);
+  la_huge_t *d = desc_new();
+  pthread_mutex_unlock(&huge_lock);
+  if (!d) {
+    la_os_unmap(dest, map_size);
     return NULL;
   }
   la_segmap_set(dest, map_size, LA_MAP_HUGE);
-  keep->ptr = dest;
-  keep->map_size = map_size;
-  return keep;
+  d->ptr = dest;
+  d->map_size = map_size;
+  return d;
 }
 
 /* A cached mapping for map_size bytes at `align`, or one gathered from

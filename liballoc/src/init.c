@@ -80,7 +80,7 @@ void la_init_slow(void) {
   pthread_mutex_lock(&init_lock);
   if (!atomic_load_explicit(&la_initialized, memory_order_relaxed)) {
     la_os_init();
-    la_options_init();
+    if (la_options_init()) la_os_faults_init();
     la_sizeclass_init();
     la_decay_init_weights();
     la_arenas_init();
@@ -95,6 +95,7 @@ void la_init_slow(void) {
 __attribute__((constructor)) static void la_constructor(void) {
   la_ensure_init();
   if (la_options_init()) {   /* the first read was too early */
+    la_os_faults_init();
     la_arenas_set_count();
     la_heaps_set_checks();
   }

@@ -1,8 +1,11 @@
-/* os.c - the only file that talks to the kernel.
+/* os.c - the OS layer: liballoc talks to the kernel only through here and
+ * os_file.c (files), so that every call can be made to fail in tests
+ * (os_fault.c) and every failure is handled in one place.
  *
- * Mapping, unmapping and advising memory, the page size, the CPU count, the
- * environment and stderr.  Nothing here allocates: these functions run inside
- * malloc, before main, and inside fork handlers. */
+ * Mapping, unmapping and advising memory, the clocks, the page size, the
+ * CPU count, the environment, stderr and liballoc's own threads.  Nothing
+ * here allocates: these functions run inside malloc, before main, and
+ * inside fork handlers. */
 #include "alloc_internal.h"
 
 #include <errno.h>
@@ -15,7 +18,6 @@
 #include <string.h>
 #include <sys/auxv.h>
 #include <sys/mman.h>
-#include <sys/syscall.h>
 #include <unistd.h>
 
 size_t la_page_size = 4096;
@@ -28,12 +30,27 @@ void la_os_init(void) {
   la_page_size = ps ? ps : 4096;
 }
 
+/* ---- memory -----------------------------------------------------------------
+ * Each wrapper asks la_os_fault first (os_fault.c), and reports what the
+ * kernel did: callers account for memory by what happened, never by what
+ * they asked for.  Calls that free or advise memory keep errno as it was:
+ * they run inside free(), which must not change it. */
+
+/* Failed calls that give memory back (madvise, munmap): their pages stay
+ * mapped and resident, and are counted as such (stats purge_failures). */
+atomic_size_t la_os_release_failures;
+
+static void release_failed(void) {
+  atomic_fetch_add_explicit(&la_os_release_failures, 1, memory_order_relaxed);
+}
+
 /* Returns NULL (errno ENOMEM) on failure; never exits.  No MAP_NORESERVE:
  * the kernel's overcommit policy must be able to refuse an impossible
  * request here, so that malloc fails with ENOMEM instead of the process
  * being killed later. */
 void *la_os_map(size_t size) {
-  void *p = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+  void *p = la_os_fault(LA_OS_MMAP) ? MAP_FAILED
+                                    : mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
   if (p == MAP_FAILED) {
     errno = ENOMEM;
     return NULL;
@@ -42,7 +59,9 @@ void *la_os_map(size_t size) {
 }
 
 /* A mapping of `size` bytes starting at a multiple of `align` (a power of two
- * >= the page size): over-map, then give back the misaligned ends. */
+ * >= the page size): over-map, then give back the misaligned ends.  An end
+ * the kernel does not take back stays mapped and unused: address space, not
+ * memory, since it was never touched. */
 void *la_os_map_aligned(size_t size, size_t align) {
   if (size + align < size) {
     errno = ENOMEM;
@@ -53,66 +72,86 @@ void *la_os_map_aligned(size_t size, size_t align) {
   uintptr_t start = ((uintptr_t)raw + align - 1) & ~(uintptr_t)(align - 1);
   size_t head = start - (uintptr_t)raw;
   size_t tail = align - head;
-  if (head) munmap(raw, head);
-  if (tail) munmap((uint8_t *)start + size, tail);
+  if (head) la_os_unmap(raw, head);
+  if (tail) la_os_unmap((uint8_t *)start + size, tail);
   return (void *)start;
 }
 
-void la_os_unmap(void *p, size_t size) {
-  if (munmap(p, size) != 0) la_warn("munmap(%p, %zu) failed: %s", p, size, strerror(errno));
+/* True if the range is unmapped.  On failure (the kernel could not split a
+ * mapping: max_map_count) the range stays mapped as it was. */
+bool la_os_unmap(void *p, size_t size) {
+  int saved = errno;
+  bool ok = !la_os_fault(LA_OS_MUNMAP) && munmap(p, size) == 0;
+  if (!ok) release_failed();
+  errno = saved;
+  return ok;
 }
 
-/* Give the pages back; the range stays mapped and reads as zero afterwards. */
-void la_os_purge(void *p, size_t size) {
-  madvise(p, size, MADV_DONTNEED);
+static bool advise(void *p, size_t size, int advice) {
+  return !la_os_fault(LA_OS_MADVISE) && madvise(p, size, advice) == 0;
+}
+
+/* Give the pages back; the range stays mapped and reads as zero afterwards.
+ * False if the kernel refused (locked pages under mlockall: EINVAL), in
+ * which case the pages keep their contents and stay resident. */
+bool la_os_purge(void *p, size_t size) {
+  int saved = errno;
+  bool ok = advise(p, size, MADV_DONTNEED);
+  if (!ok) release_failed();
+  errno = saved;
+  return ok;
 }
 
 /* Let the kernel take the pages when it needs memory (MADV_FREE, "muzzy"):
  * until then they stay resident and may keep their contents.  Kernels
- * without MADV_FREE get MADV_DONTNEED. */
-void la_os_purge_lazy(void *p, size_t size) {
-  if (madvise(p, size, MADV_FREE) != 0) madvise(p, size, MADV_DONTNEED);
+ * without MADV_FREE get MADV_DONTNEED.  False if neither was done. */
+bool la_os_purge_lazy(void *p, size_t size) {
+  int saved = errno;
+  bool ok = advise(p, size, MADV_FREE) || advise(p, size, MADV_DONTNEED);
+  if (!ok) release_failed();
+  errno = saved;
+  return ok;
 }
 
-/* The PMD (huge page) size, read once from /sys; 0 if THP is unavailable.
- * Raw system calls: libc's open/read are cancellation points, and this runs
- * inside free() when the freeing thread purges. */
+/* The PMD (huge page) size, read once from /sys; 0 if THP is unavailable. */
 size_t la_os_hugepage_size(void) {
   static size_t cached = (size_t)-1;
   if (cached != (size_t)-1) return cached;
+  char buf[32];
   size_t size = 0;
-  int fd = (int)syscall(SYS_openat, AT_FDCWD, "/sys/kernel/mm/transparent_hugepage/hpage_pmd_size",
-                        O_RDONLY | O_CLOEXEC);
-  if (fd >= 0) {
-    char buf[32];
-    ssize_t n = syscall(SYS_read, fd, buf, sizeof buf - 1);
-    syscall(SYS_close, fd);
-    if (n > 0) {
-      buf[n] = 0;
-      size = (size_t)strtoull(buf, NULL, 10);
-    }
-  }
+  if (la_os_read_file("/sys/kernel/mm/transparent_hugepage/hpage_pmd_size", buf, sizeof buf) > 0)
+    size = (size_t)strtoull(buf, NULL, 10);
   cached = size;
   return size;
 }
 
+/* A hint: failure changes nothing but the pages' size. */
 void la_os_advise_thp(void *p, size_t size, int thp_mode) {
-  if (thp_mode == LA_THP_ALWAYS) madvise(p, size, MADV_HUGEPAGE);
-  else if (thp_mode == LA_THP_NEVER) madvise(p, size, MADV_NOHUGEPAGE);
+  int saved = errno;
+  if (thp_mode == LA_THP_ALWAYS) advise(p, size, MADV_HUGEPAGE);
+  else if (thp_mode == LA_THP_NEVER) advise(p, size, MADV_NOHUGEPAGE);
+  errno = saved;
 }
 
 /* Move the pages of [old, old+old_size) to `dest` (already reserved by us)
  * and grow the range to new_size, without copying: the kernel moves page
- * table entries.  Returns dest, or NULL if the kernel refuses. */
+ * table entries.  Returns dest, or NULL if the kernel refuses (then nothing
+ * moved). */
 void *la_os_remap_to(void *old, size_t old_size, size_t new_size, void *dest) {
-  void *p = mremap(old, old_size, new_size, MREMAP_MAYMOVE | MREMAP_FIXED, dest);
+  int saved = errno;
+  void *p = la_os_fault(LA_OS_MREMAP) ? MAP_FAILED
+                                      : mremap(old, old_size, new_size, MREMAP_MAYMOVE | MREMAP_FIXED, dest);
+  errno = saved;
   return p == MAP_FAILED ? NULL : p;
 }
 
 /* Grow a mapping where it stands; false if the address range after it is
- * taken. */
+ * taken (or the kernel refuses). */
 bool la_os_extend_in_place(void *p, size_t old_size, size_t new_size) {
-  return mremap(p, old_size, new_size, 0) != MAP_FAILED;
+  int saved = errno;
+  bool ok = !la_os_fault(LA_OS_MREMAP) && mremap(p, old_size, new_size, 0) != MAP_FAILED;
+  errno = saved;
+  return ok;
 }
 
 /* The clock decay runs on.  Tests replace it to drive decay
@@ -140,6 +179,20 @@ uint64_t la_now_ns(void) {
  * (1-4 ms) is far finer than what it is used for. */
 uint64_t la_now_coarse_ns(void) {
   return clock_ns(CLOCK_MONOTONIC_COARSE);
+}
+
+/* Wall-clock time, for timestamps other processes read. */
+uint64_t la_os_realtime_ns(void) {
+  return clock_ns(CLOCK_REALTIME);
+}
+
+/* 64 random bits the kernel gave the process at exec (AT_RANDOM), or a
+ * fallback that differs between processes. */
+uint64_t la_os_random64(void) {
+  const uint8_t *random = (const uint8_t *)getauxval(AT_RANDOM);   /* 16 bytes */
+  uint64_t r = 0x9e3779b97f4a7c15ull ^ (uintptr_t)&r;
+  if (random) memcpy(&r, random + 8, sizeof r);
+  return r;
 }
 
 unsigned la_os_ncpus(void) {

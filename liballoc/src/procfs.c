@@ -8,31 +8,11 @@
  * into stack buffers: no heap memory, usable from inside the allocator. */
 #include "alloc_internal.h"
 
-#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
-
-/* Read a whole small file into buf (NUL-terminated); its length or -1. */
-static ssize_t read_small(const char *path, char *buf, size_t size) {
-  int fd = open(path, O_RDONLY | O_CLOEXEC);
-  if (fd < 0) return -1;
-  size_t len = 0;
-  while (len + 1 < size) {
-    ssize_t n = read(fd, buf + len, size - 1 - len);
-    if (n < 0) {
-      close(fd);
-      return -1;
-    }
-    if (n == 0) break;
-    len += (size_t)n;
-  }
-  close(fd);
-  buf[len] = 0;
-  return (ssize_t)len;
-}
 
 /* The value in kB of the line "<key> <n> kB" of a /proc status-like file,
  * in bytes; 0 when the line is missing. */
@@ -76,7 +56,7 @@ static void read_smaps(uint64_t now) {
   pthread_mutex_lock(&smaps_lock);
   if (!smaps_at || now - smaps_at >= SMAPS_EVERY_NS) {
     smaps_at = now;
-    if (read_small("/proc/self/smaps_rollup", buf, sizeof buf) > 0) {   /* Linux 4.14+ */
+    if (la_os_read_file("/proc/self/smaps_rollup", buf, sizeof buf) > 0) {   /* Linux 4.14+ */
       smaps_huge = kb_field(buf, "AnonHugePages");
       smaps_lazy = kb_field(buf, "LazyFree");
       smaps_swap = kb_field(buf, "Swap");
@@ -87,7 +67,7 @@ static void read_smaps(uint64_t now) {
 
 void la_proc_memory(alloc_shm_stats_t *s) {
   char buf[512];
-  if (read_small("/proc/self/statm", buf, sizeof buf) > 0) {
+  if (la_os_read_file("/proc/self/statm", buf, sizeof buf) > 0) {
     /* size resident shared text lib data dt, in pages; shared = file + shmem */
     unsigned long long size, resident, shared;
     if (sscanf(buf, "%llu %llu %llu", &size, &resident, &shared) == 3) {
@@ -99,23 +79,22 @@ void la_proc_memory(alloc_shm_stats_t *s) {
   s->kernel_anon_huge = smaps_huge;
   s->kernel_lazyfree = smaps_lazy;
   s->kernel_swap = smaps_swap;
-  if (read_small("/proc/self/stat", buf, sizeof buf) > 0) s->threads = stat_field(buf, 20);
+  if (la_os_read_file("/proc/self/stat", buf, sizeof buf) > 0) s->threads = stat_field(buf, 20);
 }
 
 /* Who this process is: start time, pid namespace, executable, name. */
 void la_proc_identity(alloc_shm_header_t *h) {
   char buf[1024];
-  h->pid = (int32_t)getpid();
-  if (read_small("/proc/self/stat", buf, sizeof buf) > 0) h->start_time = stat_field(buf, 22);
+  h->pid = (int32_t)la_os_getpid();
+  if (la_os_read_file("/proc/self/stat", buf, sizeof buf) > 0) h->start_time = stat_field(buf, 22);
   long ticks = sysconf(_SC_CLK_TCK);
   h->clock_ticks = ticks > 0 ? (uint64_t)ticks : 100;
   struct stat st;
-  if (stat("/proc/self/ns/pid", &st) == 0) h->pidns_ino = (uint64_t)st.st_ino;
-  ssize_t n = readlink("/proc/self/exe", h->exe, sizeof h->exe - 1);
-  h->exe[n > 0 ? n : 0] = 0;
+  if (la_os_stat("/proc/self/ns/pid", &st, false)) h->pidns_ino = (uint64_t)st.st_ino;
+  la_os_readlink("/proc/self/exe", h->exe, sizeof h->exe);
   /* /proc/self is the thread group: its comm is the main thread's name,
    * whichever thread asks. */
-  n = read_small("/proc/self/comm", buf, sizeof buf);
+  ssize_t n = la_os_read_file("/proc/self/comm", buf, sizeof buf);
   if (n > 0 && buf[n - 1] == '\n') buf[--n] = 0;
   if (n > 0) memcpy(h->comm, buf, (size_t)n < sizeof h->comm ? (size_t)n : sizeof h->comm - 1);
 }

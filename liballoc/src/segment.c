@@ -63,9 +63,13 @@ la_segment_t *la_segment_create(la_arena_t *arena) {
   return seg;
 }
 
-void la_segment_destroy(la_segment_t *seg) {
+/* Unmap the segment; false (and it is still a segment) if the kernel
+ * refused. */
+bool la_segment_destroy(la_segment_t *seg) {
   la_segmap_set(seg, LA_SEG_SIZE, LA_MAP_NONE);
-  la_os_unmap(seg, LA_SEG_SIZE);
+  if (la_os_unmap(seg, LA_SEG_SIZE)) return true;
+  la_segmap_set(seg, LA_SEG_SIZE, LA_MAP_SEGMENT);
+  return false;
 }
 
 /* First unit of a free run of k units starting at a multiple of
@@ -109,9 +113,12 @@ void la_segment_release_run(la_segment_t *seg, la_slab_t *slab) {
 }
 
 /* madvise every run of units in `mask`: MADV_FREE if `lazy`, else
- * MADV_DONTNEED.  Returns the units entirely covered, which on kernels with
- * pages larger than a unit may be fewer than asked for.  Runs without any
- * lock: the caller owns these units for the duration. */
+ * MADV_DONTNEED.  Returns the units the kernel took entirely, which on
+ * kernels with pages larger than a unit may be fewer than asked for, and
+ * excludes every run the kernel refused (locked pages under mlockall):
+ * those stay resident with their contents, and must not be counted as
+ * purged nor taken for zeroed.  Runs without any lock: the caller owns
+ * these units for the duration. */
 uint64_t la_segment_advise_runs(la_segment_t *seg, uint64_t mask, bool lazy, la_purge_stats_t *st) {
   uint64_t done = 0, todo = mask;
   while (todo) {
@@ -124,9 +131,9 @@ uint64_t la_segment_advise_runs(la_segment_t *seg, uint64_t mask, bool lazy, la_
     uintptr_t pa = (a + la_page_size - 1) & ~(uintptr_t)(la_page_size - 1);
     uintptr_t pb = b & ~(uintptr_t)(la_page_size - 1);
     if (pb <= pa) continue;
-    if (lazy) la_os_purge_lazy((void *)pa, pb - pa);
-    else la_os_purge((void *)pa, pb - pa);
+    bool ok = lazy ? la_os_purge_lazy((void *)pa, pb - pa) : la_os_purge((void *)pa, pb - pa);
     st->nmadvise++;
+    if (!ok) continue;
     st->purged += pb - pa;
     unsigned first = (unsigned)((pa - (uintptr_t)seg + LA_UNIT_SIZE - 1) >> LA_UNIT_SHIFT);
     unsigned last = (unsigned)((pb - (uintptr_t)seg) >> LA_UNIT_SHIFT);

@@ -196,6 +196,35 @@ static uint64_t free_pages(const la_slab_t *s, const uint64_t *free_bits) {
 
 atomic_size_t la_trimmed_bytes, la_trimmed_slabs, la_trim_madvises;
 
+/* Every block is free on these pages, and off the free list: push back
+ * those that touch a page of `back` and none of `stays`. */
+static void relink_blocks(la_slab_t *s, uint64_t back, uint64_t stays) {
+  for (uint32_t j = s->reserved; j-- > 0;) {
+    uint32_t i = carved_index(s, j);
+    uint64_t pages = block_pages(s, i);
+    if ((pages & back) && !(pages & stays)) {
+      la_block_t *b = (la_block_t *)(s->start + (size_t)i * s->block_size);
+      b->next = s->free;
+      s->free = b;
+    }
+  }
+}
+
+/* madvise the pages, one call per run; returns the pages the kernel
+ * refused (they keep their contents). */
+static uint64_t purge_pages(const la_slab_t *s, uint64_t pages) {
+  uint64_t refused = 0;
+  for (uint64_t rest = pages; rest;) {
+    unsigned p = (unsigned)__builtin_ctzll(rest), n = 0;
+    while (p + n < 64 && (rest >> (p + n) & 1)) n++;
+    uint64_t run = la_bits_run_mask(p, n);
+    if (!la_os_purge(s->start + (size_t)p * la_page_size, (size_t)n * la_page_size)) refused |= run;
+    atomic_fetch_add_explicit(&la_trim_madvises, 1, memory_order_relaxed);
+    rest &= ~run;
+  }
+  return refused;
+}
+
 size_t la_slab_trim(la_slab_t *s) {
   uint64_t free_bits[LA_TRIM_MAX_BLOCKS / 64];
   memset(free_bits, 0, ((s->capacity + 63) / 64) * sizeof free_bits[0]);
@@ -219,14 +248,11 @@ size_t la_slab_trim(la_slab_t *s) {
     }
   *tail = NULL;
   s->free = head;
-  LA_SHARED_STORE(s->trimmed, gone);
-  for (uint64_t rest = pages; rest;) {   /* one madvise per run of pages */
-    unsigned p = (unsigned)__builtin_ctzll(rest), n = 0;
-    while (p + n < 64 && (rest >> (p + n) & 1)) n++;
-    la_os_purge(s->start + (size_t)p * la_page_size, (size_t)n * la_page_size);
-    atomic_fetch_add_explicit(&la_trim_madvises, 1, memory_order_relaxed);
-    rest &= ~la_bits_run_mask(p, n);
-  }
+  uint64_t refused = purge_pages(s, pages);
+  if (refused) relink_blocks(s, refused, gone & ~refused);   /* still resident: usable again */
+  LA_SHARED_STORE(s->trimmed, gone & ~refused);
+  pages &= ~refused;
+  if (!pages) return 0;
   size_t bytes = (size_t)__builtin_popcountll(pages) * la_page_size;
   atomic_fetch_add_explicit(&la_trimmed_bytes, bytes, memory_order_relaxed);
   atomic_fetch_add_explicit(&la_trimmed_slabs, 1, memory_order_relaxed);
@@ -235,14 +261,7 @@ size_t la_slab_trim(la_slab_t *s) {
 
 /* Put the blocks of the trimmed pages back on the free list. */
 static void untrim(la_slab_t *s) {
-  for (uint32_t j = s->reserved; j-- > 0;) {
-    uint32_t i = carved_index(s, j);
-    if (block_pages(s, i) & s->trimmed) {
-      la_block_t *b = (la_block_t *)(s->start + (size_t)i * s->block_size);
-      b->next = s->free;
-      s->free = b;
-    }
-  }
+  relink_blocks(s, s->trimmed, 0);
   LA_SHARED_STORE(s->trimmed, 0);
   s->trim_mark = 0;
 }

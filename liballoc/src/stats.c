@@ -47,6 +47,7 @@ void la_stats_gather(la_stats_t *st) {
   s->purged += atomic_load_explicit(&la_trimmed_bytes, memory_order_relaxed);
   s->npurges += atomic_load_explicit(&la_trimmed_slabs, memory_order_relaxed);
   s->nmadvise += atomic_load_explicit(&la_trim_madvises, memory_order_relaxed);
+  s->purge_failures = atomic_load_explicit(&la_os_release_failures, memory_order_relaxed);
   s->background_thread = la_purger_running();
 }
 

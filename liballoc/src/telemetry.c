@@ -58,12 +58,6 @@ static void warn_once(const char *what, const char *path) {
             strerror(errno));
 }
 
-static uint64_t realtime_ns(void) {
-  struct timespec ts;
-  clock_gettime(CLOCK_REALTIME, &ts);
-  return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
-}
-
 /* ---- the segment --------------------------------------------------------- */
 
 static void fill_header(alloc_shm_header_t *h) {
@@ -81,46 +75,33 @@ static void fill_header(alloc_shm_header_t *h) {
   h->nstats = ALLOC_SHM_NSTATS;
   h->nconfig = ALLOC_SHM_NCONFIG;
   h->nclasses = LA_NCLASSES;
-  h->created_ns = realtime_ns();
+  h->created_ns = la_os_realtime_ns();
   h->interval_ms = (uint64_t)la_opt.stats_interval_ms;
   snprintf(h->version_str, sizeof h->version_str, "%s", ALLOC_VERSION_STRING);
   la_proc_identity(h);
-}
-
-static bool write_all(int fd, const void *buf, size_t len, uint64_t off) {
-  const char *p = buf;
-  while (len) {
-    ssize_t n = pwrite(fd, p, len, (off_t)off);
-    if (n < 0 && errno == EINTR) continue;
-    if (n <= 0) return false;
-    p += n;
-    len -= (size_t)n;
-    off += (uint64_t)n;
-  }
-  return true;
 }
 
 /* Build the segment under a temporary name, then rename it into place.
  * Returns it open, or -1.  Called with tm_lock held. */
 static int create_segment(void) {
   char tmp[sizeof tm_path + 8];
-  int pid = (int)getpid();
+  int pid = la_os_getpid();
   snprintf(tm_path, sizeof tm_path, "%s/" ALLOC_SHM_PREFIX "%d", la_opt.telemetry_dir, pid);
   snprintf(tmp, sizeof tmp, "%s/." ALLOC_SHM_PREFIX "%d.tmp", la_opt.telemetry_dir, pid);
-  int flags = O_RDWR | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC;
-  int fd = open(tmp, flags, 0600);
-  if (fd < 0 && errno == EEXIST && unlink(tmp) == 0) fd = open(tmp, flags, 0600);
+  int flags = O_RDWR | O_CREAT | O_EXCL | O_NOFOLLOW;
+  int fd = la_os_open(tmp, flags, 0600);
+  if (fd < 0 && errno == EEXIST && la_os_unlink(tmp)) fd = la_os_open(tmp, flags, 0600);
   if (fd < 0) {
     warn_once("cannot create", tmp);
     return -1;
   }
   fill_header(&header);
   struct stat st;
-  if (ftruncate(fd, (off_t)header.file_size) != 0 || !write_all(fd, &header, sizeof header, 0) ||
-      fstat(fd, &st) != 0 || rename(tmp, tm_path) != 0) {
+  if (!la_os_ftruncate(fd, header.file_size) || !la_os_pwrite(fd, &header, sizeof header, 0) ||
+      !la_os_fstat(fd, &st) || !la_os_rename(tmp, tm_path)) {
     warn_once("cannot set up", tm_path);
-    unlink(tmp);
-    close(fd);
+    la_os_unlink(tmp);
+    la_os_close(fd);
     return -1;
   }
   tm_created = true;
@@ -133,13 +114,13 @@ static int create_segment(void) {
 /* Our segment, opened again by name; -1 if it was removed, replaced or
  * truncated (it is then created anew).  Called with tm_lock held. */
 static int reopen_segment(void) {
-  int fd = open(tm_path, O_RDWR | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
+  int fd = la_os_open(tm_path, O_RDWR | O_NOFOLLOW | O_NONBLOCK, 0);
   if (fd < 0) return -1;
   struct stat st;
-  if (fstat(fd, &st) == 0 && st.st_dev == tm_dev && st.st_ino == tm_ino &&
+  if (la_os_fstat(fd, &st) && st.st_dev == tm_dev && st.st_ino == tm_ino &&
       (uint64_t)st.st_size == header.file_size)
     return fd;
-  close(fd);
+  la_os_close(fd);
   return -1;
 }
 
@@ -152,7 +133,7 @@ static void take_snapshot(uint64_t number) {
   la_proc_memory(&st.s);
   memset(&snap, 0, sizeof snap);
   snap.number = number;
-  snap.time_ns = realtime_ns();
+  snap.time_ns = la_os_realtime_ns();
   snap.uptime_ns = la_now_ns();
   snap.nclasses = LA_NCLASSES;
   snap.stats = st.s;
@@ -170,15 +151,15 @@ static bool publish(int fd) {
   uint64_t off = header.ring_offset + ((n - 1) % header.ring_slots) * (uint64_t)header.slot_size;
   take_snapshot(n);
   uint64_t odd = 2 * n - 1;
-  if (!write_all(fd, &odd, sizeof odd, off) ||
-      !write_all(fd, (char *)&snap + sizeof snap.seq, sizeof snap - sizeof snap.seq, off + sizeof snap.seq) ||
-      !write_all(fd, &snap.seq, sizeof snap.seq, off))
+  if (!la_os_pwrite(fd, &odd, sizeof odd, off) ||
+      !la_os_pwrite(fd, (char *)&snap + sizeof snap.seq, sizeof snap - sizeof snap.seq, off + sizeof snap.seq) ||
+      !la_os_pwrite(fd, &snap.seq, sizeof snap.seq, off))
     return false;
   header.published = n;
   header.interval_ms = (uint64_t)la_opt.stats_interval_ms;
   header.heartbeat_ns = snap.time_ns;
   const size_t tail = offsetof(alloc_shm_header_t, interval_ms);
-  return write_all(fd, (char *)&header + tail, sizeof header - tail, tail);
+  return la_os_pwrite(fd, (char *)&header + tail, sizeof header - tail, tail);
 }
 
 /* ---- the thread ---------------------------------------------------------- */
@@ -221,7 +202,7 @@ static void *publisher_main(void *arg) {
     la_control_serve(fd, &header);
     if (!publish(fd)) warn_once("cannot write", tm_path);
     atomic_store(&tm_tick_fd, -1);
-    close(fd);
+    la_os_close(fd);
   }
   atomic_store(&tm_state, TM_STOPPED);
   return NULL;
@@ -258,7 +239,7 @@ void la_telemetry_kick(void) {
 void la_telemetry_fork_child(void) {
   pthread_mutex_init(&tm_lock, NULL);
   int fd = atomic_exchange(&tm_tick_fd, -1);
-  if (fd >= 0) close(fd);   /* fork() struck during a tick */
+  if (fd >= 0) la_os_close(fd);   /* fork() struck during a tick */
   tm_created = false;
   tm_kicked = false;
   header.published = 0;
@@ -277,7 +258,8 @@ void la_telemetry_exit(void) {
   pthread_mutex_lock(&tm_lock);
   tm_exiting = true;
   struct stat st;
-  if (tm_created && lstat(tm_path, &st) == 0 && st.st_dev == tm_dev && st.st_ino == tm_ino) unlink(tm_path);
+  if (tm_created && la_os_stat(tm_path, &st, true) && st.st_dev == tm_dev && st.st_ino == tm_ino)
+    la_os_unlink(tm_path);
   /* The thread is not woken: exit_group ends it, and waking it only to
    * contend for tm_lock would cost every exiting process two switches. */
   pthread_mutex_unlock(&tm_lock);
