@@ -31,7 +31,7 @@ typedef struct fault_s {
   uint64_t nth;                /* fail call number nth (1-based); 0: none */
   uint32_t ppm;                /* fail each call with probability ppm/1e6 */
   int err;                     /* errno of a failed call */
-  _Atomic uint64_t injected;   /* failures injected so far */
+  _Atomic uint64_t injected;   /* failures injected since it was armed */
 } fault_t;
 
 atomic_bool la_os_faults_armed;
@@ -83,6 +83,7 @@ static void rearm(void) {
 void la_os_fault_set(enum la_os_call call, uint64_t nth, uint32_t ppm, int err) {
   fault_t *f = &faults[call];
   atomic_store(&f->calls, 0);
+  atomic_store(&f->injected, 0);
   f->nth = nth;
   f->ppm = ppm > 1000000u ? 1000000u : ppm;
   f->err = err ? err : default_errno[call];
