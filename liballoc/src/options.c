@@ -5,7 +5,8 @@
  * comes from the dynamic loader before libc has set up the environment, it
  * is read again from the library constructor.  A malformed or unknown entry
  * prints one warning and is skipped: bad configuration never stops a
- * process.  Parsing uses no heap memory (it runs inside malloc). */
+ * process.  Parsing uses no heap memory (it runs inside malloc).  A
+ * set-id program reads no ALLOC_CONF at all (la_os_getenv, os.c). */
 #include "alloc_internal.h"
 
 #include <errno.h>

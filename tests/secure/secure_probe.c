@@ -1,0 +1,23 @@
+/* secure_probe.c - the program tests/secure/setuid_ignores_env runs, once
+ * plain and once as a set-user-ID copy.  It is statically linked with
+ * liballoc (the brief's threat: liballoc linked into a setuid binary) and
+ * prints what the kernel told it (AT_SECURE) and which telemetry_dir
+ * liballoc took, so the driver can compare the two runs. */
+#include <alloc.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <sys/auxv.h>
+
+int main(void) {
+  void *p = malloc(64);   /* the allocator reads its configuration here */
+  free(p);
+  const char *dir = NULL;
+  size_t len = sizeof dir;
+  int err = alloc_ctl("opt.telemetry_dir", &dir, &len, NULL, 0);
+  if (err) {
+    fprintf(stderr, "secure_probe: alloc_ctl(opt.telemetry_dir) failed: %d\n", err);
+    return 2;
+  }
+  printf("at_secure=%lu telemetry_dir=%s\n", getauxval(AT_SECURE), dir);
+  return 0;
+}
