@@ -51,8 +51,6 @@ const la_knob_t la_knobs[] = {ALLOC_SHM_KNOBS(KNOB)};
 const size_t la_nknobs = sizeof la_knobs / sizeof la_knobs[0];
 #undef KNOB
 
-const char *la_thp_mode_name(int mode) { return knob_modes_thp[mode]; }
-
 const la_knob_t *la_knob_find(const char *name, size_t len) {
   for (size_t i = 0; i < la_nknobs; i++)
     if (strlen(la_knobs[i].name) == len && memcmp(la_knobs[i].name, name, len) == 0) return &la_knobs[i];
