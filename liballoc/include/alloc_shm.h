@@ -165,14 +165,15 @@ extern "C" {
   M(X, telemetry, BOOL, "true", 0, 0, FIXED, PRIVATE,                                            \
     "Publish statistics in the telemetry segment and accept control requests")                  \
   M(X, telemetry_dir, PATH, "/dev/shm", 0, 0, FIXED, PRIVATE,                                    \
-    "Directory of the telemetry segment liballoc.<pid>")                                         \
+    "Directory of the telemetry segment (the file liballoc.PID)")                                         \
   M(X, stats_interval_ms, INT, "1000", 10, 86400000, APPLY, SHM,                                 \
     "Interval between published snapshots (and control-request handling)")                      \
   M(X, stats_print, BOOL, "false", 0, 0, LIVE, SHM, "Print statistics to stderr at exit")       \
   M(X, abort_on_invalid_free, BOOL, "false", 0, 0, LIVE, SHM,                                    \
-    "Abort on free/realloc of a pointer that is not a live block, instead of warning once")     \
+    "Abort on free/realloc of a pointer that is not a live block, instead of warning once and ignoring it")     \
   M(X, detect_double_free, BOOL, "false", 0, 0, FIXED, PRIVATE,                                  \
-    "Check every free of a small block: a double free or an interior pointer is an invalid free")
+    "Check every free of a small block: a double free or an interior pointer is an invalid free "  \
+    "(a debugging aid: about 2x the allocator's instructions)")
 
 /* The names of each ENUM knob's values, X(NAME, name), in the order of
  * their numbers (the segment and Prometheus carry the number). */
