@@ -1,13 +1,15 @@
 #!/bin/sh
-# setuid_ignores_env.sh PROBE - ALLOC_CONF must not reach a set-id program.
+# setuid_ignores_env.sh PROBE - no environment variable of liballoc's may
+# reach a set-id program.
 #
 # Runs PROBE (tests/secure/secure_probe.c, liballoc linked in statically)
-# twice with ALLOC_CONF=telemetry_dir:<dir>: a plain copy must take the
-# directory, a copy owned by `nobody` with the set-user-ID bit, run by root,
-# gets AT_SECURE=1 from the kernel and must keep the default (/dev/shm) and
-# say once on stderr that ALLOC_CONF was ignored.  Needs root (to chown);
-# skips (77) otherwise.  The copies go to a directory whose mount honours
-# set-user-ID bits (not nosuid).
+# with ALLOC_CONF=telemetry_dir:<dir> and ALLOC_FAULTS=mmap:p=1 (every mmap
+# fails).  A plain copy must take both: the directory, and no 8 MiB block.
+# A copy owned by `nobody` with the set-user-ID bit, run by root, gets
+# AT_SECURE=1 from the kernel and must take neither: the default directory
+# (/dev/shm), a working malloc, and one warning per variable ignored.
+# Needs root (to chown); skips (77) otherwise.  The copies go to a
+# directory whose mount honours set-user-ID bits (not nosuid).
 set -u
 probe=$1
 [ "$(id -u)" = 0 ] || { echo "skip: needs root to make a set-user-ID copy"; exit 77; }
@@ -28,18 +30,26 @@ chmod 4755 "$suid_dir/setuid"
 
 wanted=/tmp/alloc-secure-not-here
 fail=0
-out=$(ALLOC_CONF=telemetry_dir:$wanted "$suid_dir/plain" 2>"$suid_dir/plain.err")
-echo "plain:  $out"
-[ "$out" = "at_secure=0 telemetry_dir=$wanted" ] || { echo "FAIL: the plain program did not take ALLOC_CONF"; fail=1; }
+check() {   # check WHAT GOT EXPECTED
+  [ "$2" = "$3" ] || { echo "FAIL: $1: got '$2', expected '$3'"; fail=1; }
+}
 
-out=$(ALLOC_CONF=telemetry_dir:$wanted "$suid_dir/setuid" 2>"$suid_dir/setuid.err")
+run() {   # run PROGRAM: its stdout; stderr in PROGRAM.err
+  ALLOC_CONF=telemetry_dir:$wanted ALLOC_FAULTS=mmap:p=1 "$1" 2>"$1.err"
+}
+
+out=$(run "$suid_dir/plain")
+echo "plain:  $out"
+check "the plain program" "$out" "at_secure=0 telemetry_dir=$wanted big_malloc=failed"
+
+out=$(run "$suid_dir/setuid")
 echo "setuid: $out"
 cat "$suid_dir/setuid.err"
 case "$out" in
   at_secure=1*) ;;
   *) echo "FAIL: the set-user-ID copy did not run with AT_SECURE=1"; fail=1 ;;
 esac
-[ "$out" = "at_secure=1 telemetry_dir=/dev/shm" ] || { echo "FAIL: the set-user-ID program took ALLOC_CONF"; fail=1; }
-grep -q "ALLOC_CONF ignored" "$suid_dir/setuid.err" || { echo "FAIL: no warning that ALLOC_CONF was ignored"; fail=1; }
-[ "$(wc -l < "$suid_dir/setuid.err")" = 1 ] || { echo "FAIL: expected exactly one line on stderr"; fail=1; }
+check "the set-user-ID program" "$out" "at_secure=1 telemetry_dir=/dev/shm big_malloc=ok"
+check "its warnings" "$(cut -d: -f3 "$suid_dir/setuid.err" | sort | tr '\n' ';')" \
+  " ALLOC_CONF ignored; ALLOC_FAULTS ignored;"
 exit $fail
