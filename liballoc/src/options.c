@@ -125,7 +125,7 @@ void la_knob_format(const la_options_t *o, const la_knob_t *k, char *out, size_t
 }
 
 /* Every knob's default, from the list; a default the list gets wrong is a
- * bug the unit test catches (test_options: defaults_parse). */
+ * bug the unit test catches (test_options: every_knob_parses). */
 void la_options_defaults(la_options_t *o) {
   memset(o, 0, sizeof *o);
   for (size_t i = 0; i < la_nknobs; i++) la_knob_parse(o, &la_knobs[i], la_knobs[i].def, strlen(la_knobs[i].def));
