@@ -145,33 +145,34 @@ extern "C" {
  *                    order (that order is the block's layout: append only)
  *            PRIVATE not published
  *   help     one line; docs/configuration.md's "meaning", Prometheus' HELP
- * Numbers are written out (no expressions): the list is read by tools that
- * print it.  narenas' maximum is liballoc's LA_MAX_ARENAS. */
+ * Bounds are plain numbers, because readers of this header (allocd, the
+ * docs generator) have none of liballoc's constants: narenas' 64 is
+ * LA_MAX_ARENAS (test_options checks it). */
 #define ALLOC_SHM_KNOBS(X) ALLOC_SHM_KNOBS_WITH(ALLOC_SHM_KNOB_CALL, X)
 #define ALLOC_SHM_KNOB_CALL(X, ...) X(__VA_ARGS__)
-#define ALLOC_SHM_KNOBS_WITH(M, X)                                                               \
-  M(X, narenas, COUNT, "0", 0, 64, FIXED, SHM,                                                   \
-    "Arenas threads are spread over; 0: one per CPU the process may run on "                    \
-    "(the segment carries the effective count)")                                                 \
-  M(X, dirty_decay_ms, INT, "10000", -1, 1099511627776, APPLY, SHM,                              \
-    "Time over which freed (dirty) pages decay: -1 never, 0 at once")                           \
-  M(X, muzzy_decay_ms, INT, "0", -1, 1099511627776, APPLY, SHM,                                  \
-    "Time over which muzzy pages (MADV_FREE) are purged; 0: dirty pages skip the muzzy stage")  \
-  M(X, thp, ENUM, "default", 0, 0, APPLY, SHM,                                                   \
-    "Transparent huge pages for heap mappings (MADV_HUGEPAGE / MADV_NOHUGEPAGE)")               \
-  M(X, metadata_thp, ENUM, "auto", 0, 0, APPLY, SHM,                                             \
+#define ALLOC_SHM_KNOBS_WITH(M, X)                                                                 \
+  M(X, narenas, COUNT, "0", 0, 64, FIXED, SHM,                                                     \
+    "Arenas threads are spread over; 0: one per CPU the process may run on "                       \
+    "(the segment carries the effective count)")                                                   \
+  M(X, dirty_decay_ms, INT, "10000", -1, 1099511627776, APPLY, SHM,                                \
+    "Time over which freed (dirty) pages decay: -1 never, 0 at once")                              \
+  M(X, muzzy_decay_ms, INT, "0", -1, 1099511627776, APPLY, SHM,                                    \
+    "Time over which muzzy pages (MADV_FREE) are purged; 0: dirty pages skip the muzzy stage")     \
+  M(X, thp, ENUM, "default", 0, 0, APPLY, SHM,                                                     \
+    "Transparent huge pages for heap mappings (MADV_HUGEPAGE / MADV_NOHUGEPAGE)")                  \
+  M(X, metadata_thp, ENUM, "auto", 0, 0, APPLY, SHM,                                               \
     "Transparent huge pages for liballoc's own metadata (auto: once it outgrows its first 2 MiB)") \
-  M(X, background_thread, BOOL, "true", 0, 0, APPLY, SHM, "Purge from a background thread")      \
-  M(X, telemetry, BOOL, "true", 0, 0, FIXED, PRIVATE,                                            \
-    "Publish statistics in the telemetry segment and accept control requests")                  \
-  M(X, telemetry_dir, PATH, "/dev/shm", 0, 0, FIXED, PRIVATE,                                    \
-    "Directory of the telemetry segment (the file liballoc.PID)")                                         \
-  M(X, stats_interval_ms, INT, "1000", 10, 86400000, APPLY, SHM,                                 \
-    "Interval between published snapshots (and control-request handling)")                      \
-  M(X, stats_print, BOOL, "false", 0, 0, LIVE, SHM, "Print statistics to stderr at exit")       \
-  M(X, abort_on_invalid_free, BOOL, "false", 0, 0, LIVE, SHM,                                    \
-    "Abort on free/realloc of a pointer that is not a live block, instead of warning once and ignoring it")     \
-  M(X, detect_double_free, BOOL, "false", 0, 0, FIXED, PRIVATE,                                  \
+  M(X, background_thread, BOOL, "true", 0, 0, APPLY, SHM, "Purge from a background thread")        \
+  M(X, telemetry, BOOL, "true", 0, 0, FIXED, PRIVATE,                                              \
+    "Publish statistics in the telemetry segment and accept control requests")                     \
+  M(X, telemetry_dir, PATH, "/dev/shm", 0, 0, FIXED, PRIVATE,                                      \
+    "Directory of the telemetry segment (the file liballoc.PID)")                                  \
+  M(X, stats_interval_ms, INT, "1000", 10, 86400000, APPLY, SHM,                                   \
+    "Interval between published snapshots (and control-request handling)")                         \
+  M(X, stats_print, BOOL, "false", 0, 0, LIVE, SHM, "Print statistics to stderr at exit")          \
+  M(X, abort_on_invalid_free, BOOL, "false", 0, 0, LIVE, SHM,                                      \
+    "Abort on free/realloc of a pointer that is not a live block, instead of warning once and ignoring it") \
+  M(X, detect_double_free, BOOL, "false", 0, 0, FIXED, PRIVATE,                                    \
     "Check every free of a small block: a double free or an interior pointer is an invalid free "  \
     "(a debugging aid: about 2x the allocator's instructions)")
 
