@@ -141,6 +141,11 @@ static void json_is_one_object(void **state) {
   assert_int_equal(buf[len - 1], '}');
   assert_non_null(strstr(buf, "\"allocated\":"));
   assert_non_null(strstr(buf, "\"classes\":["));
+  for (size_t i = 0; i < la_nknobs; i++) {   /* every option, published or not */
+    char key[80];
+    snprintf(key, sizeof key, "\"%s\":", la_knobs[i].name);
+    if (!strstr(buf, key)) fail_msg("alloc_stats_print's JSON has no %s", key);
+  }
 }
 
 /* ---- every knob, end to end ------------------------------------------------ */
@@ -208,7 +213,8 @@ static void expect_everywhere(const la_knob_t *k, const char *want) {
   ctl_read_text(k, got, sizeof got);
   if (strcmp(got, want) != 0) fail_msg("opt.%s reads %s, expected %s", k->name, got, want);
   int64_t seg;
-  if (k->published != segment_value(k, &seg)) fail_msg("%s: published %d, in the segment's block %d", k->name, k->published, !k->published);
+  if (k->published != segment_value(k, &seg))
+    fail_msg("%s: published %d, in the segment's block %d", k->name, k->published, !k->published);
   if (k->published && k->change != LA_KNOB_FIXED && seg != segment_form(k, want))
     fail_msg("%s: the segment carries %lld, expected %s", k->name, (long long)seg, want);
 }
