@@ -129,8 +129,7 @@ static void put_process_metrics(buf_t *b, const series_t *ser, size_t n) {
 }
 
 /* liballoc_config_<knob>: numbers as they are (times in seconds, -1 for
- * never), booleans 0/1, modes as their index (0 default/disabled,
- * 1 always/auto, 2 never/always). */
+ * never), booleans 0/1, modes as their index in ALLOC_SHM_MODES_<knob>. */
 static void put_config(buf_t *b, const series_t *ser, size_t n, const char *knob, const char *help, int idx) {
   int base = strip_unit(knob);
   bool ms = base != (int)strlen(knob);

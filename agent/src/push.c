@@ -72,7 +72,7 @@ const char *push_validate(json_t *changes, char *buf, size_t size) {
     }
     if (strcmp(kind, "ENUM") == 0) {
       bool known = false;
-      for (int i = 0; i < 3 && !known; i++) known = strcmp(text, alloc_shm_enum_name(knob, i)) == 0;
+      for (int i = 0; !known && alloc_shm_enum_name(knob, i); i++) known = strcmp(text, alloc_shm_enum_name(knob, i)) == 0;
       if (!known) {
         snprintf(buf, size, "%s: unknown mode '%.32s'", knob, text);
         return buf;

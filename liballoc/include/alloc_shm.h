@@ -123,19 +123,77 @@ extern "C" {
   X(kernel_swap, GAUGE, BYTES, "Anonymous bytes swapped out")                                    \
   X(snapshot_ns, GAUGE, NANOSECONDS, "Time the publisher spent taking this snapshot")
 
-/* Every configuration knob's effective value, X(name, kind, help); kind
- * INT (a number), BOOL (0/1) or ENUM (an index into the names given by
- * alloc_shm_enum_name). */
-#define ALLOC_SHM_CONFIG(X)                                                                      \
-  X(narenas, INT, "Arenas (0 in ALLOC_CONF means one per CPU; this is the effective count)")     \
-  X(dirty_decay_ms, INT, "Time for dirty pages to become muzzy or be returned; -1 never")        \
-  X(muzzy_decay_ms, INT, "Time for muzzy pages to be returned; -1 never")                        \
-  X(thp, ENUM, "Transparent huge pages for the heap: default, always, never")                    \
-  X(metadata_thp, ENUM, "Transparent huge pages for metadata: disabled, auto, always")           \
-  X(background_thread, BOOL, "Purge from a background thread")                                   \
-  X(stats_interval_ms, INT, "Interval between published snapshots")                              \
-  X(stats_print, BOOL, "Print statistics to stderr at exit")                                     \
-  X(abort_on_invalid_free, BOOL, "Abort on free() of a pointer that is not a live block")
+/* ---- the configuration knobs ---------------------------------------------
+ * Every knob is listed once, here, and everything else is generated from
+ * this list: liballoc's ALLOC_CONF parser, its la_options_t fields, the
+ * alloc_ctl("opt.<name>") entries, the live writes of the control area,
+ * the segment's config block (ALLOC_SHM_CONFIG below), the mode names, and
+ * the table of docs/configuration.md (checked by tests/docs).
+ *   X(name, type, default, min, max, change, segment, help)
+ *   type     BOOL (true/false), INT (a signed number), COUNT (an unsigned
+ *            number), ENUM (one of the names of ALLOC_SHM_MODES_<name>),
+ *            PATH (an absolute path, shorter than 256 bytes)
+ *   default  the value without ALLOC_CONF, written as ALLOC_CONF writes it
+ *   min, max bounds of INT and COUNT values (0, 0 for the other types)
+ *   change   FIXED   read at start-up only; writing it answers EPERM
+ *            LIVE    can change while the process runs: the new value is
+ *                    stored, and the code reads it where it is used
+ *            APPLY   can change while the process runs: after storing it,
+ *                    liballoc's la_apply_<name>() pushes it into the heap
+ *                    (re-plans decay, advises mappings, wakes a thread)
+ *   segment  SHM     published in every snapshot's config block, in list
+ *                    order (that order is the block's layout: append only)
+ *            PRIVATE not published
+ *   help     one line; docs/configuration.md's "meaning", Prometheus' HELP
+ * Bounds are plain numbers, because readers of this header (allocd, the
+ * docs generator) have none of liballoc's constants: narenas' 64 is
+ * LA_MAX_ARENAS (test_options checks it). */
+#define ALLOC_SHM_KNOBS(X) ALLOC_SHM_KNOBS_WITH(ALLOC_SHM_KNOB_CALL, X)
+#define ALLOC_SHM_KNOB_CALL(X, ...) X(__VA_ARGS__)
+#define ALLOC_SHM_KNOBS_WITH(M, X)                                                                 \
+  M(X, narenas, COUNT, "0", 0, 64, FIXED, SHM,                                                     \
+    "Arenas threads are spread over; 0: one per CPU the process may run on "                       \
+    "(the segment carries the effective count)")                                                   \
+  M(X, dirty_decay_ms, INT, "10000", -1, 1099511627776, APPLY, SHM,                                \
+    "Time over which freed (dirty) pages decay: -1 never, 0 at once")                              \
+  M(X, muzzy_decay_ms, INT, "0", -1, 1099511627776, APPLY, SHM,                                    \
+    "Time over which muzzy pages (MADV_FREE) are purged; 0: dirty pages skip the muzzy stage")     \
+  M(X, thp, ENUM, "default", 0, 0, APPLY, SHM,                                                     \
+    "Transparent huge pages for heap mappings (MADV_HUGEPAGE / MADV_NOHUGEPAGE)")                  \
+  M(X, metadata_thp, ENUM, "auto", 0, 0, APPLY, SHM,                                               \
+    "Transparent huge pages for liballoc's own metadata (auto: once it outgrows its first 2 MiB)") \
+  M(X, background_thread, BOOL, "true", 0, 0, APPLY, SHM, "Purge from a background thread")        \
+  M(X, telemetry, BOOL, "true", 0, 0, FIXED, PRIVATE,                                              \
+    "Publish statistics in the telemetry segment and accept control requests")                     \
+  M(X, telemetry_dir, PATH, "/dev/shm", 0, 0, FIXED, PRIVATE,                                      \
+    "Directory of the telemetry segment (the file liballoc.PID)")                                  \
+  M(X, stats_interval_ms, INT, "1000", 10, 86400000, APPLY, SHM,                                   \
+    "Interval between published snapshots (and control-request handling)")                         \
+  M(X, stats_print, BOOL, "false", 0, 0, LIVE, SHM, "Print statistics to stderr at exit")          \
+  M(X, abort_on_invalid_free, BOOL, "false", 0, 0, LIVE, SHM,                                      \
+    "Abort on free/realloc of a pointer that is not a live block, instead of warning once and ignoring it") \
+  M(X, detect_double_free, BOOL, "false", 0, 0, FIXED, PRIVATE,                                    \
+    "Check every free of a small block: a double free or an interior pointer is an invalid free "  \
+    "(a debugging aid: about 2x the allocator's instructions)")
+
+/* The names of each ENUM knob's values, X(NAME, name), in the order of
+ * their numbers (the segment and Prometheus carry the number). */
+#define ALLOC_SHM_MODES_thp(X) X(DEFAULT, default) X(ALWAYS, always) X(NEVER, never)
+#define ALLOC_SHM_MODES_metadata_thp(X) X(DISABLED, disabled) X(AUTO, auto) X(ALWAYS, always)
+
+/* The knobs of the segment's config block, X(name, kind, help), each an
+ * int64: kind INT (a number), BOOL (0/1) or ENUM (an index into the names
+ * given by alloc_shm_enum_name). */
+#define ALLOC_SHM_CONFIG(X) ALLOC_SHM_KNOBS_WITH(ALLOC_SHM_CONFIG_PICK, X)
+#define ALLOC_SHM_CONFIG_PICK(X, name, type, def, min, max, change, segment, help)              \
+  ALLOC_SHM_IF_##segment(ALLOC_SHM_KNOB_CALL(X, name, ALLOC_SHM_KIND_##type, help))
+#define ALLOC_SHM_IF_SHM(...) __VA_ARGS__
+#define ALLOC_SHM_IF_PRIVATE(...)
+#define ALLOC_SHM_KIND_BOOL BOOL
+#define ALLOC_SHM_KIND_INT INT
+#define ALLOC_SHM_KIND_COUNT INT
+#define ALLOC_SHM_KIND_ENUM ENUM
+/* (no ALLOC_SHM_KIND_PATH: a path cannot be published; it would not compile) */
 
 /* Per size class, X(name, help).  Utilisation = live / (slabs *
  * blocks_per_slab); for a large class a "slab" is one block. */
@@ -298,13 +356,21 @@ static inline void alloc_shm_derive(const alloc_shm_stats_t *s, alloc_shm_derive
   d->kernel_overhead = alloc_shm_ratio(s->kernel_rss, s->allocated);
 }
 
-/* Names of ENUM config values; NULL past the end. */
+/* Names of ENUM config values; NULL for a value past the end or a knob
+ * that is not an ENUM. */
+#define ALLOC_SHM_MODE_NAME(NAME, name) #name,
+#define ALLOC_SHM_ENUM_CASE(X, name, type, ...) ALLOC_SHM_ENUM_CASE_##type(name)
+#define ALLOC_SHM_ENUM_CASE_BOOL(name)
+#define ALLOC_SHM_ENUM_CASE_INT(name)
+#define ALLOC_SHM_ENUM_CASE_COUNT(name)
+#define ALLOC_SHM_ENUM_CASE_PATH(name)
+#define ALLOC_SHM_ENUM_CASE_ENUM(name)                                                           \
+  if (__builtin_strcmp(knob, #name) == 0) {                                                      \
+    static const char *const names[] = {ALLOC_SHM_MODES_##name(ALLOC_SHM_MODE_NAME)};           \
+    return value >= 0 && value < (int64_t)(sizeof names / sizeof names[0]) ? names[value] : NULL; \
+  }
 static inline const char *alloc_shm_enum_name(const char *knob, int64_t value) {
-  static const char *const thp[] = {"default", "always", "never"};
-  static const char *const meta[] = {"disabled", "auto", "always"};
-  if (value < 0 || value > 2) return NULL;
-  if (__builtin_strcmp(knob, "thp") == 0) return thp[value];
-  if (__builtin_strcmp(knob, "metadata_thp") == 0) return meta[value];
+  ALLOC_SHM_KNOBS_WITH(ALLOC_SHM_ENUM_CASE, ~)
   return NULL;
 }
 
@@ -316,6 +382,11 @@ _Static_assert(offsetof(alloc_shm_header_t, exe) == 96, "header layout");
 _Static_assert(offsetof(alloc_shm_header_t, interval_ms) == 488, "header layout");
 _Static_assert(sizeof(alloc_shm_request_t) == 384, "request layout");
 _Static_assert(sizeof(alloc_shm_snapshot_t) % 8 == 0, "snapshot layout");
+/* Version 1's config block: 9 knobs, narenas .. abort_on_invalid_free.  A
+ * knob published or withdrawn changes the layout readers expect: bump
+ * ALLOC_SHM_VERSION (and teach the reader and allocd) before moving these. */
+_Static_assert(ALLOC_SHM_NCONFIG == 9 && sizeof(alloc_shm_config_t) == 72 &&
+               offsetof(alloc_shm_config_t, abort_on_invalid_free) == 64, "config block layout of version 1");
 #endif
 
 #ifdef __cplusplus

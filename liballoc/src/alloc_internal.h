@@ -103,13 +103,35 @@ void la_os_unflock(int fd);
 void la_os_readlink(const char *path, char *buf, size_t size);
 int la_os_getpid(void);
 
-/* ---- options.c: ALLOC_CONF ----------------------------------------------- */
+/* ---- options.c: the knobs and ALLOC_CONF ---------------------------------- */
+enum la_knob_type { LA_KNOB_BOOL, LA_KNOB_INT, LA_KNOB_COUNT, LA_KNOB_ENUM, LA_KNOB_PATH };
+enum la_knob_change { LA_KNOB_FIXED, LA_KNOB_LIVE, LA_KNOB_APPLY };
+
+/* One knob of ALLOC_SHM_KNOBS, as liballoc uses it (alloc_shm.h says what
+ * each column means). */
+typedef struct la_knob_s {
+  const char *name;
+  enum la_knob_type type;
+  size_t offset, size;            /* its field in la_options_t */
+  const char *def;                /* default, as ALLOC_CONF text */
+  long long min, max;             /* INT and COUNT */
+  const char *const *modes;       /* ENUM: the value names, by number */
+  int nmodes;
+  enum la_knob_change change;
+  int (*apply)(void);             /* APPLY: la_apply_<name>, after the store */
+  bool published;                 /* in the segment's config block */
+  const char *help;
+} la_knob_t;
+
 extern la_options_t la_opt;
+extern const la_knob_t la_knobs[];
+extern const size_t la_nknobs;
+const la_knob_t *la_knob_find(const char *name, size_t len);
+bool la_knob_parse(la_options_t *o, const la_knob_t *k, const char *text, size_t len);
+void la_knob_format(const la_options_t *o, const la_knob_t *k, char *out, size_t len);
 void la_options_defaults(la_options_t *o);
 int la_options_parse(la_options_t *o, const char *conf);
 bool la_options_init(void);
-const char *la_thp_mode_name(int mode);
-const char *la_meta_thp_mode_name(int mode);
 
 /* ---- sizeclass.c: the class table ---------------------------------------- */
 /* Entries i of heap->direct (sizes up to i*8) that map to each class;
@@ -304,6 +326,13 @@ void la_purger_kick(void);
 void la_purger_fork_child(void);
 
 /* ---- ctl.c: alloc_ctl ------------------------------------------------------ */
+/* The hooks of the APPLY knobs: run under alloc_ctl's lock after the new
+ * value is in la_opt; 0, or an errno value (the old value is put back). */
+#define LA_APPLY_DECL(X, name, type, def, min, max, change, ...) LA_APPLY_DECL_##change(name)
+#define LA_APPLY_DECL_FIXED(name)
+#define LA_APPLY_DECL_LIVE(name)
+#define LA_APPLY_DECL_APPLY(name) int la_apply_##name(void);
+ALLOC_SHM_KNOBS_WITH(LA_APPLY_DECL, ~)
 int la_ctl_apply_text(const char *name, const char *value, char *effective, size_t efflen, char *msg,
                       size_t msglen);
 void la_ctl_fork_child(void);

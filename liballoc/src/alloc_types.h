@@ -244,22 +244,24 @@ typedef struct la_huge_s {
 } la_huge_t;
 
 /* ---- options ------------------------------------------------------------- */
-enum la_thp_mode { LA_THP_DEFAULT, LA_THP_ALWAYS, LA_THP_NEVER };
-enum la_meta_thp_mode { LA_META_THP_DISABLED, LA_META_THP_AUTO, LA_META_THP_ALWAYS };
+/* Every knob is declared once, in ALLOC_SHM_KNOBS (alloc_shm.h); its field
+ * here is generated, with the C type of its kind. */
+#define LA_PATH_MAX 256   /* a PATH option, with its NUL */
+
+#define LA_THP_MODE(NAME, name) LA_THP_##NAME,
+#define LA_META_THP_MODE(NAME, name) LA_META_THP_##NAME,
+enum la_thp_mode { ALLOC_SHM_MODES_thp(LA_THP_MODE) };
+enum la_meta_thp_mode { ALLOC_SHM_MODES_metadata_thp(LA_META_THP_MODE) };
+
+#define LA_OPT_FIELD(name, type, ...) LA_OPT_FIELD_##type(name)
+#define LA_OPT_FIELD_BOOL(name) bool name;
+#define LA_OPT_FIELD_INT(name) ssize_t name;
+#define LA_OPT_FIELD_COUNT(name) unsigned name;
+#define LA_OPT_FIELD_ENUM(name) int name;   /* index into ALLOC_SHM_MODES_<name> */
+#define LA_OPT_FIELD_PATH(name) char name[LA_PATH_MAX];
 
 typedef struct la_options_s {
-  unsigned narenas;            /* 0 = number of CPUs */
-  ssize_t dirty_decay_ms;
-  ssize_t muzzy_decay_ms;
-  int thp;                     /* enum la_thp_mode */
-  int metadata_thp;            /* enum la_meta_thp_mode */
-  bool background_thread;
-  bool telemetry;
-  char telemetry_dir[256];
-  ssize_t stats_interval_ms;
-  bool stats_print;            /* print statistics to stderr at exit */
-  bool abort_on_invalid_free;  /* abort on free() of a pointer not ours */
-  bool detect_double_free;     /* check every free of a small block (heap.c) */
+  ALLOC_SHM_KNOBS(LA_OPT_FIELD)
 } la_options_t;
 
 /* ---- statistics ---------------------------------------------------------- */

@@ -1,10 +1,14 @@
 /* ctl.c - alloc_ctl(): read and write control values by dotted name, with
  * the semantics of jemalloc's mallctl().
  *
- * One table lists every name, its type and how to read, write or run it;
- * the documentation (docs/api.md) follows the same table.  Values that can
- * not change while the process runs answer EPERM to a write.  This is also
- * the entry point the telemetry segment's control area calls. */
+ * "opt.<name>" is every knob of ALLOC_SHM_KNOBS (alloc_shm.h), read and
+ * written through the knob table (options.c) with the same parser as
+ * ALLOC_CONF; the APPLY knobs' hooks are here.  One table lists every other
+ * name, its type and how to read, write or run it, and jemalloc's live
+ * aliases of knobs; the documentation (docs/api.md) follows the same table.
+ * Values that can not change while the process runs answer EPERM to a
+ * write.  This is also the entry point the telemetry segment's control area
+ * calls. */
 #include "alloc_internal.h"
 
 #include <alloc.h>
@@ -70,18 +74,6 @@ STAT_READER(npurges)
 STAT_READER(nmadvise)
 #undef STAT_READER
 
-static void read_opt_narenas(ctl_value_t *v) { v->u = la_opt.narenas; }
-static void read_opt_dirty(ctl_value_t *v) { v->ssize = la_opt.dirty_decay_ms; }
-static void read_opt_muzzy(ctl_value_t *v) { v->ssize = la_opt.muzzy_decay_ms; }
-static void read_opt_thp(ctl_value_t *v) { v->s = la_thp_mode_name(la_opt.thp); }
-static void read_opt_meta_thp(ctl_value_t *v) { v->s = la_meta_thp_mode_name(la_opt.metadata_thp); }
-static void read_opt_bg(ctl_value_t *v) { v->b = la_opt.background_thread; }
-static void read_opt_telemetry(ctl_value_t *v) { v->b = la_opt.telemetry; }
-static void read_opt_telemetry_dir(ctl_value_t *v) { v->s = la_opt.telemetry_dir; }
-static void read_opt_interval(ctl_value_t *v) { v->ssize = la_opt.stats_interval_ms; }
-static void read_opt_stats_print(ctl_value_t *v) { v->b = la_opt.stats_print; }
-static void read_opt_abort_invalid(ctl_value_t *v) { v->b = la_opt.abort_on_invalid_free; }
-static void read_opt_detect_double_free(ctl_value_t *v) { v->b = la_opt.detect_double_free; }
 static void read_bg_running(ctl_value_t *v) { v->b = la_purger_running(); }
 
 /* Statistics are always current; "epoch" exists so that code written for
@@ -95,82 +87,99 @@ static int write_epoch(const ctl_value_t *v) {
 }
 
 /* ---- live knobs ---------------------------------------------------------- */
-/* Writers run under ctl_lock, so two concurrent changes cannot interleave
+/* The hooks of ALLOC_SHM_KNOBS' APPLY knobs.  They run under ctl_lock, after
+ * the new value is in la_opt, so two concurrent changes cannot interleave
  * between la_opt and the pools they are applied to. */
-
-static bool valid_decay(ssize_t ms) {
-  return ms >= -1 && ms <= ((ssize_t)1 << 40);
-}
 
 /* A new decay time re-plans what is pending in every pool, and wakes the
  * purger so that it takes effect at once. */
-static void apply_decay(void) {
+static int apply_decay(void) {
   la_arenas_set_decay(la_opt.dirty_decay_ms, la_opt.muzzy_decay_ms);
   la_huge_set_decay(la_opt.dirty_decay_ms);
   la_purger_kick();
   if (!la_opt.background_thread) la_decay_all(la_now_ns());
-}
-
-static int write_dirty(const ctl_value_t *v) {
-  if (!valid_decay(v->ssize)) return EINVAL;
-  la_opt.dirty_decay_ms = v->ssize;
-  apply_decay();
   return 0;
 }
 
-static int write_muzzy(const ctl_value_t *v) {
-  if (!valid_decay(v->ssize)) return EINVAL;
-  la_opt.muzzy_decay_ms = v->ssize;
-  apply_decay();
-  return 0;
-}
-
-static int parse_mode(const char *s, const char *(*name)(int)) {
-  if (!s) return -1;
-  for (int m = 0; m < 3; m++)
-    if (strcmp(s, name(m)) == 0) return m;
-  return -1;
-}
+int la_apply_dirty_decay_ms(void) { return apply_decay(); }
+int la_apply_muzzy_decay_ms(void) { return apply_decay(); }
 
 /* Applies to memory mapped already (free and in use) and to future
  * mappings.  "default" only changes future mappings: the kernel has no
  * advice that undoes MADV_HUGEPAGE or MADV_NOHUGEPAGE. */
-static int write_thp(const ctl_value_t *v) {
-  int mode = parse_mode(v->s, la_thp_mode_name);
-  if (mode < 0) return EINVAL;
-  la_opt.thp = mode;
-  if (mode != LA_THP_DEFAULT) {
-    la_arenas_apply_thp(mode);
-    la_huge_apply_thp(mode);
+int la_apply_thp(void) {
+  if (la_opt.thp != LA_THP_DEFAULT) {
+    la_arenas_apply_thp(la_opt.thp);
+    la_huge_apply_thp(la_opt.thp);
   }
   return 0;
 }
 
-static int write_meta_thp(const ctl_value_t *v) {
-  int mode = parse_mode(v->s, la_meta_thp_mode_name);
-  if (mode < 0) return EINVAL;
-  la_opt.metadata_thp = mode;
+int la_apply_metadata_thp(void) {
   la_meta_apply_thp();
   return 0;
 }
 
-static int write_bg(const ctl_value_t *v) { return la_purger_enable(v->b); }
+int la_apply_background_thread(void) { return la_purger_enable(la_opt.background_thread); }
 
-static int write_interval(const ctl_value_t *v) {
-  if (v->ssize < 10 || v->ssize > 86400000) return EINVAL;
-  la_opt.stats_interval_ms = v->ssize;
+int la_apply_stats_interval_ms(void) {
   la_telemetry_kick();
   return 0;
 }
 
-static int write_stats_print(const ctl_value_t *v) {
-  la_opt.stats_print = v->b;
-  return 0;
+/* ---- knobs as control values ----------------------------------------------- */
+
+static enum ctl_type knob_ctl_type(const la_knob_t *k) {
+  switch (k->type) {
+  case LA_KNOB_BOOL: return CTL_BOOL;
+  case LA_KNOB_INT: return CTL_SSIZE;
+  case LA_KNOB_COUNT: return CTL_UNSIGNED;
+  case LA_KNOB_ENUM:
+  case LA_KNOB_PATH: return CTL_STRING;
+  }
+  return CTL_COMMAND;
 }
 
-static int write_abort_invalid(const ctl_value_t *v) {
-  la_opt.abort_on_invalid_free = v->b;
-  return 0;
+static void knob_read(const la_knob_t *k, ctl_value_t *v) {
+  const char *field = (const char *)&la_opt + k->offset;
+  switch (k->type) {
+  case LA_KNOB_BOOL: v->b = *(const bool *)field; return;
+  case LA_KNOB_INT: v->ssize = *(const ssize_t *)field; return;
+  case LA_KNOB_COUNT: v->u = *(const unsigned *)field; return;
+  case LA_KNOB_ENUM: v->s = k->modes[*(const int *)field]; return;
+  case LA_KNOB_PATH: v->s = field; return;   /* stable: the path is FIXED */
+  }
+}
+
+/* The value as ALLOC_CONF text, so that a write is checked by the same
+ * parser, with the same bounds, as the option at start-up. */
+static bool knob_value_text(const la_knob_t *k, const ctl_value_t *v, char *out, size_t len) {
+  int n = 0;
+  switch (k->type) {
+  case LA_KNOB_BOOL: n = snprintf(out, len, "%s", v->b ? "true" : "false"); break;
+  case LA_KNOB_INT: n = snprintf(out, len, "%zd", v->ssize); break;
+  case LA_KNOB_COUNT: n = snprintf(out, len, "%u", v->u); break;
+  case LA_KNOB_ENUM:
+  case LA_KNOB_PATH:
+    if (!v->s) return false;
+    n = snprintf(out, len, "%s", v->s);
+    break;
+  }
+  return n >= 0 && (size_t)n < len;
+}
+
+/* Store a new value and apply it; an apply hook that refuses it leaves the
+ * old value in force. */
+static int knob_write(const la_knob_t *k, const ctl_value_t *v) {
+  char text[LA_PATH_MAX], saved[LA_PATH_MAX];
+  char *field = (char *)&la_opt + k->offset;
+  if (k->change == LA_KNOB_FIXED) return EPERM;
+  if (!knob_value_text(k, v, text, sizeof text)) return EINVAL;
+  memcpy(saved, field, k->size);
+  if (!la_knob_parse(&la_opt, k, text, strlen(text))) return EINVAL;
+  int err = k->apply ? k->apply() : 0;
+  if (err) memcpy(field, saved, k->size);
+  return err;
 }
 
 /* ---- commands ------------------------------------------------------------ */
@@ -194,21 +203,27 @@ static int run_tcache_flush(const ctl_value_t *v) {
   return 0;
 }
 
-/* Names follow jemalloc: opt.* are the options (writable here when they can
- * change live), arenas.* and background_thread are jemalloc's live names for
- * the same knobs. */
+/* Names follow jemalloc: opt.* are the knobs (not listed: every knob of
+ * ALLOC_SHM_KNOBS is one, writable when it can change live); these are
+ * jemalloc's live names for some of them. */
+static const struct {
+  const char *name, *knob;
+} ctl_aliases[] = {
+  {"arenas.dirty_decay_ms", "dirty_decay_ms"},
+  {"arenas.muzzy_decay_ms", "muzzy_decay_ms"},
+  {"background_thread", "background_thread"},
+};
+
+/* Every name that is not a knob. */
 static const ctl_entry_t ctl_table[] = {
   {"version", CTL_STRING, read_version, NULL},
   {"epoch", CTL_U64, read_epoch, write_epoch},
   {"arenas.narenas", CTL_UNSIGNED, read_narenas, NULL},
   {"arenas.page", CTL_SIZE, read_page, NULL},
   {"arenas.nbins", CTL_UNSIGNED, read_nbins, NULL},
-  {"arenas.dirty_decay_ms", CTL_SSIZE, read_opt_dirty, write_dirty},
-  {"arenas.muzzy_decay_ms", CTL_SSIZE, read_opt_muzzy, write_muzzy},
   {"arena.purge", CTL_COMMAND, NULL, run_purge},
   {"arena.decay", CTL_COMMAND, NULL, run_decay},
   {"thread.tcache.flush", CTL_COMMAND, NULL, run_tcache_flush},
-  {"background_thread", CTL_BOOL, read_opt_bg, write_bg},
   {"stats.allocated", CTL_SIZE, read_stats_allocated, NULL},
   {"stats.active", CTL_SIZE, read_stats_active, NULL},
   {"stats.metadata", CTL_SIZE, read_stats_metadata, NULL},
@@ -221,19 +236,14 @@ static const ctl_entry_t ctl_table[] = {
   {"stats.npurges", CTL_SIZE, read_stats_npurges, NULL},
   {"stats.nmadvise", CTL_SIZE, read_stats_nmadvise, NULL},
   {"stats.background_thread.running", CTL_BOOL, read_bg_running, NULL},
-  {"opt.narenas", CTL_UNSIGNED, read_opt_narenas, NULL},
-  {"opt.dirty_decay_ms", CTL_SSIZE, read_opt_dirty, write_dirty},
-  {"opt.muzzy_decay_ms", CTL_SSIZE, read_opt_muzzy, write_muzzy},
-  {"opt.thp", CTL_STRING, read_opt_thp, write_thp},
-  {"opt.metadata_thp", CTL_STRING, read_opt_meta_thp, write_meta_thp},
-  {"opt.background_thread", CTL_BOOL, read_opt_bg, write_bg},
-  {"opt.telemetry", CTL_BOOL, read_opt_telemetry, NULL},
-  {"opt.telemetry_dir", CTL_STRING, read_opt_telemetry_dir, NULL},
-  {"opt.stats_interval_ms", CTL_SSIZE, read_opt_interval, write_interval},
-  {"opt.stats_print", CTL_BOOL, read_opt_stats_print, write_stats_print},
-  {"opt.abort_on_invalid_free", CTL_BOOL, read_opt_abort_invalid, write_abort_invalid},
-  {"opt.detect_double_free", CTL_BOOL, read_opt_detect_double_free, NULL},
 };
+
+static const la_knob_t *find_knob(const char *name) {
+  if (strncmp(name, "opt.", 4) == 0) return la_knob_find(name + 4, strlen(name + 4));
+  for (size_t i = 0; i < sizeof ctl_aliases / sizeof ctl_aliases[0]; i++)
+    if (strcmp(ctl_aliases[i].name, name) == 0) return la_knob_find(ctl_aliases[i].knob, strlen(ctl_aliases[i].knob));
+  return NULL;
+}
 
 static const ctl_entry_t *find_entry(const char *name) {
   for (size_t i = 0; i < sizeof ctl_table / sizeof ctl_table[0]; i++)
@@ -241,9 +251,42 @@ static const ctl_entry_t *find_entry(const char *name) {
   return NULL;
 }
 
-static int run_command(const ctl_entry_t *e, void *oldp, size_t *oldlenp, void *newp, size_t newlen) {
+/* What a name stands for: a knob (opt.<knob>, or an alias of one) or an
+ * entry of ctl_table. */
+typedef struct ctl_target_s {
+  const char *name;           /* as asked for (messages name it) */
+  enum ctl_type type;
+  const la_knob_t *knob;      /* a knob, or NULL */
+  const ctl_entry_t *entry;   /* when not a knob */
+} ctl_target_t;
+
+static bool resolve(const char *name, ctl_target_t *t) {
+  const la_knob_t *k = find_knob(name);
+  const ctl_entry_t *e = k ? NULL : find_entry(name);
+  if (!k && !e) return false;
+  *t = (ctl_target_t){.name = name, .knob = k, .entry = k ? NULL : e,
+                      .type = k ? knob_ctl_type(k) : e->type};
+  return true;
+}
+
+static bool target_readable(const ctl_target_t *t) { return t->knob || t->entry->read; }
+
+static bool target_writable(const ctl_target_t *t) {
+  return t->knob ? t->knob->change != LA_KNOB_FIXED : t->entry->write != NULL;
+}
+
+static void target_read(const ctl_target_t *t, ctl_value_t *v) {
+  if (t->knob) knob_read(t->knob, v);
+  else t->entry->read(v);
+}
+
+static int target_write(const ctl_target_t *t, const ctl_value_t *v) {
+  return t->knob ? knob_write(t->knob, v) : t->entry->write(v);
+}
+
+static int run_command(const ctl_target_t *t, void *oldp, size_t *oldlenp, void *newp, size_t newlen) {
   if (oldp || oldlenp || newp || newlen) return EPERM;   /* commands take no value */
-  return e->write(NULL);
+  return t->entry->write(NULL);
 }
 
 static pthread_mutex_t ctl_lock = PTHREAD_MUTEX_INITIALIZER;
@@ -253,24 +296,24 @@ void la_ctl_fork_child(void) { pthread_mutex_init(&ctl_lock, NULL); }
 LA_EXPORT int alloc_ctl(const char *name, void *oldp, size_t *oldlenp, void *newp, size_t newlen) {
   if (!name) return ENOENT;
   la_ensure_init();
-  const ctl_entry_t *e = find_entry(name);
-  if (!e) return ENOENT;
-  if (e->type == CTL_COMMAND) return run_command(e, oldp, oldlenp, newp, newlen);
-  size_t size = type_size(e->type);
-  if (newp && !e->write) return EPERM;
+  ctl_target_t t;
+  if (!resolve(name, &t)) return ENOENT;
+  if (t.type == CTL_COMMAND) return run_command(&t, oldp, oldlenp, newp, newlen);
+  size_t size = type_size(t.type);
+  if (newp && !target_writable(&t)) return EPERM;
   if (newp && newlen != size) return EINVAL;
   if (oldp) {
     if (!oldlenp || *oldlenp != size) return EINVAL;
-    if (!e->read) return EPERM;
+    if (!target_readable(&t)) return EPERM;
   }
   ctl_value_t before = {0};
   pthread_mutex_lock(&ctl_lock);
-  if (oldp) e->read(&before);
+  if (oldp) target_read(&t, &before);
   int err = 0;
   if (newp) {
     ctl_value_t v;
     memcpy(&v, newp, size);
-    err = e->write(&v);
+    err = target_write(&t, &v);
   }
   pthread_mutex_unlock(&ctl_lock);
   if (err) return err;
@@ -335,34 +378,34 @@ static void format_text(enum ctl_type t, const ctl_value_t *v, char *out, size_t
 int la_ctl_apply_text(const char *name, const char *value, char *effective, size_t efflen, char *msg,
                       size_t msglen) {
   char full[64];
-  const ctl_entry_t *e = NULL;
+  ctl_target_t t;
+  bool found = false;
   effective[0] = 0;
   if (!strchr(name, '.') && snprintf(full, sizeof full, "opt.%s", name) < (int)sizeof full)
-    e = find_entry(full);
-  if (!e) e = find_entry(name);
-  if (!e) {
+    found = resolve(full, &t);
+  if (!found && !resolve(name, &t)) {
     snprintf(msg, msglen, "unknown knob '%s'", name);
     return ENOENT;
   }
-  if (!e->write) {
-    snprintf(msg, msglen, "%s cannot be changed while the process runs", e->name);
+  if (!target_writable(&t)) {
+    snprintf(msg, msglen, "%s cannot be changed while the process runs", t.name);
     return EPERM;
   }
   ctl_value_t v = {0};
   int err = 0;
   la_ensure_init();
   pthread_mutex_lock(&ctl_lock);
-  if (!parse_text(e->type, value, &v)) err = EINVAL;
-  else err = e->write(e->type == CTL_COMMAND ? NULL : &v);
-  ctl_value_t now = {0};
-  if (e->read) {   /* the value in force afterwards, changed or not */
-    e->read(&now);
-    format_text(e->type, &now, effective, efflen);
+  if (!parse_text(t.type, value, &v)) err = EINVAL;
+  else err = target_write(&t, t.type == CTL_COMMAND ? NULL : &v);
+  if (t.type != CTL_COMMAND && target_readable(&t)) {   /* the value in force afterwards, changed or not */
+    ctl_value_t now = {0};
+    target_read(&t, &now);
+    format_text(t.type, &now, effective, efflen);
   }
   pthread_mutex_unlock(&ctl_lock);
-  if (err == EINVAL && e->type == CTL_COMMAND) snprintf(msg, msglen, "%s takes no value", e->name);
-  else if (err == EINVAL) snprintf(msg, msglen, "invalid value '%s' for %s", value, e->name);
-  else if (err) snprintf(msg, msglen, "%s failed: error %d", e->name, err);
+  if (err == EINVAL && t.type == CTL_COMMAND) snprintf(msg, msglen, "%s takes no value", t.name);
+  else if (err == EINVAL) snprintf(msg, msglen, "invalid value '%s' for %s", value, t.name);
+  else if (err) snprintf(msg, msglen, "%s failed: error %d", t.name, err);
   else snprintf(msg, msglen, "ok");
   return err;
 }

@@ -1,70 +1,63 @@
-/* options.c - configuration from ALLOC_CONF.
+/* options.c - the knobs, and configuration from ALLOC_CONF.
+ *
+ * The knob table (la_knobs) is generated from ALLOC_SHM_KNOBS, the one
+ * declaration of every knob (alloc_shm.h); this file parses and formats
+ * knob values as text, for ALLOC_CONF and for alloc_ctl (ctl.c).
  *
  * ALLOC_CONF="name:value,name:value" uses jemalloc's option names where one
  * exists.  It is read once, at the first allocation; if that allocation
  * comes from the dynamic loader before libc has set up the environment, it
  * is read again from the library constructor.  A malformed or unknown entry
  * prints one warning and is skipped: bad configuration never stops a
- * process.  Parsing uses no heap memory (it runs inside malloc). */
+ * process.  Parsing uses no heap memory (it runs inside malloc).  A
+ * set-id program reads no ALLOC_CONF at all (la_os_getenv, os.c). */
 #include "alloc_internal.h"
 
 #include <errno.h>
 #include <limits.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 la_options_t la_opt;
 
-enum opt_type { OPT_BOOL, OPT_SSIZE, OPT_UNSIGNED, OPT_THP, OPT_META_THP, OPT_PATH };
+/* ---- the knob table, generated from ALLOC_SHM_KNOBS ---------------------- */
 
-typedef struct opt_def_s {
-  const char *name;
-  enum opt_type type;
-  size_t offset;
-  long long min, max;   /* for numbers */
-} opt_def_t;
+/* Each ENUM knob's value names: knob_modes_<name>[]. */
+#define MODE_NAME(NAME, name) #name,
+#define MODES_OF(X, name, type, ...) MODES_OF_##type(name)
+#define MODES_OF_BOOL(name)
+#define MODES_OF_INT(name)
+#define MODES_OF_COUNT(name)
+#define MODES_OF_PATH(name)
+#define MODES_OF_ENUM(name) static const char *const knob_modes_##name[] = {ALLOC_SHM_MODES_##name(MODE_NAME)};
+ALLOC_SHM_KNOBS_WITH(MODES_OF, ~)
 
-#define OPT(name, type, min, max) { #name, type, offsetof(la_options_t, name), min, max }
-static const opt_def_t opt_defs[] = {
-  OPT(narenas, OPT_UNSIGNED, 0, LA_MAX_ARENAS),
-  OPT(dirty_decay_ms, OPT_SSIZE, -1, (long long)1 << 40),
-  OPT(muzzy_decay_ms, OPT_SSIZE, -1, (long long)1 << 40),
-  OPT(thp, OPT_THP, 0, 0),
-  OPT(metadata_thp, OPT_META_THP, 0, 0),
-  OPT(background_thread, OPT_BOOL, 0, 1),
-  OPT(telemetry, OPT_BOOL, 0, 1),
-  OPT(telemetry_dir, OPT_PATH, 0, 0),
-  OPT(stats_interval_ms, OPT_SSIZE, 10, 86400000),
-  OPT(stats_print, OPT_BOOL, 0, 1),
-  OPT(abort_on_invalid_free, OPT_BOOL, 0, 1),
-  OPT(detect_double_free, OPT_BOOL, 0, 1),
-};
-#undef OPT
+#define MODES_FIELD_BOOL(name) NULL, 0
+#define MODES_FIELD_INT(name) NULL, 0
+#define MODES_FIELD_COUNT(name) NULL, 0
+#define MODES_FIELD_PATH(name) NULL, 0
+#define MODES_FIELD_ENUM(name) knob_modes_##name, (int)(sizeof knob_modes_##name / sizeof knob_modes_##name[0])
+#define APPLY_FIELD_FIXED(name) NULL
+#define APPLY_FIELD_LIVE(name) NULL
+#define APPLY_FIELD_APPLY(name) la_apply_##name
 
-static const char *const thp_names[] = {"default", "always", "never"};
-static const char *const meta_thp_names[] = {"disabled", "auto", "always"};
+#define KNOB(name, type, def, min, max, change, segment, help)                                 \
+  {#name, LA_KNOB_##type, offsetof(la_options_t, name), sizeof(((la_options_t *)0)->name), def, min, max, \
+   MODES_FIELD_##type(name), LA_KNOB_##change, APPLY_FIELD_##change(name), LA_KNOB_PUBLISHED_##segment, help},
+#define LA_KNOB_PUBLISHED_SHM true
+#define LA_KNOB_PUBLISHED_PRIVATE false
+const la_knob_t la_knobs[] = {ALLOC_SHM_KNOBS(KNOB)};
+const size_t la_nknobs = sizeof la_knobs / sizeof la_knobs[0];
+#undef KNOB
 
-const char *la_thp_mode_name(int mode) { return thp_names[mode]; }
-const char *la_meta_thp_mode_name(int mode) { return meta_thp_names[mode]; }
-
-void la_options_defaults(la_options_t *o) {
-  memset(o, 0, sizeof *o);
-  o->narenas = 0;
-  o->dirty_decay_ms = 10000;
-  o->muzzy_decay_ms = 0;
-  o->thp = LA_THP_DEFAULT;
-  o->metadata_thp = LA_META_THP_AUTO;
-  o->background_thread = true;
-  o->telemetry = true;
-  strcpy(o->telemetry_dir, "/dev/shm");
-  o->stats_interval_ms = 1000;
-}
-
-static const opt_def_t *find_option(const char *name, size_t len) {
-  for (size_t i = 0; i < sizeof opt_defs / sizeof opt_defs[0]; i++)
-    if (strlen(opt_defs[i].name) == len && memcmp(opt_defs[i].name, name, len) == 0) return &opt_defs[i];
+const la_knob_t *la_knob_find(const char *name, size_t len) {
+  for (size_t i = 0; i < la_nknobs; i++)
+    if (strlen(la_knobs[i].name) == len && memcmp(la_knobs[i].name, name, len) == 0) return &la_knobs[i];
   return NULL;
 }
+
+/* ---- values as ALLOC_CONF text -------------------------------------------- */
 
 static bool parse_number(const char *v, size_t len, long long min, long long max, long long *out) {
   char buf[32];
@@ -85,40 +78,57 @@ static int parse_keyword(const char *v, size_t len, const char *const *names, in
   return -1;
 }
 
-/* Store one value; false if it does not parse for the option's type. */
-static bool set_option(la_options_t *o, const opt_def_t *d, const char *v, size_t len) {
-  char *field = (char *)o + d->offset;
+static const char *const bool_names[] = {"false", "true"};
+
+/* Store `text` (len bytes, not NUL-terminated) as knob k's value in *o;
+ * false, and *o unchanged, if it is not a valid value of the knob. */
+bool la_knob_parse(la_options_t *o, const la_knob_t *k, const char *text, size_t len) {
+  char *field = (char *)o + k->offset;
   long long x;
-  int k;
-  static const char *const bools[] = {"false", "true"};
-  switch (d->type) {
-  case OPT_BOOL:
-    if ((k = parse_keyword(v, len, bools, 2)) < 0) return false;
-    *(bool *)field = k;
+  int m;
+  switch (k->type) {
+  case LA_KNOB_BOOL:
+    if ((m = parse_keyword(text, len, bool_names, 2)) < 0) return false;
+    *(bool *)field = m;
     return true;
-  case OPT_SSIZE:
-    if (!parse_number(v, len, d->min, d->max, &x)) return false;
+  case LA_KNOB_INT:
+    if (!parse_number(text, len, k->min, k->max, &x)) return false;
     *(ssize_t *)field = (ssize_t)x;
     return true;
-  case OPT_UNSIGNED:
-    if (!parse_number(v, len, d->min, d->max, &x)) return false;
+  case LA_KNOB_COUNT:
+    if (!parse_number(text, len, k->min, k->max, &x)) return false;
     *(unsigned *)field = (unsigned)x;
     return true;
-  case OPT_THP:
-    if ((k = parse_keyword(v, len, thp_names, 3)) < 0) return false;
-    *(int *)field = k;
+  case LA_KNOB_ENUM:
+    if ((m = parse_keyword(text, len, k->modes, k->nmodes)) < 0) return false;
+    *(int *)field = m;
     return true;
-  case OPT_META_THP:
-    if ((k = parse_keyword(v, len, meta_thp_names, 3)) < 0) return false;
-    *(int *)field = k;
-    return true;
-  case OPT_PATH:
-    if (len == 0 || len >= sizeof o->telemetry_dir || v[0] != '/') return false;
-    memcpy(field, v, len);
+  case LA_KNOB_PATH:
+    if (len == 0 || len >= k->size || text[0] != '/' || memchr(text, 0, len)) return false;
+    memcpy(field, text, len);
     field[len] = 0;
     return true;
   }
   return false;
+}
+
+/* Knob k's value in *o as ALLOC_CONF text (what la_knob_parse takes). */
+void la_knob_format(const la_options_t *o, const la_knob_t *k, char *out, size_t len) {
+  const char *field = (const char *)o + k->offset;
+  switch (k->type) {
+  case LA_KNOB_BOOL: snprintf(out, len, "%s", bool_names[*(const bool *)field]); return;
+  case LA_KNOB_INT: snprintf(out, len, "%zd", *(const ssize_t *)field); return;
+  case LA_KNOB_COUNT: snprintf(out, len, "%u", *(const unsigned *)field); return;
+  case LA_KNOB_ENUM: snprintf(out, len, "%s", k->modes[*(const int *)field]); return;
+  case LA_KNOB_PATH: snprintf(out, len, "%s", field); return;
+  }
+}
+
+/* Every knob's default, from the list; a default the list gets wrong is a
+ * bug the unit test catches (test_options: every_knob_parses). */
+void la_options_defaults(la_options_t *o) {
+  memset(o, 0, sizeof *o);
+  for (size_t i = 0; i < la_nknobs; i++) la_knob_parse(o, &la_knobs[i], la_knobs[i].def, strlen(la_knobs[i].def));
 }
 
 /* Parse `conf` into *o; entries that fail are reported and skipped.
@@ -137,12 +147,12 @@ int la_options_parse(la_options_t *o, const char *conf) {
       errors++;
     } else {
       size_t nlen = (size_t)(colon - p), vlen = len - nlen - 1;
-      const opt_def_t *d = find_option(p, nlen);
-      if (!d) {
+      const la_knob_t *k = la_knob_find(p, nlen);
+      if (!k) {
         la_warn("ALLOC_CONF: unknown option '%.*s', ignored", (int)nlen, p);
         errors++;
-      } else if (!set_option(o, d, colon + 1, vlen)) {
-        la_warn("ALLOC_CONF: invalid value '%.*s' for option '%s', ignored", (int)vlen, colon + 1, d->name);
+      } else if (!la_knob_parse(o, k, colon + 1, vlen)) {
+        la_warn("ALLOC_CONF: invalid value '%.*s' for option '%s', ignored", (int)vlen, colon + 1, k->name);
         errors++;
       }
     }

@@ -211,12 +211,33 @@ bool la_os_environ_ready(void) {
   return environ != NULL;
 }
 
-const char *la_os_getenv(const char *name) {
-  if (!environ) return NULL;
+/* A set-user-ID or set-group-ID program (or one that gained capabilities)
+ * runs with an environment chosen by a less privileged caller: the kernel
+ * says so with AT_SECURE.  The uid/gid comparison covers a call made before
+ * a statically linked libc has read the auxiliary vector. */
+static bool secure_mode(void) {
+  return getauxval(AT_SECURE) != 0 || getuid() != geteuid() || getgid() != getegid();
+}
+
+static const char *find_env(const char *name) {
   size_t len = strlen(name);
   for (char **e = environ; *e; e++)
     if (strncmp(*e, name, len) == 0 && (*e)[len] == '=') return *e + len + 1;
   return NULL;
+}
+
+/* Every environment variable liballoc reads comes through here.  In secure
+ * mode none is taken, as glibc ignores its MALLOC_ variables there: a
+ * caller could otherwise point telemetry_dir at any directory and have the
+ * privileged program create files in it.  Said once per variable set. */
+const char *la_os_getenv(const char *name) {
+  if (!environ) return NULL;
+  const char *value = find_env(name);
+  if (value && secure_mode()) {
+    la_warn("%s ignored: set-user-ID or set-group-ID program (AT_SECURE)", name);
+    return NULL;
+  }
+  return value;
 }
 
 void la_os_write_stderr(const char *s, size_t len) {

@@ -51,18 +51,14 @@ void la_stats_gather(la_stats_t *st) {
   s->background_thread = la_purger_running();
 }
 
-/* Every knob's effective value, as the telemetry segment carries them. */
+/* Every published knob's value in force, as the telemetry segment carries
+ * them: la_opt's, except narenas, whose option may say 0 (one per CPU)
+ * while the segment carries the count in use. */
 void la_stats_config(alloc_shm_config_t *c) {
-  const la_options_t *o = &la_opt;
+#define X(name, kind, help) c->name = (int64_t)la_opt.name;
+  ALLOC_SHM_CONFIG(X)
+#undef X
   c->narenas = la_narenas;
-  c->dirty_decay_ms = o->dirty_decay_ms;
-  c->muzzy_decay_ms = o->muzzy_decay_ms;
-  c->thp = o->thp;
-  c->metadata_thp = o->metadata_thp;
-  c->background_thread = o->background_thread;
-  c->stats_interval_ms = o->stats_interval_ms;
-  c->stats_print = o->stats_print;
-  c->abort_on_invalid_free = o->abort_on_invalid_free;
 }
 
 /* ---- output -------------------------------------------------------------- */
@@ -119,6 +115,24 @@ static void out_string(writer_t *w, const char *s) {
   out(w, "\"");
 }
 
+/* The knobs the segment does not carry, from la_opt: " name:value" as
+ * text, ',"name":value' in JSON (strings quoted). */
+static void out_private_knobs(writer_t *w, bool json) {
+  for (size_t i = 0; i < la_nknobs; i++) {
+    const la_knob_t *k = &la_knobs[i];
+    if (k->published) continue;
+    char text[LA_PATH_MAX];
+    la_knob_format(&la_opt, k, text, sizeof text);
+    bool quoted = k->type == LA_KNOB_ENUM || k->type == LA_KNOB_PATH;
+    if (!json) out(w, " %s:%s", k->name, text);
+    else if (!quoted) out(w, ",\"%s\":%s", k->name, text);
+    else {
+      out(w, ",\"%s\":", k->name);
+      out_string(w, text);
+    }
+  }
+}
+
 static double class_utilisation(const alloc_shm_class_t *k) {
   return alloc_shm_ratio(k->live, k->slabs * k->blocks_per_slab);
 }
@@ -141,7 +155,8 @@ static void print_text(writer_t *w, const la_stats_t *st) {
 #define X(name, kind, help) out(w, " %s:", #name), out_config(w, #name, #kind, c.name, false);
   ALLOC_SHM_CONFIG(X)
 #undef X
-  out(w, " telemetry:%s telemetry_dir:%s\n", la_opt.telemetry ? "true" : "false", la_opt.telemetry_dir);
+  out_private_knobs(w, false);
+  out(w, "\n");
   out(w, "size classes in use:\n%10s %10s %8s %8s %10s %7s %12s %12s\n", "size", "slab", "per_slab",
       "slabs", "live", "util", "nmalloc", "nfree");
   for (unsigned i = 0; i < LA_NCLASSES; i++) {
@@ -177,8 +192,7 @@ static void print_json(writer_t *w, const la_stats_t *st) {
 #define X(name, kind, help) out(w, "%s\"%s\":", sep, #name), out_config(w, #name, #kind, c.name, true), sep = ",";
   ALLOC_SHM_CONFIG(X)
 #undef X
-  out(w, ",\"telemetry\":%s,\"telemetry_dir\":", la_opt.telemetry ? "true" : "false");
-  out_string(w, la_opt.telemetry_dir);
+  out_private_knobs(w, true);
   out(w, "},\"classes\":[");
   sep = "";
   for (unsigned i = 0; i < LA_NCLASSES; i++) {

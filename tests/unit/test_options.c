@@ -4,6 +4,8 @@
 
 #include <string.h>
 
+#include "knob_values.h"
+
 static void parses_every_option(void **state) {
   (void)state;
   la_options_t o;
@@ -37,6 +39,57 @@ static void defaults(void **state) {
   assert_true(o.telemetry);
   assert_string_equal(o.telemetry_dir, "/dev/shm");
   assert_int_equal(o.stats_interval_ms, 1000);
+}
+
+/* Every knob of ALLOC_SHM_KNOBS: its default is a valid value, and
+ * ALLOC_CONF sets it to another valid value and refuses a bad one. */
+static void every_knob_parses(void **state) {
+  (void)state;
+  assert_true(la_nknobs >= 12);
+  for (size_t i = 0; i < la_nknobs; i++) {
+    const la_knob_t *k = &la_knobs[i];
+    char conf[600], text[LA_PATH_MAX], value[LA_PATH_MAX];
+    la_options_t o, d;
+    la_options_defaults(&d);
+    assert_true(la_knob_parse(&o, k, k->def, strlen(k->def)));
+    la_knob_format(&d, k, text, sizeof text);
+    assert_string_equal(text, k->def);   /* the default, as written in the list */
+
+    o = d;
+    knob_other_value(k, value, sizeof value);
+    snprintf(conf, sizeof conf, "%s:%s", k->name, value);
+    if (la_options_parse(&o, conf) != 0) fail_msg("ALLOC_CONF=%s refused", conf);
+    la_knob_format(&o, k, text, sizeof text);
+    if (strcmp(text, value) != 0) fail_msg("ALLOC_CONF=%s gave %s", conf, text);
+    assert_memory_not_equal((char *)&o + k->offset, (char *)&d + k->offset, k->size);
+
+    o = d;
+    knob_bad_value(k, value, sizeof value);
+    snprintf(conf, sizeof conf, "%s:%s", k->name, value);
+    if (la_options_parse(&o, conf) != 1) fail_msg("ALLOC_CONF=%s accepted", conf);
+    assert_memory_equal(&o, &d, sizeof o);
+  }
+}
+
+/* The ENUM knobs' names are the same for liballoc and for the segment's
+ * readers (both generated from ALLOC_SHM_MODES_<name>), with no fixed count. */
+static void mode_names_agree(void **state) {
+  (void)state;
+  int enums = 0;
+  for (size_t i = 0; i < la_nknobs; i++) {
+    const la_knob_t *k = &la_knobs[i];
+    if (k->type != LA_KNOB_ENUM) {
+      assert_null(alloc_shm_enum_name(k->name, 0));
+      continue;
+    }
+    enums++;
+    for (int m = 0; m < k->nmodes; m++) assert_string_equal(alloc_shm_enum_name(k->name, m), k->modes[m]);
+    assert_null(alloc_shm_enum_name(k->name, k->nmodes));
+    assert_null(alloc_shm_enum_name(k->name, -1));
+  }
+  assert_int_equal(enums, 2);
+  assert_string_equal(la_knob_find("thp", 3)->modes[LA_THP_NEVER], "never");
+  assert_int_equal(la_knob_find("narenas", 7)->max, LA_MAX_ARENAS);
 }
 
 /* Each bad entry costs one error and nothing else. */
@@ -86,7 +139,8 @@ int main(void) {
   const struct CMUnitTest tests[] = {
     cmocka_unit_test(parses_every_option), cmocka_unit_test(defaults),
     cmocka_unit_test(bad_entries_are_skipped), cmocka_unit_test(good_entries_survive_bad_neighbours),
-    cmocka_unit_test(long_path_is_rejected),
+    cmocka_unit_test(long_path_is_rejected), cmocka_unit_test(every_knob_parses),
+    cmocka_unit_test(mode_names_agree),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
