@@ -9,6 +9,7 @@
 
 #include <dlfcn.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #if defined(ALLOC_TEST_DIRECT) || defined(ALLOC_TEST_LINKED)
@@ -50,6 +51,13 @@ void conf_detect(bool require_active) {
 void conf_need_liballoc(void) {
   if (conf.active) return;
   if (conf.required) fail_msg("liballoc is not the active allocator (alloc_ctl not found)");
+  skip();
+}
+
+void conf_need_kernel_to_take_memory(void) {
+  const char *faults = getenv("ALLOC_FAULTS");
+  if (!faults || !*faults) return;
+  print_message("  skipped: the kernel refuses calls in this run (ALLOC_FAULTS=%s)\n", faults);
   skip();
 }
 

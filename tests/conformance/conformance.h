@@ -67,6 +67,11 @@ void conf_need_liballoc(void);
  * meaningful for everything else. */
 void conf_glibc_deviation(const char *why);
 
+/* For a check that memory goes back to the kernel: skip it when the run
+ * makes the kernel refuse (ALLOC_FAULTS, tests/CMakeLists.txt), where
+ * keeping the memory is the right answer. */
+void conf_need_kernel_to_take_memory(void);
+
 /* stats.allocated through alloc_ctl; fails the test if it cannot be read.
  * Only call after conf_need_liballoc(). */
 size_t conf_stats_allocated(void);

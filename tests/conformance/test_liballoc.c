@@ -306,6 +306,7 @@ static void take_slabs_across_a_pause(unsigned char **blocks, int n, size_t size
 static void sparse_slabs_give_back_free_pages(void **state) {
   (void)state;
   conf_need_liballoc();
+  conf_need_kernel_to_take_memory();
   enum { N = 16384, SMALL = 240, BIG = 2000, NBIG = 2048 };
   static unsigned char *small[N], *again[N], *big[NBIG];
   ssize_t never = -1, old_decay;
@@ -391,6 +392,7 @@ static void *slabs_dying_then_idle(void *arg) {
 static void slabs_in_use_keep_their_pages(void **state) {
   (void)state;
   conf_need_liballoc();
+  conf_need_kernel_to_take_memory();
   ssize_t never = -1, old_decay;
   size_t len = sizeof old_decay, given_back[2];
   assert_int_equal(conf.ctl("arenas.dirty_decay_ms", &old_decay, &len, &never, sizeof never), 0);
