@@ -13,8 +13,8 @@
  * the file can not make the program fault.  No descriptor is kept between
  * ticks: programs close and dup2 over descriptors they do not know about
  * (shells do), so each tick opens the file by name and checks it is still
- * the one this process created.  It is built under a temporary
- * name and renamed into place, so readers never see half a header, and a
+ * the one this process created.  It is built under an unpredictable
+ * temporary name and renamed into place, so readers never see half a header, and a
  * stale file of an earlier image of this pid (exec) is replaced.  If the
  * file disappears (a cleaner, the directory re-created) the next tick
  * creates it again.  A failure warns once and the program carries on.
@@ -81,16 +81,32 @@ static void fill_header(alloc_shm_header_t *h) {
   la_proc_identity(h);
 }
 
-/* Build the segment under a temporary name, then rename it into place.
- * Returns it open, or -1.  Called with tm_lock held. */
+/* A temporary name nobody can guess: in a sticky world-writable directory
+ * (/dev/shm) another user could otherwise create it first, and this
+ * process could neither use nor remove it.  64 bits the kernel gave the
+ * process at exec (not readable by other users), the clock and a counter,
+ * mixed. */
+static void temporary_name(char *buf, size_t size, int pid) {
+  static uint64_t counter;
+  uint64_t z = la_os_random64() ^ la_now_ns() ^ (++counter * 0x9e3779b97f4a7c15ull);
+  z = (z ^ (z >> 31)) * 0xbf58476d1ce4e5b9ull;
+  z ^= z >> 29;
+  snprintf(buf, size, "%s/." ALLOC_SHM_PREFIX "%d.%016llx.tmp", la_opt.telemetry_dir, pid,
+           (unsigned long long)z);
+}
+
+/* Build the segment under a temporary name, then rename it into place
+ * (replacing a stale segment of an earlier image of this pid).  Returns it
+ * open, or -1.  Called with tm_lock held.  A file of another user under the
+ * final name (a squatter) makes rename fail with EPERM in a sticky
+ * directory: the warning says so, and the next tick tries again (allocd
+ * removes such files). */
 static int create_segment(void) {
-  char tmp[sizeof tm_path + 8];
+  char tmp[sizeof tm_path + 32];
   int pid = la_os_getpid();
   snprintf(tm_path, sizeof tm_path, "%s/" ALLOC_SHM_PREFIX "%d", la_opt.telemetry_dir, pid);
-  snprintf(tmp, sizeof tmp, "%s/." ALLOC_SHM_PREFIX "%d.tmp", la_opt.telemetry_dir, pid);
-  int flags = O_RDWR | O_CREAT | O_EXCL | O_NOFOLLOW;
-  int fd = la_os_open(tmp, flags, 0600);
-  if (fd < 0 && errno == EEXIST && la_os_unlink(tmp)) fd = la_os_open(tmp, flags, 0600);
+  temporary_name(tmp, sizeof tmp, pid);
+  int fd = la_os_open(tmp, O_RDWR | O_CREAT | O_EXCL | O_NOFOLLOW, 0600);
   if (fd < 0) {
     warn_once("cannot create", tmp);
     return -1;
@@ -99,7 +115,7 @@ static int create_segment(void) {
   struct stat st;
   if (!la_os_ftruncate(fd, header.file_size) || !la_os_pwrite(fd, &header, sizeof header, 0) ||
       !la_os_fstat(fd, &st) || !la_os_rename(tmp, tm_path)) {
-    warn_once("cannot set up", tm_path);
+    warn_once(errno == EPERM ? "cannot replace another user's file at" : "cannot set up", tm_path);
     la_os_unlink(tmp);
     la_os_close(fd);
     return -1;
