@@ -177,6 +177,9 @@ typedef struct la_segment_s {
   uint64_t dirty_units;   /* free units that may be resident */
   uint64_t muzzy_units;   /* free units given to the kernel with MADV_FREE */
   uint64_t purging_units; /* units the purger holds while it madvises them */
+  uint64_t refused_units; /* dirty or muzzy units the kernel refused to purge
+                             (mlockall): not tried again until reused or
+                             malloc_trim, so decay does not retry in vain */
   uint8_t max_run;        /* longest run of free units, the arena's bucket */
   bool in_dirtyq, in_muzzyq;
   la_slab_t *unit_slab[LA_UNITS];  /* unit -> slab descriptor of its slab */

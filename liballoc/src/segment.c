@@ -93,6 +93,7 @@ la_slab_t *la_segment_take_run(la_segment_t *seg, unsigned unit, unsigned k) {
   seg->used_units |= bits;
   seg->dirty_units &= ~bits;
   seg->muzzy_units &= ~bits;
+  seg->refused_units &= ~bits;   /* freed again later, they get a new try */
   for (unsigned i = unit; i < unit + k; i++) seg->unit_slab[i] = slab;
   slab->nunits = (uint8_t)k;
   la_segment_update_max_run(seg);

@@ -219,6 +219,28 @@ static void counted_clean_means_not_resident(void **state) {
   assert_clean_units_not_resident();
 }
 
+/* Decay does not retry units the kernel refused (each free would cost a
+ * failing madvise per dirty run of the arena), and malloc_trim, asked for
+ * explicitly, tries them again. */
+static void refused_units_are_not_retried_in_vain(void **state) {
+  (void)state;
+  set_decay(0, 0);
+  la_os_fault_set(LA_OS_MADVISE, 0, 1000000, EINVAL);
+  void *b[64];
+  size_t frees = 0;
+  for (int round = 0; round < 20; round++) {
+    for (int i = 0; i < 64; i++) assert_non_null(b[i] = la_malloc((size_t)(i % 24 + 1) * LA_UNIT_SIZE));
+    for (int i = 0; i < 64; i++, frees++) la_free(b[i]);
+  }
+  uint64_t tries = la_os_fault_injected(LA_OS_MADVISE);
+  print_message("  %zu frees, %llu refused madvise calls\n", frees, (unsigned long long)tries);
+  assert_true(tries <= 2 * frees);   /* 100 per free before */
+  assert_true(gather().s.dirty > 0);
+  la_os_fault_clear();
+  la_malloc_trim(0);
+  assert_int_equal(gather().s.dirty, 0);
+}
+
 static void refused_mapping_is_enomem_and_keeps_the_block(void **state) {
   (void)state;
   size_t n = 6 * MiB;
@@ -441,6 +463,7 @@ int main(void) {
     cmocka_unit_test_teardown(calloc_is_zero_when_purges_are_refused, teardown_each),
     cmocka_unit_test_teardown(mlockall_purges_nothing_and_says_so, teardown_each),
     cmocka_unit_test_teardown(counted_clean_means_not_resident, teardown_each),
+    cmocka_unit_test_teardown(refused_units_are_not_retried_in_vain, teardown_each),
     cmocka_unit_test_teardown(refused_mapping_is_enomem_and_keeps_the_block, teardown_each),
     cmocka_unit_test_teardown(workload_survives_every_kind_of_refusal, teardown_each),
     cmocka_unit_test_teardown(publisher_recovers_when_files_work_again, teardown_each),
