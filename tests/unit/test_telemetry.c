@@ -316,10 +316,12 @@ static void refused_open_and_write_warn_once_and_recover(void **state) {
   assert_int_not_equal(access(seg_path, F_OK), 0);
   la_os_fault_clear();
   wait_for_segment(seg_path, 0, 0);
-  /* Every write refused: nothing is published. */
-  uint64_t published = published_in(seg_path);
+  /* Every write refused: nothing is published (once a tick that was
+   * already writing when the refusals began is over). */
   la_os_fault_set(LA_OS_WRITE, 0, 1000000, ENOSPC);
   wait_for_refusals(LA_OS_WRITE, 10);
+  uint64_t published = published_in(seg_path);
+  wait_for_refusals(LA_OS_WRITE, 20);
   assert_int_equal(published_in(seg_path), published);
   la_os_fault_clear();
   wait_for_segment(seg_path, published, 0);
