@@ -5,12 +5,13 @@
  * posix_memalign, set in errno by aligned_alloc and memalign), a failed
  * realloc leaves the block as it was, realloc(p, 0) frees, calloc checks
  * its multiplication and returns zeroed memory on every path (small
- * blocks, fresh, reused-dirty and purged large blocks, fresh, cached and
- * gathered huge mappings), free keeps errno (also when the purge it
- * triggers is refused), malloc_usable_size, pointers liballoc did not hand
- * out are counted and passed on instead of crashing, and aligned requests
- * are aligned for every power of two up to 4 MiB.  Real memory, real
- * system calls; purging happens in the calling thread (no purger). */
+ * blocks; large blocks on a fresh segment, reused dirty, purged, or not
+ * purged because the kernel refused; huge mappings fresh, cached, or
+ * gathered from several cached ones), free keeps errno (also when the
+ * purge it triggers is refused), malloc_usable_size, pointers liballoc did
+ * not hand out are counted and passed on instead of crashing, and aligned
+ * requests are aligned for every power of two up to 4 MiB.  Real memory,
+ * real system calls; purging happens in the calling thread (no purger). */
 #include "unit.h"
 
 #include <alloc.h>
@@ -277,6 +278,22 @@ static void calloc_zero_on_purged_blocks(void **state) {
   assert_true(gather().s.purged > purged);
 }
 
+/* Large blocks from a segment mapped for them: calloc until the arenas
+ * have to map a new one. */
+static void calloc_zero_on_fresh_segment(void **state) {
+  (void)state;
+  static uint8_t *blocks[256];
+  size_t n = 1536 * KiB, segments = gather().s.nsegments;
+  int i = 0;
+  for (; i < 256 && gather().s.nsegments == segments; i++) {
+    blocks[i] = la_calloc(1, n);
+    assert_non_null(blocks[i]);
+    assert_true(all_zero(blocks[i], n));
+  }
+  assert_true(gather().s.nsegments > segments);
+  while (i--) la_free(blocks[i]);
+}
+
 /* Fresh memory: nothing cached, everything purged. */
 static void calloc_zero_on_fresh_memory(void **state) {
   (void)state;
@@ -360,6 +377,9 @@ static void free_keeps_errno_when_its_purge_is_refused(void **state) {
       errno = EDOM;
       la_free(p);
       assert_int_equal(errno, EDOM);
+      uint8_t *q = la_calloc(1, sizes[i]);   /* the purge did not happen: not zero by itself */
+      assert_true(all_zero(q, sizes[i]));
+      la_free(q);
     }
   assert_true(la_os_fault_injected(LA_OS_MADVISE) > 0);
   assert_true(gather().s.purge_failures > failures);
@@ -477,6 +497,7 @@ int main(void) {
     cmocka_unit_test_teardown(realloc_keeps_contents_across_sizes, teardown_each),
     cmocka_unit_test_teardown(calloc_zero_on_reused_dirty_blocks, teardown_each),
     cmocka_unit_test_teardown(calloc_zero_on_purged_blocks, teardown_each),
+    cmocka_unit_test_teardown(calloc_zero_on_fresh_segment, teardown_each),
     cmocka_unit_test_teardown(calloc_zero_on_fresh_memory, teardown_each),
     cmocka_unit_test_teardown(calloc_zero_on_cached_huge_mapping, teardown_each),
     cmocka_unit_test_teardown(calloc_zero_on_gathered_huge_mapping, teardown_each),
