@@ -4,7 +4,8 @@
  * the segment's request slots as allocd does (alloc_shm.h: flock, fill the
  * slot, then state POSTED; wait for DONE with ack_id == id), and checks
  *   - a valid request applies (visible through alloc_ctl) and is
- *     acknowledged with status 0 and the effective value;
+ *     acknowledged with status 0 and the effective value, for knobs of
+ *     every type, and commands;
  *   - a bad checksum, a zero id, a name or value without its terminator
  *     are acknowledged as malformed (EINVAL) and nothing applies;
  *   - an unknown name, a knob fixed at start-up and a bad value get their
@@ -205,6 +206,28 @@ static void valid_request_applies(void **state) {
   assert_int_equal(ack.status, 0);
 }
 
+/* A knob of each kind, including the interval of the publisher serving the
+ * request (it re-plans its own sleep) and stats_print (LIVE, no hook). */
+static void live_knobs_of_every_type_apply(void **state) {
+  (void)state;
+  alloc_shm_request_t ack = post_and_await(2, request(111, "thp", "never"));
+  assert_int_equal(ack.status, 0);
+  assert_string_equal(ack.effective, "never");
+  ack = post_and_await(3, request(112, "thp", "default"));
+  assert_string_equal(ack.effective, "default");
+  ack = post_and_await(4, request(113, "abort_on_invalid_free", "true"));
+  assert_int_equal(ack.status, 0);
+  assert_true(la_opt.abort_on_invalid_free);
+  ack = post_and_await(4, request(114, "abort_on_invalid_free", "false"));
+  assert_false(la_opt.abort_on_invalid_free);
+  ack = post_and_await(6, request(115, "stats_interval_ms", "20"));
+  assert_int_equal(ack.status, 0);
+  assert_int_equal(knob("opt.stats_interval_ms"), 20);
+  wait_ticks(2);   /* still publishing */
+  ack = post_and_await(6, request(116, "stats_interval_ms", "10"));
+  assert_int_equal(knob("opt.stats_interval_ms"), 10);
+}
+
 /* ---- requests that do not ------------------------------------------------------------ */
 
 static void assert_malformed(const alloc_shm_request_t *ack) {
@@ -324,6 +347,7 @@ static void slots_not_posted_are_left_alone(void **state) {
 int main(void) {
   const struct CMUnitTest tests[] = {
     cmocka_unit_test_setup(valid_request_applies, reset),
+    cmocka_unit_test_setup(live_knobs_of_every_type_apply, reset),
     cmocka_unit_test_setup(bad_checksum_is_malformed, reset),
     cmocka_unit_test_setup(zero_id_is_malformed, reset),
     cmocka_unit_test_setup(unterminated_name_is_malformed, reset),
