@@ -7,7 +7,8 @@
  *     fixed name .liballoc.<pid>.tmp, planted with junk beforehand, is
  *     never touched, and each creation uses a new name (inotify sees them);
  *   - a segment removed by someone else is created again; a file someone
- *     put in its place (another inode) is never written and is replaced;
+ *     put in its place (another inode), or a symlink to a file the process
+ *     could write, is never written through and is replaced;
  *   - a refused open or write (the OS layer's fault hook) warns once, and
  *     publishing resumes when the calls work again;
  *   - at exit the segment is removed (a child process of this binary,
@@ -271,6 +272,31 @@ static void file_put_in_its_place_is_never_written(void **state) {
   close(fd);
 }
 
+/* A symlink put in its place, to a file the process could write: the
+ * publisher does not follow it, and replaces the link itself. */
+static void symlink_put_in_its_place_is_not_followed(void **state) {
+  (void)state;
+  alloc_shm_header_t h;
+  struct stat st;
+  assert_true(read_header(seg_path, &h, &st));
+  char victim[PATH_MAX];
+  snprintf(victim, sizeof victim, "%s/victim", dir);
+  make_junk_file(victim, h.file_size, 'V');   /* the right size: only the link gives it away */
+  int fd = open(victim, O_RDONLY);
+  assert_true(fd >= 0);
+  char link_path[PATH_MAX];
+  snprintf(link_path, sizeof link_path, "%s/link", dir);
+  assert_int_equal(symlink(victim, link_path), 0);
+  assert_int_equal(rename(link_path, seg_path), 0);
+  for (int i = 0; i < 500 && (lstat(seg_path, &st) != 0 || S_ISLNK(st.st_mode)); i++) pause_ms(10);
+  assert_int_equal(lstat(seg_path, &st), 0);
+  assert_true(S_ISREG(st.st_mode));   /* the link was replaced */
+  wait_for_segment(seg_path, 0, 0);
+  assert_true(file_is_all(fd, h.file_size, 'V'));
+  close(fd);
+  unlink(victim);
+}
+
 /* ---- refusals ------------------------------------------------------------------ */
 
 static int stderr_saved = -1;
@@ -418,6 +444,7 @@ int main(int argc, char **argv) {
     cmocka_unit_test(fixed_temporary_name_is_never_used),
     cmocka_unit_test(removed_segment_is_created_again),
     cmocka_unit_test(file_put_in_its_place_is_never_written),
+    cmocka_unit_test(symlink_put_in_its_place_is_not_followed),
     cmocka_unit_test(refused_open_and_write_warn_once_and_recover),
     cmocka_unit_test(exit_removes_the_segment_it_created),
     cmocka_unit_test(exit_leaves_a_file_put_in_its_place),
