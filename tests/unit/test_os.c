@@ -433,11 +433,11 @@ static void publisher_recovers_when_files_work_again(void **state) {
   la_opt.telemetry = true;
   la_os_fault_set(LA_OS_OPEN, 0, 1000000, EACCES);
   la_telemetry_start();
-  struct timespec pause = {0, 200000000};
-  nanosleep(&pause, NULL);
+  struct timespec tick = {0, 10000000};
+  for (int i = 0; i < 500 && la_os_fault_injected(LA_OS_OPEN) < 3; i++) nanosleep(&tick, NULL);
   struct stat st;
-  assert_int_not_equal(stat(path, &st), 0);   /* every open refused: no segment */
-  assert_true(la_os_fault_injected(LA_OS_OPEN) > 0);
+  assert_true(la_os_fault_injected(LA_OS_OPEN) >= 3);   /* three ticks tried */
+  assert_int_not_equal(stat(path, &st), 0);             /* every open refused: no segment */
   la_os_fault_clear();
   uint64_t n = wait_published_past(path, 0);
   assert_true(n > 0);
@@ -445,8 +445,8 @@ static void publisher_recovers_when_files_work_again(void **state) {
   la_os_fault_set(LA_OS_WRITE, 0, 500000, ENOSPC);
   la_os_fault_set(LA_OS_READ, 0, 500000, EIO);
   la_os_fault_set(LA_OS_FILE, 0, 200000, EIO);
-  nanosleep(&pause, NULL);
-  assert_true(la_os_fault_injected(LA_OS_WRITE) > 0);
+  for (int i = 0; i < 500 && la_os_fault_injected(LA_OS_WRITE) < 3; i++) nanosleep(&tick, NULL);
+  assert_true(la_os_fault_injected(LA_OS_WRITE) >= 3);
   la_os_fault_clear();
   n = wait_published_past(path, published_in(path));
   assert_true(n > 0);
