@@ -384,6 +384,9 @@ static bool safe_path(const char *p) {
 
 static enum MHD_Result get_static(api_t *api, struct MHD_Connection *c, const char *url) {
   const char *rel = strcmp(url, "/") == 0 ? "index.html" : url + 1;
+  if (api->static_fd < 0 && strcmp(rel, "index.html") == 0)
+    return send_error(c, 404, "the dashboard is not installed: allocd was built without it (no "
+                              "dashboards/node_modules) or did not find its files; see --static-dir");
   if (api->static_fd < 0 || !safe_path(rel)) return send_error(c, 404, "no such path");
   /* O_NOFOLLOW refuses a symlink as the last component; safe_path keeps
    * the others inside (no "..", no absolute path). */

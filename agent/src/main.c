@@ -49,7 +49,8 @@ static void usage(FILE *f) {
           "  --max-db-mb N          keep the database below N MiB (default 1024)\n"
           "  --push-timeout-ms N    how long a config change waits for the process (default 5000)\n"
           "  --max-connections N    concurrent HTTP connections (default 64)\n"
-          "  --static-dir DIR       files of the dashboard served at /\n"
+          "  --static-dir DIR       files of the dashboard served at / (default: the installed ones,\n"
+          "                         " ALLOCD_WWW_FROM_EXE " from allocd's own directory)\n"
           "  --log-level LEVEL      debug, info, warn or error (default info)\n"
           "<state> is /var/lib/allocd for root, else $XDG_STATE_HOME/allocd or ~/.local/state/allocd.\n");
 }
@@ -153,6 +154,36 @@ static bool parse_options(int argc, char **argv, options_t *o) {
     return false;
   }
   return true;
+}
+
+/* The dashboard's files: --static-dir, else ALLOCD_WWW_FROM_EXE (the path
+ * from the install's sbindir to ${datadir}/allocd/www, set by CMake)
+ * resolved against the directory allocd runs from (/proc/self/exe).  So an
+ * installed allocd serves its own prefix's files wherever the tree was put
+ * (cmake --install --prefix, a package, a moved tree), and one in the build
+ * tree (build/agent/) the build's (build/share/allocd/www).  NULL when that
+ * directory has no index.html (the dashboard was not built): / then says
+ * so.  An explicit --static-dir that cannot be opened stops start-up. */
+static const char *dashboard_dir(options_t *o) {
+  if (o->static_dir[0]) return o->static_dir;
+  char exe[400], guess[512];
+  ssize_t n = readlink("/proc/self/exe", exe, sizeof exe - 1);
+  if (n <= 0 || n >= (ssize_t)sizeof exe - 1) return NULL;
+  exe[n] = 0;
+  *strrchr(exe, '/') = 0;   /* the kernel's path is absolute */
+  snprintf(guess, sizeof guess, "%s/%s/index.html", exe, ALLOCD_WWW_FROM_EXE);
+  char *found = access(guess, R_OK) == 0 ? realpath(guess, NULL) : NULL;
+  if (!found || strlen(found) >= sizeof o->static_dir) {
+    log_info("no dashboard at %s (not built or not installed): / answers with an error; --static-dir DIR "
+             "serves one", guess);
+    free(found);
+    return NULL;
+  }
+  *strrchr(found, '/') = 0;
+  snprintf(o->static_dir, sizeof o->static_dir, "%s", found);
+  free(found);
+  log_info("serving the dashboard from %s", o->static_dir);
+  return o->static_dir;
 }
 
 /* ---- the token ----------------------------------------------------------------- */
@@ -270,7 +301,7 @@ int main(int argc, char **argv) {
   collector_t *collector = collector_new(store, o.shm_dir);
   rules_t *rules = rules_start(store, collector, (unsigned)o.push_timeout_ms);
   api_config_t cfg = {lfd, token, (unsigned)o.push_timeout_ms, (unsigned)o.max_connections, 30,
-                      o.static_dir[0] ? o.static_dir : NULL};
+                      dashboard_dir(&o)};
   api_t *api = collector && rules ? api_start(&cfg, store, collector, rules, err, sizeof err) : NULL;
   if (!api) {
     log_error("cannot start: %s", err[0] ? err : "out of memory");
