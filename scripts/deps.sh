@@ -34,9 +34,15 @@ PROGRAM_DEBS=(python3 perl sqlite3 gcc g++ git gawk binutils time util-linux)
 FUZZ_DEBS=(clang libclang-rt-14-dev)
 # The allocators we compare against.
 PEER_DEBS=(libjemalloc2 libtcmalloc-minimal4 libmimalloc2.0)
-# The web dashboard: npm for uPlot, and the browser its test drives.  Any
-# Node.js >= 18 (Debian 12's) does.
-DASHBOARD_DEBS=(nodejs npm chromium)
+# The web dashboard: npm for uPlot.  Any Node.js >= 18 (Debian 12's) does.
+DASHBOARD_DEBS=(nodejs npm)
+# The browser the dashboard's test drives (tests only: scripts/demo does
+# not install it).
+DASHBOARD_TEST_DEBS=(chromium)
+# The Debian packages' test (tests/packages): cpack's DEB generator runs
+# dpkg-shlibdeps (dpkg-dev) on what `file` calls ELF; the allocd package's
+# postinst uses adduser; the test isolates allocd with unshare and ip.
+PACKAGE_TEST_DEBS=(dpkg-dev file adduser util-linux iproute2)
 
 # ensure_npm_deps: install the dashboard's npm packages (uPlot; playwright-core
 # for its test) from dashboards/package-lock.json when dashboards/node_modules
