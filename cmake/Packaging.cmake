@@ -64,7 +64,8 @@ set(CPACK_DEBIAN_PACKAGE_SHLIBDEPS_PRIVATE_DIRS ${PROJECT_BINARY_DIR}/liballoc)
 
 set(CPACK_DEBIAN_RUNTIME_PACKAGE_NAME liballoc0)
 set(CPACK_DEBIAN_RUNTIME_PACKAGE_SECTION libs)
-set(CPACK_DEBIAN_PACKAGE_GENERATE_SHLIBS ON)       # shlibs file and the ldconfig trigger
+set(CPACK_DEBIAN_PACKAGE_GENERATE_SHLIBS ON)       # shlibs file and ldconfig in postinst/postrm
+set(CPACK_DEBIAN_PACKAGE_GENERATE_SHLIBS_POLICY ">=")
 set(CPACK_DEBIAN_RUNTIME_DESCRIPTION "liballoc: general-purpose malloc for Linux (shared library)
 A drop-in replacement for glibc's malloc, preloaded (LD_PRELOAD) into any
 program.  Each process publishes its allocator statistics in /dev/shm for
@@ -73,7 +74,7 @@ systemd drop-in that preloads it into one service.")
 
 set(CPACK_DEBIAN_DEV_PACKAGE_NAME liballoc-dev)
 set(CPACK_DEBIAN_DEV_PACKAGE_SECTION libdevel)
-set(CPACK_DEBIAN_DEV_PACKAGE_DEPENDS "liballoc0 (= ${PROJECT_VERSION}-1)")
+set(CPACK_DEBIAN_DEV_PACKAGE_DEPENDS "liballoc0 (= ${PROJECT_VERSION}-${CPACK_DEBIAN_PACKAGE_RELEASE})")
 set(CPACK_DEBIAN_DEV_DESCRIPTION "liballoc: general-purpose malloc for Linux (development files)
 Headers (alloc.h, alloc_shm.h), the static library, the CMake package
 (find_package(liballoc)) and the pkg-config file.")

@@ -6,7 +6,9 @@
 1. Configures SOURCE_DIR for packages (-DALLOC_DEB=ON, prefix /usr, no
    tests) in WORK_DIR/build, builds it and runs `cpack -G DEB`.
 2. Installs the three packages with `apt-get install ./*.deb`: the user and
-   group allocd and /var/lib/allocd (0700, owned by allocd) exist.
+   group allocd and /var/lib/allocd (0700, owned by allocd) exist; the
+   consumer of tests/install builds against liballoc-dev from the system's
+   paths (find_package, pkg-config) and runs with liballoc0's library.
 3. Runs allocd from the installed unit as systemd would, minus systemd (it
    is not PID 1 here): ExecStart's exact command line, as the unit's User=
    and Group= (from the unit and its installed drop-ins), with its
@@ -18,7 +20,7 @@
    / says the dashboard is not installed (OFF).  SIGTERM stops allocd with
    status 0 and its database is in the state directory.
 4. `apt-get remove allocd` keeps /var/lib/allocd and the user (the docs
-   say so); `apt-get purge -y allocd liballoc-dev liballoc-0` leaves none
+   say so); `apt-get purge -y allocd liballoc-dev liballoc0` leaves none
    of the packages' files, no state directory, no user or group, no
    enablement symlink and no dpkg record.
 
@@ -207,6 +209,27 @@ class Run:
         if (st.st_uid, st.st_gid, st.st_mode & 0o777) != (user.pw_uid, group.gr_gid, 0o700):
             fail("%s: owner %d:%d mode %o, expected allocd:allocd 0700" % (STATE_DIR, st.st_uid, st.st_gid, st.st_mode & 0o777))
 
+    def build_consumer(self):
+        """tests/install/consumer against the installed liballoc-dev, found
+        on the system's default paths (find_package, pkg-config)."""
+        consumer = os.path.join(self.work, "consumer")
+        shutil.rmtree(consumer, ignore_errors=True)
+        run(["cmake", "-S", os.path.join(self.src, "tests/install/consumer"), "-B", consumer], stdout=subprocess.DEVNULL)
+        run(["cmake", "--build", consumer], stdout=subprocess.DEVNULL)
+        ldd = subprocess.run(["ldd", os.path.join(consumer, "consumer_shared")], capture_output=True, text=True).stdout
+        lib = self.installed_file("liballoc0", r"/liballoc\.so\.0$")
+        m = re.search(r"liballoc\.so\.0 => (\S+) ", ldd)   # /lib or /usr/lib: the same on a merged /usr
+        if not m or os.path.realpath(m.group(1)) != os.path.realpath(lib):
+            fail("consumer_shared does not load the installed %s:\n%s" % (lib, ldd))
+        run([os.path.join(consumer, "consumer_shared")], stdout=subprocess.DEVNULL)
+        run([os.path.join(consumer, "consumer_static")], stdout=subprocess.DEVNULL)
+        flags = subprocess.run(["pkg-config", "--cflags", "--libs", "liballoc"], check=True, capture_output=True,
+                               text=True).stdout.split()
+        run(["cc", os.path.join(self.src, "tests/install/consumer/consumer.c"), *flags, "-o",
+             os.path.join(consumer, "pc_consumer")])
+        run([os.path.join(consumer, "pc_consumer")], stdout=subprocess.DEVNULL)
+        log("liballoc-dev: find_package (shared, static) and pkg-config consumers built and ran")
+
     def installed_file(self, package, pattern):
         hits = [f for f in self.files[package] if re.search(pattern, f)]
         if len(hits) != 1:
@@ -361,8 +384,8 @@ def main():
     if os.geteuid() != 0:
         print("SKIP: installs Debian packages on this machine, which needs root")
         sys.exit(77)
-    missing = [t for t in ("apt-get", "dpkg-shlibdeps", "file", "cpack", "setpriv", "unshare", "ip", "perl", "adduser")
-               if not shutil.which(t)]
+    missing = [t for t in ("apt-get", "dpkg-shlibdeps", "file", "cpack", "setpriv", "unshare", "ip", "perl", "adduser",
+                           "cc", "pkg-config") if not shutil.which(t)]
     if missing:
         sys.exit("missing tools: %s (scripts/deps.sh PACKAGE_TEST_DEBS)" % ", ".join(missing))
     enter_namespaces()
@@ -381,6 +404,7 @@ def main():
     try:
         debs = r.build()
         r.install(debs)
+        r.build_consumer()
         r.run_service()
         r.remove_and_purge()
     finally:
