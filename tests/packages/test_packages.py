@@ -16,8 +16,10 @@
    UMask=.  A process of user nobody runs with LD_PRELOAD taken from the
    installed preload drop-in: its maps name liballoc0's library, and
    GET /api/v1/processes lists it.  GET / is the installed index.html and
-   every script it references is served as installed (DASHBOARD=ON), or
-   / says the dashboard is not installed (OFF).  SIGTERM stops allocd with
+   every script it references is served as installed, and headless
+   Chromium (if installed) shows the process in the page's table and draws
+   the host chart (DASHBOARD=ON); or / says the dashboard is not installed
+   (OFF).  SIGTERM stops allocd with
    status 0 and its database is in the state directory.
 4. `apt-get remove allocd` keeps /var/lib/allocd and the user (the docs
    say so); `apt-get purge -y allocd liballoc-dev liballoc0` leaves none
@@ -298,6 +300,8 @@ class Run:
         log("pid %d (user nobody, %s preloaded) listed by allocd (user %s)" % (target.pid, lib, user))
 
         self.check_dashboard(port)
+        if self.dashboard:
+            self.check_browser(port, target.pid)
 
         agent.send_signal(signal.SIGTERM)
         if agent.wait(30) != 0:
@@ -330,6 +334,27 @@ class Run:
             if status != 200 or got != open(installed, "rb").read():
                 fail("GET %s: %d, not the installed %s" % (path, status, installed))
             log("GET %s: 200, %d bytes, %s" % (path, len(got), ctype))
+
+    def check_browser(self, port, pid):
+        """The installed dashboard in headless Chromium (when installed, as
+        scripts/test does): its script ran, drew the host chart with uPlot
+        and listed the preloaded process from the API."""
+        chromium = shutil.which("chromium")
+        if not chromium:
+            log("no chromium: the dashboard was not loaded in a browser")
+            return
+        profile = os.path.join(self.work, "chromium-profile")
+        shutil.rmtree(profile, ignore_errors=True)
+        # root: Chromium's sandbox refuses to run as root without a user namespace
+        dom = subprocess.run([chromium, "--headless=new", "--no-sandbox", "--disable-gpu", "--user-data-dir=" + profile,
+                              "--virtual-time-budget=8000", "--dump-dom", "http://127.0.0.1:%d/" % port],
+                             capture_output=True, text=True, timeout=120).stdout
+        shutil.rmtree(profile, ignore_errors=True)
+        row = '<tr data-pid="%d" class="alive">' % pid
+        if row not in dom or 'class="uplot' not in dom:
+            fail("Chromium's DOM of / has %s the row of pid %d and %s uPlot chart:\n%s"
+                 % ("" if row in dom else "not", pid, "a" if 'class="uplot' in dom else "no", dom[:2000]))
+        log("Chromium: the dashboard lists pid %d and draws its host chart with uPlot" % pid)
 
     def remove_and_purge(self):
         run(APT + ["remove", "allocd"], stdout=subprocess.DEVNULL)
