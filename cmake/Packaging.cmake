@@ -34,8 +34,10 @@ file(WRITE ${gen}/nonroot.conf
   "${dropin}")
 file(READ ${PROJECT_SOURCE_DIR}/deploy/systemd/liballoc-preload.conf preload)
 string(REPLACE "/usr/local/lib/liballoc.so.0" "${CMAKE_INSTALL_FULL_LIBDIR}/liballoc.so.0" preload "${preload}")
-string(REPLACE "cp deploy/systemd/liballoc-preload.conf" "ln -s ${CMAKE_INSTALL_FULL_DATADIR}/liballoc0/liballoc-preload.conf"
-  preload "${preload}")
+string(REPLACE "cp deploy/systemd/liballoc-preload.conf"
+  "ln -s ${CMAKE_INSTALL_FULL_DATADIR}/liballoc0/liballoc-preload.conf" preload "${preload}")
+string(REPLACE "# The soname installed by `cmake --install` with the default prefix."
+  "# liballoc0's library, by its soname." preload "${preload}")
 file(WRITE ${gen}/liballoc-preload.conf "${preload}")
 # configure again when the sources of these copies change
 set_property(DIRECTORY ${PROJECT_SOURCE_DIR} APPEND PROPERTY CMAKE_CONFIGURE_DEPENDS

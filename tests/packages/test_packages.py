@@ -9,7 +9,8 @@
    group allocd and /var/lib/allocd (0700, owned by allocd) exist; the
    consumer of tests/install builds against liballoc-dev from the system's
    paths (find_package, pkg-config) and runs with liballoc0's library.
-3. Runs allocd from the installed unit as systemd would, minus systemd (it
+3. `systemd-analyze verify` accepts the installed unit and drop-in.  Runs
+   allocd from the installed unit as systemd would, minus systemd (it
    is not PID 1 here): ExecStart's exact command line, as the unit's User=
    and Group= (from the unit and its installed drop-ins), with its
    AmbientCapabilities=, CapabilityBoundingSet=, NoNewPrivileges= and
@@ -160,16 +161,16 @@ class Run:
                     pass
 
     def preflight(self):
-        present = [p for p in PACKAGES if package_state(p)]
+        present = {p: package_state(p) for p in PACKAGES if package_state(p)}
         if present:
-            fail("packages %s are already known to dpkg (state %s): not touching another installation; "
-                 "purge them first (apt-get purge %s)" % (present, [package_state(p) for p in present], " ".join(present)))
-        for what, exists in (("user allocd", lambda: pwd.getpwnam("allocd")), ("group allocd", lambda: grp.getgrnam("allocd"))):
+            fail("dpkg already knows %s: not touching another installation; purge them first (apt-get purge %s)"
+                 % (present, " ".join(present)))
+        for what, lookup in (("user", pwd.getpwnam), ("group", grp.getgrnam)):
             try:
-                exists()
-                fail("the %s exists already: the packages' purge would remove it" % what)
+                lookup("allocd")
             except KeyError:
-                pass
+                continue
+            fail("the %s allocd exists already: the packages' purge would remove it" % what)
         if os.path.exists(STATE_DIR):
             fail("%s exists already: the packages' purge would remove it" % STATE_DIR)
         self.preflight_passed = True
@@ -209,14 +210,16 @@ class Run:
         user, group = pwd.getpwnam("allocd"), grp.getgrnam("allocd")
         st = os.stat(STATE_DIR)
         if (st.st_uid, st.st_gid, st.st_mode & 0o777) != (user.pw_uid, group.gr_gid, 0o700):
-            fail("%s: owner %d:%d mode %o, expected allocd:allocd 0700" % (STATE_DIR, st.st_uid, st.st_gid, st.st_mode & 0o777))
+            fail("%s: owner %d:%d mode %o, expected allocd:allocd 0700"
+                 % (STATE_DIR, st.st_uid, st.st_gid, st.st_mode & 0o777))
 
     def build_consumer(self):
         """tests/install/consumer against the installed liballoc-dev, found
         on the system's default paths (find_package, pkg-config)."""
         consumer = os.path.join(self.work, "consumer")
         shutil.rmtree(consumer, ignore_errors=True)
-        run(["cmake", "-S", os.path.join(self.src, "tests/install/consumer"), "-B", consumer], stdout=subprocess.DEVNULL)
+        run(["cmake", "-S", os.path.join(self.src, "tests/install/consumer"), "-B", consumer],
+            stdout=subprocess.DEVNULL)
         run(["cmake", "--build", consumer], stdout=subprocess.DEVNULL)
         ldd = subprocess.run(["ldd", os.path.join(consumer, "consumer_shared")], capture_output=True, text=True).stdout
         lib = self.installed_file("liballoc0", r"/liballoc\.so\.0$")
@@ -242,6 +245,10 @@ class Run:
         unit = self.installed_file("allocd", r"/systemd/system/allocd\.service$")
         files, s = unit_settings(unit)
         log("unit:", ", ".join(files))
+        if shutil.which("systemd-analyze"):   # the installed unit and drop-in, as systemd reads them
+            r = subprocess.run(["systemd-analyze", "verify", unit], capture_output=True, text=True)
+            if (r.returncode, r.stdout + r.stderr) != (0, ""):
+                fail("systemd-analyze verify %s: %d\n%s" % (unit, r.returncode, r.stdout + r.stderr))
         argv = shlex.split(last(s, "ExecStart"))
         user, group = last(s, "User", "root"), last(s, "Group", "root")
         if not argv[0].startswith("/") or argv[0] not in self.files["allocd"]:
