@@ -15,8 +15,9 @@
    and Group= (from the unit and its installed drop-ins), with its
    AmbientCapabilities=, CapabilityBoundingSet=, NoNewPrivileges= and
    UMask=.  A process of user nobody runs with LD_PRELOAD taken from the
-   installed preload drop-in: its maps name liballoc0's library, and
-   GET /api/v1/processes lists it.  GET / is the installed index.html and
+   installed preload drop-in: its maps name liballoc0's library,
+   GET /api/v1/processes and the installed `allocctl ps` list it, and
+   `allocctl set` pushes a configuration change into it.  GET / is the installed index.html and
    every script it references is served as installed, and headless
    Chromium (if installed) shows the process in the page's table and draws
    the host chart (DASHBOARD=ON); or / says the dashboard is not installed
@@ -305,6 +306,20 @@ class Run:
             return status == 200 and any(p.get("pid") == target.pid for p in json.loads(body)["processes"])
         wait_for(listed, "GET /api/v1/processes to list the preloaded process (pid %d)" % target.pid)
         log("pid %d (user nobody, %s preloaded) listed by allocd (user %s)" % (target.pid, lib, user))
+
+        # the installed allocctl: lists it, and pushes a change into it (allocd
+        # writes the segment of another user's process: the capabilities work)
+        allocctl = self.installed_file("allocd", r"/bin/allocctl$")
+        url, token = "http://127.0.0.1:%d" % port, os.path.join(STATE_DIR, "token")
+        ps = subprocess.run([allocctl, "--url", url, "ps"], capture_output=True, text=True)
+        if ps.returncode != 0 or not re.search(r"^\s*%d\s" % target.pid, ps.stdout, re.M):
+            fail("allocctl ps: %d, pid %d not listed:\n%s%s" % (ps.returncode, target.pid, ps.stdout, ps.stderr))
+        push = subprocess.run([allocctl, "--url", url, "--token-file", token, "set", str(target.pid),
+                               "dirty_decay_ms=3000"], capture_output=True, text=True)
+        if push.returncode != 0:
+            fail("allocctl set %d dirty_decay_ms=3000: %d\n%s%s"
+                 % (target.pid, push.returncode, push.stdout, push.stderr))
+        log("allocctl: ps lists pid %d; set dirty_decay_ms=3000 applied" % target.pid)
 
         self.check_dashboard(port)
         if self.dashboard:
