@@ -547,7 +547,7 @@ static void list_dir(collector_t *c, DIR *d) {
     }
     c->entries[c->nentries++] = e;
   }
-  qsort(c->entries, c->nentries, sizeof *c->entries, by_pid);
+  if (c->nentries > 1) qsort(c->entries, c->nentries, sizeof *c->entries, by_pid);   /* no entries: NULL */
 }
 
 /* Index of the first entry after `pid` (wrapping to 0): where a pass
