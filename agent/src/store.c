@@ -17,6 +17,7 @@
 #include "log.h"
 #include "pack.h"
 #include "schema.h"
+#include "text.h"
 
 #include <math.h>
 #include <pthread.h>
@@ -138,9 +139,21 @@ static json_t *column_json(sqlite3_stmt *s, int col) {
   return v ? v : json_null();
 }
 
+/* A text column as a JSON string.  An older allocd stored names as the
+ * segment gave them, which may not be UTF-8 (jansson refuses those, and
+ * the whole row vanished from the API): such text is cleaned on the way
+ * out, as the collector now cleans it on the way in. */
+static json_t *column_string(sqlite3_stmt *s, int col) {
+  const char *t = (const char *)sqlite3_column_text(s, col);
+  json_t *v = json_string(t ? t : "");
+  if (v) return v;
+  char clean[1024];
+  text_clean(t, strlen(t), clean, sizeof clean);
+  return json_string(clean);
+}
+
 static json_t *column_text_or_null(sqlite3_stmt *s, int col) {
-  const unsigned char *t = sqlite3_column_text(s, col);
-  return t ? json_string((const char *)t) : json_null();
+  return sqlite3_column_type(s, col) == SQLITE_NULL ? json_null() : column_string(s, col);
 }
 
 static int64_t wall_ms(void) {
@@ -656,11 +669,10 @@ bool store_retain(store_t *st, int64_t now_ms) {
 /* ---- queries ------------------------------------------------------------- */
 
 static json_t *process_row(sqlite3_stmt *s, bool with_classes) {
-  json_t *o = json_pack("{s:I, s:I, s:I, s:I, s:s, s:s, s:s, s:f, s:f, s:b}", "id", sqlite3_column_int64(s, 0),
+  json_t *o = json_pack("{s:I, s:I, s:I, s:I, s:o, s:o, s:o, s:f, s:f, s:b}", "id", sqlite3_column_int64(s, 0),
                         "pid", sqlite3_column_int64(s, 1), "start_time", sqlite3_column_int64(s, 2), "uid",
-                        sqlite3_column_int64(s, 4), "exe", (const char *)sqlite3_column_text(s, 5), "comm",
-                        (const char *)sqlite3_column_text(s, 6), "version", (const char *)sqlite3_column_text(s, 7),
-                        "first_seen", sqlite3_column_int64(s, 8) / 1e3, "last_seen",
+                        sqlite3_column_int64(s, 4), "exe", column_string(s, 5), "comm", column_string(s, 6),
+                        "version", column_string(s, 7), "first_seen", sqlite3_column_int64(s, 8) / 1e3, "last_seen",
                         sqlite3_column_int64(s, 9) / 1e3, "alive", sqlite3_column_int(s, 10));
   json_object_set_new(o, "pidns", json_integer(sqlite3_column_int64(s, 3)));
   json_object_set_new(o, "exited_at", sqlite3_column_type(s, 11) == SQLITE_NULL
@@ -830,12 +842,10 @@ json_t *store_audit_json(store_t *st, int64_t since_ms, int limit) {
     sqlite3_bind_int64(s, 1, since_ms);
     sqlite3_bind_int(s, 2, limit);
     while (sqlite3_step(s) == SQLITE_ROW) {
-      json_t *o = json_pack("{s:I, s:f, s:s, s:I, s:s, s:s, s:s, s:s}", "id", sqlite3_column_int64(s, 0), "time",
-                            sqlite3_column_int64(s, 1) / 1e3, "client", (const char *)sqlite3_column_text(s, 2),
-                            "pid", sqlite3_column_int64(s, 4), "exe", (const char *)sqlite3_column_text(s, 5),
-                            "knob", (const char *)sqlite3_column_text(s, 6), "new_value",
-                            (const char *)sqlite3_column_text(s, 8), "result",
-                            (const char *)sqlite3_column_text(s, 9));
+      json_t *o = json_pack("{s:I, s:f, s:o, s:I, s:o, s:o, s:o, s:o}", "id", sqlite3_column_int64(s, 0), "time",
+                            sqlite3_column_int64(s, 1) / 1e3, "client", column_string(s, 2), "pid",
+                            sqlite3_column_int64(s, 4), "exe", column_string(s, 5), "knob", column_string(s, 6),
+                            "new_value", column_string(s, 8), "result", column_string(s, 9));
       json_object_set_new(o, "old_value", column_text_or_null(s, 7));
       json_object_set_new(o, "effective", column_text_or_null(s, 10));
       json_object_set_new(o, "rule_id", sqlite3_column_type(s, 11) == SQLITE_NULL ? json_null()

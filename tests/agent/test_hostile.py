@@ -345,6 +345,28 @@ class HostileTest(unittest.TestCase):
         text = self.promtool()
         self.assertIn('/evil\\\\xff\\\\xfe\\"}",comm="evil\\\\xff\\\\xfe\\"}"', text)
 
+    def test_rows_an_older_allocd_stored_unclean(self):
+        # An older allocd stored names as segments gave them: a process row
+        # and an audit row whose exe is not UTF-8 vanished from the API.
+        # They are cleaned on the way out now.
+        self.start()
+        self.assertEqual(self.agent.stop(), 0)
+        t0 = int(time.time() * 1000) - 60000
+        db = sqlite3.connect(self.agent.db)
+        db.execute("INSERT INTO processes (pid, start_time, pidns, uid, exe, comm, version, first_seen, last_seen,"
+                   " alive, exited_at) VALUES (4243, 1, 1, 0, CAST(? AS TEXT), CAST(? AS TEXT), '0.1.0', ?, ?, 0, ?)",
+                   (b"/opt/evil\xff\xfe", b"evil\xff\xfe", t0, t0, t0))
+        db.execute("INSERT INTO audit (t, client, pid, exe, knob, new_value, result) VALUES"
+                   " (?, '127.0.0.1', 4243, CAST(? AS TEXT), 'thp', 'never', 'ok')", (t0, b"/opt/evil\xff\xfe"))
+        db.commit()
+        db.close()
+        self.agent = Agent(self.root, port=self.agent.port).start()
+        listed = [p for p in self.agent.get("/api/v1/processes")[1]["processes"] if p["pid"] == 4243]
+        self.assertEqual([(p["exe"], p["comm"]) for p in listed], [("/opt/evil\\xff\\xfe", "evil\\xff\\xfe")])
+        self.assertEqual(self.agent.get("/api/v1/processes/4243")[0], 200)
+        audit = [a for a in self.agent.get("/api/v1/audit?since=0")[1]["audit"] if a["pid"] == 4243]
+        self.assertEqual([a["exe"] for a in audit], ["/opt/evil\\xff\\xfe"])
+
     # ---- 5. identity from the kernel -----------------------------------------------------------
 
     @unittest.skipUnless(os.geteuid() == 0, "needs root to run a process as another user")
