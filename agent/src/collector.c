@@ -69,6 +69,7 @@
 #define CLOCK_SKEW_NS 2000000000ull        /* a snapshot may be this far ahead of allocd's clock */
 #define START_SLACK_NS 1000000000ull       /* start times are in clock ticks: allow a second */
 #define JUDGE_MIN 16           /* new files judged per tick even when the budget is spent */
+#define REMOVALS_LOGGED 10     /* removals logged by name per minute */
 #define TEMP_PREFIX "." ALLOC_SHM_PREFIX
 #define TEMP_SUFFIX ".tmp"
 
@@ -104,6 +105,8 @@ struct collector_s {
   entry_t *entries;           /* this tick's listing, sorted by pid */
   size_t nentries, ecap;
   int read_cursor, judge_cursor;   /* the pid after which the next tick starts */
+  uint64_t removals_logged, removals_unlogged;   /* this minute's */
+  int64_t removals_minute_ms;
   collector_counters_t counters;
   bool dir_missing;           /* the directory could not be read last tick */
 };
@@ -212,11 +215,28 @@ static bool provably_not_owners(int pid, uid_t uid) {
   return s == PROC_GONE || (s == PROC_ALIVE && uid != 0 && !proc_has_uid(&pi, uid));
 }
 
+/* Count a removal; log up to REMOVALS_LOGGED a minute by name and the
+ * rest as one line a minute (a directory full of junk must not flood the
+ * log). */
 static void count_removed(collector_t *c, uint64_t *counter, const char *name, const char *what) {
   pthread_mutex_lock(&c->lock);
   (*counter)++;
   pthread_mutex_unlock(&c->lock);
-  log_info("removed %s %s/%s", what, c->dir, name);
+  if (c->removals_logged < REMOVALS_LOGGED) {
+    c->removals_logged++;
+    log_info("removed %s %s/%s", what, c->dir, name);
+  } else {
+    c->removals_unlogged++;
+  }
+}
+
+static void log_removals(collector_t *c, int64_t now) {
+  if (now - c->removals_minute_ms < 60000) return;
+  if (c->removals_unlogged)
+    log_info("removed %llu more squatters or stale temporaries from %s in the last minute",
+             (unsigned long long)c->removals_unlogged, c->dir);
+  c->removals_minute_ms = now;
+  c->removals_logged = c->removals_unlogged = 0;
 }
 
 /* A file named like a segment that is not a usable one of its process:
@@ -625,6 +645,7 @@ void collector_tick(collector_t *c) {
   bool over = read_tracked(c, dirfd, now, deadline);
   over |= judge_new(c, dirfd, now, deadline);
   closedir(d);
+  log_removals(c, now);
   notice_exits(c, now);
   struct timespec w0, w1;
   clock_gettime(CLOCK_MONOTONIC, &w0);
