@@ -1,8 +1,9 @@
 /* collector.c - discovery and collection.
  *
  * Each tick lists the telemetry directory and looks at the files named
- * liballoc.<pid> (segments) and .liballoc.<pid>.tmp (a writer's
- * temporaries).  Any local user can write into that directory and choose
+ * liballoc.<pid> (segments) and .liballoc.<pid>[.<hex>].tmp (a writer's
+ * temporaries: the old predictable name, or the random one a writer that
+ * died mid-creation leaves).  Any local user can write into that directory and choose
  * the contents of its own processes' segments, so nothing read from it is
  * trusted:
  *
@@ -89,6 +90,7 @@ typedef struct entry_s {
   int pid;
   enum judged_kind kind;
   ino_t ino;
+  char name[64];   /* parse_entry refuses longer names */
 } entry_t;
 
 struct collector_s {
@@ -476,8 +478,7 @@ static void accept_segment(collector_t *c, alloc_shm_segment_t *seg, procinfo_t 
 }
 
 static void visit(collector_t *c, int dirfd, const entry_t *e, int64_t now) {
-  char name[64];
-  snprintf(name, sizeof name, ALLOC_SHM_PREFIX "%d", e->pid);
+  const char *name = e->name;
   alloc_shm_segment_t seg;
   int err = alloc_shm_open(&seg, dirfd, name, ALLOC_SHM_ANY_OWNER);
   if (err) {
@@ -526,21 +527,38 @@ static void notice_exits(collector_t *c, int64_t now) {
   pthread_mutex_unlock(&c->lock);
 }
 
+/* The pid of a writer's temporary: ".liballoc.<pid>.tmp" (the old,
+ * predictable name another user could squat) or ".liballoc.<pid>.<hex>.tmp"
+ * (the writer's unpredictable one, left behind if it died mid-creation). */
+static bool parse_temporary(const char *name, pid_t *pid) {
+  size_t pl = strlen(TEMP_PREFIX), n = strlen(name);
+  if (n >= 64 || strncmp(name, TEMP_PREFIX, pl) != 0) return false;
+  const char *p = name + pl, *digits = p;
+  while (*p >= '0' && *p <= '9') p++;
+  char seg[64];
+  snprintf(seg, sizeof seg, ALLOC_SHM_PREFIX "%.*s", (int)(p - digits), digits);
+  if (p == digits || !alloc_shm_parse_name(seg, pid)) return false;
+  if (*p == '.' && p[1] && strcmp(p, TEMP_SUFFIX) != 0) {   /* a random part */
+    const char *hex = ++p;
+    while ((*p >= '0' && *p <= '9') || (*p >= 'a' && *p <= 'f')) p++;
+    if (p == hex || p - hex > 16) return false;
+  }
+  return strcmp(p, TEMP_SUFFIX) == 0;
+}
+
 /* A directory entry's name: a segment "liballoc.<pid>" or a writer's
- * temporary ".liballoc.<pid>.tmp". */
+ * temporary. */
 static bool parse_entry(const char *name, ino_t ino, entry_t *out) {
   pid_t pid;
-  size_t n = strlen(name), pl = strlen(TEMP_PREFIX), sl = strlen(TEMP_SUFFIX);
-  if (alloc_shm_parse_name(name, &pid)) {
-    *out = (entry_t){(int)pid, JUDGED_SEGMENT, ino};
-    return true;
+  enum judged_kind kind = JUDGED_SEGMENT;
+  if (!alloc_shm_parse_name(name, &pid)) {
+    if (!parse_temporary(name, &pid)) return false;
+    kind = JUDGED_TEMPORARY;
   }
-  if (n <= pl + sl || n >= 64 || strncmp(name, TEMP_PREFIX, pl) != 0 || strcmp(name + n - sl, TEMP_SUFFIX) != 0)
-    return false;
-  char seg[64];
-  snprintf(seg, sizeof seg, "%.*s", (int)(n - 1 - sl), name + 1);   /* "liballoc.<pid>" */
-  if (!alloc_shm_parse_name(seg, &pid)) return false;
-  *out = (entry_t){(int)pid, JUDGED_TEMPORARY, ino};
+  out->pid = (int)pid;
+  out->kind = kind;
+  out->ino = ino;
+  snprintf(out->name, sizeof out->name, "%s", name);
   return true;
 }
 
@@ -618,9 +636,7 @@ static bool judge_new(collector_t *c, int dirfd, int64_t now, int64_t deadline) 
     if (over) continue;
     judged++;
     c->judge_cursor = e->pid;
-    char name[64];
-    snprintf(name, sizeof name, TEMP_PREFIX "%d" TEMP_SUFFIX, e->pid);
-    if (e->kind == JUDGED_TEMPORARY) judge_temporary(c, dirfd, e, name);
+    if (e->kind == JUDGED_TEMPORARY) judge_temporary(c, dirfd, e, e->name);
     else visit(c, dirfd, e, now);
   }
   return over;

@@ -434,15 +434,17 @@ class HostileTest(unittest.TestCase):
         planted = {
             ".liballoc.%d.tmp" % victim.pid: NOBODY,        # another user's, for a live process
             ".liballoc.%d.tmp" % (read_pid_max() + 7): 0,   # no such process
+            ".liballoc.%d.0123456789abcdef.tmp" % (read_pid_max() + 9): 0,   # the writer's random name, left
         }
         kept = ".liballoc.%d.tmp" % victim.pid + ".no"    # not a temporary's name: not ours to judge
         for name, uid in list(planted.items()) + [(kept, NOBODY)]:
             with open(os.path.join(shm, name), "wb") as f:
                 f.write(b"x")
             os.chown(os.path.join(shm, name), uid, uid)
-        own = ".liballoc.%d.tmp" % os.getpid()              # the owner's own: may be being written
-        with open(os.path.join(shm, own), "wb") as f:
-            f.write(b"x")
+        owned = [".liballoc.%d.tmp" % os.getpid(), ".liballoc.%d.fedcba9876543210.tmp" % os.getpid()]
+        for own in owned:   # the owner's own: may be being written
+            with open(os.path.join(shm, own), "wb") as f:
+                f.write(b"x")
         # a segment planted under the live process's name by another user
         path = os.path.join(shm, "liballoc.%d" % t.pid)
         os.kill(t.pid, 19)   # SIGSTOP: its writer must not re-create the file meanwhile
@@ -452,11 +454,12 @@ class HostileTest(unittest.TestCase):
             f.write(data)
         os.chown(path, NOBODY, NOBODY)
         when = self.process(t.pid)["snapshot_time"]
-        wait_for(lambda: self.metric('allocd_squatters_removed_total{kind="temporary"}') == 2, what="temporaries removed")
+        wait_for(lambda: self.metric('allocd_squatters_removed_total{kind="temporary"}') == 3, what="temporaries removed")
         wait_for(lambda: self.metric('allocd_squatters_removed_total{kind="segment"}') == 1, what="the squatter removed")
         for name in planted:
             self.assertFalse(os.path.exists(os.path.join(shm, name)), name)
-        self.assertTrue(os.path.exists(os.path.join(shm, own)))
+        for own in owned:
+            self.assertTrue(os.path.exists(os.path.join(shm, own)), own)
         self.assertTrue(os.path.exists(os.path.join(shm, kept)))
         os.kill(t.pid, 18)   # SIGCONT: it re-creates its segment, and is collected again
         wait_for(lambda: self.process(t.pid)["snapshot_time"] > when, what="the process collected again")
