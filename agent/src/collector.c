@@ -1,27 +1,57 @@
 /* collector.c - discovery and collection.
  *
- * Each tick scans the telemetry directory for files named liballoc.<pid>
- * and opens each with the reader module, which treats it as hostile (no
- * symlinks, no FIFOs, bounds-checked, pread only).  A segment is accepted
- * only if its owner is the owner of /proc/<pid> and its header names the
- * process now running under that pid (pid, start time, pid namespace); a
- * segment whose process is gone, or whose pid now belongs to another
- * process, is stale and removed.  Anything else wrong is counted and logged
- * once per file, never fatal.  Processes are identified by (pid, start
- * time), never by pid alone.
+ * Each tick lists the telemetry directory and looks at the files named
+ * liballoc.<pid> (segments) and .liballoc.<pid>[.<hex>].tmp (a writer's
+ * temporaries: the old predictable name, or the random one a writer that
+ * died mid-creation leaves).  Any local user can write into that directory and choose
+ * the contents of its own processes' segments, so nothing read from it is
+ * trusted:
  *
- * New snapshots are read from the last one seen up to the newest (so a
- * collector slower than the writer loses nothing still in the ring), and
- * written in one transaction per tick with the rollups they complete.
- * The newest snapshot of each live process stays in memory: the API and
- * /metrics serve live processes from here, not from the database, which
- * gets the full snapshot (with size classes, as JSON) once a minute and
- * when the process exits, for the history of exited processes. */
+ * - A segment is opened with the reader module (no symlinks, no FIFOs,
+ *   bounds-checked, pread only, the ring of the size this allocd knows),
+ *   and accepted only if its header names the process now running under
+ *   that pid (pid, start time, pid namespace) and its owner is one of that
+ *   process's uids as the kernel gives them (/proc/PID/status).  The
+ *   executable and thread name shown and matched by rules are the
+ *   kernel's (/proc/PID/exe, /proc/PID/comm), not the segment's claims,
+ *   and all text is cleaned as it is read (text.h).
+ * - A tick reads at most one ring of new snapshots per process, and
+ *   `published` never moves the reading point backwards.  A snapshot's
+ *   time is kept only if it lies between the process's start and a
+ *   moment after allocd's clock (and not before the previous one);
+ *   otherwise allocd's clock replaces it, so no process can date rows
+ *   into the future (or the past) to win or lose retention.
+ * - A tick has a time budget: segments are read, and new files judged, in
+ *   turn (by pid, from where the last tick stopped) until it is spent;
+ *   the rest wait for the next tick, and at least JUDGE_MIN new files are
+ *   judged per tick whatever the budget, so junk cannot starve newcomers
+ *   for ever.
+ * - A file refused (or left alone) is remembered by (kind, pid, inode) in
+ *   an O(1) table (judged.h), counted and logged once, not re-read at
+ *   every tick.
+ * - A file that provably does not belong to the process its name names
+ *   is removed and counted: a segment or temporary whose pid is no process
+ *   here, or whose owner is none of the process's uids (and not root,
+ *   whom no local user can impersonate).  A valid segment of another pid
+ *   namespace, or of an unknown layout version, is never removed.  The
+ *   removal checks that the name still holds the inode judged (remove_if_same).
+ * - A valid segment whose process is gone, or whose pid now belongs to
+ *   another process, is stale and removed the same way.
+ *
+ * New snapshots are written in one transaction per tick with the rollups
+ * they complete.  The newest snapshot of each live process stays in
+ * memory: the API and /metrics serve live processes from here, not from
+ * the database, which gets the full snapshot (with size classes, as JSON)
+ * once a minute and when the process exits, for the history of exited
+ * processes. */
 #include "collector.h"
 
+#include "judged.h"
 #include "log.h"
+#include "procinfo.h"
 #include "rollup.h"
 #include "snapshot.h"
+#include "text.h"
 
 #include <alloc_shm_reader.h>
 #include <dirent.h>
@@ -37,31 +67,48 @@
 #include <unistd.h>
 
 #define LATEST_SAVE_MS 60000   /* how often a live process's full snapshot is written */
+#define CLOCK_SKEW_NS 2000000000ull        /* a snapshot may be this far ahead of allocd's clock */
+#define START_SLACK_NS 1000000000ull       /* start times are in clock ticks: allow a second */
+#define JUDGE_MIN 16           /* new files judged per tick even when the budget is spent */
+#define REMOVALS_LOGGED 10     /* removals logged by name per minute */
+#define TEMP_PREFIX "." ALLOC_SHM_PREFIX
+#define TEMP_SUFFIX ".tmp"
 
 typedef struct tracked_s {
   collector_live_t live;            /* identity and the newest snapshot */
   uint64_t created_ns, last_number;
+  uint64_t start_wall_ns;           /* CLOCK_REALTIME of the process's start, less START_SLACK_NS */
+  uint64_t last_time_ns;            /* time of the newest snapshot stored */
+  uid_t seg_uid;                    /* owner of its segment file */
   int64_t latest_saved_ms;          /* when live.snapshot last went to the database */
   bool seen, is_new;
   rollup_t minute, hour;
 } tracked_t;
 
-/* A file we refused, remembered so it is logged and counted once. */
-typedef struct rejected_s {
-  char name[64];
+/* A file of the directory this tick: a segment or a temporary. */
+typedef struct entry_s {
+  int pid;
+  enum judged_kind kind;
   ino_t ino;
-  bool seen;
-} rejected_t;
+  char name[64];   /* parse_entry refuses longer names */
+} entry_t;
 
 struct collector_s {
   store_t *store;
   char dir[512];
   uint64_t pidns;
+  int64_t budget_ms;
   pthread_mutex_t lock;       /* guards procs and counters for the API */
   tracked_t *procs;
   size_t nprocs, cap;
-  rejected_t *rejected;
-  size_t nrejected, rcap;
+  int *slots;                 /* pid -> index + 1 in procs, open addressing */
+  size_t nslots;
+  judged_t *judged;
+  entry_t *entries;           /* this tick's listing, sorted by pid */
+  size_t nentries, ecap;
+  int read_cursor, judge_cursor;   /* the pid after which the next tick starts */
+  uint64_t removals_logged, removals_unlogged;   /* this minute's */
+  int64_t removals_minute_ms;
   collector_counters_t counters;
   bool dir_missing;           /* the directory could not be read last tick */
 };
@@ -69,6 +116,18 @@ struct collector_s {
 static int64_t now_ms(void) {
   struct timespec ts;
   clock_gettime(CLOCK_REALTIME, &ts);
+  return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static uint64_t real_ns(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_REALTIME, &ts);
+  return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+static int64_t mono_ms(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
   return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
@@ -80,46 +139,32 @@ static uint64_t own_pidns(void) {
 collector_t *collector_new(store_t *store, const char *shm_dir) {
   collector_t *c = calloc(1, sizeof *c);
   if (!c) return NULL;
+  if (!(c->judged = judged_new())) {
+    free(c);
+    return NULL;
+  }
   c->store = store;
   snprintf(c->dir, sizeof c->dir, "%s", shm_dir);
   c->pidns = own_pidns();
+  c->budget_ms = 500;
   pthread_mutex_init(&c->lock, NULL);
   return c;
 }
+
+void collector_set_budget(collector_t *c, int64_t budget_ms) { c->budget_ms = budget_ms > 1 ? budget_ms : 1; }
 
 void collector_free(collector_t *c) {
   if (!c) return;
   for (size_t i = 0; i < c->nprocs; i++) free(c->procs[i].live.snapshot);
   free(c->procs);
-  free(c->rejected);
+  free(c->slots);
+  free(c->entries);
+  judged_free(c->judged);
   pthread_mutex_destroy(&c->lock);
   free(c);
 }
 
-/* ---- /proc ----------------------------------------------------------------- */
-
-/* Start time (field 22 of /proc/<pid>/stat) and owner of a live pid. */
-static bool proc_identity(int pid, uint64_t *start_time, uid_t *uid) {
-  char path[64], buf[1024];
-  snprintf(path, sizeof path, "/proc/%d/stat", pid);
-  int fd = open(path, O_RDONLY | O_CLOEXEC);
-  if (fd < 0) return false;
-  struct stat st;
-  ssize_t n = fstat(fd, &st) == 0 ? read(fd, buf, sizeof buf - 1) : -1;
-  close(fd);
-  if (n <= 0) return false;
-  buf[n] = 0;
-  char *p = strrchr(buf, ')');
-  if (!p) return false;
-  char *save, *tok = strtok_r(p + 1, " ", &save);
-  for (int field = 3; tok && field < 22; field++) tok = strtok_r(NULL, " ", &save);
-  if (!tok) return false;
-  *start_time = strtoull(tok, NULL, 10);
-  *uid = st.st_uid;
-  return true;
-}
-
-/* ---- rejections -------------------------------------------------------------- */
+/* ---- rejections and removals -------------------------------------------------- */
 
 const char *const collector_reject_names[REJECT_NREASONS] = {
   "open", "not_regular_file", "size", "magic", "version", "layout", "io", "pid_mismatch", "other_namespace",
@@ -138,25 +183,9 @@ static enum collector_reject reason_of(int shm_err) {
   }
 }
 
-static void reject(collector_t *c, const char *name, ino_t ino, enum collector_reject reason, const char *why) {
-  for (size_t i = 0; i < c->nrejected; i++) {
-    rejected_t *r = &c->rejected[i];
-    if (strcmp(r->name, name) == 0 && r->ino == ino) {
-      r->seen = true;
-      return;
-    }
-  }
-  if (c->nrejected == c->rcap) {
-    size_t cap = c->rcap ? 2 * c->rcap : 16;
-    rejected_t *r = realloc(c->rejected, cap * sizeof *r);
-    if (!r) return;
-    c->rejected = r;
-    c->rcap = cap;
-  }
-  rejected_t *r = &c->rejected[c->nrejected++];
-  snprintf(r->name, sizeof r->name, "%s", name);
-  r->ino = ino;
-  r->seen = true;
+/* Remember a refused file; count and log it the first time only. */
+static void reject(collector_t *c, const entry_t *e, const char *name, enum collector_reject reason, const char *why) {
+  if (!judged_put(c->judged, e->kind, e->pid, e->ino, now_ms())) return;
   pthread_mutex_lock(&c->lock);   /* the counters are read by /metrics and /health */
   c->counters.segments_rejected++;
   c->counters.rejected[reason]++;
@@ -164,27 +193,116 @@ static void reject(collector_t *c, const char *name, ino_t ino, enum collector_r
   log_warn("segment %s/%s rejected: %s", c->dir, name, why);
 }
 
-/* Forget rejections of files that are gone, so a new file of that name is
- * judged (and logged) afresh. */
-static void sweep_rejected(collector_t *c) {
-  size_t j = 0;
-  for (size_t i = 0; i < c->nrejected; i++)
-    if (c->rejected[i].seen) {
-      c->rejected[i].seen = false;
-      c->rejected[j++] = c->rejected[i];
-    }
-  c->nrejected = j;
+/* Unlink `name` if it is still the file (dev, ino) that was judged.
+ * Check-then-unlink by name leaves a window of a few instructions between
+ * the last fstatat and unlinkat: in a sticky directory only the file's
+ * owner (or root) can replace it in that window, and what is lost then is
+ * at worst a segment its writer re-creates at its next tick. */
+static bool remove_if_same(int dirfd, const char *name, dev_t dev, ino_t ino) {
+  struct stat st;
+  if (fstatat(dirfd, name, &st, AT_SYMLINK_NOFOLLOW) != 0 || st.st_dev != dev || st.st_ino != ino ||
+      S_ISDIR(st.st_mode))
+    return false;
+  return unlinkat(dirfd, name, 0) == 0;
+}
+
+/* May a file owned by `uid` under the name of `pid` be removed as not
+ * the process's?  Only when provably so: no process has that pid (in our
+ * namespace: the caller knows the file is not another namespace's), or
+ * the owner is none of the process's uids and not root.  Gone or owned by
+ * a stranger: that is all a squatter can be. */
+static bool provably_not_owners(int pid, uid_t uid) {
+  procinfo_t pi;
+  enum proc_state s = proc_identity(pid, &pi);
+  return s == PROC_GONE || (s == PROC_ALIVE && uid != 0 && !proc_has_uid(&pi, uid));
+}
+
+/* Count a removal; log up to REMOVALS_LOGGED a minute by name and the
+ * rest as one line a minute (a directory full of junk must not flood the
+ * log). */
+static void count_removed(collector_t *c, uint64_t *counter, const char *name, const char *what) {
+  pthread_mutex_lock(&c->lock);
+  (*counter)++;
+  pthread_mutex_unlock(&c->lock);
+  if (c->removals_logged < REMOVALS_LOGGED) {
+    c->removals_logged++;
+    log_info("removed %s %s/%s", what, c->dir, name);
+  } else {
+    c->removals_unlogged++;
+  }
+}
+
+static void log_removals(collector_t *c, int64_t now) {
+  if (now - c->removals_minute_ms < 60000) return;
+  if (c->removals_unlogged)
+    log_info("removed %llu more squatters or stale temporaries from %s in the last minute",
+             (unsigned long long)c->removals_unlogged, c->dir);
+  c->removals_minute_ms = now;
+  c->removals_logged = c->removals_unlogged = 0;
+}
+
+/* A file named like a segment that is not a usable one of its process:
+ * removed if provably a squatter, else refused and remembered. */
+static void refuse(collector_t *c, int dirfd, const entry_t *e, const char *name, enum collector_reject reason,
+                   const char *why) {
+  struct stat st;
+  bool removable = reason != REJECT_VERSION && reason != REJECT_OTHER_NAMESPACE &&
+                   fstatat(dirfd, name, &st, AT_SYMLINK_NOFOLLOW) == 0 && provably_not_owners(e->pid, st.st_uid);
+  if (removable && remove_if_same(dirfd, name, st.st_dev, st.st_ino)) {
+    count_removed(c, &c->counters.squatters_removed, name, "squatter segment");
+    return;
+  }
+  reject(c, e, name, reason, why);
+}
+
+/* A writer's temporary: removed when provably not its process's (left by a
+ * process that is gone, or planted by another user to block the writer),
+ * else left alone (it is being written) and looked at again later. */
+static void judge_temporary(collector_t *c, int dirfd, const entry_t *e, const char *name) {
+  struct stat st;
+  if (fstatat(dirfd, name, &st, AT_SYMLINK_NOFOLLOW) != 0) return;
+  if (provably_not_owners(e->pid, st.st_uid) && remove_if_same(dirfd, name, st.st_dev, st.st_ino)) {
+    count_removed(c, &c->counters.temporaries_removed, name, "stale or planted temporary");
+    return;
+  }
+  judged_put(c->judged, e->kind, e->pid, e->ino, now_ms());
 }
 
 /* ---- tracked processes ------------------------------------------------------ */
 
+static size_t pid_hash(int pid, size_t n) { return ((uint32_t)pid * 2654435761u) & (n - 1); }
+
+static void index_insert(int *slots, size_t n, int pid, size_t i) {
+  size_t k = pid_hash(pid, n);
+  while (slots[k]) k = (k + 1) & (n - 1);
+  slots[k] = (int)i + 1;
+}
+
+/* Index the tracked processes by pid, at most half full (after they moved
+ * or grew). */
+static void reindex(collector_t *c) {
+  size_t n = 64;
+  while (n < 2 * c->nprocs + 2) n *= 2;
+  int *slots = calloc(n, sizeof *slots);
+  if (!slots) return;   /* keep the old index: find falls back to a scan */
+  free(c->slots);
+  c->slots = slots;
+  c->nslots = n;
+  for (size_t i = 0; i < c->nprocs; i++) index_insert(slots, n, c->procs[i].live.pid, i);
+}
+
 static tracked_t *find(collector_t *c, int pid) {
-  for (size_t i = 0; i < c->nprocs; i++)
-    if (c->procs[i].live.pid == pid) return &c->procs[i];
+  if (c->nslots < 2 * c->nprocs + 2) {   /* the index could not grow */
+    for (size_t i = 0; i < c->nprocs; i++)
+      if (c->procs[i].live.pid == pid) return &c->procs[i];
+    return NULL;
+  }
+  for (size_t k = pid_hash(pid, c->nslots); c->slots[k]; k = (k + 1) & (c->nslots - 1))
+    if (c->procs[c->slots[k] - 1].live.pid == pid) return &c->procs[c->slots[k] - 1];
   return NULL;
 }
 
-static tracked_t *add(collector_t *c) {
+static tracked_t *add(collector_t *c, int pid) {
   if (c->nprocs == c->cap) {
     size_t cap = c->cap ? 2 * c->cap : 16;
     tracked_t *p = realloc(c->procs, cap * sizeof *p);
@@ -194,8 +312,11 @@ static tracked_t *add(collector_t *c) {
   }
   tracked_t *t = &c->procs[c->nprocs++];
   memset(t, 0, sizeof *t);
+  t->live.pid = pid;
   rollup_init(&t->minute, 60000);
   rollup_init(&t->hour, 3600000);
+  if (c->nslots < 2 * c->nprocs + 2) reindex(c);
+  else index_insert(c->slots, c->nslots, pid, c->nprocs - 1);
   return t;
 }
 
@@ -229,6 +350,20 @@ static void mark_exited(collector_t *c, tracked_t *t, int64_t now) {
 
 /* ---- reading one segment ------------------------------------------------------ */
 
+/* The time a snapshot is stored under: its own if it lies between the
+ * process's start and a moment after allocd's clock, else allocd's clock;
+ * and never before the process's previous snapshot. */
+static uint64_t sane_time(collector_t *c, tracked_t *t, uint64_t claimed, uint64_t now_ns) {
+  uint64_t ns = claimed;
+  if (claimed < t->start_wall_ns || claimed > now_ns + CLOCK_SKEW_NS) {
+    ns = now_ns;
+    c->counters.times_replaced++;
+  }
+  if (ns < t->last_time_ns) ns = t->last_time_ns;
+  t->last_time_ns = ns;
+  return ns;
+}
+
 static void store_snapshot(collector_t *c, tracked_t *t, const alloc_shm_snapshot_t *s) {
   int64_t ts = (int64_t)(s->time_ns / 1000000);
   double v[SNAP_NMETRICS];
@@ -240,97 +375,131 @@ static void store_snapshot(collector_t *c, tracked_t *t, const alloc_shm_snapsho
   c->counters.snapshots++;
 }
 
-/* Read every snapshot newer than the last one stored; keep the newest in
- * memory (called with c->lock held). */
+/* Read the snapshots newer than the last one stored: at most a ring's
+ * worth (alloc_shm_oldest is published - ring_slots + 1, and the reader
+ * bounds published far below wrapping), and the reading point only moves
+ * forward, so a writer that moves `published` back and forth cannot have
+ * the same numbers stored again.  Keeps the newest in memory (called with
+ * c->lock held). */
 static void read_new(collector_t *c, tracked_t *t, alloc_shm_segment_t *seg, int64_t now) {
   static alloc_shm_snapshot_t s;   /* one collector thread */
-  uint64_t from = t->last_number + 1, oldest = alloc_shm_oldest(seg);
+  uint64_t from = t->last_number + 1, oldest = alloc_shm_oldest(seg), to = seg->header.published;
   if (from < oldest) from = oldest;
+  uint64_t wall = real_ns();
   bool any = false;
-  for (uint64_t n = from; n <= seg->header.published; n++) {
+  for (uint64_t n = from; n <= to; n++) {
     if (alloc_shm_read(seg, n, &s) != ALLOC_SHM_OK) continue;   /* overwritten meanwhile */
+    s.time_ns = sane_time(c, t, s.time_ns, wall);
     store_snapshot(c, t, &s);
     if (!t->live.snapshot && !(t->live.snapshot = malloc(sizeof s))) continue;
     *t->live.snapshot = s;
     any = true;
   }
-  t->last_number = seg->header.published;
+  if (to > t->last_number) t->last_number = to;
   if (any && now - t->latest_saved_ms >= LATEST_SAVE_MS) save_latest(c, t, now);
 }
 
 /* Remove a segment whose process is gone, if the file is still the one
  * we looked at. */
 static void remove_stale(collector_t *c, int dirfd, const char *name, const alloc_shm_segment_t *seg) {
-  struct stat st;
-  if (fstatat(dirfd, name, &st, AT_SYMLINK_NOFOLLOW) == 0 && st.st_ino == seg->ino && st.st_dev == seg->dev &&
-      unlinkat(dirfd, name, 0) == 0) {
+  if (remove_if_same(dirfd, name, seg->dev, seg->ino)) {
     pthread_mutex_lock(&c->lock);
     c->counters.stale_removed++;
     pthread_mutex_unlock(&c->lock);
-    log_info("removed stale segment %s/%s (pid %d, %s)", c->dir, name, (int)seg->header.pid, seg->header.exe);
+    char exe[64];
+    text_clean(seg->header.exe, sizeof seg->header.exe, exe, sizeof exe);
+    log_info("removed stale segment %s/%s (pid %d, %s)", c->dir, name, (int)seg->header.pid, exe);
   }
 }
 
-static void visit(collector_t *c, int dirfd, const char *name, int pid, int64_t now) {
+/* A tracked process under this pid whose identity changed: another
+ * process under the same pid (exited, registered anew), or a new segment
+ * of the same process (numbering restarts). */
+static void renew(collector_t *c, tracked_t *t, const alloc_shm_header_t *h, int64_t now) {
+  if (t->live.start_time != h->start_time) {
+    mark_exited(c, t, now);
+    t->live.start_time = h->start_time;
+    t->live.process_id = 0;   /* registered as a new process */
+    free(t->live.snapshot);
+    t->live.snapshot = NULL;
+    rollup_init(&t->minute, 60000);
+    rollup_init(&t->hour, 3600000);
+    t->is_new = true;
+    t->latest_saved_ms = 0;
+    t->last_time_ns = 0;
+  }
+  t->created_ns = h->created_ns;
+  t->last_number = 0;
+}
+
+/* Who the process is, as the kernel says, and what its segment claims
+ * where the kernel would not tell; all text cleaned. */
+static void identify(tracked_t *t, const alloc_shm_segment_t *seg, procinfo_t *pi) {
+  collector_live_t *l = &t->live;
+  const alloc_shm_header_t *h = &seg->header;
+  proc_names(l->pid, pi);
+  l->pidns = h->pidns_ino;
+  l->uid = pi->uids[0];
+  t->seg_uid = seg->uid;
+  l->exe_verified = pi->exe_known;
+  if (pi->exe_known) snprintf(l->exe, sizeof l->exe, "%s", pi->exe);
+  else text_clean(h->exe, sizeof h->exe, l->exe, sizeof l->exe);
+  if (pi->comm[0]) snprintf(l->comm, sizeof l->comm, "%s", pi->comm);
+  else text_clean(h->comm, sizeof h->comm, l->comm, sizeof l->comm);
+  text_clean(h->version_str, sizeof h->version_str, l->version, sizeof l->version);
+  t->start_wall_ns = proc_start_wall_ns(h->start_time);
+  t->start_wall_ns = t->start_wall_ns > START_SLACK_NS ? t->start_wall_ns - START_SLACK_NS : 0;
+}
+
+/* An accepted segment: track its process and read what is new. */
+static void accept_segment(collector_t *c, alloc_shm_segment_t *seg, procinfo_t *pi, int64_t now) {
+  const alloc_shm_header_t *h = &seg->header;
+  int pid = h->pid;
+  pthread_mutex_lock(&c->lock);
+  tracked_t *t = find(c, pid);
+  if (t && (t->live.start_time != h->start_time || t->created_ns != h->created_ns)) renew(c, t, h, now);
+  if (!t && (t = add(c, pid))) {
+    t->live.start_time = h->start_time;
+    t->created_ns = h->created_ns;
+    t->is_new = true;
+  }
+  if (t) {
+    collector_live_t *l = &t->live;
+    if (l->process_id <= 0) {   /* new, or its row was lost with a failed tick */
+      identify(t, seg, pi);
+      store_proc_t p = {pid, h->start_time, h->pidns_ino, l->uid, l->exe, l->comm, l->version};
+      l->process_id = store_process(c->store, &p, now, &l->first_seen_ms);
+    }
+    l->last_seen_ms = now;
+    t->seen = true;
+    if (l->process_id > 0) read_new(c, t, seg, now);
+  }
+  pthread_mutex_unlock(&c->lock);
+}
+
+static void visit(collector_t *c, int dirfd, const entry_t *e, int64_t now) {
+  const char *name = e->name;
   alloc_shm_segment_t seg;
   int err = alloc_shm_open(&seg, dirfd, name, ALLOC_SHM_ANY_OWNER);
   if (err) {
-    struct stat st;
-    ino_t ino = fstatat(dirfd, name, &st, AT_SYMLINK_NOFOLLOW) == 0 ? st.st_ino : 0;
-    if (err != ALLOC_SHM_ERR_OPEN || seg.sys_errno != ENOENT) reject(c, name, ino, reason_of(err), alloc_shm_strerror(err));
+    if (err != ALLOC_SHM_ERR_OPEN || seg.sys_errno != ENOENT) refuse(c, dirfd, e, name, reason_of(err), alloc_shm_strerror(err));
     return;
   }
   const alloc_shm_header_t *h = &seg.header;
-  uint64_t start_time;
-  uid_t uid;
-  if (h->pid != pid) {
-    reject(c, name, seg.ino, REJECT_PID_MISMATCH, "header pid differs from the file name");
+  procinfo_t pi;
+  enum proc_state state;
+  if (h->pid != e->pid) {
+    refuse(c, dirfd, e, name, REJECT_PID_MISMATCH, "header pid differs from the file name");
   } else if (h->pidns_ino != c->pidns) {
-    reject(c, name, seg.ino, REJECT_OTHER_NAMESPACE, "process of another pid namespace");
-  } else if (!proc_identity(pid, &start_time, &uid) || start_time != h->start_time) {
+    refuse(c, dirfd, e, name, REJECT_OTHER_NAMESPACE, "process of another pid namespace");
+  } else if ((state = proc_identity(e->pid, &pi)) == PROC_UNKNOWN) {
+    /* /proc would not say: try again next tick */
+  } else if (state == PROC_GONE || pi.start_time != h->start_time) {
     remove_stale(c, dirfd, name, &seg);   /* gone, or the pid was reused */
-  } else if (seg.uid != uid) {
-    reject(c, name, seg.ino, REJECT_OWNER, "file owner differs from the process owner");
+  } else if (!proc_has_uid(&pi, seg.uid)) {
+    refuse(c, dirfd, e, name, REJECT_OWNER, "file owner differs from every uid of the process");
   } else {
-    pthread_mutex_lock(&c->lock);
-    tracked_t *t = find(c, pid);
-    if (t && (t->live.start_time != h->start_time || t->created_ns != h->created_ns)) {
-      if (t->live.start_time != h->start_time) {   /* another process under the same pid */
-        mark_exited(c, t, now);
-        t->live.start_time = h->start_time;
-        t->live.process_id = 0;                   /* registered below as a new process */
-        free(t->live.snapshot);
-        t->live.snapshot = NULL;
-        rollup_init(&t->minute, 60000);
-        rollup_init(&t->hour, 3600000);
-        t->is_new = true;
-        t->latest_saved_ms = 0;
-      }
-      t->created_ns = h->created_ns;   /* a new segment: numbering restarts */
-      t->last_number = 0;
-    }
-    if (!t && (t = add(c))) {
-      t->live.pid = pid;
-      t->live.start_time = h->start_time;
-      t->created_ns = h->created_ns;
-      t->is_new = true;
-    }
-    if (t) {
-      collector_live_t *l = &t->live;
-      if (l->process_id <= 0) {   /* new, or its row was lost with a failed tick */
-        l->pidns = h->pidns_ino;
-        l->uid = seg.uid;
-        snprintf(l->exe, sizeof l->exe, "%s", h->exe);
-        snprintf(l->comm, sizeof l->comm, "%s", h->comm);
-        snprintf(l->version, sizeof l->version, "%s", h->version_str);
-        store_proc_t p = {pid, h->start_time, h->pidns_ino, seg.uid, l->exe, l->comm, l->version};
-        l->process_id = store_process(c->store, &p, now, &l->first_seen_ms);
-      }
-      l->last_seen_ms = now;
-      t->seen = true;
-      if (l->process_id > 0) read_new(c, t, &seg, now);
-    }
-    pthread_mutex_unlock(&c->lock);
+    accept_segment(c, &seg, &pi, now);
   }
   alloc_shm_close(&seg);
 }
@@ -340,7 +509,7 @@ static void visit(collector_t *c, int dirfd, const char *name, int pid, int64_t 
 /* Processes whose segment disappeared (normal exit removes it). */
 static void notice_exits(collector_t *c, int64_t now) {
   pthread_mutex_lock(&c->lock);
-  size_t j = 0;
+  size_t j = 0, before = c->nprocs;
   for (size_t i = 0; i < c->nprocs; i++) {
     tracked_t *t = &c->procs[i];
     if (t->seen) {
@@ -354,13 +523,129 @@ static void notice_exits(collector_t *c, int64_t now) {
   }
   c->nprocs = j;
   c->counters.processes_alive = j;
+  if (j != before) reindex(c);   /* they moved */
   pthread_mutex_unlock(&c->lock);
+}
+
+/* The pid of a writer's temporary: ".liballoc.<pid>.tmp" (the old,
+ * predictable name another user could squat) or ".liballoc.<pid>.<hex>.tmp"
+ * (the writer's unpredictable one, left behind if it died mid-creation). */
+static bool parse_temporary(const char *name, pid_t *pid) {
+  size_t pl = strlen(TEMP_PREFIX), n = strlen(name);
+  if (n >= 64 || strncmp(name, TEMP_PREFIX, pl) != 0) return false;
+  const char *p = name + pl, *digits = p;
+  while (*p >= '0' && *p <= '9') p++;
+  char seg[64];
+  snprintf(seg, sizeof seg, ALLOC_SHM_PREFIX "%.*s", (int)(p - digits), digits);
+  if (p == digits || !alloc_shm_parse_name(seg, pid)) return false;
+  if (*p == '.' && p[1] && strcmp(p, TEMP_SUFFIX) != 0) {   /* a random part */
+    const char *hex = ++p;
+    while ((*p >= '0' && *p <= '9') || (*p >= 'a' && *p <= 'f')) p++;
+    if (p == hex || p - hex > 16) return false;
+  }
+  return strcmp(p, TEMP_SUFFIX) == 0;
+}
+
+/* A directory entry's name: a segment "liballoc.<pid>" or a writer's
+ * temporary. */
+static bool parse_entry(const char *name, ino_t ino, entry_t *out) {
+  pid_t pid;
+  enum judged_kind kind = JUDGED_SEGMENT;
+  if (!alloc_shm_parse_name(name, &pid)) {
+    if (!parse_temporary(name, &pid)) return false;
+    kind = JUDGED_TEMPORARY;
+  }
+  out->pid = (int)pid;
+  out->kind = kind;
+  out->ino = ino;
+  snprintf(out->name, sizeof out->name, "%s", name);
+  return true;
+}
+
+static int by_pid(const void *a, const void *b) {
+  const entry_t *x = a, *y = b;
+  if (x->pid != y->pid) return x->pid < y->pid ? -1 : 1;
+  return (int)x->kind - (int)y->kind;
+}
+
+/* This tick's segments and temporaries, sorted by pid.  Listing costs no
+ * system call per file (the inode comes with the entry). */
+static void list_dir(collector_t *c, DIR *d) {
+  c->nentries = 0;
+  struct dirent *de;
+  while ((de = readdir(d))) {
+    entry_t e;
+    if (!parse_entry(de->d_name, de->d_ino, &e)) continue;
+    if (c->nentries == c->ecap) {
+      size_t cap = c->ecap ? 2 * c->ecap : 256;
+      entry_t *p = realloc(c->entries, cap * sizeof *p);
+      if (!p) break;   /* the rest next tick */
+      c->entries = p;
+      c->ecap = cap;
+    }
+    c->entries[c->nentries++] = e;
+  }
+  if (c->nentries > 1) qsort(c->entries, c->nentries, sizeof *c->entries, by_pid);   /* no entries: NULL */
+}
+
+/* Index of the first entry after `pid` (wrapping to 0): where a pass
+ * starts, so that passes cut short by the budget take turns. */
+static size_t first_after(const collector_t *c, int pid) {
+  size_t lo = 0, hi = c->nentries;
+  while (lo < hi) {
+    size_t mid = (lo + hi) / 2;
+    if (c->entries[mid].pid <= pid) lo = mid + 1;
+    else hi = mid;
+  }
+  return lo < c->nentries ? lo : 0;
+}
+
+/* The segments of tracked processes, in turn, while the budget lasts.
+ * Those left for later are still alive (their file is there): their
+ * snapshots wait in their rings.  True if the budget ran out. */
+static bool read_tracked(collector_t *c, int dirfd, int64_t now, int64_t deadline) {
+  bool over = false;
+  size_t start = first_after(c, c->read_cursor);
+  for (size_t k = 0; k < c->nentries; k++) {
+    const entry_t *e = &c->entries[(start + k) % c->nentries];
+    tracked_t *t = e->kind == JUDGED_SEGMENT ? find(c, e->pid) : NULL;   /* procs change only in this thread */
+    if (!t || judged_fresh(c->judged, e->kind, e->pid, e->ino, now)) continue;
+    over = over || mono_ms() >= deadline;
+    if (over) {
+      t->seen = true;
+      continue;
+    }
+    c->read_cursor = e->pid;
+    visit(c, dirfd, e, now);
+  }
+  return over;
+}
+
+/* Files not judged yet (or whose judgment expired), in turn, while the
+ * budget lasts and at least JUDGE_MIN of them.  Every remembered file is
+ * looked up, so that the sweep keeps it.  True if some were left. */
+static bool judge_new(collector_t *c, int dirfd, int64_t now, int64_t deadline) {
+  bool over = false;
+  int judged = 0;
+  size_t start = first_after(c, c->judge_cursor);
+  for (size_t k = 0; k < c->nentries; k++) {
+    const entry_t *e = &c->entries[(start + k) % c->nentries];
+    if (e->kind == JUDGED_SEGMENT && find(c, e->pid)) continue;   /* read_tracked's */
+    if (judged_fresh(c->judged, e->kind, e->pid, e->ino, now)) continue;
+    over = over || (judged >= JUDGE_MIN && mono_ms() >= deadline);
+    if (over) continue;
+    judged++;
+    c->judge_cursor = e->pid;
+    if (e->kind == JUDGED_TEMPORARY) judge_temporary(c, dirfd, e, e->name);
+    else visit(c, dirfd, e, now);
+  }
+  return over;
 }
 
 void collector_tick(collector_t *c) {
   struct timespec t0, t1;
   clock_gettime(CLOCK_MONOTONIC, &t0);
-  int64_t now = now_ms();
+  int64_t now = now_ms(), deadline = mono_ms() + c->budget_ms;
   int dirfd = open(c->dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
   DIR *d = dirfd >= 0 ? fdopendir(dirfd) : NULL;
   if (!d) {   /* removed, or not there yet: logged once until it is back */
@@ -371,25 +656,25 @@ void collector_tick(collector_t *c) {
   }
   if (c->dir_missing) log_info("%s is readable again", c->dir);
   c->dir_missing = false;
+  list_dir(c, d);
   store_begin(c->store);
-  struct dirent *e;
-  while ((e = readdir(d))) {
-    pid_t pid;
-    if (alloc_shm_parse_name(e->d_name, &pid)) visit(c, dirfd, e->d_name, (int)pid, now);
-  }
+  bool over = read_tracked(c, dirfd, now, deadline);
+  over |= judge_new(c, dirfd, now, deadline);
   closedir(d);
+  log_removals(c, now);
   notice_exits(c, now);
   struct timespec w0, w1;
   clock_gettime(CLOCK_MONOTONIC, &w0);
   bool written = store_commit(c->store);
   clock_gettime(CLOCK_MONOTONIC, &w1);
-  sweep_rejected(c);
+  judged_sweep(c->judged);
   clock_gettime(CLOCK_MONOTONIC, &t1);
   pthread_mutex_lock(&c->lock);
   if (!written) {   /* rolled back: rows of processes first seen in this tick are gone */
     c->counters.db_failures++;
     for (size_t i = 0; i < c->nprocs; i++) c->procs[i].live.process_id = 0;
   }
+  c->counters.ticks_over_budget += over;
   c->counters.last_write_seconds = (double)(w1.tv_sec - w0.tv_sec) + (w1.tv_nsec - w0.tv_nsec) / 1e9;
   c->counters.ticks++;
   c->counters.last_tick_seconds = (double)(t1.tv_sec - t0.tv_sec) + (t1.tv_nsec - t0.tv_nsec) / 1e9;
@@ -414,8 +699,9 @@ static void fill_target(collector_t *c, const tracked_t *t, collector_target_t *
   out->start_time = l->start_time;
   out->process_id = l->process_id;
   snprintf(out->path, sizeof out->path, "%s/" ALLOC_SHM_PREFIX "%d", c->dir, l->pid);
-  snprintf(out->exe, sizeof out->exe, "%s", l->exe);
-  out->uid = l->uid;
+  /* Rules match on this: the kernel's path, never the segment's claim. */
+  snprintf(out->exe, sizeof out->exe, "%s", l->exe_verified ? l->exe : "");
+  out->uid = t->seg_uid;
   out->have_config = l->snapshot != NULL;
   if (l->snapshot) out->config = l->snapshot->config;
 }
@@ -480,6 +766,7 @@ json_t *collector_live_json(const collector_live_t *l, bool with_classes) {
                         (json_int_t)l->pidns, "uid", (json_int_t)l->uid, "exe", l->exe, "comm", l->comm, "version",
                         l->version, "first_seen", l->first_seen_ms / 1e3, "last_seen", l->last_seen_ms / 1e3,
                         "alive", 1, "exited_at");
+  json_object_set_new(o, "exe_verified", json_boolean(l->exe_verified));
   const alloc_shm_snapshot_t *s = l->snapshot;
   if (o && s) {
     json_t *stats = snap_metrics_json(s);

@@ -14,13 +14,17 @@
 typedef struct collector_s collector_t;
 
 /* A live process: identity, and its newest snapshot (NULL before the
- * first one is read). */
+ * first one is read).  uid, exe and comm are the kernel's (/proc), exe the
+ * segment's claim only when the kernel would not tell (exe_verified
+ * false); every string is valid UTF-8 without control characters
+ * (text.h). */
 typedef struct collector_live_s {
   int pid;
   uint64_t start_time, pidns;
-  uid_t uid;
+  uid_t uid;                   /* real uid, /proc/PID/status */
+  bool exe_verified;           /* exe is /proc/PID/exe */
   int64_t process_id, first_seen_ms, last_seen_ms;
-  char exe[256], comm[16], version[16];
+  char exe[256], comm[64], version[64];
   alloc_shm_snapshot_t *snapshot;
 } collector_live_t;
 
@@ -30,8 +34,9 @@ typedef struct collector_target_s {
   uint64_t start_time;
   int64_t process_id;
   char path[600];           /* its segment */
-  char exe[256];
-  uid_t uid;
+  char exe[256];            /* /proc/PID/exe, "" when the kernel would not tell:
+                               rules match on this, never on the segment's claim */
+  uid_t uid;                /* the owner its segment must have */
   alloc_shm_config_t config;   /* as of the newest snapshot */
   bool have_config;
 } collector_target_t;
@@ -47,12 +52,19 @@ extern const char *const collector_reject_names[REJECT_NREASONS];
 /* Counters for /metrics and /api/v1/health. */
 typedef struct collector_counters_s {
   uint64_t ticks, snapshots, segments_rejected, stale_removed, processes_exited, db_failures;
+  uint64_t squatters_removed, temporaries_removed;   /* files provably not their process's */
+  uint64_t times_replaced;      /* snapshot times outside [process start, now + skew] */
+  uint64_t ticks_over_budget;   /* ticks that left segments or files for later */
   uint64_t rejected[REJECT_NREASONS];
   uint64_t processes_alive;
   double last_tick_seconds, last_write_seconds;
 } collector_counters_t;
 
 collector_t *collector_new(store_t *store, const char *shm_dir);
+/* How long a tick may spend reading segments and judging new files
+ * (default 500 ms; allocd gives half its interval).  What is left over
+ * waits for the next tick, taken in turn so that nothing starves. */
+void collector_set_budget(collector_t *c, int64_t budget_ms);
 void collector_free(collector_t *c);
 
 /* One pass: discover, read, store, notice exits.  Called by one thread. */

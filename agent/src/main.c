@@ -299,6 +299,7 @@ int main(int argc, char **argv) {
   clock_gettime(CLOCK_REALTIME, &now);
   store_mark_all_exited(store, (int64_t)now.tv_sec * 1000);   /* the collector finds the live ones again */
   collector_t *collector = collector_new(store, o.shm_dir);
+  if (collector) collector_set_budget(collector, o.interval_ms / 2);   /* the rest is for the database and rules */
   rules_t *rules = rules_start(store, collector, (unsigned)o.push_timeout_ms);
   api_config_t cfg = {lfd, token, (unsigned)o.push_timeout_ms, (unsigned)o.max_connections, 30,
                       dashboard_dir(&o)};

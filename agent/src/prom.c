@@ -168,6 +168,17 @@ static void put_agent_metrics(buf_t *b, collector_t *c) {
   put(b, "# HELP allocd_stale_segments_removed_total Segments of exited processes removed\n"
          "# TYPE allocd_stale_segments_removed_total counter\nallocd_stale_segments_removed_total %llu\n",
       (unsigned long long)k.stale_removed);
+  put(b, "# HELP allocd_squatters_removed_total Files under a process's segment or temporary name removed because"
+         " they provably were not that process's (no such process, or owned by none of its uids)\n"
+         "# TYPE allocd_squatters_removed_total counter\n"
+         "allocd_squatters_removed_total{kind=\"segment\"} %llu\nallocd_squatters_removed_total{kind=\"temporary\"} %llu\n",
+      (unsigned long long)k.squatters_removed, (unsigned long long)k.temporaries_removed);
+  put(b, "# HELP allocd_snapshot_times_replaced_total Snapshots dated before their process started or in the future,"
+         " stored under allocd's clock instead\n# TYPE allocd_snapshot_times_replaced_total counter\n"
+         "allocd_snapshot_times_replaced_total %llu\n", (unsigned long long)k.times_replaced);
+  put(b, "# HELP allocd_ticks_over_budget_total Collection passes that left segments or files for the next pass\n"
+         "# TYPE allocd_ticks_over_budget_total counter\nallocd_ticks_over_budget_total %llu\n",
+      (unsigned long long)k.ticks_over_budget);
   put(b, "# HELP allocd_db_write_failures_total Collection passes the database did not take\n"
          "# TYPE allocd_db_write_failures_total counter\nallocd_db_write_failures_total %llu\n",
       (unsigned long long)k.db_failures);

@@ -17,6 +17,7 @@
 #include "log.h"
 #include "pack.h"
 #include "schema.h"
+#include "text.h"
 
 #include <math.h>
 #include <pthread.h>
@@ -67,6 +68,12 @@ struct store_s {
    * once a minute), not every tick; writer side, under lock. */
   uint64_t ticks_failed, failure_logged_ms;
   bool over_cap_warned, cap_too_small_warned, retention_failing;
+  /* The size cap's fair share (trim_to_cap): rows of one history table
+   * per process, grouped by uid; writer side, under lock. */
+  struct holder_s *holders;
+  size_t nholders;
+  int holders_table;
+  int64_t holders_ms;
 };
 
 /* ---- helpers ------------------------------------------------------------- */
@@ -132,9 +139,21 @@ static json_t *column_json(sqlite3_stmt *s, int col) {
   return v ? v : json_null();
 }
 
+/* A text column as a JSON string.  An older allocd stored names as the
+ * segment gave them, which may not be UTF-8 (jansson refuses those, and
+ * the whole row vanished from the API): such text is cleaned on the way
+ * out, as the collector now cleans it on the way in. */
+static json_t *column_string(sqlite3_stmt *s, int col) {
+  const char *t = (const char *)sqlite3_column_text(s, col);
+  json_t *v = json_string(t ? t : "");
+  if (v) return v;
+  char clean[1024];
+  text_clean(t, strlen(t), clean, sizeof clean);
+  return json_string(clean);
+}
+
 static json_t *column_text_or_null(sqlite3_stmt *s, int col) {
-  const unsigned char *t = sqlite3_column_text(s, col);
-  return t ? json_string((const char *)t) : json_null();
+  return sqlite3_column_type(s, col) == SQLITE_NULL ? json_null() : column_string(s, col);
 }
 
 static int64_t wall_ms(void) {
@@ -358,6 +377,7 @@ void store_close(store_t *st) {
   pthread_mutex_destroy(&st->lock);
   pthread_mutex_destroy(&st->rlock);
   free(st->layout_text);
+  free(st->holders);
   free(st);
 }
 
@@ -488,11 +508,113 @@ static int64_t db_bytes(store_t *st, sqlite3 *db) {
   return query_int_on(st, db, "PRAGMA page_count") * query_int_on(st, db, "PRAGMA page_size");
 }
 
-/* The oldest time still present in a table, for the size cap. */
-static int64_t oldest(store_t *st, const char *table) {
-  char sql[96];
-  snprintf(sql, sizeof sql, "SELECT min(t) FROM %s", table);
-  return query_int(st, sql);
+/* ---- the size cap, shared fairly ----------------------------------------------
+ * Over the cap, rows go from whoever holds the most: the user (uid, as the
+ * kernel gave it) with the most rows of the finest table that has any,
+ * and among that user's processes the one with the most, its oldest rows
+ * first.  So no user can erase another's history by writing more rows,
+ * and no process another's of the same user: a process that writes at an
+ * ordinary rate keeps its history while a flood is cut back.  Counting
+ * the rows is a scan of the table, so the count is kept and updated as
+ * rows are deleted, and taken afresh every FAIR_RECOUNT_MS. */
+
+#define FAIR_RECOUNT_MS 60000
+#define FAIR_PICKS 8           /* victims per retention call */
+
+typedef struct holder_s {
+  int64_t process_id, uid, rows;
+} holder_t;
+
+static const char *const history_tables[] = {"samples", "rollup_1m", "rollup_1h"};
+
+static int by_uid(const void *a, const void *b) {
+  const holder_t *x = a, *y = b;
+  return x->uid < y->uid ? -1 : x->uid > y->uid;
+}
+
+/* Count the rows of table `i` per process (sorted by uid); false if none. */
+static bool count_holders(store_t *st, int i, int64_t now_ms) {
+  char sql[256];
+  snprintf(sql, sizeof sql, "SELECT h.process_id, coalesce(p.uid, -1), count(*) FROM %s h"
+           " LEFT JOIN processes p ON p.id = h.process_id GROUP BY h.process_id", history_tables[i]);
+  sqlite3_stmt *s = prepare(st, sql);
+  st->nholders = 0;
+  size_t cap = 0;
+  while (s && sqlite3_step(s) == SQLITE_ROW) {
+    if (st->nholders == cap) {
+      cap = cap ? 2 * cap : 64;
+      holder_t *h = realloc(st->holders, cap * sizeof *h);
+      if (!h) break;
+      st->holders = h;
+    }
+    st->holders[st->nholders++] = (holder_t){sqlite3_column_int64(s, 0), sqlite3_column_int64(s, 1),
+                                             sqlite3_column_int64(s, 2)};
+  }
+  sqlite3_finalize(s);
+  qsort(st->holders, st->nholders, sizeof *st->holders, by_uid);
+  st->holders_table = i;
+  st->holders_ms = now_ms;
+  return st->nholders > 0;
+}
+
+/* Of the uid with the most rows, the process with the most; NULL if none
+ * has rows left.  O(processes): one pass over the uid-sorted counts. */
+static holder_t *pick_victim(store_t *st) {
+  holder_t *best = NULL;
+  int64_t best_uid_rows = 0;
+  for (size_t i = 0; i < st->nholders;) {
+    size_t j = i;
+    int64_t rows = 0;
+    holder_t *top = &st->holders[i];
+    for (; j < st->nholders && st->holders[j].uid == st->holders[i].uid; j++) {
+      rows += st->holders[j].rows;
+      if (st->holders[j].rows > top->rows) top = &st->holders[j];
+    }
+    if (rows > best_uid_rows && top->rows > 0) best_uid_rows = rows, best = top;
+    i = j;
+  }
+  return best;
+}
+
+static const char *const trim_sql[] = {
+  "DELETE FROM samples WHERE (process_id, t, number) IN"
+  " (SELECT process_id, t, number FROM samples WHERE process_id = ?1 ORDER BY t LIMIT ?2)",
+  "DELETE FROM rollup_1m WHERE (process_id, t) IN"
+  " (SELECT process_id, t FROM rollup_1m WHERE process_id = ?1 ORDER BY t LIMIT ?2)",
+  "DELETE FROM rollup_1h WHERE (process_id, t) IN"
+  " (SELECT process_id, t FROM rollup_1h WHERE process_id = ?1 ORDER BY t LIMIT ?2)",
+};
+
+/* Delete the oldest `n` rows of one process from table i. */
+static int trim_process(store_t *st, int i, int64_t process_id, int64_t n) {
+  sqlite3_stmt *s = prepare(st, trim_sql[i]);
+  if (!s) return 0;
+  sqlite3_bind_int64(s, 1, process_id);
+  sqlite3_bind_int64(s, 2, n);
+  int rc = sqlite3_step(s);
+  sqlite3_finalize(s);
+  if (rc != SQLITE_DONE) remember_error(st, st->db, "retention");
+  return sqlite3_changes(st->db);
+}
+
+/* One retention call's share of getting under the cap: up to FAIR_PICKS
+ * victims, an eighth of each one's rows (at least 100), at most BATCH
+ * rows in all.  Returns the rows deleted, -1 when no table has rows. */
+static int trim_to_cap(store_t *st, int64_t now_ms) {
+  bool counted = now_ms - st->holders_ms < FAIR_RECOUNT_MS && pick_victim(st);
+  for (int i = counted ? st->holders_table : 0; !counted && i < 3; i++) counted = count_holders(st, i, now_ms);
+  if (!counted) return -1;
+  int deleted = 0;
+  for (int k = 0; k < FAIR_PICKS && deleted < BATCH; k++) {
+    holder_t *v = pick_victim(st);
+    if (!v) break;
+    int64_t n = v->rows / 8 < 100 ? 100 : v->rows / 8;
+    if (n > BATCH - deleted) n = BATCH - deleted;
+    int got = trim_process(st, st->holders_table, v->process_id, n);
+    v->rows = got < n ? 0 : v->rows - got;   /* fewer than asked: it has no more */
+    deleted += got;
+  }
+  return deleted;
 }
 
 bool store_retain(store_t *st, int64_t now_ms) {
@@ -506,26 +628,21 @@ bool store_retain(store_t *st, int64_t now_ms) {
     full |= n >= BATCH;
     deleted += n;
   }
-  /* Over the size cap: the oldest data of the finest table goes first,
-   * a minute's worth more per call, until the file fits. */
-  static const char *const tables[] = {"samples", "rollup_1m", "rollup_1h"};
+  /* Over the size cap: rows go from whoever holds the most (trim_to_cap),
+   * a share per call, until the file fits. */
   bool over = st->limits.max_bytes > 0 && db_bytes(st, st->db) > st->limits.max_bytes;
   if (over && !st->over_cap_warned)
-    log_warn("database: over its size cap (%lld MiB): dropping the oldest history", (long long)(st->limits.max_bytes >> 20));
+    log_warn("database: over its size cap (%lld MiB): dropping the history of the largest holders first",
+             (long long)(st->limits.max_bytes >> 20));
   st->over_cap_warned |= over;   /* once: a database held at its cap crosses it every few ticks */
   if (over) {
     full = true;   /* until the file fits */
-    bool history = false;
-    for (int i = 0; i < 3 && !history; i++) {
-      int64_t t = oldest(st, tables[i]);
-      if (t <= 0) continue;
-      deleted += delete_older(st, delete_sql[i], t + 60000);
-      history = true;
-    }
-    if (!history && !st->cap_too_small_warned)
+    int n = trim_to_cap(st, now_ms);
+    if (n < 0 && !st->cap_too_small_warned)
       log_warn("database: the size cap (%lld MiB) is below what the process records alone take: no history is kept",
                (long long)(st->limits.max_bytes >> 20));
-    st->cap_too_small_warned |= !history;
+    st->cap_too_small_warned |= n < 0;
+    deleted += n > 0 ? n : 0;
   }
   sqlite3_stmt *s = prepare(st, "DELETE FROM processes WHERE alive = 0 AND exited_at < ?"
                                 " AND NOT EXISTS (SELECT 1 FROM samples WHERE process_id = processes.id)"
@@ -552,11 +669,10 @@ bool store_retain(store_t *st, int64_t now_ms) {
 /* ---- queries ------------------------------------------------------------- */
 
 static json_t *process_row(sqlite3_stmt *s, bool with_classes) {
-  json_t *o = json_pack("{s:I, s:I, s:I, s:I, s:s, s:s, s:s, s:f, s:f, s:b}", "id", sqlite3_column_int64(s, 0),
+  json_t *o = json_pack("{s:I, s:I, s:I, s:I, s:o, s:o, s:o, s:f, s:f, s:b}", "id", sqlite3_column_int64(s, 0),
                         "pid", sqlite3_column_int64(s, 1), "start_time", sqlite3_column_int64(s, 2), "uid",
-                        sqlite3_column_int64(s, 4), "exe", (const char *)sqlite3_column_text(s, 5), "comm",
-                        (const char *)sqlite3_column_text(s, 6), "version", (const char *)sqlite3_column_text(s, 7),
-                        "first_seen", sqlite3_column_int64(s, 8) / 1e3, "last_seen",
+                        sqlite3_column_int64(s, 4), "exe", column_string(s, 5), "comm", column_string(s, 6),
+                        "version", column_string(s, 7), "first_seen", sqlite3_column_int64(s, 8) / 1e3, "last_seen",
                         sqlite3_column_int64(s, 9) / 1e3, "alive", sqlite3_column_int(s, 10));
   json_object_set_new(o, "pidns", json_integer(sqlite3_column_int64(s, 3)));
   json_object_set_new(o, "exited_at", sqlite3_column_type(s, 11) == SQLITE_NULL
@@ -726,12 +842,10 @@ json_t *store_audit_json(store_t *st, int64_t since_ms, int limit) {
     sqlite3_bind_int64(s, 1, since_ms);
     sqlite3_bind_int(s, 2, limit);
     while (sqlite3_step(s) == SQLITE_ROW) {
-      json_t *o = json_pack("{s:I, s:f, s:s, s:I, s:s, s:s, s:s, s:s}", "id", sqlite3_column_int64(s, 0), "time",
-                            sqlite3_column_int64(s, 1) / 1e3, "client", (const char *)sqlite3_column_text(s, 2),
-                            "pid", sqlite3_column_int64(s, 4), "exe", (const char *)sqlite3_column_text(s, 5),
-                            "knob", (const char *)sqlite3_column_text(s, 6), "new_value",
-                            (const char *)sqlite3_column_text(s, 8), "result",
-                            (const char *)sqlite3_column_text(s, 9));
+      json_t *o = json_pack("{s:I, s:f, s:o, s:I, s:o, s:o, s:o, s:o}", "id", sqlite3_column_int64(s, 0), "time",
+                            sqlite3_column_int64(s, 1) / 1e3, "client", column_string(s, 2), "pid",
+                            sqlite3_column_int64(s, 4), "exe", column_string(s, 5), "knob", column_string(s, 6),
+                            "new_value", column_string(s, 8), "result", column_string(s, 9));
       json_object_set_new(o, "old_value", column_text_or_null(s, 7));
       json_object_set_new(o, "effective", column_text_or_null(s, 10));
       json_object_set_new(o, "rule_id", sqlite3_column_type(s, 11) == SQLITE_NULL ? json_null()

@@ -93,8 +93,14 @@ static int check_header(const alloc_shm_header_t *h, uint64_t file_size) {
   if (h->slot_size != sizeof(alloc_shm_snapshot_t) || h->request_size != sizeof(alloc_shm_request_t) ||
       h->nstats != ALLOC_SHM_NSTATS || h->nconfig != ALLOC_SHM_NCONFIG)
     return ALLOC_SHM_ERR_LAYOUT;
-  if (h->ring_slots == 0 || h->ring_slots > 65536 || h->control_slots > 1024 ||
-      h->nclasses == 0 || h->nclasses > ALLOC_SHM_MAX_CLASSES || h->pid <= 0)
+  /* The ring and the control area have the sizes this reader was built
+   * with: a writer cannot make a reader take more snapshots per pass than
+   * the ring holds, or walk a larger control area.  `published` stays far
+   * from wrapping, so `n <= published` loops and 2 * number cannot
+   * overflow (2^48 snapshots are 89,000 years at the fastest interval). */
+  if (h->ring_slots != ALLOC_SHM_RING_SLOTS || h->control_slots != ALLOC_SHM_CONTROL_SLOTS ||
+      h->published > ALLOC_SHM_MAX_PUBLISHED || h->nclasses == 0 || h->nclasses > ALLOC_SHM_MAX_CLASSES ||
+      h->pid <= 0)
     return ALLOC_SHM_ERR_LAYOUT;
   /* 64-bit arithmetic on 32-bit fields: no overflow */
   uint64_t ring_end = (uint64_t)h->ring_offset + (uint64_t)h->ring_slots * h->slot_size;

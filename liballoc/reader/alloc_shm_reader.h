@@ -11,6 +11,7 @@
  *
  *   alloc_shm_segment_t seg;
  *   if (alloc_shm_open(&seg, dirfd, "liballoc.1234", ALLOC_SHM_ANY_OWNER) == 0) {
+ *     // at most ring_slots numbers: published <= ALLOC_SHM_MAX_PUBLISHED
  *     for (uint64_t n = alloc_shm_oldest(&seg); n <= seg.header.published; n++)
  *       if (alloc_shm_read(&seg, n, &snap) == 0) use(&snap);
  *     alloc_shm_close(&seg);
@@ -53,6 +54,7 @@ enum alloc_shm_err {
 
 #define ALLOC_SHM_ANY_OWNER ((uid_t)-1)
 #define ALLOC_SHM_MAX_FILE  ((uint64_t)64 << 20)   /* larger files are rejected */
+#define ALLOC_SHM_MAX_PUBLISHED ((uint64_t)1 << 48)  /* a larger `published` is rejected */
 
 typedef struct alloc_shm_segment_s {
   int fd;

@@ -325,8 +325,9 @@ class AgentTest(unittest.TestCase):
         self.process(live.pid)
         with open(os.path.join(self.agent.shm, "liballoc.%d" % os.getpid()), "wb") as f:
             f.write(os.urandom(9000))
-        os.mkfifo(os.path.join(self.agent.shm, "liballoc.1"))
-        os.symlink("/etc/passwd", os.path.join(self.agent.shm, "liballoc.2"))
+        # under live pids of our own user: nothing proves them squatters (test_hostile.py)
+        os.mkfifo(os.path.join(self.agent.shm, "liballoc.%d" % os.getppid()))
+        os.symlink("/etc/passwd", os.path.join(self.agent.shm, "liballoc.%d" % self.agent.proc.pid))
         wait_for(lambda: self.agent.get("/api/v1/health")[1]["collector"]["segments_rejected"] >= 3,
                  what="rejections to be counted")
         time.sleep(0.5)
@@ -394,8 +395,8 @@ class AgentTest(unittest.TestCase):
 
     def test_segment_owned_by_another_user(self):
         # A valid segment under a live process's name, but owned by another
-        # user than the process (someone else planted it): refused as
-        # owner_mismatch, counted, and the process is not trusted.
+        # user than the process (someone else planted it): provably a
+        # squatter, so removed and counted, and the process is not trusted.
         if os.geteuid() != 0:
             self.skipTest("needs root to chown")
         t = Target(self.agent, "hold", "100", "64", "30000", conf="stats_interval_ms:50")
@@ -410,9 +411,10 @@ class AgentTest(unittest.TestCase):
             f.write(data)
         os.chmod(path, 0o600)
         os.chown(path, 65534, 65534)
-        metric = 'allocd_segments_rejected_total{reason="owner_mismatch"} 1'
-        wait_for(lambda: metric in self.agent.request("GET", "/metrics")[1], what="the owner_mismatch rejection")
-        self.assertIn("owner differs", self.agent.read_log())
+        metric = 'allocd_squatters_removed_total{kind="segment"} 1'
+        wait_for(lambda: metric in self.agent.request("GET", "/metrics")[1], what="the squatter removed")
+        self.assertIn("squatter segment", self.agent.read_log())
+        self.assertFalse(os.path.exists(path))
         os.kill(t.pid, signal.SIGCONT)
         t.proc.kill()
         t.wait()

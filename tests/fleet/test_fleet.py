@@ -14,7 +14,9 @@ deploy/prometheus (scrape config, targets, rules), dashboards/grafana
                     targets file pointing at the test's allocd), scrapes a
                     real allocd collecting from a real process using
                     liballoc, loads the deploy rules (all evaluate with
-                    health "ok") and answers every dashboard query;
+                    health "ok") and answers every dashboard query, also
+                    with a process whose executable is named with bytes
+                    that are not UTF-8;
   SystemdTest       `systemd-analyze verify` of the unit and its drop-ins
                     (skipped without systemd-analyze);
   CapabilitiesTest  allocd under setpriv with exactly the capabilities the
@@ -568,6 +570,33 @@ class PrometheusTest(unittest.TestCase):
         print("dashboard queries with no result:", empty, file=sys.stderr)
         for f, where in empty:
             self.assertRegex(where, r"Hosts down|rejected|failures|Config changes", "%s %s is empty" % (f, where))
+
+    def test_non_utf8_names_scraped(self):
+        # A binary named with bytes that are not UTF-8 (its thread name is
+        # the same bytes): before, its label values made the whole scrape
+        # invalid (up == 0, every process blinded).  Now allocd cleans them
+        # and Prometheus takes the scrape, this process's series included.
+        evil = os.path.join(os.fsencode(self.fleet.root), b'evil\xff\xfe"}')
+        shutil.copy(agent_test.TARGET, evil)
+        env = dict(os.environb)
+        env[b"ALLOC_CONF"] = ("telemetry_dir:%s" % self.fleet.agent.shm).encode()
+        if os.environ.get("ALLOC_TEST_PRELOAD"):
+            env[b"LD_PRELOAD"] = os.environb[b"ALLOC_TEST_PRELOAD"]
+        p = subprocess.Popen([evil, b"hold", b"1000", b"64", b"600000"], stdout=subprocess.PIPE, env=env)
+        self.addCleanup(lambda: (p.kill(), p.wait()))
+        line = p.stdout.readline().decode()
+        p.stdout.close()
+        self.assertTrue(line.startswith("ready "), line)
+        pid = int(line.split()[1])
+        res = self.wait_query('liballoc_allocated_bytes{job="allocd", pid="%d"}' % pid)
+        self.assertTrue(res[0]["metric"]["exe"].endswith('/evil\\xff\\xfe"}'), res[0]["metric"])
+        self.assertEqual(res[0]["metric"]["comm"], 'evil\\xff\\xfe"}')
+        self.wait_query('liballoc_allocated_bytes{job="allocd", pid="%d"}' % self.pid)
+        since = time.time()
+        agent_test.wait_for(lambda: [r for r in self.prom.query('up{job="allocd"} == 1')["data"]["result"]]
+                            and self.prom.query('timestamp(up{job="allocd"})')["data"]["result"]
+                            and float(self.prom.query('timestamp(up{job="allocd"})')["data"]["result"][0]["value"][1]) > since + 1,
+                            timeout=30, what="a successful scrape after the process appeared")
 
     def test_config_change_annotation(self):
         # a live change pushed through allocd shows as the drill-down's annotation

@@ -21,6 +21,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/prctl.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -148,7 +149,17 @@ static void print_cb(void *opaque, const char *text) {
   fputs(text, stdout);
 }
 
+/* What allocd's tests need a process to be: TM_TARGET_NODUMP=1 makes it
+ * non-dumpable (its /proc files then belong to root, as ssh-agent's do);
+ * TM_TARGET_COMM renames its main thread, with any bytes. */
+static void apply_env(void) {
+  const char *comm = getenv("TM_TARGET_COMM");
+  if (getenv("TM_TARGET_NODUMP")) prctl(PR_SET_DUMPABLE, 0, 0, 0, 0);
+  if (comm) prctl(PR_SET_NAME, comm, 0, 0, 0);
+}
+
 int main(int argc, char **argv) {
+  apply_env();
   if (argc >= 5 && strcmp(argv[1], "hold") == 0) {
     long n = atol(argv[2]);
     void **v = hold(n, (size_t)atol(argv[3]));

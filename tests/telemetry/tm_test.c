@@ -443,12 +443,12 @@ static void valid_header(alloc_shm_header_t *h) {
   h->version = ALLOC_SHM_VERSION;
   h->header_size = sizeof *h;
   h->ring_offset = ALLOC_SHM_HEADER_SIZE;
-  h->ring_slots = 2;
+  h->ring_slots = ALLOC_SHM_RING_SLOTS;
   h->slot_size = sizeof(alloc_shm_snapshot_t);
-  h->control_offset = h->ring_offset + 2 * h->slot_size;
-  h->control_slots = 1;
+  h->control_offset = h->ring_offset + ALLOC_SHM_RING_SLOTS * h->slot_size;
+  h->control_slots = ALLOC_SHM_CONTROL_SLOTS;
   h->request_size = sizeof(alloc_shm_request_t);
-  h->file_size = h->control_offset + h->request_size;
+  h->file_size = h->control_offset + ALLOC_SHM_CONTROL_SLOTS * h->request_size;
   h->nstats = ALLOC_SHM_NSTATS;
   h->nconfig = ALLOC_SHM_NCONFIG;
   h->nclasses = 10;
@@ -478,7 +478,7 @@ static void hostile_files(void **state) {
 
   alloc_shm_header_t h;
   valid_header(&h);
-  static char good[1 << 16];
+  static char good[1 << 18];   /* a whole segment: ring and control area */
   memcpy(good, &h, sizeof h);
   write_file("good", good, h.file_size);
   assert_int_equal(open_in_dir("good"), 0);
@@ -499,15 +499,20 @@ static void hostile_files(void **state) {
 #define ABSURD(field, value, expect)                                                             \
   do {                                                                                           \
     valid_header(&h);                                                                            \
-    h.file_size = 40000;                                                                         \
+    h.file_size = sizeof good;                                                                   \
     h.field = value;                                                                             \
     memcpy(good, &h, sizeof h);                                                                  \
-    write_file("absurd", good, 40000);                                                           \
+    write_file("absurd", good, sizeof good);                                                     \
     assert_int_equal(open_in_dir("absurd"), expect);                                             \
   } while (0)
   ABSURD(pid, 77, 0);   /* the file below is otherwise fine */
   ABSURD(version, 99, ALLOC_SHM_ERR_VERSION);
   ABSURD(ring_slots, 4000000000u, ALLOC_SHM_ERR_LAYOUT);
+  ABSURD(ring_slots, 65536, ALLOC_SHM_ERR_LAYOUT);            /* only the reader's own ring size */
+  ABSURD(ring_slots, ALLOC_SHM_RING_SLOTS - 1, ALLOC_SHM_ERR_LAYOUT);
+  ABSURD(published, UINT64_MAX, ALLOC_SHM_ERR_LAYOUT);        /* n <= published would never end */
+  ABSURD(published, ALLOC_SHM_MAX_PUBLISHED + 1, ALLOC_SHM_ERR_LAYOUT);
+  ABSURD(published, ALLOC_SHM_MAX_PUBLISHED, 0);
   ABSURD(ring_offset, 0xfffffff0u, ALLOC_SHM_ERR_LAYOUT);
   ABSURD(control_offset, 100, ALLOC_SHM_ERR_LAYOUT);
   ABSURD(control_slots, 100000, ALLOC_SHM_ERR_LAYOUT);
