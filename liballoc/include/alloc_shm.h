@@ -73,7 +73,7 @@ extern "C" {
 #endif
 
 #define ALLOC_SHM_MAGIC        0x434f4c4c4142494cull   /* "LIBALLOC" */
-#define ALLOC_SHM_VERSION      1u
+#define ALLOC_SHM_VERSION      2u   /* 2: the statistic purge_failures */
 #define ALLOC_SHM_HEADER_SIZE  512u
 #define ALLOC_SHM_RING_SLOTS   32u
 #define ALLOC_SHM_CONTROL_SLOTS 16u
@@ -382,11 +382,12 @@ _Static_assert(offsetof(alloc_shm_header_t, exe) == 96, "header layout");
 _Static_assert(offsetof(alloc_shm_header_t, interval_ms) == 488, "header layout");
 _Static_assert(sizeof(alloc_shm_request_t) == 384, "request layout");
 _Static_assert(sizeof(alloc_shm_snapshot_t) % 8 == 0, "snapshot layout");
-/* Version 1's config block: 9 knobs, narenas .. abort_on_invalid_free.  A
- * knob published or withdrawn changes the layout readers expect: bump
- * ALLOC_SHM_VERSION (and teach the reader and allocd) before moving these. */
+/* The config block (unchanged since version 1): 9 knobs, narenas ..
+ * abort_on_invalid_free.  A knob published or withdrawn changes the layout
+ * readers expect: bump ALLOC_SHM_VERSION (and teach the reader and allocd)
+ * before moving these. */
 _Static_assert(ALLOC_SHM_NCONFIG == 9 && sizeof(alloc_shm_config_t) == 72 &&
-               offsetof(alloc_shm_config_t, abort_on_invalid_free) == 64, "config block layout of version 1");
+               offsetof(alloc_shm_config_t, abort_on_invalid_free) == 64, "config block layout");
 #endif
 
 #ifdef __cplusplus
