@@ -85,6 +85,8 @@ void la_warn(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 void la_fatal(const char *fmt, ...) __attribute__((format(printf, 1, 2), noreturn));
 void la_os_cond_init_monotonic(pthread_cond_t *cond);
 int la_os_start_thread(void *(*fn)(void *), size_t stack, const char *name);
+bool la_os_membarrier_register(void);
+bool la_os_membarrier(void);
 
 /* ---- os_file.c: files (the telemetry segment, /proc, /sys) -------------- */
 struct stat;
@@ -316,6 +318,9 @@ void la_stats_config(alloc_shm_config_t *c);
 /* ---- procfs.c: the kernel's view of this process ------------------------- */
 void la_proc_memory(alloc_shm_stats_t *s);
 void la_proc_identity(alloc_shm_header_t *h);
+void la_proc_fork_prepare(void);
+void la_proc_fork_parent(void);
+void la_proc_fork_child(void);
 
 /* ---- purge.c: the background purger ------------------------------------- */
 void la_purger_notify(void);
@@ -323,6 +328,8 @@ bool la_purger_running(void);
 int la_purger_enable(bool on);
 uint64_t la_decay_all(uint64_t now);
 void la_purger_kick(void);
+void la_purger_fork_prepare(void);
+void la_purger_fork_parent(void);
 void la_purger_fork_child(void);
 
 /* ---- ctl.c: alloc_ctl ------------------------------------------------------ */
@@ -335,11 +342,15 @@ void la_purger_fork_child(void);
 ALLOC_SHM_KNOBS_WITH(LA_APPLY_DECL, ~)
 int la_ctl_apply_text(const char *name, const char *value, char *effective, size_t efflen, char *msg,
                       size_t msglen);
+void la_ctl_fork_prepare(void);
+void la_ctl_fork_parent(void);
 void la_ctl_fork_child(void);
 
 /* ---- telemetry.c, control.c: the telemetry segment ---------------------- */
 void la_telemetry_start(void);
 void la_telemetry_kick(void);
+void la_telemetry_fork_prepare(void);
+void la_telemetry_fork_parent(void);
 void la_telemetry_fork_child(void);
 void la_telemetry_exit(void);
 void la_control_serve(int fd, const alloc_shm_header_t *h);

@@ -691,6 +691,28 @@ void la_arenas_fork_parent(void) {
   for (unsigned i = 0; i < LA_MAX_ARENAS; i++) pthread_mutex_unlock(&arenas[i].lock);
 }
 
+/* A purge in another thread may have been advising units, without the
+ * lock, when fork() struck: in the child no thread will settle them, and
+ * they would stay used forever.  Whether their madvise happened is not
+ * known, so they go back as dirty (possibly resident, never taken for
+ * zeroed).  The segments are all in the buckets: a purge only marks units. */
+static void settle_forked_purges(la_arena_t *a) {
+  for (unsigned r = 0; r < LA_UNITS; r++) {
+    la_segment_t *next;
+    for (la_segment_t *seg = a->segments[r]; seg; seg = next) {
+      next = seg->bucket.next;
+      uint64_t held = seg->purging_units;
+      if (!held) continue;
+      seg->purging_units = 0;
+      set_used(a, seg, seg->used_units & ~held);   /* may move seg to a later bucket */
+      state_add(a, seg, DIRTY, held);   /* claiming took them out of their state */
+    }
+  }
+}
+
 void la_arenas_fork_child(void) {
-  for (unsigned i = 0; i < LA_MAX_ARENAS; i++) pthread_mutex_init(&arenas[i].lock, NULL);
+  for (unsigned i = 0; i < LA_MAX_ARENAS; i++) {
+    pthread_mutex_init(&arenas[i].lock, NULL);
+    settle_forked_purges(&arenas[i]);
+  }
 }

@@ -291,6 +291,11 @@ static int run_command(const ctl_target_t *t, void *oldp, size_t *oldlenp, void 
 
 static pthread_mutex_t ctl_lock = PTHREAD_MUTEX_INITIALIZER;
 
+/* fork(): taken first of the allocator's locks (init.c), since its holder
+ * applies knobs to every pool under it: the child never sees a change
+ * half-applied, nor inherits the lock held. */
+void la_ctl_fork_prepare(void) { pthread_mutex_lock(&ctl_lock); }
+void la_ctl_fork_parent(void) { pthread_mutex_unlock(&ctl_lock); }
 void la_ctl_fork_child(void) { pthread_mutex_init(&ctl_lock, NULL); }
 
 LA_EXPORT int alloc_ctl(const char *name, void *oldp, size_t *oldlenp, void *newp, size_t newlen) {

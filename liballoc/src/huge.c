@@ -41,6 +41,26 @@ static la_decay_t cache_decay;
 static bool cache_decay_ready;
 static la_purge_stats_t cache_purge;
 
+/* Cached mappings taken out to be unmapped or gathered, which happens
+ * without huge_lock: fork() waits until none is in flight (huge_lock held
+ * from taking them out to here), since the child could neither finish nor
+ * undo the work: an unmap may or may not have happened, and the range may
+ * already belong to someone else. */
+static size_t huge_inflight;
+static pthread_cond_t inflight_done = PTHREAD_COND_INITIALIZER;
+
+/* Mappings were taken out of the cache (huge_lock held). */
+static void inflight_begin(const la_huge_t *taken) {
+  if (taken) huge_inflight++;
+}
+
+/* ...and are unmapped or moved now. */
+static void inflight_end(void) {
+  pthread_mutex_lock(&huge_lock);
+  if (--huge_inflight == 0) pthread_cond_broadcast(&inflight_done);
+  pthread_mutex_unlock(&huge_lock);
+}
+
 static unsigned bucket_of(const void *p) {
   return (unsigned)((((uintptr_t)p >> LA_SEG_SHIFT) * 0x9E3779B97F4A7C15ull) >> (64 - HUGE_BUCKET_BITS));
 }
@@ -67,15 +87,6 @@ static la_huge_t *table_remove(const void *p) {
     return d;
   }
   return NULL;
-}
-
-/* Unlink descriptor d, filed under `key` (its address before a move). */
-static void table_unlink(la_huge_t *d, const void *key) {
-  for (la_huge_t **link = &buckets[bucket_of(key)]; *link; link = &(*link)->next)
-    if (*link == d) {
-      *link = d->next;
-      return;
-    }
 }
 
 static la_huge_t *table_find(const void *p) {
@@ -193,6 +204,13 @@ static void unmap_descs(la_huge_t *list) {
   }
 }
 
+/* Unmap what the caller took out of the cache with inflight_begin. */
+static void unmap_taken(la_huge_t *list) {
+  if (!list) return;
+  unmap_descs(list);
+  inflight_end();
+}
+
 static void cache_decay_init_once(void) {
   if (cache_decay_ready) return;
   cache_decay_ready = true;
@@ -233,6 +251,7 @@ static void split_to_cache(la_huge_t *d, size_t keep) {
 static la_huge_t *gather_cached(size_t map_size) {
   pthread_mutex_lock(&huge_lock);
   la_huge_t *parts = cache_take_largest(map_size);
+  inflight_begin(parts);
   pthread_mutex_unlock(&huge_lock);
   if (!parts) return NULL;
   uint8_t *dest = la_os_map_aligned(map_size, LA_SEG_SIZE);
@@ -255,6 +274,7 @@ static la_huge_t *gather_cached(size_t map_size) {
     else cache_keep(d);   /* not needed, or the kernel would not move it */
     pthread_mutex_unlock(&huge_lock);
   }
+  inflight_end();   /* every part is moved, cached again or released */
   /* A refused move may have left the destination with a hole (the kernel
    * unmaps the target before moving): give it up; the caller maps anew. */
   if (dest && refused) la_os_unmap(dest, map_size);
@@ -358,8 +378,9 @@ void la_huge_free(void *p) {
     gone = old;
   }
   la_decay_limit(&cache_decay, la_now_ns(), cache_pages());   /* record the new pages */
+  inflight_begin(gone);
   pthread_mutex_unlock(&huge_lock);
-  unmap_descs(gone);
+  unmap_taken(gone);
   la_purger_notify();
 }
 
@@ -382,8 +403,9 @@ uint64_t la_huge_decay(uint64_t now) {
   if (gone) cache_purge.npurges++;
   la_decay_purged(&cache_decay, cache_pages());
   uint64_t due = la_decay_next_deadline(&cache_decay, cache_pages());
+  inflight_begin(gone);
   pthread_mutex_unlock(&huge_lock);
-  unmap_descs(gone);
+  unmap_taken(gone);
   return due;
 }
 
@@ -399,8 +421,9 @@ size_t la_huge_purge(void) {
     gone = d;
   }
   if (cache_decay_ready) la_decay_purged(&cache_decay, 0);
+  inflight_begin(gone);
   pthread_mutex_unlock(&huge_lock);
-  unmap_descs(gone);
+  unmap_taken(gone);
   return bytes;
 }
 
@@ -420,8 +443,13 @@ bool la_huge_is_zeroed(const void *p) {
   return zeroed;
 }
 
+/* THP changes applied so far: realloc, which works on a descriptor taken
+ * out of the table, applies one it missed (relink). */
+static uint64_t thp_changes;
+
 void la_huge_apply_thp(int mode) {
   pthread_mutex_lock(&huge_lock);
+  thp_changes++;
   for (unsigned b = 0; b < (1u << HUGE_BUCKET_BITS); b++)
     for (la_huge_t *d = buckets[b]; d; d = d->next) la_os_advise_thp(d->ptr, d->map_size, mode);
   for (la_huge_t *d = cache_head; d; d = d->next) la_os_advise_thp(d->ptr, d->map_size, mode);
@@ -438,10 +466,13 @@ size_t la_huge_usable_size(const void *p) {
 }
 
 /* ---- realloc ------------------------------------------------------------ */
-/* The caller owns the block, so no other thread touches its descriptor while
+/* The caller owns the block, so no other thread frees or resizes it while
  * realloc runs (that would be a use-after-free in the program): the
  * syscalls run without huge_lock, which is taken only to update the table
- * and the totals. */
+ * and the totals.  The descriptor is out of the table meanwhile, since its
+ * ptr and map_size change with the mapping and la_huge_apply_thp, which
+ * walks the table, would otherwise advise a range being moved or unmapped;
+ * a THP change it misses is applied when the descriptor goes back. */
 
 static void account(ssize_t dsize, ssize_t dmapped) {
   pthread_mutex_lock(&huge_lock);
@@ -514,20 +545,32 @@ static bool absorb_next_cached(la_huge_t *d, size_t map_size) {
   return true;
 }
 
-/* Grow a live block: its table entry follows it if it moves. */
+/* Grow a block whose descriptor is out of the table. */
 static bool grow(la_huge_t *d, size_t usable, size_t map_size) {
-  void *old = d->ptr;
   size_t old_map = d->map_size;
   if (!absorb_next_cached(d, map_size) && !grow_mapping(d, map_size)) return false;
-  if (d->ptr != old) {
-    pthread_mutex_lock(&huge_lock);
-    table_unlink(d, old);
-    table_insert(d);
-    pthread_mutex_unlock(&huge_lock);
-  }
   account((ssize_t)usable - (ssize_t)d->size, (ssize_t)map_size - (ssize_t)old_map);
   d->size = usable;
   return true;
+}
+
+/* Resize in place or grow; false if the block could not grow. */
+static bool resize(la_huge_t *d, size_t usable, size_t need) {
+  if (need <= d->map_size) {
+    resize_in_place(d, usable, need);
+    return true;
+  }
+  size_t target = d->map_size <= SIZE_MAX / 2 && 2 * d->map_size > need ? 2 * d->map_size : need;
+  return grow(d, usable, target) || (target > need && grow(d, usable, need));
+}
+
+/* Put the descriptor back in the table, with the THP mode of any change
+ * made while it was out. */
+static void relink(la_huge_t *d, uint64_t thp_seen) {
+  pthread_mutex_lock(&huge_lock);
+  table_insert(d);
+  if (thp_changes != thp_seen) la_os_advise_thp(d->ptr, d->map_size, la_opt.thp);
+  pthread_mutex_unlock(&huge_lock);
 }
 
 /* realloc of a huge block to a size above the largest class.  Returns the
@@ -542,19 +585,17 @@ void *la_huge_realloc(void *p, size_t size) {
     return NULL;
   }
   pthread_mutex_lock(&huge_lock);
-  la_huge_t *d = table_find(p);
+  la_huge_t *d = table_remove(p);
+  uint64_t thp_seen = thp_changes;
   pthread_mutex_unlock(&huge_lock);
   if (!d) {
     la_invalid_free(p, "realloc of a pointer that is not a huge block");
     errno = EINVAL;
     return NULL;
   }
-  if (need <= d->map_size) {
-    resize_in_place(d, usable, need);
-    return d->ptr;
-  }
-  size_t target = d->map_size <= SIZE_MAX / 2 && 2 * d->map_size > need ? 2 * d->map_size : need;
-  if (grow(d, usable, target) || (target > need && grow(d, usable, need))) return d->ptr;
+  bool done = resize(d, usable, need);
+  relink(d, thp_seen);
+  if (done) return d->ptr;
   /* mremap moves one kernel mapping at a time, and a block gathered from
    * several cached ones spans several: copy it instead. */
   void *q = la_huge_alloc(size, LA_SEG_SIZE);
@@ -581,6 +622,16 @@ void la_huge_stats(la_stats_t *st) {
   pthread_mutex_unlock(&huge_lock);
 }
 
-void la_huge_fork_prepare(void) { pthread_mutex_lock(&huge_lock); }
+/* Waiting releases huge_lock; what is in flight needs only huge_lock and
+ * meta_lock to finish, and meta_lock is taken after this. */
+void la_huge_fork_prepare(void) {
+  pthread_mutex_lock(&huge_lock);
+  while (huge_inflight) pthread_cond_wait(&inflight_done, &huge_lock);
+}
+
 void la_huge_fork_parent(void) { pthread_mutex_unlock(&huge_lock); }
-void la_huge_fork_child(void) { pthread_mutex_init(&huge_lock, NULL); }
+
+void la_huge_fork_child(void) {
+  pthread_mutex_init(&huge_lock, NULL);
+  pthread_cond_init(&inflight_done, NULL);
+}

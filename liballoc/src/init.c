@@ -9,7 +9,16 @@
  *
  * fork(): the prepare handler takes every allocator lock, outermost first,
  * so the child never inherits a lock held by a thread that does not exist
- * there; the child re-initialises them.
+ * there, nor a structure half-way through a change; the child
+ * re-initialises them.  The order is the order in which the code nests
+ * them: init_lock; ctl_lock (a knob is applied to every pool under it);
+ * heaps_lock, then the heaps' reclaim lock (the purger takes an idle
+ * heap's caches under both); the arena locks; huge_lock (which first waits
+ * for the huge-cache mappings being unmapped or gathered without it);
+ * meta_lock (taken under huge_lock); then the leaves: the publisher's,
+ * the purger's and the smaps reader's locks.  Work in flight without a
+ * lock is settled in the child: units a purge was advising go back to
+ * dirty (arena.c).
  *
  * The telemetry publisher thread never starts in the first second of a
  * process or of a forked child.  A second thread
@@ -37,17 +46,27 @@ static pthread_mutex_t init_lock = PTHREAD_MUTEX_INITIALIZER;
 static _Atomic uint64_t life_start_ns;   /* the process's (or forked child's) start */
 
 static void fork_prepare(void) {
+  pthread_mutex_lock(&init_lock);
+  la_ctl_fork_prepare();
   la_heaps_fork_prepare();
   la_arenas_fork_prepare();
   la_huge_fork_prepare();
-  la_meta_fork_prepare();   /* innermost: taken while holding huge_lock */
+  la_meta_fork_prepare();   /* taken while holding huge_lock */
+  la_telemetry_fork_prepare();
+  la_purger_fork_prepare();
+  la_proc_fork_prepare();
 }
 
 static void fork_parent(void) {
+  la_proc_fork_parent();
+  la_purger_fork_parent();
+  la_telemetry_fork_parent();
   la_meta_fork_parent();
   la_huge_fork_parent();
   la_arenas_fork_parent();
   la_heaps_fork_parent();
+  la_ctl_fork_parent();
+  pthread_mutex_unlock(&init_lock);
 }
 
 /* ---- the publisher's quiet start -------------------------------------------- */
@@ -66,6 +85,8 @@ static void begin_life(void) {
 /* ---- fork and start-up ------------------------------------------------------ */
 
 static void fork_child(void) {
+  pthread_mutex_init(&init_lock, NULL);
+  la_proc_fork_child();
   begin_life();
   la_telemetry_fork_child();
   la_ctl_fork_child();

@@ -279,6 +279,37 @@ void la_fatal(const char *fmt, ...) {
   abort();
 }
 
+/* ---- membarrier -------------------------------------------------------------
+ * A thread that reads another thread's private state without a lock (the
+ * purger taking an idle heap's caches, heap.c) pairs its own full barrier
+ * with one forced on every running thread of the process, so the owner's
+ * side of the handshake needs only a compiler barrier.  Registration is
+ * once per process (a forked child inherits it); false when the kernel has
+ * no expedited private membarrier (before 4.14) or a seccomp filter refuses
+ * it: the caller must then leave the other threads' state alone. */
+#ifndef MEMBARRIER_CMD_PRIVATE_EXPEDITED
+#define MEMBARRIER_CMD_PRIVATE_EXPEDITED (1 << 3)
+#define MEMBARRIER_CMD_REGISTER_PRIVATE_EXPEDITED (1 << 4)
+#endif
+
+bool la_os_membarrier_register(void) {
+#ifdef SYS_membarrier
+  return syscall(SYS_membarrier, MEMBARRIER_CMD_REGISTER_PRIVATE_EXPEDITED, 0, 0) == 0;
+#else
+  return false;
+#endif
+}
+
+/* Every running thread of the process has executed a full memory barrier
+ * when this returns true. */
+bool la_os_membarrier(void) {
+#ifdef SYS_membarrier
+  return syscall(SYS_membarrier, MEMBARRIER_CMD_PRIVATE_EXPEDITED, 0, 0) == 0;
+#else
+  return false;
+#endif
+}
+
 /* ---- background threads ---------------------------------------------------- */
 
 /* A condition variable whose timed waits take CLOCK_MONOTONIC deadlines

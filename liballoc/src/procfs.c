@@ -65,6 +65,16 @@ static void read_smaps(uint64_t now) {
   pthread_mutex_unlock(&smaps_lock);
 }
 
+/* fork(): a stats reader may be inside read_smaps (milliseconds for a large
+ * heap) in another thread; the child must not inherit smaps_lock held by a
+ * thread it does not have.  The child reads its own smaps at its first look. */
+void la_proc_fork_prepare(void) { pthread_mutex_lock(&smaps_lock); }
+void la_proc_fork_parent(void) { pthread_mutex_unlock(&smaps_lock); }
+void la_proc_fork_child(void) {
+  pthread_mutex_init(&smaps_lock, NULL);
+  smaps_at = 0;
+}
+
 void la_proc_memory(alloc_shm_stats_t *s) {
   char buf[512];
   if (la_os_read_file("/proc/self/statm", buf, sizeof buf) > 0) {

@@ -81,10 +81,16 @@ static void *purger_main(void *arg) {
   return NULL;
 }
 
+/* Deadlines are la_now_ns().  Initialised once per process, not at every
+ * start: a thread that saw the purger running a moment ago may be
+ * signalling it while a new one starts (wake). */
+static void init_cond(void) { la_os_cond_init_monotonic(&purger_cond); }
+
 static void start(void) {
   int expected = STOPPED;
   if (!atomic_compare_exchange_strong(&state, &expected, STARTING)) return;
-  la_os_cond_init_monotonic(&purger_cond);   /* deadlines are la_now_ns() */
+  static pthread_once_t cond_once = PTHREAD_ONCE_INIT;
+  pthread_once(&cond_once, init_cond);
   atomic_store(&state, RUNNING);
   if (la_os_start_thread(purger_main, 64 * 1024, "liballoc-purge")) {
     atomic_store(&state, STOPPED);
@@ -122,8 +128,15 @@ void la_purger_kick(void) {
   if (atomic_load(&state) == RUNNING) wake();
 }
 
+/* fork(): purger_lock is a leaf, taken last but one (init.c).  The
+ * child has no purger: its condition variable, which may record the
+ * parent's waiting purger, starts afresh. */
+void la_purger_fork_prepare(void) { pthread_mutex_lock(&purger_lock); }
+void la_purger_fork_parent(void) { pthread_mutex_unlock(&purger_lock); }
+
 void la_purger_fork_child(void) {
   pthread_mutex_init(&purger_lock, NULL);
+  la_os_cond_init_monotonic(&purger_cond);
   atomic_store(&state, STOPPED);
   atomic_store(&idle, false);
   wake_pending = false;

@@ -224,10 +224,14 @@ static void *publisher_main(void *arg) {
   return NULL;
 }
 
+/* Initialised once: la_telemetry_kick may signal it at any time. */
+static void init_cond(void) { la_os_cond_init_monotonic(&tm_cond); }
+
 static void start_thread(void) {
   int expected = TM_STOPPED;
   if (!atomic_compare_exchange_strong(&tm_state, &expected, TM_RUNNING)) return;
-  la_os_cond_init_monotonic(&tm_cond);
+  static pthread_once_t cond_once = PTHREAD_ONCE_INIT;
+  pthread_once(&cond_once, init_cond);
   int err = la_os_start_thread(publisher_main, 128 * 1024, "liballoc-stats");
   if (err) {
     atomic_store(&tm_state, TM_STOPPED);
@@ -251,9 +255,17 @@ void la_telemetry_kick(void) {
   pthread_mutex_unlock(&tm_lock);
 }
 
-/* The child must not write its parent's segment, nor remove it at exit. */
+/* fork(): tm_lock is held across the creation of the segment, which the
+ * child must not see half done. */
+void la_telemetry_fork_prepare(void) { pthread_mutex_lock(&tm_lock); }
+void la_telemetry_fork_parent(void) { pthread_mutex_unlock(&tm_lock); }
+
+/* The child must not write its parent's segment, nor remove it at exit.
+ * Its condition variable may record the parent's waiting publisher, which
+ * the child does not have: it starts afresh. */
 void la_telemetry_fork_child(void) {
   pthread_mutex_init(&tm_lock, NULL);
+  la_os_cond_init_monotonic(&tm_cond);
   int fd = atomic_exchange(&tm_tick_fd, -1);
   if (fd >= 0) la_os_close(fd);   /* fork() struck during a tick */
   tm_created = false;
