@@ -87,6 +87,8 @@ void la_os_cond_init_monotonic(pthread_cond_t *cond);
 int la_os_start_thread(void *(*fn)(void *), size_t stack, const char *name);
 bool la_os_membarrier_register(void);
 bool la_os_membarrier(void);
+int la_os_gettid(void);
+bool la_os_thread_alive(int tid);
 
 /* ---- os_file.c: files (the telemetry segment, /proc, /sys) -------------- */
 struct stat;
@@ -273,6 +275,7 @@ void *la_heap_large_alloc(la_heap_t *heap, unsigned cls);
 void la_heaps_init(void);
 void la_heaps_set_checks(void);
 void la_heaps_stats(la_stats_t *st);
+uint64_t la_heaps_decay(uint64_t now);
 void la_heaps_fork_prepare(void);
 void la_heaps_fork_parent(void);
 void la_heaps_fork_child(void);

@@ -78,6 +78,7 @@ enum la_map_kind {
 #define LA_LARGE_CACHE_MAX_BLOCK ((size_t)256 << 10)  /* largest block a heap caches */
 #define LA_LARGE_CACHE_BYTES     ((size_t)1 << 20)    /* per heap */
 #define LA_LARGE_CACHE_PER_CLASS 8
+#define LA_PARK_MIN_BLOCK        ((size_t)64 << 10)   /* heap.c: emptied current slabs parked */
 
 /* ---- blocks and slabs ---------------------------------------------------- */
 typedef struct la_block_s {
@@ -235,6 +236,21 @@ typedef struct la_heap_s {
   la_arena_t *arena;
   struct la_heap_s *next_all, *prev_all; /* every live heap (fork, stats) */
   uint64_t large_hits[LA_NCLASSES];     /* large blocks taken from the cache */
+  /* The heap's caches that the purger may take back from an idle thread
+   * (heap.c, "idle heaps"): the large-block cache above and these parked
+   * slabs.  The owner raises cache_busy around every operation on them;
+   * the purger raises cache_reclaim (under the reclaim lock) before it
+   * looks at cache_busy. */
+  la_slab_t *parked[LA_NCLASSES];   /* (cache) emptied current slabs of
+                                       classes of blocks of 64 KiB or more */
+  uint32_t nparked;                 /* (cache) slabs in parked[] */
+  uint64_t cache_ops;               /* (cache) operations on the caches so far */
+  atomic_int cache_busy;            /* (owner) in an operation on the caches */
+  atomic_bool cache_reclaim;        /* (purger) take the reclaim lock first */
+  uint64_t reclaim_seen;            /* (heaps_lock) cache_ops at the purger's last look */
+  uint64_t reclaim_since;           /* (heaps_lock) when it last changed, ns */
+  int exiting_tid;                  /* (heaps_lock) made by a late destructor of
+                                       this thread (heap.c); -1 being abandoned */
 } la_heap_t;
 
 /* ---- huge blocks --------------------------------------------------------- */

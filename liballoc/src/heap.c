@@ -13,7 +13,9 @@
  * are all the empty sentinel slab: its first malloc falls into the slow path,
  * which creates the heap.  When a thread exits, its heap gives empty slabs
  * back to the arena and abandons the others there, and the heap structure is
- * kept for the next thread. */
+ * kept for the next thread.  What a heap caches (large blocks, emptied slabs
+ * of big blocks) decays like free memory elsewhere: the purger takes it back
+ * from a thread that stopped using it ("idle heaps" below). */
 #include "alloc_internal.h"
 
 #include <errno.h>
@@ -25,6 +27,7 @@ la_heap_t la_empty_heap = {.direct = {[0 ... LA_DIRECT_N - 1] = &la_slab_empty},
                            .bins = {[0 ... LA_NCLASSES - 1] = &la_slab_empty}};
 
 static pthread_mutex_t heaps_lock = PTHREAD_MUTEX_INITIALIZER;
+static pthread_mutex_t reclaim_lock = PTHREAD_MUTEX_INITIALIZER;   /* idle heaps */
 static la_heap_t *all_heaps;     /* live heaps */
 static la_heap_t *spare_heaps;   /* heaps of exited threads, for reuse */
 static size_t nheaps;
@@ -169,20 +172,73 @@ static void sweep_full(la_heap_t *heap) {
   }
 }
 
+/* ---- the heap's caches and the purger ------------------------------------
+ * A heap caches memory nobody uses: large blocks it freed (below) and the
+ * emptied current slab of each class of big blocks (parked, below).  A
+ * thread that goes idle would keep them forever, so the purger takes them
+ * back once they have not been touched for a quarter of the dirty decay
+ * time; they join the arena's dirty units, whose decay curve gives them
+ * back within the decay time after that (mostly within its first half).  The
+ * owner touches these caches without a lock, so taking them is an
+ * asymmetric Dekker handshake:
+ *
+ *   owner:  cache_busy = 1; compiler barrier; if (cache_reclaim) lock;
+ *           ...the operation...; [unlock;] cache_busy = 0 (release)
+ *   purger: under reclaim_lock: cache_reclaim = 1; membarrier();
+ *           if (!cache_busy) take everything; cache_reclaim = 0
+ *
+ * membarrier(PRIVATE_EXPEDITED) makes every running thread execute a full
+ * barrier, which orders the owner's store of cache_busy before its load of
+ * cache_reclaim as a fence on its side would, without the fence's cost on
+ * every operation: either the purger sees the owner busy and leaves the
+ * heap alone, or the owner sees cache_reclaim and waits for the purger on
+ * reclaim_lock.  Without membarrier (old kernel, seccomp) nothing is taken
+ * and the bound is the caches' size (LA_LARGE_CACHE_BYTES, one slab per
+ * class).  Under ThreadSanitizer, which does not know membarrier, the
+ * owner's barrier is a real fence. */
+
+static inline void owner_fence(void) {
+#if defined(__SANITIZE_THREAD__)
+  atomic_thread_fence(memory_order_seq_cst);
+#else
+  atomic_signal_fence(memory_order_seq_cst);   /* the purger's membarrier is the CPU fence */
+#endif
+}
+
+/* Start an operation on the heap's caches; true if it holds reclaim_lock. */
+static inline bool cache_enter(la_heap_t *heap) {
+  atomic_store_explicit(&heap->cache_busy, 1, memory_order_relaxed);
+  owner_fence();
+  if (LA_LIKELY(!atomic_load_explicit(&heap->cache_reclaim, memory_order_acquire))) return false;
+  pthread_mutex_lock(&reclaim_lock);
+  return true;
+}
+
+static inline void cache_leave(la_heap_t *heap, bool locked) {
+  LA_OWNER_ADD(heap->cache_ops, 1);
+  if (LA_UNLIKELY(locked)) pthread_mutex_unlock(&reclaim_lock);
+  atomic_store_explicit(&heap->cache_busy, 0, memory_order_release);
+}
+
 /* ---- the cache of large blocks ------------------------------------------- */
 /* A large block (a class whose slab holds one block) is arena-owned, so any
  * thread may keep it: the freeing thread's heap holds a few of the smaller
  * ones (up to LA_LARGE_CACHE_BYTES), and its next malloc of that class takes
  * one back without the arena lock.  A cached block counts as active, not as
- * allocated; the cache is emptied on thread exit and on flush. */
+ * allocated; the cache is emptied on thread exit, on flush and by the
+ * purger when the thread leaves it untouched. */
 
 void *la_heap_large_alloc(la_heap_t *heap, unsigned cls) {
+  bool locked = cache_enter(heap);
   la_slab_t *slab = heap->large_cache[cls];
+  if (slab) {
+    heap->large_cache[cls] = slab->next;
+    heap->large_cached[cls]--;
+    LA_OWNER_ADD(heap->large_cached_bytes, -slab->block_size);
+    LA_OWNER_ADD(heap->large_hits[cls], 1);
+  }
+  cache_leave(heap, locked);
   if (!slab) return NULL;
-  heap->large_cache[cls] = slab->next;
-  heap->large_cached[cls]--;
-  LA_OWNER_ADD(heap->large_cached_bytes, -slab->block_size);
-  LA_OWNER_ADD(heap->large_hits[cls], 1);
   slab->next = NULL;
   LA_SHARED_STORE(slab->used, 1);
   return slab->start;
@@ -190,30 +246,184 @@ void *la_heap_large_alloc(la_heap_t *heap, unsigned cls) {
 
 static bool large_cache_put(la_heap_t *heap, la_slab_t *slab) {
   unsigned cls = slab->cls;
-  if (heap == &la_empty_heap || slab->block_size > LA_LARGE_CACHE_MAX_BLOCK ||
-      heap->large_cached[cls] >= LA_LARGE_CACHE_PER_CLASS ||
-      heap->large_cached_bytes + slab->block_size > LA_LARGE_CACHE_BYTES)
-    return false;
-  LA_SHARED_STORE(slab->used, 0);
-  slab->zeroed = 0;
-  slab->next = heap->large_cache[cls];
-  heap->large_cache[cls] = slab;
-  heap->large_cached[cls]++;
-  LA_OWNER_ADD(heap->large_cached_bytes, slab->block_size);
-  return true;
+  if (heap == &la_empty_heap || slab->block_size > LA_LARGE_CACHE_MAX_BLOCK) return false;
+  bool locked = cache_enter(heap);
+  size_t before = heap->large_cached_bytes;
+  bool fits = heap->large_cached[cls] < LA_LARGE_CACHE_PER_CLASS && before + slab->block_size <= LA_LARGE_CACHE_BYTES;
+  if (fits) {
+    LA_SHARED_STORE(slab->used, 0);
+    slab->zeroed = 0;
+    slab->next = heap->large_cache[cls];
+    heap->large_cache[cls] = slab;
+    heap->large_cached[cls]++;
+    LA_OWNER_ADD(heap->large_cached_bytes, slab->block_size);
+  }
+  cache_leave(heap, locked);
+  if (fits && before == 0) la_purger_notify();   /* it may be idle with nothing to decay */
+  return fits;
 }
 
-static void large_cache_flush(la_heap_t *heap) {
+/* ---- parked slabs ----------------------------------------------------------
+ * A class's current slab stays with the heap when its last block is freed,
+ * so that a thread allocating and freeing one object in a loop does not go
+ * to the arena each time.  The malloc and free fast paths use it without
+ * any flag the purger could check, so for classes of big blocks (64 KiB and
+ * up: a slab's worth is much memory, and a malloc of that size costs
+ * hundreds of instructions anyway) the emptied current slab is parked
+ * instead: out of the fast path (the next malloc of the class takes the
+ * slow path and takes it back) and into a slot the purger may empty.
+ * Emptied current slabs of smaller classes stay: at most one per class,
+ * and only the pages their blocks were carved on are resident. */
+
+static void park_slab(la_heap_t *heap, la_slab_t *slab) {
+  unsigned cls = slab->cls;
+  la_slab_list_remove(&heap->queues[cls], slab);
+  set_bin(heap, cls);
+  LA_SHARED_STORE(slab->fast_owner, NULL);
+  bool locked = cache_enter(heap);
+  la_slab_t *old = heap->parked[cls];
+  heap->parked[cls] = slab;
+  if (!old) LA_SHARED_STORE(heap->nparked, heap->nparked + 1);
+  cache_leave(heap, locked);
+  if (old) la_arena_put_slab(la_segment_of(old)->arena, old);
+  la_purger_notify();
+}
+
+/* The parked slab of class `cls` made the current one again, or NULL. */
+static la_slab_t *unpark_slab(la_heap_t *heap, unsigned cls) {
+  bool locked = cache_enter(heap);
+  la_slab_t *slab = heap->parked[cls];
+  if (slab) {
+    heap->parked[cls] = NULL;
+    LA_SHARED_STORE(heap->nparked, heap->nparked - 1);
+  }
+  cache_leave(heap, locked);
+  if (!slab) return NULL;
+  LA_SHARED_STORE(slab->fast_owner, fast_owner_for(heap));
+  slab->in_full = 0;
+  la_slab_list_push_front(&heap->queues[cls], slab);
+  set_bin(heap, cls);
+  return slab;
+}
+
+/* Take every cached large block and parked slab out of the heap, chained
+ * through next; the caller runs the handshake (or is the owner). */
+static la_slab_t *caches_take(la_heap_t *heap) {
+  la_slab_t *taken = NULL;
   for (unsigned c = 0; c < LA_NCLASSES; c++) {
     la_slab_t *s;
     while ((s = heap->large_cache[c])) {
       heap->large_cache[c] = s->next;
-      s->next = NULL;
-      la_arena_free_large(s);
+      s->next = taken;
+      taken = s;
     }
     heap->large_cached[c] = 0;
+    if ((s = heap->parked[c])) {
+      heap->parked[c] = NULL;
+      s->next = taken;
+      taken = s;
+    }
   }
   LA_SHARED_STORE(heap->large_cached_bytes, 0);
+  LA_SHARED_STORE(heap->nparked, 0);
+  return taken;
+}
+
+/* Give what caches_take took to the arenas. */
+static void caches_release(la_slab_t *list) {
+  while (list) {
+    la_slab_t *next = list->next;
+    list->next = NULL;
+    if (list->kind == LA_SLAB_LARGE) la_arena_free_large(list);
+    else la_arena_put_slab(la_segment_of(list)->arena, list);
+    list = next;
+  }
+}
+
+/* Empty the heap's caches (its owner: flush, thread exit). */
+static void caches_flush(la_heap_t *heap) {
+  bool locked = cache_enter(heap);
+  la_slab_t *taken = caches_take(heap);
+  cache_leave(heap, locked);
+  caches_release(taken);
+}
+
+/* ---- idle heaps: the purger's side ------------------------------------------ */
+
+static void abandon_exited(uint64_t now, uint64_t *due);
+
+static uint64_t earliest(uint64_t a, uint64_t b) {
+  if (!a) return b;
+  if (!b) return a;
+  return a < b ? a : b;
+}
+
+/* membarrier is registered once per process, by the first purger pass. */
+static int membarrier_state;   /* 0 unknown, 1 usable, -1 not */
+
+static bool membarrier_ready(void) {
+  if (!membarrier_state) membarrier_state = la_os_membarrier_register() ? 1 : -1;
+  return membarrier_state > 0;
+}
+
+/* Has the heap's cache been untouched for `idle_ns`?  If not, when will it
+ * be (added to *due).  heaps_lock held. */
+static bool cache_idle(la_heap_t *h, uint64_t now, uint64_t idle_ns, uint64_t *due) {
+  if (!LA_SHARED_LOAD(h->large_cached_bytes) && !LA_SHARED_LOAD(h->nparked)) return false;
+  uint64_t ops = LA_SHARED_LOAD(h->cache_ops);
+  if (ops != h->reclaim_seen) {
+    h->reclaim_seen = ops;
+    h->reclaim_since = now;
+  }
+  if (now - h->reclaim_since >= idle_ns) return true;
+  *due = earliest(*due, h->reclaim_since + idle_ns);
+  return false;
+}
+
+/* Take the caches of the heaps marked for reclaim whose owner is not in an
+ * operation on them; clears the marks.  heaps_lock and reclaim_lock held. */
+static la_slab_t *take_marked(void) {
+  bool fenced = la_os_membarrier();
+  atomic_thread_fence(memory_order_seq_cst);
+  la_slab_t *taken = NULL;
+  for (la_heap_t *h = all_heaps; h; h = h->next_all) {
+    if (!atomic_load_explicit(&h->cache_reclaim, memory_order_relaxed)) continue;
+    if (fenced && !atomic_load_explicit(&h->cache_busy, memory_order_acquire)) {
+      la_slab_t *list = caches_take(h);
+      while (list) {
+        la_slab_t *next = list->next;
+        list->next = taken;
+        taken = list;
+        list = next;
+      }
+    }
+    atomic_store_explicit(&h->cache_reclaim, false, memory_order_release);
+  }
+  return taken;
+}
+
+/* The purger's pass over the heaps: take back the caches that have been
+ * idle for a quarter of the dirty decay time.  Returns when the next one will be
+ * (0: none pending). */
+uint64_t la_heaps_decay(uint64_t now) {
+  uint64_t due = 0;
+  abandon_exited(now, &due);
+  ssize_t ms = la_opt.dirty_decay_ms;
+  if (ms < 0 || !membarrier_ready()) return due;
+  uint64_t idle_ns = (uint64_t)ms * 250000u;   /* a quarter of the decay time, in ns */
+  bool any = false;
+  pthread_mutex_lock(&heaps_lock);
+  pthread_mutex_lock(&reclaim_lock);
+  for (la_heap_t *h = all_heaps; h; h = h->next_all)
+    if (cache_idle(h, now, idle_ns, &due)) {
+      atomic_store_explicit(&h->cache_reclaim, true, memory_order_relaxed);
+      any = true;
+    }
+  la_slab_t *taken = any ? take_marked() : NULL;
+  pthread_mutex_unlock(&reclaim_lock);
+  pthread_mutex_unlock(&heaps_lock);
+  caches_release(taken);
+  return due;
 }
 
 /* ---- creating and retiring heaps ----------------------------------------- */
@@ -230,8 +440,13 @@ static la_heap_t *heap_create(void) {
     heap->queues[c].head = heap->queues[c].tail = NULL;
     heap->large_cache[c] = NULL;
     heap->large_cached[c] = 0;
+    heap->parked[c] = NULL;
   }
   LA_SHARED_STORE(heap->large_cached_bytes, 0);
+  LA_SHARED_STORE(heap->nparked, 0);
+  atomic_store(&heap->cache_busy, 0);
+  atomic_store(&heap->cache_reclaim, false);
+  heap->exiting_tid = 0;
   heap->full.head = heap->full.tail = NULL;
   heap->nfull = 0;
   heap->refills_since_sweep = 0;
@@ -240,6 +455,7 @@ static la_heap_t *heap_create(void) {
   atomic_store(&heap->xfull_hint, false);
   heap->arena = la_arena_for_thread();
   pthread_mutex_lock(&heaps_lock);
+  heap->reclaim_seen = UINT64_MAX;   /* the purger's first look starts the clock */
   heap->prev_all = NULL;
   heap->next_all = all_heaps;
   if (all_heaps) all_heaps->prev_all = heap;
@@ -249,6 +465,9 @@ static la_heap_t *heap_create(void) {
   return heap;
 }
 
+/* Set once heap_thread_exit has run in this thread (see there). */
+static __thread bool thread_exiting;
+
 /* The calling thread's heap, created on first use; NULL if out of memory. */
 la_heap_t *la_heap_for_thread(void) {
   la_heap_t *heap = la_tls_heap;
@@ -256,8 +475,10 @@ la_heap_t *la_heap_for_thread(void) {
   la_ensure_init();
   heap = heap_create();
   if (!heap) return NULL;
+  if (LA_UNLIKELY(thread_exiting)) heap->exiting_tid = la_os_gettid();
   la_tls_heap = heap;
   pthread_setspecific(heap_key, heap);
+  if (LA_UNLIKELY(thread_exiting)) la_purger_notify();   /* to abandon it if we cannot */
   return heap;
 }
 
@@ -272,7 +493,7 @@ static void detach_slab(la_slab_t *slab) {
 }
 
 static void heap_abandon(la_heap_t *heap) {
-  large_cache_flush(heap);
+  caches_flush(heap);
   for (unsigned c = 0; c < LA_NCLASSES; c++) {
     la_slab_t *s;
     while ((s = heap->queues[c].head)) {
@@ -298,12 +519,44 @@ static void heap_abandon(la_heap_t *heap) {
 }
 
 /* pthread key destructor.  Later destructors may still call malloc: that
- * creates a fresh heap, registered again, and glibc calls us again. */
+ * creates a fresh heap, registered again, and glibc calls us again - but
+ * for PTHREAD_DESTRUCTOR_ITERATIONS rounds only, so a heap created by a
+ * destructor that runs after ours in the last round would never be
+ * abandoned.  A heap created after this ran carries its thread's id, and
+ * the purger abandons it once that thread is gone (abandon_exited). */
 static void heap_thread_exit(void *arg) {
+  thread_exiting = true;
   la_heap_t *heap = arg;
   if (!heap || heap == &la_empty_heap) return;
   la_tls_heap = &la_empty_heap;
   heap_abandon(heap);
+}
+
+#define EXITED_RETRY_NS 10000000ull   /* 10 ms: the thread is finishing its exit */
+
+/* A heap created by a late destructor whose thread has ended, claimed (its
+ * exiting_tid set to -1) for the caller to abandon; NULL if none.  Adds to
+ * *due when such a thread is still running. */
+static la_heap_t *claim_exited(uint64_t now, uint64_t *due) {
+  la_heap_t *found = NULL;
+  pthread_mutex_lock(&heaps_lock);
+  for (la_heap_t *h = all_heaps; h && !found; h = h->next_all) {
+    if (h->exiting_tid <= 0) continue;
+    if (la_os_thread_alive(h->exiting_tid)) *due = earliest(*due, now + EXITED_RETRY_NS);
+    else {
+      h->exiting_tid = -1;
+      found = h;
+    }
+  }
+  pthread_mutex_unlock(&heaps_lock);
+  return found;
+}
+
+/* Abandon the heaps of late destructors whose threads have ended: nothing
+ * of theirs runs any more, so another thread may walk them. */
+static void abandon_exited(uint64_t now, uint64_t *due) {
+  la_heap_t *h;
+  while ((h = claim_exited(now, due))) heap_abandon(h);
 }
 
 /* ---- trimming sparse slabs -------------------------------------------------
@@ -398,6 +651,8 @@ static la_slab_t *find_slab(la_heap_t *heap, unsigned cls) {
     move_to_full(heap, s);
   }
   set_bin(heap, cls);
+  la_slab_t *parked = unpark_slab(heap, cls);
+  if (parked) return parked;
   if (sweep_due(heap)) {
     sweep_full(heap);
     la_slab_t *s = q->head;
@@ -438,10 +693,11 @@ void *la_heap_alloc_class(unsigned cls) {
 
 /* The owner freed the last block in use of a slab.  The current slab of a
  * class is kept, so a thread that allocates and frees one object in a loop
- * does not go to the arena each time; any other empty slab goes back. */
+ * does not go to the arena each time (parked, for big blocks); any other
+ * empty slab goes back. */
 void la_heap_retire_slab(la_heap_t *heap, la_slab_t *slab) {
-  if (heap->queues[slab->cls].head == slab) return;
-  release_slab(heap, slab);
+  if (heap->queues[slab->cls].head != slab) release_slab(heap, slab);
+  else if (slab->block_size >= LA_PARK_MIN_BLOCK && heap != &la_empty_heap) park_slab(heap, slab);
 }
 
 /* free() of a block whose slab does not let this thread free locally: a
@@ -491,7 +747,7 @@ void la_heap_free_slow(la_heap_t *heap, la_slab_t *slab, la_block_t *block) {
  * current ones (thread.tcache.flush, malloc_trim). */
 void la_heap_flush(la_heap_t *heap) {
   if (heap == &la_empty_heap) return;
-  large_cache_flush(heap);
+  caches_flush(heap);
   sweep_full(heap);
   for (unsigned c = 0; c < LA_NCLASSES; c++) {
     la_slab_t *next;
@@ -505,8 +761,17 @@ void la_heap_flush(la_heap_t *heap) {
 
 /* ---- fork ---------------------------------------------------------------- */
 
-void la_heaps_fork_prepare(void) { pthread_mutex_lock(&heaps_lock); }
-void la_heaps_fork_parent(void) { pthread_mutex_unlock(&heaps_lock); }
+/* The purger takes idle heaps' caches under heaps_lock, then reclaim_lock;
+ * an owner holds reclaim_lock alone, around one cache operation. */
+void la_heaps_fork_prepare(void) {
+  pthread_mutex_lock(&heaps_lock);
+  pthread_mutex_lock(&reclaim_lock);
+}
+
+void la_heaps_fork_parent(void) {
+  pthread_mutex_unlock(&reclaim_lock);
+  pthread_mutex_unlock(&heaps_lock);
+}
 
 /* In the child only the forking thread exists.  The other threads' heaps
  * may have been mid-update when fork() struck, so they are not walked: they
@@ -514,6 +779,7 @@ void la_heaps_fork_parent(void) { pthread_mutex_unlock(&heaps_lock); }
  * child, as glibc's arenas do. */
 void la_heaps_fork_child(void) {
   pthread_mutex_init(&heaps_lock, NULL);
+  pthread_mutex_init(&reclaim_lock, NULL);
   la_heap_t *self = la_tls_heap;
   if (self != &la_empty_heap) {
     /* The next malloc of each class takes the slow path once, where the

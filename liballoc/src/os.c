@@ -310,6 +310,20 @@ bool la_os_membarrier(void) {
 #endif
 }
 
+/* ---- threads ---------------------------------------------------------------- */
+
+int la_os_gettid(void) { return (int)syscall(SYS_gettid); }
+
+/* False once thread `tid` of this process has ended (its id may have been
+ * reused since by a new thread: then true, which callers take as "not
+ * yet"). */
+bool la_os_thread_alive(int tid) {
+  int saved = errno;
+  bool alive = syscall(SYS_tgkill, (long)getpid(), (long)tid, 0) == 0 || errno != ESRCH;
+  errno = saved;
+  return alive;
+}
+
 /* ---- background threads ---------------------------------------------------- */
 
 /* A condition variable whose timed waits take CLOCK_MONOTONIC deadlines

@@ -36,7 +36,9 @@ static uint64_t earliest(uint64_t a, uint64_t b) {
 
 /* Decay every pool now; returns when the next purge is due (0: none). */
 uint64_t la_decay_all(uint64_t now) {
-  return earliest(la_arenas_decay(now), la_huge_decay(now));
+  /* Heaps first: what they give back joins the arenas' dirty units. */
+  uint64_t heaps_due = la_heaps_decay(now);
+  return earliest(heaps_due, earliest(la_arenas_decay(now), la_huge_decay(now)));
 }
 
 bool la_purger_running(void) {
