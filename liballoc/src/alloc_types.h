@@ -244,10 +244,11 @@ typedef struct la_heap_s {
   la_slab_t *parked[LA_NCLASSES];   /* (cache) emptied current slabs of
                                        classes of blocks of 64 KiB or more */
   uint32_t nparked;                 /* (cache) slabs in parked[] */
-  uint64_t cache_ops;               /* (cache) operations on the caches so far */
+  uint64_t cache_ops;               /* (cache) parks and unparks so far */
   atomic_int cache_busy;            /* (owner) in an operation on the caches */
   atomic_bool cache_reclaim;        /* (purger) take the reclaim lock first */
-  uint64_t reclaim_seen;            /* (heaps_lock) cache_ops at the purger's last look */
+  uint64_t reclaim_seen;            /* (heaps_lock) the caches' activity and */
+  size_t reclaim_seen_bytes;        /* large_cached_bytes at the purger's last look */
   uint64_t reclaim_since;           /* (heaps_lock) when it last changed, ns */
   int exiting_tid;                  /* (heaps_lock) made by a late destructor of
                                        this thread (heap.c); -1 being abandoned */

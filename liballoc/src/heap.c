@@ -205,19 +205,45 @@ static inline void owner_fence(void) {
 #endif
 }
 
-/* Start an operation on the heap's caches; true if it holds reclaim_lock. */
+/* Start an operation on the heap's caches: false if the purger is at it,
+ * and the caller must do it under reclaim_lock instead (cache_enter_locked;
+ * a function of its own, so that the common case needs no stack frame). */
 static inline bool cache_enter(la_heap_t *heap) {
   atomic_store_explicit(&heap->cache_busy, 1, memory_order_relaxed);
   owner_fence();
-  if (LA_LIKELY(!atomic_load_explicit(&heap->cache_reclaim, memory_order_acquire))) return false;
-  pthread_mutex_lock(&reclaim_lock);
+  return LA_LIKELY(!atomic_load_explicit(&heap->cache_reclaim, memory_order_acquire));
+}
+
+static inline void cache_leave(la_heap_t *heap) {
+  atomic_store_explicit(&heap->cache_busy, 0, memory_order_release);
+}
+
+static void cache_enter_locked(void) { pthread_mutex_lock(&reclaim_lock); }
+
+static void cache_leave_locked(la_heap_t *heap) {
+  pthread_mutex_unlock(&reclaim_lock);
+  atomic_store_explicit(&heap->cache_busy, 0, memory_order_release);
+}
+
+/* Both sides of cache_enter for the operations off the large-block path. */
+static bool cache_enter_any(la_heap_t *heap) {
+  if (cache_enter(heap)) return false;
+  cache_enter_locked();
   return true;
 }
 
-static inline void cache_leave(la_heap_t *heap, bool locked) {
-  LA_OWNER_ADD(heap->cache_ops, 1);
-  if (LA_UNLIKELY(locked)) pthread_mutex_unlock(&reclaim_lock);
-  atomic_store_explicit(&heap->cache_busy, 0, memory_order_release);
+static void cache_leave_any(la_heap_t *heap, bool locked) {
+  if (locked) cache_leave_locked(heap);
+  else cache_leave(heap);
+}
+
+/* The heap's caches went from empty to holding memory.  A purger about to
+ * sleep for good raises la_purger_wants_caches, then (membarrier) looks at
+ * every heap once more: either it sees this memory, or this load sees the
+ * flag (the same handshake as above). */
+static inline bool cache_filled(void) {
+  owner_fence();
+  return atomic_load_explicit(&la_purger_wants_caches, memory_order_relaxed);
 }
 
 /* ---- the cache of large blocks ------------------------------------------- */
@@ -228,8 +254,7 @@ static inline void cache_leave(la_heap_t *heap, bool locked) {
  * allocated; the cache is emptied on thread exit, on flush and by the
  * purger when the thread leaves it untouched. */
 
-void *la_heap_large_alloc(la_heap_t *heap, unsigned cls) {
-  bool locked = cache_enter(heap);
+static inline la_slab_t *large_take(la_heap_t *heap, unsigned cls) {
   la_slab_t *slab = heap->large_cache[cls];
   if (slab) {
     heap->large_cache[cls] = slab->next;
@@ -237,29 +262,59 @@ void *la_heap_large_alloc(la_heap_t *heap, unsigned cls) {
     LA_OWNER_ADD(heap->large_cached_bytes, -slab->block_size);
     LA_OWNER_ADD(heap->large_hits[cls], 1);
   }
-  cache_leave(heap, locked);
+  return slab;
+}
+
+static inline void *large_hand_out(la_slab_t *slab) {
   if (!slab) return NULL;
   slab->next = NULL;
   LA_SHARED_STORE(slab->used, 1);
   return slab->start;
 }
 
-static bool large_cache_put(la_heap_t *heap, la_slab_t *slab) {
+static LA_NOINLINE void *large_alloc_locked(la_heap_t *heap, unsigned cls) {
+  cache_enter_locked();
+  la_slab_t *slab = large_take(heap, cls);
+  cache_leave_locked(heap);
+  return large_hand_out(slab);
+}
+
+void *la_heap_large_alloc(la_heap_t *heap, unsigned cls) {
+  if (LA_UNLIKELY(!cache_enter(heap))) return large_alloc_locked(heap, cls);
+  la_slab_t *slab = large_take(heap, cls);
+  cache_leave(heap);
+  return large_hand_out(slab);
+}
+
+/* Cache a freed large block if it fits; true if it did. */
+static inline bool large_put(la_heap_t *heap, la_slab_t *slab) {
   unsigned cls = slab->cls;
+  if (heap->large_cached[cls] >= LA_LARGE_CACHE_PER_CLASS ||
+      heap->large_cached_bytes + slab->block_size > LA_LARGE_CACHE_BYTES)
+    return false;
+  LA_SHARED_STORE(slab->used, 0);
+  slab->zeroed = 0;
+  slab->next = heap->large_cache[cls];
+  heap->large_cache[cls] = slab;
+  heap->large_cached[cls]++;
+  LA_OWNER_ADD(heap->large_cached_bytes, slab->block_size);
+  return true;
+}
+
+static LA_NOINLINE bool large_put_locked(la_heap_t *heap, la_slab_t *slab) {
+  cache_enter_locked();
+  bool fits = large_put(heap, slab);
+  cache_leave_locked(heap);
+  return fits;   /* the purger is running: no need to wake it */
+}
+
+static bool large_cache_put(la_heap_t *heap, la_slab_t *slab) {
   if (heap == &la_empty_heap || slab->block_size > LA_LARGE_CACHE_MAX_BLOCK) return false;
-  bool locked = cache_enter(heap);
-  size_t before = heap->large_cached_bytes;
-  bool fits = heap->large_cached[cls] < LA_LARGE_CACHE_PER_CLASS && before + slab->block_size <= LA_LARGE_CACHE_BYTES;
-  if (fits) {
-    LA_SHARED_STORE(slab->used, 0);
-    slab->zeroed = 0;
-    slab->next = heap->large_cache[cls];
-    heap->large_cache[cls] = slab;
-    heap->large_cached[cls]++;
-    LA_OWNER_ADD(heap->large_cached_bytes, slab->block_size);
-  }
-  cache_leave(heap, locked);
-  if (fits && before == 0) la_purger_notify();   /* it may be idle with nothing to decay */
+  if (LA_UNLIKELY(!cache_enter(heap))) return large_put_locked(heap, slab);
+  bool was_empty = heap->large_cached_bytes == 0;
+  bool fits = large_put(heap, slab);
+  cache_leave(heap);
+  if (LA_UNLIKELY(fits && was_empty && cache_filled())) la_purger_wake_for_caches();
   return fits;
 }
 
@@ -280,24 +335,28 @@ static void park_slab(la_heap_t *heap, la_slab_t *slab) {
   la_slab_list_remove(&heap->queues[cls], slab);
   set_bin(heap, cls);
   LA_SHARED_STORE(slab->fast_owner, NULL);
-  bool locked = cache_enter(heap);
+  bool locked = cache_enter_any(heap);
+  bool was_empty = !heap->nparked && !heap->large_cached_bytes;
   la_slab_t *old = heap->parked[cls];
   heap->parked[cls] = slab;
   if (!old) LA_SHARED_STORE(heap->nparked, heap->nparked + 1);
-  cache_leave(heap, locked);
+  LA_OWNER_ADD(heap->cache_ops, 1);
+  cache_leave_any(heap, locked);
   if (old) la_arena_put_slab(la_segment_of(old)->arena, old);
-  la_purger_notify();
+  if (was_empty && cache_filled()) la_purger_wake_for_caches();
 }
 
 /* The parked slab of class `cls` made the current one again, or NULL. */
 static la_slab_t *unpark_slab(la_heap_t *heap, unsigned cls) {
-  bool locked = cache_enter(heap);
+  if (!LA_SHARED_LOAD(heap->parked[cls])) return NULL;   /* the purger only ever empties it */
+  bool locked = cache_enter_any(heap);
   la_slab_t *slab = heap->parked[cls];
   if (slab) {
-    heap->parked[cls] = NULL;
+    LA_SHARED_STORE(heap->parked[cls], NULL);
     LA_SHARED_STORE(heap->nparked, heap->nparked - 1);
+    LA_OWNER_ADD(heap->cache_ops, 1);
   }
-  cache_leave(heap, locked);
+  cache_leave_any(heap, locked);
   if (!slab) return NULL;
   LA_SHARED_STORE(slab->fast_owner, fast_owner_for(heap));
   slab->in_full = 0;
@@ -319,7 +378,7 @@ static la_slab_t *caches_take(la_heap_t *heap) {
     }
     heap->large_cached[c] = 0;
     if ((s = heap->parked[c])) {
-      heap->parked[c] = NULL;
+      LA_SHARED_STORE(heap->parked[c], NULL);
       s->next = taken;
       taken = s;
     }
@@ -342,9 +401,9 @@ static void caches_release(la_slab_t *list) {
 
 /* Empty the heap's caches (its owner: flush, thread exit). */
 static void caches_flush(la_heap_t *heap) {
-  bool locked = cache_enter(heap);
+  bool locked = cache_enter_any(heap);
   la_slab_t *taken = caches_take(heap);
-  cache_leave(heap, locked);
+  cache_leave_any(heap, locked);
   caches_release(taken);
 }
 
@@ -366,16 +425,37 @@ static bool membarrier_ready(void) {
   return membarrier_state > 0;
 }
 
-/* Has the heap's cache been untouched for `idle_ns`?  If not, when will it
- * be (added to *due).  heaps_lock held. */
+static bool cache_holds(const la_heap_t *h) {
+  return LA_SHARED_LOAD(h->large_cached_bytes) || LA_SHARED_LOAD(h->nparked);
+}
+
+/* A count that every operation on the heap's caches changes, so that the
+ * large-block path need not count: any take adds a hit; a run of puts
+ * alone adds bytes (the caller compares those too); parks count.  Read
+ * racily: a stale value only postpones a reclaim. */
+static uint64_t cache_activity(const la_heap_t *h) {
+  uint64_t n = LA_SHARED_LOAD(h->cache_ops);
+  for (unsigned c = 0; c < LA_NCLASSES; c++) n += LA_SHARED_LOAD(h->large_hits[c]);
+  return n;
+}
+
+/* Has the heap's cache held memory untouched for `idle_ns`?  If not, when
+ * will it have (added to *due).  A heap whose cache was used since the
+ * last look keeps a deadline even if empty now: a thread that allocates
+ * and frees a large block in a loop has it cached half the time, and
+ * must not wake an idle purger at every free.  heaps_lock held. */
 static bool cache_idle(la_heap_t *h, uint64_t now, uint64_t idle_ns, uint64_t *due) {
-  if (!LA_SHARED_LOAD(h->large_cached_bytes) && !LA_SHARED_LOAD(h->nparked)) return false;
-  uint64_t ops = LA_SHARED_LOAD(h->cache_ops);
-  if (ops != h->reclaim_seen) {
+  size_t bytes = LA_SHARED_LOAD(h->large_cached_bytes);
+  bool holds = bytes || LA_SHARED_LOAD(h->nparked);
+  uint64_t ops = cache_activity(h);
+  if (ops != h->reclaim_seen || bytes != h->reclaim_seen_bytes) {
     h->reclaim_seen = ops;
+    h->reclaim_seen_bytes = bytes;
     h->reclaim_since = now;
+  } else if (!holds) {
+    return false;
   }
-  if (now - h->reclaim_since >= idle_ns) return true;
+  if (holds && now - h->reclaim_since >= idle_ns) return true;
   *due = earliest(*due, h->reclaim_since + idle_ns);
   return false;
 }
@@ -400,6 +480,25 @@ static la_slab_t *take_marked(void) {
     atomic_store_explicit(&h->cache_reclaim, false, memory_order_release);
   }
   return taken;
+}
+
+/* The purger has nothing to do and is about to sleep until woken: from
+ * now on a heap that starts caching memory wakes it (cache_filled), and a
+ * last look catches one that did so before it could see the flag.
+ * Returns a deadline if some heap holds memory after all. */
+uint64_t la_heaps_before_sleep(uint64_t now) {
+  ssize_t ms = la_opt.dirty_decay_ms;
+  if (ms < 0 || !membarrier_ready()) return 0;
+  atomic_store(&la_purger_wants_caches, true);
+  la_os_membarrier();
+  atomic_thread_fence(memory_order_seq_cst);
+  bool any = false;
+  pthread_mutex_lock(&heaps_lock);
+  for (la_heap_t *h = all_heaps; h && !any; h = h->next_all) any = cache_holds(h);
+  pthread_mutex_unlock(&heaps_lock);
+  if (!any) return 0;
+  atomic_store(&la_purger_wants_caches, false);
+  return now + (uint64_t)ms * 250000u;
 }
 
 /* The purger's pass over the heaps: take back the caches that have been
@@ -478,7 +577,7 @@ la_heap_t *la_heap_for_thread(void) {
   if (LA_UNLIKELY(thread_exiting)) heap->exiting_tid = la_os_gettid();
   la_tls_heap = heap;
   pthread_setspecific(heap_key, heap);
-  if (LA_UNLIKELY(thread_exiting)) la_purger_notify();   /* to abandon it if we cannot */
+  if (LA_UNLIKELY(thread_exiting)) la_purger_wake_for_caches();   /* to abandon it if we cannot */
   return heap;
 }
 

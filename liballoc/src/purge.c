@@ -27,6 +27,10 @@ static atomic_int state;
 static atomic_bool idle;          /* waiting with no deadline */
 static bool wake_pending;         /* (purger_lock) */
 static atomic_bool start_failed;  /* pthread_create refused: do not retry */
+/* The purger is not watching the heaps' caches (not started, or about to
+ * sleep with none holding anything): a heap that starts caching memory
+ * must call la_purger_wake_for_caches.  Read on the large-cache path. */
+atomic_bool la_purger_wants_caches = true;
 
 static uint64_t earliest(uint64_t a, uint64_t b) {
   if (!a) return b;
@@ -76,7 +80,9 @@ static void *purger_main(void *arg) {
      * slow path: its purger starts the publisher instead (init.c). */
     la_poll_background();
     uint64_t now = la_now_ns();
+    atomic_store(&la_purger_wants_caches, false);   /* this pass looks at every heap */
     uint64_t due = la_decay_all(now);
+    if (!due) due = la_heaps_before_sleep(now);
     sleep_until(due, now);
   }
   atomic_store(&state, STOPPED);
@@ -112,11 +118,24 @@ void la_purger_notify(void) {
   if (st == STOPPED && !atomic_load_explicit(&start_failed, memory_order_relaxed)) start();
 }
 
+/* A heap's cache went from empty to holding memory while the purger
+ * wanted to hear of it: start it, or wake it even if it is only about to
+ * sleep (wake_pending). */
+void la_purger_wake_for_caches(void) {
+  if (!la_opt.background_thread) {
+    atomic_store(&la_purger_wants_caches, false);   /* la_purger_enable raises it again */
+    return;
+  }
+  if (atomic_load(&state) == RUNNING) wake();
+  else la_purger_notify();
+}
+
 /* background_thread changed at run time. */
 int la_purger_enable(bool on) {
   la_opt.background_thread = on;
   if (on) {
     atomic_store(&start_failed, false);
+    atomic_store(&la_purger_wants_caches, true);
     la_purger_notify();
   } else {
     int expected = RUNNING;
@@ -141,5 +160,6 @@ void la_purger_fork_child(void) {
   la_os_cond_init_monotonic(&purger_cond);
   atomic_store(&state, STOPPED);
   atomic_store(&idle, false);
+  atomic_store(&la_purger_wants_caches, true);
   wake_pending = false;
 }

@@ -236,7 +236,7 @@ static void test_fork_storm(void **state)
   atomic_store(&stop, false);
   for (size_t i = 0; i < nthreads; i++)
     assert_int_equal(pthread_create(&tids[i], NULL, fns[i], (void *)(uintptr_t)(i + 1)), 0);
-  size_t forks = stress_count(1000, 200), hung = 0, failed = 0, done = 0;
+  size_t forks = stress_count(600, 150), hung = 0, failed = 0, done = 0;
   double t0 = stress_now();
   for (; done < forks && hung + failed < 3; done++) {
     pid_t pid = fork();
