@@ -1,0 +1,183 @@
+/* test_heap.c - thread heaps (heap.c): what a heap caches decays like the
+ * rest of free memory, and heaps of exiting threads are always abandoned.
+ *
+ * Decay is driven by an injected clock and by calling the purger's pass
+ * (la_decay_all) directly, with the purger thread off: no sleeps.  The
+ * cache of an idle thread is taken with the membarrier handshake, so those
+ * tests are skipped where the kernel refuses membarrier. */
+#include "unit.h"
+
+#include <alloc.h>
+#include <pthread.h>
+#include <string.h>
+
+#define MS 1000000ull
+#define LARGE (128 * 1024)   /* a large class the heap caches */
+#define PARKED (96 * 1024)   /* a small class of big blocks: its emptied slab is parked */
+
+static uint64_t fake_now;
+static uint64_t fake_clock(void) { return fake_now; }
+
+static la_stats_t stats(void) {
+  la_stats_t st;
+  la_stats_gather(&st);
+  return st;
+}
+
+static int setup(void **state) {
+  (void)state;
+  la_os_set_clock(fake_clock);
+  fake_now = 1000 * MS;
+  bool off = false;
+  ssize_t decay = 1000, zero = 0;
+  alloc_ctl("opt.background_thread", NULL, NULL, &off, sizeof off);
+  alloc_ctl("opt.muzzy_decay_ms", NULL, NULL, &zero, sizeof zero);
+  return alloc_ctl("opt.dirty_decay_ms", NULL, NULL, &decay, sizeof decay);
+}
+
+static void decay_at(uint64_t ms) {
+  fake_now += ms * MS;
+  la_decay_all(fake_now);
+}
+
+/* ---- an idle thread's caches ----------------------------------------------- */
+
+static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
+static pthread_cond_t cond = PTHREAD_COND_INITIALIZER;
+static int phase;   /* 1: cached, 2: take them again, 3: done */
+static void *first_large, *first_parked;
+
+static void wait_phase(int p) {
+  pthread_mutex_lock(&lock);
+  while (phase < p) pthread_cond_wait(&cond, &lock);
+  pthread_mutex_unlock(&lock);
+}
+
+static void set_phase(int p) {
+  pthread_mutex_lock(&lock);
+  phase = p;
+  pthread_cond_broadcast(&cond);
+  pthread_mutex_unlock(&lock);
+}
+
+/* Cache a large block and park a slab, idle, then allocate both again. */
+static void *idle_owner(void *arg) {
+  (void)arg;
+  first_large = la_malloc(LARGE);
+  first_parked = la_malloc(PARKED);
+  memset(first_large, 1, LARGE);
+  memset(first_parked, 1, PARKED);
+  la_free(first_large);
+  la_free(first_parked);
+  set_phase(1);
+  wait_phase(2);
+  void *a = la_malloc(LARGE), *b = la_malloc(PARKED);
+  memset(a, 2, LARGE);
+  memset(b, 2, PARKED);
+  la_free(a);
+  la_free(b);
+  set_phase(3);
+  return NULL;
+}
+
+static void test_idle_caches_decay(void **state) {
+  (void)state;
+  if (!la_os_membarrier_register()) skip();
+  phase = 0;
+  pthread_t t;
+  assert_int_equal(pthread_create(&t, NULL, idle_owner, NULL), 0);
+  wait_phase(1);
+  size_t cached = stats().s.tcache;
+  assert_true(cached >= LARGE + PARKED);
+  decay_at(0);     /* the purger's first look at the heap */
+  decay_at(200);   /* untouched for less than a quarter of the decay time */
+  assert_int_equal(stats().s.tcache, cached);
+  decay_at(100);   /* now more: taken back, to the arena's dirty units */
+  la_stats_t st = stats();
+  assert_true(st.s.tcache + LARGE + PARKED <= cached);
+  assert_true(st.s.dirty >= LARGE + PARKED);
+  decay_at(1000);   /* and the arena's decay gives them back */
+  assert_true(stats().s.dirty < LARGE);
+  set_phase(2);     /* the owner carries on from an empty cache */
+  wait_phase(3);
+  pthread_join(t, NULL);
+}
+
+/* A thread that keeps using its cache keeps it, however long. */
+static void test_busy_cache_kept(void **state) {
+  (void)state;
+  if (!la_os_membarrier_register()) skip();
+  la_free(la_malloc(LARGE));
+  decay_at(0);
+  for (int i = 0; i < 10; i++) {
+    decay_at(200);
+    assert_true(la_tls_heap->large_cached_bytes >= LARGE);
+    la_free(la_malloc(LARGE));   /* from the cache, back to it */
+  }
+  decay_at(0);     /* idle from now on: the purger sees the last use */
+  decay_at(300);
+  assert_int_equal(la_tls_heap->large_cached_bytes, 0);
+}
+
+/* An emptied current slab of big blocks is parked and taken back by the
+ * next malloc of its class: the same block, without the arena. */
+static void test_parked_slab_reused(void **state) {
+  (void)state;
+  void *p = la_malloc(PARKED);
+  la_free(p);
+  la_heap_t *heap = la_tls_heap;
+  unsigned cls = la_class_of(PARKED);
+  assert_non_null(heap->parked[cls]);
+  assert_ptr_equal(heap->bins[cls], &la_slab_empty);   /* out of the fast path */
+  void *q = la_malloc(PARKED);
+  assert_ptr_equal(q, p);
+  assert_null(heap->parked[cls]);
+  la_free(q);
+  la_heap_flush(heap);
+  assert_null(heap->parked[cls]);
+}
+
+/* ---- late destructors ---------------------------------------------------- */
+
+static pthread_key_t late_key;
+
+/* Runs in every round of key destructors (it sets its value again, so
+ * glibc runs all PTHREAD_DESTRUCTOR_ITERATIONS rounds); liballoc's own
+ * destructor, whose key was made first, runs before it in each round. */
+static void late_destructor(void *value) {
+  void *p = la_malloc(200);
+  memset(p, 3, 200);
+  la_free(p);
+  pthread_setspecific(late_key, value);
+}
+
+static void *late_thread(void *arg) {
+  (void)arg;
+  la_free(la_malloc(64));
+  pthread_setspecific(late_key, (void *)1);
+  return NULL;
+}
+
+static void test_late_destructor_heap_abandoned(void **state) {
+  (void)state;
+  la_free(la_malloc(64));   /* this thread's heap exists */
+  assert_int_equal(pthread_key_create(&late_key, late_destructor), 0);
+  size_t before = stats().s.nheaps;
+  pthread_t t;
+  assert_int_equal(pthread_create(&t, NULL, late_thread, NULL), 0);
+  pthread_join(t, NULL);
+  decay_at(10);   /* the purger's pass abandons heaps of threads that are gone */
+  assert_int_equal(stats().s.nheaps, before);
+  pthread_key_delete(late_key);
+}
+
+int main(void) {
+  la_ensure_init();
+  const struct CMUnitTest tests[] = {
+      cmocka_unit_test(test_parked_slab_reused),
+      cmocka_unit_test(test_busy_cache_kept),
+      cmocka_unit_test(test_idle_caches_decay),
+      cmocka_unit_test(test_late_destructor_heap_abandoned),
+  };
+  return cmocka_run_group_tests_name("heap", tests, setup, NULL);
+}
