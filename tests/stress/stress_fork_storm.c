@@ -11,20 +11,18 @@
  *   - a thread pushing configuration with alloc_ctl: decay times, THP
  *     modes, the publishing interval;
  *   - two threads allocating and freeing small, large and huge blocks.
- * liballoc reads /proc/self/smaps_rollup (under a lock) at most every 10 s;
- * this program's own open() makes that read take SLOW_SMAPS_MS in the
- * parent, as it does in a process with a large heap, so that forks land
- * while it is in progress (liballoc calls open through the PLT when
- * preloaded, and the direct build links this definition in).
+ * liballoc reads /proc/self/smaps_rollup (under a lock) at most every 10 s,
+ * by its clock; the statistics printer's thread sees that clock leap 20 s
+ * at every call (la_os_set_clock, hence this program is linked to
+ * liballoc's core rather than preloaded), so each of its reads reads the
+ * file, and BLOAT_VMAS mappings make each read take milliseconds, as in a
+ * process with a large heap: forks land while a read is in progress.
  * Every child allocates, prints its statistics, reads and writes a knob,
  * trims and exits.  A lock inherited held, or work in flight left half done,
  * shows as a child that does not exit: the parent kills any child still
  * there after CHILD_DEADLINE_S and fails.  No timing is asserted. */
-#include <dlfcn.h>
 #include <errno.h>
-#include <fcntl.h>
-#include <stdarg.h>
-#include <sys/syscall.h>
+#include <sys/mman.h>
 #include <malloc.h>
 #include <pthread.h>
 #include <signal.h>
@@ -40,29 +38,19 @@
 #define CHILD_DEADLINE_S 10
 #define ALLOCATORS 2
 #define SLOTS 32
-#define SLOW_SMAPS_MS 2000
+#define BLOAT_VMAS 5000
 
 typedef int (*ctl_fn)(const char *, void *, size_t *, void *, size_t);
 typedef void (*print_fn)(void (*)(void *, const char *), void *, const char *);
 
-#ifdef ALLOC_TEST_DIRECT
+/* liballoc's public API and its clock hook (the core is linked in). */
 int alloc_ctl(const char *, void *, size_t *, void *, size_t);
 void alloc_stats_print(void (*)(void *, const char *), void *, const char *);
-static ctl_fn ctl = alloc_ctl;
-static print_fn stats_print = alloc_stats_print;
-static void find_api(void) {}
-#else
-static ctl_fn ctl;
-static print_fn stats_print;
-static void find_api(void)
-{
-  ctl = (ctl_fn)dlsym(RTLD_DEFAULT, "alloc_ctl");
-  stats_print = (print_fn)dlsym(RTLD_DEFAULT, "alloc_stats_print");
-}
-#endif
+void la_os_set_clock(uint64_t (*now_ns)(void));
+static const ctl_fn ctl = alloc_ctl;
+static const print_fn stats_print = alloc_stats_print;
 
 static atomic_bool stop;
-static pid_t parent_pid;
 
 static void pause_us(long us)
 {
@@ -70,20 +58,31 @@ static void pause_us(long us)
   nanosleep(&t, NULL);
 }
 
-/* Every open() of the process, liballoc's included; slow for smaps_rollup
- * in the parent only (a child must finish quickly). */
-int open(const char *path, int flags, ...)
+/* ---- slow smaps reads ---------------------------------------------------------- */
+
+static __thread bool leaping;   /* this thread's clock leaps */
+static _Atomic uint64_t leap_ns;
+
+static uint64_t storm_clock(void)
 {
-  int mode = 0;
-  if (flags & (O_CREAT | O_TMPFILE)) {
-    va_list ap;
-    va_start(ap, flags);
-    mode = va_arg(ap, int);
-    va_end(ap);
+  if (leaping)
+    return atomic_fetch_add(&leap_ns, 20000000000ull);
+  struct timespec t;
+  clock_gettime(CLOCK_MONOTONIC, &t);
+  return (uint64_t)t.tv_sec * 1000000000u + (uint64_t)t.tv_nsec;
+}
+
+/* BLOAT_VMAS mappings of one page each (every other page of a region made
+ * inaccessible): the kernel walks each one to answer smaps_rollup. */
+static void bloat_vmas(void)
+{
+  long page = sysconf(_SC_PAGESIZE);
+  char *p = mmap(NULL, (size_t)page * 2 * BLOAT_VMAS, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+  assert_true(p != MAP_FAILED);
+  for (size_t i = 0; i < BLOAT_VMAS; i++) {
+    p[2 * i * (size_t)page] = 1;
+    mprotect(p + (2 * i + 1) * (size_t)page, (size_t)page, PROT_NONE);
   }
-  if (parent_pid && getpid() == parent_pid && strcmp(path, "/proc/self/smaps_rollup") == 0)
-    pause_us(SLOW_SMAPS_MS * 1000L);
-  return (int)syscall(SYS_openat, AT_FDCWD, path, flags, mode);
 }
 
 /* ---- the parent's threads ---------------------------------------------------- */
@@ -134,6 +133,7 @@ static void discard(void *opaque, const char *text)
 static void *stats_printer(void *arg)
 {
   (void)arg;
+  leaping = true;
   while (!atomic_load_explicit(&stop, memory_order_relaxed))
     stats_print(discard, NULL, "J");
   return NULL;
@@ -206,6 +206,22 @@ static void child_main(uint64_t seed)
   _exit(stress_take_failures() ? 1 : 0);
 }
 
+/* What a child stuck at the deadline is doing: the system call it sits in
+ * (202 is futex on x86-64: a lock), for the failure message. */
+static void describe_stuck(pid_t pid, char *out, size_t len)
+{
+  char path[64];
+  snprintf(path, sizeof path, "/proc/%d/syscall", (int)pid);
+  FILE *f = fopen(path, "r");
+  out[0] = 0;
+  if (f) {
+    if (!fgets(out, (int)len, f))
+      out[0] = 0;
+    fclose(f);
+  }
+  out[strcspn(out, "\n")] = 0;
+}
+
 /* false, after killing it, when the child is still there at the deadline. */
 static bool wait_child(pid_t pid, int *status)
 {
@@ -215,6 +231,15 @@ static bool wait_child(pid_t pid, int *status)
     if (r == pid)
       return true;
     if (r < 0 || stress_now() > deadline) {
+      char what[256];
+      describe_stuck(pid, what, sizeof what);
+      stress_note("child %d stuck in system call: %s", (int)pid, what);
+      if (getenv("STORM_GDB")) {
+        char cmd[128];
+        snprintf(cmd, sizeof cmd, "gdb -p %d -batch -ex 'thread apply all bt' >&2 2>&1", (int)pid);
+        if (system(cmd) != 0)
+          stress_note("gdb failed");
+      }
       kill(pid, SIGKILL);
       waitpid(pid, status, 0);
       return false;
@@ -226,17 +251,15 @@ static bool wait_child(pid_t pid, int *status)
 static void test_fork_storm(void **state)
 {
   (void)state;
-  find_api();
-  parent_pid = getpid();
-  assert_non_null(ctl);
-  assert_non_null(stats_print);
+  bloat_vmas();
+  la_os_set_clock(storm_clock);
   void *(*const fns[])(void *) = {allocator, allocator, stats_printer, stats_reader, config_pusher};
   const size_t nthreads = sizeof fns / sizeof fns[0];
   pthread_t tids[sizeof fns / sizeof fns[0]];
   atomic_store(&stop, false);
   for (size_t i = 0; i < nthreads; i++)
     assert_int_equal(pthread_create(&tids[i], NULL, fns[i], (void *)(uintptr_t)(i + 1)), 0);
-  size_t forks = stress_count(600, 150), hung = 0, failed = 0, done = 0;
+  size_t forks = stress_count(1000, 300), hung = 0, failed = 0, done = 0;
   double t0 = stress_now();
   for (; done < forks && hung + failed < 3; done++) {
     pid_t pid = fork();
@@ -258,7 +281,6 @@ static void test_fork_storm(void **state)
   atomic_store(&stop, true);
   for (size_t i = 0; i < nthreads; i++)
     pthread_join(tids[i], NULL);
-  parent_pid = 0;
   ssize_t d = 10;
   push("opt.dirty_decay_ms", &d, sizeof d);
   stress_note("fork storm: %zu forks, %zu hung, %zu failed, %.1f s", done, hung, failed, stress_now() - t0);
