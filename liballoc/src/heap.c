@@ -418,11 +418,15 @@ static uint64_t earliest(uint64_t a, uint64_t b) {
 }
 
 /* membarrier is registered once per process, by the first purger pass. */
-static int membarrier_state;   /* 0 unknown, 1 usable, -1 not */
+static atomic_int membarrier_state;   /* 0 unknown, 1 usable, -1 not */
 
 static bool membarrier_ready(void) {
-  if (!membarrier_state) membarrier_state = la_os_membarrier_register() ? 1 : -1;
-  return membarrier_state > 0;
+  int st = atomic_load_explicit(&membarrier_state, memory_order_relaxed);
+  if (!st) {
+    st = la_os_membarrier_register() ? 1 : -1;
+    atomic_store_explicit(&membarrier_state, st, memory_order_relaxed);
+  }
+  return st > 0;
 }
 
 static bool cache_holds(const la_heap_t *h) {
@@ -527,7 +531,12 @@ uint64_t la_heaps_decay(uint64_t now) {
 
 /* ---- creating and retiring heaps ----------------------------------------- */
 
-static la_heap_t *heap_create(void) {
+/* Set once heap_thread_exit has run in this thread (see there). */
+static __thread bool thread_exiting;
+
+/* A heap for the calling thread; `exiting_tid` is its id if it is exiting
+ * (heap_thread_exit), else 0. */
+static la_heap_t *heap_create(int exiting_tid) {
   pthread_mutex_lock(&heaps_lock);
   la_heap_t *heap = spare_heaps;
   if (heap) spare_heaps = heap->next_all;
@@ -545,7 +554,6 @@ static la_heap_t *heap_create(void) {
   LA_SHARED_STORE(heap->nparked, 0);
   atomic_store(&heap->cache_busy, 0);
   atomic_store(&heap->cache_reclaim, false);
-  heap->exiting_tid = 0;
   heap->full.head = heap->full.tail = NULL;
   heap->nfull = 0;
   heap->refills_since_sweep = 0;
@@ -555,6 +563,7 @@ static la_heap_t *heap_create(void) {
   heap->arena = la_arena_for_thread();
   pthread_mutex_lock(&heaps_lock);
   heap->reclaim_seen = UINT64_MAX;   /* the purger's first look starts the clock */
+  heap->exiting_tid = exiting_tid;
   heap->prev_all = NULL;
   heap->next_all = all_heaps;
   if (all_heaps) all_heaps->prev_all = heap;
@@ -564,17 +573,13 @@ static la_heap_t *heap_create(void) {
   return heap;
 }
 
-/* Set once heap_thread_exit has run in this thread (see there). */
-static __thread bool thread_exiting;
-
 /* The calling thread's heap, created on first use; NULL if out of memory. */
 la_heap_t *la_heap_for_thread(void) {
   la_heap_t *heap = la_tls_heap;
   if (LA_LIKELY(heap != &la_empty_heap)) return heap;
   la_ensure_init();
-  heap = heap_create();
+  heap = heap_create(LA_UNLIKELY(thread_exiting) ? la_os_gettid() : 0);
   if (!heap) return NULL;
-  if (LA_UNLIKELY(thread_exiting)) heap->exiting_tid = la_os_gettid();
   la_tls_heap = heap;
   pthread_setspecific(heap_key, heap);
   if (LA_UNLIKELY(thread_exiting)) la_purger_wake_for_caches();   /* to abandon it if we cannot */
