@@ -73,20 +73,25 @@ static void sleep_until(uint64_t due, uint64_t now) {
   pthread_mutex_unlock(&purger_lock);
 }
 
+/* Runs until switched off.  Switched on again while stopping (STOPPING
+ * back to RUNNING, la_purger_enable), it carries on: the compare-and-swap
+ * at the end tells it which happened last. */
 static void *purger_main(void *arg) {
   (void)arg;
-  while (atomic_load(&state) == RUNNING) {
-    /* A process that freed a burst and went idle reaches no allocation
-     * slow path: its purger starts the publisher instead (init.c). */
-    la_poll_background();
-    uint64_t now = la_now_ns();
-    atomic_store(&la_purger_wants_caches, false);   /* this pass looks at every heap */
-    uint64_t due = la_decay_all(now);
-    if (!due) due = la_heaps_before_sleep(now);
-    sleep_until(due, now);
+  for (;;) {
+    while (atomic_load(&state) == RUNNING) {
+      /* A process that freed a burst and went idle reaches no allocation
+       * slow path: its purger starts the publisher instead (init.c). */
+      la_poll_background();
+      uint64_t now = la_now_ns();
+      atomic_store(&la_purger_wants_caches, false);   /* this pass looks at every heap */
+      uint64_t due = la_decay_all(now);
+      if (!due) due = la_heaps_before_sleep(now);
+      sleep_until(due, now);
+    }
+    int expected = STOPPING;
+    if (atomic_compare_exchange_strong(&state, &expected, STOPPED)) return NULL;
   }
-  atomic_store(&state, STOPPED);
-  return NULL;
 }
 
 /* Deadlines are la_now_ns().  Initialised once per process, not at every
@@ -136,7 +141,8 @@ int la_purger_enable(bool on) {
   if (on) {
     atomic_store(&start_failed, false);
     atomic_store(&la_purger_wants_caches, true);
-    la_purger_notify();
+    int stopping = STOPPING;   /* a purger still stopping carries on instead */
+    if (!atomic_compare_exchange_strong(&state, &stopping, RUNNING)) la_purger_notify();
   } else {
     int expected = RUNNING;
     if (atomic_compare_exchange_strong(&state, &expected, STOPPING)) wake();
