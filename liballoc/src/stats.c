@@ -11,7 +11,11 @@
  * the statistics are listed once, in alloc_shm.h.
  *
  * alloc_stats_print formats into a stack buffer and never allocates, so it
- * is safe in atexit handlers and while the heap is in any state. */
+ * may be called from atexit handlers.  It is not safe in every state: it
+ * takes each arena's lock, heaps_lock, huge_lock, meta_lock and the smaps
+ * lock (procfs.c) in turn, so it must not be called from a signal handler
+ * that may have interrupted the allocator.  All are released before the
+ * write callback runs. */
 #include "alloc_internal.h"
 
 #include <alloc.h>
