@@ -5,11 +5,20 @@
  * "Authorization: Bearer <token>", compared in constant time.  Every error
  * is a JSON {"error": "..."} with its status: 400 bad JSON or value, 401,
  * 404 unknown pid or path, 405 wrong method (with Allow), 409, 413 body over
- * BODY_MAX, 504 no acknowledgement.  One thread per connection (a config
- * push waits for the process), with a cap on connections and a timeout for
- * idle or slow ones. */
+ * BODY_MAX, 421 a Host that is not ours (DNS rebinding), 503 too many
+ * pushes at once, 504 no acknowledgement.
+ *
+ * Any local user can connect, so no client may hold what others need:
+ * a few epoll threads serve thousands of connections (an idle or slow one
+ * costs a descriptor and a few KB, not a thread); http_guard.c closes a
+ * connection whose request is not read within the deadline; a body that
+ * is too large (by its Content-Length) or not authorized is refused on the
+ * first call, before a byte of it is read.  A config push waits for the
+ * process, so it runs in a thread of its own while its connection is
+ * suspended, and the epoll threads go on serving the others. */
 #include "api.h"
 
+#include "http_guard.h"
 #include "log.h"
 #include "prom.h"
 #include "push.h"
@@ -21,7 +30,9 @@
 #include <fcntl.h>
 #include <limits.h>
 #include <microhttpd.h>
+#include <pthread.h>
 #include <semaphore.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -37,9 +48,21 @@
  * each holds its JSON tree and text while it renders. */
 #define RENDERS_MAX 2
 
+/* Threads serving connections (epoll each): a render or a database query
+ * holds one for its duration, so a few, not one. */
+#define HTTP_THREADS 4
+
+/* Config pushes waiting for their processes at once (each a thread): more
+ * get 503 instead of a thread each. */
+#define PUSHES_MAX 32
+
 struct api_s {
   struct MHD_Daemon *daemon;
+  guard_t *guard;
   sem_t renders;
+  pthread_mutex_t push_lock;   /* pushes_running, for api_stop to wait on */
+  pthread_cond_t push_done;
+  unsigned pushes_running;
   int static_fd;          /* the dashboard's directory, or -1 */
   store_t *store;
   collector_t *collector;
@@ -56,11 +79,24 @@ static void render_begin(api_t *api) {
 
 static void render_end(api_t *api) { sem_post(&api->renders); }
 
+/* A config push running in its own thread while its connection is
+ * suspended; the handler answers with its result once resumed. */
+typedef struct push_job_s {
+  api_t *api;
+  struct MHD_Connection *conn;
+  collector_target_t target;
+  json_t *changes;
+  char client[64];
+  json_t *result;
+  int status;
+  atomic_bool done;
+} push_job_t;
+
 /* Per request: the body as it arrives. */
 typedef struct request_s {
   char *body;
   size_t len;
-  bool too_big;
+  push_job_t *job;
 } request_t;
 
 /* ---- responses ------------------------------------------------------------- */
@@ -176,12 +212,13 @@ static int split(const char *path, char parts[4][64]) {
 static enum MHD_Result get_health(api_t *api, struct MHD_Connection *c) {
   collector_counters_t k;
   collector_counters(api->collector, &k);
-  json_t *v = json_pack("{s:s, s:s, s:I, s:o, s:{s:I, s:I, s:I, s:I, s:I, s:f}}", "status", "ok", "version",
+  json_t *v = json_pack("{s:s, s:s, s:I, s:o, s:{s:I, s:I, s:I, s:I, s:I, s:f}, s:{s:I}}", "status", "ok", "version",
                         ALLOCD_VERSION, "uptime_s", (json_int_t)(time(NULL) - api->started), "database",
                         store_health_json(api->store), "collector", "ticks", (json_int_t)k.ticks, "processes",
                         (json_int_t)k.processes_alive, "snapshots", (json_int_t)k.snapshots, "segments_rejected",
                         (json_int_t)k.segments_rejected, "db_write_failures", (json_int_t)k.db_failures,
-                        "last_tick_s", k.last_tick_seconds);
+                        "last_tick_s", k.last_tick_seconds, "http", "closed_slow",
+                        (json_int_t)guard_closed_slow(api->guard));
   return send_json(c, 200, v);
 }
 
@@ -249,6 +286,56 @@ static enum MHD_Result get_history(api_t *api, struct MHD_Connection *c, json_t 
   return send_json(c, 200, h);
 }
 
+/* The push thread: the process's answer (or timeout) becomes the job's
+ * result, then the connection resumes and the handler sends it.  The job
+ * belongs to the request from then on; only `api` is touched after. */
+static void *push_thread(void *arg) {
+  push_job_t *job = arg;
+  api_t *api = job->api;
+  job->result = push_config(api->store, &job->target, job->changes, job->client, 0, api->push_timeout_ms, &job->status);
+  atomic_store(&job->done, true);
+  MHD_resume_connection(job->conn);
+  pthread_mutex_lock(&api->push_lock);
+  api->pushes_running--;
+  pthread_cond_broadcast(&api->push_done);
+  pthread_mutex_unlock(&api->push_lock);
+  return NULL;
+}
+
+/* Start the push of `changes` (taken) in a thread; false if too many run. */
+static bool push_start(api_t *api, struct MHD_Connection *c, request_t *req, const collector_target_t *t,
+                       json_t *changes) {
+  push_job_t *job = calloc(1, sizeof *job);
+  pthread_mutex_lock(&api->push_lock);
+  bool room = job && api->pushes_running < PUSHES_MAX;
+  if (room) api->pushes_running++;
+  pthread_mutex_unlock(&api->push_lock);
+  if (!room) {
+    free(job);
+    json_decref(changes);
+    return false;
+  }
+  *job = (push_job_t){.api = api, .conn = c, .target = *t, .changes = changes};
+  client_address(c, job->client, sizeof job->client);
+  req->job = job;
+  MHD_suspend_connection(c);
+  pthread_attr_t attr;
+  pthread_t th;
+  pthread_attr_init(&attr);
+  pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+  if (pthread_create(&th, &attr, push_thread, job) != 0) {   /* answered 503 once resumed */
+    job->status = 503;
+    job->result = json_pack("{s:s}", "error", "cannot start the push");
+    atomic_store(&job->done, true);
+    MHD_resume_connection(c);
+    pthread_mutex_lock(&api->push_lock);
+    api->pushes_running--;
+    pthread_mutex_unlock(&api->push_lock);
+  }
+  pthread_attr_destroy(&attr);
+  return true;
+}
+
 static enum MHD_Result post_config(api_t *api, struct MHD_Connection *c, int pid, request_t *req) {
   json_error_t jerr;
   json_t *body = json_loadb(req->body ? req->body : "", req->len, JSON_REJECT_DUPLICATES, &jerr);
@@ -268,12 +355,8 @@ static enum MHD_Result post_config(api_t *api, struct MHD_Connection *c, int pid
     json_decref(body);
     return send_error(c, 404, "no live process with this pid");
   }
-  char client[64];
-  client_address(c, client, sizeof client);
-  int status;
-  json_t *res = push_config(api->store, &t, body, client, 0, api->push_timeout_ms, &status);
-  json_decref(body);
-  return send_json(c, (unsigned)status, res);
+  if (!push_start(api, c, req, &t, body)) return send_error(c, 503, "too many config changes in progress: retry");
+  return MHD_YES;   /* answered when the push thread resumes the connection */
 }
 
 static enum MHD_Result processes_route(api_t *api, struct MHD_Connection *c, const char *method, char parts[4][64],
@@ -284,7 +367,6 @@ static enum MHD_Result processes_route(api_t *api, struct MHD_Connection *c, con
   if (n == 3 && strcmp(parts[2], "config") == 0) {
     if (strcmp(method, "POST")) return send_405(c, "POST");
     if (!authorized(api, c)) return send_error(c, 401, "missing or wrong bearer token");
-    if (req->too_big) return send_error(c, 413, "request body too large");
     return post_config(api, c, (int)pid, req);
   }
   if (n == 3 && strcmp(parts[2], "history") != 0) return send_error(c, 404, "no such path");
@@ -312,7 +394,6 @@ static enum MHD_Result rules_route(api_t *api, struct MHD_Connection *c, const c
     log_info("rule %lld deleted by %s", id, client);
     return send_json(c, 200, json_pack("{s:I}", "deleted", (json_int_t)id));
   }
-  if (req->too_big) return send_error(c, 413, "request body too large");
   json_error_t jerr;
   json_t *rule = json_loadb(req->body ? req->body : "", req->len, JSON_REJECT_DUPLICATES, &jerr);
   if (!rule) return send_error(c, 400, "invalid JSON");
@@ -423,45 +504,118 @@ static enum MHD_Result route(api_t *api, struct MHD_Connection *c, const char *u
   return send_error(c, 404, "no such path");
 }
 
+static guard_conn_t *guard_conn_of(struct MHD_Connection *c) {
+  const union MHD_ConnectionInfo *ci = MHD_get_connection_info(c, MHD_CONNECTION_INFO_SOCKET_CONTEXT);
+  return ci ? ci->socket_context : NULL;
+}
+
+/* Does the request come with a body (a length above zero, or chunked)? */
+static bool has_body(struct MHD_Connection *c, long long *length) {
+  const char *cl = MHD_lookup_connection_value(c, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_LENGTH);
+  *length = -1;
+  if (cl && !parse_int(cl, 0, LLONG_MAX, length)) *length = LLONG_MAX;   /* unparsable: too big */
+  return *length > 0 || MHD_lookup_connection_value(c, MHD_HEADER_KIND, MHD_HTTP_HEADER_TRANSFER_ENCODING);
+}
+
+/* The first call, headers read, body not yet: what can be refused without
+ * reading on is refused now (a rebinding Host, a body that is too large or
+ * that no one authorized).  MHD_YES with *answered set when a response was
+ * queued. */
+static enum MHD_Result first_call(api_t *api, struct MHD_Connection *c, const char *url, const char *method,
+                                  request_t *req, bool *answered) {
+  const char *host = MHD_lookup_connection_value(c, MHD_HEADER_KIND, MHD_HTTP_HEADER_HOST);
+  *answered = true;
+  if (!guard_host_allowed(api->guard, host))
+    return send_error(c, 421, "this Host is not one allocd answers to (start it with --allow-host NAME to add one)");
+  long long length;
+  if (!has_body(c, &length)) {
+    *answered = false;
+    return MHD_YES;
+  }
+  if (!authorized(api, c)) return route(api, c, url, method, req);   /* 401, 404 or 405, without the body */
+  if (length > BODY_MAX) return send_error(c, 413, "request body too large");
+  *answered = false;
+  return MHD_YES;
+}
+
+/* More of the body: kept up to BODY_MAX; a (chunked) body that goes on
+ * past it closes the connection rather than be read to its end. */
+static enum MHD_Result add_body(request_t *req, const char *upload, size_t *upload_size) {
+  if (req->len + *upload_size > BODY_MAX) {
+    log_warn("HTTP: request body over %d bytes: connection closed", BODY_MAX);
+    return MHD_NO;
+  }
+  char *b = realloc(req->body, req->len + *upload_size + 1);
+  if (!b) return MHD_NO;
+  memcpy(b + req->len, upload, *upload_size);
+  req->body = b;
+  req->len += *upload_size;
+  *upload_size = 0;
+  return MHD_YES;
+}
+
 static enum MHD_Result handle(void *cls, struct MHD_Connection *c, const char *url, const char *method,
                               const char *version, const char *upload, size_t *upload_size, void **con_cls) {
   (void)version;
   api_t *api = cls;
   request_t *req = *con_cls;
   if (!req) {
-    req = calloc(1, sizeof *req);
-    if (!req) return MHD_NO;
+    if (!(req = calloc(1, sizeof *req))) return MHD_NO;
     *con_cls = req;
-    const char *cl = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Content-Length");
-    long long len;
-    if (cl && parse_int(cl, 0, LLONG_MAX, &len) && len > BODY_MAX) req->too_big = true;
-    return MHD_YES;
+    bool answered;
+    enum MHD_Result r = first_call(api, c, url, method, req, &answered);
+    if (answered) guard_conn_read(guard_conn_of(c));
+    return r;
   }
-  if (*upload_size) {
-    if (!req->too_big && req->len + *upload_size <= BODY_MAX) {
-      char *b = realloc(req->body, req->len + *upload_size + 1);
-      if (!b) return MHD_NO;
-      memcpy(b + req->len, upload, *upload_size);
-      req->body = b;
-      req->len += *upload_size;
-    } else {
-      req->too_big = true;   /* the rest is read and dropped */
-    }
-    *upload_size = 0;
-    return MHD_YES;
+  if (*upload_size) return add_body(req, upload, upload_size);
+  if (req->job) {   /* resumed after a push */
+    push_job_t *job = req->job;
+    if (!atomic_load(&job->done)) return MHD_YES;
+    json_t *result = job->result;
+    job->result = NULL;
+    return send_json(c, (unsigned)job->status, result);
   }
-  if (req->too_big) return send_error(c, 413, "request body too large");
+  guard_conn_read(guard_conn_of(c));
   return route(api, c, url, method, req);
 }
 
 static void completed(void *cls, struct MHD_Connection *c, void **con_cls, enum MHD_RequestTerminationCode code) {
-  (void)cls, (void)c, (void)code;
+  (void)cls, (void)code;
   request_t *req = *con_cls;
   if (req) {
+    if (req->job) {
+      json_decref(req->job->changes);
+      json_decref(req->job->result);
+      free(req->job);
+    }
     free(req->body);
     free(req);
   }
   *con_cls = NULL;
+  guard_conn_next(guard_conn_of(c));   /* a kept-alive connection's next request has a deadline too */
+}
+
+/* Connections come and go: each is registered with the guard (for its
+ * request deadline) for as long as its descriptor is open. */
+static void connection_event(void *cls, struct MHD_Connection *c, void **socket_context,
+                             enum MHD_ConnectionNotificationCode code) {
+  api_t *api = cls;
+  if (code == MHD_CONNECTION_NOTIFY_STARTED) {
+    const union MHD_ConnectionInfo *ci = MHD_get_connection_info(c, MHD_CONNECTION_INFO_CONNECTION_FD);
+    *socket_context = ci ? guard_conn_open(api->guard, ci->connect_fd) : NULL;
+  } else {
+    guard_conn_close(api->guard, *socket_context);
+    *socket_context = NULL;
+  }
+}
+
+static void api_free(api_t *api) {
+  guard_stop(api->guard);
+  if (api->static_fd >= 0) close(api->static_fd);
+  sem_destroy(&api->renders);
+  pthread_mutex_destroy(&api->push_lock);
+  pthread_cond_destroy(&api->push_done);
+  free(api);
 }
 
 api_t *api_start(const api_config_t *cfg, store_t *store, collector_t *collector, rules_t *rules, char *err,
@@ -472,6 +626,8 @@ api_t *api_start(const api_config_t *cfg, store_t *store, collector_t *collector
     return NULL;
   }
   sem_init(&api->renders, 0, RENDERS_MAX);
+  pthread_mutex_init(&api->push_lock, NULL);
+  pthread_cond_init(&api->push_done, NULL);
   api->store = store;
   api->collector = collector;
   api->rules = rules;
@@ -479,32 +635,39 @@ api_t *api_start(const api_config_t *cfg, store_t *store, collector_t *collector
   api->started = time(NULL);
   snprintf(api->token, sizeof api->token, "%s", cfg->token);
   api->static_fd = -1;
-  if (cfg->static_dir) {
-    api->static_fd = open(cfg->static_dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-    if (api->static_fd < 0) {
-      snprintf(err, errlen, "cannot open the static directory %s: %s", cfg->static_dir, strerror(errno));
-      free(api);
-      return NULL;
-    }
+  if (cfg->static_dir && (api->static_fd = open(cfg->static_dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC)) < 0) {
+    snprintf(err, errlen, "cannot open the static directory %s: %s", cfg->static_dir, strerror(errno));
+    api_free(api);
+    return NULL;
+  }
+  api->guard = guard_start(cfg->listen_host, cfg->allow_hosts, cfg->nallow_hosts, cfg->request_timeout_s * 1000);
+  if (!api->guard) {
+    snprintf(err, errlen, "out of memory");
+    api_free(api);
+    return NULL;
   }
   api->daemon = MHD_start_daemon(
-      MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_THREAD_PER_CONNECTION | MHD_USE_POLL, 0, NULL,
-      NULL, handle, api, MHD_OPTION_LISTEN_SOCKET, cfg->listen_fd, MHD_OPTION_CONNECTION_LIMIT,
-      cfg->max_connections, MHD_OPTION_CONNECTION_TIMEOUT, cfg->connection_timeout_s, MHD_OPTION_NOTIFY_COMPLETED,
-      completed, api, MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)(128 * 1024), MHD_OPTION_END);
+      MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL | MHD_ALLOW_SUSPEND_RESUME, 0, NULL, NULL, handle, api,
+      MHD_OPTION_LISTEN_SOCKET, cfg->listen_fd, MHD_OPTION_THREAD_POOL_SIZE, (unsigned)HTTP_THREADS,
+      MHD_OPTION_CONNECTION_LIMIT, cfg->max_connections, MHD_OPTION_CONNECTION_TIMEOUT, cfg->connection_timeout_s,
+      MHD_OPTION_NOTIFY_COMPLETED, completed, api, MHD_OPTION_NOTIFY_CONNECTION, connection_event, api,
+      MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)(128 * 1024), MHD_OPTION_END);
   if (!api->daemon) {
     snprintf(err, errlen, "cannot start the HTTP server");
-    if (api->static_fd >= 0) close(api->static_fd);
-    free(api);
+    api_free(api);
     return NULL;
   }
   return api;
 }
 
+/* Pushes in flight are waited for (each ends within the push timeout) and
+ * answered before the server stops: a suspended connection must be
+ * resumed before MHD_stop_daemon. */
 void api_stop(api_t *api) {
   if (!api) return;
+  pthread_mutex_lock(&api->push_lock);
+  while (api->pushes_running) pthread_cond_wait(&api->push_done, &api->push_lock);
+  pthread_mutex_unlock(&api->push_lock);
   MHD_stop_daemon(api->daemon);
-  if (api->static_fd >= 0) close(api->static_fd);
-  sem_destroy(&api->renders);
-  free(api);
+  api_free(api);
 }

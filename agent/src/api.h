@@ -13,8 +13,12 @@ typedef struct api_config_s {
   const char *token;          /* writes need "Authorization: Bearer <token>" */
   unsigned push_timeout_ms;   /* how long a config change waits for the process */
   unsigned max_connections;
-  unsigned connection_timeout_s;
-  const char *static_dir;     /* the dashboard's files, or NULL */
+  unsigned connection_timeout_s;   /* idle time before a connection is closed */
+  unsigned request_timeout_s;      /* reading one request may take this long in all */
+  const char *static_dir;          /* the dashboard's files, or NULL */
+  const char *listen_host;         /* Host values answered: this, localhost, 127.0.0.1, [::1] */
+  const char *const *allow_hosts;  /* and these (--allow-host) */
+  size_t nallow_hosts;
 } api_config_t;
 
 api_t *api_start(const api_config_t *cfg, store_t *store, collector_t *collector, rules_t *rules, char *err,

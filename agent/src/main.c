@@ -21,16 +21,21 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/random.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
+#define MAX_ALLOW_HOSTS 16
+
 typedef struct options_s {
   char listen[300];
   char db[512], token_file[512], shm_dir[512], static_dir[512];
-  long interval_ms, push_timeout_ms, max_connections;
+  const char *allow_hosts[MAX_ALLOW_HOSTS];
+  size_t nallow_hosts;
+  long interval_ms, push_timeout_ms, max_connections, request_timeout_s;
   int64_t raw_ms, minute_ms, hour_ms, max_db_bytes;
   enum log_level level;
 } options_t;
@@ -48,7 +53,10 @@ static void usage(FILE *f) {
           "  --retention-1h D       keep 1-hour rollups and exited processes D (default 90d)\n"
           "  --max-db-mb N          keep the database below N MiB (default 1024)\n"
           "  --push-timeout-ms N    how long a config change waits for the process (default 5000)\n"
-          "  --max-connections N    concurrent HTTP connections (default 64)\n"
+          "  --max-connections N    concurrent HTTP connections (default 4096)\n"
+          "  --request-timeout-s N  reading one HTTP request may take N s in all (default 10)\n"
+          "  --allow-host NAME      also answer requests whose Host is NAME (repeatable; by default\n"
+          "                         only the --listen address, localhost, 127.0.0.1 and [::1])\n"
           "  --static-dir DIR       files of the dashboard served at / (default: the installed ones,\n"
           "                         " ALLOCD_WWW_FROM_EXE " from allocd's own directory)\n"
           "  --log-level LEVEL      debug, info, warn or error (default info)\n"
@@ -104,7 +112,8 @@ static bool parse_options(int argc, char **argv, options_t *o) {
   snprintf(o->shm_dir, sizeof o->shm_dir, "/dev/shm");
   o->interval_ms = 1000;
   o->push_timeout_ms = 5000;
-  o->max_connections = 64;
+  o->max_connections = 4096;
+  o->request_timeout_s = 10;
   o->raw_ms = 2 * 3600000LL;
   o->minute_ms = 7 * 86400000LL;
   o->hour_ms = 90 * 86400000LL;
@@ -114,7 +123,8 @@ static bool parse_options(int argc, char **argv, options_t *o) {
     {"listen", 1, 0, 'l'}, {"db", 1, 0, 'd'}, {"token-file", 1, 0, 't'}, {"shm-dir", 1, 0, 's'},
     {"interval-ms", 1, 0, 'i'}, {"retention-raw", 1, 0, 'R'}, {"retention-1m", 1, 0, 'M'},
     {"retention-1h", 1, 0, 'H'}, {"max-db-mb", 1, 0, 'B'}, {"push-timeout-ms", 1, 0, 'p'},
-    {"max-connections", 1, 0, 'c'}, {"static-dir", 1, 0, 'S'}, {"log-level", 1, 0, 'L'}, {"help", 0, 0, 'h'},
+    {"max-connections", 1, 0, 'c'}, {"request-timeout-s", 1, 0, 'T'}, {"allow-host", 1, 0, 'A'},
+    {"static-dir", 1, 0, 'S'}, {"log-level", 1, 0, 'L'}, {"help", 0, 0, 'h'},
     {0, 0, 0, 0}};
   int ch, idx = 0;
   long v;
@@ -128,7 +138,12 @@ static bool parse_options(int argc, char **argv, options_t *o) {
     case 'S': ok = snprintf(o->static_dir, sizeof o->static_dir, "%s", optarg) < (int)sizeof o->static_dir; break;
     case 'i': ok = parse_long(optarg, 10, 3600000, &o->interval_ms); break;
     case 'p': ok = parse_long(optarg, 10, 600000, &o->push_timeout_ms); break;
-    case 'c': ok = parse_long(optarg, 1, 10000, &o->max_connections); break;
+    case 'c': ok = parse_long(optarg, 1, 1000000, &o->max_connections); break;
+    case 'T': ok = parse_long(optarg, 1, 3600, &o->request_timeout_s); break;
+    case 'A':
+      ok = o->nallow_hosts < MAX_ALLOW_HOSTS && *optarg && strlen(optarg) < 250 && !strpbrk(optarg, "/ \t");
+      if (ok) o->allow_hosts[o->nallow_hosts++] = optarg;
+      break;
     case 'R': ok = parse_duration(optarg, &o->raw_ms); break;
     case 'M': ok = parse_duration(optarg, &o->minute_ms); break;
     case 'H': ok = parse_duration(optarg, &o->hour_ms); break;
@@ -229,18 +244,19 @@ static bool load_token(const char *path, char *token, size_t size) {
 
 /* ---- the listening socket ------------------------------------------------------- */
 
-static int listen_on(const char *addr) {
-  char host[256];
+/* Bind and listen on HOST:PORT; the host part is left in host[256] (the
+ * Host header naming it is accepted). */
+static int listen_on(const char *addr, char *host) {
   const char *port;
   if (addr[0] == '[') {   /* [v6]:port */
     const char *close_br = strchr(addr, ']');
     if (!close_br || close_br[1] != ':') return -1;
-    snprintf(host, sizeof host, "%.*s", (int)(close_br - addr - 1), addr + 1);
+    snprintf(host, 256, "%.*s", (int)(close_br - addr - 1), addr + 1);
     port = close_br + 2;
   } else {
     const char *colon = strrchr(addr, ':');
     if (!colon) return -1;
-    snprintf(host, sizeof host, "%.*s", (int)(colon - addr), addr);
+    snprintf(host, 256, "%.*s", (int)(colon - addr), addr);
     port = colon + 1;
   }
   struct addrinfo hints = {.ai_flags = AI_PASSIVE | AI_NUMERICSERV, .ai_socktype = SOCK_STREAM}, *res;
@@ -252,7 +268,7 @@ static int listen_on(const char *addr) {
   int fd = socket(res->ai_family, res->ai_socktype | SOCK_CLOEXEC, res->ai_protocol);
   int one = 1;
   if (fd >= 0) setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
-  if (fd < 0 || bind(fd, res->ai_addr, res->ai_addrlen) != 0 || listen(fd, 128) != 0) {
+  if (fd < 0 || bind(fd, res->ai_addr, res->ai_addrlen) != 0 || listen(fd, 4096) != 0) {
     log_error("cannot listen on %s: %s%s", addr, strerror(errno),
               errno == EADDRINUSE ? " (is another allocd running?)" : "");
     if (fd >= 0) close(fd);
@@ -260,6 +276,26 @@ static int listen_on(const char *addr) {
   }
   freeaddrinfo(res);
   return fd;
+}
+
+/* Every HTTP connection holds a descriptor: raise the soft limit to the
+ * hard one, and serve at most what it leaves room for (the database, the
+ * segments being read and the listening socket need some too). */
+static unsigned connection_limit(long wanted) {
+  struct rlimit rl;
+  if (getrlimit(RLIMIT_NOFILE, &rl) != 0) return (unsigned)wanted;
+  if (rl.rlim_cur < rl.rlim_max) {
+    rl.rlim_cur = rl.rlim_max;
+    setrlimit(RLIMIT_NOFILE, &rl);
+    getrlimit(RLIMIT_NOFILE, &rl);
+  }
+  long room = rl.rlim_cur == RLIM_INFINITY ? wanted : (long)rl.rlim_cur - 128;
+  if (room < wanted) {
+    log_warn("serving at most %ld HTTP connections, not %ld: the descriptor limit is %llu", room < 1 ? 1 : room,
+             wanted, (unsigned long long)rl.rlim_cur);
+    return (unsigned)(room < 1 ? 1 : room);
+  }
+  return (unsigned)wanted;
 }
 
 /* ---- main ------------------------------------------------------------------------- */
@@ -283,7 +319,8 @@ int main(int argc, char **argv) {
 
   char token[256];
   if (!load_token(o.token_file, token, sizeof token)) return 1;
-  int lfd = listen_on(o.listen);
+  char host[256] = "";
+  int lfd = listen_on(o.listen, host);
   if (lfd < 0) return 1;
   char dbdir[512], err[512] = "";
   snprintf(dbdir, sizeof dbdir, "%s", o.db);
@@ -301,8 +338,8 @@ int main(int argc, char **argv) {
   collector_t *collector = collector_new(store, o.shm_dir);
   if (collector) collector_set_budget(collector, o.interval_ms / 2);   /* the rest is for the database and rules */
   rules_t *rules = rules_start(store, collector, (unsigned)o.push_timeout_ms);
-  api_config_t cfg = {lfd, token, (unsigned)o.push_timeout_ms, (unsigned)o.max_connections, 30,
-                      dashboard_dir(&o)};
+  api_config_t cfg = {lfd, token, (unsigned)o.push_timeout_ms, connection_limit(o.max_connections), 30,
+                      (unsigned)o.request_timeout_s, dashboard_dir(&o), host, o.allow_hosts, o.nallow_hosts};
   api_t *api = collector && rules ? api_start(&cfg, store, collector, rules, err, sizeof err) : NULL;
   if (!api) {
     log_error("cannot start: %s", err[0] ? err : "out of memory");

@@ -821,6 +821,143 @@ class AgentTest(unittest.TestCase):
                                     capture_output=True, text=True).stdout if shutil.which("gdb") else ""
             self.fail("descriptors and threads not back to %s: %s\n%s" % (base, (fds(), threads()), stacks))
 
+    # ---- hostile local clients -------------------------------------------------------
+
+    def raw_response(self, data, timeout=5.0):
+        """Send raw bytes, return (status, seconds until the status line)."""
+        s = socket.create_connection(("127.0.0.1", self.agent.port))
+        s.settimeout(timeout)
+        start = time.time()
+        try:
+            s.sendall(data)
+            head = s.recv(4096).decode(errors="replace")
+            return int(head.split()[1]) if head.startswith("HTTP/") else None, time.time() - start
+        except socket.timeout:
+            return None, time.time() - start
+        finally:
+            s.close()
+
+    def test_health_fast_with_2000_idle_and_dripping_connections(self):
+        # Local users hold 2000 connections: idle, half a request header,
+        # a header dripping a byte a second, and authorized chunked bodies
+        # dripping a byte a second.  /api/v1/health still answers at once.
+        import resource
+        soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+        if hard < 2300:
+            self.skipTest("needs 2300 descriptors, the hard limit is %d" % hard)
+        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+        self.addCleanup(resource.setrlimit, resource.RLIMIT_NOFILE, (soft, hard))
+        post = ("POST /api/v1/rules HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer %s\r\n"
+                "Transfer-Encoding: chunked\r\n\r\n" % self.agent.token).encode()
+        kinds = [b"", b"GET /api/v1/health HTTP/1.1\r\nHost: 127.0.0.1\r\n", b"GET /api/v1/health HTTP/1.1\r\nX-A: ", post]
+        conns, drip = [], []
+        for i in range(2000):
+            s = socket.create_connection(("127.0.0.1", self.agent.port))
+            s.sendall(kinds[i % 4])
+            conns.append(s)
+            if i % 4 >= 2:
+                drip.append((s, b"1\r\na\r\n" if i % 4 == 3 else b"a"))
+        accepted = lambda: sum(1 for f in os.listdir("/proc/%d/fd" % self.agent.proc.pid)
+                               if os.readlink("/proc/%d/fd/%s" % (self.agent.proc.pid, f)).startswith("socket:"))
+        try:
+            wait_for(lambda: accepted() >= 2000, timeout=10)
+        except AssertionError:
+            pass   # checked below, after health was timed
+        times = []
+        for _ in range(20):
+            for s, byte in drip:
+                try:
+                    s.send(byte)
+                except OSError:
+                    pass
+            start = time.time()
+            status, body = self.agent.get("/api/v1/health")
+            times.append(time.time() - start)
+            self.assertEqual(status, 200)
+            time.sleep(0.25)
+        print("\nhealth with 2000 connections open: median %.1f ms, max %.1f ms"
+              % (sorted(times)[len(times) // 2] * 1000, max(times) * 1000), file=sys.stderr)
+        self.assertLess(max(times), 1.0, times)
+        self.assertGreaterEqual(accepted(), 2000, "allocd shed connections instead of serving them")
+        for s in conns:
+            s.close()
+
+    def test_request_deadline_closes_dripping_clients(self):
+        # The deadline counts the whole request, not idle time: a header or
+        # a chunked body sent a byte every 0.3 s is cut at --request-timeout-s.
+        self.agent.stop()
+        self.agent = Agent(self.root, port=self.agent.port, extra=("--request-timeout-s", "2")).start()
+        header = socket.create_connection(("127.0.0.1", self.agent.port))
+        header.sendall(b"GET /api/v1/health HTTP/1.1\r\nX-A: ")
+        body = socket.create_connection(("127.0.0.1", self.agent.port))
+        body.sendall(("POST /api/v1/rules HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer %s\r\n"
+                      "Transfer-Encoding: chunked\r\n\r\n" % self.agent.token).encode())
+        start, open_ = time.time(), {header: b"a", body: b"1\r\na\r\n"}
+        while open_ and time.time() - start < 15:
+            for s in list(open_):
+                try:
+                    s.send(open_[s])
+                    s.settimeout(0.01)
+                    if s.recv(100) == b"":
+                        raise ConnectionResetError
+                except socket.timeout:
+                    pass
+                except OSError:
+                    del open_[s]
+                    s.close()
+            time.sleep(0.3)
+        took = time.time() - start
+        self.assertEqual(open_, {}, "dripping connections still open after %.1f s" % took)
+        self.assertLess(took, 10)
+        self.assertGreaterEqual(self.agent.get("/api/v1/health")[1]["http"]["closed_slow"], 2)
+
+    def test_huge_or_unauthorized_body_refused_before_it_is_read(self):
+        token = self.agent.token
+        huge = ("POST /api/v1/processes/1/config HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer %s\r\n"
+                "Content-Length: 100000000000\r\n\r\n{" % token).encode()
+        status, took = self.raw_response(huge)
+        self.assertEqual(status, 413)
+        self.assertLess(took, 1.0)
+        for path in ("/api/v1/rules", "/api/v1/processes/1/config"):
+            unauth = ("POST %s HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 60000\r\n\r\n{" % path).encode()
+            status, took = self.raw_response(unauth)
+            self.assertEqual(status, 401, path)
+            self.assertLess(took, 1.0)
+        chunked = ("POST /api/v1/rules HTTP/1.1\r\nHost: 127.0.0.1\r\nTransfer-Encoding: chunked\r\n\r\n").encode()
+        self.assertEqual(self.raw_response(chunked)[0], 401)
+        # an authorized chunked body over the cap is cut, not read to its end
+        s = socket.create_connection(("127.0.0.1", self.agent.port))
+        s.sendall(("POST /api/v1/rules HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer %s\r\n"
+                   "Transfer-Encoding: chunked\r\n\r\n" % token).encode())
+        sent = 0
+        with self.assertRaises(OSError):
+            while sent < 10 << 20:
+                s.sendall(b"1000\r\n" + b"x" * 4096 + b"\r\n")
+                sent += 4096
+        s.close()   # (the kernel's socket buffers take a few MB before the reset shows)
+        self.assertEqual(self.agent.get("/api/v1/health")[0], 200)
+
+    def test_host_header_checked_against_dns_rebinding(self):
+        port = self.agent.port
+        status, text, _ = self.agent.request("GET", "/api/v1/processes", headers={"Host": "evil.example:%d" % port})
+        self.assertEqual(status, 421, text)
+        self.agent.stop()
+        self.agent = Agent(self.root, port=port, extra=("--allow-host", "allocd.example")).start()
+        for path in ("/api/v1/processes", "/api/v1/audit", "/metrics", "/api/v1/health"):
+            for host in ("evil.example", "evil.example:%d" % port, "127.0.0.1.evil.example", "localhost.evil"):
+                status, text, _ = self.agent.request("GET", path, headers={"Host": host})
+                self.assertEqual(status, 421, (path, host))
+                self.assertIn("Host", json.loads(text)["error"])
+        for host in ("127.0.0.1:%d" % port, "127.0.0.1", "localhost", "LOCALHOST:%d" % port, "[::1]:%d" % port,
+                     "allocd.example", "allocd.example:%d" % port):
+            self.assertEqual(self.agent.request("GET", "/api/v1/processes", headers={"Host": host})[0], 200, host)
+        status, _ = self.agent.post("/api/v1/rules", {"exe_glob": "x", "config": {"dirty_decay_ms": 1}})
+        self.assertEqual(status, 201)
+        status, text, _ = self.agent.request("POST", "/api/v1/rules", {"exe_glob": "y", "config": {"dirty_decay_ms": 1}},
+                                             token=self.agent.token, headers={"Host": "evil.example"})
+        self.assertEqual(status, 421)
+        self.assertEqual(len(self.agent.get("/api/v1/rules")[1]["rules"]), 1)
+
 
 if __name__ == "__main__":
     ALLOCD, TARGET, ALLOCCTL = sys.argv[1], sys.argv[2], sys.argv[3]
