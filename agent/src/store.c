@@ -19,13 +19,18 @@
 #include "schema.h"
 #include "text.h"
 
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
 #include <math.h>
 #include <pthread.h>
 #include <sqlite3.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <sys/statvfs.h>
+#include <unistd.h>
 
 #define BATCH 5000          /* rows deleted per table per retention call */
 #define MAX_LAYOUT 512      /* metrics in a layout we are willing to decode */
@@ -297,6 +302,36 @@ static void ensure_incremental_vacuum(store_t *st) {
     log_warn("database: VACUUM failed (%s): freed pages stay in the file", st->error);
 }
 
+/* The database holds every process's command and history and the audit
+ * log: only allocd's user may read it, wherever --db puts it.  SQLite gives
+ * its -wal and -shm files the mode of the database file, so the file is
+ * created 0600 before SQLite opens it; one made 0644 by an older allocd,
+ * and its -wal/-shm, are narrowed to 0600. */
+static bool make_private(const char *path, char *err, size_t errlen) {
+  static const char *const suffixes[] = {"", "-wal", "-shm"};
+  for (int i = 0; i < 3; i++) {
+    char name[PATH_MAX];
+    if (snprintf(name, sizeof name, "%s%s", path, suffixes[i]) >= (int)sizeof name) {
+      snprintf(err, errlen, "the database path is too long");
+      return false;
+    }
+    int fd = open(name, O_RDWR | O_CLOEXEC | (i == 0 ? O_CREAT : 0), 0600);
+    if (fd < 0 && (i > 0 && errno == ENOENT)) continue;
+    if (fd < 0) {
+      if (errno == EROFS || errno == EACCES) return true;   /* SQLite says why, in its words */
+      snprintf(err, errlen, "cannot open %s: %s", name, strerror(errno));
+      return false;
+    }
+    struct stat st;
+    if (fstat(fd, &st) == 0 && S_ISREG(st.st_mode) && (st.st_mode & 077)) {
+      if (fchmod(fd, st.st_mode & 0700) == 0) log_info("database: %s was readable by others: now mode 0%o", name, st.st_mode & 0700);
+      else log_warn("database: %s is readable by others and cannot be changed: %s", name, strerror(errno));
+    }
+    close(fd);
+  }
+  return true;
+}
+
 static sqlite3 *open_connection(const char *path, char *err, size_t errlen) {
   sqlite3 *db = NULL;
   int flags = SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_FULLMUTEX;
@@ -334,7 +369,7 @@ store_t *store_open(const char *path, const store_limits_t *limits, char *err, s
   st->limits = *limits;
   pthread_mutex_init(&st->lock, NULL);
   pthread_mutex_init(&st->rlock, NULL);
-  if (!(st->db = open_connection(path, err, errlen))) {
+  if (!make_private(path, err, errlen) || !(st->db = open_connection(path, err, errlen))) {
     store_close(st);
     return NULL;
   }

@@ -763,6 +763,33 @@ class AgentTest(unittest.TestCase):
         self.assertEqual(st.st_mode & 0o777, 0o600)
         self.assertGreaterEqual(len(self.agent.token), 32)
 
+    def test_database_files_private_outside_a_private_directory(self):
+        # --db in a world-readable directory, umask 022: the database and
+        # its -wal and -shm are 0600 all the same; one left 0644 by an older
+        # allocd is narrowed.
+        self.agent.stop()
+        shared = os.path.join(self.root, "shared")
+        os.mkdir(shared)
+        os.chmod(shared, 0o755)
+        db = os.path.join(shared, "allocd.db")
+        old = os.umask(0o022)
+        try:
+            self.agent = Agent(self.root, port=self.agent.port, extra=("--db", db)).start()
+            t = Target(self.agent, "hold", "10", "64", "3000")
+            self.process(t.pid)
+            for name in (db, db + "-wal", db + "-shm"):
+                self.assertEqual(os.stat(name).st_mode & 0o777, 0o600, name)
+            t.wait()
+            self.agent.stop()
+            for name in (db, db + "-wal", db + "-shm"):
+                if os.path.exists(name):
+                    os.chmod(name, 0o644)
+            self.agent = Agent(self.root, port=self.agent.port, extra=("--db", db)).start()
+            for name in (db, db + "-wal", db + "-shm"):
+                self.assertEqual(os.stat(name).st_mode & 0o777, 0o600, name)
+        finally:
+            os.umask(old)
+
     def test_many_connections_and_slow_clients(self):
         slow = []
         for _ in range(20):   # connections that send half a request and stall
