@@ -83,6 +83,12 @@ typedef struct tracked_s {
   int64_t latest_saved_ms;          /* when live.snapshot last went to the database */
   bool seen, is_new;
   rollup_t minute, hour;
+  /* What the tick being written may change, as it was before: if its
+   * transaction fails, the snapshots it read are read again from the ring
+   * next tick instead of leaving a gap (and not counted twice). */
+  bool undo_saved;
+  uint64_t undo_number;
+  rollup_t undo_minute, undo_hour;
 } tracked_t;
 
 /* A file of the directory this tick: a segment or a temporary. */
@@ -368,7 +374,7 @@ static void store_snapshot(collector_t *c, tracked_t *t, const alloc_shm_snapsho
   int64_t ts = (int64_t)(s->time_ns / 1000000);
   double v[SNAP_NMETRICS];
   snap_metric_values(s, v);
-  store_sample(c->store, t->live.process_id, ts, s->number, v);
+  if (store_sample(c->store, t->live.process_id, ts, s->number, v) == 0) return;   /* in the stored rollups already */
   rollup_t done;
   if (rollup_add(&t->minute, ts, v, &done)) store_rollup(c->store, t->live.process_id, &done);
   if (rollup_add(&t->hour, ts, v, &done)) store_rollup(c->store, t->live.process_id, &done);
@@ -383,6 +389,12 @@ static void store_snapshot(collector_t *c, tracked_t *t, const alloc_shm_snapsho
  * c->lock held). */
 static void read_new(collector_t *c, tracked_t *t, alloc_shm_segment_t *seg, int64_t now) {
   static alloc_shm_snapshot_t s;   /* one collector thread */
+  if (!t->undo_saved) {
+    t->undo_saved = true;
+    t->undo_number = t->last_number;
+    t->undo_minute = t->minute;
+    t->undo_hour = t->hour;
+  }
   uint64_t from = t->last_number + 1, oldest = alloc_shm_oldest(seg), to = seg->header.published;
   if (from < oldest) from = oldest;
   uint64_t wall = real_ns();
@@ -670,9 +682,14 @@ void collector_tick(collector_t *c) {
   judged_sweep(c->judged);
   clock_gettime(CLOCK_MONOTONIC, &t1);
   pthread_mutex_lock(&c->lock);
-  if (!written) {   /* rolled back: rows of processes first seen in this tick are gone */
-    c->counters.db_failures++;
-    for (size_t i = 0; i < c->nprocs; i++) c->procs[i].live.process_id = 0;
+  if (!written) c->counters.db_failures++;
+  for (size_t i = 0; i < c->nprocs; i++) {
+    tracked_t *t = &c->procs[i];
+    if (!written) {   /* rolled back: rows of processes first seen in this tick are gone, the snapshots unwritten */
+      t->live.process_id = 0;
+      if (t->undo_saved) t->last_number = t->undo_number, t->minute = t->undo_minute, t->hour = t->undo_hour;
+    }
+    t->undo_saved = false;
   }
   c->counters.ticks_over_budget += over;
   c->counters.last_write_seconds = (double)(w1.tv_sec - w0.tv_sec) + (w1.tv_nsec - w0.tv_nsec) / 1e9;

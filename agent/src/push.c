@@ -123,13 +123,9 @@ static const char *failure_text(int status) {
   }
 }
 
-json_t *push_config(store_t *store, const collector_target_t *target, json_t *changes, const char *client,
-                    int64_t rule_id, unsigned timeout_ms, int *http_status) {
-  pending_t pend[MAX_CHANGES];
+/* The changes as pending entries, before anything is sent. */
+static int prepare_changes(const collector_target_t *target, json_t *changes, pending_t *pend) {
   int n = 0;
-  uint64_t deadline = mono_ms() + timeout_ms;
-  alloc_shm_segment_t seg;
-  int open_err = alloc_shm_open(&seg, AT_FDCWD, target->path, target->uid);
   const char *knob;
   json_t *v;
   json_object_foreach(changes, knob, v) {
@@ -142,14 +138,51 @@ json_t *push_config(store_t *store, const collector_target_t *target, json_t *ch
     value_text(v, kind, p->value, sizeof p->value);
     if (target->have_config) snap_config_text(&target->config, knob, p->old, sizeof p->old);
     p->id = next_id();
-    p->err = open_err ? open_err : alloc_shm_submit(&seg, knob, p->value, p->id, timeout_ms, &p->slot);
   }
+  return n;
+}
+
+/* Post every change, then await the acknowledgements together. */
+static void send_changes(const collector_target_t *target, pending_t *pend, int n, unsigned timeout_ms) {
+  uint64_t deadline = mono_ms() + timeout_ms;
+  alloc_shm_segment_t seg;
+  int open_err = alloc_shm_open(&seg, AT_FDCWD, target->path, target->uid);
+  for (int i = 0; i < n; i++)
+    pend[i].err = open_err ? open_err : alloc_shm_submit(&seg, pend[i].knob, pend[i].value, pend[i].id, timeout_ms, &pend[i].slot);
   for (int i = 0; i < n; i++)
     if (!pend[i].err) pend[i].err = alloc_shm_await(&seg, pend[i].slot, pend[i].id, deadline, &pend[i].ack);
   if (!open_err) alloc_shm_close(&seg);
+}
+
+/* Nothing was sent: the audit log could not record the change. */
+static json_t *not_audited(const collector_target_t *target, const pending_t *pend, int n, const char *why, int *status) {
+  json_t *results = json_object();
+  for (int i = 0; i < n; i++)
+    json_object_set_new(results, pend[i].knob,
+                        json_pack("{s:s?, s:s, s:s}", "old", pend[i].old[0] ? pend[i].old : NULL, "requested",
+                                  pend[i].value, "status", "not_applied"));
+  char msg[400];
+  snprintf(msg, sizeof msg, "not applied: the audit log cannot record it (database: %s)", why);
+  *status = 503;
+  return json_pack("{s:i, s:s, s:o, s:{}, s:s}", "pid", target->pid, "exe", target->exe, "results", results,
+                   "effective", "error", msg);
+}
+
+json_t *push_config(store_t *store, const collector_target_t *target, json_t *changes, const char *client,
+                    int64_t rule_id, unsigned timeout_ms, int *http_status) {
+  pending_t pend[MAX_CHANGES];
+  store_change_t audit[MAX_CHANGES];
+  int n = prepare_changes(target, changes, pend);
+  for (int i = 0; i < n; i++)
+    audit[i] = (store_change_t){pend[i].knob, pend[i].old[0] ? pend[i].old : NULL, pend[i].value, 0};
+  store_audit_t who = {client, target->process_id, target->pid, target->exe, rule_id};
+  char why[256];
+  if (!store_audit_begin(store, &who, audit, n, why, sizeof why)) return not_audited(target, pend, n, why, http_status);
+  send_changes(target, pend, n, timeout_ms);
 
   json_t *results = json_object(), *effective = json_object();
   int status = 200;
+  bool recorded = true;
   for (int i = 0; i < n; i++) {
     pending_t *p = &pend[i];
     int s = status_of(p);
@@ -157,13 +190,16 @@ json_t *push_config(store_t *store, const collector_target_t *target, json_t *ch
     json_object_set_new(results, p->knob, result_json(p));
     if (!p->err && p->ack.effective[0]) json_object_set_new(effective, p->knob, json_string(p->ack.effective));
     const char *result = p->err ? alloc_shm_strerror(p->err) : p->ack.status == 0 ? "ok" : p->ack.message;
-    store_audit(store, client, target->process_id, target->pid, target->exe, p->knob, p->old[0] ? p->old : NULL,
-                p->value, result, p->err ? NULL : p->ack.effective, rule_id);
+    recorded &= store_audit_end(store, audit[i].audit_id, result, p->err ? NULL : p->ack.effective);
     log_info("config %s=%s for pid %d (%s) from %s: %s", p->knob, p->value, target->pid, target->exe, client, result);
   }
   *http_status = status;
   json_t *body = json_pack("{s:i, s:s, s:o, s:o}", "pid", target->pid, "exe", target->exe, "results", results,
                            "effective", effective);
   if (status != 200) json_object_set_new(body, "error", json_string(failure_text(status)));
+  if (!recorded) {   /* sent and audited as "pending", but its outcome could not be written */
+    *http_status = 500;
+    json_object_set_new(body, "error", json_string("sent, but the audit log could not record the outcome: it says 'pending'"));
+  }
   return body;
 }

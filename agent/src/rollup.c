@@ -34,6 +34,21 @@ bool rollup_add(rollup_t *r, int64_t t_ms, const double v[SNAP_NMETRICS], rollup
   return finished;
 }
 
+void rollup_merge(rollup_t *r, const rollup_t *older) {
+  int n = r->n + older->n;
+  for (int i = 0; i < SNAP_NMETRICS; i++) {
+    if (isnan(older->sum[i]) || isnan(older->min[i]) || isnan(older->max[i])) {
+      r->sum[i] = r->n ? r->sum[i] / r->n * n : older->sum[i];   /* r's average over the whole count */
+      continue;
+    }
+    if (r->n == 0 || older->min[i] < r->min[i]) r->min[i] = older->min[i];
+    if (r->n == 0 || older->max[i] > r->max[i]) r->max[i] = older->max[i];
+    r->sum[i] += older->sum[i];
+    if (r->n == 0) r->last[i] = older->last[i];
+  }
+  r->n = n;
+}
+
 size_t rollup_pack(const rollup_t *r, uint8_t *out) {
   double avg[SNAP_NMETRICS];
   for (int i = 0; i < SNAP_NMETRICS; i++) {

@@ -19,6 +19,10 @@ void rollup_init(rollup_t *r, int64_t period_ms);
 /* True when the sample starts a new period: the finished one is left in
  * *done (to be written) before the sample is added. */
 bool rollup_add(rollup_t *r, int64_t t_ms, const double v[SNAP_NMETRICS], rollup_t *done);
+/* Fold `older` (the same period's earlier snapshots) into r: counts and
+ * sums add, extremes widen, r's last value stays.  A metric `older` lacks
+ * (NaN: written by an allocd without it) keeps r's values. */
+void rollup_merge(rollup_t *r, const rollup_t *older);
 /* The packed row of the history tables (pack.h): every metric's last
  * value, then the minima, maxima and averages relative to it.  Averages of
  * byte and count metrics are rounded to whole units. */

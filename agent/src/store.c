@@ -37,7 +37,9 @@
 #define LAYOUT_CACHE 8
 
 /* The writer's statements run on every tick. */
-enum hot { HOT_PROCESS, HOT_SAMPLE, HOT_ROLLUP_1M, HOT_ROLLUP_1H, HOT_LATEST, HOT_EXITED, HOT_COUNT };
+enum hot {
+  HOT_PROCESS, HOT_SAMPLE, HOT_ROLLUP_1M, HOT_ROLLUP_1H, HOT_GET_1M, HOT_GET_1H, HOT_LATEST, HOT_EXITED, HOT_COUNT
+};
 
 static const char *const hot_sql[HOT_COUNT] = {
   "INSERT INTO processes (pid, start_time, pidns, uid, exe, comm, version, first_seen, last_seen)"
@@ -47,6 +49,8 @@ static const char *const hot_sql[HOT_COUNT] = {
   "INSERT OR IGNORE INTO samples (process_id, t, number, layout, stats) VALUES (?, ?, ?, ?, ?)",
   "INSERT OR REPLACE INTO rollup_1m (process_id, t, n, layout, stats) VALUES (?, ?, ?, ?, ?)",
   "INSERT OR REPLACE INTO rollup_1h (process_id, t, n, layout, stats) VALUES (?, ?, ?, ?, ?)",
+  "SELECT n, layout, stats FROM rollup_1m WHERE process_id = ? AND t = ?",
+  "SELECT n, layout, stats FROM rollup_1h WHERE process_id = ? AND t = ?",
   "UPDATE processes SET latest = ?, last_seen = ? WHERE id = ?",
   "UPDATE processes SET alive = 0, exited_at = ?1, last_seen = ?1, latest = coalesce(?2, latest) WHERE id = ?3",
 };
@@ -97,6 +101,18 @@ static bool exec(store_t *st, const char *sql) {
   return false;
 }
 
+/* End a failed transaction.  SQLite rolls some back by itself (a COMMIT
+ * that hit a full disk, SQLITE_FULL or SQLITE_IOERR in a statement): a
+ * ROLLBACK then fails with "no transaction is active", which must not
+ * replace the error that says what went wrong. */
+static void rollback(store_t *st) {
+  if (sqlite3_get_autocommit(st->db)) return;
+  char *msg = NULL;
+  if (sqlite3_exec(st->db, "ROLLBACK", NULL, NULL, &msg) != SQLITE_OK)
+    log_error("database: rollback failed: %s (after: %s)", msg ? msg : sqlite3_errmsg(st->db), st->error);
+  sqlite3_free(msg);
+}
+
 static sqlite3_stmt *prepare_on(store_t *st, sqlite3 *db, const char *sql) {
   sqlite3_stmt *s = NULL;
   if (sqlite3_prepare_v2(db, sql, -1, &s, NULL) != SQLITE_OK) {
@@ -110,9 +126,12 @@ static sqlite3_stmt *prepare(store_t *st, const char *sql) { return prepare_on(s
 static sqlite3_stmt *prepare_read(store_t *st, const char *sql) { return prepare_on(st, st->rdb, sql); }
 
 /* Run a write to completion; false (and the transaction marked failed) on
- * error.  One-off statements are finalized, hot ones reset for next time. */
+ * error.  One-off statements are finalized, hot ones reset for next time.
+ * Once a write of the transaction failed the rest are not run: SQLite may
+ * have rolled the transaction back already (a full disk), and they would
+ * then commit one by one, out of the all-or-nothing tick. */
 static bool finish(store_t *st, sqlite3_stmt *s, bool hot, const char *what) {
-  int rc = sqlite3_step(s);
+  int rc = st->tx_failed ? SQLITE_ABORT : sqlite3_step(s);
   if (hot) {
     sqlite3_reset(s);
     sqlite3_clear_bindings(s);
@@ -120,7 +139,7 @@ static bool finish(store_t *st, sqlite3_stmt *s, bool hot, const char *what) {
     sqlite3_finalize(s);
   }
   if (rc == SQLITE_DONE || rc == SQLITE_ROW) return true;
-  remember_error(st, st->db, what);
+  if (!st->tx_failed) remember_error(st, st->db, what);
   st->tx_failed = true;
   return false;
 }
@@ -281,7 +300,7 @@ static bool migrate(store_t *st, char *err, size_t errlen) {
     snprintf(pragma, sizeof pragma, "PRAGMA user_version = %d", m->version);
     if (!exec(st, "BEGIN IMMEDIATE") || !exec(st, m->sql) || !exec(st, pragma) || !exec(st, "COMMIT")) {
       snprintf(err, errlen, "migration %s failed: %s", m->name, st->error);
-      exec(st, "ROLLBACK");
+      rollback(st);
       return false;
     }
     log_info("database: applied migration %s", m->name);
@@ -438,7 +457,7 @@ static void report_commit(store_t *st, bool ok) {
 
 bool store_commit(store_t *st) {
   bool ok = !st->tx_failed && exec(st, "COMMIT");
-  if (!ok) exec(st, "ROLLBACK");
+  if (!ok) rollback(st);
   report_commit(st, ok);
   st->tx_failed = false;
   pthread_mutex_unlock(&st->lock);
@@ -456,7 +475,8 @@ int64_t store_process(store_t *st, const store_proc_t *p, int64_t now_ms, int64_
   sqlite3_bind_text(s, 7, p->version, -1, SQLITE_STATIC);
   sqlite3_bind_int64(s, 8, now_ms);
   int64_t id = -1;
-  if (sqlite3_step(s) == SQLITE_ROW) {
+  if (st->tx_failed) {   /* see finish() */
+  } else if (sqlite3_step(s) == SQLITE_ROW) {
     id = sqlite3_column_int64(s, 0);
     *first_seen_ms = sqlite3_column_int64(s, 1);
   } else {
@@ -479,15 +499,60 @@ static bool insert_packed(store_t *st, enum hot which, int64_t process_id, int64
   return finish(st, s, true, which == HOT_SAMPLE ? "sample" : "rollup");
 }
 
-bool store_sample(store_t *st, int64_t process_id, int64_t t_ms, uint64_t number, const double v[SNAP_NMETRICS]) {
+int store_sample(store_t *st, int64_t process_id, int64_t t_ms, uint64_t number, const double v[SNAP_NMETRICS]) {
   uint8_t packed[SNAP_NMETRICS * PACK_MAX];
-  return insert_packed(st, HOT_SAMPLE, process_id, t_ms, (int64_t)number, packed, pack_values(v, SNAP_NMETRICS, NULL, packed));
+  if (!insert_packed(st, HOT_SAMPLE, process_id, t_ms, (int64_t)number, packed, pack_values(v, SNAP_NMETRICS, NULL, packed)))
+    return -1;
+  return sqlite3_changes(st->db) > 0;   /* 0: stored before (an earlier run read it from the ring) */
+}
+
+/* A stored rollup row as a rollup_t: the metrics its layout lacks are NaN.
+ * False if the layout is unknown or the bytes do not decode. */
+static bool unpack_rollup(const layout_t *l, const uint8_t *blob, size_t len, int64_t n, rollup_t *r) {
+  static __thread double v[4][MAX_LAYOUT];   /* last, min, max, avg in the row's layout */
+  size_t pos = 0;
+  if (!l || !blob || n <= 0 || !unpack_values(blob, len, &pos, l->n, NULL, v[0])) return false;
+  for (int k = 1; k < 4; k++)
+    if (!unpack_values(blob, len, &pos, l->n, v[0], v[k])) return false;
+  r->n = (int)n;
+  for (int i = 0; i < SNAP_NMETRICS; i++) {
+    int at = l->pos[i];
+    r->last[i] = at < 0 ? NAN : v[0][at];
+    r->min[i] = at < 0 ? NAN : v[1][at];
+    r->max[i] = at < 0 ? NAN : v[2][at];
+    r->sum[i] = at < 0 ? NAN : v[3][at] * (double)n;
+  }
+  return true;
+}
+
+/* The row already stored for r's period, if any (written before a
+ * restart, or when the process was last seen): false if there is none or
+ * it cannot be read.  The layout cache belongs to the reader, so it is used
+ * under rlock (the writer's lock is held: always lock, then rlock). */
+static bool stored_rollup(store_t *st, int64_t process_id, const rollup_t *r, rollup_t *out) {
+  sqlite3_stmt *s = st->hot[r->period_ms == 3600000 ? HOT_GET_1H : HOT_GET_1M];
+  sqlite3_bind_int64(s, 1, process_id);
+  sqlite3_bind_int64(s, 2, r->start_ms);
+  bool found = false;
+  if (sqlite3_step(s) == SQLITE_ROW) {
+    pthread_mutex_lock(&st->rlock);
+    const layout_t *l = layout_get(st, sqlite3_column_int64(s, 1));
+    rollup_init(out, r->period_ms);
+    found = unpack_rollup(l, sqlite3_column_blob(s, 2), (size_t)sqlite3_column_bytes(s, 2), sqlite3_column_int64(s, 0),
+                          out);
+    pthread_mutex_unlock(&st->rlock);
+  }
+  sqlite3_reset(s);
+  sqlite3_clear_bindings(s);
+  return found;
 }
 
 bool store_rollup(store_t *st, int64_t process_id, const rollup_t *r) {
   uint8_t packed[ROLLUP_PACK_MAX];
-  return insert_packed(st, r->period_ms == 3600000 ? HOT_ROLLUP_1H : HOT_ROLLUP_1M, process_id, r->start_ms, r->n,
-                       packed, rollup_pack(r, packed));
+  rollup_t merged = *r, stored;
+  if (stored_rollup(st, process_id, r, &stored)) rollup_merge(&merged, &stored);
+  return insert_packed(st, r->period_ms == 3600000 ? HOT_ROLLUP_1H : HOT_ROLLUP_1M, process_id, r->start_ms, merged.n,
+                       packed, rollup_pack(&merged, packed));
 }
 
 bool store_latest(store_t *st, int64_t process_id, int64_t now_ms, const char *snapshot_json) {
@@ -693,7 +758,7 @@ bool store_retain(store_t *st, int64_t now_ms) {
   bool committed = exec(st, "COMMIT");
   if (!committed) {
     if (!st->retention_failing) log_error("database: retention failed: %s", st->error);
-    exec(st, "ROLLBACK");
+    rollback(st);
   }
   st->retention_failing = !committed;   /* logged once until it works again */
   if (deleted) exec(st, "PRAGMA incremental_vacuum(2000)");
@@ -840,31 +905,54 @@ json_t *store_history_json(store_t *st, int64_t process_id, const char *metric, 
   return out;
 }
 
-bool store_audit(store_t *st, const char *client, int64_t process_id, int pid, const char *exe,
-                 const char *knob, const char *old_value, const char *new_value, const char *result,
-                 const char *effective, int64_t rule_id) {
+/* One pending row, inside the caller's transaction. */
+static bool audit_insert(store_t *st, const store_audit_t *a, store_change_t *ch, int64_t now) {
+  sqlite3_stmt *s = prepare(st, "INSERT INTO audit (t, client, process_id, pid, exe, knob, old_value, new_value,"
+                                " result, effective, rule_id) VALUES (?, ?, ?, ?, ?, ?, ?, ?, 'pending', NULL, ?)");
+  if (!s) return false;
+  sqlite3_bind_int64(s, 1, now);
+  sqlite3_bind_text(s, 2, a->client, -1, SQLITE_TRANSIENT);
+  if (a->process_id > 0) sqlite3_bind_int64(s, 3, a->process_id);
+  sqlite3_bind_int(s, 4, a->pid);
+  sqlite3_bind_text(s, 5, a->exe, -1, SQLITE_TRANSIENT);
+  sqlite3_bind_text(s, 6, ch->knob, -1, SQLITE_TRANSIENT);
+  if (ch->old_value) sqlite3_bind_text(s, 7, ch->old_value, -1, SQLITE_TRANSIENT);
+  sqlite3_bind_text(s, 8, ch->new_value, -1, SQLITE_TRANSIENT);
+  if (a->rule_id > 0) sqlite3_bind_int64(s, 9, a->rule_id);
+  if (!step_done(st, s, "audit")) return false;
+  ch->audit_id = sqlite3_last_insert_rowid(st->db);
+  return true;
+}
+
+bool store_audit_begin(store_t *st, const store_audit_t *a, store_change_t *changes, int n, char *why, size_t size) {
   int64_t now = wall_ms();
   pthread_mutex_lock(&st->lock);
-  sqlite3_stmt *s = prepare(st, "INSERT INTO audit (t, client, process_id, pid, exe, knob, old_value, new_value,"
-                                " result, effective, rule_id) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)");
+  bool ok = exec(st, "BEGIN IMMEDIATE");
+  for (int i = 0; ok && i < n; i++) ok = audit_insert(st, a, &changes[i], now);
+  ok = ok && exec(st, "COMMIT");
+  if (!ok) rollback(st);
+  st->tx_failed = false;
+  snprintf(why, size, "%s", ok ? "" : st->error);
+  pthread_mutex_unlock(&st->lock);
+  if (!ok) log_error("database: audit entries not written, the change is not applied: %s", why);
+  return ok;
+}
+
+bool store_audit_end(store_t *st, int64_t audit_id, const char *result, const char *effective) {
+  pthread_mutex_lock(&st->lock);
+  sqlite3_stmt *s = prepare(st, "UPDATE audit SET result = ?, effective = ? WHERE id = ?");
   bool ok = false;
   if (s) {
-    sqlite3_bind_int64(s, 1, now);
-    sqlite3_bind_text(s, 2, client, -1, SQLITE_TRANSIENT);
-    if (process_id > 0) sqlite3_bind_int64(s, 3, process_id);
-    sqlite3_bind_int(s, 4, pid);
-    sqlite3_bind_text(s, 5, exe, -1, SQLITE_TRANSIENT);
-    sqlite3_bind_text(s, 6, knob, -1, SQLITE_TRANSIENT);
-    if (old_value) sqlite3_bind_text(s, 7, old_value, -1, SQLITE_TRANSIENT);
-    sqlite3_bind_text(s, 8, new_value, -1, SQLITE_TRANSIENT);
-    sqlite3_bind_text(s, 9, result, -1, SQLITE_TRANSIENT);
-    if (effective) sqlite3_bind_text(s, 10, effective, -1, SQLITE_TRANSIENT);
-    if (rule_id > 0) sqlite3_bind_int64(s, 11, rule_id);
+    sqlite3_bind_text(s, 1, result, -1, SQLITE_TRANSIENT);
+    if (effective) sqlite3_bind_text(s, 2, effective, -1, SQLITE_TRANSIENT);
+    sqlite3_bind_int64(s, 3, audit_id);
     ok = step_done(st, s, "audit");
   }
   st->tx_failed = false;
+  char error[sizeof st->error];
+  snprintf(error, sizeof error, "%s", st->error);
   pthread_mutex_unlock(&st->lock);
-  if (!ok) log_error("database: audit entry not written: %s", st->error);
+  if (!ok) log_error("database: the outcome of audit entry %lld (%s) not written: %s", (long long)audit_id, result, error);
   return ok;
 }
 

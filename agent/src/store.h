@@ -40,7 +40,11 @@ void store_begin(store_t *st);
 bool store_commit(store_t *st);   /* false if the commit failed (rolled back) */
 /* The process's id (-1 on error) and when it was first seen. */
 int64_t store_process(store_t *st, const store_proc_t *p, int64_t now_ms, int64_t *first_seen_ms);
-bool store_sample(store_t *st, int64_t process_id, int64_t t_ms, uint64_t number, const double v[SNAP_NMETRICS]);
+/* 1 stored, 0 stored before (skip it: it is in the rollups already), -1 error. */
+int store_sample(store_t *st, int64_t process_id, int64_t t_ms, uint64_t number, const double v[SNAP_NMETRICS]);
+/* Write a rollup, merged into the row already stored for its period (an
+ * earlier run's, or the process's before it went away): r must hold only
+ * snapshots that row does not. */
 bool store_rollup(store_t *st, int64_t process_id, const rollup_t *r);
 /* The newest full snapshot (JSON) of a process, kept for after it exits. */
 bool store_latest(store_t *st, int64_t process_id, int64_t now_ms, const char *snapshot_json);
@@ -65,9 +69,26 @@ json_t *store_process_json(store_t *st, int pid);
 json_t *store_history_json(store_t *st, int64_t process_id, const char *metric, int64_t from_ms,
                            int64_t to_ms, int64_t step_ms, const char *source);
 
-bool store_audit(store_t *st, const char *client, int64_t process_id, int pid, const char *exe,
-                 const char *knob, const char *old_value, const char *new_value, const char *result,
-                 const char *effective, int64_t rule_id);
+/* The audit log.  A change is recorded before it is sent ("pending"), all
+ * knobs of a request in one transaction, so a change that cannot be
+ * recorded is not made; its outcome then replaces "pending". */
+typedef struct store_audit_s {
+  const char *client;   /* the HTTP client's address, or "rule:<id>" */
+  int64_t process_id;
+  int pid;
+  const char *exe;
+  int64_t rule_id;      /* 0 for an operator's change */
+} store_audit_t;
+
+typedef struct store_change_s {
+  const char *knob, *old_value, *new_value;   /* old_value may be NULL */
+  int64_t audit_id;                           /* set by store_audit_begin */
+} store_change_t;
+
+/* False (nothing written, the reason logged and left in why) if the rows
+ * could not be written: the caller must not apply the changes. */
+bool store_audit_begin(store_t *st, const store_audit_t *a, store_change_t *changes, int n, char *why, size_t size);
+bool store_audit_end(store_t *st, int64_t audit_id, const char *result, const char *effective);
 json_t *store_audit_json(store_t *st, int64_t since_ms, int limit);
 
 int64_t store_rule_add(store_t *st, const char *exe_glob, const char *config_json, int canary_pct,

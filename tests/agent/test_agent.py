@@ -521,6 +521,62 @@ class AgentTest(unittest.TestCase):
         db.close()
         self.agent = Agent(self.root, port=self.agent.port).start()   # for tearDown
 
+    def test_disk_full_loses_nothing_the_ring_holds_and_audits_or_refuses(self):
+        # The disk fills for ~2 s, less than the process's ring holds
+        # (32 snapshots, one every 200 ms): once there is room again its raw
+        # history has no gap (before: the snapshots read during the failed
+        # ticks were never read again, a 26 s gap), its rollups still equal
+        # the raw samples, the log names the full disk (before: "cannot
+        # rollback - no transaction is active"), and a config change that
+        # cannot be audited is refused and not applied (before: 200).
+        mnt = self.small_tmpfs("4m")
+        self.agent.stop()
+        db = os.path.join(mnt, "allocd.db")
+        self.agent = Agent(self.root, port=self.agent.port, extra=("--db", db)).start()
+        self.agent.db = db
+        t = Target(self.agent, "churn", "30000", "1", conf="stats_interval_ms:200")
+        before = self.process(t.pid)["config"]["dirty_decay_ms"]
+        time.sleep(1)
+        filler = os.path.join(mnt, "filler")
+        fd = os.open(filler, os.O_WRONLY | os.O_CREAT, 0o600)
+        try:
+            while os.write(fd, b"\0" * 4096):
+                pass
+        except OSError:   # ENOSPC
+            pass
+        os.close(fd)
+        failures = lambda: self.agent.get("/api/v1/health")[1]["collector"]["db_write_failures"]
+        wait_for(lambda: failures() >= 10, what="ticks failing on the full disk")
+        status, body = self.agent.post("/api/v1/processes/%d/config" % t.pid, {"dirty_decay_ms": before + 1234})
+        self.assertEqual(status, 503, body)
+        self.assertIn("audit", body["error"])
+        self.assertEqual(body["results"]["dirty_decay_ms"]["status"], "not_applied")
+        os.unlink(filler)
+        wait_for(lambda: "writing again" in self.agent.read_log(), what="writes to resume")
+        log = self.agent.read_log()
+        self.assertIn("database or disk is full", log)
+        self.assertNotIn("no transaction is active", log)
+        time.sleep(1)
+        self.assertEqual(self.process(t.pid)["config"]["dirty_decay_ms"], before)   # not applied
+        status, body = self.agent.post("/api/v1/processes/%d/config" % t.pid, {"dirty_decay_ms": before + 1})
+        self.assertEqual(status, 200, body)
+        audit = self.agent.get("/api/v1/audit")[1]["audit"]
+        self.assertEqual([(a["new_value"], a["result"]) for a in audit], [(str(before + 1), "ok")])
+        t.proc.kill()
+        t.wait()
+        self.process(t.pid, alive=False)
+        con = sqlite3.connect(db)
+        numbers = [r[0] for r in con.execute("SELECT number FROM samples s JOIN processes p ON p.id = s.process_id"
+                                             " WHERE p.pid = ? ORDER BY number", (t.pid,))]
+        con.close()
+        gaps = [(a, b) for a, b in zip(numbers, numbers[1:]) if b != a + 1]
+        self.assertEqual(gaps, [], "raw history has gaps (snapshot numbers)")
+        self.assertGreater(len(numbers), 10)
+        self.assertEqual(self.agent.stop(), 0)
+        self.agent = Agent(self.root, port=self.agent.port, extra=("--db", db)).start()
+        self.agent.db = db
+        self.check_rollups_match_raw(t.pid)
+
     def test_read_only_database(self):
         # A database on a read-only file system: allocd refuses to start and
         # says why, instead of collecting into nothing.
@@ -615,6 +671,59 @@ class AgentTest(unittest.TestCase):
         self.agent = Agent(self.root, port=self.agent.port).start()
         p = self.agent.get("/api/v1/processes/%d" % t.pid)[1]
         self.assertFalse(p["alive"])
+
+    def check_rollups_match_raw(self, pid, metrics=("allocated", "resident", "fragmentation")):
+        """Every 1-minute and 1-hour row of pid equals the one computed from
+        its raw samples: count (n), and for each metric min, max, average
+        (byte averages are stored rounded: 1 unit of slack) and last."""
+        db = sqlite3.connect(self.agent.db)
+        pids = db.execute("SELECT id FROM processes WHERE pid = ?", (pid,)).fetchall()
+        self.assertEqual(len(pids), 1)
+        pid_id = pids[0][0]
+        checked = 0
+        for table, source, period in (("rollup_1m", "1m", 60000), ("rollup_1h", "1h", 3600000)):
+            rows = db.execute("SELECT t, n FROM %s WHERE process_id = ? ORDER BY t" % table, (pid_id,)).fetchall()
+            self.assertTrue(rows, table)
+            for t, n in rows:
+                raw_n = db.execute("SELECT count(*) FROM samples WHERE process_id = ? AND t >= ? AND t < ?",
+                                   (pid_id, t, t + period)).fetchone()[0]
+                self.assertEqual(n, raw_n, "%s row at %d: n=%d, raw samples %d" % (table, t, n, raw_n))
+                checked += 1
+            for m in metrics:
+                q = "/api/v1/processes/%d/history?metric=%s&from=%.3f&to=%.3f&source=" % (
+                    pid, m, rows[0][0] / 1000, rows[-1][0] / 1000 + period / 1000 - 0.001)
+                raw = self.agent.get(q + "raw")[1]["points"]
+                for t, avg, lo, hi, last in self.agent.get(q + source)[1]["points"]:
+                    vals = [v for (u, v) in raw if t <= u < t + period / 1000]
+                    self.assertTrue(vals)
+                    slack = 1e-6 if m == "fragmentation" else 1
+                    self.assertEqual((lo, hi, last), (min(vals), max(vals), vals[-1]), (table, m, t))
+                    self.assertLessEqual(abs(avg - sum(vals) / len(vals)), slack, (table, m, t))
+        db.close()
+        return checked
+
+    def test_restarts_keep_rollups_true(self):
+        # allocd restarted twice while a process publishes (mid-minute and
+        # mid-hour: the rows of both periods in progress are written at
+        # each stop and merged into after), down long enough that the ring
+        # holds snapshots it never read: every rollup row equals the one
+        # computed from the raw samples.  (Before: each restart replaced the
+        # stored row with what the ring still held, n=60 became n=6.)
+        t = Target(self.agent, "churn", "30000", "1", conf="stats_interval_ms:100")
+        self.process(t.pid)
+        time.sleep(5)
+        for _ in range(2):
+            self.assertEqual(self.agent.stop(), 0)
+            time.sleep(1.5)   # the ring (32 slots, 3.2 s) keeps what was published meanwhile
+            self.agent = Agent(self.root, port=self.agent.port).start()
+            self.process(t.pid)
+            time.sleep(4)
+        t.proc.kill()
+        t.wait()
+        self.process(t.pid, alive=False)
+        self.assertEqual(self.agent.stop(), 0)
+        self.agent = Agent(self.root, port=self.agent.port).start()
+        self.assertGreaterEqual(self.check_rollups_match_raw(t.pid), 2)
 
     def test_migrates_a_schema_1_database(self):
         # A database written by the first allocd (statistics as JSON) is
