@@ -17,7 +17,9 @@ const char *push_validate(json_t *changes, char *buf, size_t size);
  * acknowledgements.  Returns the response body; *http_status is 200 when
  * every change was applied, 400/409 when the process refused one, 504 when
  * one was not acknowledged in time, 502 when the segment could not be
- * used.  Each change is written to the audit log. */
+ * used.  Each change is written to the audit log as pending before it is
+ * sent, then with its outcome: 503 (nothing sent) when the pending rows
+ * cannot be written, 500 when the outcome cannot. */
 json_t *push_config(store_t *store, const collector_target_t *target, json_t *changes, const char *client,
                     int64_t rule_id, unsigned timeout_ms, int *http_status);
 

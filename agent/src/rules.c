@@ -6,7 +6,16 @@
  * pushes the rule's config, recorded in the audit log as coming from
  * "rule:<id>".  Rules apply in id order, so a later rule wins a knob.  A
  * rule applies once per process: after an allocd restart (every process is
- * new to the collector then) the audit log says which already have it. */
+ * new to the collector then) the audit log says which already have it.
+ *
+ * A push waits up to the push timeout for the process, and any local user
+ * can start processes that never answer.  So pushes run concurrently, in
+ * worker threads (at most RULES_WORKERS, and at most RULES_PER_UID for one
+ * user, so one user's silent processes cannot hold every worker); a process
+ * that did not answer gets no further rule this time; and a user whose
+ * processes left RULES_TIMEOUTS_PER_MIN pushes unanswered within a minute
+ * gets no rule pushes (nor audit rows) for the rest of that minute: they
+ * are skipped, counted (rules_suppressed) and logged once a minute. */
 #include "rules.h"
 
 #include "log.h"
@@ -18,15 +27,45 @@
 #include <string.h>
 #include <time.h>
 
+#define RULES_WORKERS 8
+#define RULES_PER_UID 2
+#define RULES_TIMEOUTS_PER_MIN 10
+#define RULES_UIDS 64   /* users tracked at once; more reuse idle entries */
+
+/* A user's pushes: how many run, and how many went unanswered lately. */
+typedef struct uid_state_s {
+  uid_t uid;
+  unsigned running, timeouts;
+  int64_t window_ms;   /* start of the minute `timeouts` counts */
+  int64_t logged_ms;   /* last "suppressed" log line */
+  bool used;
+} uid_state_t;
+
 struct rules_s {
   store_t *store;
   collector_t *collector;
   unsigned timeout_ms;
   pthread_t thread;
-  pthread_mutex_t lock;
-  pthread_cond_t cond;
+  pthread_mutex_t lock;        /* everything below */
+  pthread_cond_t cond;         /* kicked, a worker finished, or stop */
   bool kicked, stop;
+  unsigned running;
+  collector_target_t *waiting; /* new processes not yet dispatched */
+  size_t nwaiting, cap;
+  uid_state_t uids[RULES_UIDS];
+  uint64_t suppressed;
 };
+
+typedef struct job_s {
+  rules_t *r;
+  collector_target_t target;
+} job_t;
+
+static int64_t mono_ms(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
 
 bool rules_match(const char *glob, const char *exe) {
   const char *base = strrchr(exe, '/');
@@ -60,7 +99,9 @@ const char *rules_validate(json_t *rule, char *buf, size_t size) {
   return push_validate(config, buf, size);
 }
 
-static void apply(rules_t *r, const collector_target_t *t, json_t *rules) {
+/* Apply every matching rule to one process, in id order; false if the
+ * process did not answer (then it gets no further rule). */
+static bool apply(rules_t *r, const collector_target_t *t, json_t *rules) {
   size_t i;
   json_t *rule;
   json_array_foreach(rules, i, rule) {
@@ -74,29 +115,116 @@ static void apply(rules_t *r, const collector_target_t *t, json_t *rules) {
     snprintf(client, sizeof client, "rule:%lld", (long long)id);
     int status;
     json_t *res = push_config(r->store, t, json_object_get(rule, "config"), client, id, r->timeout_ms, &status);
-    if (status != 200) log_warn("rule %lld on pid %d (%s): HTTP-equivalent status %d", (long long)id, t->pid, t->exe, status);
     json_decref(res);
+    if (status != 200) log_warn("rule %lld on pid %d (%s): HTTP-equivalent status %d", (long long)id, t->pid, t->exe, status);
+    if (status == 504 || status == 502) return false;
+  }
+  return true;
+}
+
+/* The state of uid (under lock); NULL if every entry is busy. */
+static uid_state_t *uid_state(rules_t *r, uid_t uid) {
+  uid_state_t *spare = NULL;
+  for (int i = 0; i < RULES_UIDS; i++) {
+    uid_state_t *u = &r->uids[i];
+    if (u->used && u->uid == uid) return u;
+    if (!spare && (!u->used || u->running == 0)) spare = u;
+  }
+  if (spare) *spare = (uid_state_t){.uid = uid, .used = true, .window_ms = mono_ms()};
+  return spare;
+}
+
+static void *worker_main(void *arg) {
+  job_t *job = arg;
+  rules_t *r = job->r;
+  json_t *rules = store_rules_json(r->store);
+  bool answered = apply(r, &job->target, rules);
+  json_decref(rules);
+  pthread_mutex_lock(&r->lock);
+  uid_state_t *u = uid_state(r, job->target.uid);   /* running > 0: still ours */
+  u->running--;
+  if (!answered) u->timeouts++;
+  r->running--;
+  pthread_cond_broadcast(&r->cond);
+  pthread_mutex_unlock(&r->lock);
+  free(job);
+  return NULL;
+}
+
+/* A user over the budget of unanswered pushes: this process is skipped. */
+static bool over_budget(rules_t *r, uid_state_t *u, const collector_target_t *t) {
+  int64_t now = mono_ms();
+  if (now - u->window_ms >= 60000) u->window_ms = now, u->timeouts = 0;
+  if (u->timeouts < RULES_TIMEOUTS_PER_MIN) return false;
+  r->suppressed++;
+  if (now - u->logged_ms >= 60000) {
+    log_warn("rules: uid %u left %u pushes unanswered within a minute: rules not pushed to its new processes (pid %d"
+             " and others) until the minute ends", (unsigned)u->uid, u->timeouts, t->pid);
+    u->logged_ms = now;
+  }
+  return true;
+}
+
+/* Start workers for the waiting processes that may go now (under lock). */
+static void dispatch(rules_t *r) {
+  size_t j = 0;
+  for (size_t i = 0; i < r->nwaiting; i++) {
+    collector_target_t *t = &r->waiting[i];
+    uid_state_t *u = r->running < RULES_WORKERS ? uid_state(r, t->uid) : NULL;
+    if (u && over_budget(r, u, t)) continue;
+    job_t *job = u && u->running < RULES_PER_UID ? malloc(sizeof *job) : NULL;
+    pthread_t th;
+    pthread_attr_t attr;
+    pthread_attr_init(&attr);
+    pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+    if (job) *job = (job_t){r, *t};
+    if (job && pthread_create(&th, &attr, worker_main, job) == 0) {
+      u->running++;
+      r->running++;
+    } else {
+      free(job);
+      r->waiting[j++] = *t;   /* waits for a worker */
+    }
+    pthread_attr_destroy(&attr);
+  }
+  r->nwaiting = j;
+}
+
+/* Move the collector's new processes to the waiting list (under lock). */
+static void take_new(rules_t *r) {
+  for (;;) {
+    if (r->nwaiting + 32 > r->cap) {
+      size_t cap = r->cap ? 2 * r->cap : 64;
+      collector_target_t *w = realloc(r->waiting, cap * sizeof *w);
+      if (!w) return;
+      r->waiting = w;
+      r->cap = cap;
+    }
+    int n = collector_take_new(r->collector, r->waiting + r->nwaiting, 32);
+    if (n <= 0) return;
+    r->nwaiting += (size_t)n;
   }
 }
 
 static void *rules_main(void *arg) {
   rules_t *r = arg;
-  collector_target_t batch[32];
   pthread_mutex_lock(&r->lock);
   while (!r->stop) {
-    while (!r->kicked && !r->stop) pthread_cond_wait(&r->cond, &r->lock);
+    if (r->kicked) take_new(r);
     r->kicked = false;
-    pthread_mutex_unlock(&r->lock);
-    int n;
-    while (!r->stop && (n = collector_take_new(r->collector, batch, 32)) > 0) {
-      json_t *rules = store_rules_json(r->store);
-      for (int i = 0; i < n && !r->stop; i++) apply(r, &batch[i], rules);
-      json_decref(rules);
-    }
-    pthread_mutex_lock(&r->lock);
+    dispatch(r);
+    if (!r->kicked && !r->stop) pthread_cond_wait(&r->cond, &r->lock);
   }
+  while (r->running) pthread_cond_wait(&r->cond, &r->lock);   /* each ends within the push timeout */
   pthread_mutex_unlock(&r->lock);
   return NULL;
+}
+
+uint64_t rules_suppressed(rules_t *r) {
+  pthread_mutex_lock(&r->lock);
+  uint64_t n = r->suppressed;
+  pthread_mutex_unlock(&r->lock);
+  return n;
 }
 
 rules_t *rules_start(store_t *store, collector_t *collector, unsigned push_timeout_ms) {
@@ -128,5 +256,8 @@ void rules_stop(rules_t *r) {
   pthread_cond_signal(&r->cond);
   pthread_mutex_unlock(&r->lock);
   pthread_join(r->thread, NULL);
+  pthread_mutex_destroy(&r->lock);
+  pthread_cond_destroy(&r->cond);
+  free(r->waiting);
   free(r);
 }

@@ -14,7 +14,11 @@ typedef struct rules_s rules_t;
 rules_t *rules_start(store_t *store, collector_t *collector, unsigned push_timeout_ms);
 /* New processes may be waiting (called after each collection tick). */
 void rules_kick(rules_t *r);
+/* Waits for the pushes in progress (each ends within the push timeout). */
 void rules_stop(rules_t *r);
+/* Rule pushes skipped because their user's processes left too many
+ * pushes unanswered within a minute. */
+uint64_t rules_suppressed(rules_t *r);
 
 /* Check a rule given to the API: {"exe_glob": "...", "config": {...},
  * "canary_pct": 1..100 (optional, default 100)}.  NULL if fine, else why. */

@@ -116,12 +116,13 @@ class Agent:
 class Target:
     """A process using liballoc, publishing into the agent's directory."""
 
-    def __init__(self, agent, *args, conf="stats_interval_ms:50"):
+    def __init__(self, agent, *args, conf="stats_interval_ms:50", uid=None):
         env = dict(os.environ)
         env["ALLOC_CONF"] = "telemetry_dir:%s,%s" % (agent.shm, conf)
         if os.environ.get("ALLOC_TEST_PRELOAD"):
             env["LD_PRELOAD"] = os.environ["ALLOC_TEST_PRELOAD"]
-        self.proc = subprocess.Popen([TARGET, *args], stdout=subprocess.PIPE, env=env)
+        become = (lambda: (os.setgid(uid), os.setuid(uid))) if uid is not None else None
+        self.proc = subprocess.Popen([TARGET, *args], stdout=subprocess.PIPE, env=env, preexec_fn=become)
         line = self.proc.stdout.readline().decode()
         self.proc.stdout.close()
         assert line.startswith("ready "), line
@@ -309,6 +310,52 @@ class AgentTest(unittest.TestCase):
         self.assertEqual(self.agent.request("DELETE", "/api/v1/rules/%d" % rule, token=self.agent.token)[0], 404)
         self.assertEqual(self.agent.get("/api/v1/rules")[1]["rules"], [])
         t.wait()
+
+    def test_silent_processes_do_not_starve_rule_pushes(self):
+        # 16 processes of another user that never acknowledge (SIGSTOPped
+        # real preloaded processes), two rules for them all, allocd
+        # restarted so that every process is new: a real process that
+        # appears next still gets its rules promptly (before: pushes were
+        # serial, 16 x 2 x 3 s before its turn), and the silent user's
+        # processes leave at most 10 audit rows (one each, then its budget
+        # of unanswered pushes is spent: the rest are counted, not pushed).
+        if os.geteuid() != 0:
+            self.skipTest("needs root to run processes as another user")
+        os.chmod(self.root, 0o755)
+        os.chmod(self.agent.shm, 0o1777)
+        for config in ({"muzzy_decay_ms": 1234}, {"dirty_decay_ms": 4321}):
+            self.assertEqual(self.agent.post("/api/v1/rules", {"exe_glob": "tm_targ*", "config": config})[0], 201)
+        self.assertEqual(self.agent.stop(), 0)
+        silent = [Target(self.agent, "hold", "10", "64", "120000", uid=65534) for _ in range(16)]
+        for t in silent:
+            self.addCleanup(lambda t=t: (os.kill(t.pid, signal.SIGCONT), t.proc.kill(), t.wait()))
+        seg = lambda t: os.path.join(self.agent.shm, "liballoc.%d" % t.pid)
+        wait_for(lambda: all(os.path.exists(seg(t)) for t in silent), what="the silent processes' segments")
+        time.sleep(0.3)
+        for t in silent:
+            os.kill(t.pid, signal.SIGSTOP)
+        self.agent = Agent(self.root, port=self.agent.port).start()
+        wait_for(lambda: self.agent.get("/api/v1/health")[1]["collector"]["processes"] >= 16, what="the 16 processes")
+        start = time.time()
+        real = Target(self.agent, "hold", "10", "64", "30000")
+        config = lambda: self.agent.get("/api/v1/processes/%d" % real.pid)[1].get("config", {})
+        wait_for(lambda: config().get("muzzy_decay_ms") == 1234 and config().get("dirty_decay_ms") == 4321,
+                 timeout=60, what="the rules in the real process")
+        took = time.time() - start
+        print("\nreal process got its 2 rules %.1f s after it started (1 s of it before it publishes)" % took,
+              file=sys.stderr)
+        self.assertLess(took, 8)
+        health = lambda: self.agent.get("/api/v1/health")[1]
+        pids = {t.pid for t in silent}
+        rows = lambda: [a for a in self.agent.get("/api/v1/audit?limit=1000")[1]["audit"] if a["pid"] in pids]
+        wait_for(lambda: len(rows()) + health()["rules"]["suppressed"] == 16, timeout=60,
+                 what="every silent process pushed to or skipped")
+        time.sleep(3.5)   # pushes in flight end within the 3 s timeout
+        self.assertLessEqual(len(rows()), 10 + 2)   # the budget, and the 2 a user may have in flight when it runs out
+        self.assertTrue(all(a["result"] not in ("ok", "pending") for a in rows()), rows())
+        self.assertEqual(len(rows()) + health()["rules"]["suppressed"], 16)
+        real.proc.kill()
+        real.wait()
 
     # ---- hostile and stale segments -------------------------------------------------
 
