@@ -35,6 +35,7 @@ bool rollup_add(rollup_t *r, int64_t t_ms, const double v[SNAP_NMETRICS], rollup
 }
 
 void rollup_merge(rollup_t *r, const rollup_t *older) {
+  if (older->n == 0) return;
   int n = r->n + older->n;
   for (int i = 0; i < SNAP_NMETRICS; i++) {
     if (isnan(older->sum[i]) || isnan(older->min[i]) || isnan(older->max[i])) {

@@ -1,6 +1,8 @@
 /* test_pack.c - the packed rows of allocd's history tables (pack.h,
  * rollup_pack): values come back exactly, steady rollups stay small, and
- * truncated or random bytes are refused without reading past the row. */
+ * truncated or random bytes are refused without reading past the row; a
+ * period's rollup merged from two parts (an allocd restart in the middle)
+ * equals the rollup of the whole. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -108,12 +110,55 @@ static void truncated_and_random_rows(void **state) {
   assert_false(unpack_values(eleven, sizeof eleven, &pos, 1, NULL, out));
 }
 
+/* Samples split at every point into an earlier and a later part: the
+ * later part merged with the earlier equals the rollup of all of them; a
+ * metric the earlier part lacks (NaN, an older layout) keeps the later
+ * part's values. */
+static void merged_halves_equal_the_whole(void **state) {
+  (void)state;
+  enum { SAMPLES = 40 };
+  static double v[SAMPLES][SNAP_NMETRICS];
+  srand(11);
+  for (int k = 0; k < SAMPLES; k++)
+    for (int i = 0; i < SNAP_NMETRICS; i++) v[k][i] = (double)(rand() % 100000);
+  for (int cut = 0; cut <= SAMPLES; cut++) {
+    rollup_t whole, early, late, done;
+    rollup_init(&whole, 60000);
+    rollup_init(&early, 60000);
+    rollup_init(&late, 60000);
+    for (int k = 0; k < SAMPLES; k++) {
+      rollup_add(&whole, 1000 * k, v[k], &done);
+      rollup_add(k < cut ? &early : &late, 1000 * k, v[k], &done);
+    }
+    rollup_merge(&late, &early);
+    assert_int_equal(late.n, whole.n);
+    for (int i = 0; i < SNAP_NMETRICS; i++) {
+      assert_true(late.min[i] == whole.min[i] && late.max[i] == whole.max[i] && late.last[i] == whole.last[i]);
+      assert_true(late.sum[i] == whole.sum[i]);   /* integers: exact */
+    }
+  }
+  rollup_t late, older, done;
+  rollup_init(&late, 60000);
+  rollup_init(&older, 60000);
+  rollup_add(&late, 0, v[0], &done);
+  rollup_add(&late, 1000, v[1], &done);
+  older.n = 3;
+  for (int i = 0; i < SNAP_NMETRICS; i++) older.min[i] = older.max[i] = older.sum[i] = older.last[i] = NAN;
+  rollup_merge(&late, &older);
+  assert_int_equal(late.n, 5);
+  for (int i = 0; i < SNAP_NMETRICS; i++) {
+    assert_true(fabs(late.sum[i] / late.n - (v[0][i] + v[1][i]) / 2) < 1e-6);   /* the later part's average */
+    assert_true(late.last[i] == v[1][i]);
+  }
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
     cmocka_unit_test(values_round_trip),
     cmocka_unit_test(relative_to_a_base),
     cmocka_unit_test(steady_rollup_is_small),
     cmocka_unit_test(truncated_and_random_rows),
+    cmocka_unit_test(merged_halves_equal_the_whole),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
