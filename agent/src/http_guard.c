@@ -62,7 +62,7 @@ static void sweep(guard_t *g) {
   pthread_mutex_lock(&g->lock);
   for (guard_conn_t *c = g->head.next; c != &g->head; c = c->next) {
     int64_t since = atomic_load(&c->reading_since_ms);
-    if (since == 0 || now - since < (int64_t)g->deadline_ms) continue;
+    if (since == 0 || g->deadline_ms == 0 || now - since < (int64_t)g->deadline_ms) continue;
     atomic_store(&c->reading_since_ms, 0);   /* once */
     shutdown(c->fd, SHUT_RDWR);
     atomic_fetch_add(&g->closed_slow, 1);

@@ -16,7 +16,7 @@ typedef struct guard_conn_s guard_conn_t;
 
 /* listen_host: the host part of --listen ("127.0.0.1", "::1", a name);
  * hosts: the --allow-host names.  request_deadline_ms: how long reading one
- * request (headers and body) may take in all. */
+ * request (headers and body) may take in all (0: no deadline). */
 guard_t *guard_start(const char *listen_host, const char *const *hosts, size_t nhosts, unsigned request_deadline_ms);
 void guard_stop(guard_t *g);
 
