@@ -212,8 +212,8 @@ static int split(const char *path, char parts[4][64]) {
 static enum MHD_Result get_health(api_t *api, struct MHD_Connection *c) {
   collector_counters_t k;
   collector_counters(api->collector, &k);
-  json_t *v = json_pack("{s:s, s:s, s:I, s:o, s:{s:I, s:I, s:I, s:I, s:I, s:f}, s:{s:I}, s:{s:I}}", "status", "ok", "version",
-                        ALLOCD_VERSION, "uptime_s", (json_int_t)(time(NULL) - api->started), "database",
+  json_t *v = json_pack("{s:s, s:s, s:I, s:o, s:{s:I, s:I, s:I, s:I, s:I, s:f}, s:{s:I}, s:{s:I}}", "status", "ok",
+                        "version", ALLOCD_VERSION, "uptime_s", (json_int_t)(time(NULL) - api->started), "database",
                         store_health_json(api->store), "collector", "ticks", (json_int_t)k.ticks, "processes",
                         (json_int_t)k.processes_alive, "snapshots", (json_int_t)k.snapshots, "segments_rejected",
                         (json_int_t)k.segments_rejected, "db_write_failures", (json_int_t)k.db_failures,

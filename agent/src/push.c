@@ -148,14 +148,16 @@ static void send_changes(const collector_target_t *target, pending_t *pend, int 
   alloc_shm_segment_t seg;
   int open_err = alloc_shm_open(&seg, AT_FDCWD, target->path, target->uid);
   for (int i = 0; i < n; i++)
-    pend[i].err = open_err ? open_err : alloc_shm_submit(&seg, pend[i].knob, pend[i].value, pend[i].id, timeout_ms, &pend[i].slot);
+    pend[i].err = open_err ? open_err
+                           : alloc_shm_submit(&seg, pend[i].knob, pend[i].value, pend[i].id, timeout_ms, &pend[i].slot);
   for (int i = 0; i < n; i++)
     if (!pend[i].err) pend[i].err = alloc_shm_await(&seg, pend[i].slot, pend[i].id, deadline, &pend[i].ack);
   if (!open_err) alloc_shm_close(&seg);
 }
 
 /* Nothing was sent: the audit log could not record the change. */
-static json_t *not_audited(const collector_target_t *target, const pending_t *pend, int n, const char *why, int *status) {
+static json_t *not_audited(const collector_target_t *target, const pending_t *pend, int n, const char *why,
+                           int *status) {
   json_t *results = json_object();
   for (int i = 0; i < n; i++)
     json_object_set_new(results, pend[i].knob,
@@ -199,7 +201,8 @@ json_t *push_config(store_t *store, const collector_target_t *target, json_t *ch
   if (status != 200) json_object_set_new(body, "error", json_string(failure_text(status)));
   if (!recorded) {   /* sent and audited as "pending", but its outcome could not be written */
     *http_status = 500;
-    json_object_set_new(body, "error", json_string("sent, but the audit log could not record the outcome: it says 'pending'"));
+    json_object_set_new(body, "error",
+                        json_string("sent, but the audit log could not record the outcome: it says 'pending'"));
   }
   return body;
 }

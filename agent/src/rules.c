@@ -116,7 +116,8 @@ static bool apply(rules_t *r, const collector_target_t *t, json_t *rules) {
     int status;
     json_t *res = push_config(r->store, t, json_object_get(rule, "config"), client, id, r->timeout_ms, &status);
     json_decref(res);
-    if (status != 200) log_warn("rule %lld on pid %d (%s): HTTP-equivalent status %d", (long long)id, t->pid, t->exe, status);
+    if (status != 200)
+      log_warn("rule %lld on pid %d (%s): HTTP-equivalent status %d", (long long)id, t->pid, t->exe, status);
     if (status == 504 || status == 502) return false;
   }
   return true;

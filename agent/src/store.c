@@ -343,7 +343,8 @@ static bool make_private(const char *path, char *err, size_t errlen) {
     }
     struct stat st;
     if (fstat(fd, &st) == 0 && S_ISREG(st.st_mode) && (st.st_mode & 077)) {
-      if (fchmod(fd, st.st_mode & 0700) == 0) log_info("database: %s was readable by others: now mode 0%o", name, st.st_mode & 0700);
+      if (fchmod(fd, st.st_mode & 0700) == 0)
+        log_info("database: %s was readable by others: now mode 0%o", name, st.st_mode & 0700);
       else log_warn("database: %s is readable by others and cannot be changed: %s", name, strerror(errno));
     }
     close(fd);
@@ -501,8 +502,8 @@ static bool insert_packed(store_t *st, enum hot which, int64_t process_id, int64
 
 int store_sample(store_t *st, int64_t process_id, int64_t t_ms, uint64_t number, const double v[SNAP_NMETRICS]) {
   uint8_t packed[SNAP_NMETRICS * PACK_MAX];
-  if (!insert_packed(st, HOT_SAMPLE, process_id, t_ms, (int64_t)number, packed, pack_values(v, SNAP_NMETRICS, NULL, packed)))
-    return -1;
+  size_t len = pack_values(v, SNAP_NMETRICS, NULL, packed);
+  if (!insert_packed(st, HOT_SAMPLE, process_id, t_ms, (int64_t)number, packed, len)) return -1;
   return sqlite3_changes(st->db) > 0;   /* 0: stored before (an earlier run read it from the ring) */
 }
 
