@@ -34,6 +34,17 @@ def free_port():
         return s.getsockname()[1]
 
 
+def settled(measure, what):
+    """measure() once it gives the same value twice, a second apart (allocd's
+    HTTP threads set up their epoll descriptors as they start, which a loaded
+    machine may delay past the first answer)."""
+    def same():
+        a = measure()
+        time.sleep(1)
+        return a if a == measure() else None
+    return wait_for(same, what=what)
+
+
 def wait_for(pred, timeout=20.0, what="condition"):
     end = time.time() + timeout
     while time.time() < end:
@@ -663,7 +674,7 @@ class AgentTest(unittest.TestCase):
         # after its quiet first second): allocd keeps up, lists them as
         # exited, leaves no segment or descriptor behind.
         fds = lambda: len(os.listdir("/proc/%d/fd" % self.agent.proc.pid))
-        base = fds()
+        base = settled(fds, "allocd's descriptors to settle")
         pids = []
         for wave in range(5):
             batch = [Target(self.agent, "hold", "50", "64", "3000", conf="stats_interval_ms:50") for _ in range(200)]
@@ -979,7 +990,7 @@ class AgentTest(unittest.TestCase):
         self.addCleanup(resource.setrlimit, resource.RLIMIT_NOFILE, (soft, hard))
         fds = lambda: len(os.listdir("/proc/%d/fd" % self.agent.proc.pid))
         threads = lambda: len(os.listdir("/proc/%d/task" % self.agent.proc.pid))
-        base = (fds(), threads())
+        base = settled(lambda: (fds(), threads()), "allocd's descriptors and threads to settle")
         conns = []
         for _ in range(n):
             s = socket.socket()
