@@ -3,7 +3,7 @@
  * libmicrohttpd's connection timeout counts idle time only: a client that
  * sends one byte of a header (or of a chunked body) every few seconds
  * holds its connection for ever, and enough of them took every slot.  The
- * server now serves thousands of connections from a few epoll threads, and
+ * server now serves thousands of connections from a few polling threads, and
  * this file bounds how long any of them may take to deliver a request: every
  * connection is registered here when accepted (with its socket) and a
  * thread of our own shuts down the socket of any whose request is still

@@ -36,7 +36,7 @@ def free_port():
 
 def settled(measure, what):
     """measure() once it gives the same value twice, a second apart (allocd's
-    HTTP threads set up their epoll descriptors as they start, which a loaded
+    HTTP threads set up their descriptors as they start, which a loaded
     machine may delay past the first answer)."""
     def same():
         a = measure()
