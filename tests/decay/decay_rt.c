@@ -30,17 +30,6 @@ typedef int (*ctl_fn)(const char *, void *, size_t *, void *, size_t);
 
 static size_t baseline;
 
-static uint64_t now_ms(void) {
-  struct timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
-}
-
-static void sleep_ms(long ms) {
-  struct timespec ts = {ms / 1000, (ms % 1000) * 1000000L};
-  nanosleep(&ts, NULL);
-}
-
 static void burst_and_free(void) {
   size_t nl = BURST_LARGE / (256 << 10), ns = BURST_SMALL / 256;
   void **large = malloc(nl * sizeof *large), **small = malloc(ns * sizeof *small);

@@ -1,9 +1,23 @@
-/* rss.h - what the real-time decay and THP tests read from /proc. */
+/* rss.h - what the real-time decay and THP tests read from /proc, and
+ * the real clock they wait on. */
 #ifndef ALLOC_TESTS_RSS_H
 #define ALLOC_TESTS_RSS_H
+#include <stdint.h>
 #include <stdio.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
+
+static inline uint64_t now_ms(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+}
+
+static inline void sleep_ms(long ms) {
+  struct timespec ts = {ms / 1000, (ms % 1000) * 1000000L};
+  nanosleep(&ts, NULL);
+}
 
 /* Resident bytes of this process, from /proc/self/statm. */
 static inline size_t rss_bytes(void) {
