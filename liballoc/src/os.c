@@ -114,15 +114,17 @@ bool la_os_purge_lazy(void *p, size_t size) {
   return ok;
 }
 
-/* The PMD (huge page) size, read once from /sys; 0 if THP is unavailable. */
+/* The PMD (huge page) size, read once from /sys; 0 if THP is unavailable.
+ * Threads may race to read it first: they all store the same value. */
 size_t la_os_hugepage_size(void) {
-  static size_t cached = (size_t)-1;
-  if (cached != (size_t)-1) return cached;
+  static atomic_size_t cached = (size_t)-1;
+  size_t size = atomic_load_explicit(&cached, memory_order_relaxed);
+  if (size != (size_t)-1) return size;
   char buf[32];
-  size_t size = 0;
+  size = 0;
   if (la_os_read_file("/sys/kernel/mm/transparent_hugepage/hpage_pmd_size", buf, sizeof buf) > 0)
     size = (size_t)strtoull(buf, NULL, 10);
-  cached = size;
+  atomic_store_explicit(&cached, size, memory_order_relaxed);
   return size;
 }
 
