@@ -295,23 +295,20 @@ void la_fatal(const char *fmt, ...) {
 #define MEMBARRIER_CMD_REGISTER_PRIVATE_EXPEDITED (1 << 4)
 #endif
 
-bool la_os_membarrier_register(void) {
+static bool membarrier_cmd(int cmd) {
 #ifdef SYS_membarrier
-  return syscall(SYS_membarrier, MEMBARRIER_CMD_REGISTER_PRIVATE_EXPEDITED, 0, 0) == 0;
+  return syscall(SYS_membarrier, cmd, 0, 0) == 0;
 #else
+  (void)cmd;
   return false;
 #endif
 }
 
+bool la_os_membarrier_register(void) { return membarrier_cmd(MEMBARRIER_CMD_REGISTER_PRIVATE_EXPEDITED); }
+
 /* Every running thread of the process has executed a full memory barrier
  * when this returns true. */
-bool la_os_membarrier(void) {
-#ifdef SYS_membarrier
-  return syscall(SYS_membarrier, MEMBARRIER_CMD_PRIVATE_EXPEDITED, 0, 0) == 0;
-#else
-  return false;
-#endif
-}
+bool la_os_membarrier(void) { return membarrier_cmd(MEMBARRIER_CMD_PRIVATE_EXPEDITED); }
 
 /* ---- threads ---------------------------------------------------------------- */
 
