@@ -21,11 +21,21 @@
  *   moment after allocd's clock (and not before the previous one);
  *   otherwise allocd's clock replaces it, so no process can date rows
  *   into the future (or the past) to win or lose retention.
- * - A tick has a time budget: segments are read, and new files judged, in
- *   turn (by pid, from where the last tick stopped) until it is spent;
- *   the rest wait for the next tick, and at least JUDGE_MIN new files are
- *   judged per tick whatever the budget, so junk cannot starve newcomers
- *   for ever.
+ * - The segments of the processes already tracked are read by name, before
+ *   the directory is listed: any user can fill the directory (with files
+ *   named like segments or not), and what listing them costs must not
+ *   delay the processes already known.  A tracked segment that is gone
+ *   means the process exited.
+ * - The directory is listed only to discover new files, and a little at a
+ *   time: one pass over it spans as many ticks as it needs, and each
+ *   file listed that is neither tracked nor remembered waits in a queue to
+ *   be judged; the next batch is listed when the queue is empty.
+ * - A tick has a time budget, spent in that order: tracked segments read
+ *   (in turn, from where the last tick stopped), then files listed, then
+ *   files judged.  Whatever the budget, a tick reads at least READ_MIN
+ *   tracked segments, lists at least LIST_MIN names and judges at least
+ *   JUDGE_MIN files, so junk cannot starve known processes or newcomers,
+ *   and each tick's work is bounded however full the directory.
  * - A file refused (or left alone) is remembered by (kind, pid, inode) in
  *   an O(1) table (judged.h), counted and logged once, not re-read at
  *   every tick.
@@ -72,7 +82,10 @@
 #define LATEST_SAVE_MS 60000   /* how often a live process's full snapshot is written */
 #define CLOCK_SKEW_NS 2000000000ull        /* a snapshot may be this far ahead of allocd's clock */
 #define START_SLACK_NS 1000000000ull       /* start times are in clock ticks: allow a second */
+#define READ_MIN 16            /* tracked segments read per tick even when the budget is spent */
+#define LIST_MIN 4096          /* names listed per tick even when the budget is spent */
 #define JUDGE_MIN 16           /* new files judged per tick even when the budget is spent */
+#define QUEUE_MAX 65536        /* files waiting to be judged (the rest are listed next pass) */
 #define REMOVALS_LOGGED 10     /* removals logged by name per minute */
 #define TEMP_PREFIX "." ALLOC_SHM_PREFIX
 #define TEMP_SUFFIX ".tmp"
@@ -94,7 +107,7 @@ typedef struct tracked_s {
   rollup_t undo_minute, undo_hour;
 } tracked_t;
 
-/* A file of the directory this tick: a segment or a temporary. */
+/* A file of the directory waiting to be judged: a segment or a temporary. */
 typedef struct entry_s {
   int pid;
   enum judged_kind kind;
@@ -113,9 +126,10 @@ struct collector_s {
   int *slots;                 /* pid -> index + 1 in procs, open addressing */
   size_t nslots;
   judged_t *judged;
-  entry_t *entries;           /* this tick's listing, sorted by pid */
-  size_t nentries, ecap;
-  int read_cursor, judge_cursor;   /* the pid after which the next tick starts */
+  entry_t *queue;             /* files listed, waiting to be judged: [qhead, qlen) */
+  size_t qhead, qlen, qcap;
+  DIR *listing;               /* the pass over the directory in progress, if any */
+  size_t read_next;           /* index in procs where the next tick's reads start */
   uint64_t removals_logged, removals_unlogged;   /* this minute's */
   int64_t removals_minute_ms;
   collector_counters_t counters;
@@ -167,7 +181,8 @@ void collector_free(collector_t *c) {
   for (size_t i = 0; i < c->nprocs; i++) free(c->procs[i].live.snapshot);
   free(c->procs);
   free(c->slots);
-  free(c->entries);
+  free(c->queue);
+  if (c->listing) closedir(c->listing);
   judged_free(c->judged);
   pthread_mutex_destroy(&c->lock);
   free(c);
@@ -503,27 +518,32 @@ static void accept_segment(collector_t *c, alloc_shm_segment_t *seg, procinfo_t 
   pthread_mutex_unlock(&c->lock);
 }
 
-static void visit(collector_t *c, int dirfd, const entry_t *e, int64_t now) {
+/* Read a segment and act on what it is.  For a tracked process's segment
+ * read by name (`by_name`), a file that is not a usable segment of its
+ * process is not judged here (its inode is not known from a listing): it
+ * leaves the process unseen, and is judged when the listing reaches it. */
+static void visit(collector_t *c, int dirfd, const entry_t *e, int64_t now, bool by_name) {
   const char *name = e->name;
   alloc_shm_segment_t seg;
   int err = alloc_shm_open(&seg, dirfd, name, ALLOC_SHM_ANY_OWNER);
   if (err) {
-    if (err != ALLOC_SHM_ERR_OPEN || seg.sys_errno != ENOENT) refuse(c, dirfd, e, name, reason_of(err), alloc_shm_strerror(err));
+    if (!by_name && (err != ALLOC_SHM_ERR_OPEN || seg.sys_errno != ENOENT))
+      refuse(c, dirfd, e, name, reason_of(err), alloc_shm_strerror(err));
     return;
   }
   const alloc_shm_header_t *h = &seg.header;
   procinfo_t pi;
   enum proc_state state;
   if (h->pid != e->pid) {
-    refuse(c, dirfd, e, name, REJECT_PID_MISMATCH, "header pid differs from the file name");
+    if (!by_name) refuse(c, dirfd, e, name, REJECT_PID_MISMATCH, "header pid differs from the file name");
   } else if (h->pidns_ino != c->pidns) {
-    refuse(c, dirfd, e, name, REJECT_OTHER_NAMESPACE, "process of another pid namespace");
+    if (!by_name) refuse(c, dirfd, e, name, REJECT_OTHER_NAMESPACE, "process of another pid namespace");
   } else if ((state = proc_identity(e->pid, &pi)) == PROC_UNKNOWN) {
-    /* /proc would not say: try again next tick */
+    if (by_name) find(c, e->pid)->seen = true;   /* /proc would not say: try again next tick */
   } else if (state == PROC_GONE || pi.start_time != h->start_time) {
     remove_stale(c, dirfd, name, &seg);   /* gone, or the pid was reused */
   } else if (!proc_has_uid(&pi, seg.uid)) {
-    refuse(c, dirfd, e, name, REJECT_OWNER, "file owner differs from every uid of the process");
+    if (!by_name) refuse(c, dirfd, e, name, REJECT_OWNER, "file owner differs from every uid of the process");
   } else {
     accept_segment(c, &seg, &pi, now);
   }
@@ -588,84 +608,79 @@ static bool parse_entry(const char *name, ino_t ino, entry_t *out) {
   return true;
 }
 
-static int by_pid(const void *a, const void *b) {
-  const entry_t *x = a, *y = b;
-  if (x->pid != y->pid) return x->pid < y->pid ? -1 : 1;
-  return (int)x->kind - (int)y->kind;
-}
-
-/* This tick's segments and temporaries, sorted by pid.  Listing costs no
- * system call per file (the inode comes with the entry). */
-static void list_dir(collector_t *c, DIR *d) {
-  c->nentries = 0;
-  struct dirent *de;
-  while ((de = readdir(d))) {
-    entry_t e;
-    if (!parse_entry(de->d_name, de->d_ino, &e)) continue;
-    if (c->nentries == c->ecap) {
-      size_t cap = c->ecap ? 2 * c->ecap : 256;
-      entry_t *p = realloc(c->entries, cap * sizeof *p);
-      if (!p) break;   /* the rest next tick */
-      c->entries = p;
-      c->ecap = cap;
-    }
-    c->entries[c->nentries++] = e;
-  }
-  if (c->nentries > 1) qsort(c->entries, c->nentries, sizeof *c->entries, by_pid);   /* no entries: NULL */
-}
-
-/* Index of the first entry after `pid` (wrapping to 0): where a pass
- * starts, so that passes cut short by the budget take turns. */
-static size_t first_after(const collector_t *c, int pid) {
-  size_t lo = 0, hi = c->nentries;
-  while (lo < hi) {
-    size_t mid = (lo + hi) / 2;
-    if (c->entries[mid].pid <= pid) lo = mid + 1;
-    else hi = mid;
-  }
-  return lo < c->nentries ? lo : 0;
-}
-
-/* The segments of tracked processes, in turn, while the budget lasts.
- * Those left for later are still alive (their file is there): their
- * snapshots wait in their rings.  True if the budget ran out. */
+/* Read each tracked process's segment, by name, in turn from where the
+ * last tick stopped, while the budget lasts and at least READ_MIN of them.
+ * Those left for later keep their place (their snapshots wait in their
+ * rings); a segment gone, or no longer its process's, leaves its process
+ * unseen: it exited (and a file under its name is judged as new when the
+ * listing comes to it).  True if the budget ran out. */
 static bool read_tracked(collector_t *c, int dirfd, int64_t now, int64_t deadline) {
-  bool over = false;
-  size_t start = first_after(c, c->read_cursor);
-  for (size_t k = 0; k < c->nentries; k++) {
-    const entry_t *e = &c->entries[(start + k) % c->nentries];
-    tracked_t *t = e->kind == JUDGED_SEGMENT ? find(c, e->pid) : NULL;   /* procs change only in this thread */
-    if (!t || judged_fresh(c->judged, e->kind, e->pid, e->ino, now)) continue;
-    over = over || mono_ms() >= deadline;
-    if (over) {
-      t->seen = true;
-      continue;
+  size_t n = c->nprocs, start = c->read_next < n ? c->read_next : 0;
+  int read = 0;
+  for (size_t k = 0; k < n; k++) {
+    size_t i = (start + k) % n;
+    if (read >= READ_MIN && mono_ms() >= deadline) {
+      for (size_t r = k; r < n; r++) c->procs[(start + r) % n].seen = true;
+      c->read_next = i;
+      return true;
     }
-    c->read_cursor = e->pid;
-    visit(c, dirfd, e, now);
+    read++;
+    entry_t e = {.pid = c->procs[i].live.pid, .kind = JUDGED_SEGMENT};
+    snprintf(e.name, sizeof e.name, ALLOC_SHM_PREFIX "%d", e.pid);
+    visit(c, dirfd, &e, now, true);   /* procs do not move during reads */
   }
-  return over;
+  c->read_next = 0;
+  return false;
 }
 
-/* Files not judged yet (or whose judgment expired), in turn, while the
- * budget lasts and at least JUDGE_MIN of them.  Every remembered file is
- * looked up, so that the sweep keeps it.  True if some were left. */
-static bool judge_new(collector_t *c, int dirfd, int64_t now, int64_t deadline) {
-  bool over = false;
-  int judged = 0;
-  size_t start = first_after(c, c->judge_cursor);
-  for (size_t k = 0; k < c->nentries; k++) {
-    const entry_t *e = &c->entries[(start + k) % c->nentries];
-    if (e->kind == JUDGED_SEGMENT && find(c, e->pid)) continue;   /* read_tracked's */
-    if (judged_fresh(c->judged, e->kind, e->pid, e->ino, now)) continue;
-    over = over || (judged >= JUDGE_MIN && mono_ms() >= deadline);
-    if (over) continue;
-    judged++;
-    c->judge_cursor = e->pid;
-    if (e->kind == JUDGED_TEMPORARY) judge_temporary(c, dirfd, e, e->name);
-    else visit(c, dirfd, e, now);
+/* Queue a listed file for judging, unless it is tracked or remembered
+ * (looking it up keeps it remembered at the end of the pass). */
+static void enqueue(collector_t *c, const entry_t *e, int64_t now) {
+  if (e->kind == JUDGED_SEGMENT && find(c, e->pid)) return;   /* read by read_tracked */
+  if (judged_fresh(c->judged, e->kind, e->pid, e->ino, now)) return;
+  if (c->qlen == c->qcap) {
+    size_t cap = c->qcap ? 2 * c->qcap : 256;
+    entry_t *q = realloc(c->queue, cap * sizeof *q);
+    if (!q) return;   /* listed again next pass */
+    c->queue = q;
+    c->qcap = cap;
   }
-  return over;
+  c->queue[c->qlen++] = *e;
+}
+
+/* Continue the pass over the directory, or start one, while the budget
+ * lasts and at least LIST_MIN names; only when the queue is empty, so
+ * that it never holds a file twice.  At the end of a pass the judged
+ * table forgets the files no longer there. */
+static bool list_more(collector_t *c, int64_t now, int64_t deadline) {
+  if (c->qhead < c->qlen) return false;
+  c->qhead = c->qlen = 0;
+  if (!c->listing && !(c->listing = opendir(c->dir))) return false;
+  for (int listed = 0;; listed++) {
+    if (listed >= LIST_MIN && mono_ms() >= deadline) return true;
+    if (c->qlen >= QUEUE_MAX) return false;
+    errno = 0;
+    struct dirent *de = readdir(c->listing);
+    if (!de) break;
+    entry_t e;
+    if (parse_entry(de->d_name, de->d_ino, &e)) enqueue(c, &e, now);
+  }
+  closedir(c->listing);
+  c->listing = NULL;
+  judged_sweep(c->judged);
+  return false;
+}
+
+/* Judge the queued files, in the order listed, while the budget lasts and
+ * at least JUDGE_MIN of them.  True if some were left. */
+static bool judge_queued(collector_t *c, int dirfd, int64_t now, int64_t deadline) {
+  for (int judged = 0; c->qhead < c->qlen; judged++) {
+    if (judged >= JUDGE_MIN && mono_ms() >= deadline) return true;
+    const entry_t *e = &c->queue[c->qhead++];
+    if (e->kind == JUDGED_TEMPORARY) judge_temporary(c, dirfd, e, e->name);
+    else if (!find(c, e->pid)) visit(c, dirfd, e, now, false);   /* not found meanwhile by an earlier one */
+  }
+  return false;
 }
 
 void collector_tick(collector_t *c) {
@@ -673,27 +688,24 @@ void collector_tick(collector_t *c) {
   clock_gettime(CLOCK_MONOTONIC, &t0);
   int64_t now = now_ms(), deadline = mono_ms() + c->budget_ms;
   int dirfd = open(c->dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-  DIR *d = dirfd >= 0 ? fdopendir(dirfd) : NULL;
-  if (!d) {   /* removed, or not there yet: logged once until it is back */
+  if (dirfd < 0) {   /* removed, or not there yet: logged once until it is back */
     if (!c->dir_missing) log_warn("cannot read %s: %s (retrying every tick)", c->dir, strerror(errno));
     c->dir_missing = true;
-    if (dirfd >= 0) close(dirfd);
     return;
   }
   if (c->dir_missing) log_info("%s is readable again", c->dir);
   c->dir_missing = false;
-  list_dir(c, d);
   store_begin(c->store);
   bool over = read_tracked(c, dirfd, now, deadline);
-  over |= judge_new(c, dirfd, now, deadline);
-  closedir(d);
+  over |= list_more(c, now, deadline);
+  over |= judge_queued(c, dirfd, now, deadline);
+  close(dirfd);
   log_removals(c, now);
   notice_exits(c, now);
   struct timespec w0, w1;
   clock_gettime(CLOCK_MONOTONIC, &w0);
   bool written = store_commit(c->store);
   clock_gettime(CLOCK_MONOTONIC, &w1);
-  judged_sweep(c->judged);
   clock_gettime(CLOCK_MONOTONIC, &t1);
   pthread_mutex_lock(&c->lock);
   if (!written) c->counters.db_failures++;
