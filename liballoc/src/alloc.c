@@ -112,7 +112,6 @@ void la_invalid_free(const void *p, const char *why) {
 
 static LA_NOINLINE void free_not_in_segment(void *p) {
   if (!p) return;
-  la_poll_background();
   if (la_segmap_kind(p) == LA_MAP_HUGE) la_huge_free(p);
   else free_foreign(p);
 }

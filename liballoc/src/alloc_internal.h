@@ -84,7 +84,9 @@ void la_os_write_stderr(const char *s, size_t len);
 void la_warn(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 void la_fatal(const char *fmt, ...) __attribute__((format(printf, 1, 2), noreturn));
 void la_os_cond_init_monotonic(pthread_cond_t *cond);
-int la_os_start_thread(void *(*fn)(void *), size_t stack, const char *name);
+int la_os_start_thread(void *(*fn)(void *), size_t stack);
+void la_os_name_self(const char *name);
+void la_os_sleep_ms(unsigned ms);
 bool la_os_membarrier_register(void);
 bool la_os_membarrier(void);
 int la_os_gettid(void);
@@ -328,10 +330,13 @@ void la_proc_fork_child(void);
 
 /* ---- purge.c: the background purger ------------------------------------- */
 void la_purger_notify(void);
+void la_purger_start_wanted(void);
 bool la_purger_running(void);
 int la_purger_enable(bool on);
 uint64_t la_decay_all(uint64_t now);
 void la_purger_kick(void);
+bool la_purger_pause(void);
+void la_purger_resume(bool was_running);
 extern atomic_bool la_purger_wants_caches;
 void la_purger_wake_for_caches(void);
 void la_purger_fork_prepare(void);
@@ -355,6 +360,8 @@ void la_ctl_fork_child(void);
 /* ---- telemetry.c, control.c: the telemetry segment ---------------------- */
 void la_telemetry_start(void);
 void la_telemetry_kick(void);
+bool la_telemetry_pause(bool forget);
+void la_telemetry_resume(bool was_running);
 void la_telemetry_fork_prepare(void);
 void la_telemetry_fork_parent(void);
 void la_telemetry_fork_child(void);
@@ -364,14 +371,19 @@ void la_control_serve(int fd, const alloc_shm_header_t *h);
 /* ---- init.c: process start-up, fork -------------------------------------- */
 extern atomic_bool la_initialized;
 void la_init_slow(void);
-/* The telemetry publisher waits out the process's first second (init.c):
- * while la_background_due, the allocation and free slow paths call
- * la_background_poll_slow, which starts it once that second is over. */
+/* Threads wanted but not yet started (a forked child's publisher, a purger
+ * a free asked for) start at the next allocation slow path (init.c): while
+ * la_background_due, those call la_background_poll_slow. */
 extern atomic_bool la_background_due;
 void la_background_poll_slow(void);
-/* Called from allocation and free slow paths.  Not from the hit of the
- * large-block cache: that is a fast path too, and reading the clock would
- * be a third of its cost. */
+/* Stop liballoc's threads around a call that needs a process of one
+ * thread (sandbox.c), and start again those that ran. */
+typedef struct la_background_s {
+  bool publisher, purger;
+} la_background_t;
+la_background_t la_background_pause(bool forget_segment);
+void la_background_resume(la_background_t was);
+/* Called from allocation slow paths, never from free (init.c). */
 static inline void la_poll_background(void) {
   if (LA_UNLIKELY(atomic_load_explicit(&la_background_due, memory_order_relaxed))) la_background_poll_slow();
 }

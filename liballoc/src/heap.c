@@ -820,7 +820,6 @@ void la_heap_free_slow(la_heap_t *heap, la_slab_t *slab, la_block_t *block) {
     la_invalid_free(block, "pointer into free memory (double free?)");
     return;
   }
-  la_poll_background();   /* not for large blocks: their free is the cache's fast path */
   bool owner = atomic_load_explicit(&slab->owner, memory_order_relaxed) == heap && heap != &la_empty_heap;
   const char *wrong = LA_UNLIKELY(free_mark) ? check_small_free(slab, block, owner) : NULL;
   if (LA_UNLIKELY(wrong != NULL)) {

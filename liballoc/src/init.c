@@ -20,30 +20,31 @@
  * lock is settled in the child: units a purge was advising go back to
  * dirty (arena.c).
  *
- * The telemetry publisher thread never starts in the first second of a
- * process or of a forked child.  A second thread
- * changes what a process may do: unshare(CLONE_NEWUSER) fails with EINVAL
- * (unshare -U, bubblewrap, rootless containers, browser sandboxes, often in
- * a freshly forked child), and after setpriv sets per-thread capabilities
- * glibc aborts the process when a set-id call succeeds in one thread and
- * fails in another.  Programs that do such things do them at once, then
- * exit or exec; a thread that comes later stays out of their way.  It is
- * started from the first allocation or free slow path after that second
- * (la_poll_background), or by the
- * purger if it is running (a burst freed, then idle); a process that went
- * quiet before then with nothing to purge publishes from its next slow path.  (The
- * purger starts only when a free gives memory back to an arena, which such
- * tools seldom do before they sandbox themselves.) */
+ * Background threads.  The telemetry publisher starts with the process
+ * (the constructor), so that a process that allocates at start and then
+ * waits (a daemon on its socket) is visible and can be tuned; in a forked
+ * child it starts at the child's first allocation slow path
+ * (la_poll_background), never from a free: glibc frees memory while
+ * holding locks that creating a thread takes.  The purger is wanted when
+ * free memory first appears, and started the same way: at the next
+ * allocation slow path, or by the publisher's next tick (purge.c).
+ *
+ * A second thread changes what a process may do: unshare(CLONE_NEWUSER)
+ * and setns() into a user or mount namespace fail with EINVAL (unshare -U,
+ * nsenter, bubblewrap, rootless containers), and glibc aborts a set-id call
+ * that succeeds in one thread and fails in another (after setpriv gave the
+ * main thread capabilities of its own).  sandbox.c wraps those calls:
+ * la_background_pause stops liballoc's threads and waits until the kernel
+ * no longer counts them, the call runs in a process of one thread (if the
+ * program has none of its own), and la_background_resume starts them
+ * again. */
 #include "alloc_internal.h"
 
 #include <alloc.h>
 
-#define QUIET_START_NS 1000000000ull
-
 atomic_bool la_initialized;
 atomic_bool la_background_due;
 static pthread_mutex_t init_lock = PTHREAD_MUTEX_INITIALIZER;
-static _Atomic uint64_t life_start_ns;   /* the process's (or forked child's) start */
 
 static void fork_prepare(void) {
   pthread_mutex_lock(&init_lock);
@@ -69,17 +70,23 @@ static void fork_parent(void) {
   pthread_mutex_unlock(&init_lock);
 }
 
-/* ---- the publisher's quiet start -------------------------------------------- */
+/* ---- background threads ------------------------------------------------------ */
 
 void la_background_poll_slow(void) {
-  if (la_now_coarse_ns() - atomic_load_explicit(&life_start_ns, memory_order_relaxed) < QUIET_START_NS) return;
   atomic_store(&la_background_due, false);
   la_telemetry_start();
+  la_purger_start_wanted();
 }
 
-static void begin_life(void) {
-  atomic_store(&life_start_ns, la_now_coarse_ns());
-  atomic_store(&la_background_due, la_opt.telemetry);
+/* What was running, to be started again by la_background_resume. */
+la_background_t la_background_pause(bool forget_segment) {
+  la_background_t was = {la_telemetry_pause(forget_segment), la_purger_pause()};
+  return was;
+}
+
+void la_background_resume(la_background_t was) {
+  la_purger_resume(was.purger);
+  la_telemetry_resume(was.publisher);
 }
 
 /* ---- fork and start-up ------------------------------------------------------ */
@@ -87,7 +94,7 @@ static void begin_life(void) {
 static void fork_child(void) {
   pthread_mutex_init(&init_lock, NULL);
   la_proc_fork_child();
-  begin_life();
+  atomic_store(&la_background_due, la_opt.telemetry);   /* at the child's first allocation slow path */
   la_telemetry_fork_child();
   la_ctl_fork_child();
   la_purger_fork_child();
@@ -120,7 +127,7 @@ __attribute__((constructor)) static void la_constructor(void) {
     la_arenas_set_count();
     la_heaps_set_checks();
   }
-  begin_life();   /* the publisher starts a second from now */
+  la_telemetry_start();
 }
 
 __attribute__((destructor)) static void la_destructor(void) {

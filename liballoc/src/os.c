@@ -324,6 +324,13 @@ bool la_os_thread_alive(int tid) {
   return alive;
 }
 
+void la_os_sleep_ms(unsigned ms) {
+  int saved = errno;
+  struct timespec ts = {(time_t)(ms / 1000), (long)(ms % 1000) * 1000000L};
+  while (nanosleep(&ts, &ts) != 0 && errno == EINTR) {}
+  errno = saved;
+}
+
 /* ---- background threads ---------------------------------------------------- */
 
 /* A condition variable whose timed waits take CLOCK_MONOTONIC deadlines
@@ -339,7 +346,10 @@ void la_os_cond_init_monotonic(pthread_cond_t *cond) {
 /* Start one of liballoc's own threads: detached (it ends by itself), with a
  * small stack, every signal blocked (signals are the program's business),
  * and a name for ps/top.  Returns 0 or pthread_create's error. */
-int la_os_start_thread(void *(*fn)(void *), size_t stack, const char *name) {
+/* A detached thread with all signals blocked (the program's handlers must
+ * never run on it).  It names itself (la_os_name_self): naming it from
+ * here would cost the creating thread an open and a write in /proc. */
+int la_os_start_thread(void *(*fn)(void *), size_t stack) {
   pthread_attr_t attr;
   pthread_attr_init(&attr);
   pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
@@ -351,6 +361,7 @@ int la_os_start_thread(void *(*fn)(void *), size_t stack, const char *name) {
   int err = pthread_create(&t, &attr, fn, NULL);
   pthread_sigmask(SIG_SETMASK, &old, NULL);
   pthread_attr_destroy(&attr);
-  if (!err) pthread_setname_np(t, name);
   return err;
 }
+
+void la_os_name_self(const char *name) { pthread_setname_np(pthread_self(), name); }

@@ -3,16 +3,20 @@
  *
  * One thread per process, started lazily the first time free memory
  * appears (a short-lived process that never frees to an arena never starts
- * it).  It sleeps until the earliest time a decay curve says pages must go,
+ * it).  That happens inside free, where no thread may be created (glibc
+ * frees memory while holding the lock pthread_create takes): the free asks
+ * (la_purger_notify), and the next allocation slow path or the publisher's
+ * next tick starts it (la_purger_start_wanted).  It sleeps until the earliest time a decay curve says pages must go,
  * runs the decay of every arena and of the huge cache, and sleeps again;
  * with nothing pending it waits, costing nothing, until a free wakes it.
  * It never holds a lock the malloc/free fast paths need: it takes arena and
  * huge locks like any slow path, and drops them around madvise.
  *
  * After fork() the child has no purger; it is started again by the child's
- * next free to an arena.  While it runs it also starts the telemetry
- * publisher once the process's first second is over (init.c).  Without the thread (background_thread:false),
- * arenas run their decay every few frees instead. */
+ * next free to an arena.  Around calls that need a process of one thread
+ * (sandbox.c) it is stopped and started again (la_purger_pause/resume).
+ * Without the thread (background_thread:false), arenas run their decay
+ * every few frees instead. */
 #include "alloc_internal.h"
 
 #include <time.h>
@@ -27,6 +31,9 @@ static atomic_int state;
 static atomic_bool idle;          /* waiting with no deadline */
 static bool wake_pending;         /* (purger_lock) */
 static atomic_bool start_failed;  /* pthread_create refused: do not retry */
+static atomic_int thread_tid;     /* the purger's kernel thread id, 0 before it runs */
+static atomic_int paused;         /* la_purger_pause calls not yet resumed */
+static atomic_bool start_wanted;  /* a free asked for it: la_purger_start_wanted */
 /* The purger is not watching the heaps' caches (not started, or about to
  * sleep with none holding anything): a heap that starts caching memory
  * must call la_purger_wake_for_caches.  Read on the large-cache path. */
@@ -78,11 +85,10 @@ static void sleep_until(uint64_t due, uint64_t now) {
  * at the end tells it which happened last. */
 static void *purger_main(void *arg) {
   (void)arg;
+  la_os_name_self("liballoc-purge");
+  atomic_store(&thread_tid, la_os_gettid());
   for (;;) {
     while (atomic_load(&state) == RUNNING) {
-      /* A process that freed a burst and went idle reaches no allocation
-       * slow path: its purger starts the publisher instead (init.c). */
-      la_poll_background();
       uint64_t now = la_now_ns();
       atomic_store(&la_purger_wants_caches, false);   /* this pass looks at every heap */
       uint64_t due = la_decay_all(now);
@@ -100,12 +106,14 @@ static void *purger_main(void *arg) {
 static void init_cond(void) { la_os_cond_init_monotonic(&purger_cond); }
 
 static void start(void) {
+  if (atomic_load(&paused)) return;   /* la_purger_resume starts it */
   int expected = STOPPED;
   if (!atomic_compare_exchange_strong(&state, &expected, STARTING)) return;
   static pthread_once_t cond_once = PTHREAD_ONCE_INIT;
   pthread_once(&cond_once, init_cond);
   atomic_store(&state, RUNNING);
-  if (la_os_start_thread(purger_main, 64 * 1024, "liballoc-purge")) {
+  atomic_store(&thread_tid, 0);   /* set by the thread before it can stop */
+  if (la_os_start_thread(purger_main, 64 * 1024)) {
     atomic_store(&state, STOPPED);
     atomic_store(&start_failed, true);
   }
@@ -120,7 +128,17 @@ void la_purger_notify(void) {
     if (atomic_load_explicit(&idle, memory_order_relaxed)) wake();
     return;
   }
-  if (st == STOPPED && !atomic_load_explicit(&start_failed, memory_order_relaxed)) start();
+  if (st == STOPPED && !atomic_load_explicit(&start_failed, memory_order_relaxed) &&
+      !atomic_load_explicit(&start_wanted, memory_order_relaxed)) {
+    atomic_store(&start_wanted, true);
+    atomic_store(&la_background_due, true);   /* the next allocation slow path */
+  }
+}
+
+/* Start the purger if a free asked for it.  From an allocation slow path
+ * or the publisher's tick, never from inside free. */
+void la_purger_start_wanted(void) {
+  if (atomic_load_explicit(&start_wanted, memory_order_relaxed) && atomic_exchange(&start_wanted, false)) start();
 }
 
 /* A heap's cache went from empty to holding memory while the purger
@@ -142,12 +160,31 @@ int la_purger_enable(bool on) {
     atomic_store(&start_failed, false);
     atomic_store(&la_purger_wants_caches, true);
     int stopping = STOPPING;   /* a purger still stopping carries on instead */
-    if (!atomic_compare_exchange_strong(&state, &stopping, RUNNING)) la_purger_notify();
+    if (!atomic_compare_exchange_strong(&state, &stopping, RUNNING)) start();   /* not from free: alloc_ctl */
   } else {
     int expected = RUNNING;
     if (atomic_compare_exchange_strong(&state, &expected, STOPPING)) wake();
   }
   return 0;
+}
+
+/* Stop the purger, if it runs, and return once its thread has ended (the
+ * kernel counts a thread until then); no purger starts until
+ * la_purger_resume.  True if it was running. */
+bool la_purger_pause(void) {
+  atomic_fetch_add(&paused, 1);
+  int expected = RUNNING;
+  if (!atomic_compare_exchange_strong(&state, &expected, STOPPING)) return false;
+  wake();
+  while (atomic_load(&state) != STOPPED) la_os_sleep_ms(1);
+  int tid = atomic_load(&thread_tid);
+  for (int i = 0; tid && i < 1000 && la_os_thread_alive(tid); i++) la_os_sleep_ms(1);
+  return true;
+}
+
+void la_purger_resume(bool was_running) {
+  atomic_fetch_sub(&paused, 1);
+  if (was_running && la_opt.background_thread) start();
 }
 
 /* Wake the purger so that a new decay time takes effect at once. */
@@ -167,5 +204,8 @@ void la_purger_fork_child(void) {
   atomic_store(&state, STOPPED);
   atomic_store(&idle, false);
   atomic_store(&la_purger_wants_caches, true);
+  atomic_store(&thread_tid, 0);
+  atomic_store(&paused, 0);
+  atomic_store(&start_wanted, false);
   wake_pending = false;
 }

@@ -5,10 +5,11 @@
  * malloc/free paths never touch the segment: the cost to the program is
  * that thread's work, once per interval.
  *
- * The thread starts at the first allocation slow path after the process's
- * first second (init.c says why not sooner), and creates the segment one
- * interval later, so a short-lived process (a shell pipeline's `cat`)
- * never has either.  It
+ * The thread starts with the process (init.c) and creates the segment at
+ * its first tick, one interval later but never more than FIRST_TICK_MS,
+ * so every process that lives a second is visible even if it never
+ * allocates again, and a short-lived one (a shell pipeline's `cat`) leaves
+ * no file.  It
  * is written with pwrite, never mapped: a reader or anyone else truncating
  * the file can not make the program fault.  No descriptor is kept between
  * ticks: programs close and dup2 over descriptors they do not know about
@@ -33,6 +34,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#define FIRST_TICK_MS 1000   /* the segment exists this soon, whatever the interval */
+
 enum { TM_STOPPED, TM_RUNNING };
 
 static pthread_mutex_t tm_lock = PTHREAD_MUTEX_INITIALIZER;
@@ -40,6 +43,9 @@ static pthread_cond_t tm_cond;
 static atomic_int tm_state;
 static bool tm_kicked;            /* (tm_lock) wake before the interval ends */
 static bool tm_exiting;           /* (tm_lock) the process is exiting */
+static bool tm_stop;              /* (tm_lock) paused: the thread must end */
+static atomic_int tm_paused;      /* la_telemetry_pause calls not yet resumed */
+static atomic_int tm_tid;         /* the thread's kernel id, 0 before it runs */
 static bool tm_no_thread;         /* a forked child that must not start one */
 static bool tm_created;           /* (tm_lock) tm_path is our segment */
 static dev_t tm_dev;              /* (tm_lock) its identity, to use only it */
@@ -140,6 +146,15 @@ static int reopen_segment(void) {
   return -1;
 }
 
+/* Remove our segment if it is still the one this process created (not a
+ * file someone put in its place).  Called with tm_lock held. */
+static void remove_own_segment(void) {
+  struct stat st;
+  if (tm_created && la_os_stat(tm_path, &st, true) && st.st_dev == tm_dev && st.st_ino == tm_ino)
+    la_os_unlink(tm_path);
+  tm_created = false;
+}
+
 /* ---- publishing ---------------------------------------------------------- */
 
 static void take_snapshot(uint64_t number) {
@@ -180,19 +195,21 @@ static bool publish(int fd) {
 
 /* ---- the thread ---------------------------------------------------------- */
 
-/* Sleep one interval (or until kicked); false when the thread must end. */
-static bool wait_interval(void) {
+/* Sleep one interval (the first time, at most FIRST_TICK_MS) or until
+ * kicked; false when the thread must end. */
+static bool wait_interval(bool first) {
   struct timespec ts;
   clock_gettime(CLOCK_MONOTONIC, &ts);
   uint64_t ms = (uint64_t)la_opt.stats_interval_ms;
+  if (first && ms > FIRST_TICK_MS) ms = FIRST_TICK_MS;
   uint64_t due = (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec + ms * 1000000u;
   ts.tv_sec = (time_t)(due / 1000000000u);
   ts.tv_nsec = (long)(due % 1000000000u);
   pthread_mutex_lock(&tm_lock);
-  while (!tm_kicked && !tm_exiting)
+  while (!tm_kicked && !tm_exiting && !tm_stop)
     if (pthread_cond_timedwait(&tm_cond, &tm_lock, &ts) == ETIMEDOUT) break;
   tm_kicked = false;
-  bool go_on = !tm_exiting;
+  bool go_on = !tm_exiting && !tm_stop;
   pthread_mutex_unlock(&tm_lock);
   return go_on;
 }
@@ -212,7 +229,10 @@ static int segment_fd(void) {
 
 static void *publisher_main(void *arg) {
   (void)arg;
-  while (wait_interval()) {
+  la_os_name_self("liballoc-stats");
+  atomic_store(&tm_tid, la_os_gettid());
+  for (bool first = true; wait_interval(first); first = false) {
+    la_purger_start_wanted();   /* a free asked for it; frees cannot start threads */
     int fd = segment_fd();
     if (fd < 0) continue;
     la_control_serve(fd, &header);
@@ -228,11 +248,13 @@ static void *publisher_main(void *arg) {
 static void init_cond(void) { la_os_cond_init_monotonic(&tm_cond); }
 
 static void start_thread(void) {
+  if (atomic_load(&tm_paused)) return;   /* la_telemetry_resume starts it */
   int expected = TM_STOPPED;
   if (!atomic_compare_exchange_strong(&tm_state, &expected, TM_RUNNING)) return;
   static pthread_once_t cond_once = PTHREAD_ONCE_INIT;
   pthread_once(&cond_once, init_cond);
-  int err = la_os_start_thread(publisher_main, 128 * 1024, "liballoc-stats");
+  atomic_store(&tm_tid, 0);   /* set by the thread before it can stop */
+  int err = la_os_start_thread(publisher_main, 128 * 1024);
   if (err) {
     atomic_store(&tm_state, TM_STOPPED);
     errno = err;
@@ -255,6 +277,35 @@ void la_telemetry_kick(void) {
   pthread_mutex_unlock(&tm_lock);
 }
 
+/* Stop the publisher, if it runs, and return once its thread has ended;
+ * none starts until la_telemetry_resume.  With `forget`, the segment is
+ * removed too (the process is about to change its uid: the file, owned by
+ * the old one, might no longer be its to write or replace), and the next
+ * thread creates a new one.  True if it was running. */
+bool la_telemetry_pause(bool forget) {
+  atomic_fetch_add(&tm_paused, 1);
+  pthread_mutex_lock(&tm_lock);
+  bool running = atomic_load(&tm_state) == TM_RUNNING;
+  if (running) {
+    tm_stop = true;
+    pthread_cond_signal(&tm_cond);
+  }
+  pthread_mutex_unlock(&tm_lock);
+  while (running && atomic_load(&tm_state) != TM_STOPPED) la_os_sleep_ms(1);
+  int tid = atomic_load(&tm_tid);
+  for (int i = 0; running && tid && i < 1000 && la_os_thread_alive(tid); i++) la_os_sleep_ms(1);
+  pthread_mutex_lock(&tm_lock);
+  tm_stop = false;
+  if (forget) remove_own_segment();
+  pthread_mutex_unlock(&tm_lock);
+  return running;
+}
+
+void la_telemetry_resume(bool was_running) {
+  atomic_fetch_sub(&tm_paused, 1);
+  if (was_running) la_telemetry_start();
+}
+
 /* fork(): tm_lock is held across the creation of the segment, which the
  * child must not see half done. */
 void la_telemetry_fork_prepare(void) { pthread_mutex_lock(&tm_lock); }
@@ -272,6 +323,9 @@ void la_telemetry_fork_child(void) {
   tm_kicked = false;
   header.published = 0;
   atomic_store(&tm_state, TM_STOPPED);
+  atomic_store(&tm_tid, 0);
+  atomic_store(&tm_paused, 0);
+  tm_stop = false;
   tm_no_thread = tm_exiting;
 #ifdef ALLOC_SANITIZE
   /* ASan's own allocator is not reset in a forked child: a thread created
@@ -285,9 +339,7 @@ void la_telemetry_fork_child(void) {
 void la_telemetry_exit(void) {
   pthread_mutex_lock(&tm_lock);
   tm_exiting = true;
-  struct stat st;
-  if (tm_created && la_os_stat(tm_path, &st, true) && st.st_dev == tm_dev && st.st_ino == tm_ino)
-    la_os_unlink(tm_path);
+  remove_own_segment();
   /* The thread is not woken: exit_group ends it, and waking it only to
    * contend for tm_lock would cost every exiting process two switches. */
   pthread_mutex_unlock(&tm_lock);

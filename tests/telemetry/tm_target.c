@@ -4,24 +4,31 @@
  * build, linked to liballoc's core directly).  Modes:
  *   hold N SIZE MS   allocate N blocks of SIZE bytes, print "ready", keep
  *                    them MS milliseconds, free them, exit normally
- * Waiting, every mode wakes each 100 ms to allocate and free one large
- * block, as a server's housekeeping would: liballoc starts its publisher
- * from an allocation slow path after the process's first second, and a
- * process that never allocates again would never publish.
+ * Waiting, the modes but idle wake each 100 ms to allocate and free one
+ * large block, as a server's housekeeping would.
  *   churn MS THREADS random malloc/free of mixed sizes in THREADS threads
  *   fork MS          allocate, fork a child that allocates too; both print
  *                    "ready <pid>", hold MS, exit
  *   exec MS          hold MS, then exec itself as "hold 1000 64 MS"
+ *   idle MS          allocate 10,000 blocks of 100 bytes, print "ready",
+ *                    then sleep MS in one call: no allocator call at all
+ *   sandbox MS       allocate, wait 300 ms (liballoc's threads run), then
+ *                    print "raw <errno name>" for unshare(CLONE_NEWUSER) made
+ *                    with syscall(2) (which liballoc cannot see) and
+ *                    "unshare <ok|errno name>" for glibc's unshare(), then idle MS
  *   json             print alloc_stats_print's JSON and exit
  * Output lines are flushed at once: the test waits for them on a pipe. */
 #include <alloc.h>
 #include <dlfcn.h>
+#include <errno.h>
 #include <pthread.h>
+#include <sched.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/prctl.h>
+#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -93,20 +100,36 @@ static int mode_churn(long ms, int nthreads) {
   return 0;
 }
 
-/* Allocate at once, then, after the process's first second, only free
- * every other block: frees into full slabs, which take the free slow path,
- * and no slab empties (which would start the purger, another way out of
- * the quiet start).  Then wait MS without touching the allocator.  The
- * publisher must start from those frees (init.c, quiet start). */
-static int mode_free_late(long ms) {
-  enum { N = 4096 };
-  static void *p[N];
-  for (int i = 0; i < N; i++) p[i] = malloc(48);   /* whole slabs, full */
+/* One sleep, no allocator call: the process is visible only if liballoc
+ * publishes on its own. */
+static int mode_idle(long ms) {
+  for (int i = 0; i < 10000; i++) (void)!malloc(100);
   printf("ready %d\n", (int)getpid());
   fflush(stdout);
-  usleep(1200 * 1000);
-  for (int i = 0; i < N; i += 2) free(p[i]);
-  usleep((useconds_t)ms * 1000);
+  struct timespec ts = {ms / 1000, (ms % 1000) * 1000000L};
+  while (nanosleep(&ts, &ts) != 0 && errno == EINTR) {}
+  return 0;
+}
+
+static const char *errno_name(int e) {
+  return e == 0 ? "ok" : e == EINVAL ? "EINVAL" : e == EPERM ? "EPERM" : e == ENOSPC ? "ENOSPC" : "other";
+}
+
+static int mode_sandbox(long ms) {
+  void **v = hold(1000, 64);
+  printf("ready %d\n", (int)getpid());
+  fflush(stdout);
+  nap_ms(300);
+  errno = 0;
+  long raw = syscall(SYS_unshare, CLONE_NEWUSER);
+  printf("raw %s\n", errno_name(raw == 0 ? 0 : errno));
+  errno = 0;
+  int rc = unshare(CLONE_NEWUSER);
+  printf("unshare %s\n", errno_name(rc == 0 ? 0 : errno));
+  fflush(stdout);
+  struct timespec ts = {ms / 1000, (ms % 1000) * 1000000L};
+  while (nanosleep(&ts, &ts) != 0 && errno == EINTR) {}
+  release(v, 1000);
   return 0;
 }
 
@@ -171,7 +194,8 @@ int main(int argc, char **argv) {
   }
   if (argc >= 4 && strcmp(argv[1], "churn") == 0) return mode_churn(atol(argv[2]), atoi(argv[3]));
   if (argc >= 3 && strcmp(argv[1], "fork") == 0) return mode_fork(atol(argv[2]));
-  if (argc >= 3 && strcmp(argv[1], "free-late") == 0) return mode_free_late(atol(argv[2]));
+  if (argc >= 3 && strcmp(argv[1], "idle") == 0) return mode_idle(atol(argv[2]));
+  if (argc >= 3 && strcmp(argv[1], "sandbox") == 0) return mode_sandbox(atol(argv[2]));
   if (argc >= 3 && strcmp(argv[1], "exec") == 0) return mode_exec(argv[0], atol(argv[2]));
   if (argc >= 2 && strcmp(argv[1], "json") == 0) {
 #ifdef ALLOC_TEST_DIRECT
@@ -185,6 +209,6 @@ int main(int argc, char **argv) {
     putchar('\n');
     return 0;
   }
-  fprintf(stderr, "usage: tm_target hold N SIZE MS | churn MS THREADS | fork MS | free-late MS | exec MS | json\n");
+  fprintf(stderr, "usage: tm_target hold N SIZE MS | churn MS THREADS | fork MS | exec MS | idle MS | sandbox MS | json\n");
   return 2;
 }
