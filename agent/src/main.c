@@ -9,6 +9,7 @@
 #include "api.h"
 #include "collector.h"
 #include "log.h"
+#include "push.h"
 #include "rules.h"
 #include "statedir.h"
 #include "store.h"
@@ -356,6 +357,7 @@ int main(int argc, char **argv) {
   int64_t next = mono_ms();
   for (unsigned long tick = 0;; tick++) {
     collector_tick(collector);
+    push_follow_up(store);
     rules_kick(rules);
     if (tick % 10 == 0 || behind) {
       clock_gettime(CLOCK_REALTIME, &now);

@@ -5,7 +5,14 @@
  * change is posted to the control area at once and the acknowledgements are
  * awaited together: the process answers all posted slots in one tick, so a
  * request costs one interval whatever its number of knobs.  The segment is
- * opened afresh and must still belong to the process's owner. */
+ * opened afresh and must still belong to the process's owner.
+ *
+ * A process that cannot act on a change now (its publisher has not
+ * written for PUBLISHER_QUIET_MS and three intervals: stopped, frozen,
+ * starved of CPU) is not waited for: the changes stay posted, the answer
+ * is 202 "pending" at once, and push_follow_up records each outcome in the
+ * audit log when the process acknowledges it, or withdraws it after
+ * PENDING_MAX_MS (other writers may take a slot over after 60 s). */
 #include "push.h"
 
 #include "log.h"
@@ -14,12 +21,16 @@
 #include <alloc_shm_reader.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <string.h>
 #include <time.h>
 
 #define MAX_CHANGES 16
+#define PUBLISHER_QUIET_MS 2000   /* no snapshot for this long: the process cannot act now */
+#define PENDING_MAX_MS 55000      /* then withdrawn, before other writers may take the slot */
+#define PENDING_MAX 256           /* changes left pending at once */
 
 static uint64_t next_id(void) {
   static _Atomic uint64_t counter;
@@ -90,7 +101,21 @@ typedef struct pending_s {
   alloc_shm_request_t ack;
 } pending_t;
 
+/* A change left posted for push_follow_up. */
+typedef struct followed_s {
+  char path[600], knob[64], value[96];
+  uid_t uid;
+  int pid;
+  uint64_t slot, id, expires_ms;
+  int64_t audit_id;
+} followed_t;
+
+static pthread_mutex_t followed_lock = PTHREAD_MUTEX_INITIALIZER;
+static followed_t followed[PENDING_MAX];
+static int nfollowed;
+
 static int status_of(const pending_t *p) {
+  if (p->err == ALLOC_SHM_ERR_PENDING) return 202;
   if (p->err == ALLOC_SHM_ERR_TIMEOUT || p->err == ALLOC_SHM_ERR_INFLIGHT) return 504;
   if (p->err) return 502;
   if (p->ack.status == 0) return 200;
@@ -103,7 +128,10 @@ static json_t *result_json(const pending_t *p) {
   json_object_set_new(o, "requested", json_string(p->value));
   if (p->err) {
     /* timeout: withdrawn, it will not apply; unknown: the process took it */
-    const char *st = p->err == ALLOC_SHM_ERR_TIMEOUT ? "timeout" : p->err == ALLOC_SHM_ERR_INFLIGHT ? "unknown" : "error";
+    const char *st = p->err == ALLOC_SHM_ERR_TIMEOUT    ? "timeout"
+                     : p->err == ALLOC_SHM_ERR_INFLIGHT ? "unknown"
+                     : p->err == ALLOC_SHM_ERR_PENDING  ? "pending"
+                                                        : "error";
     json_object_set_new(o, "status", json_string(st));
     json_object_set_new(o, "message", json_string(alloc_shm_strerror(p->err)));
   } else {
@@ -118,6 +146,8 @@ static const char *failure_text(int status) {
   switch (status) {
   case 400: return "the process rejected a change";
   case 409: return "a knob cannot change while the process runs";
+  case 202: return "pending: the process is not running its publisher (stopped?); the change applies at its next "
+                   "tick, and the audit log records the outcome";
   case 504: return "the process did not acknowledge in time";
   default: return "the process's telemetry segment cannot be used";
   }
@@ -142,17 +172,91 @@ static int prepare_changes(const collector_target_t *target, json_t *changes, pe
   return n;
 }
 
-/* Post every change, then await the acknowledgements together. */
+/* Has the process's publisher written lately?  If not, nothing will take
+ * a change until it runs again. */
+static bool publisher_quiet(const alloc_shm_header_t *h) {
+  struct timespec ts;
+  clock_gettime(CLOCK_REALTIME, &ts);
+  uint64_t now = (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+  uint64_t quiet_ms = h->interval_ms < PUBLISHER_QUIET_MS / 3 ? PUBLISHER_QUIET_MS : 3 * h->interval_ms;
+  return h->heartbeat_ns < now && now - h->heartbeat_ns > quiet_ms * 1000000u;
+}
+
+/* Post every change, then await the acknowledgements together, unless the
+ * process cannot act now: then they stay posted (ALLOC_SHM_ERR_PENDING). */
 static void send_changes(const collector_target_t *target, pending_t *pend, int n, unsigned timeout_ms) {
   uint64_t deadline = mono_ms() + timeout_ms;
   alloc_shm_segment_t seg;
   int open_err = alloc_shm_open(&seg, AT_FDCWD, target->path, target->uid);
+  bool leave = !open_err && publisher_quiet(&seg.header);
   for (int i = 0; i < n; i++)
     pend[i].err = open_err ? open_err
                            : alloc_shm_submit(&seg, pend[i].knob, pend[i].value, pend[i].id, timeout_ms, &pend[i].slot);
   for (int i = 0; i < n; i++)
-    if (!pend[i].err) pend[i].err = alloc_shm_await(&seg, pend[i].slot, pend[i].id, deadline, &pend[i].ack);
+    if (!pend[i].err)
+      pend[i].err = leave ? ALLOC_SHM_ERR_PENDING
+                          : alloc_shm_await(&seg, pend[i].slot, pend[i].id, deadline, &pend[i].ack);
   if (!open_err) alloc_shm_close(&seg);
+}
+
+/* Remember a change left posted; false if too many are (then withdrawn). */
+static bool follow(const collector_target_t *target, const pending_t *p, int64_t audit_id) {
+  pthread_mutex_lock(&followed_lock);
+  bool room = nfollowed < PENDING_MAX;
+  if (room) {
+    followed_t *f = &followed[nfollowed++];
+    snprintf(f->path, sizeof f->path, "%s", target->path);
+    snprintf(f->knob, sizeof f->knob, "%s", p->knob);
+    snprintf(f->value, sizeof f->value, "%s", p->value);
+    f->uid = target->uid;
+    f->pid = target->pid;
+    f->slot = p->slot;
+    f->id = p->id;
+    f->audit_id = audit_id;
+    f->expires_ms = mono_ms() + PENDING_MAX_MS;
+  }
+  pthread_mutex_unlock(&followed_lock);
+  return room;
+}
+
+/* The outcome of a followed change, or NULL while it is still pending. */
+static const char *follow_outcome(followed_t *f, alloc_shm_request_t *ack, bool *applied) {
+  alloc_shm_segment_t seg;
+  *applied = false;
+  if (alloc_shm_open(&seg, AT_FDCWD, f->path, f->uid)) return "not applied: the process's segment is gone (exited?)";
+  const char *outcome = NULL;
+  int err = alloc_shm_check(&seg, f->slot, f->id, ack);
+  if (err == ALLOC_SHM_OK) {
+    *applied = ack->status == 0;
+    outcome = ack->status == 0 ? "ok" : ack->message;
+  } else if (err == ALLOC_SHM_ERR_PENDING && mono_ms() >= f->expires_ms) {
+    if (alloc_shm_withdraw(&seg, f->slot, f->id)) outcome = "not applied: the process did not take it in time; withdrawn";
+  } else if (err != ALLOC_SHM_ERR_PENDING) {
+    outcome = alloc_shm_strerror(err);
+  }
+  alloc_shm_close(&seg);
+  return outcome;
+}
+
+void push_follow_up(store_t *store) {
+  pthread_mutex_lock(&followed_lock);
+  for (int i = 0; i < nfollowed;) {
+    followed_t *f = &followed[i];
+    alloc_shm_request_t ack;
+    bool applied;
+    const char *outcome = follow_outcome(f, &ack, &applied);
+    if (!outcome) {
+      i++;
+      continue;
+    }
+    if (!store_audit_end(store, f->audit_id, outcome, applied ? ack.effective : NULL)) {
+      i++;   /* try to record it again next tick */
+      continue;
+    }
+    log_info("pending config %s=%s for pid %d: %s", f->knob, f->value, f->pid, outcome);
+    followed[i] = followed[--nfollowed];
+  }
+  pthread_mutex_unlock(&followed_lock);
 }
 
 /* Nothing was sent: the audit log could not record the change. */
@@ -187,8 +291,20 @@ json_t *push_config(store_t *store, const collector_target_t *target, json_t *ch
   bool recorded = true;
   for (int i = 0; i < n; i++) {
     pending_t *p = &pend[i];
+    if (p->err == ALLOC_SHM_ERR_PENDING && !follow(target, p, audit[i].audit_id)) {
+      alloc_shm_segment_t seg;   /* too many left pending: this one is withdrawn */
+      if (!alloc_shm_open(&seg, AT_FDCWD, target->path, target->uid)) {
+        if (alloc_shm_withdraw(&seg, p->slot, p->id)) p->err = ALLOC_SHM_ERR_TIMEOUT;
+        alloc_shm_close(&seg);
+      }
+    }
     int s = status_of(p);
-    if (status == 200 || s == 504) status = s;
+    if (status == 200 || (status == 202 && s != 200) || s == 504) status = s;
+    if (p->err == ALLOC_SHM_ERR_PENDING) {   /* recorded by push_follow_up */
+      json_object_set_new(results, p->knob, result_json(p));
+      log_info("config %s=%s for pid %d (%s) from %s: pending", p->knob, p->value, target->pid, target->exe, client);
+      continue;
+    }
     json_object_set_new(results, p->knob, result_json(p));
     if (!p->err && p->ack.effective[0]) json_object_set_new(effective, p->knob, json_string(p->ack.effective));
     const char *result = p->err ? alloc_shm_strerror(p->err) : p->ack.status == 0 ? "ok" : p->ack.message;

@@ -13,7 +13,8 @@
  * worker threads (at most RULES_WORKERS, and at most RULES_PER_UID for one
  * user, so one user's silent processes cannot hold every worker); a process
  * that did not answer gets no further rule this time; and a user whose
- * processes left RULES_TIMEOUTS_PER_MIN pushes unanswered within a minute
+ * processes left RULES_TIMEOUTS_PER_MIN pushes unanswered (or pending: the
+ * process could not act, push.c) within a minute
  * gets no rule pushes (nor audit rows) for the rest of that minute: they
  * are skipped, counted (rules_suppressed) and logged once a minute. */
 #include "rules.h"
@@ -118,7 +119,7 @@ static bool apply(rules_t *r, const collector_target_t *t, json_t *rules) {
     json_decref(res);
     if (status != 200)
       log_warn("rule %lld on pid %d (%s): HTTP-equivalent status %d", (long long)id, t->pid, t->exe, status);
-    if (status == 504 || status == 502) return false;
+    if (status == 504 || status == 502 || status == 202) return false;   /* 202: left pending, unanswered */
   }
   return true;
 }

@@ -30,6 +30,7 @@ static const char *const messages[] = {
   [ALLOC_SHM_ERR_TIMEOUT] = "not taken in time; withdrawn, not applied",
   [ALLOC_SHM_ERR_ARG] = "invalid argument",
   [ALLOC_SHM_ERR_INFLIGHT] = "taken but not acknowledged in time; it may still apply",
+  [ALLOC_SHM_ERR_PENDING] = "posted; the process has not acknowledged it yet",
 };
 
 const char *alloc_shm_strerror(int err) {
@@ -277,7 +278,7 @@ int alloc_shm_submit(alloc_shm_segment_t *seg, const char *name, const char *val
 /* The deadline passed: withdraw our request unless the process has claimed
  * it (ack_id == id), under the lock the process claims under.  True when
  * it is withdrawn, or no longer ours; false when it is being applied. */
-static bool withdraw(alloc_shm_segment_t *seg, uint64_t slot, uint64_t id) {
+bool alloc_shm_withdraw(alloc_shm_segment_t *seg, uint64_t slot, uint64_t id) {
   if (!lock_until(seg->fd, now_ns(CLOCK_MONOTONIC) + 1000000000u)) return false;
   alloc_shm_request_t r;
   bool gone = true;
@@ -293,27 +294,32 @@ static bool withdraw(alloc_shm_segment_t *seg, uint64_t slot, uint64_t id) {
   return gone;
 }
 
+int alloc_shm_check(alloc_shm_segment_t *seg, uint64_t slot, uint64_t id, alloc_shm_request_t *ack) {
+  if (!read_at(seg->fd, ack, sizeof *ack, slot)) return ALLOC_SHM_ERR_IO;
+  if (ack->id != id) return ALLOC_SHM_ERR_TIMEOUT;   /* taken over as stale */
+  if (ack->state != ALLOC_SHM_REQ_DONE || ack->ack_id != id) return ALLOC_SHM_ERR_PENDING;
+  ack->message[sizeof ack->message - 1] = 0;
+  ack->effective[sizeof ack->effective - 1] = 0;
+  release_slot(seg, slot, id, now_ns(CLOCK_MONOTONIC));
+  return ALLOC_SHM_OK;
+}
+
 int alloc_shm_await(alloc_shm_segment_t *seg, uint64_t slot, uint64_t id, uint64_t deadline_ms,
                     alloc_shm_request_t *ack) {
   uint64_t deadline = deadline_ms * 1000000u;
   bool claimed = false;   /* past the deadline, waiting for a claimed request */
   for (;;) {
-    if (!read_at(seg->fd, ack, sizeof *ack, slot)) return ALLOC_SHM_ERR_IO;
-    if (ack->id != id) return ALLOC_SHM_ERR_TIMEOUT;   /* taken over as stale */
-    if (ack->state == ALLOC_SHM_REQ_DONE && ack->ack_id == id) break;
+    int err = alloc_shm_check(seg, slot, id, ack);
+    if (err != ALLOC_SHM_ERR_PENDING) return err;
     if (now_ns(CLOCK_MONOTONIC) >= deadline) {
       if (claimed) return ALLOC_SHM_ERR_INFLIGHT;
-      if (withdraw(seg, slot, id)) return ALLOC_SHM_ERR_TIMEOUT;
+      if (alloc_shm_withdraw(seg, slot, id)) return ALLOC_SHM_ERR_TIMEOUT;
       claimed = true;   /* applying: its acknowledgement is a moment away */
       deadline = now_ns(CLOCK_MONOTONIC) + 1000000000u;
       continue;
     }
     usleep(2000);
   }
-  ack->message[sizeof ack->message - 1] = 0;
-  ack->effective[sizeof ack->effective - 1] = 0;
-  release_slot(seg, slot, id, deadline);
-  return ALLOC_SHM_OK;
 }
 
 int alloc_shm_post(alloc_shm_segment_t *seg, const char *name, const char *value, uint64_t id,

@@ -50,6 +50,7 @@ enum alloc_shm_err {
   ALLOC_SHM_ERR_ARG,       /* bad argument (name or value too long, ...) */
   ALLOC_SHM_ERR_INFLIGHT,  /* the process took the request but did not
                               acknowledge in time: it may still apply */
+  ALLOC_SHM_ERR_PENDING,   /* posted, not acknowledged yet (alloc_shm_check) */
 };
 
 #define ALLOC_SHM_ANY_OWNER ((uid_t)-1)
@@ -102,6 +103,14 @@ int alloc_shm_submit(alloc_shm_segment_t *seg, const char *name, const char *val
                      unsigned timeout_ms, uint64_t *slot);
 int alloc_shm_await(alloc_shm_segment_t *seg, uint64_t slot, uint64_t id, uint64_t deadline_ms,
                     alloc_shm_request_t *ack);
+/* Without waiting, for a request left posted to a process that could not
+ * take it yet: ALLOC_SHM_OK with the acknowledgement (the slot is freed),
+ * ALLOC_SHM_ERR_PENDING while it is not acknowledged, ALLOC_SHM_ERR_TIMEOUT
+ * if the slot is no longer ours (taken over as stale: it never applied).
+ * alloc_shm_withdraw gives up on it: true if it is withdrawn (or no longer
+ * ours) and will never apply, false if the process has taken it. */
+int alloc_shm_check(alloc_shm_segment_t *seg, uint64_t slot, uint64_t id, alloc_shm_request_t *ack);
+bool alloc_shm_withdraw(alloc_shm_segment_t *seg, uint64_t slot, uint64_t id);
 
 void alloc_shm_close(alloc_shm_segment_t *seg);
 

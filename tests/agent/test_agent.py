@@ -289,6 +289,50 @@ class AgentTest(unittest.TestCase):
         self.assertEqual(status, 200, body)
         t.wait()
 
+    def test_idle_process_listed_and_tuned(self):
+        # Allocates at start, then sleeps without another allocator call:
+        # listed within 2 s of its start, and a push applies at once.
+        start = time.time()
+        t = Target(self.agent, "idle", "8000", conf="stats_interval_ms:200")
+        self.process(t.pid)
+        self.assertLess(time.time() - start, 2.0 + 0.2, "an idle process took more than 2 s to be listed")
+        status, body = self.agent.post("/api/v1/processes/%d/config" % t.pid, {"dirty_decay_ms": 4321})
+        self.assertEqual(status, 200, body)
+        self.assertEqual(body["effective"]["dirty_decay_ms"], "4321")
+        wait_for(lambda: self.process(t.pid)["config"]["dirty_decay_ms"] == 4321, what="the new value published")
+        t.proc.kill()
+        t.proc.wait()
+
+    def test_push_to_stopped_process_is_pending(self):
+        # A process whose publisher has not run for 2 s cannot act now: the
+        # answer is 202 "pending" at once, and the change applies when it
+        # runs again, with the outcome in the audit log.
+        t = Target(self.agent, "hold", "100", "64", "20000")
+        before = self.process(t.pid)["config"]["dirty_decay_ms"]
+        os.kill(t.pid, signal.SIGSTOP)
+        try:
+            time.sleep(2.5)
+            start = time.time()
+            status, body = self.agent.post("/api/v1/processes/%d/config" % t.pid, {"dirty_decay_ms": before + 77})
+            self.assertEqual(status, 202, body)
+            self.assertLess(time.time() - start, 1.0, "a pending push waited for the process")
+            self.assertEqual(body["results"]["dirty_decay_ms"]["status"], "pending", body)
+            self.assertIn("pending", body["error"])
+            audit = self.agent.get("/api/v1/audit")[1]["audit"]
+            entry = next(a for a in audit if a["knob"] == "dirty_decay_ms" and a["new_value"] == str(before + 77))
+            self.assertEqual(entry["result"], "pending")
+        finally:
+            os.kill(t.pid, signal.SIGCONT)
+        wait_for(lambda: self.process(t.pid)["config"]["dirty_decay_ms"] == before + 77, what="the pending change applied")
+
+        def recorded():
+            audit = self.agent.get("/api/v1/audit")[1]["audit"]
+            return next((a for a in audit if a["new_value"] == str(before + 77) and a["result"] == "ok"), None)
+        entry = wait_for(recorded, what="the outcome in the audit log")
+        self.assertEqual(entry["effective"], str(before + 77))
+        t.proc.kill()
+        t.proc.wait()
+
     def test_rules_apply_to_new_processes(self):
         status, body = self.agent.post("/api/v1/rules", {"exe_glob": "tm_targ*", "config": {"muzzy_decay_ms": 1234}})
         self.assertEqual(status, 201, body)
@@ -324,7 +368,8 @@ class AgentTest(unittest.TestCase):
 
     def test_silent_processes_do_not_starve_rule_pushes(self):
         # 16 processes of another user that never acknowledge (SIGSTOPped
-        # real preloaded processes), two rules for them all, allocd
+        # real preloaded processes: a push left pending counts as
+        # unanswered too), two rules for them all, allocd
         # restarted so that every process is new: a real process that
         # appears next still gets its rules promptly (before: pushes were
         # serial, 16 x 2 x 3 s before its turn), and the silent user's
@@ -363,7 +408,10 @@ class AgentTest(unittest.TestCase):
                  what="every silent process pushed to or skipped")
         time.sleep(3.5)   # pushes in flight end within the 3 s timeout
         self.assertLessEqual(len(rows()), 10 + 2)   # the budget, and the 2 a user may have in flight when it runs out
-        self.assertTrue(all(a["result"] not in ("ok", "pending") for a in rows()), rows())
+        # Stopped: not applied.  Those allocd saw stopped for 2 s stay
+        # pending (they apply if the process runs again), the others were
+        # withdrawn after the push timeout.
+        self.assertTrue(all(a["result"] != "ok" for a in rows()), rows())
         self.assertEqual(len(rows()) + health()["rules"]["suppressed"], 16)
         real.proc.kill()
         real.wait()
