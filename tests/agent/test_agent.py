@@ -10,6 +10,7 @@ targets (release build; the sanitizer build links them to the core).
 import json
 import os
 import random
+import re
 import shutil
 import signal
 import socket
@@ -26,6 +27,7 @@ import urllib.request
 ALLOCD = TARGET = ALLOCCTL = None
 SCHEMA_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "schema")
 SCHEMA_VERSION = max(int(f[:3]) for f in os.listdir(SCHEMA_DIR) if f.endswith(".sql"))
+METRICS_DOC = os.path.join(os.path.dirname(SCHEMA_DIR), "docs", "metrics.md")
 
 
 def free_port():
@@ -122,6 +124,14 @@ class Agent:
     def post(self, path, body, token="default", raw=None):
         status, text, _ = self.request("POST", path, body, self.token if token == "default" else token, raw)
         return status, json.loads(text)
+
+    def metric(self, line_start):
+        """The value of the /metrics sample whose name (and labels) is
+        line_start; None if there is none."""
+        for line in self.request("GET", "/metrics")[1].splitlines():
+            if line.startswith(line_start + " "):
+                return float(line.rsplit(" ", 1)[1])
+        return None
 
 
 class Target:
@@ -222,6 +232,14 @@ class AgentTest(unittest.TestCase):
         check = subprocess.run(["promtool", "check", "metrics"], input=text.encode(), capture_output=True)
         self.assertEqual(check.returncode, 0, check.stdout + check.stderr)
         self.assertIn("allocd_scrape_seconds", text)
+        # allocd's own families are exactly those docs/metrics.md lists, each with its help
+        families = set(re.findall(r"^# TYPE (allocd_\w+) ", text, re.M))
+        self.assertTrue({"allocd_http_closed_slow_total", "allocd_rules_suppressed_total"} <= families, families)
+        for name in families:
+            self.assertRegex(text, r"(?m)^# HELP %s \S" % name)
+        with open(METRICS_DOC) as f:
+            doc = f.read().split("**allocd itself**")[1]
+        self.assertEqual(set(re.findall(r"^\| `(allocd_\w+)", doc, re.M)), families)
         t.wait()
 
     # ---- configuration pushes ---------------------------------------------------------
@@ -365,6 +383,7 @@ class AgentTest(unittest.TestCase):
         self.assertLessEqual(len(rows()), 10 + 2)   # the budget, and the 2 a user may have in flight when it runs out
         self.assertTrue(all(a["result"] not in ("ok", "pending") for a in rows()), rows())
         self.assertEqual(len(rows()) + health()["rules"]["suppressed"], 16)
+        self.assertEqual(self.agent.metric("allocd_rules_suppressed_total"), health()["rules"]["suppressed"])
         real.proc.kill()
         real.wait()
 
@@ -1103,7 +1122,9 @@ class AgentTest(unittest.TestCase):
         took = time.time() - start
         self.assertEqual(open_, {}, "dripping connections still open after %.1f s" % took)
         self.assertLess(took, 10)
-        self.assertGreaterEqual(self.agent.get("/api/v1/health")[1]["http"]["closed_slow"], 2)
+        closed_slow = self.agent.get("/api/v1/health")[1]["http"]["closed_slow"]
+        self.assertGreaterEqual(closed_slow, 2)
+        self.assertEqual(self.agent.metric("allocd_http_closed_slow_total"), closed_slow)
 
     def test_huge_or_unauthorized_body_refused_before_it_is_read(self):
         token = self.agent.token
