@@ -802,6 +802,37 @@ class AgentTest(unittest.TestCase):
         self.agent = Agent(self.root, port=self.agent.port).start()
         self.assertGreaterEqual(self.check_rollups_match_raw(t.pid), 2)
 
+    def test_kill_9_keeps_rollups_true(self):
+        # allocd killed (SIGKILL: nothing written on the way out) while a
+        # process publishes, in the middle of a minute: the minute and the
+        # hour in progress had their rows written by no one, and the next
+        # run merged only what it read after.  Now the next run completes
+        # them from the raw samples at start-up: every rollup row equals
+        # the one computed from the raw samples.  (Before: the kill
+        # minute's row lacked every snapshot stored before the kill.)
+        t = Target(self.agent, "churn", "30000", "1", conf="stats_interval_ms:100")
+        self.process(t.pid)
+        time.sleep(3)
+        while time.time() % 60 < 3 or time.time() % 60 > 57:   # 3 s of the minute stored before the kill
+            time.sleep(0.2)
+        killed_ms = int(time.time() * 1000)
+        self.agent.stop(signal.SIGKILL)
+        db = sqlite3.connect(self.agent.db)
+        before = db.execute("SELECT count(*) FROM samples s JOIN processes p ON p.id = s.process_id"
+                            " WHERE p.pid = ? AND s.t >= ?", (t.pid, killed_ms - killed_ms % 60000)).fetchone()[0]
+        db.close()
+        self.assertGreaterEqual(before, 10, "raw samples of the kill minute stored before the kill")
+        self.agent = Agent(self.root, port=self.agent.port).start()
+        self.assertIn("rollups the last run left in progress completed", self.agent.read_log())
+        self.process(t.pid)
+        time.sleep(2)
+        t.proc.kill()
+        t.wait()
+        self.process(t.pid, alive=False)   # its rollups written, merged into the completed rows
+        self.assertEqual(self.agent.stop(), 0)
+        self.agent = Agent(self.root, port=self.agent.port).start()
+        self.assertGreaterEqual(self.check_rollups_match_raw(t.pid), 2)
+
     def test_migrates_a_schema_1_database(self):
         # A database written by the first allocd (statistics as JSON) is
         # converted in place, and its history reads back unchanged.
