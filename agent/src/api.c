@@ -431,8 +431,9 @@ static enum MHD_Result get_audit(api_t *api, struct MHD_Connection *c) {
 
 static enum MHD_Result get_metrics(api_t *api, struct MHD_Connection *c) {
   size_t len;
+  prom_agent_t agent = {guard_closed_slow(api->guard), rules_suppressed(api->rules)};
   render_begin(api);
-  char *text = prom_render(api->collector, &len);
+  char *text = prom_render(api->collector, &agent, &len);
   render_end(api);
   if (!text) return send_error(c, 500, "out of memory");
   return send_text(c, 200, "text/plain; version=0.0.4; charset=utf-8", text, len);

@@ -150,42 +150,51 @@ static void put_config_metrics(buf_t *b, const series_t *ser, size_t n) {
 #undef X
 }
 
-static void put_agent_metrics(buf_t *b, collector_t *c) {
+/* allocd's own metrics without labels, each declared once: name, type,
+ * help and value (an expression of `k`, the collector's counters, or of
+ * `agent`, the HTTP server's and rules thread's), printed with up to 15
+ * significant digits: counters exact below 10^15.
+ * docs/metrics.md lists every name; agent.e2e's test_metrics checks the
+ * exposition and that list agree. */
+#define AGENT_METRICS(X)                                                                                            \
+  X(allocd_processes, gauge, "Processes allocd collects from", k.processes_alive)                                   \
+  X(allocd_ticks_total, counter, "Collection passes", k.ticks)                                                      \
+  X(allocd_snapshots_total, counter, "Snapshots read and stored", k.snapshots)                                      \
+  X(allocd_stale_segments_removed_total, counter, "Segments of exited processes removed", k.stale_removed)          \
+  X(allocd_snapshot_times_replaced_total, counter,                                                                  \
+    "Snapshots dated before their process started or in the future, stored under allocd's clock instead",           \
+    k.times_replaced)                                                                                               \
+  X(allocd_ticks_over_budget_total, counter, "Collection passes that left segments or files for the next pass",     \
+    k.ticks_over_budget)                                                                                            \
+  X(allocd_db_write_failures_total, counter, "Collection passes the database did not take", k.db_failures)          \
+  X(allocd_http_closed_slow_total, counter,                                                                         \
+    "HTTP connections closed because reading their request took longer than --request-timeout-s",                   \
+    agent->closed_slow)                                                                                             \
+  X(allocd_rules_suppressed_total, counter,                                                                         \
+    "Rule pushes skipped: their user's processes left too many pushes unanswered within the minute",               \
+    agent->rules_suppressed)                                                                                        \
+  X(allocd_tick_seconds, gauge, "Duration of the last collection pass", k.last_tick_seconds)                        \
+  X(allocd_db_write_seconds, gauge, "Duration of the last collection pass's database commit",                       \
+    k.last_write_seconds)
+
+static void put_agent_metrics(buf_t *b, collector_t *c, const prom_agent_t *agent) {
   collector_counters_t k;
   collector_counters(c, &k);
   put(b, "# HELP allocd_up 1 while allocd serves\n# TYPE allocd_up gauge\nallocd_up 1\n");
-  put(b, "# HELP allocd_processes Processes allocd collects from\n# TYPE allocd_processes gauge\n"
-         "allocd_processes %llu\n", (unsigned long long)k.processes_alive);
-  put(b, "# HELP allocd_ticks_total Collection passes\n# TYPE allocd_ticks_total counter\n"
-         "allocd_ticks_total %llu\n", (unsigned long long)k.ticks);
-  put(b, "# HELP allocd_snapshots_total Snapshots read and stored\n# TYPE allocd_snapshots_total counter\n"
-         "allocd_snapshots_total %llu\n", (unsigned long long)k.snapshots);
+#define X(name, type, help, value) \
+  put(b, "# HELP " #name " " help "\n# TYPE " #name " " #type "\n" #name " %.15g\n", (double)(value));
+  AGENT_METRICS(X)
+#undef X
   put(b, "# HELP allocd_segments_rejected_total Segments refused, by reason\n"
          "# TYPE allocd_segments_rejected_total counter\n");
   for (int i = 0; i < REJECT_NREASONS; i++)
     put(b, "allocd_segments_rejected_total{reason=\"%s\"} %llu\n", collector_reject_names[i],
         (unsigned long long)k.rejected[i]);
-  put(b, "# HELP allocd_stale_segments_removed_total Segments of exited processes removed\n"
-         "# TYPE allocd_stale_segments_removed_total counter\nallocd_stale_segments_removed_total %llu\n",
-      (unsigned long long)k.stale_removed);
   put(b, "# HELP allocd_squatters_removed_total Files under a process's segment or temporary name removed because"
          " they provably were not that process's (no such process, or owned by none of its uids)\n"
          "# TYPE allocd_squatters_removed_total counter\n"
          "allocd_squatters_removed_total{kind=\"segment\"} %llu\nallocd_squatters_removed_total{kind=\"temporary\"} %llu\n",
       (unsigned long long)k.squatters_removed, (unsigned long long)k.temporaries_removed);
-  put(b, "# HELP allocd_snapshot_times_replaced_total Snapshots dated before their process started or in the future,"
-         " stored under allocd's clock instead\n# TYPE allocd_snapshot_times_replaced_total counter\n"
-         "allocd_snapshot_times_replaced_total %llu\n", (unsigned long long)k.times_replaced);
-  put(b, "# HELP allocd_ticks_over_budget_total Collection passes that left segments or files for the next pass\n"
-         "# TYPE allocd_ticks_over_budget_total counter\nallocd_ticks_over_budget_total %llu\n",
-      (unsigned long long)k.ticks_over_budget);
-  put(b, "# HELP allocd_db_write_failures_total Collection passes the database did not take\n"
-         "# TYPE allocd_db_write_failures_total counter\nallocd_db_write_failures_total %llu\n",
-      (unsigned long long)k.db_failures);
-  put(b, "# HELP allocd_tick_seconds Duration of the last collection pass\n# TYPE allocd_tick_seconds gauge\n"
-         "allocd_tick_seconds %.6f\n", k.last_tick_seconds);
-  put(b, "# HELP allocd_db_write_seconds Duration of the last collection pass's database commit\n"
-         "# TYPE allocd_db_write_seconds gauge\nallocd_db_write_seconds %.6f\n", k.last_write_seconds);
 }
 
 /* The live processes that have published a snapshot, as series. */
@@ -210,7 +219,7 @@ static series_t *live_series(collector_t *c, collector_live_t **live, size_t *n)
   return ser;
 }
 
-char *prom_render(collector_t *collector, size_t *len) {
+char *prom_render(collector_t *collector, const prom_agent_t *agent, size_t *len) {
   static _Atomic double last_scrape_seconds;
   struct timespec t0, t1;
   clock_gettime(CLOCK_MONOTONIC, &t0);
@@ -222,7 +231,7 @@ char *prom_render(collector_t *collector, size_t *len) {
   put_host_totals(&b, ser, n);
   put_process_metrics(&b, ser, n);
   put_config_metrics(&b, ser, n);
-  put_agent_metrics(&b, collector);
+  put_agent_metrics(&b, collector, agent);
   put(&b, "# HELP allocd_scrape_seconds Time the previous /metrics request took to render\n"
           "# TYPE allocd_scrape_seconds gauge\nallocd_scrape_seconds %.6f\n", (double)last_scrape_seconds);
   for (size_t i = 0; i < n; i++) free(ser[i].labels);

@@ -5,7 +5,13 @@
 
 #include "collector.h"
 
+/* allocd's counters kept outside the collector. */
+typedef struct prom_agent_s {
+  uint64_t closed_slow;        /* HTTP connections closed as too slow (http_guard.h) */
+  uint64_t rules_suppressed;   /* rule pushes skipped (rules.h) */
+} prom_agent_t;
+
 /* The exposition text (malloc'd); NULL if out of memory. */
-char *prom_render(collector_t *collector, size_t *len);
+char *prom_render(collector_t *collector, const prom_agent_t *agent, size_t *len);
 
 #endif

@@ -572,12 +572,101 @@ bool store_exited(store_t *st, int64_t process_id, int64_t t_ms, const char *sna
   return finish(st, s, true, "exited");
 }
 
+/* ---- rollups an earlier run left in progress ------------------------------------
+ * The collector writes a period's rollup when the period ends, when its
+ * process exits and when allocd stops; an allocd killed (SIGKILL, a crash,
+ * power lost) wrote none of its processes' periods in progress, although
+ * their raw samples are stored, and the next run only merges what it reads
+ * after them.  At start-up, each process the earlier run was collecting
+ * has its newest minute rebuilt from its raw samples, and its newest hour
+ * from that hour's minute rows (every other minute of it was written when
+ * it ended, and raw samples may be kept for less than an hour), whenever
+ * these hold more snapshots than the stored row: a clean stop leaves
+ * nothing to do. */
+
+/* A raw sample row as our metrics' values (NaN: not in its layout). */
+static bool unpack_sample(const layout_t *l, const uint8_t *blob, size_t len, double v[SNAP_NMETRICS]) {
+  static __thread double row[MAX_LAYOUT];
+  size_t pos = 0;
+  if (!l || !blob || !unpack_values(blob, len, &pos, l->n, NULL, row)) return false;
+  for (int i = 0; i < SNAP_NMETRICS; i++) v[i] = l->pos[i] < 0 ? NAN : row[l->pos[i]];
+  return true;
+}
+
+/* The rows of [start, start + r->period_ms) of a process, from `sql`
+ * (binding process, start, end; selecting t or n, layout, stats), folded
+ * into r: raw samples added in time order, minute rows merged newest
+ * first (rollup_merge keeps the newer last value). */
+static void fold_rows(store_t *st, const char *sql, int64_t process_id, rollup_t *r, bool raw) {
+  sqlite3_stmt *s = prepare(st, sql);
+  int64_t start = r->start_ms;
+  sqlite3_bind_int64(s, 1, process_id);
+  sqlite3_bind_int64(s, 2, start);
+  sqlite3_bind_int64(s, 3, start + r->period_ms);
+  while (s && sqlite3_step(s) == SQLITE_ROW) {
+    pthread_mutex_lock(&st->rlock);   /* the layout cache: see stored_rollup */
+    const layout_t *l = layout_get(st, sqlite3_column_int64(s, 1));
+    const uint8_t *blob = sqlite3_column_blob(s, 2);
+    size_t len = (size_t)sqlite3_column_bytes(s, 2);
+    double v[SNAP_NMETRICS];
+    rollup_t part, done;
+    if (raw && unpack_sample(l, blob, len, v)) rollup_add(r, sqlite3_column_int64(s, 0), v, &done);
+    else if (!raw && unpack_rollup(l, blob, len, sqlite3_column_int64(s, 0), &part)) rollup_merge(r, &part);
+    pthread_mutex_unlock(&st->rlock);
+  }
+  sqlite3_finalize(s);
+  r->start_ms = start;
+}
+
+/* Replace the stored row of r's period with r if r holds more snapshots. */
+static int replace_if_more(store_t *st, int64_t process_id, const rollup_t *r) {
+  rollup_t stored;
+  if (r->n == 0 || (stored_rollup(st, process_id, r, &stored) && stored.n >= r->n)) return 0;
+  uint8_t packed[ROLLUP_PACK_MAX];
+  return insert_packed(st, r->period_ms == 3600000 ? HOT_ROLLUP_1H : HOT_ROLLUP_1M, process_id, r->start_ms, r->n,
+                       packed, rollup_pack(r, packed));
+}
+
+/* Complete the newest minute and hour of every process still marked
+ * alive; the rows rebuilt. */
+static int complete_rollups(store_t *st) {
+  sqlite3_stmt *s = prepare(st, "SELECT id, newest FROM (SELECT id, (SELECT max(t) FROM samples"
+                                " WHERE process_id = processes.id) AS newest FROM processes WHERE alive = 1)"
+                                " WHERE newest IS NOT NULL");
+  int rebuilt = 0;
+  while (s && sqlite3_step(s) == SQLITE_ROW) {
+    int64_t id = sqlite3_column_int64(s, 0), newest = sqlite3_column_int64(s, 1);
+    rollup_t minute, hour;
+    rollup_init(&minute, 60000);
+    rollup_init(&hour, 3600000);
+    minute.start_ms = newest - newest % minute.period_ms;
+    hour.start_ms = newest - newest % hour.period_ms;
+    fold_rows(st, "SELECT t, layout, stats FROM samples WHERE process_id = ?1 AND t >= ?2 AND t < ?3"
+                  " ORDER BY t, number", id, &minute, true);
+    rebuilt += replace_if_more(st, id, &minute);
+    fold_rows(st, "SELECT n, layout, stats FROM rollup_1m WHERE process_id = ?1 AND t >= ?2 AND t < ?3"
+                  " ORDER BY t DESC", id, &hour, false);
+    rebuilt += replace_if_more(st, id, &hour);
+  }
+  sqlite3_finalize(s);
+  return rebuilt;
+}
+
 void store_mark_all_exited(store_t *st, int64_t t_ms) {
   pthread_mutex_lock(&st->lock);
+  st->tx_failed = !exec(st, "BEGIN IMMEDIATE");
+  int rebuilt = complete_rollups(st);
   sqlite3_stmt *s = prepare(st, "UPDATE processes SET alive = 0, exited_at = ? WHERE alive = 1");
   if (s) {
     sqlite3_bind_int64(s, 1, t_ms);
     step_done(st, s, "mark exited");
+  }
+  bool ok = !st->tx_failed && exec(st, "COMMIT");
+  if (!ok) {
+    log_error("database: the processes of the last run not closed: %s", st->error);
+    rollback(st);
+  } else if (rebuilt) {
+    log_info("database: %d rollups the last run left in progress completed from the stored samples", rebuilt);
   }
   st->tx_failed = false;
   pthread_mutex_unlock(&st->lock);

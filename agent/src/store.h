@@ -51,7 +51,9 @@ bool store_latest(store_t *st, int64_t process_id, int64_t now_ms, const char *s
 /* snapshot_json may be NULL (keep the one stored). */
 bool store_exited(store_t *st, int64_t process_id, int64_t t_ms, const char *snapshot_json);
 /* Mark every process still alive in the database as exited (start-up:
- * they belong to an earlier run unless the collector finds them again). */
+ * they belong to an earlier run unless the collector finds them again),
+ * first completing their rollups in progress from the samples stored if
+ * that run could not write them (it was killed). */
 void store_mark_all_exited(store_t *st, int64_t t_ms);
 
 /* Retention and the size cap, a bounded amount of work per call (deletes of

@@ -10,6 +10,7 @@ targets (release build; the sanitizer build links them to the core).
 import json
 import os
 import random
+import re
 import shutil
 import signal
 import socket
@@ -26,6 +27,7 @@ import urllib.request
 ALLOCD = TARGET = ALLOCCTL = None
 SCHEMA_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "schema")
 SCHEMA_VERSION = max(int(f[:3]) for f in os.listdir(SCHEMA_DIR) if f.endswith(".sql"))
+METRICS_DOC = os.path.join(os.path.dirname(SCHEMA_DIR), "docs", "metrics.md")
 
 
 def free_port():
@@ -122,6 +124,14 @@ class Agent:
     def post(self, path, body, token="default", raw=None):
         status, text, _ = self.request("POST", path, body, self.token if token == "default" else token, raw)
         return status, json.loads(text)
+
+    def metric(self, line_start):
+        """The value of the /metrics sample whose name (and labels) is
+        line_start; None if there is none."""
+        for line in self.request("GET", "/metrics")[1].splitlines():
+            if line.startswith(line_start + " "):
+                return float(line.rsplit(" ", 1)[1])
+        return None
 
 
 class Target:
@@ -222,6 +232,14 @@ class AgentTest(unittest.TestCase):
         check = subprocess.run(["promtool", "check", "metrics"], input=text.encode(), capture_output=True)
         self.assertEqual(check.returncode, 0, check.stdout + check.stderr)
         self.assertIn("allocd_scrape_seconds", text)
+        # allocd's own families are exactly those docs/metrics.md lists, each with its help
+        families = set(re.findall(r"^# TYPE (allocd_\w+) ", text, re.M))
+        self.assertTrue({"allocd_http_closed_slow_total", "allocd_rules_suppressed_total"} <= families, families)
+        for name in families:
+            self.assertRegex(text, r"(?m)^# HELP %s \S" % name)
+        with open(METRICS_DOC) as f:
+            doc = f.read().split("**allocd itself**")[1]
+        self.assertEqual(set(re.findall(r"^\| `(allocd_\w+)", doc, re.M)), families)
         t.wait()
 
     # ---- configuration pushes ---------------------------------------------------------
@@ -413,6 +431,7 @@ class AgentTest(unittest.TestCase):
         # withdrawn after the push timeout.
         self.assertTrue(all(a["result"] != "ok" for a in rows()), rows())
         self.assertEqual(len(rows()) + health()["rules"]["suppressed"], 16)
+        self.assertEqual(self.agent.metric("allocd_rules_suppressed_total"), health()["rules"]["suppressed"])
         real.proc.kill()
         real.wait()
 
@@ -831,6 +850,37 @@ class AgentTest(unittest.TestCase):
         self.agent = Agent(self.root, port=self.agent.port).start()
         self.assertGreaterEqual(self.check_rollups_match_raw(t.pid), 2)
 
+    def test_kill_9_keeps_rollups_true(self):
+        # allocd killed (SIGKILL: nothing written on the way out) while a
+        # process publishes, in the middle of a minute: the minute and the
+        # hour in progress had their rows written by no one, and the next
+        # run merged only what it read after.  Now the next run completes
+        # them from the raw samples at start-up: every rollup row equals
+        # the one computed from the raw samples.  (Before: the kill
+        # minute's row lacked every snapshot stored before the kill.)
+        t = Target(self.agent, "churn", "30000", "1", conf="stats_interval_ms:100")
+        self.process(t.pid)
+        db = sqlite3.connect(self.agent.db)
+
+        def stored_this_minute():
+            now = int(time.time() * 1000)
+            start = now - now % 60000
+            return db.execute("SELECT count(*) FROM samples s JOIN processes p ON p.id = s.process_id"
+                              " WHERE p.pid = ? AND s.t >= ?", (t.pid, start)).fetchone()[0] if now - start < 55000 else 0
+        wait_for(lambda: stored_this_minute() >= 5, timeout=90, what="5 snapshots of this minute stored")
+        self.agent.stop(signal.SIGKILL)   # in the same minute: 5 s before its end at the latest
+        db.close()
+        self.agent = Agent(self.root, port=self.agent.port).start()
+        self.assertIn("rollups the last run left in progress completed", self.agent.read_log())
+        self.process(t.pid)
+        time.sleep(2)
+        t.proc.kill()
+        t.wait()
+        self.process(t.pid, alive=False)   # its rollups written, merged into the completed rows
+        self.assertEqual(self.agent.stop(), 0)
+        self.agent = Agent(self.root, port=self.agent.port).start()
+        self.assertGreaterEqual(self.check_rollups_match_raw(t.pid), 2)
+
     def test_migrates_a_schema_1_database(self):
         # A database written by the first allocd (statistics as JSON) is
         # converted in place, and its history reads back unchanged.
@@ -1151,7 +1201,9 @@ class AgentTest(unittest.TestCase):
         took = time.time() - start
         self.assertEqual(open_, {}, "dripping connections still open after %.1f s" % took)
         self.assertLess(took, 10)
-        self.assertGreaterEqual(self.agent.get("/api/v1/health")[1]["http"]["closed_slow"], 2)
+        closed_slow = self.agent.get("/api/v1/health")[1]["http"]["closed_slow"]
+        self.assertGreaterEqual(closed_slow, 2)
+        self.assertEqual(self.agent.metric("allocd_http_closed_slow_total"), closed_slow)
 
     def test_huge_or_unauthorized_body_refused_before_it_is_read(self):
         token = self.agent.token

@@ -164,10 +164,9 @@ class HostileTest(unittest.TestCase):
             return f.read()
 
     def metric(self, line_start):
-        for line in self.agent.request("GET", "/metrics")[1].splitlines():
-            if line.startswith(line_start + " "):
-                return float(line.rsplit(" ", 1)[1])
-        self.fail("no %s in /metrics" % line_start)
+        value = self.agent.metric(line_start)
+        self.assertIsNotNone(value, "no %s in /metrics" % line_start)
+        return value
 
     def timed_health(self):
         """GET /api/v1/health; fails unless it answers 200 within 1 s."""

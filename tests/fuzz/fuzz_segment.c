@@ -108,7 +108,7 @@ static void check_bounds(collector_t *c, uint64_t started_ns) {
   }
   free(live);
   size_t len;
-  char *metrics = prom_render(c, &len);
+  char *metrics = prom_render(c, &(prom_agent_t){0, 0}, &len);
   if (!metrics || !valid_utf8(metrics, len)) abort();
   free(metrics);
 }
