@@ -812,6 +812,34 @@ static void unshare_works_beside_liballocs_threads(void **state) {
   assert_int_equal(finish(&p), 0);
 }
 
+/* A daemon that drops its privileges after liballoc's thread has created
+ * the segment as root: the segment is removed before the uid changes and
+ * created again by the new uid, which can write it (a root-owned file it
+ * could not), and the process keeps publishing. */
+static void setuid_process_keeps_publishing(void **state) {
+  (void)state;
+  if (geteuid() != 0) skip();
+  const uid_t nobody = 65534;
+  assert_int_equal(chmod(dir, 01777), 0);   /* like /dev/shm */
+  proc_t p = spawn("stats_interval_ms:50", "setuid", "65534", "3000", NULL);
+  pid_t pid = wait_ready(p.out);
+  char line[64];
+  assert_true(read_line(p.out, line, sizeof line, 20000));
+  assert_string_equal(line, "uid ok");
+  char name[256];
+  segment_name(pid, name, sizeof name);
+  alloc_shm_segment_t seg;
+  uint64_t end = now_ms() + 5000;
+  while (alloc_shm_open(&seg, AT_FDCWD, name, nobody) != 0) {
+    if (now_ms() > end) fail_msg("no segment of uid %u after setuid", (unsigned)nobody);
+    sleep_ms(20);
+  }
+  uint64_t n = seg.header.published;
+  wait_published(&seg, n + 5);
+  alloc_shm_close(&seg);
+  assert_int_equal(finish(&p), 0);
+}
+
 /* ---- off, and unusable directories --------------------------------------- */
 
 static void telemetry_off(void **state) {
@@ -909,6 +937,7 @@ int main(int argc, char **argv) {
     cmocka_unit_test_setup_teardown(control_garbage, setup_dir, teardown_dir),
     cmocka_unit_test_setup_teardown(idle_process_is_visible, setup_dir, teardown_dir),
     cmocka_unit_test_setup_teardown(unshare_works_beside_liballocs_threads, setup_dir, teardown_dir),
+    cmocka_unit_test_setup_teardown(setuid_process_keeps_publishing, setup_dir, teardown_dir),
     cmocka_unit_test_setup_teardown(telemetry_off, setup_dir, teardown_dir),
     cmocka_unit_test_setup_teardown(unusable_dir_warns_once, setup_dir, teardown_dir),
     cmocka_unit_test_setup_teardown(json_keys_match_the_list, setup_dir, teardown_dir),
