@@ -379,7 +379,7 @@ void la_background_poll_slow(void);
 /* Stop liballoc's threads around a call that needs a process of one
  * thread (sandbox.c), and start again those that ran. */
 typedef struct la_background_s {
-  bool publisher, purger;
+  bool publisher, purger, paused;
 } la_background_t;
 la_background_t la_background_pause(bool forget_segment);
 void la_background_resume(la_background_t was);

@@ -45,6 +45,7 @@
 atomic_bool la_initialized;
 atomic_bool la_background_due;
 static pthread_mutex_t init_lock = PTHREAD_MUTEX_INITIALIZER;
+static atomic_int owner_pid;   /* the process whose threads these are (set at start and in a forked child) */
 
 static void fork_prepare(void) {
   pthread_mutex_lock(&init_lock);
@@ -78,13 +79,21 @@ void la_background_poll_slow(void) {
   la_purger_start_wanted();
 }
 
-/* What was running, to be started again by la_background_resume. */
+/* What was running, to be started again by la_background_resume.  Not in
+ * a child of vfork() (or clone(CLONE_VM)), which shares this memory and
+ * runs no fork handlers: the threads are its parent's, and a thread
+ * started there would be the child's, in the parent's memory. */
 la_background_t la_background_pause(bool forget_segment) {
-  la_background_t was = {la_telemetry_pause(forget_segment), la_purger_pause()};
+  la_background_t was = {false, false, false};
+  if (la_os_getpid() != atomic_load(&owner_pid)) return was;
+  was.paused = true;
+  was.publisher = la_telemetry_pause(forget_segment);
+  was.purger = la_purger_pause();
   return was;
 }
 
 void la_background_resume(la_background_t was) {
+  if (!was.paused) return;
   la_purger_resume(was.purger);
   la_telemetry_resume(was.publisher);
 }
@@ -94,6 +103,7 @@ void la_background_resume(la_background_t was) {
 static void fork_child(void) {
   pthread_mutex_init(&init_lock, NULL);
   la_proc_fork_child();
+  atomic_store(&owner_pid, la_os_getpid());
   atomic_store(&la_background_due, la_opt.telemetry);   /* at the child's first allocation slow path */
   la_telemetry_fork_child();
   la_ctl_fork_child();
@@ -127,6 +137,7 @@ __attribute__((constructor)) static void la_constructor(void) {
     la_arenas_set_count();
     la_heaps_set_checks();
   }
+  atomic_store(&owner_pid, la_os_getpid());
   la_telemetry_start();
 }
 

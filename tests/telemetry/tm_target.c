@@ -16,6 +16,8 @@
  *                    print "raw <errno name>" for unshare(CLONE_NEWUSER) made
  *                    with syscall(2) (which liballoc cannot see) and
  *                    "unshare <ok|errno name>" for glibc's unshare(), then idle MS
+ *   vfork MS         allocate, wait 300 ms, vfork a child that calls setuid
+ *                    (to its own uid) and exits, print "vforked", idle MS
  *   setuid UID MS    allocate, wait 300 ms, become UID (setgid, setuid), print
  *                    "uid <ok|errno name>", then idle MS
  *   json             print alloc_stats_print's JSON and exit
@@ -150,6 +152,26 @@ static int mode_setuid(uid_t uid, long ms) {
   return 0;
 }
 
+/* A vfork child shares the parent's memory, liballoc's state included,
+ * and runs no fork handlers: a wrapped call there must leave the parent's
+ * threads alone. */
+static int mode_vfork(long ms) {
+  void **v = hold(1000, 64);
+  printf("ready %d\n", (int)getpid());
+  fflush(stdout);
+  nap_ms(300);
+  pid_t child = vfork();
+  if (child == 0) _exit(setuid(getuid()) == 0 ? 0 : 1);
+  int status = -1;
+  waitpid(child, &status, 0);
+  printf("vforked %s\n", child > 0 && WIFEXITED(status) && WEXITSTATUS(status) == 0 ? "ok" : "failed");
+  fflush(stdout);
+  struct timespec ts = {ms / 1000, (ms % 1000) * 1000000L};
+  while (nanosleep(&ts, &ts) != 0 && errno == EINTR) {}
+  release(v, 1000);
+  return 0;
+}
+
 static int mode_fork(long ms) {
   void **v = hold(1000, 200);
   pid_t child = fork();
@@ -213,6 +235,7 @@ int main(int argc, char **argv) {
   if (argc >= 3 && strcmp(argv[1], "fork") == 0) return mode_fork(atol(argv[2]));
   if (argc >= 3 && strcmp(argv[1], "idle") == 0) return mode_idle(atol(argv[2]));
   if (argc >= 3 && strcmp(argv[1], "sandbox") == 0) return mode_sandbox(atol(argv[2]));
+  if (argc >= 3 && strcmp(argv[1], "vfork") == 0) return mode_vfork(atol(argv[2]));
   if (argc >= 4 && strcmp(argv[1], "setuid") == 0) return mode_setuid((uid_t)atol(argv[2]), atol(argv[3]));
   if (argc >= 3 && strcmp(argv[1], "exec") == 0) return mode_exec(argv[0], atol(argv[2]));
   if (argc >= 2 && strcmp(argv[1], "json") == 0) {
@@ -227,6 +250,6 @@ int main(int argc, char **argv) {
     putchar('\n');
     return 0;
   }
-  fprintf(stderr, "usage: tm_target hold N SIZE MS | churn MS THREADS | fork MS | exec MS | idle MS | sandbox MS | setuid UID MS | json\n");
+  fprintf(stderr, "usage: tm_target hold N SIZE MS | churn MS THREADS | fork MS | exec MS | idle MS | sandbox MS | vfork MS | setuid UID MS | json\n");
   return 2;
 }

@@ -812,6 +812,23 @@ static void unshare_works_beside_liballocs_threads(void **state) {
   assert_int_equal(finish(&p), 0);
 }
 
+/* setuid in a vfork child (which shares the parent's memory) must not
+ * stop the parent's publisher, nor start a thread in the child. */
+static void vfork_child_leaves_the_parents_threads(void **state) {
+  (void)state;
+  proc_t p = spawn("stats_interval_ms:50", "vfork", "2000", NULL);
+  pid_t pid = wait_ready(p.out);
+  char line[64];
+  assert_true(read_line(p.out, line, sizeof line, 20000));
+  assert_string_equal(line, "vforked ok");
+  alloc_shm_segment_t seg;
+  open_segment(&seg, pid, 1);
+  uint64_t n = seg.header.published;
+  wait_published(&seg, n + 5);
+  alloc_shm_close(&seg);
+  assert_int_equal(finish(&p), 0);
+}
+
 /* A daemon that drops its privileges after liballoc's thread has created
  * the segment as root: the segment is removed before the uid changes and
  * created again by the new uid, which can write it (a root-owned file it
@@ -938,6 +955,7 @@ int main(int argc, char **argv) {
     cmocka_unit_test_setup_teardown(idle_process_is_visible, setup_dir, teardown_dir),
     cmocka_unit_test_setup_teardown(unshare_works_beside_liballocs_threads, setup_dir, teardown_dir),
     cmocka_unit_test_setup_teardown(setuid_process_keeps_publishing, setup_dir, teardown_dir),
+    cmocka_unit_test_setup_teardown(vfork_child_leaves_the_parents_threads, setup_dir, teardown_dir),
     cmocka_unit_test_setup_teardown(telemetry_off, setup_dir, teardown_dir),
     cmocka_unit_test_setup_teardown(unusable_dir_warns_once, setup_dir, teardown_dir),
     cmocka_unit_test_setup_teardown(json_keys_match_the_list, setup_dir, teardown_dir),
