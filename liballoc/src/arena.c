@@ -19,6 +19,9 @@
  * PURGE_BATCH segments are handled per lock release.  Emptied, purged
  * segments beyond a few are unmapped.
  *
+ * A new segment is carved from a 4 MiB region of the huge-block cache when
+ * it holds one (huge.c), and mapped only when it does not.
+ *
  * Slabs whose thread exited ("abandoned") wait on per-class lists: a heap
  * that needs a slab of that class adopts one, and slabs emptied by other
  * threads' frees are swept back into free units when the arena is about to
@@ -204,12 +207,18 @@ static la_slab_t *alloc_run(la_arena_t *a, unsigned k, unsigned align_units) {
       la_decay_set_ms(&a->muzzy_decay, la_opt.muzzy_decay_ms, now);
       a->decay_ready = true;
     }
-    seg = la_segment_create(a);
+    /* Memory freed as huge blocks first: mapping anew beside it would
+     * hold both until the huge cache decays. */
+    void *recycled = la_huge_take_region();
+    seg = la_segment_create(a, recycled);
     if (!seg) return NULL;
     LA_SHARED_STORE(a->nsegments, a->nsegments + 1);
     atomic_store_explicit(&a->ever_used, true, memory_order_release);
     a->nfree_segments++;
     bucket_insert(a, seg);
+    /* Its pages may be resident: they decay like any freed unit, and a
+     * slab on them is not taken for zeroed. */
+    if (recycled) state_add(a, seg, DIRTY, ~seg->used_units);
     unit = la_segment_find_run(seg, k, align_units);
     if (unit < 0) return NULL;   /* cannot happen: k <= 32, align_units <= 32 */
   }

@@ -17,6 +17,12 @@
  * mapping right after it.  Pages the program has touched are reused instead
  * of being faulted in again.
  *
+ * The cache also serves the arenas: an arena that needs a new segment takes
+ * a cached 4 MiB region instead of mapping one (la_huge_take_region), so
+ * memory freed as huge blocks holds small and large blocks next instead of
+ * waiting out its decay beside fresh segments (issue 21: 300 MiB freed in
+ * 4 MiB blocks, then 300 MiB of 64-byte blocks, peaked at 558 MiB).
+ *
  * realloc grows a huge block in place when the address space after it is
  * free, and otherwise moves its pages with mremap: page tables move, bytes
  * are not copied. */
@@ -382,6 +388,34 @@ void la_huge_free(void *p) {
   pthread_mutex_unlock(&huge_lock);
   unmap_taken(gone);
   la_purger_notify();
+}
+
+/* A cached 4 MiB region for a new segment (arena.c), or NULL when the
+ * cache is empty.  The region comes off the end of the oldest mapping, the
+ * one decay would unmap next: the newest, likelier to be what a growing or
+ * reallocated huge block asks for again, stay.  The region stays mapped,
+ * its pages possibly resident with old contents; it is no longer in the
+ * segment map, and the caller marks it as a segment once it has a header.
+ * Called with an arena lock held: arena locks come before huge_lock. */
+void *la_huge_take_region(void) {
+  pthread_mutex_lock(&huge_lock);
+  la_huge_t *d = cache_head;
+  uint8_t *region = NULL;
+  if (d) {
+    if (d->map_size > LA_SEG_SIZE) {
+      d->map_size -= LA_SEG_SIZE;
+      cache_bytes -= LA_SEG_SIZE;
+      region = (uint8_t *)d->ptr + d->map_size;
+    } else {
+      region = d->ptr;
+      cache_pop_oldest();
+      desc_release(d);
+    }
+    la_segmap_set(region, LA_SEG_SIZE, LA_MAP_NONE);
+    la_decay_purged(&cache_decay, cache_pages());   /* the pages left the cache */
+  }
+  pthread_mutex_unlock(&huge_lock);
+  return region;
 }
 
 /* Unmap the cached mappings the decay curve says must go by `now`; returns

@@ -8,6 +8,8 @@
  * handful of shifts. */
 #include "alloc_internal.h"
 
+#include <string.h>
+
 /* Descriptor of every unit that is free or metadata.  Its fast_owner and
  * owner are NULL and kind is UNUSED, so free() of a pointer into such a unit
  * falls through the fast path into the invalid-pointer check. */
@@ -50,10 +52,15 @@ void la_segment_update_max_run(la_segment_t *seg) {
   seg->max_run = (uint8_t)la_bits_longest_run(~seg->used_units);
 }
 
-/* Map and initialise a segment for `arena`; NULL if the OS refuses. */
-la_segment_t *la_segment_create(la_arena_t *arena) {
-  la_segment_t *seg = la_os_map_aligned(LA_SEG_SIZE, LA_SEG_SIZE);
+/* Initialise a segment for `arena` in `recycled`, a 4 MiB region already
+ * mapped (taken from the huge cache), or else in a fresh mapping; NULL if
+ * the OS refuses one.  A recycled region's old bytes are still there: the
+ * header is cleared, and the caller counts its free units as dirty, since
+ * a slab on them does not read as zero. */
+la_segment_t *la_segment_create(la_arena_t *arena, void *recycled) {
+  la_segment_t *seg = recycled ? recycled : la_os_map_aligned(LA_SEG_SIZE, LA_SEG_SIZE);
   if (!seg) return NULL;
+  if (recycled) memset(seg, 0, sizeof *seg);
   la_os_advise_thp(seg, LA_SEG_SIZE, la_opt.thp);
   seg->arena = arena;
   seg->used_units = 1;          /* unit 0: this header */

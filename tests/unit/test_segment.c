@@ -11,7 +11,7 @@ static int setup(void **state) {
   la_os_init();
   la_options_defaults(&la_opt);
   la_sizeclass_init();
-  seg = la_segment_create(NULL);
+  seg = la_segment_create(NULL, NULL);
   return seg ? 0 : -1;
 }
 
