@@ -103,10 +103,43 @@ static void test_freed_huge_serves_small_blocks(void **state) {
   la_huge_set_decay(la_opt.dirty_decay_ms);
 }
 
+/* A segment carved from freed huge blocks still holds their bytes: calloc
+ * of a large block on it must clear it rather than take it for a fresh
+ * mapping.  The arenas are trimmed first, so that their free units are
+ * purged (calloc rightly skips clearing those) and segments soon run out;
+ * the huge blocks are filled with 0xa5 and freed; then 1 MiB callocs go on
+ * until blocks sit in every recycled region, and each must read as zero. */
+static void test_calloc_on_recycled_region_is_zero(void **state) {
+  (void)state;
+  enum { NBIG = 4, LARGE = 1 << 20, MAX_LARGE = 256 };
+  la_huge_set_decay(-1);
+  la_huge_purge();
+  la_arenas_purge();
+  char *bigs[NBIG];
+  for (int i = 0; i < NBIG; i++) {
+    bigs[i] = la_malloc(LA_SEG_SIZE);
+    assert_non_null(bigs[i]);
+    memset(bigs[i], 0xa5, LA_SEG_SIZE);
+  }
+  for (int i = 0; i < NBIG; i++) la_free(bigs[i]);
+  static unsigned char *large[MAX_LARGE];
+  int n = 0, on_recycled = 0;
+  while (n < MAX_LARGE && on_recycled < 3 * NBIG) {
+    unsigned char *p = large[n++] = la_calloc(1, LARGE);
+    assert_non_null(p);
+    for (int i = 0; i < NBIG; i++) on_recycled += (char *)la_segment_of(p) == bigs[i];
+    for (size_t off = 0; off < LARGE; off += 512) assert_int_equal(p[off], 0);
+  }
+  assert_int_equal(on_recycled, 3 * NBIG);   /* three 1 MiB blocks per region */
+  for (int i = 0; i < n; i++) la_free(large[i]);
+  la_huge_set_decay(la_opt.dirty_decay_ms);
+}
+
 int main(void) {
   la_ensure_init();
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_freed_huge_serves_small_blocks),
+      cmocka_unit_test(test_calloc_on_recycled_region_is_zero),
       cmocka_unit_test(test_realloc_while_thp_changes),
   };
   return cmocka_run_group_tests_name("huge", tests, NULL, NULL);
