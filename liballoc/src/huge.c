@@ -391,26 +391,24 @@ void la_huge_free(void *p) {
 }
 
 /* A cached 4 MiB region for a new segment (arena.c), or NULL when the
- * cache is empty.  The region comes off the end of the oldest mapping, the
- * one decay would unmap next: the newest, likelier to be what a growing or
- * reallocated huge block asks for again, stay.  The region stays mapped,
- * its pages possibly resident with old contents; it is no longer in the
- * segment map, and the caller marks it as a segment once it has a header.
- * Called with an arena lock held: arena locks come before huge_lock. */
+ * cache is empty.  The region is the last of the smallest cached mapping,
+ * so that the mappings that can serve a whole huge request stay whole.
+ * (Taking from the oldest mapping instead cut up large ones: `grow`, whose
+ * arrays reuse cached mappings while its strings take new segments, peaked
+ * at 211.1 MiB against 202.6 without the reuse; this way, 203.4.)  The
+ * region stays mapped, its pages possibly resident with old contents; it is
+ * no longer in the segment map, and the caller marks it as a segment once
+ * it has a header.  Called with an arena lock held: arena locks come
+ * before huge_lock. */
 void *la_huge_take_region(void) {
   pthread_mutex_lock(&huge_lock);
-  la_huge_t *d = cache_head;
+  la_huge_t *d = cache_take_fit(LA_SEG_SIZE, LA_SEG_SIZE);
   uint8_t *region = NULL;
   if (d) {
-    if (d->map_size > LA_SEG_SIZE) {
-      d->map_size -= LA_SEG_SIZE;
-      cache_bytes -= LA_SEG_SIZE;
-      region = (uint8_t *)d->ptr + d->map_size;
-    } else {
-      region = d->ptr;
-      cache_pop_oldest();
-      desc_release(d);
-    }
+    region = (uint8_t *)d->ptr + d->map_size - LA_SEG_SIZE;
+    d->map_size -= LA_SEG_SIZE;
+    if (d->map_size) cache_push(d);
+    else desc_release(d);
     la_segmap_set(region, LA_SEG_SIZE, LA_MAP_NONE);
     la_decay_purged(&cache_decay, cache_pages());   /* the pages left the cache */
   }
