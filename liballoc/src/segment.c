@@ -55,8 +55,8 @@ void la_segment_update_max_run(la_segment_t *seg) {
 /* Initialise a segment for `arena` in `recycled`, a 4 MiB region already
  * mapped (taken from the huge cache), or else in a fresh mapping; NULL if
  * the OS refuses one.  A recycled region's old bytes are still there: the
- * header is cleared, and the caller counts its free units as dirty, since
- * a slab on them does not read as zero. */
+ * header is cleared here, and the caller purges the free units or counts
+ * them dirty (a slab on them would not read as zero). */
 la_segment_t *la_segment_create(la_arena_t *arena, void *recycled) {
   la_segment_t *seg = recycled ? recycled : la_os_map_aligned(LA_SEG_SIZE, LA_SEG_SIZE);
   if (!seg) return NULL;
