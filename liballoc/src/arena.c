@@ -20,7 +20,9 @@
  * segments beyond a few are unmapped.
  *
  * A new segment is carved from a 4 MiB region of the huge-block cache when
- * it holds one (huge.c), and mapped only when it does not.
+ * it holds one (huge.c), and mapped only when it does not; the other way
+ * round, a huge request the cache cannot serve takes wholly free segments
+ * before it maps anew.
  *
  * Slabs whose thread exited ("abandoned") wait on per-class lists: a heap
  * that needs a slab of that class adopts one, and slabs emptied by other
@@ -595,6 +597,49 @@ void la_arena_free_large(la_slab_t *slab) {
   la_arena_t *a = la_segment_of(slab)->arena;
   pthread_mutex_lock(&a->lock);
   release_and_unlock(a, slab);
+}
+
+/* ---- wholly free segments for huge blocks -------------------------------- */
+
+/* Hand wholly free segments to the huge cache until `want` bytes are given,
+ * for a huge request the cache could not serve (huge.c): their pages are
+ * reused, or at least not mapped twice, instead of waiting out the arena's
+ * decay beside a fresh mapping.  Returns the bytes given.  Takes each arena
+ * lock, and huge_lock inside it. */
+size_t la_arenas_give_free_segments(size_t want) {
+  size_t given = 0;
+  for (unsigned i = 0; i < LA_MAX_ARENAS && given < want; i++) {
+    la_arena_t *a = &arenas[i];
+    if (!LA_SHARED_LOAD(a->nsegments)) continue;
+    pthread_mutex_lock(&a->lock);
+    la_segment_t *next;
+    for (la_segment_t *seg = a->segments[LA_UNITS - 1]; seg && given < want && a->nfree_segments > RETAIN_CLEAN_SEGMENTS; seg = next) {
+      next = seg->bucket.next;
+      if (!la_segment_is_empty(seg) || seg->purging_units) continue;
+      uint64_t dirty = seg->dirty_units, muzzy = seg->muzzy_units;
+      bucket_remove(a, seg);
+      state_remove(a, seg, DIRTY, dirty);
+      state_remove(a, seg, MUZZY, muzzy);
+      LA_SHARED_STORE(a->nsegments, a->nsegments - 1);
+      a->nfree_segments--;
+      if (la_huge_cache_region(seg)) {
+        given += LA_SEG_SIZE;
+        continue;
+      }
+      /* no descriptor for it: the segment stays the arena's */
+      LA_SHARED_STORE(a->nsegments, a->nsegments + 1);
+      a->nfree_segments++;
+      bucket_insert(a, seg);
+      state_add(a, seg, DIRTY, dirty);
+      state_add(a, seg, MUZZY, muzzy);
+      break;
+    }
+    /* The decay curves are left alone: the next look at fewer pages than
+     * the last one records no arrivals, and la_decay_purged here would
+     * also forget those since the last look (counted every DECAY_TICKS). */
+    pthread_mutex_unlock(&a->lock);
+  }
+  return given;
 }
 
 /* ---- purge now, stats, fork ---------------------------------------------- */

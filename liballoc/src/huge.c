@@ -17,11 +17,13 @@
  * mapping right after it.  Pages the program has touched are reused instead
  * of being faulted in again.
  *
- * The cache also serves the arenas: an arena that needs a new segment takes
- * a cached 4 MiB region instead of mapping one (la_huge_take_region), so
- * memory freed as huge blocks holds small and large blocks next instead of
- * waiting out its decay beside fresh segments (issue 21: 300 MiB freed in
- * 4 MiB blocks, then 300 MiB of 64-byte blocks, peaked at 558 MiB).
+ * The cache also trades with the arenas: an arena that needs a new segment
+ * takes a cached 4 MiB region instead of mapping one (la_huge_take_region),
+ * and a request the cache cannot serve first takes in the arenas' wholly
+ * free segments (la_huge_cache_region), so memory freed as blocks of one
+ * size holds blocks of another next instead of waiting out its decay
+ * beside fresh memory (issue 21: 300 MiB freed in 4 MiB blocks, then 300
+ * MiB of 64-byte blocks, peaked at 558 MiB; the other order at 616).
  *
  * realloc grows a huge block in place when the address space after it is
  * free, and otherwise moves its pages with mremap: page tables move, bytes
@@ -323,6 +325,10 @@ void *la_huge_alloc(size_t size, size_t align) {
   }
   if (align < LA_SEG_SIZE) align = LA_SEG_SIZE;
   la_huge_t *d = reuse_cached(usable, map_size, align);
+  /* Wholly free segments next: mapping anew beside them would hold both
+   * until the arenas' decay returns them. */
+  if (!d && align <= LA_SEG_SIZE && la_arenas_give_free_segments(map_size))
+    d = reuse_cached(usable, map_size, align);
   if (d) {
     pthread_mutex_lock(&huge_lock);
     table_insert(d);
@@ -409,11 +415,32 @@ void *la_huge_take_region(void) {
     d->map_size -= LA_SEG_SIZE;
     if (d->map_size) cache_push(d);
     else desc_release(d);
+    /* No la_decay_purged: it would also forget pages split into the
+     * cache since the curve last looked; a look at fewer pages records
+     * no arrivals anyway. */
     la_segmap_set(region, LA_SEG_SIZE, LA_MAP_NONE);
-    la_decay_purged(&cache_decay, cache_pages());   /* the pages left the cache */
   }
   pthread_mutex_unlock(&huge_lock);
   return region;
+}
+
+/* The region of a wholly free segment joins the cache (arena.c, for a
+ * huge request the cache could not serve); false if no descriptor can be
+ * had.  Called with an arena lock held: arena locks come before huge_lock. */
+bool la_huge_cache_region(void *region) {
+  pthread_mutex_lock(&huge_lock);
+  la_huge_t *d = desc_new();
+  if (d) {
+    d->ptr = region;
+    d->size = 0;
+    d->map_size = LA_SEG_SIZE;
+    d->zeroed = false;
+    la_segmap_set(region, LA_SEG_SIZE, LA_MAP_HUGE);
+    cache_decay_init_once();
+    cache_push(d);
+  }
+  pthread_mutex_unlock(&huge_lock);
+  return d != NULL;
 }
 
 /* Unmap the cached mappings the decay curve says must go by `now`; returns

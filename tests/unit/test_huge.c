@@ -103,6 +103,45 @@ static void test_freed_huge_serves_small_blocks(void **state) {
   la_huge_set_decay(la_opt.dirty_decay_ms);
 }
 
+/* The other way round: after 64 MiB of 64-byte blocks are freed, 64 MiB of
+ * 4 MiB blocks take the wholly free segments instead of mapping 64 MiB
+ * more.  Neither the arenas nor the cache decay meanwhile, and the cache
+ * starts empty, so without the reuse every huge block would be new. */
+static void test_freed_small_blocks_serve_huge(void **state) {
+  (void)state;
+  enum { NBIG = 16, SMALL = 64 };
+  const size_t big = LA_SEG_SIZE, total = NBIG * big;
+  la_huge_set_decay(-1);
+  la_arenas_set_decay(-1, -1);
+  la_huge_purge();
+  void *head = NULL;
+  for (size_t n = 0; n < total / SMALL; n++) {
+    void **b = la_malloc(SMALL);
+    assert_non_null(b);
+    *b = head;
+    head = b;
+  }
+  while (head) {
+    void *next = *(void **)head;
+    la_free(head);
+    head = next;
+  }
+  size_t before = mapped_bytes();
+  char *bigs[NBIG];
+  for (int i = 0; i < NBIG; i++) {
+    bigs[i] = la_malloc(big);
+    assert_non_null(bigs[i]);
+    for (size_t off = 0; off < big; off += 4096) bigs[i][off] = (char)i;
+  }
+  size_t grown = mapped_bytes() - before;
+  /* the heap may keep a slab or two of the small blocks: one or two
+   * segments may stay the arena's, not sixteen */
+  assert_true(grown <= 2 * LA_SEG_SIZE);
+  for (int i = 0; i < NBIG; i++) la_free(bigs[i]);
+  la_arenas_set_decay(la_opt.dirty_decay_ms, la_opt.muzzy_decay_ms);
+  la_huge_set_decay(la_opt.dirty_decay_ms);
+}
+
 /* A segment carved from freed huge blocks still holds their bytes: calloc
  * of a large block on it must clear it rather than take it for a fresh
  * mapping.  The arenas are trimmed first, so that their free units are
@@ -140,6 +179,7 @@ int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_freed_huge_serves_small_blocks),
       cmocka_unit_test(test_calloc_on_recycled_region_is_zero),
+      cmocka_unit_test(test_freed_small_blocks_serve_huge),
       cmocka_unit_test(test_realloc_while_thp_changes),
   };
   return cmocka_run_group_tests_name("huge", tests, NULL, NULL);
