@@ -193,8 +193,8 @@ static void release_run(la_arena_t *a, la_slab_t *slab) {
  * before the first slab is carved, so that only the pages the arena uses
  * are resident.  Kept dirty instead, the units the arena did not need yet
  * stayed resident while the huge blocks that would have reused the region
- * faulted in fresh pages: `grow` peaked at 207.6 MiB against 202.6 without
- * the reuse (medians of 5); purged, at 202.1, and hugereuse still peaks at
+ * faulted in fresh pages: `grow` peaked at 202.7 MiB against 197.9 without
+ * the reuse (medians of 5); purged, at 197.4, and hugereuse still peaks at
  * 306 MiB, paying the page faults a fresh segment pays (0.31 s, as without
  * the reuse; 0.22 kept dirty).  Units the kernel would not purge
  * (mlockall) stay dirty: resident, not zeroed. */

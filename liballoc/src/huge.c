@@ -23,7 +23,7 @@
  * free segments (la_huge_cache_region), so memory freed as blocks of one
  * size holds blocks of another next instead of waiting out its decay
  * beside fresh memory (issue 21: 300 MiB freed in 4 MiB blocks, then 300
- * MiB of 64-byte blocks, peaked at 558 MiB; the other order at 616).
+ * MiB of 64-byte blocks, peaked at 558 MiB; the other order at 602).
  *
  * realloc grows a huge block in place when the address space after it is
  * free, and otherwise moves its pages with mremap: page tables move, bytes
@@ -401,7 +401,7 @@ void la_huge_free(void *p) {
  * so that the mappings that can serve a whole huge request stay whole.
  * (Taking from the oldest mapping instead cut up large ones: `grow`, whose
  * arrays reuse cached mappings while its strings take new segments, peaked
- * at 211.1 MiB against 202.6 without the reuse; this way, 203.4.)  The
+ * at 206.2 MiB against 197.9 without the reuse; this way, 198.6.)  The
  * region stays mapped, its pages possibly resident with old contents; it is
  * no longer in the segment map, and the caller marks it as a segment once
  * it has a header.  Called with an arena lock held: arena locks come
