@@ -126,6 +126,19 @@ static void cache_push(la_huge_t *d) {
   cache_bytes += d->map_size;
 }
 
+/* A descriptor for a mapped range with no block in it, pushed into the
+ * cache; NULL if no descriptor can be had. */
+static la_huge_t *cache_new(void *ptr, size_t map_size) {
+  la_huge_t *d = desc_new();
+  if (!d) return NULL;
+  d->ptr = ptr;
+  d->size = 0;
+  d->map_size = map_size;
+  d->zeroed = false;
+  cache_push(d);
+  return d;
+}
+
 static la_huge_t *cache_pop_oldest(void) {
   la_huge_t *d = cache_head;
   if (!d) return NULL;
@@ -236,14 +249,7 @@ static void split_to_cache(la_huge_t *d, size_t keep) {
   size_t rest_size = d->map_size - keep;
   d->map_size = keep;
   pthread_mutex_lock(&huge_lock);
-  la_huge_t *t = desc_new();
-  if (t) {
-    t->ptr = rest;
-    t->size = 0;
-    t->map_size = rest_size;
-    t->zeroed = false;
-    cache_push(t);
-  }
+  la_huge_t *t = cache_new(rest, rest_size);
   pthread_mutex_unlock(&huge_lock);
   if (!t) {
     la_segmap_set(rest, rest_size, LA_MAP_NONE);
@@ -429,16 +435,9 @@ void *la_huge_take_region(void) {
  * had.  Called with an arena lock held: arena locks come before huge_lock. */
 bool la_huge_cache_region(void *region) {
   pthread_mutex_lock(&huge_lock);
-  la_huge_t *d = desc_new();
-  if (d) {
-    d->ptr = region;
-    d->size = 0;
-    d->map_size = LA_SEG_SIZE;
-    d->zeroed = false;
-    la_segmap_set(region, LA_SEG_SIZE, LA_MAP_HUGE);
-    cache_decay_init_once();
-    cache_push(d);
-  }
+  cache_decay_init_once();
+  la_huge_t *d = cache_new(region, LA_SEG_SIZE);
+  if (d) la_segmap_set(region, LA_SEG_SIZE, LA_MAP_HUGE);
   pthread_mutex_unlock(&huge_lock);
   return d != NULL;
 }
