@@ -268,27 +268,82 @@ static json_t *process_json(api_t *api, int pid) {
   return o ? o : store_process_json(api->store, pid);
 }
 
-static enum MHD_Result get_history(api_t *api, struct MHD_Connection *c, json_t *proc) {
-  const char *metric = MHD_lookup_connection_value(c, MHD_GET_ARGUMENT_KIND, "metric");
-  const char *from_s = MHD_lookup_connection_value(c, MHD_GET_ARGUMENT_KIND, "from");
-  const char *to_s = MHD_lookup_connection_value(c, MHD_GET_ARGUMENT_KIND, "to");
-  const char *step_s = MHD_lookup_connection_value(c, MHD_GET_ARGUMENT_KIND, "step");
-  const char *source = MHD_lookup_connection_value(c, MHD_GET_ARGUMENT_KIND, "source");
-  if (!metric || snap_metric_index(metric) < 0) return send_error(c, 400, "metric: missing or unknown metric name");
-  int64_t to = now_ms(), from = to - 3600 * 1000;
+static const char *arg(struct MHD_Connection *c, const char *name) {
+  return MHD_lookup_connection_value(c, MHD_GET_ARGUMENT_KIND, name);
+}
+
+/* The range every history query takes: from, to (default: the hour
+ * before now) and step.  NULL, or the 400's message. */
+static const char *parse_range(struct MHD_Connection *c, history_query_t *q) {
+  const char *from_s = arg(c, "from"), *to_s = arg(c, "to"), *step_s = arg(c, "step");
   long long step = 0;
-  if (to_s && !parse_time(to_s, &to)) return send_error(c, 400, "to: seconds since the epoch expected");
-  if (from_s && !parse_time(from_s, &from)) return send_error(c, 400, "from: seconds since the epoch expected");
-  if (!from_s) from = to - 3600 * 1000;
-  if (from > to) return send_error(c, 400, "from is after to");
-  if (step_s && !parse_int(step_s, 1, 86400 * 365, &step)) return send_error(c, 400, "step: positive seconds expected");
-  if (source && strcmp(source, "raw") && strcmp(source, "1m") && strcmp(source, "1h"))
-    return send_error(c, 400, "source: raw, 1m or 1h");
-  int64_t id = json_integer_value(json_object_get(proc, "id"));
-  json_t *h = store_history_json(api->store, id, metric, from, to, step * 1000, source);
+  q->to_ms = now_ms();
+  if (to_s && !parse_time(to_s, &q->to_ms)) return "to: seconds since the epoch expected";
+  q->from_ms = q->to_ms - 3600 * 1000;
+  if (from_s && !parse_time(from_s, &q->from_ms)) return "from: seconds since the epoch expected";
+  if (q->from_ms > q->to_ms) return "from is after to";
+  if (step_s && !parse_int(step_s, 1, 86400 * 365, &step)) return "step: positive seconds expected";
+  q->step_ms = step * 1000;
+  return NULL;
+}
+
+/* A history query's parameters: a metric of `set`, the range, a source.
+ * NULL, or the 400's message. */
+static const char *parse_history(struct MHD_Connection *c, const metric_set_t *set, history_query_t *q) {
+  q->metric = arg(c, "metric");
+  q->source = arg(c, "source");
+  if (!q->metric || metric_set_index(set, q->metric) < 0) return "metric: missing or unknown metric name";
+  if (q->source && strcmp(q->source, "raw") && strcmp(q->source, "1m") && strcmp(q->source, "1h"))
+    return "source: raw, 1m or 1h";
+  return parse_range(c, q);
+}
+
+static enum MHD_Result get_history(api_t *api, struct MHD_Connection *c, json_t *proc) {
+  history_query_t q;
+  const char *bad = parse_history(c, &snap_set, &q);
+  if (bad) return send_error(c, 400, bad);
+  json_t *h = store_history_json(api->store, json_integer_value(json_object_get(proc, "id")), &q);
   if (!h) return send_error(c, 400, "metric: unknown metric name");
   json_object_set(h, "pid", json_object_get(proc, "pid"));
   return send_json(c, 200, h);
+}
+
+static enum MHD_Result get_classes(api_t *api, struct MHD_Connection *c, json_t *proc) {
+  history_query_t q;
+  const char *bad = parse_range(c, &q);
+  if (bad) return send_error(c, 400, bad);
+  json_t *h = store_classes_json(api->store, json_integer_value(json_object_get(proc, "id")), q.from_ms, q.to_ms,
+                                 q.step_ms);
+  json_object_set(h, "pid", json_object_get(proc, "pid"));
+  return send_json(c, 200, h);
+}
+
+/* /api/v1/host/history[?exe=PATH] and /api/v1/host/executables. */
+static enum MHD_Result host_route(api_t *api, struct MHD_Connection *c, const char *method, const char *what) {
+  bool history = strcmp(what, "history") == 0;
+  if (!history && strcmp(what, "executables") != 0) return send_error(c, 404, "no such path");
+  if (strcmp(method, "GET")) return send_405(c, "GET");
+  history_query_t q;
+  const char *bad = parse_history(c, &host_set, &q);
+  if (bad) return send_error(c, 400, bad);
+  if (history) {
+    const char *exe = arg(c, "exe");
+    char key[HOST_KEY_MAX];
+    if (exe && (!*exe || snprintf(key, sizeof key, HOST_SERIES_EXE "%s", exe) >= (int)sizeof key))
+      return send_error(c, 400, "exe: an executable's path, at most 255 bytes");
+    json_t *h = store_host_history_json(api->store, exe ? key : NULL, &q);
+    if (exe) json_object_set_new(h, "exe", json_string(exe));
+    return h ? send_json(c, 200, h) : send_error(c, 500, "out of memory");
+  }
+  long long limit = 8;
+  const char *l = arg(c, "limit");
+  if (l && !parse_int(l, 1, HOST_EXES + 1, &limit)) {
+    char msg[48];
+    snprintf(msg, sizeof msg, "limit: 1 to %d", HOST_EXES + 1);
+    return send_error(c, 400, msg);
+  }
+  json_t *h = store_host_executables_json(api->store, &q, (int)limit);
+  return h ? send_json(c, 200, h) : send_error(c, 500, "out of memory");
 }
 
 /* The push thread: the process's answer (or timeout) becomes the job's
@@ -374,12 +429,13 @@ static enum MHD_Result processes_route(api_t *api, struct MHD_Connection *c, con
     if (!authorized(api, c)) return send_error(c, 401, "missing or wrong bearer token");
     return post_config(api, c, (int)pid, req);
   }
-  if (n == 3 && strcmp(parts[2], "history") != 0) return send_error(c, 404, "no such path");
+  bool classes = n == 3 && strcmp(parts[2], "classes") == 0;
+  if (n == 3 && !classes && strcmp(parts[2], "history") != 0) return send_error(c, 404, "no such path");
   if (strcmp(method, "GET")) return send_405(c, "GET");
   json_t *proc = process_json(api, (int)pid);
   if (!proc) return send_error(c, 404, "no such process");
   if (n == 2) return send_json(c, 200, proc);
-  enum MHD_Result r = get_history(api, c, proc);
+  enum MHD_Result r = classes ? get_classes(api, c, proc) : get_history(api, c, proc);
   json_decref(proc);
   return r;
 }
@@ -506,6 +562,7 @@ static enum MHD_Result route(api_t *api, struct MHD_Connection *c, const char *u
   if (n == 1 && strcmp(parts[0], "health") == 0) return strcmp(method, "GET") ? send_405(c, "GET") : get_health(api, c);
   if (n == 1 && strcmp(parts[0], "audit") == 0) return strcmp(method, "GET") ? send_405(c, "GET") : get_audit(api, c);
   if (strcmp(parts[0], "processes") == 0 && n <= 3) return processes_route(api, c, method, parts, n, req);
+  if (strcmp(parts[0], "host") == 0 && n == 2) return host_route(api, c, method, parts[1]);
   if (strcmp(parts[0], "rules") == 0 && n <= 2) return rules_route(api, c, method, parts, n, req);
   return send_error(c, 404, "no such path");
 }

@@ -55,9 +55,15 @@
  * memory: the API and /metrics serve live processes from here, not from
  * the database, which gets the full snapshot (with size classes, as JSON)
  * once a minute and when the process exits, for the history of exited
- * processes. */
+ * processes, and the size classes alone, packed, every CLASS_SAVE_MS for
+ * their history.
+ *
+ * Each tick also sums the live processes' newest snapshots into the
+ * host's series (host.h: the host, and its executables wasting most),
+ * written with their rollups in the same transaction. */
 #include "collector.h"
 
+#include "host.h"
 #include "judged.h"
 #include "log.h"
 #include "procinfo.h"
@@ -80,6 +86,8 @@
 #include <unistd.h>
 
 #define LATEST_SAVE_MS 60000   /* how often a live process's full snapshot is written */
+#define CLASS_SAVE_MS 10000    /* size classes are written at most once per slot of this */
+#define HOST_SERIES_MAX (HOST_EXES + 2)   /* the host, its executables, the others */
 #define CLOCK_SKEW_NS 2000000000ull        /* a snapshot may be this far ahead of allocd's clock */
 #define START_SLACK_NS 1000000000ull       /* start times are in clock ticks: allow a second */
 #define READ_MIN 16            /* tracked segments read per tick even when the budget is spent */
@@ -97,6 +105,7 @@ typedef struct tracked_s {
   uint64_t last_time_ns;            /* time of the newest snapshot stored */
   uid_t seg_uid;                    /* owner of its segment file */
   int64_t latest_saved_ms;          /* when live.snapshot last went to the database */
+  int64_t class_slot, class_minute; /* CLASS_SAVE_MS slot and minute of the last class row */
   bool seen, is_new;
   rollup_t minute, hour;
   /* What the tick being written may change, as it was before: if its
@@ -104,8 +113,22 @@ typedef struct tracked_s {
    * next tick instead of leaving a gap (and not counted twice). */
   bool undo_saved;
   uint64_t undo_number;
+  int64_t undo_class_slot, undo_class_minute;
   rollup_t undo_minute, undo_hour;
 } tracked_t;
+
+/* A host series being rolled up (host.h). */
+typedef struct host_series_s {
+  char key[HOST_KEY_MAX];
+  rollup_t minute, hour;
+} host_series_t;
+
+/* The host's series in memory, as one block so that a failed tick can
+ * put it back as it was. */
+typedef struct host_state_s {
+  host_series_t series[HOST_SERIES_MAX];
+  size_t n;
+} host_state_t;
 
 /* A file of the directory waiting to be judged: a segment or a temporary. */
 typedef struct entry_s {
@@ -134,6 +157,9 @@ struct collector_s {
   int64_t removals_minute_ms;
   collector_counters_t counters;
   bool dir_missing;           /* the directory could not be read last tick */
+  host_state_t host, host_undo;
+  host_class_t classes[ALLOC_SHM_MAX_CLASSES];   /* host totals per size class, for /metrics */
+  size_t nclasses;
 };
 
 static int64_t now_ms(void) {
@@ -386,6 +412,20 @@ static void store_snapshot(collector_t *c, tracked_t *t, const alloc_shm_snapsho
   c->counters.snapshots++;
 }
 
+/* The newest snapshot's size classes, if it is the first of its
+ * CLASS_SAVE_MS slot (slots are aligned to the wall clock, so the first row
+ * of each minute is known as it is written: the one kept longer). */
+static void save_classes(collector_t *c, tracked_t *t) {
+  static uint8_t packed[HOST_CLASSES_PACK_MAX];   /* one collector thread */
+  int64_t ms = (int64_t)(t->live.snapshot->time_ns / 1000000);
+  if (ms / CLASS_SAVE_MS == t->class_slot) return;
+  bool minute = ms / 60000 != t->class_minute;
+  if (!store_classes(c->store, t->live.process_id, ms, minute, packed, host_pack_classes(t->live.snapshot, packed)))
+    return;
+  t->class_slot = ms / CLASS_SAVE_MS;
+  if (minute) t->class_minute = ms / 60000;
+}
+
 /* Read the snapshots newer than the last one stored: at most a ring's
  * worth (alloc_shm_oldest is published - ring_slots + 1, and the reader
  * bounds published far below wrapping), and the reading point only moves
@@ -397,6 +437,8 @@ static void read_new(collector_t *c, tracked_t *t, alloc_shm_segment_t *seg, int
   if (!t->undo_saved) {
     t->undo_saved = true;
     t->undo_number = t->last_number;
+    t->undo_class_slot = t->class_slot;
+    t->undo_class_minute = t->class_minute;
     t->undo_minute = t->minute;
     t->undo_hour = t->hour;
   }
@@ -413,6 +455,7 @@ static void read_new(collector_t *c, tracked_t *t, alloc_shm_segment_t *seg, int
     any = true;
   }
   if (to > t->last_number) t->last_number = to;
+  if (any) save_classes(c, t);
   if (any && now - t->latest_saved_ms >= LATEST_SAVE_MS) save_latest(c, t, now);
 }
 
@@ -524,6 +567,81 @@ static void visit(collector_t *c, int dirfd, const entry_t *e, int64_t now, bool
     accept_segment(c, &seg, &pi, now);
   }
   alloc_shm_close(&seg);
+}
+
+/* ---- the host's series ---------------------------------------------------------- */
+
+static void flush_host(collector_t *c, host_series_t *h) {
+  if (h->minute.n) store_host_rollup(c->store, h->key, &h->minute);
+  if (h->hour.n) store_host_rollup(c->store, h->key, &h->hour);
+}
+
+/* The series with this key, added if there is room; NULL if not. */
+static host_series_t *host_series(collector_t *c, const char *key) {
+  for (size_t i = 0; i < c->host.n; i++)
+    if (strcmp(c->host.series[i].key, key) == 0) return &c->host.series[i];
+  if (c->host.n == HOST_SERIES_MAX) return NULL;
+  host_series_t *h = &c->host.series[c->host.n++];
+  snprintf(h->key, sizeof h->key, "%s", key);
+  rollup_init_set(&h->minute, 60000, &host_set);
+  rollup_init_set(&h->hour, 3600000, &host_set);
+  return h;
+}
+
+/* Series of earlier ticks that this one's sums do not have (an executable
+ * that exited or fell out of the top): their rollups are written (merged
+ * into the stored rows, like a restart's) and their places freed. */
+static void drop_absent(collector_t *c, const host_sum_t *sums, size_t n) {
+  size_t j = 0;
+  for (size_t i = 0; i < c->host.n; i++) {
+    bool present = false;
+    for (size_t k = 0; k < n && !present; k++) present = strcmp(sums[k].key, c->host.series[i].key) == 0;
+    if (present) c->host.series[j++] = c->host.series[i];
+    else flush_host(c, &c->host.series[i]);
+  }
+  c->host.n = j;
+}
+
+static void write_host(collector_t *c, const host_sum_t *sum, int64_t now) {
+  host_series_t *h = host_series(c, sum->key);
+  if (!h || store_host_sample(c->store, h->key, now, sum->v) != 1) return;
+  rollup_t done;
+  if (rollup_add(&h->minute, now, sum->v, &done)) store_host_rollup(c->store, h->key, &done);
+  if (rollup_add(&h->hour, now, sum->v, &done)) store_host_rollup(c->store, h->key, &done);
+}
+
+/* Sum the live processes' newest snapshots into the host's series and
+ * its size-class totals (called inside the tick's transaction). */
+static void host_tick(collector_t *c, int64_t now) {
+  pthread_mutex_lock(&c->lock);
+  c->host_undo = c->host;
+  const alloc_shm_snapshot_t **snaps = malloc((c->nprocs ? c->nprocs : 1) * sizeof *snaps);
+  const char **exes = malloc((c->nprocs ? c->nprocs : 1) * sizeof *exes);
+  size_t n = 0;
+  c->nclasses = 0;
+  for (size_t i = 0; snaps && exes && i < c->nprocs; i++) {
+    const collector_live_t *l = &c->procs[i].live;
+    if (!l->snapshot || l->process_id <= 0) continue;
+    snaps[n] = l->snapshot;
+    exes[n++] = l->exe;
+    c->nclasses = host_add_classes(c->classes, c->nclasses, ALLOC_SHM_MAX_CLASSES, l->snapshot);
+  }
+  host_sort_classes(c->classes, c->nclasses);
+  host_sum_t sums[HOST_SERIES_MAX];
+  size_t ns = snaps && exes ? host_sums(snaps, exes, n, sums) : 0;
+  drop_absent(c, sums, ns);
+  for (size_t i = 0; i < ns; i++) write_host(c, &sums[i], now);
+  free(snaps);
+  free(exes);
+  pthread_mutex_unlock(&c->lock);
+}
+
+size_t collector_host_classes(collector_t *c, host_class_t *out, size_t max) {
+  pthread_mutex_lock(&c->lock);
+  size_t n = c->nclasses < max ? c->nclasses : max;
+  memcpy(out, c->classes, n * sizeof *out);
+  pthread_mutex_unlock(&c->lock);
+  return n;
 }
 
 /* ---- the tick ---------------------------------------------------------------- */
@@ -678,6 +796,7 @@ void collector_tick(collector_t *c) {
   close(dirfd);
   log_removals(c, now);
   notice_exits(c, now);
+  host_tick(c, now);
   struct timespec w0, w1;
   clock_gettime(CLOCK_MONOTONIC, &w0);
   bool written = store_commit(c->store);
@@ -689,10 +808,14 @@ void collector_tick(collector_t *c) {
     tracked_t *t = &c->procs[i];
     if (!written) {   /* rolled back: rows of processes first seen in this tick are gone, the snapshots unwritten */
       t->live.process_id = 0;
-      if (t->undo_saved) t->last_number = t->undo_number, t->minute = t->undo_minute, t->hour = t->undo_hour;
+      if (t->undo_saved) {
+        t->last_number = t->undo_number, t->minute = t->undo_minute, t->hour = t->undo_hour;
+        t->class_slot = t->undo_class_slot, t->class_minute = t->undo_class_minute;
+      }
     }
     t->undo_saved = false;
   }
+  if (!written) c->host = c->host_undo;   /* its sample is gone: so is its place in the rollups */
   c->counters.ticks_over_budget += over;
   c->counters.last_write_seconds = (double)(w1.tv_sec - w0.tv_sec) + (w1.tv_nsec - w0.tv_nsec) / 1e9;
   c->counters.ticks++;
@@ -704,6 +827,7 @@ void collector_flush(collector_t *c) {
   store_begin(c->store);
   pthread_mutex_lock(&c->lock);
   int64_t now = now_ms();
+  for (size_t i = 0; i < c->host.n; i++) flush_host(c, &c->host.series[i]);
   for (size_t i = 0; i < c->nprocs; i++) {
     flush_rollups(c, &c->procs[i]);
     if (c->procs[i].live.process_id > 0) save_latest(c, &c->procs[i], now);

@@ -3,6 +3,7 @@
 #ifndef ALLOCD_COLLECTOR_H
 #define ALLOCD_COLLECTOR_H
 
+#include "host.h"
 #include "store.h"
 
 #include <alloc_shm.h>
@@ -82,6 +83,10 @@ collector_live_t *collector_live(collector_t *c, int pid, size_t *n, bool with_c
  * config and, if asked, size classes (the shape store.c gives exited ones). */
 json_t *collector_live_json(const collector_live_t *l, bool with_classes);
 void collector_counters(collector_t *c, collector_counters_t *out);
+
+/* The host's totals per size class as of the last tick, up to max of
+ * them; returns how many. */
+size_t collector_host_classes(collector_t *c, host_class_t *out, size_t max);
 
 /* Processes first seen in the last tick that rules have not been applied
  * to yet: up to max of them are copied out and marked as handled. */

@@ -6,7 +6,10 @@
  * ends in it already), _total for counters.  Each process is one series
  * per metric, labelled with pid, start_time, exe and comm; its effective
  * configuration is exported as liballoc_config_*.  Live processes come
- * from the collector's memory (the newest snapshot of each).
+ * from the collector's memory (the newest snapshot of each).  Host totals
+ * are liballoc_host_*: sums of the byte gauges and counters, and per size
+ * class (labelled size) the totals of host.h's HOST_CLASS_TOTALS: per host,
+ * not per process, so their series do not multiply with the processes.
  * allocd's own health is allocd_*. */
 #include "prom.h"
 
@@ -107,6 +110,20 @@ static void put_host_totals(buf_t *b, const series_t *ser, size_t n) {
     for (size_t k = 0; k < n; k++) sum += ser[k].v[i];
     put(b, "# HELP %s Sum over the live processes: %s\n# TYPE %s %s\n%s %.0f\n", host, m->help, host, m->type, host, sum);
   }
+}
+
+/* liballoc_host_class_<field>{size="N"}: the collector's totals of the
+ * last tick, by size. */
+static void put_host_classes(buf_t *b, collector_t *c) {
+  host_class_t cls[ALLOC_SHM_MAX_CLASSES];
+  size_t n = collector_host_classes(c, cls, ALLOC_SHM_MAX_CLASSES);
+#define X(field, help)                                                                                      \
+  put(b, "# HELP liballoc_host_class_" #field " %s\n# TYPE liballoc_host_class_" #field " gauge\n", help);    \
+  for (size_t i = 0; i < n; i++)                                                                            \
+    put(b, "liballoc_host_class_" #field "{size=\"%llu\"} %llu\n", (unsigned long long)cls[i].size,          \
+        (unsigned long long)cls[i].field);
+  HOST_CLASS_TOTALS(X)
+#undef X
 }
 
 static void put_process_metrics(buf_t *b, const series_t *ser, size_t n) {
@@ -229,6 +246,7 @@ char *prom_render(collector_t *collector, const prom_agent_t *agent, size_t *len
   series_t *ser = live_series(collector, &live, &n);
   if (!b.data || !ser) b.failed = true;
   put_host_totals(&b, ser, n);
+  put_host_classes(&b, collector);
   put_process_metrics(&b, ser, n);
   put_config_metrics(&b, ser, n);
   put_agent_metrics(&b, collector, agent);

@@ -6,26 +6,22 @@
 #include <stdio.h>
 #include <string.h>
 
-#define UNIT_BYTES "bytes"
-#define UNIT_COUNT "count"
-#define UNIT_NANOSECONDS "nanoseconds"
-#define TYPE_GAUGE "gauge"
-#define TYPE_COUNTER "counter"
-
 const metric_info_t snap_metrics[SNAP_NMETRICS] = {
-#define X(name, type, unit, help) {#name, TYPE_##type, UNIT_##unit, help},
-  ALLOC_SHM_STATS(X)
-#undef X
-#define X(name, help) {#name, "gauge", "ratio", help},
+  ALLOC_SHM_STATS(METRIC_INFO)
+#define X(name, help) {#name, METRIC_TYPE_GAUGE, METRIC_UNIT_RATIO, help},
   ALLOC_SHM_DERIVED(X)
 #undef X
 };
 
-int snap_metric_index(const char *name) {
-  for (int i = 0; i < SNAP_NMETRICS; i++)
-    if (strcmp(snap_metrics[i].name, name) == 0) return i;
+const metric_set_t snap_set = {snap_metrics, SNAP_NMETRICS};
+
+int metric_set_index(const metric_set_t *set, const char *name) {
+  for (int i = 0; i < set->n; i++)
+    if (strcmp(set->info[i].name, name) == 0) return i;
   return -1;
 }
+
+int snap_metric_index(const char *name) { return metric_set_index(&snap_set, name); }
 
 void snap_metric_values(const alloc_shm_snapshot_t *s, double out[SNAP_NMETRICS]) {
   int i = 0;

@@ -18,7 +18,28 @@ typedef struct metric_info_s {
   const char *help;
 } metric_info_t;
 
+/* A metric_info_t from an X(name, TYPE, UNIT, help) list entry. */
+#define METRIC_INFO(name, type, unit, help) {#name, METRIC_TYPE_##type, METRIC_UNIT_##unit, help},
+#define METRIC_UNIT_BYTES "bytes"
+#define METRIC_UNIT_COUNT "count"
+#define METRIC_UNIT_NANOSECONDS "nanoseconds"
+#define METRIC_UNIT_RATIO "ratio"
+#define METRIC_TYPE_GAUGE "gauge"
+#define METRIC_TYPE_COUNTER "counter"
+
 extern const metric_info_t snap_metrics[SNAP_NMETRICS];
+
+/* A list of metrics a history table stores: a process's (snap_set) or the
+ * host's (host.h).  No set has more than SNAP_NMETRICS. */
+typedef struct metric_set_s {
+  const metric_info_t *info;
+  int n;
+} metric_set_t;
+
+extern const metric_set_t snap_set;
+
+/* Index of a metric of the set by name, or -1. */
+int metric_set_index(const metric_set_t *set, const char *name);
 
 /* Index of a metric by name, or -1. */
 int snap_metric_index(const char *name);

@@ -14,6 +14,7 @@
  * the oldest data first and giving pages back with incremental vacuum. */
 #include "store.h"
 
+#include "host.h"
 #include "log.h"
 #include "pack.h"
 #include "schema.h"
@@ -36,28 +37,58 @@
 #define MAX_LAYOUT 512      /* metrics in a layout we are willing to decode */
 #define LAYOUT_CACHE 8
 
-/* The writer's statements run on every tick. */
+/* Whose history a row is: a process's (by its id) or one of the host's
+ * series (host.h, by its key).  The two kinds have the same tables, in
+ * the same order, under other names (history_tables). */
+typedef struct owner_s {
+  int64_t process_id;
+  const char *series;   /* non-NULL: a host series */
+} owner_t;
+
+#define OWNER_KIND(o) ((o)->series ? 1 : 0)
+
+/* The writer's statements run on every tick.  The five history statements
+ * come once per kind of owner, a process's then the host's, with the same
+ * parameters: ?1 owner, ?2 t, ?3 n or number, ?4 layout, ?5 stats. */
 enum hot {
-  HOT_PROCESS, HOT_SAMPLE, HOT_ROLLUP_1M, HOT_ROLLUP_1H, HOT_GET_1M, HOT_GET_1H, HOT_LATEST, HOT_EXITED, HOT_COUNT
+  HOT_SAMPLE, HOT_ROLLUP_1M, HOT_ROLLUP_1H, HOT_GET_1M, HOT_GET_1H,
+  HOT_HOST_SAMPLE, HOT_HOST_ROLLUP_1M, HOT_HOST_ROLLUP_1H, HOT_HOST_GET_1M, HOT_HOST_GET_1H,
+  HOT_PROCESS, HOT_LATEST, HOT_EXITED, HOT_CLASSES, HOT_COUNT
 };
+#define HOT_PER_KIND (HOT_HOST_SAMPLE - HOT_SAMPLE)
 
 static const char *const hot_sql[HOT_COUNT] = {
+  "INSERT OR IGNORE INTO samples (process_id, t, number, layout, stats) VALUES (?1, ?2, ?3, ?4, ?5)",
+  "INSERT OR REPLACE INTO rollup_1m (process_id, t, n, layout, stats) VALUES (?1, ?2, ?3, ?4, ?5)",
+  "INSERT OR REPLACE INTO rollup_1h (process_id, t, n, layout, stats) VALUES (?1, ?2, ?3, ?4, ?5)",
+  "SELECT n, layout, stats FROM rollup_1m WHERE process_id = ?1 AND t = ?2",
+  "SELECT n, layout, stats FROM rollup_1h WHERE process_id = ?1 AND t = ?2",
+  "INSERT OR IGNORE INTO host_samples (series, t, layout, stats) VALUES (?1, ?2, ?4, ?5)",
+  "INSERT OR REPLACE INTO host_rollup_1m (series, t, n, layout, stats) VALUES (?1, ?2, ?3, ?4, ?5)",
+  "INSERT OR REPLACE INTO host_rollup_1h (series, t, n, layout, stats) VALUES (?1, ?2, ?3, ?4, ?5)",
+  "SELECT n, layout, stats FROM host_rollup_1m WHERE series = ?1 AND t = ?2",
+  "SELECT n, layout, stats FROM host_rollup_1h WHERE series = ?1 AND t = ?2",
   "INSERT INTO processes (pid, start_time, pidns, uid, exe, comm, version, first_seen, last_seen)"
   " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?8)"
   " ON CONFLICT (pid, start_time, pidns) DO UPDATE SET alive = 1, exited_at = NULL, last_seen = ?8"
   " RETURNING id, first_seen",
-  "INSERT OR IGNORE INTO samples (process_id, t, number, layout, stats) VALUES (?, ?, ?, ?, ?)",
-  "INSERT OR REPLACE INTO rollup_1m (process_id, t, n, layout, stats) VALUES (?, ?, ?, ?, ?)",
-  "INSERT OR REPLACE INTO rollup_1h (process_id, t, n, layout, stats) VALUES (?, ?, ?, ?, ?)",
-  "SELECT n, layout, stats FROM rollup_1m WHERE process_id = ? AND t = ?",
-  "SELECT n, layout, stats FROM rollup_1h WHERE process_id = ? AND t = ?",
   "UPDATE processes SET latest = ?, last_seen = ? WHERE id = ?",
   "UPDATE processes SET alive = 0, exited_at = ?1, last_seen = ?1, latest = coalesce(?2, latest) WHERE id = ?3",
+  "INSERT OR IGNORE INTO class_samples (process_id, t, minute, classes) VALUES (?, ?, ?, ?)",
 };
 
-/* Where each of our metrics sits in a stored layout (-1: absent). */
+/* The history tables of each kind of owner, finest first, and the
+ * column that names the owner. */
+enum { SOURCE_RAW, SOURCE_1M, SOURCE_1H, NSOURCES };
+static const char *const history_tables[2][NSOURCES] = {
+  {"samples", "rollup_1m", "rollup_1h"}, {"host_samples", "host_rollup_1m", "host_rollup_1h"}};
+static const char *const owner_column[2] = {"process_id", "series"};
+static const metric_set_t *const owner_set[2] = {&snap_set, &host_set};
+
+/* Where each of a set's metrics sits in a stored layout (-1: absent). */
 typedef struct layout_s {
   int64_t id;
+  const metric_set_t *set;
   int n;
   short pos[SNAP_NMETRICS];
 } layout_t;
@@ -67,8 +98,8 @@ struct store_s {
   pthread_mutex_t lock, rlock;
   sqlite3_stmt *hot[HOT_COUNT];
   store_limits_t limits;
-  int64_t layout_id;                 /* the layout this allocd writes */
-  char *layout_text;                 /* its JSON array of names */
+  int64_t layout_id[2];              /* the layouts this allocd writes (process, host) */
+  char *layout_text;                 /* the process layout's JSON array of names */
   layout_t layouts[LAYOUT_CACHE];    /* read side, under rlock */
   int nlayouts;
   bool tx_failed;                    /* a write in the current transaction failed */
@@ -188,10 +219,10 @@ static int64_t wall_ms(void) {
 
 /* ---- layouts and packing ------------------------------------------------- */
 
-/* Our layout: the metric names in snap_metrics order, as a JSON array. */
-static char *layout_text(void) {
+/* A set's layout: its metric names in order, as a JSON array. */
+static char *layout_text(const metric_set_t *set) {
   json_t *a = json_array();
-  for (int i = 0; i < SNAP_NMETRICS; i++) json_array_append_new(a, json_string(snap_metrics[i].name));
+  for (int i = 0; i < set->n; i++) json_array_append_new(a, json_string(set->info[i].name));
   char *text = json_dumps(a, JSON_COMPACT);
   json_decref(a);
   return text;
@@ -236,23 +267,29 @@ static void sql_pack(sqlite3_context *ctx, int argc, sqlite3_value **argv) {
   sqlite3_result_blob(ctx, buf, (int)len, SQLITE_TRANSIENT);
 }
 
-/* Register our layout (once per distinct list of metrics) and remember its id. */
-static bool use_layout(store_t *st) {
-  sqlite3_stmt *s = prepare(st, "INSERT INTO layouts (metrics) VALUES (?1)"
-                                " ON CONFLICT (metrics) DO UPDATE SET metrics = metrics RETURNING id");
-  if (!s) return false;
-  sqlite3_bind_text(s, 1, st->layout_text, -1, SQLITE_STATIC);
-  if (sqlite3_step(s) == SQLITE_ROW) st->layout_id = sqlite3_column_int64(s, 0);
-  else remember_error(st, st->db, "layout");
-  sqlite3_finalize(s);
-  return st->layout_id > 0;
+/* Register the layout of each kind of owner (once per distinct list of
+ * metrics) and remember their ids. */
+static bool use_layouts(store_t *st) {
+  for (int k = 0; k < 2; k++) {
+    char *text = k ? layout_text(owner_set[k]) : st->layout_text;
+    sqlite3_stmt *s = text ? prepare(st, "INSERT INTO layouts (metrics) VALUES (?1)"
+                                         " ON CONFLICT (metrics) DO UPDATE SET metrics = metrics RETURNING id")
+                           : NULL;
+    if (s) sqlite3_bind_text(s, 1, text, -1, SQLITE_TRANSIENT);
+    if (s && sqlite3_step(s) == SQLITE_ROW) st->layout_id[k] = sqlite3_column_int64(s, 0);
+    else remember_error(st, st->db, "layout");
+    sqlite3_finalize(s);
+    if (k) free(text);
+    if (st->layout_id[k] <= 0) return false;
+  }
+  return true;
 }
 
-/* The positions of our metrics in stored layout `id` (reader side, cached);
- * NULL if the layout is unknown or unreadable. */
-static const layout_t *layout_get(store_t *st, int64_t id) {
+/* The positions of a set's metrics in stored layout `id` (reader side,
+ * cached); NULL if the layout is unknown or unreadable. */
+static const layout_t *layout_get(store_t *st, int64_t id, const metric_set_t *set) {
   for (int i = 0; i < st->nlayouts; i++)
-    if (st->layouts[i].id == id) return &st->layouts[i];
+    if (st->layouts[i].id == id && st->layouts[i].set == set) return &st->layouts[i];
   sqlite3_stmt *s = prepare_read(st, "SELECT metrics FROM layouts WHERE id = ?");
   json_t *names = NULL;
   if (s) {
@@ -265,12 +302,13 @@ static const layout_t *layout_get(store_t *st, int64_t id) {
   if (n > 0 && n <= MAX_LAYOUT) {
     l = &st->layouts[st->nlayouts < LAYOUT_CACHE ? st->nlayouts++ : LAYOUT_CACHE - 1];
     l->id = id;
+    l->set = set;
     l->n = (int)n;
-    for (int i = 0; i < SNAP_NMETRICS; i++) {
+    for (int i = 0; i < set->n; i++) {
       l->pos[i] = -1;
       for (size_t k = 0; k < n; k++)
         if (json_is_string(json_array_get(names, k)) &&
-            strcmp(json_string_value(json_array_get(names, k)), snap_metrics[i].name) == 0)
+            strcmp(json_string_value(json_array_get(names, k)), set->info[i].name) == 0)
           l->pos[i] = (short)k;
     }
   }
@@ -381,7 +419,7 @@ static store_t *open_failed(store_t *st, char *err, size_t errlen) {
 
 store_t *store_open(const char *path, const store_limits_t *limits, char *err, size_t errlen) {
   store_t *st = calloc(1, sizeof *st);
-  if (!st || !(st->layout_text = layout_text())) {
+  if (!st || !(st->layout_text = layout_text(&snap_set))) {
     snprintf(err, errlen, "out of memory");
     free(st);
     return NULL;
@@ -418,7 +456,7 @@ store_t *store_open(const char *path, const store_limits_t *limits, char *err, s
       !exec(st, "PRAGMA synchronous = NORMAL") || !exec(st, "PRAGMA foreign_keys = ON") || !migrate(st, err, errlen))
     return open_failed(st, err, errlen);
   ensure_incremental_vacuum(st);
-  if (!use_layout(st) || !prepare_hot(st) || !(st->rdb = open_connection(path, err, errlen)) ||
+  if (!use_layouts(st) || !prepare_hot(st) || !(st->rdb = open_connection(path, err, errlen)) ||
       sqlite3_exec(st->rdb, "PRAGMA query_only = 1", NULL, NULL, NULL) != SQLITE_OK)
     return open_failed(st, err, errlen);
   return st;
@@ -489,26 +527,44 @@ int64_t store_process(store_t *st, const store_proc_t *p, int64_t now_ms, int64_
   return id;
 }
 
-static bool insert_packed(store_t *st, enum hot which, int64_t process_id, int64_t t_ms, int64_t n,
+static void bind_owner(sqlite3_stmt *s, int i, const owner_t *o) {
+  if (o->series) sqlite3_bind_text(s, i, o->series, -1, SQLITE_STATIC);
+  else sqlite3_bind_int64(s, i, o->process_id);
+}
+
+/* The hot statement `which` (a process's) for owner o's kind. */
+static sqlite3_stmt *hot_for(store_t *st, enum hot which, const owner_t *o) {
+  return st->hot[which + OWNER_KIND(o) * HOT_PER_KIND];
+}
+
+static bool insert_packed(store_t *st, enum hot which, const owner_t *o, int64_t t_ms, int64_t n,
                           const uint8_t *packed, size_t len) {
-  sqlite3_stmt *s = st->hot[which];
-  sqlite3_bind_int64(s, 1, process_id);
+  sqlite3_stmt *s = hot_for(st, which, o);
+  bind_owner(s, 1, o);
   sqlite3_bind_int64(s, 2, t_ms);
   sqlite3_bind_int64(s, 3, n);
-  sqlite3_bind_int64(s, 4, st->layout_id);
+  sqlite3_bind_int64(s, 4, st->layout_id[OWNER_KIND(o)]);
   sqlite3_bind_blob(s, 5, packed, (int)len, SQLITE_STATIC);
   return finish(st, s, true, which == HOT_SAMPLE ? "sample" : "rollup");
 }
 
-int store_sample(store_t *st, int64_t process_id, int64_t t_ms, uint64_t number, const double v[SNAP_NMETRICS]) {
+static int write_sample(store_t *st, const owner_t *o, int64_t t_ms, uint64_t number, const double *v) {
   uint8_t packed[SNAP_NMETRICS * PACK_MAX];
-  size_t len = pack_values(v, SNAP_NMETRICS, NULL, packed);
-  if (!insert_packed(st, HOT_SAMPLE, process_id, t_ms, (int64_t)number, packed, len)) return -1;
+  size_t len = pack_values(v, owner_set[OWNER_KIND(o)]->n, NULL, packed);
+  if (!insert_packed(st, HOT_SAMPLE, o, t_ms, (int64_t)number, packed, len)) return -1;
   return sqlite3_changes(st->db) > 0;   /* 0: stored before (an earlier run read it from the ring) */
 }
 
-/* A stored rollup row as a rollup_t: the metrics its layout lacks are NaN.
- * False if the layout is unknown or the bytes do not decode. */
+int store_sample(store_t *st, int64_t process_id, int64_t t_ms, uint64_t number, const double v[SNAP_NMETRICS]) {
+  return write_sample(st, &(owner_t){.process_id = process_id}, t_ms, number, v);
+}
+
+int store_host_sample(store_t *st, const char *series, int64_t t_ms, const double v[HOST_NMETRICS]) {
+  return write_sample(st, &(owner_t){.series = series}, t_ms, 0, v);
+}
+
+/* A stored rollup row as a rollup_t of r's set: the metrics its layout
+ * lacks are NaN.  False if the layout is unknown or the bytes do not decode. */
 static bool unpack_rollup(const layout_t *l, const uint8_t *blob, size_t len, int64_t n, rollup_t *r) {
   static __thread double v[4][MAX_LAYOUT];   /* last, min, max, avg in the row's layout */
   size_t pos = 0;
@@ -516,7 +572,7 @@ static bool unpack_rollup(const layout_t *l, const uint8_t *blob, size_t len, in
   for (int k = 1; k < 4; k++)
     if (!unpack_values(blob, len, &pos, l->n, v[0], v[k])) return false;
   r->n = (int)n;
-  for (int i = 0; i < SNAP_NMETRICS; i++) {
+  for (int i = 0; i < r->set->n; i++) {
     int at = l->pos[i];
     r->last[i] = at < 0 ? NAN : v[0][at];
     r->min[i] = at < 0 ? NAN : v[1][at];
@@ -527,18 +583,18 @@ static bool unpack_rollup(const layout_t *l, const uint8_t *blob, size_t len, in
 }
 
 /* The row already stored for r's period, if any (written before a
- * restart, or when the process was last seen): false if there is none or
+ * restart, or when the owner was last seen): false if there is none or
  * it cannot be read.  The layout cache belongs to the reader, so it is used
  * under rlock (the writer's lock is held: always lock, then rlock). */
-static bool stored_rollup(store_t *st, int64_t process_id, const rollup_t *r, rollup_t *out) {
-  sqlite3_stmt *s = st->hot[r->period_ms == 3600000 ? HOT_GET_1H : HOT_GET_1M];
-  sqlite3_bind_int64(s, 1, process_id);
+static bool stored_rollup(store_t *st, const owner_t *o, const rollup_t *r, rollup_t *out) {
+  sqlite3_stmt *s = hot_for(st, r->period_ms == 3600000 ? HOT_GET_1H : HOT_GET_1M, o);
+  bind_owner(s, 1, o);
   sqlite3_bind_int64(s, 2, r->start_ms);
   bool found = false;
   if (sqlite3_step(s) == SQLITE_ROW) {
     pthread_mutex_lock(&st->rlock);
-    const layout_t *l = layout_get(st, sqlite3_column_int64(s, 1));
-    rollup_init(out, r->period_ms);
+    const layout_t *l = layout_get(st, sqlite3_column_int64(s, 1), r->set);
+    rollup_init_set(out, r->period_ms, r->set);
     found = unpack_rollup(l, sqlite3_column_blob(s, 2), (size_t)sqlite3_column_bytes(s, 2), sqlite3_column_int64(s, 0),
                           out);
     pthread_mutex_unlock(&st->rlock);
@@ -548,12 +604,29 @@ static bool stored_rollup(store_t *st, int64_t process_id, const rollup_t *r, ro
   return found;
 }
 
-bool store_rollup(store_t *st, int64_t process_id, const rollup_t *r) {
+static bool write_rollup(store_t *st, const owner_t *o, const rollup_t *r) {
   uint8_t packed[ROLLUP_PACK_MAX];
   rollup_t merged = *r, stored;
-  if (stored_rollup(st, process_id, r, &stored)) rollup_merge(&merged, &stored);
-  return insert_packed(st, r->period_ms == 3600000 ? HOT_ROLLUP_1H : HOT_ROLLUP_1M, process_id, r->start_ms, merged.n,
-                       packed, rollup_pack(&merged, packed));
+  if (stored_rollup(st, o, r, &stored)) rollup_merge(&merged, &stored);
+  return insert_packed(st, r->period_ms == 3600000 ? HOT_ROLLUP_1H : HOT_ROLLUP_1M, o, r->start_ms, merged.n, packed,
+                       rollup_pack(&merged, packed));
+}
+
+bool store_rollup(store_t *st, int64_t process_id, const rollup_t *r) {
+  return write_rollup(st, &(owner_t){.process_id = process_id}, r);
+}
+
+bool store_host_rollup(store_t *st, const char *series, const rollup_t *r) {
+  return write_rollup(st, &(owner_t){.series = series}, r);
+}
+
+bool store_classes(store_t *st, int64_t process_id, int64_t t_ms, bool minute, const uint8_t *packed, size_t len) {
+  sqlite3_stmt *s = st->hot[HOT_CLASSES];
+  sqlite3_bind_int64(s, 1, process_id);
+  sqlite3_bind_int64(s, 2, t_ms);
+  sqlite3_bind_int(s, 3, minute);
+  sqlite3_bind_blob(s, 4, packed, (int)len, SQLITE_STATIC);
+  return finish(st, s, true, "classes");
 }
 
 bool store_latest(store_t *st, int64_t process_id, int64_t now_ms, const char *snapshot_json) {
@@ -605,7 +678,7 @@ static void fold_rows(store_t *st, const char *sql, int64_t process_id, rollup_t
   sqlite3_bind_int64(s, 3, start + r->period_ms);
   while (s && sqlite3_step(s) == SQLITE_ROW) {
     pthread_mutex_lock(&st->rlock);   /* the layout cache: see stored_rollup */
-    const layout_t *l = layout_get(st, sqlite3_column_int64(s, 1));
+    const layout_t *l = layout_get(st, sqlite3_column_int64(s, 1), &snap_set);
     const uint8_t *blob = sqlite3_column_blob(s, 2);
     size_t len = (size_t)sqlite3_column_bytes(s, 2);
     double v[SNAP_NMETRICS];
@@ -621,10 +694,11 @@ static void fold_rows(store_t *st, const char *sql, int64_t process_id, rollup_t
 /* Replace the stored row of r's period with r if r holds more snapshots. */
 static int replace_if_more(store_t *st, int64_t process_id, const rollup_t *r) {
   rollup_t stored;
-  if (r->n == 0 || (stored_rollup(st, process_id, r, &stored) && stored.n >= r->n)) return 0;
+  const owner_t o = {.process_id = process_id};
+  if (r->n == 0 || (stored_rollup(st, &o, r, &stored) && stored.n >= r->n)) return 0;
   uint8_t packed[ROLLUP_PACK_MAX];
-  return insert_packed(st, r->period_ms == 3600000 ? HOT_ROLLUP_1H : HOT_ROLLUP_1M, process_id, r->start_ms, r->n,
-                       packed, rollup_pack(r, packed));
+  return insert_packed(st, r->period_ms == 3600000 ? HOT_ROLLUP_1H : HOT_ROLLUP_1M, &o, r->start_ms, r->n, packed,
+                       rollup_pack(r, packed));
 }
 
 /* Complete the newest minute and hour of every process still marked
@@ -674,6 +748,22 @@ void store_mark_all_exited(store_t *st, int64_t t_ms) {
 
 /* ---- retention ------------------------------------------------------------- */
 
+/* Every history table and which retention applies to its rows (0 raw,
+ * 1 one-minute, 2 one-hour): a process's, the host's, and the size
+ * classes (rows every 10 s go with the raw samples, each minute's first
+ * with the 1-minute rollups). */
+static const struct retained_s {
+  const char *table, *key, *where;
+  int keep;
+} retained[] = {
+  {"samples", "process_id, t, number", "", 0},  {"rollup_1m", "process_id, t", "", 1},
+  {"rollup_1h", "process_id, t", "", 2},        {"host_samples", "series, t", "", 0},
+  {"host_rollup_1m", "series, t", "", 1},       {"host_rollup_1h", "series, t", "", 2},
+  {"class_samples", "process_id, t", "minute = 0 AND ", 0},
+  {"class_samples", "process_id, t", "minute IN (0, 1) AND ", 1},
+};
+#define NRETAINED (sizeof retained / sizeof retained[0])
+
 static int delete_older(store_t *st, const char *sql, int64_t before) {
   sqlite3_stmt *s = prepare(st, sql);
   if (!s) return 0;
@@ -685,14 +775,13 @@ static int delete_older(store_t *st, const char *sql, int64_t before) {
   return sqlite3_changes(st->db);
 }
 
-static const char *const delete_sql[] = {
-  "DELETE FROM samples WHERE (process_id, t, number) IN"
-  " (SELECT process_id, t, number FROM samples WHERE t < ?1 ORDER BY t LIMIT ?2)",
-  "DELETE FROM rollup_1m WHERE (process_id, t) IN"
-  " (SELECT process_id, t FROM rollup_1m WHERE t < ?1 ORDER BY t LIMIT ?2)",
-  "DELETE FROM rollup_1h WHERE (process_id, t) IN"
-  " (SELECT process_id, t FROM rollup_1h WHERE t < ?1 ORDER BY t LIMIT ?2)",
-};
+/* Delete up to BATCH of table r's rows older than `before`. */
+static int delete_older_rows(store_t *st, const struct retained_s *r, int64_t before) {
+  char sql[256];
+  snprintf(sql, sizeof sql, "DELETE FROM %s WHERE (%s) IN (SELECT %s FROM %s WHERE %st < ?1 ORDER BY t LIMIT ?2)",
+           r->table, r->key, r->key, r->table, r->where);
+  return delete_older(st, sql, before);
+}
 
 static int64_t db_bytes(store_t *st, sqlite3 *db) {
   return query_int_on(st, db, "PRAGMA page_count") * query_int_on(st, db, "PRAGMA page_size");
@@ -715,7 +804,20 @@ typedef struct holder_s {
   int64_t process_id, uid, rows;
 } holder_t;
 
-static const char *const history_tables[] = {"samples", "rollup_1m", "rollup_1h"};
+/* The tables the cap trims, finest first: each process's rows, and beside
+ * them the host's series, one holder (HOST_HOLDER) with a uid of its own:
+ * the host's history is cut back like one user's, never first. */
+static const struct capped_s {
+  const char *table, *key, *host;
+} capped[] = {
+  {"samples", "process_id, t, number", "host_samples"},
+  {"class_samples", "process_id, t", NULL},
+  {"rollup_1m", "process_id, t", "host_rollup_1m"},
+  {"rollup_1h", "process_id, t", "host_rollup_1h"},
+};
+#define NCAPPED (int)(sizeof capped / sizeof capped[0])
+#define HOST_HOLDER -1
+#define HOST_HOLDER_UID -2
 
 static int by_uid(const void *a, const void *b) {
   const holder_t *x = a, *y = b;
@@ -724,9 +826,12 @@ static int by_uid(const void *a, const void *b) {
 
 /* Count the rows of table `i` per process (sorted by uid); false if none. */
 static bool count_holders(store_t *st, int i, int64_t now_ms) {
-  char sql[256];
+  char sql[384], host[96] = "";
+  if (capped[i].host)
+    snprintf(host, sizeof host, " UNION ALL SELECT %d, %d, count(*) FROM %s", HOST_HOLDER, HOST_HOLDER_UID,
+             capped[i].host);
   snprintf(sql, sizeof sql, "SELECT h.process_id, coalesce(p.uid, -1), count(*) FROM %s h"
-           " LEFT JOIN processes p ON p.id = h.process_id GROUP BY h.process_id", history_tables[i]);
+           " LEFT JOIN processes p ON p.id = h.process_id GROUP BY h.process_id%s", capped[i].table, host);
   sqlite3_stmt *s = prepare(st, sql);
   st->nholders = 0;
   size_t cap = 0;
@@ -766,18 +871,18 @@ static holder_t *pick_victim(store_t *st) {
   return best;
 }
 
-static const char *const trim_sql[] = {
-  "DELETE FROM samples WHERE (process_id, t, number) IN"
-  " (SELECT process_id, t, number FROM samples WHERE process_id = ?1 ORDER BY t LIMIT ?2)",
-  "DELETE FROM rollup_1m WHERE (process_id, t) IN"
-  " (SELECT process_id, t FROM rollup_1m WHERE process_id = ?1 ORDER BY t LIMIT ?2)",
-  "DELETE FROM rollup_1h WHERE (process_id, t) IN"
-  " (SELECT process_id, t FROM rollup_1h WHERE process_id = ?1 ORDER BY t LIMIT ?2)",
-};
-
-/* Delete the oldest `n` rows of one process from table i. */
+/* Delete the oldest `n` rows of one process (or of the host's series)
+ * from table i. */
 static int trim_process(store_t *st, int i, int64_t process_id, int64_t n) {
-  sqlite3_stmt *s = prepare(st, trim_sql[i]);
+  char sql[256];
+  const struct capped_s *c = &capped[i];
+  if (process_id == HOST_HOLDER)
+    snprintf(sql, sizeof sql, "DELETE FROM %s WHERE (series, t) IN (SELECT series, t FROM %s ORDER BY t LIMIT ?2)",
+             c->host, c->host);
+  else
+    snprintf(sql, sizeof sql, "DELETE FROM %s WHERE (%s) IN (SELECT %s FROM %s WHERE process_id = ?1 ORDER BY t LIMIT ?2)",
+             c->table, c->key, c->key, c->table);
+  sqlite3_stmt *s = prepare(st, sql);
   if (!s) return 0;
   sqlite3_bind_int64(s, 1, process_id);
   sqlite3_bind_int64(s, 2, n);
@@ -792,7 +897,7 @@ static int trim_process(store_t *st, int i, int64_t process_id, int64_t n) {
  * rows in all.  Returns the rows deleted, -1 when no table has rows. */
 static int trim_to_cap(store_t *st, int64_t now_ms) {
   bool counted = now_ms - st->holders_ms < FAIR_RECOUNT_MS && pick_victim(st);
-  for (int i = counted ? st->holders_table : 0; !counted && i < 3; i++) counted = count_holders(st, i, now_ms);
+  for (int i = counted ? st->holders_table : 0; !counted && i < NCAPPED; i++) counted = count_holders(st, i, now_ms);
   if (!counted) return -1;
   int deleted = 0;
   for (int k = 0; k < FAIR_PICKS && deleted < BATCH; k++) {
@@ -813,8 +918,8 @@ bool store_retain(store_t *st, int64_t now_ms) {
   int deleted = 0;
   bool full = false;
   exec(st, "BEGIN IMMEDIATE");
-  for (int i = 0; i < 3; i++) {
-    int n = delete_older(st, delete_sql[i], now_ms - keep[i]);
+  for (size_t i = 0; i < NRETAINED; i++) {
+    int n = delete_older_rows(st, &retained[i], now_ms - keep[retained[i].keep]);
     full |= n >= BATCH;
     deleted += n;
   }
@@ -837,7 +942,8 @@ bool store_retain(store_t *st, int64_t now_ms) {
   sqlite3_stmt *s = prepare(st, "DELETE FROM processes WHERE alive = 0 AND exited_at < ?"
                                 " AND NOT EXISTS (SELECT 1 FROM samples WHERE process_id = processes.id)"
                                 " AND NOT EXISTS (SELECT 1 FROM rollup_1m WHERE process_id = processes.id)"
-                                " AND NOT EXISTS (SELECT 1 FROM rollup_1h WHERE process_id = processes.id)");
+                                " AND NOT EXISTS (SELECT 1 FROM rollup_1h WHERE process_id = processes.id)"
+                                " AND NOT EXISTS (SELECT 1 FROM class_samples WHERE process_id = processes.id)");
   if (s) {
     sqlite3_bind_int64(s, 1, now_ms - st->limits.hour_ms);
     sqlite3_step(s);
@@ -957,41 +1063,177 @@ static json_t *row_point(const layout_t *l, int m, bool raw, double t, const uin
   return json_pack("[f, f, f, f, f]", t, agg[2], agg[0], agg[1], last[at]);
 }
 
-json_t *store_history_json(store_t *st, int64_t process_id, const char *metric, int64_t from_ms,
-                           int64_t to_ms, int64_t step_ms, const char *source) {
-  int m = snap_metric_index(metric);
-  if (m < 0) return NULL;
-  if (!source) {   /* the finest table that still covers `from` */
+/* The table `source` names (raw, 1m, 1h; NULL: the finest that still
+ * covers `from`). */
+static int source_index(store_t *st, const char *source, int64_t from_ms) {
+  if (!source) {
     int64_t t = wall_ms();
-    source = from_ms >= t - st->limits.raw_ms ? "raw" : from_ms >= t - st->limits.minute_ms ? "1m" : "1h";
+    return from_ms >= t - st->limits.raw_ms ? SOURCE_RAW : from_ms >= t - st->limits.minute_ms ? SOURCE_1M : SOURCE_1H;
   }
-  bool raw = strcmp(source, "raw") == 0;
-  const char *table = raw ? "samples" : strcmp(source, "1m") == 0 ? "rollup_1m" : "rollup_1h";
-  char sql[160];
-  snprintf(sql, sizeof sql, "SELECT t, layout, stats FROM %s WHERE process_id = ? AND t BETWEEN ? AND ? ORDER BY t",
-           table);
-  pthread_mutex_lock(&st->rlock);
+  return strcmp(source, "raw") == 0 ? SOURCE_RAW : strcmp(source, "1m") == 0 ? SOURCE_1M : SOURCE_1H;
+}
+
+static const char *const source_names[NSOURCES] = {"raw", "1m", "1h"};
+
+/* Owner o's points of metric m in [from, to] from table `src`, oldest
+ * first (called under rlock). */
+static json_t *owner_points(store_t *st, const owner_t *o, int m, int src, int64_t from_ms, int64_t to_ms) {
+  int kind = OWNER_KIND(o);
+  char sql[192];
+  snprintf(sql, sizeof sql, "SELECT t, layout, stats FROM %s WHERE %s = ? AND t BETWEEN ? AND ? ORDER BY t",
+           history_tables[kind][src], owner_column[kind]);
   json_t *points = json_array();
   sqlite3_stmt *s = prepare_read(st, sql);
   if (s) {
-    sqlite3_bind_int64(s, 1, process_id);
+    bind_owner(s, 1, o);
     sqlite3_bind_int64(s, 2, from_ms);
     sqlite3_bind_int64(s, 3, to_ms);
     while (sqlite3_step(s) == SQLITE_ROW) {
-      const layout_t *l = layout_get(st, sqlite3_column_int64(s, 1));
+      const layout_t *l = layout_get(st, sqlite3_column_int64(s, 1), owner_set[kind]);
       const uint8_t *blob = sqlite3_column_blob(s, 2);
-      json_t *p = row_point(l, m, raw, sqlite3_column_int64(s, 0) / 1e3, blob, (size_t)sqlite3_column_bytes(s, 2));
+      json_t *p = row_point(l, m, src == SOURCE_RAW, sqlite3_column_int64(s, 0) / 1e3, blob,
+                            (size_t)sqlite3_column_bytes(s, 2));
       if (p) json_array_append_new(points, p);
     }
   }
   sqlite3_finalize(s);
-  pthread_mutex_unlock(&st->rlock);
-  json_t *out = json_pack("{s:s, s:s, s:f, s:f, s:I}", "metric", metric, "source", source, "from",
-                          from_ms / 1e3, "to", to_ms / 1e3, "step", (json_int_t)(step_ms / 1000));
-  json_object_set_new(out, "points", bucket(points, step_ms));
-  if (!raw && step_ms <= 0)
+  return points;
+}
+
+/* The answer's frame: what was asked, and the columns of its points. */
+static json_t *history_frame(const history_query_t *q, int src) {
+  json_t *out = json_pack("{s:s, s:s, s:f, s:f, s:I}", "metric", q->metric, "source", source_names[src], "from",
+                          q->from_ms / 1e3, "to", q->to_ms / 1e3, "step", (json_int_t)(q->step_ms / 1000));
+  if (src != SOURCE_RAW && q->step_ms <= 0)
     json_object_set_new(out, "columns", json_pack("[s, s, s, s, s]", "t", "avg", "min", "max", "last"));
   else json_object_set_new(out, "columns", json_pack("[s, s]", "t", "value"));
+  return out;
+}
+
+static json_t *owner_history(store_t *st, const owner_t *o, const history_query_t *q) {
+  int m = metric_set_index(owner_set[OWNER_KIND(o)], q->metric);
+  if (m < 0) return NULL;
+  int src = source_index(st, q->source, q->from_ms);
+  pthread_mutex_lock(&st->rlock);
+  json_t *points = owner_points(st, o, m, src, q->from_ms, q->to_ms);
+  pthread_mutex_unlock(&st->rlock);
+  json_t *out = history_frame(q, src);
+  json_object_set_new(out, "points", bucket(points, q->step_ms));
+  return out;
+}
+
+json_t *store_history_json(store_t *st, int64_t process_id, const history_query_t *q) {
+  return owner_history(st, &(owner_t){.process_id = process_id}, q);
+}
+
+json_t *store_host_history_json(store_t *st, const char *series, const history_query_t *q) {
+  return owner_history(st, &(owner_t){.series = series ? series : HOST_SERIES_HOST}, q);
+}
+
+/* The mean of a series' values (index 1 of every point: value or avg). */
+static double points_mean(json_t *points) {
+  double sum = 0;
+  size_t i;
+  json_t *p;
+  json_array_foreach(points, i, p) sum += json_number_value(json_array_get(p, 1));
+  return i ? sum / (double)i : 0;
+}
+
+static int by_mean_desc(const void *a, const void *b) {
+  double x = json_real_value(json_object_get(*(json_t *const *)a, "mean"));
+  double y = json_real_value(json_object_get(*(json_t *const *)b, "mean"));
+  return x < y ? 1 : x > y ? -1 : 0;
+}
+
+/* One executable's series (or the others'), as the answer lists it. */
+static json_t *exe_series(store_t *st, const char *key, int m, int src, const history_query_t *q) {
+  json_t *points = owner_points(st, &(owner_t){.series = key}, m, src, q->from_ms, q->to_ms);
+  bool exe = strncmp(key, HOST_SERIES_EXE, strlen(HOST_SERIES_EXE)) == 0;
+  json_t *o = json_pack("{s:s, s:f}", "series", key, "mean", points_mean(points));
+  json_object_set_new(o, "exe", exe ? json_string(key + strlen(HOST_SERIES_EXE)) : json_null());
+  json_object_set_new(o, "points", bucket(points, q->step_ms));
+  return o;
+}
+
+json_t *store_host_executables_json(store_t *st, const history_query_t *q, int limit) {
+  int m = metric_set_index(&host_set, q->metric);
+  if (m < 0) return NULL;
+  int src = source_index(st, q->source, q->from_ms);
+  char sql[192];
+  snprintf(sql, sizeof sql, "SELECT DISTINCT series FROM %s WHERE t BETWEEN ? AND ? AND series <> '%s' LIMIT %d",
+           history_tables[1][src], HOST_SERIES_HOST, HOST_SERIES_SCAN);
+  pthread_mutex_lock(&st->rlock);
+  json_t *all = json_array();
+  sqlite3_stmt *s = prepare_read(st, sql);
+  if (s) {
+    sqlite3_bind_int64(s, 1, q->from_ms);
+    sqlite3_bind_int64(s, 2, q->to_ms);
+    while (sqlite3_step(s) == SQLITE_ROW)
+      json_array_append_new(all, exe_series(st, (const char *)sqlite3_column_text(s, 0), m, src, q));
+  }
+  sqlite3_finalize(s);
+  pthread_mutex_unlock(&st->rlock);
+  json_t *ranked = json_array(), *out = history_frame(q, src);
+  size_t n = json_array_size(all);
+  json_t **v = calloc(n ? n : 1, sizeof *v);
+  for (size_t i = 0; v && i < n; i++) v[i] = json_array_get(all, i);
+  if (v) qsort(v, n, sizeof *v, by_mean_desc);
+  for (size_t i = 0; v && i < n && (int)i < limit; i++) json_array_append(ranked, v[i]);
+  free(v);
+  json_decref(all);
+  json_object_set_new(out, "series", ranked);
+  return out;
+}
+
+/* One class row as [t, [[size, slabs, live, utilisation, pinned_bytes,
+ * free_bytes], ...]]; NULL if its bytes do not decode. */
+static json_t *class_row(double t, const uint8_t *blob, size_t len) {
+  double v[1 + HOST_NCLASS_FIELDS * ALLOC_SHM_MAX_CLASSES];
+  size_t pos = 0;
+  if (!blob || !unpack_values(blob, len, &pos, 1, NULL, v) || !(v[0] >= 0 && v[0] <= ALLOC_SHM_MAX_CLASSES)) return NULL;
+  int n = (int)v[0];
+  if (!unpack_values(blob, len, &pos, n * HOST_NCLASS_FIELDS, NULL, v + 1)) return NULL;
+  json_t *classes = json_array();
+  for (int i = 0; i < n; i++) {
+    enum { X_BASE = -1,
+#define X(field) CLASS_##field,
+           HOST_CLASS_FIELDS(X)
+#undef X
+    };
+    const double *k = v + 1 + i * HOST_NCLASS_FIELDS;
+    double capacity = k[CLASS_slabs] * k[CLASS_blocks_per_slab], live = k[CLASS_live];
+    json_array_append_new(classes, json_pack("[f, f, f, f, f, f]", k[CLASS_size], k[CLASS_slabs], live,
+                                             capacity > 0 ? live / capacity : 0.0,
+                                             k[CLASS_slabs] * k[CLASS_slab_bytes],
+                                             capacity > live ? (capacity - live) * k[CLASS_size] : 0.0));
+  }
+  return json_pack("[f, o]", t, classes);
+}
+
+json_t *store_classes_json(store_t *st, int64_t process_id, int64_t from_ms, int64_t to_ms, int64_t step_ms) {
+  pthread_mutex_lock(&st->rlock);
+  json_t *rows = json_array();
+  sqlite3_stmt *s = prepare_read(st, "SELECT t, classes FROM class_samples WHERE process_id = ? AND t BETWEEN ? AND ?"
+                                     " ORDER BY t");
+  int64_t last_bucket = INT64_MIN;
+  if (s) {
+    sqlite3_bind_int64(s, 1, process_id);
+    sqlite3_bind_int64(s, 2, from_ms);
+    sqlite3_bind_int64(s, 3, to_ms);
+    while (json_array_size(rows) < CLASS_ROWS_MAX && sqlite3_step(s) == SQLITE_ROW) {
+      int64_t t = sqlite3_column_int64(s, 0), b = step_ms > 0 ? t / step_ms : t;
+      if (b == last_bucket) continue;   /* one row per step: the first */
+      json_t *r = class_row(t / 1e3, sqlite3_column_blob(s, 1), (size_t)sqlite3_column_bytes(s, 1));
+      if (r) json_array_append_new(rows, r), last_bucket = b;
+    }
+  }
+  sqlite3_finalize(s);
+  pthread_mutex_unlock(&st->rlock);
+  json_t *out = json_pack("{s:f, s:f, s:I}", "from", from_ms / 1e3, "to", to_ms / 1e3, "step",
+                          (json_int_t)(step_ms / 1000));
+  json_object_set_new(out, "columns", json_pack("[s, s, s, s, s, s]", "size", "slabs", "live", "utilisation",
+                                                "pinned_bytes", "free_bytes"));
+  json_object_set_new(out, "points", rows);
   return out;
 }
 

@@ -1,11 +1,13 @@
 /* store.h - allocd's history in SQLite: processes, raw samples, rollups,
- * the audit log and rules.  Two connections to one WAL database: the
+ * the host's series (host.h), size classes over time, the audit log and
+ * rules.  Two connections to one WAL database: the
  * writer (the collector's transaction per tick, retention, audit, rules)
  * and the reader (the HTTP threads' queries), so a query never waits for
  * a tick to commit. */
 #ifndef ALLOCD_STORE_H
 #define ALLOCD_STORE_H
 
+#include "host.h"
 #include "rollup.h"
 #include "snapshot.h"
 
@@ -46,6 +48,13 @@ int store_sample(store_t *st, int64_t process_id, int64_t t_ms, uint64_t number,
  * earlier run's, or the process's before it went away): r must hold only
  * snapshots that row does not. */
 bool store_rollup(store_t *st, int64_t process_id, const rollup_t *r);
+/* The host's series (host.h): a tick's sums, 1 stored, 0 stored before, -1
+ * error; and the rollups they complete, merged like a process's. */
+int store_host_sample(store_t *st, const char *series, int64_t t_ms, const double v[HOST_NMETRICS]);
+bool store_host_rollup(store_t *st, const char *series, const rollup_t *r);
+/* A process's size classes (host_pack_classes); `minute` marks the
+ * minute's first row, kept as long as the 1-minute rollups. */
+bool store_classes(store_t *st, int64_t process_id, int64_t t_ms, bool minute, const uint8_t *packed, size_t len);
 /* The newest full snapshot (JSON) of a process, kept for after it exits. */
 bool store_latest(store_t *st, int64_t process_id, int64_t now_ms, const char *snapshot_json);
 /* snapshot_json may be NULL (keep the one stored). */
@@ -67,9 +76,28 @@ bool store_retain(store_t *st, int64_t now_ms);
 json_t *store_exited_json(store_t *st, const int64_t *skip, size_t nskip);
 /* The newest process with this pid (alive first); NULL if none. */
 json_t *store_process_json(store_t *st, int pid);
-/* Time series of one metric; source is "raw", "1m" or "1h" (auto if NULL). */
-json_t *store_history_json(store_t *st, int64_t process_id, const char *metric, int64_t from_ms,
-                           int64_t to_ms, int64_t step_ms, const char *source);
+/* A history query: one metric in [from, to], from source "raw", "1m" or
+ * "1h" (NULL: the finest table that still covers `from`), averaged into
+ * buckets of step_ms if above 0. */
+typedef struct history_query_s {
+  const char *metric, *source;
+  int64_t from_ms, to_ms, step_ms;
+} history_query_t;
+
+/* Time series of one of a process's metrics (snap_set); NULL if the metric
+ * is not one. */
+json_t *store_history_json(store_t *st, int64_t process_id, const history_query_t *q);
+/* The same for a host series (NULL: the whole host) and a host metric. */
+json_t *store_host_history_json(store_t *st, const char *series, const history_query_t *q);
+/* The executables' series (and "other") with data in the range, the
+ * `limit` with the highest mean of the metric first; at most
+ * HOST_SERIES_SCAN distinct series are looked at. */
+#define HOST_SERIES_SCAN 256
+json_t *store_host_executables_json(store_t *st, const history_query_t *q, int limit);
+/* A process's size classes over time, one row per step (the first in
+ * each), at most CLASS_ROWS_MAX rows. */
+#define CLASS_ROWS_MAX 5000
+json_t *store_classes_json(store_t *st, int64_t process_id, int64_t from_ms, int64_t to_ms, int64_t step_ms);
 
 /* The audit log.  A change is recorded before it is sent ("pending"), all
  * knobs of a request in one transaction, so a change that cannot be
