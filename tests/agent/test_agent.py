@@ -22,6 +22,7 @@ import tempfile
 import time
 import unittest
 import urllib.error
+import urllib.parse
 import urllib.request
 
 ALLOCD = TARGET = ALLOCCTL = None
@@ -55,6 +56,50 @@ def wait_for(pred, timeout=20.0, what="condition"):
             return v
         time.sleep(0.05)
     raise AssertionError("timed out waiting for " + what)
+
+
+def unpack_values(blob, pos, n, base=None):
+    """n values of a packed history row (agent/src/pack.h) from blob[pos:]:
+    varints, even for integers (zigzag, relative to base[i] when that is an
+    integer), the byte 1 then 8 bytes for a double.  (values, new pos)."""
+    out = []
+    for i in range(n):
+        u = shift = 0
+        while True:
+            b = blob[pos]
+            pos += 1
+            u |= (b & 0x7f) << shift
+            shift += 7
+            if not b & 0x80:
+                break
+        if u == 1:
+            out.append(struct.unpack_from("<d", blob, pos)[0])
+            pos += 8
+            continue
+        z = u >> 1
+        d = (z >> 1) ^ -(z & 1)
+        b0 = base[i] if base and float(base[i]).is_integer() and abs(base[i]) <= 2 ** 53 else 0
+        out.append(float(int(b0) + d))
+    return out, pos
+
+
+def layout_index(db, layout, metric):
+    names = json.loads(db.execute("SELECT metrics FROM layouts WHERE id = ?", (layout,)).fetchone()[0])
+    return names.index(metric), len(names)
+
+
+def unpack_metric(db, layout, blob, metric):
+    at, n = layout_index(db, layout, metric)
+    return unpack_values(blob, 0, n)[0][at]
+
+
+def unpack_rollup_metric(db, layout, blob, metric):
+    """(min, max, last) of a metric in a rollup row: last, then min, max, avg relative to it."""
+    at, n = layout_index(db, layout, metric)
+    last, pos = unpack_values(blob, 0, n)
+    lo, pos = unpack_values(blob, pos, n, last)
+    hi, pos = unpack_values(blob, pos, n, last)
+    return lo[at], hi[at], last[at]
 
 
 class Agent:
@@ -880,6 +925,147 @@ class AgentTest(unittest.TestCase):
         self.assertEqual(self.agent.stop(), 0)
         self.agent = Agent(self.root, port=self.agent.port).start()
         self.assertGreaterEqual(self.check_rollups_match_raw(t.pid), 2)
+
+    # ---- the host's history and size classes over time ------------------------------------
+
+    HOST_METRICS = ("allocated", "active", "resident", "kernel_rss", "wasted", "fragmentation", "processes")
+
+    def host_points(self, metric, query=""):
+        status, h = self.agent.get("/api/v1/host/history?metric=%s&from=0%s" % (metric, query))
+        self.assertEqual(status, 200, h)
+        return h
+
+    def host_at(self, t_min=0):
+        """{t: {metric: value}} of the host's raw series from t_min on."""
+        rows = {}
+        for m in self.HOST_METRICS:
+            for t, v in self.host_points(m, "&source=raw")["points"]:
+                if t >= t_min:
+                    rows.setdefault(t, {})[m] = v
+        return rows
+
+    def test_host_history(self):
+        # Two real processes of one executable, holding fixed amounts: every
+        # raw host point is the sum of their newest snapshots, and after
+        # they are in, equals what the process list says of them.
+        targets = [Target(self.agent, "hold", "2000", "100", "60000"), Target(self.agent, "hold", "300", "5000", "60000")]
+        live = [self.process(t.pid) for t in targets]
+        wait_for(lambda: self.host_points("processes", "&source=raw")["points"][-1][1] == 2, what="both in the host's series")
+        time.sleep(0.5)
+        live = [self.process(t.pid) for t in targets]   # their numbers now (a hold target's stay put)
+        rows = self.host_at()
+        self.assertGreater(len(rows), 3)
+        last = rows[max(rows)]
+        for m in ("allocated", "active", "resident", "kernel_rss"):
+            self.assertEqual(last[m], sum(p["stats"][m] for p in live), m)
+        self.assertGreaterEqual(last["allocated"], 2000 * 112 + 300 * 5120)
+        self.assertEqual(last["wasted"], sum(max(0, p["stats"]["resident"] - p["stats"]["allocated"]) for p in live))
+        for t, r in rows.items():
+            self.assertEqual(set(r), set(self.HOST_METRICS), t)   # one row per tick holds every metric
+            self.assertAlmostEqual(r["fragmentation"], 1 - r["allocated"] / r["active"] if r["active"] else 0, 9)
+        h = self.host_points("wasted", "&source=raw")
+        self.assertEqual((h["metric"], h["source"], h["columns"]), ("wasted", "raw", ["t", "value"]))
+        # the executable's own series, and the executables' listing
+        exe = live[0]["exe"]
+        q = "/api/v1/host/history?metric=processes&source=raw&from=0&exe=" + urllib.parse.quote(exe)
+        self.assertEqual(self.agent.get(q)[1]["points"][-1][1], 2)
+        status, ex = self.agent.get("/api/v1/host/executables?metric=wasted&source=raw&from=0")
+        self.assertEqual(status, 200, ex)
+        self.assertEqual([s["exe"] for s in ex["series"]], [exe])
+        self.assertEqual(ex["series"][0]["points"][-1][1], last["wasted"])
+        # the size-class totals in /metrics: the 112-byte class holds the first target's 2000 blocks
+        text = self.agent.request("GET", "/metrics")[1]
+        live112 = [float(l.split()[-1]) for l in text.splitlines() if l.startswith('liballoc_host_class_live_blocks{size="112"}')]
+        self.assertEqual(len(live112), 1)
+        self.assertGreaterEqual(live112[0], 2000)
+        for t in targets:
+            t.proc.kill()
+            t.wait()
+        wait_for(lambda: self.host_points("processes", "&source=raw")["points"][-1][1] == 0, what="the host empty again")
+
+    def test_host_history_bad_queries(self):
+        for q in ("", "?metric=nope", "?metric=dirty", "?metric=wasted&from=x", "?metric=wasted&step=-1",
+                  "?metric=wasted&from=20&to=10", "?metric=wasted&source=5m", "?metric=wasted&exe=",
+                  "?metric=wasted&exe=" + "x" * 300):
+            status, body = self.agent.get("/api/v1/host/history" + q)
+            self.assertEqual(status, 400, q)
+            self.assertIn("error", body)
+        for q in ("?metric=wasted&limit=0", "?metric=wasted&limit=18", "?metric=wasted&limit=x", "?metric=x"):
+            self.assertEqual(self.agent.get("/api/v1/host/executables" + q)[0], 400, q)
+        self.assertEqual(self.agent.get("/api/v1/host/nothing?metric=wasted")[0], 404)
+        self.assertEqual(self.agent.get("/api/v1/host")[0], 404)
+        self.assertEqual(self.agent.request("POST", "/api/v1/host/history?metric=wasted", token=self.agent.token)[0], 405)
+
+    def check_host_rollups_match_raw(self):
+        """Every 1-minute and 1-hour row of the host's series (read from the
+        database of a stopped allocd) counts the raw rows of its period,
+        and its minimum, maximum and last allocated are theirs."""
+        db = sqlite3.connect(self.agent.db)
+        checked = 0
+        for table, period in (("host_rollup_1m", 60000), ("host_rollup_1h", 3600000)):
+            rows = db.execute("SELECT t, n, layout, stats FROM %s WHERE series = 'host' ORDER BY t" % table).fetchall()
+            self.assertTrue(rows, table)
+            for t, n, layout, stats in rows:
+                raw = db.execute("SELECT layout, stats FROM host_samples WHERE series = 'host' AND t >= ? AND t < ?"
+                                 " ORDER BY t", (t, t + period)).fetchall()
+                self.assertEqual(n, len(raw), "%s row at %d" % (table, t))
+                vals = [unpack_metric(db, l, b, "allocated") for l, b in raw]
+                self.assertEqual(unpack_rollup_metric(db, layout, stats, "allocated"), (min(vals), max(vals), vals[-1]))
+                checked += 1
+        db.close()
+        return checked
+
+    def test_host_history_survives_restarts(self):
+        # History written before a stop is served after it; the rollups
+        # written at each stop are merged into, not replaced.
+        t = Target(self.agent, "hold", "5000", "100", "60000")
+        self.process(t.pid)
+        wait_for(lambda: self.host_points("processes", "&source=raw")["points"][-1][1] == 1, what="the target in the host's series")
+        before = self.host_points("allocated", "&source=raw")["points"]
+        for _ in range(2):
+            self.assertEqual(self.agent.stop(), 0)
+            self.agent = Agent(self.root, port=self.agent.port).start()
+            self.process(t.pid)
+            time.sleep(1)
+        after = self.host_points("allocated", "&source=raw")["points"]
+        self.assertEqual(after[:len(before)], before)   # nothing lost, nothing rewritten
+        self.assertGreater(len(after), len(before))
+        self.assertGreaterEqual(after[-1][1], 5000 * 112)
+        t.proc.kill()
+        t.wait()
+        self.assertEqual(self.agent.stop(), 0)   # writes the periods in progress
+        self.assertGreaterEqual(self.check_host_rollups_match_raw(), 2)
+
+    def test_size_class_history(self):
+        # Rows every 10 s, each the process's classes in use: utilisation,
+        # and the bytes the slabs pin, as the process's snapshot has them.
+        t = Target(self.agent, "hold", "20000", "100", "60000")
+        p = self.process(t.pid)
+        url = "/api/v1/processes/%d/classes?from=0" % t.pid
+        rows = wait_for(lambda: len(self.agent.get(url)[1]["points"]) >= 2 and self.agent.get(url)[1]["points"],
+                        timeout=25, what="two rows of size classes")
+        slots = [int(r[0] // 10) for r in rows]   # one row per 10 s of the wall clock
+        self.assertEqual(len(slots), len(set(slots)))
+        p = self.process(t.pid)
+        cls = {c["size"]: c for c in p["classes"]}
+        columns = self.agent.get(url)[1]["columns"]
+        self.assertEqual(columns, ["size", "slabs", "live", "utilisation", "pinned_bytes", "free_bytes"])
+        row = {c[0]: dict(zip(columns, c)) for c in rows[-1][1]}
+        self.assertEqual(set(row), {s for s, c in cls.items() if c["slabs"]})
+        k, c = row[112], cls[112]
+        self.assertGreaterEqual(k["live"], 20000)
+        self.assertAlmostEqual(k["utilisation"], c["utilisation"], 9)
+        self.assertEqual(k["pinned_bytes"], c["slabs"] * c["slab_bytes"])
+        self.assertEqual(k["free_bytes"], (c["slabs"] * c["blocks_per_slab"] - c["live"]) * 112)
+        one = self.agent.get(url + "&step=3600")[1]["points"]
+        self.assertEqual(len(one), 1)   # one row per step
+        for q in ("?from=x", "?step=0", "?from=20&to=10"):
+            self.assertEqual(self.agent.get("/api/v1/processes/%d/classes%s" % (t.pid, q))[0], 400, q)
+        self.assertEqual(self.agent.stop(), 0)
+        self.agent = Agent(self.root, port=self.agent.port).start()
+        self.assertEqual(self.agent.get(url)[1]["points"][:len(rows)], rows)   # kept across a restart
+        t.proc.kill()
+        t.wait()
 
     def test_migrates_a_schema_1_database(self):
         # A database written by the first allocd (statistics as JSON) is
