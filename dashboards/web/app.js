@@ -7,7 +7,9 @@
 
 const POLL_MS = 3000;
 const TREND_POINTS = 40;          // per-process sparkline length (one per poll)
-const HOST_POINTS = 1200;         // host totals kept in memory (one per poll)
+const TOP_WASTED = 10;            // rows of the top processes by wasted bytes
+const EXES_STACKED = 8;           // executables in the stacked wasted-bytes chart
+const HEATMAP_COLUMNS = 300;      // size-class rows asked for per range (one per step)
 const TOKEN_KEY = "allocd.token";
 const RANGES = {                  // the range picker: span and data source
   "15m": { span: 15 * 60, source: "raw" },
@@ -19,12 +21,21 @@ const MEMORY_SERIES = [
   ["dirty", "#ea580c"], ["muzzy", "#ca8a04"], ["retained", "#9ca3af"],
 ];
 const HISTORY_METRICS = [...MEMORY_SERIES.map(([m]) => m), "fragmentation", "purged", "kernel_anon_huge"];
+const HOST_SERIES = [["allocated", "#2563eb"], ["resident", "#7c3aed"], ["kernel_rss", "#111827"], ["wasted", "#dc2626"]];
+const HOST_METRICS = [...HOST_SERIES.map(([m]) => m), "fragmentation", "processes"];
+const STACK_COLOURS = ["#fca5a5", "#fdba74", "#fde047", "#86efac", "#67e8f9", "#a5b4fc", "#f0abfc", "#d6d3d1", "#cbd5e1"];
+// x-axis tick spacings uPlot may choose, in seconds: none below a second,
+// so that no range labels ticks with fractions (":23.250")
+const COUNT_INCRS = [1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000, 5000, 10000, 20000, 50000];
+const TIME_INCRS = [1, 2, 5, 10, 15, 30, 60, 120, 300, 600, 900, 1800, 3600, 7200, 10800, 21600, 43200,
+  86400, 172800, 604800];
 
 const $ = (sel) => document.querySelector(sel);
 const state = {
   processes: [], sortKey: "alive", sortDir: -1, filter: "", aliveOnly: false,
   trends: new Map(),              // pid -> [allocated, ...] from successive polls
-  host: [[], [], []],             // [t[], allocated[], kernel_rss[]]
+  ticks: {},                      // chart name -> its x-axis labels as last drawn
+  heatmap: null,                  // {times, sizes, cells} as last drawn
   view: null, pid: null, viewFrom: null, viewTo: null, range: "15m", process: null, audit: [], markers: [],
   charts: {}, busy: false, timer: null, lastError: null,
 };
@@ -41,6 +52,27 @@ function fmtBytes(v) {
 }
 const fmtPct = (r) => (r == null || !isFinite(r) ? "–" : (r * 100).toFixed(1) + " %");
 const fmtTime = (t) => new Date(t * 1000).toLocaleString();
+const pad2 = (n) => String(n).padStart(2, "0");
+const MONTHS = ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"];
+
+// A time-axis label for t: its clock time to the second when ticks are
+// under a minute apart, to the minute under a day's span, else with the date.
+function fmtTick(t, tickSecs, spanSecs) {
+  const d = new Date(t * 1000), hm = `${pad2(d.getHours())}:${pad2(d.getMinutes())}`;
+  if (spanSecs > 2 * 86400) return `${MONTHS[d.getMonth()]} ${d.getDate()} ${hm}`;
+  return tickSecs < 60 ? `${hm}:${pad2(d.getSeconds())}` : hm;
+}
+
+// uPlot's x axis with readable labels at every range (kept per chart in state.ticks).
+function timeAxis(name) {
+  return {
+    space: 70, incrs: TIME_INCRS,
+    values: (u, splits, ai, space, incr) => {
+      const span = u.scales.x.max - u.scales.x.min;
+      return (state.ticks[name] = splits.map((t) => fmtTick(t, incr, span)));
+    },
+  };
+}
 const esc = (s) => String(s ?? "").replace(/[&<>"']/g, (c) => ({ "&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;", "'": "&#39;" })[c]);
 
 async function api(path, opts = {}) {
@@ -102,18 +134,29 @@ function xRange(u, min, max) {
 }
 
 // Create (once) or update the uPlot chart `name` in element `el`.
-function chart(name, el, series, data, { bytes = true, markers = true, rate = false } = {}) {
+// How a chart prints its values: bytes, bytes/s, a count or a ratio.
+function valueFormat({ bytes = true, rate = false, count = false }) {
+  if (count) return (v) => (v == null ? "–" : String(Math.round(v)));
+  if (!bytes) return (v) => (v == null ? "–" : v.toFixed(3));
+  return rate ? (v) => fmtBytes(v) + "/s" : fmtBytes;
+}
+
+// series entries are [label, stroke] or [label, stroke, fill, shown(i) -> value]
+function chart(name, el, series, data, { markers = true, ...kind } = {}) {
   let u = state.charts[name];
   if (u && u.root.parentElement !== el) { u.destroy(); u = null; }
   if (!u) {
-    const fmt = bytes ? (rate ? (v) => fmtBytes(v) + "/s" : fmtBytes) : (v) => (v == null ? "–" : v.toFixed(3));
+    const fmt = valueFormat(kind);
     const opts = {
       width: chartWidth(el), height: 220,
-      // process charts end at the query's `to` (now), so that a marker
-      // newer than the last sample is drawn too
-      scales: { x: markers ? { time: true, range: xRange } : { time: true } },
-      series: [{}, ...series.map(([label, stroke]) => ({ label, stroke, width: 1.5, value: (u, v) => fmt(v) }))],
-      axes: [{}, { size: 80, values: (u, vals) => vals.map(fmt) }],
+      // charts end at the query's `to` (now), so that a marker newer than
+      // the last sample is drawn too, and a quiet host's chart still spans its range
+      // byte and count charts start at 0 (a stack, or a level, read from its base)
+      scales: { x: { time: true, range: xRange }, y: kind.bytes === false ? {} : { range: (u, min, max) => [0, max > 0 ? max * 1.1 : 1] } },
+      series: [{}, ...series.map(([label, stroke, fill, shown]) => ({
+        label, stroke, fill, width: 1.5, value: (u, v, si, i) => fmt(shown && i != null ? shown(i) : v),
+      }))],
+      axes: [timeAxis(name), { size: 80, values: (u, vals) => vals.map(fmt), ...(kind.count ? { incrs: COUNT_INCRS } : {}) }],
       plugins: markers ? [markerPlugin] : [],
       legend: { live: true },
     };
@@ -188,27 +231,83 @@ function renderTable() {
   $("#no-procs").hidden = rows.length > 0;
 }
 
+// The range picked: [from, to, source] ending now.
+function rangeNow() {
+  const { span, source } = RANGES[state.range];
+  const to = Date.now() / 1000;
+  state.viewFrom = to - span;
+  state.viewTo = to;
+  return [to - span, to, source];
+}
+
+const rangeQuery = (from, to, source) => `from=${from.toFixed(3)}&to=${to.toFixed(3)}&source=${source}`;
+
+// Points [t, value] of a history answer (rollups: their average).
+const pointsOf = (h) => h.points.map((p) => [p[0], p[1]]);
+
+function sourceNote(n, source) {
+  const what = source === "raw" ? "raw samples" : source + " rollups";
+  return n ? `${n} points from ${what}${source === "raw" ? "" : " (averages)"}` : `no ${what} in this range yet`;
+}
+
+function renderTopWasted() {
+  const wasted = (p) => p.stats.resident - p.stats.allocated;
+  const top = state.processes.filter((p) => p.alive && p.stats).sort((a, b) => wasted(b) - wasted(a)).slice(0, TOP_WASTED);
+  $("#top-wasted tbody").innerHTML = top.length ? top.map((p) => `
+    <tr data-pid="${p.pid}"><td class="num"><a href="#/process/${p.pid}">${p.pid}</a></td>
+      <td class="exe">${esc(p.exe)}</td><td class="num">${fmtBytes(wasted(p))}</td>
+      <td class="num">${fmtBytes(p.stats.resident)}</td><td class="num">${fmtBytes(p.stats.allocated)}</td>
+      <td class="num">${fmtPct(p.fragmentation)}</td></tr>`).join("")
+    : '<tr><td colspan="6" class="muted">no live process</td></tr>';
+}
+
+// Executables' wasted bytes on one time axis, each drawn as the running
+// sum of those below it (so the fills stack), the top one first.
+function stacked(list) {
+  const xs = [...new Set(list.flatMap((s) => s.points.map((p) => p[0])))].sort((a, b) => a - b);
+  const own = list.map((s) => align(xs, s.points).map((v) => v ?? 0));
+  const sums = own.map((_, i) => xs.map((_, k) => own.slice(0, i + 1).reduce((a, v) => a + v[k], 0)));
+  const order = own.map((_, i) => own.length - 1 - i);
+  const series = order.map((i) => [list[i].exe ?? "other executables", "#6b7280", STACK_COLOURS[i % STACK_COLOURS.length],
+    (k) => own[i][k]]);
+  return { series, data: [xs, ...order.map((i) => sums[i])] };
+}
+
+async function refreshHostHistory() {
+  const [from, to, source] = rangeNow(), q = rangeQuery(from, to, source);
+  const [hist, exes] = await Promise.all([
+    Promise.all(HOST_METRICS.map((m) => api(`/api/v1/host/history?metric=${m}&${q}`).then(pointsOf))),
+    api(`/api/v1/host/executables?metric=wasted&limit=${EXES_STACKED}&${q}`),
+  ]);
+  if (state.view !== "host") return;
+  const by = Object.fromEntries(HOST_METRICS.map((m, i) => [m, hist[i]]));
+  const xs = by.allocated.map((p) => p[0]);
+  $("#host-note").textContent = sourceNote(xs.length, source);
+  chart("host", $("#host-chart"), HOST_SERIES, [xs, ...HOST_SERIES.map(([m]) => align(xs, by[m]))], { markers: false });
+  chart("hostFragmentation", $("#host-frag"), [["fragmentation", "#b45309"]], [xs, align(xs, by.fragmentation)],
+        { markers: false, bytes: false });
+  chart("hostProcesses", $("#host-procs"), [["processes", "#0891b2"]], [xs, align(xs, by.processes)],
+        { markers: false, count: true });
+  const list = exes.series.map((e) => ({ exe: e.exe, points: pointsOf(e) }));
+  const st = stacked(list), key = st.series.map((s) => s[0]).join("\n");
+  if (state.charts.wasted && state.charts.wasted.stackKey !== key) { state.charts.wasted.destroy(); delete state.charts.wasted; }
+  chart("wasted", $("#host-wasted"), st.series, st.data, { markers: false }).stackKey = key;
+}
+
 async function refreshHost() {
   const { processes } = await api("/api/v1/processes");
   state.processes = processes;
-  const now = Date.now() / 1000;
-  let alloc = 0, rss = 0;
   for (const p of processes) {
     if (!p.alive || !p.stats) continue;
-    alloc += p.stats.allocated;
-    rss += p.stats.kernel_rss;
     const t = state.trends.get(p.pid) || [];
     t.push(p.stats.allocated);
     if (t.length > TREND_POINTS) t.shift();
     state.trends.set(p.pid, t);
   }
-  const [ts, as, rs] = state.host;
-  ts.push(now); as.push(alloc); rs.push(rss);
-  if (ts.length > HOST_POINTS) { ts.shift(); as.shift(); rs.shift(); }
   if (state.view !== "host") return;
   renderTable();
-  chart("host", $("#host-chart"), [["allocated (sum)", "#2563eb"], ["kernel_rss (sum)", "#111827"]],
-        [ts.slice(), as.slice(), rs.slice()], { markers: false });
+  renderTopWasted();
+  await refreshHostHistory();
 }
 
 // ---- process view -----------------------------------------------------------
@@ -267,13 +366,12 @@ async function refreshProcess() {
   renderSummary(p);
   renderClasses(p.classes);
 
-  const { span, source } = RANGES[state.range];
-  const to = Date.now() / 1000, from = to - span;
-  state.viewFrom = from;
-  state.viewTo = to;
-  const [series, audit] = await Promise.all([
+  const [from, to, source] = rangeNow();
+  const step = Math.max(1, Math.floor((to - from) / HEATMAP_COLUMNS));
+  const [series, audit, classes] = await Promise.all([
     Promise.all(HISTORY_METRICS.map((m) => history(pid, m, from, to, source))),
     api(`/api/v1/audit?since=${from.toFixed(3)}&limit=1000`),
+    api(`/api/v1/processes/${pid}/classes?from=${from.toFixed(3)}&to=${to.toFixed(3)}&step=${step}`),
   ]);
   if (state.view !== "process" || state.pid !== pid) return;
   const byMetric = Object.fromEntries(HISTORY_METRICS.map((m, i) => [m, series[i]]));
@@ -283,8 +381,8 @@ async function refreshProcess() {
   renderAudit();
 
   const xs = byMetric.allocated.map((pt) => pt[0]);
-  $("#history-note").textContent = xs.length ? `${xs.length} points from ${source === "raw" ? "raw samples" : source + " rollups (averages)"}`
-    : `no ${source === "raw" ? "samples" : source + " rollups"} in this range yet`;
+  $("#history-note").textContent = sourceNote(xs.length, source);
+  drawHeatmap(classes, from, to);
   chart("memory", $("#chart-memory"), MEMORY_SERIES, [xs, ...MEMORY_SERIES.map(([m]) => align(xs, byMetric[m]))]);
   const fx = byMetric.fragmentation.map((pt) => pt[0]);
   chart("fragmentation", $("#chart-frag"), [["fragmentation", "#b45309"]], [fx, byMetric.fragmentation.map((pt) => pt[1])], { bytes: false });
@@ -298,6 +396,88 @@ async function refreshProcess() {
   chart("purged", $("#chart-purged"), [["purged", "#16a34a"]], [rx, ry], { rate: true });
   const hx = byMetric.kernel_anon_huge.map((pt) => pt[0]);
   chart("huge", $("#chart-huge"), [["kernel_anon_huge", "#db2777"]], [hx, byMetric.kernel_anon_huge.map((pt) => pt[1])]);
+}
+
+// ---- size-class heatmap -------------------------------------------------------------
+
+const HEATMAP = { left: 70, bottom: 24, top: 6, right: 8, rowHeight: 14 };
+
+// Utilisation 0 (red: slabs pinned, nearly empty) .. 1 (green: full).
+const utilColour = (u) => `hsl(${Math.round(120 * Math.max(0, Math.min(1, u)))}, 70%, ${55 - 10 * u}%)`;
+
+// The class rows as cells: one column per row (to the next row's time),
+// one band per size; state.heatmap keeps them for hovering and the test.
+function heatmapCells(answer, from, to) {
+  const cols = answer.columns, at = (k) => cols.indexOf(k);
+  const rows = answer.points, times = rows.map((r) => r[0]);
+  if (times.length) from = Math.max(from, times[0]);   // a process younger than the range fills the width
+  const sizes = [...new Set(rows.flatMap((r) => r[1].map((c) => c[at("size")])))].sort((a, b) => a - b);
+  const gap = times.length > 1 ? (times[times.length - 1] - times[0]) / (times.length - 1) : to - from;
+  const cells = rows.flatMap((r, i) => r[1].map((c) => ({
+    t0: r[0], t1: i + 1 < rows.length ? rows[i + 1][0] : Math.min(to, r[0] + gap), row: sizes.indexOf(c[at("size")]),
+    size: c[at("size")], live: c[at("live")], slabs: c[at("slabs")], utilisation: c[at("utilisation")],
+    pinned: c[at("pinned_bytes")], free: c[at("free_bytes")],
+  })));
+  return { from, to, times, sizes, cells };
+}
+
+function heatmapGeometry(el, h) {
+  const width = chartWidth(el), height = HEATMAP.top + HEATMAP.bottom + Math.max(1, h.sizes.length) * HEATMAP.rowHeight;
+  const plotW = width - HEATMAP.left - HEATMAP.right;
+  const x = (t) => HEATMAP.left + ((t - h.from) / (h.to - h.from)) * plotW;
+  const y = (row) => HEATMAP.top + (h.sizes.length - 1 - row) * HEATMAP.rowHeight;   // small sizes at the bottom
+  return { width, height, plotW, x, y };
+}
+
+function heatmapAxes(ctx, h, g) {
+  ctx.fillStyle = "#1d2330";
+  ctx.font = "11px sans-serif";
+  ctx.textAlign = "right";
+  ctx.textBaseline = "middle";
+  h.sizes.forEach((s, row) => ctx.fillText(fmtBytes(s), HEATMAP.left - 6, g.y(row) + HEATMAP.rowHeight / 2));
+  const span = h.to - h.from, incr = TIME_INCRS.find((i) => g.plotW / (span / i) >= 90) || TIME_INCRS[TIME_INCRS.length - 1];
+  ctx.textAlign = "center";
+  ctx.textBaseline = "top";
+  const labels = [];
+  for (let t = Math.ceil(h.from / incr) * incr; t <= h.to; t += incr) {
+    labels.push(fmtTick(t, incr, span));
+    ctx.fillText(labels[labels.length - 1], g.x(t), g.height - HEATMAP.bottom + 6);
+  }
+  state.ticks.heatmap = labels;
+}
+
+function drawHeatmap(answer, from, to) {
+  const el = $("#heatmap"), canvas = el.querySelector("canvas"), h = heatmapCells(answer, from, to);
+  const g = heatmapGeometry(el, h), ctx = canvas.getContext("2d");
+  canvas.width = g.width * devicePixelRatio;
+  canvas.height = g.height * devicePixelRatio;
+  canvas.style.height = `${g.height}px`;
+  ctx.setTransform(devicePixelRatio, 0, 0, devicePixelRatio, 0, 0);
+  ctx.clearRect(0, 0, g.width, g.height);
+  for (const c of h.cells) {
+    ctx.fillStyle = utilColour(c.utilisation);
+    ctx.fillRect(g.x(c.t0), g.y(c.row), Math.max(1, g.x(c.t1) - g.x(c.t0)), HEATMAP.rowHeight - 1);
+  }
+  heatmapAxes(ctx, h, g);
+  state.heatmap = { ...h, geometry: g };
+  $("#heatmap-note").textContent = h.times.length
+    ? `${h.times.length} snapshots of ${h.sizes.length} size classes (stored every 10 s, one a minute after the raw retention)`
+    : "no size-class history in this range yet";
+}
+
+// The cell under the pointer, shown with the bytes it pins.
+function heatmapHover(ev) {
+  const h = state.heatmap, tip = $("#heatmap-tip");
+  if (!h) return;
+  const r = ev.currentTarget.getBoundingClientRect(), px = ev.clientX - r.left, py = ev.clientY - r.top;
+  const g = h.geometry, c = h.cells.find((c) => px >= g.x(c.t0) && px < Math.max(g.x(c.t1), g.x(c.t0) + 1) &&
+    py >= g.y(c.row) && py < g.y(c.row) + HEATMAP.rowHeight);
+  tip.hidden = !c;
+  if (!c) return;
+  tip.textContent = `${fmtBytes(c.size)} blocks · ${fmtPct(c.utilisation)} used · ${fmtBytes(c.pinned)} pinned in ` +
+    `${c.slabs} slabs · ${fmtBytes(c.free)} free · ${fmtTime(c.t0)}`;
+  tip.style.left = `${Math.min(px + 12, r.width - tip.offsetWidth)}px`;
+  tip.style.top = `${py + 12}px`;
 }
 
 // ---- configuration panel ---------------------------------------------------------
@@ -367,6 +547,7 @@ function route() {
   if (view !== state.view || pid !== state.pid) {
     for (const u of Object.values(state.charts)) u.destroy();
     state.charts = {};
+    state.heatmap = null;
     state.markers = [];
     $("#config-result").textContent = "";
   }
@@ -392,11 +573,16 @@ function init() {
     const tr = e.target.closest("tr[data-pid]");
     if (tr) location.hash = `#/process/${tr.dataset.pid}`;
   });
-  $("#range").addEventListener("change", (e) => {
-    state.range = e.target.value;
-    for (const u of Object.values(state.charts)) u.setData([[], ...u.series.slice(1).map(() => [])]);
-    poll();
-  });
+  for (const sel of document.querySelectorAll("select.range")) {
+    sel.addEventListener("change", (e) => {
+      state.range = e.target.value;
+      for (const other of document.querySelectorAll("select.range")) other.value = state.range;
+      for (const u of Object.values(state.charts)) u.setData([[], ...u.series.slice(1).map(() => [])]);
+      poll();
+    });
+  }
+  $("#heatmap canvas").addEventListener("mousemove", heatmapHover);
+  $("#heatmap canvas").addEventListener("mouseleave", () => { $("#heatmap-tip").hidden = true; });
   $("#cfg-token").value = sessionStorage.getItem(TOKEN_KEY) || "";
   $("#config-form").addEventListener("submit", applyConfig);
   window.addEventListener("hashchange", route);

@@ -6,7 +6,9 @@
 // processes using liballoc (tm_target, preloaded); the system's Chromium,
 // driven headless by playwright-core, loads the dashboard and checks the
 // process table, the process view's charts, and a configuration change from
-// the panel (acknowledgement and audit marker).  Screenshots go to ARTIFACTS.
+// the panel (acknowledgement and audit marker), the host's charts drawn from
+// allocd's stored history (after a reload, and after allocd restarts), the
+// wasted-bytes views and the size-class heatmap.  Screenshots go to ARTIFACTS.
 //
 // usage: node test_dashboard.js ALLOCD TM_TARGET LIBALLOC_SO WWW_DIR NODE_MODULES ARTIFACTS
 // environment: CHROMIUM (default /usr/bin/chromium)
@@ -28,6 +30,8 @@ const CHROMIUM = process.env.CHROMIUM || "/usr/bin/chromium";
 const { chromium } = require(path.join(NODE_MODULES, "playwright-core"));
 
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+// a readable time-axis label: clock time (to the second, or the minute), with the date over days
+const TICK_LABEL = /^(\d\d:\d\d(:\d\d)?|[A-Z][a-z]{2} \d{1,2} \d\d:\d\d)$/;
 
 async function waitFor(pred, what, timeoutMs = 20000) {
   const end = Date.now() + timeoutMs;
@@ -92,9 +96,11 @@ test("dashboard in headless chromium", { timeout: 240000 }, async () => {
   const base = `http://127.0.0.1:${port}`;
   const logPath = path.join(root, "allocd.log");
   const log = fs.openSync(logPath, "a");
-  const allocd = start(ALLOCD, ["--listen", `127.0.0.1:${port}`, "--db", path.join(root, "allocd.db"),
+  const startAllocd = () => start(ALLOCD, ["--listen", `127.0.0.1:${port}`, "--db", path.join(root, "allocd.db"),
     "--token-file", path.join(root, "token"), "--shm-dir", shm, "--interval-ms", "200",
     "--push-timeout-ms", "3000", "--static-dir", WWW], { stdio: ["ignore", log, log] });
+  let allocd = startAllocd();
+  const agents = [allocd];
   const getJSON = async (p) => {
     const r = await fetch(base + p);
     assert.equal(r.status, 200, `GET ${p}`);
@@ -102,10 +108,11 @@ test("dashboard in headless chromium", { timeout: 240000 }, async () => {
   };
   let browser;
   try {
-    await waitFor(async () => {
+    const answering = () => waitFor(async () => {
       if (exited(allocd)) throw new Error("allocd exited: " + fs.readFileSync(logPath, "utf8"));
       return (await fetch(base + "/api/v1/health")).ok;
     }, "allocd to answer");
+    await answering();
     const token = fs.readFileSync(path.join(root, "token"), "utf8").trim();
 
     const pids = [await startTarget(shm, 2000, 100), await startTarget(shm, 300, 5000)];
@@ -119,6 +126,14 @@ test("dashboard in headless chromium", { timeout: 240000 }, async () => {
     page.on("pageerror", (e) => pageErrors.push(e.message));
     page.on("console", (m) => { if (m.type() === "error" && !/Failed to load resource/.test(m.text())) pageErrors.push(m.text()); });
     page.on("response", (r) => { if (r.status() >= 400) pageErrors.push(`${r.status()} ${r.url()}`); });
+    // every chart's time-axis labels are readable: clock times, no fractions of seconds
+    const checkTicks = async (where) => {
+      const ticks = await page.evaluate(() => window.dashboard.ticks);
+      const drawn = Object.entries(ticks);
+      assert.ok(drawn.length > 0, `${where}: no axis drawn`);
+      for (const [name, labels] of drawn)
+        for (const l of labels) assert.match(l, TICK_LABEL, `${where}: chart ${name} labels a tick ${JSON.stringify(l)}`);
+    };
 
     // ---- host view: the table lists both processes, sorts and filters
     await page.goto(base + "/");
@@ -137,11 +152,36 @@ test("dashboard in headless chromium", { timeout: 240000 }, async () => {
     await page.fill("#filter", String(pids[1]));
     assert.deepEqual(await rowPids(), [pids[1]], "filtered to one pid");
     await page.fill("#filter", "");
-    // a few polls: sparklines and the host totals chart get points
+    // a few polls: sparklines and the host charts get points, from allocd's history
     await page.waitForFunction(() => window.dashboard.charts.host && window.dashboard.charts.host.data[0].length >= 2,
                                null, { timeout: 20000 });
     await page.waitForSelector(`#proc-table tr[data-pid="${pids[0]}"] svg.spark`, { timeout: 20000 });
+    const hostCharts = () => page.evaluate(() => Object.fromEntries(["host", "hostFragmentation", "hostProcesses", "wasted"]
+      .map((k) => { const u = window.dashboard.charts[k];
+                    return [k, u && { xs: u.data[0], series: u.series.slice(1).map((s) => s.label), data: u.data.slice(1) }]; })));
+    await page.waitForFunction(() => {
+      const p = window.dashboard.charts.hostProcesses, w = window.dashboard.charts.wasted;
+      return p && p.data[1][p.data[1].length - 1] === 2 && w && w.data[0].length > 0;
+    }, null, { timeout: 20000 });
+    let hc = await hostCharts();
+    assert.deepEqual(hc.host.series, ["allocated", "resident", "kernel_rss", "wasted"]);
+    assert.ok(hc.host.data[0][hc.host.data[0].length - 1] >= 2000 * 112 + 300 * 5120, "host allocated: both targets");
+    assert.ok(hc.wasted.series.some((l) => /tm_target$/.test(l)), `stacked executables: ${hc.wasted.series}`);
+    // the top processes by wasted bytes link to their process views
+    const links = await page.$$eval("#top-wasted a", (as) => as.map((a) => a.getAttribute("href")));
+    for (const pid of pids) assert.ok(links.includes(`#/process/${pid}`), `top-wasted links: ${links}`);
+    await checkTicks("host view, 15 min");
     await page.screenshot({ path: shot("host-view.png"), fullPage: true });
+
+    // ---- a reload: the host charts come back at once with what allocd stored before it
+    const reloadedAt = Date.now() / 1000;
+    await page.reload();
+    await page.waitForFunction((t) => { const u = window.dashboard.charts.host;
+                                        return u && u.data[0].length > 0 && u.data[0][0] < t - 2; },
+                               reloadedAt, { timeout: 20000 });
+    hc = await hostCharts();
+    assert.ok(hc.host.xs.filter((t) => t < reloadedAt).length >= 10, "points older than the page");
+    await page.screenshot({ path: shot("host-after-reload.png"), fullPage: true });
 
     // ---- process view: click the row; the charts have data
     await page.click(`#proc-table tr[data-pid="${pids[0]}"]`);
@@ -165,7 +205,33 @@ test("dashboard in headless chromium", { timeout: 240000 }, async () => {
     });
     assert.ok(allocatedLast >= 2000 * 100, `allocated ${allocatedLast}`);
     assert.ok(await page.$$eval("#classes .bar span", (s) => s.length) > 0, "size-class bars");
+    // the size-class heatmap, drawn from the stored class rows: the first
+    // target's 2000 blocks of 100 bytes are in its 112-byte class
+    await page.waitForFunction(() => window.dashboard.heatmap && window.dashboard.heatmap.cells.length > 0, null,
+                               { timeout: 20000 });
+    const heat = await page.evaluate(() => { const h = window.dashboard.heatmap;
+      return { sizes: h.sizes, cells: h.cells.filter((c) => c.size === 112), times: h.times.length }; });
+    assert.ok(heat.cells.length > 0 && heat.cells.every((c) => c.live >= 2000 && c.utilisation > 0 && c.pinned > 0),
+              JSON.stringify(heat.cells.slice(0, 3)));
+    const painted = await page.$eval("#heatmap canvas", (c) => {
+      const d = c.getContext("2d").getImageData(0, 0, c.width, c.height).data;
+      let n = 0;
+      for (let i = 3; i < d.length; i += 4) n += d[i] > 0;
+      return n;
+    });
+    assert.ok(painted > 1000, `heatmap pixels drawn: ${painted}`);
+    // hovering the 112-byte cell shows the bytes it pins
+    const cellAt = await page.evaluate(() => { const h = window.dashboard.heatmap, g = h.geometry;
+      const c = h.cells.filter((c) => c.size === 112).pop();
+      return { x: (g.x(c.t0) + Math.max(g.x(c.t1), g.x(c.t0) + 1)) / 2, y: g.y(c.row) + 5 }; });
+    await page.$eval("#heatmap", (el) => el.scrollIntoView({ block: "center" }));
+    const box = await page.$eval("#heatmap canvas", (c) => { const r = c.getBoundingClientRect(); return { x: r.left, y: r.top }; });
+    await page.mouse.move(box.x + cellAt.x, box.y + cellAt.y);
+    await page.waitForSelector("#heatmap-tip:not([hidden])", { timeout: 5000 });
+    assert.match(await page.textContent("#heatmap-tip"), /^112 B blocks · .* pinned in \d+ slabs/);
+    await checkTicks("process view, 15 min");
     await page.screenshot({ path: shot("process-view.png"), fullPage: true });
+    await (await page.$("#heatmap")).screenshot({ path: shot("heatmap.png") });
 
     // ---- the configuration panel: a wrong token is refused, plainly
     await page.fill("#cfg-dirty", "4321");
@@ -210,15 +276,39 @@ test("dashboard in headless chromium", { timeout: 240000 }, async () => {
     assert.equal(await page.evaluate(() => window.dashboard.lastError), null);
 
     // ---- back to the host view by the link
+    await page.selectOption("#range", "15m");
     await page.click('a[href="#/"]');
     await page.waitForSelector(`#proc-table tr[data-pid="${pids[1]}"]`, { timeout: 15000 });
+
+    // ---- allocd restarts: the reloaded page draws what the earlier run stored, and what follows
+    const stoppedAt = Date.now() / 1000;
+    await stop(allocd, "SIGTERM");
+    assert.equal(allocd.exitCode, 0, "allocd stopped cleanly");
+    allocd = startAllocd();
+    agents.push(allocd);
+    await answering();
+    await page.reload();
+    await page.waitForFunction((t) => { const u = window.dashboard.charts.host;
+                                        return u && u.data[0].some((x) => x < t - 5) && u.data[0].some((x) => x > t + 0.5); },
+                               stoppedAt, { timeout: 30000 });
+    await checkTicks("host view after the restart");
+    await page.screenshot({ path: shot("host-after-restart.png"), fullPage: true });
+    // the stop wrote the minute and hour in progress: the 6 h and 7 d views have them
+    for (const [range, source] of [["6h", "1m"], ["7d", "1h"]]) {
+      await page.selectOption("#host-range", range);
+      await page.waitForFunction((s) => document.querySelector("#host-note").textContent.includes(`${s} rollups (averages)`)
+                                        && window.dashboard.charts.host.data[0].length > 0, source, { timeout: 20000 });
+      await checkTicks(`host view, ${range}`);
+      await page.screenshot({ path: shot(`host-${range}.png`), fullPage: true });
+    }
 
     const errs = pageErrors.filter((e) => !/^401 .*\/config$/.test(e));   // the refused POST
     assert.deepEqual(errs, [], "no errors in the page");
     console.log(`screenshots in ${ARTIFACTS}`);
   } finally {
     if (browser) await browser.close().catch(() => {});
-    for (const p of children.slice(1)) await stop(p, "SIGKILL");
+    for (const p of children.filter((c) => !agents.includes(c))) await stop(p, "SIGKILL");
+    for (const a of agents.slice(0, -1)) await stop(a, "SIGKILL");   // stopped already, unless a check failed first
     await stop(allocd, "SIGTERM");
     fs.closeSync(log);
     if (allocd.exitCode !== 0) console.error(fs.readFileSync(logPath, "utf8"));
