@@ -443,7 +443,9 @@ class MetricNamesTest(unittest.TestCase):
     def test_exposition_has_the_families(self):
         # the check below is only as good as this list
         for n in ("liballoc_allocated_bytes", "liballoc_fragmentation_ratio", "liballoc_host_active_bytes",
-                  "liballoc_config_dirty_decay_seconds", "allocd_up", "allocd_segments_rejected_total"):
+                  "liballoc_config_dirty_decay_seconds", "allocd_up", "allocd_segments_rejected_total",
+                  "liballoc_host_class_live_blocks", "liballoc_host_class_capacity_blocks",
+                  "liballoc_host_class_slab_bytes", "liballoc_host_class_free_bytes"):
             self.assertIn(n, self.exported)
 
     def test_rules_use_exported_names(self):
