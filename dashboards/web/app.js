@@ -11,10 +11,10 @@ const TOP_WASTED = 10;            // rows of the top processes by wasted bytes
 const EXES_STACKED = 8;           // executables in the stacked wasted-bytes chart
 const HEATMAP_COLUMNS = 300;      // size-class rows asked for per range (one per step)
 const TOKEN_KEY = "allocd.token";
-const RANGES = {                  // the range picker: span and data source
-  "15m": { span: 15 * 60, source: "raw" },
-  "6h": { span: 6 * 3600, source: "1m" },
-  "7d": { span: 7 * 86400, source: "1h" },
+const RANGES = {                  // the range pickers (host and process views): span and data source
+  "15m": { span: 15 * 60, source: "raw", label: "15 min (raw)" },
+  "6h": { span: 6 * 3600, source: "1m", label: "6 h (1-minute rollups)" },
+  "7d": { span: 7 * 86400, source: "1h", label: "7 d (1-hour rollups)" },
 };
 const MEMORY_SERIES = [
   ["allocated", "#2563eb"], ["active", "#0891b2"], ["resident", "#7c3aed"], ["kernel_rss", "#111827"],
@@ -574,6 +574,7 @@ function init() {
     if (tr) location.hash = `#/process/${tr.dataset.pid}`;
   });
   for (const sel of document.querySelectorAll("select.range")) {
+    sel.innerHTML = Object.entries(RANGES).map(([k, r]) => `<option value="${k}">${esc(r.label)}</option>`).join("");
     sel.addEventListener("change", (e) => {
       state.range = e.target.value;
       for (const other of document.querySelectorAll("select.range")) other.value = state.range;

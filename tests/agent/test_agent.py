@@ -635,6 +635,18 @@ class AgentTest(unittest.TestCase):
                 self.assertEqual(self.agent.read_log().count("over its size cap"), 1)
             else:
                 self.assertLess(max(f[2] for f in figures), 3 + 2, figures)   # 3 s, and retention every 10 ticks
+                # the host's raw rows and the 10-s class rows go with the raw retention too
+                # (each minute's first class row stays, with the 1-minute rollups)
+                db = sqlite3.connect(self.agent.db)
+                now = time.time() * 1000
+                oldest, count = db.execute("SELECT min(t), count(*) FROM host_samples").fetchone()
+                self.assertGreater(count, 0)
+                self.assertLess(now - oldest, (3 + 2) * 1000)
+                oldest, most = db.execute("SELECT min(t), max(n) FROM (SELECT min(t) AS t, count(*) AS n"
+                                          " FROM class_samples WHERE minute = 0 GROUP BY process_id)").fetchone()
+                self.assertTrue(oldest is None or now - oldest < (3 + 2) * 1000, oldest)
+                self.assertLessEqual(most or 0, 1)   # one 10-s row per process within 5 s
+                db.close()
             self.assertTrue(all(f[1] > 0 for f in figures), figures)   # history trimmed, not dropped
         for t in targets:
             t.proc.kill()
