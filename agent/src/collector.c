@@ -623,7 +623,7 @@ static void host_tick(collector_t *c, int64_t now) {
     const collector_live_t *l = &c->procs[i].live;
     if (!l->snapshot || l->process_id <= 0) continue;
     snaps[n] = l->snapshot;
-    exes[n++] = l->exe;
+    exes[n++] = l->exe_verified ? l->exe : HOST_EXE_UNVERIFIED;
     c->nclasses = host_add_classes(c->classes, c->nclasses, ALLOC_SHM_MAX_CLASSES, l->snapshot);
   }
   host_sort_classes(c->classes, c->nclasses);

@@ -35,6 +35,9 @@ extern const metric_set_t host_set;
 #define HOST_SERIES_HOST "host"
 #define HOST_SERIES_EXE "exe:"
 #define HOST_SERIES_OTHER "other"
+/* The executable of processes whose path the kernel would not give: their
+ * segments' claims are not trusted to put them in another program's series. */
+#define HOST_EXE_UNVERIFIED "(unverified)"
 #define HOST_EXES 16
 #define HOST_KEY_MAX 272   /* "exe:" + a 256-byte path */
 
