@@ -127,11 +127,13 @@ function chartWidth(el) {
   return Math.max(300, el.clientWidth || el.parentElement.clientWidth - 20);
 }
 
-function xRange(u, min, max) {
+// A process chart spans its data to now; a host chart (fullRange) the
+// whole range picked, so that 7 days look like 7 days however few points.
+const xRange = (fullRange) => (u, min, max) => {
   const { viewFrom, viewTo } = state;
-  if (min == null || max == null) return [viewFrom, viewTo];
+  if (fullRange || min == null || max == null) return [viewFrom, viewTo];
   return [min, Math.max(max, viewTo || max)];
-}
+};
 
 // Create (once) or update the uPlot chart `name` in element `el`.
 // How a chart prints its values: bytes, bytes/s, a count or a ratio.
@@ -142,7 +144,7 @@ function valueFormat({ bytes = true, rate = false, count = false }) {
 }
 
 // series entries are [label, stroke] or [label, stroke, fill, shown(i) -> value]
-function chart(name, el, series, data, { markers = true, ...kind } = {}) {
+function chart(name, el, series, data, { markers = true, fullRange = false, ...kind } = {}) {
   let u = state.charts[name];
   if (u && u.root.parentElement !== el) { u.destroy(); u = null; }
   if (!u) {
@@ -152,7 +154,7 @@ function chart(name, el, series, data, { markers = true, ...kind } = {}) {
       // charts end at the query's `to` (now), so that a marker newer than
       // the last sample is drawn too, and a quiet host's chart still spans its range
       // byte and count charts start at 0 (a stack, or a level, read from its base)
-      scales: { x: { time: true, range: xRange }, y: kind.bytes === false ? {} : { range: (u, min, max) => [0, max > 0 ? max * 1.1 : 1] } },
+      scales: { x: { time: true, range: xRange(fullRange) }, y: kind.bytes === false ? {} : { range: (u, min, max) => [0, max > 0 ? max * 1.1 : 1] } },
       series: [{}, ...series.map(([label, stroke, fill, shown]) => ({
         label, stroke, fill, width: 1.5, value: (u, v, si, i) => fmt(shown && i != null ? shown(i) : v),
       }))],
@@ -247,7 +249,7 @@ const pointsOf = (h) => h.points.map((p) => [p[0], p[1]]);
 
 function sourceNote(n, source) {
   const what = source === "raw" ? "raw samples" : source + " rollups";
-  return n ? `${n} points from ${what}${source === "raw" ? "" : " (averages)"}` : `no ${what} in this range yet`;
+  return n ? `${n} point${n === 1 ? "" : "s"} from ${what}${source === "raw" ? "" : " (averages)"}` : `no ${what} in this range yet`;
 }
 
 function renderTopWasted() {
@@ -283,15 +285,16 @@ async function refreshHostHistory() {
   const by = Object.fromEntries(HOST_METRICS.map((m, i) => [m, hist[i]]));
   const xs = by.allocated.map((p) => p[0]);
   $("#host-note").textContent = sourceNote(xs.length, source);
-  chart("host", $("#host-chart"), HOST_SERIES, [xs, ...HOST_SERIES.map(([m]) => align(xs, by[m]))], { markers: false });
+  const host = { markers: false, fullRange: true };
+  chart("host", $("#host-chart"), HOST_SERIES, [xs, ...HOST_SERIES.map(([m]) => align(xs, by[m]))], host);
   chart("hostFragmentation", $("#host-frag"), [["fragmentation", "#b45309"]], [xs, align(xs, by.fragmentation)],
-        { markers: false, bytes: false });
+        { ...host, bytes: false });
   chart("hostProcesses", $("#host-procs"), [["processes", "#0891b2"]], [xs, align(xs, by.processes)],
-        { markers: false, count: true });
+        { ...host, count: true });
   const list = exes.series.map((e) => ({ exe: e.exe, points: pointsOf(e) }));
   const st = stacked(list), key = st.series.map((s) => s[0]).join("\n");
   if (state.charts.wasted && state.charts.wasted.stackKey !== key) { state.charts.wasted.destroy(); delete state.charts.wasted; }
-  chart("wasted", $("#host-wasted"), st.series, st.data, { markers: false }).stackKey = key;
+  chart("wasted", $("#host-wasted"), st.series, st.data, host).stackKey = key;
 }
 
 async function refreshHost() {
@@ -547,6 +550,7 @@ function route() {
   if (view !== state.view || pid !== state.pid) {
     for (const u of Object.values(state.charts)) u.destroy();
     state.charts = {};
+    state.ticks = {};
     state.heatmap = null;
     state.markers = [];
     $("#config-result").textContent = "";
@@ -582,6 +586,7 @@ function init() {
       poll();
     });
   }
+  $("#heatmap-ramp").style.background = `linear-gradient(to right, ${[0, 0.25, 0.5, 0.75, 1].map(utilColour).join(", ")})`;
   $("#heatmap canvas").addEventListener("mousemove", heatmapHover);
   $("#heatmap canvas").addEventListener("mouseleave", () => { $("#heatmap-tip").hidden = true; });
   $("#cfg-token").value = sessionStorage.getItem(TOKEN_KEY) || "";
