@@ -157,6 +157,7 @@ struct collector_s {
   int64_t removals_minute_ms;
   collector_counters_t counters;
   bool dir_missing;           /* the directory could not be read last tick */
+  bool listed_once;           /* a whole pass over the directory is done: every process was found */
   host_state_t host, host_undo;
   host_class_t classes[ALLOC_SHM_MAX_CLASSES];   /* host totals per size class, for /metrics */
   size_t nclasses;
@@ -487,6 +488,7 @@ static void renew(collector_t *c, tracked_t *t, const alloc_shm_header_t *h, int
     t->is_new = true;
     t->latest_saved_ms = 0;
     t->last_time_ns = 0;
+    t->class_slot = t->class_minute = 0;
   }
   t->created_ns = h->created_ns;
   t->last_number = 0;
@@ -613,6 +615,10 @@ static void write_host(collector_t *c, const host_sum_t *sum, int64_t now) {
 /* Sum the live processes' newest snapshots into the host's series and
  * its size-class totals (called inside the tick's transaction). */
 static void host_tick(collector_t *c, int64_t now) {
+  /* Until the first pass over the directory has been listed and judged (a
+   * start beside more segments than one tick's budget reads), the sums
+   * would miss processes: a dip after every restart.  No row then. */
+  if (!c->listed_once || c->qhead < c->qlen) return;
   pthread_mutex_lock(&c->lock);
   c->host_undo = c->host;
   const alloc_shm_snapshot_t **snaps = malloc((c->nprocs ? c->nprocs : 1) * sizeof *snaps);
@@ -762,6 +768,7 @@ static bool list_more(collector_t *c, int64_t now, int64_t deadline) {
   closedir(c->listing);
   c->listing = NULL;
   judged_sweep(c->judged);
+  c->listed_once = true;
   return false;
 }
 

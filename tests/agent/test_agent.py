@@ -1043,6 +1043,8 @@ class AgentTest(unittest.TestCase):
         self.assertEqual(after[:len(before)], before)   # nothing lost, nothing rewritten
         self.assertGreater(len(after), len(before))
         self.assertGreaterEqual(after[-1][1], 5000 * 112)
+        procs = [v for _, v in self.host_points("processes", "&source=raw")["points"]]
+        self.assertEqual(set(procs[procs.index(1):]), {1})   # no dip at the restarts: no row before the process is found
         t.proc.kill()
         t.wait()
         self.assertEqual(self.agent.stop(), 0)   # writes the periods in progress
