@@ -8,7 +8,9 @@
  * written, so an API request never waits for a commit.  The schema comes
  * from schema/ (compiled in, applied in order inside transactions, tracked
  * with PRAGMA user_version).  Statistics are stored packed (pack.h) in the
- * order of a layout (the metric names, table `layouts`).  Retention
+ * order of a layout (the metric names, table `layouts`).  A process's
+ * history and the host's (host.h) are the same kind of rows in tables of
+ * their own, written and read by the same code (owner_t says whose).  Retention
  * deletes in batches of a few thousand rows per call so that no call holds
  * the writer for long, and the file is kept under its size cap by dropping
  * the oldest data first and giving pages back with incremental vacuum. */
