@@ -70,11 +70,12 @@ function stop(p, sig = "SIGTERM", ms = 10000) {
   });
 }
 
-// A tm_target holding N blocks, publishing into shm; resolves to its pid.
-function startTarget(shm, n, size) {
+// A tm_target (or a copy under another name) holding N blocks, publishing
+// into shm; resolves to its pid.
+function startTarget(shm, n, size, exe = TARGET) {
   const env = { ...process.env, LD_PRELOAD: PRELOAD,
                 ALLOC_CONF: `telemetry_dir:${shm},stats_interval_ms:200` };
-  const p = start(TARGET, ["hold", String(n), String(size), "240000"], { env, stdio: ["ignore", "pipe", "inherit"] });
+  const p = start(exe, ["hold", String(n), String(size), "240000"], { env, stdio: ["ignore", "pipe", "inherit"] });
   return new Promise((resolve, reject) => {
     let out = "";
     p.stdout.on("data", (d) => {
@@ -115,7 +116,11 @@ test("dashboard in headless chromium", { timeout: 240000 }, async () => {
     await answering();
     const token = fs.readFileSync(path.join(root, "token"), "utf8").trim();
 
-    const pids = [await startTarget(shm, 2000, 100), await startTarget(shm, 300, 5000)];
+    // two executables, so that the wasted bytes stack
+    const other = path.join(root, "tm_other");
+    fs.copyFileSync(TARGET, other);
+    fs.chmodSync(other, 0o755);
+    const pids = [await startTarget(shm, 2000, 100), await startTarget(shm, 300, 5000, other)];
     for (const pid of pids)
       await waitFor(async () => (await getJSON(`/api/v1/processes/${pid}`)).stats, `pid ${pid} in the API`);
     const before = (await getJSON(`/api/v1/processes/${pids[0]}`)).config;
@@ -167,7 +172,12 @@ test("dashboard in headless chromium", { timeout: 240000 }, async () => {
     let hc = await hostCharts();
     assert.deepEqual(hc.host.series, ["allocated", "resident", "kernel_rss", "wasted"]);
     assert.ok(hc.host.data[0][hc.host.data[0].length - 1] >= 2000 * 112 + 300 * 5120, "host allocated: both targets");
-    assert.ok(hc.wasted.series.some((l) => /tm_target$/.test(l)), `stacked executables: ${hc.wasted.series}`);
+    assert.deepEqual([...hc.wasted.series].sort(), [other, TARGET].sort(), "stacked executables");
+    // stacked: the top band at the newest common time is the host's wasted bytes then
+    const top = hc.wasted.data[0], tw = hc.wasted.xs[hc.wasted.xs.length - 1], hi = hc.host.xs.indexOf(tw);
+    assert.ok(hi >= 0, "the stack and the host chart share their times");
+    assert.equal(top[top.length - 1], hc.host.data[3][hi], "top of the stack = host wasted");
+    assert.ok(hc.wasted.data[1][hc.wasted.data[1].length - 1] < top[top.length - 1], "the lower band is below the top");
     // the top processes by wasted bytes link to their process views
     const links = await page.$$eval("#top-wasted a", (as) => as.map((a) => a.getAttribute("href")));
     for (const pid of pids) assert.ok(links.includes(`#/process/${pid}`), `top-wasted links: ${links}`);
