@@ -633,6 +633,9 @@ class AgentTest(unittest.TestCase):
             if extra[0] == "--max-db-mb":
                 self.assertLess(max(f[0] for f in figures), 1.5 * 1048576, figures)   # the cap and one tick's rows
                 self.assertEqual(self.agent.read_log().count("over its size cap"), 1)
+                db = sqlite3.connect(self.agent.db)   # the host's series are one holder among the processes:
+                self.assertGreater(db.execute("SELECT count(*) FROM host_samples").fetchone()[0], 0)   # not wiped
+                db.close()
             else:
                 self.assertLess(max(f[2] for f in figures), 3 + 2, figures)   # 3 s, and retention every 10 ticks
                 # the host's raw rows and the 10-s class rows go with the raw retention too
