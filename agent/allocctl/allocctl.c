@@ -2,7 +2,7 @@
  *
  *   allocctl [options] ps [--all]
  *   allocctl [options] show PID
- *   allocctl [options] history PID METRIC [--from T] [--to T] [--step S] [--source raw|1m|1h]
+ *   allocctl [options] history PID|host METRIC [--from T] [--to T] [--step S] [--source raw|1m|1h] [--exe PATH]
  *   allocctl [options] set PID knob=value...
  *   allocctl [options] rules [list] | rules add GLOB knob=value... [--canary PCT] | rules rm ID
  *   allocctl [options] audit [--limit N]
@@ -16,6 +16,7 @@
  * It speaks just enough HTTP/1.1 over a TCP socket (Connection: close),
  * which is all a loopback agent needs. */
 #define _GNU_SOURCE
+#include <ctype.h>
 #include <errno.h>
 #include <jansson.h>
 #include "statedir.h"
@@ -249,15 +250,27 @@ static int cmd_show(int argc, char **argv) {
   return EX_OK;
 }
 
+/* Append "&name=value" to the query at path[*n], the value percent-encoded
+ * (an executable's path may hold any byte). */
+static void add_param(char *path, size_t size, int *n, const char *name, const char *value) {
+  *n += snprintf(path + *n, size - (size_t)*n, "&%s=", name);
+  for (const unsigned char *v = (const unsigned char *)value; *v && (size_t)*n < size; v++)
+    *n += snprintf(path + *n, size - (size_t)*n, isalnum(*v) || strchr("/._-~", *v) ? "%c" : "%%%02X", *v);
+}
+
 static int cmd_history(int argc, char **argv) {
-  if (argc < 3 || !valid_pid(argv[1]))
-    return fprintf(stderr, "usage: allocctl history PID METRIC [--from T] [--to T] [--step S] [--source raw|1m|1h]\n"), EX_USAGE;
-  char path[512];
-  int n = snprintf(path, sizeof path, "/api/v1/processes/%s/history?metric=%s", argv[1], argv[2]);
+  bool host = argc >= 2 && strcmp(argv[1], "host") == 0;
+  if (argc < 3 || (!host && !valid_pid(argv[1])))
+    return fprintf(stderr, "usage: allocctl history PID|host METRIC [--from T] [--to T] [--step S] [--source raw|1m|1h]"
+                           " [--exe PATH]\n"), EX_USAGE;
+  char path[1024];
+  int n = host ? snprintf(path, sizeof path, "/api/v1/host/history?metric=%s", argv[2])
+               : snprintf(path, sizeof path, "/api/v1/processes/%s/history?metric=%s", argv[1], argv[2]);
   for (int i = 3; i + 1 < argc; i += 2) {
-    if (strcmp(argv[i], "--from") && strcmp(argv[i], "--to") && strcmp(argv[i], "--step") && strcmp(argv[i], "--source"))
+    if (strcmp(argv[i], "--from") && strcmp(argv[i], "--to") && strcmp(argv[i], "--step") && strcmp(argv[i], "--source") &&
+        (!host || strcmp(argv[i], "--exe")))
       return fprintf(stderr, "allocctl: unknown option %s\n", argv[i]), EX_USAGE;
-    n += snprintf(path + n, sizeof path - (size_t)n, "&%s=%s", argv[i] + 2, argv[i + 1]);
+    add_param(path, sizeof path, &n, argv[i] + 2, argv[i + 1]);
   }
   if (strspn(argv[2], "abcdefghijklmnopqrstuvwxyz_0123456789") != strlen(argv[2]) || (size_t)n >= sizeof path)
     return fprintf(stderr, "allocctl: bad metric name\n"), EX_USAGE;
@@ -385,7 +398,7 @@ static void usage(void) {
           "usage: allocctl [--url http://HOST:PORT] [--token-file FILE] [--json] COMMAND\n"
           "  ps [--all]                      processes (--all: with exited ones)\n"
           "  show PID                        statistics, configuration, size classes\n"
-          "  history PID METRIC [--from T] [--to T] [--step S] [--source raw|1m|1h]\n"
+          "  history PID|host METRIC [--from T] [--to T] [--step S] [--source raw|1m|1h] [--exe PATH]\n"
           "  set PID knob=value...           change live configuration\n"
           "  rules [list] | rules add GLOB knob=value... [--canary PCT] | rules rm ID\n"
           "  audit [--limit N]               configuration changes\n"

@@ -1173,6 +1173,10 @@ class AgentTest(unittest.TestCase):
         code, out, _ = self.allocctl("history", str(t.pid), "allocated")
         self.assertEqual(code, 0)
         self.assertIn("allocated (raw)", out)
+        code, out, _ = self.allocctl("history", "host", "processes", "--exe", self.process(t.pid)["exe"])
+        self.assertEqual(code, 0, out)
+        self.assertRegex(out, r"processes \(raw\)\n(.*\n)*\S+ \S+ +1\n")
+        self.assertEqual(self.allocctl("history", "host", "dirty")[0], 1)   # not a host metric: 400
         code, out, _ = self.allocctl("set", str(t.pid), "dirty_decay_ms=2500", "thp=never")
         self.assertEqual(code, 0, out)
         self.assertIn("10000 -> 2500  ok", out)
