@@ -657,34 +657,36 @@ bool store_exited(store_t *st, int64_t process_id, int64_t t_ms, const char *sna
  * from that hour's minute rows (every other minute of it was written when
  * it ended, and raw samples may be kept for less than an hour), whenever
  * these hold more snapshots than the stored row: a clean stop leaves
- * nothing to do. */
+ * nothing to do.  The host's series are completed the same way, each from
+ * its own newest row. */
 
-/* A raw sample row as our metrics' values (NaN: not in its layout). */
+/* A raw sample row as the values of its layout's set (NaN: not in it). */
 static bool unpack_sample(const layout_t *l, const uint8_t *blob, size_t len, double v[SNAP_NMETRICS]) {
   static __thread double row[MAX_LAYOUT];
   size_t pos = 0;
   if (!l || !blob || !unpack_values(blob, len, &pos, l->n, NULL, row)) return false;
-  for (int i = 0; i < SNAP_NMETRICS; i++) v[i] = l->pos[i] < 0 ? NAN : row[l->pos[i]];
+  for (int i = 0; i < l->set->n; i++) v[i] = l->pos[i] < 0 ? NAN : row[l->pos[i]];
   return true;
 }
 
-/* The rows of [start, start + r->period_ms) of a process, from `sql`
- * (binding process, start, end; selecting t or n, layout, stats), folded
+/* The rows of [start, start + r->period_ms) of an owner, from `sql`
+ * (binding owner, start, end; selecting t or n, layout, stats), folded
  * into r: raw samples added in time order, minute rows merged newest
  * first (rollup_merge keeps the newer last value). */
-static void fold_rows(store_t *st, const char *sql, int64_t process_id, rollup_t *r, bool raw) {
+static void fold_rows(store_t *st, const char *sql, const owner_t *o, rollup_t *r, bool raw) {
   sqlite3_stmt *s = prepare(st, sql);
   int64_t start = r->start_ms;
-  sqlite3_bind_int64(s, 1, process_id);
+  bind_owner(s, 1, o);
   sqlite3_bind_int64(s, 2, start);
   sqlite3_bind_int64(s, 3, start + r->period_ms);
   while (s && sqlite3_step(s) == SQLITE_ROW) {
     pthread_mutex_lock(&st->rlock);   /* the layout cache: see stored_rollup */
-    const layout_t *l = layout_get(st, sqlite3_column_int64(s, 1), &snap_set);
+    const layout_t *l = layout_get(st, sqlite3_column_int64(s, 1), r->set);
     const uint8_t *blob = sqlite3_column_blob(s, 2);
     size_t len = (size_t)sqlite3_column_bytes(s, 2);
     double v[SNAP_NMETRICS];
     rollup_t part, done;
+    rollup_init_set(&part, r->period_ms, r->set);   /* whose metrics the stored row holds */
     if (raw && unpack_sample(l, blob, len, v)) rollup_add(r, sqlite3_column_int64(s, 0), v, &done);
     else if (!raw && unpack_rollup(l, blob, len, sqlite3_column_int64(s, 0), &part)) rollup_merge(r, &part);
     pthread_mutex_unlock(&st->rlock);
@@ -694,35 +696,49 @@ static void fold_rows(store_t *st, const char *sql, int64_t process_id, rollup_t
 }
 
 /* Replace the stored row of r's period with r if r holds more snapshots. */
-static int replace_if_more(store_t *st, int64_t process_id, const rollup_t *r) {
+static int replace_if_more(store_t *st, const owner_t *o, const rollup_t *r) {
   rollup_t stored;
-  const owner_t o = {.process_id = process_id};
-  if (r->n == 0 || (stored_rollup(st, &o, r, &stored) && stored.n >= r->n)) return 0;
+  if (r->n == 0 || (stored_rollup(st, o, r, &stored) && stored.n >= r->n)) return 0;
   uint8_t packed[ROLLUP_PACK_MAX];
-  return insert_packed(st, r->period_ms == 3600000 ? HOT_ROLLUP_1H : HOT_ROLLUP_1M, &o, r->start_ms, r->n, packed,
+  return insert_packed(st, r->period_ms == 3600000 ? HOT_ROLLUP_1H : HOT_ROLLUP_1M, o, r->start_ms, r->n, packed,
                        rollup_pack(r, packed));
 }
 
+/* Complete an owner's minute and hour holding its newest raw row (at
+ * `newest`); the rows rebuilt. */
+static int complete_owner(store_t *st, const owner_t *o, int64_t newest) {
+  int kind = OWNER_KIND(o);
+  rollup_t minute, hour;
+  rollup_init_set(&minute, 60000, owner_set[kind]);
+  rollup_init_set(&hour, 3600000, owner_set[kind]);
+  minute.start_ms = newest - newest % minute.period_ms;
+  hour.start_ms = newest - newest % hour.period_ms;
+  char sql[192];
+  snprintf(sql, sizeof sql, "SELECT t, layout, stats FROM %s WHERE %s = ?1 AND t >= ?2 AND t < ?3 ORDER BY t%s",
+           history_tables[kind][SOURCE_RAW], owner_column[kind], kind ? "" : ", number");
+  fold_rows(st, sql, o, &minute, true);
+  int rebuilt = replace_if_more(st, o, &minute);
+  snprintf(sql, sizeof sql, "SELECT n, layout, stats FROM %s WHERE %s = ?1 AND t >= ?2 AND t < ?3 ORDER BY t DESC",
+           history_tables[kind][SOURCE_1M], owner_column[kind]);
+  fold_rows(st, sql, o, &hour, false);
+  return rebuilt + replace_if_more(st, o, &hour);
+}
+
 /* Complete the newest minute and hour of every process still marked
- * alive; the rows rebuilt. */
+ * alive, and of every host series; the rows rebuilt. */
 static int complete_rollups(store_t *st) {
   sqlite3_stmt *s = prepare(st, "SELECT id, newest FROM (SELECT id, (SELECT max(t) FROM samples"
                                 " WHERE process_id = processes.id) AS newest FROM processes WHERE alive = 1)"
                                 " WHERE newest IS NOT NULL");
   int rebuilt = 0;
+  while (s && sqlite3_step(s) == SQLITE_ROW)
+    rebuilt += complete_owner(st, &(owner_t){.process_id = sqlite3_column_int64(s, 0)}, sqlite3_column_int64(s, 1));
+  sqlite3_finalize(s);
+  s = prepare(st, "SELECT series, max(t) FROM host_samples GROUP BY series");
   while (s && sqlite3_step(s) == SQLITE_ROW) {
-    int64_t id = sqlite3_column_int64(s, 0), newest = sqlite3_column_int64(s, 1);
-    rollup_t minute, hour;
-    rollup_init(&minute, 60000);
-    rollup_init(&hour, 3600000);
-    minute.start_ms = newest - newest % minute.period_ms;
-    hour.start_ms = newest - newest % hour.period_ms;
-    fold_rows(st, "SELECT t, layout, stats FROM samples WHERE process_id = ?1 AND t >= ?2 AND t < ?3"
-                  " ORDER BY t, number", id, &minute, true);
-    rebuilt += replace_if_more(st, id, &minute);
-    fold_rows(st, "SELECT n, layout, stats FROM rollup_1m WHERE process_id = ?1 AND t >= ?2 AND t < ?3"
-                  " ORDER BY t DESC", id, &hour, false);
-    rebuilt += replace_if_more(st, id, &hour);
+    char series[HOST_KEY_MAX];
+    snprintf(series, sizeof series, "%s", (const char *)sqlite3_column_text(s, 0));
+    rebuilt += complete_owner(st, &(owner_t){.series = series}, sqlite3_column_int64(s, 1));
   }
   sqlite3_finalize(s);
   return rebuilt;

@@ -1053,6 +1053,33 @@ class AgentTest(unittest.TestCase):
         self.assertEqual(self.agent.stop(), 0)   # writes the periods in progress
         self.assertGreaterEqual(self.check_host_rollups_match_raw(), 2)
 
+    def test_kill_9_keeps_host_rollups_true(self):
+        # allocd killed mid-minute: the host's minute and hour in progress
+        # had no row written; the next run completes them from the raw rows
+        # at start-up, like a process's, so every host rollup still equals
+        # its raw rows.  (Before: the kill minute's row lacked every tick
+        # stored before the kill.)
+        t = Target(self.agent, "hold", "5000", "100", "60000")
+        self.process(t.pid)
+        db = sqlite3.connect(self.agent.db)
+
+        def stored_this_minute():
+            now = int(time.time() * 1000)
+            start = now - now % 60000
+            return db.execute("SELECT count(*) FROM host_samples WHERE series = 'host' AND t >= ?",
+                              (start,)).fetchone()[0] if now - start < 55000 else 0
+        wait_for(lambda: stored_this_minute() >= 5, timeout=90, what="5 host rows of this minute stored")
+        self.agent.stop(signal.SIGKILL)
+        db.close()
+        self.agent = Agent(self.root, port=self.agent.port).start()
+        self.assertIn("rollups the last run left in progress completed", self.agent.read_log())
+        self.process(t.pid)
+        time.sleep(1)
+        t.proc.kill()
+        t.wait()
+        self.assertEqual(self.agent.stop(), 0)
+        self.assertGreaterEqual(self.check_host_rollups_match_raw(), 2)
+
     def test_size_class_history(self):
         # Rows every 10 s, each the process's classes in use: utilisation,
         # and the bytes the slabs pin, as the process's snapshot has them.
