@@ -104,14 +104,19 @@ static int mode_churn(long ms, int nthreads) {
   return 0;
 }
 
-/* One sleep, no allocator call: the process is visible only if liballoc
- * publishes on its own. */
+/* One sleep, no allocator call (sleep_ms's housekeeping does allocate). */
+static void sleep_quietly(long ms) {
+  struct timespec ts = {ms / 1000, (ms % 1000) * 1000000L};
+  while (nanosleep(&ts, &ts) != 0 && errno == EINTR) {}
+}
+
+/* Allocate, then sleep without an allocator call: the process is visible
+ * only if liballoc publishes on its own. */
 static int mode_idle(long ms) {
   for (int i = 0; i < 10000; i++) (void)!malloc(100);
   printf("ready %d\n", (int)getpid());
   fflush(stdout);
-  struct timespec ts = {ms / 1000, (ms % 1000) * 1000000L};
-  while (nanosleep(&ts, &ts) != 0 && errno == EINTR) {}
+  sleep_quietly(ms);
   return 0;
 }
 
@@ -131,8 +136,7 @@ static int mode_sandbox(long ms) {
   int rc = unshare(CLONE_NEWUSER);
   printf("unshare %s\n", errno_name(rc == 0 ? 0 : errno));
   fflush(stdout);
-  struct timespec ts = {ms / 1000, (ms % 1000) * 1000000L};
-  while (nanosleep(&ts, &ts) != 0 && errno == EINTR) {}
+  sleep_quietly(ms);
   release(v, 1000);
   return 0;
 }
@@ -146,8 +150,7 @@ static int mode_setuid(uid_t uid, long ms) {
   int rc = setgid((gid_t)uid) == 0 && setuid(uid) == 0 ? 0 : errno;
   printf("uid %s\n", errno_name(rc));
   fflush(stdout);
-  struct timespec ts = {ms / 1000, (ms % 1000) * 1000000L};
-  while (nanosleep(&ts, &ts) != 0 && errno == EINTR) {}
+  sleep_quietly(ms);
   release(v, 1000);
   return 0;
 }
@@ -166,8 +169,7 @@ static int mode_vfork(long ms) {
   waitpid(child, &status, 0);
   printf("vforked %s\n", child > 0 && WIFEXITED(status) && WEXITSTATUS(status) == 0 ? "ok" : "failed");
   fflush(stdout);
-  struct timespec ts = {ms / 1000, (ms % 1000) * 1000000L};
-  while (nanosleep(&ts, &ts) != 0 && errno == EINTR) {}
+  sleep_quietly(ms);
   release(v, 1000);
   return 0;
 }

@@ -179,6 +179,15 @@ static void latest(alloc_shm_segment_t *seg, alloc_shm_snapshot_t *s) {
   fail_msg("no readable snapshot");
 }
 
+/* pid has a segment and publishes 5 more snapshots. */
+static void expect_publishing(pid_t pid) {
+  alloc_shm_segment_t seg;
+  open_segment(&seg, pid, 1);
+  uint64_t n = seg.header.published;
+  wait_published(&seg, n + 5);
+  alloc_shm_close(&seg);
+}
+
 static bool file_exists(pid_t pid) {
   char path[256];
   snprintf(path, sizeof path, "%s/" ALLOC_SHM_PREFIX "%d", dir, (int)pid);
@@ -804,11 +813,7 @@ static void unshare_works_beside_liballocs_threads(void **state) {
   }
   assert_string_equal(raw, "raw EINVAL");
   assert_string_equal(call, "unshare ok");
-  alloc_shm_segment_t seg;
-  open_segment(&seg, pid, 1);
-  uint64_t n = seg.header.published;
-  wait_published(&seg, n + 5);
-  alloc_shm_close(&seg);
+  expect_publishing(pid);
   assert_int_equal(finish(&p), 0);
 }
 
@@ -821,11 +826,7 @@ static void vfork_child_leaves_the_parents_threads(void **state) {
   char line[64];
   assert_true(read_line(p.out, line, sizeof line, 20000));
   assert_string_equal(line, "vforked ok");
-  alloc_shm_segment_t seg;
-  open_segment(&seg, pid, 1);
-  uint64_t n = seg.header.published;
-  wait_published(&seg, n + 5);
-  alloc_shm_close(&seg);
+  expect_publishing(pid);
   assert_int_equal(finish(&p), 0);
 }
 
