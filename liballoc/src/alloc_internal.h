@@ -87,6 +87,7 @@ void la_os_cond_init_monotonic(pthread_cond_t *cond);
 int la_os_start_thread(void *(*fn)(void *), size_t stack);
 void la_os_name_self(const char *name);
 void la_os_sleep_ms(unsigned ms);
+void la_os_wait_thread_gone(int tid);
 bool la_os_membarrier_register(void);
 bool la_os_membarrier(void);
 int la_os_gettid(void);

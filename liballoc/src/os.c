@@ -324,6 +324,12 @@ bool la_os_thread_alive(int tid) {
   return alive;
 }
 
+/* Wait (up to a second) until thread `tid` has ended: the kernel counts a
+ * thread until then, whatever its code has returned.  0: none to wait for. */
+void la_os_wait_thread_gone(int tid) {
+  for (int i = 0; tid && i < 1000 && la_os_thread_alive(tid); i++) la_os_sleep_ms(1);
+}
+
 void la_os_sleep_ms(unsigned ms) {
   int saved = errno;
   struct timespec ts = {(time_t)(ms / 1000), (long)(ms % 1000) * 1000000L};

@@ -177,8 +177,7 @@ bool la_purger_pause(void) {
   if (!atomic_compare_exchange_strong(&state, &expected, STOPPING)) return false;
   wake();
   while (atomic_load(&state) != STOPPED) la_os_sleep_ms(1);
-  int tid = atomic_load(&thread_tid);
-  for (int i = 0; tid && i < 1000 && la_os_thread_alive(tid); i++) la_os_sleep_ms(1);
+  la_os_wait_thread_gone(atomic_load(&thread_tid));
   return true;
 }
 

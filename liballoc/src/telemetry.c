@@ -292,8 +292,7 @@ bool la_telemetry_pause(bool forget) {
   }
   pthread_mutex_unlock(&tm_lock);
   while (running && atomic_load(&tm_state) != TM_STOPPED) la_os_sleep_ms(1);
-  int tid = atomic_load(&tm_tid);
-  for (int i = 0; running && tid && i < 1000 && la_os_thread_alive(tid); i++) la_os_sleep_ms(1);
+  if (running) la_os_wait_thread_gone(atomic_load(&tm_tid));
   pthread_mutex_lock(&tm_lock);
   tm_stop = false;
   if (forget) remove_own_segment();
