@@ -18,6 +18,9 @@
  *                                       alloc_shm_snapshot_t
  *   control_offset    control area      control_slots x request_size bytes,
  *                                       each an alloc_shm_request_t
+ *   profile_offset    profile area      profile_size bytes: the heap profile,
+ *                                       written only when asked for (below);
+ *                                       a hole in the file until then
  *   file_size         end
  *
  * Header (written once at creation, except the last three u64):
@@ -44,7 +47,9 @@
  *    96  char exe[256]        path of the executable, NUL-terminated
  *   352  char comm[16]        thread name of the main thread, NUL-terminated
  *   368  char version_str[16] liballoc version, NUL-terminated
- *   384  ...                  zero, reserved
+ *   384  u32  profile_offset  start of the profile area (a multiple of 4096)
+ *   388  u32  profile_size    ALLOC_SHM_PROFILE_SIZE
+ *   392  ...                  zero, reserved
  *   488  u64  interval_ms     current stats_interval_ms
  *   496  u64  heartbeat_ns    CLOCK_REALTIME of the newest publication
  *   504  u64  published       snapshots published so far: the newest is
@@ -73,7 +78,7 @@ extern "C" {
 #endif
 
 #define ALLOC_SHM_MAGIC        0x434f4c4c4142494cull   /* "LIBALLOC" */
-#define ALLOC_SHM_VERSION      2u   /* 2: the statistic purge_failures */
+#define ALLOC_SHM_VERSION      3u   /* 2: the statistic purge_failures; 3: the profile area */
 #define ALLOC_SHM_HEADER_SIZE  512u
 #define ALLOC_SHM_RING_SLOTS   32u
 #define ALLOC_SHM_CONTROL_SLOTS 16u
@@ -250,7 +255,8 @@ typedef struct alloc_shm_header_s {
   char exe[256];
   char comm[16];
   char version_str[16];
-  uint8_t reserved[104];
+  uint32_t profile_offset, profile_size;
+  uint8_t reserved[96];
   uint64_t interval_ms;
   uint64_t heartbeat_ns;
   uint64_t published;
@@ -314,6 +320,85 @@ typedef struct alloc_shm_request_s {
   char effective[88];
 } alloc_shm_request_t;
 
+/* ---- the profile area ----------------------------------------------------
+ * The sampled heap profile (option `prof`): which call stacks allocated,
+ * and which hold memory now.  Nobody pays for it unless asked: the process
+ * writes the area only when a control request "prof.publish" (a command,
+ * value "") reaches it, or alloc_ctl("prof.publish") is called.  Before it
+ * acknowledges the request it has written profile number N completely, and
+ * the acknowledgement's `effective` is N in decimal; a reader then reads
+ * the area and accepts it only if seq == 2 * number, number >= N and the
+ * checksum matches (a later request may have written a newer one).
+ *
+ * Area layout (offsets from profile_offset; every count is bounded by the
+ * ALLOC_SHM_PROFILE_MAX_* constants and a reader rejects more):
+ *     0                          alloc_shm_profile_t   128 bytes
+ *     ALLOC_SHM_PROFILE_MODULES  alloc_shm_module_t    x nmodules
+ *     ALLOC_SHM_PROFILE_STACKS   alloc_shm_stack_t     x nstacks
+ *     ALLOC_SHM_PROFILE_FRAMES   u64 return addresses  x nframes
+ *     ALLOC_SHM_PROFILE_SIZE     end
+ * A stack's frames are frames[first_frame .. first_frame + depth - 1],
+ * innermost first: frames[first_frame] is the return address into the
+ * code that called malloc (liballoc's own frames are left out), each a
+ * return address, so symbolizers look up address - 1.  Counts and bytes are
+ * estimates of the whole heap, unbiased: a sample of `size` bytes taken
+ * with mean gap `sample_bytes` stands for size / (1 - exp(-size /
+ * sample_bytes)) bytes (docs/metrics.md).  `pinned_bytes` is the free but
+ * resident memory in the slabs the stack's live blocks keep in use, each
+ * slab's share divided among its live blocks (docs/metrics.md).
+ * The module list is what dl_iterate_phdr reports: each loaded object's
+ * address range, its load bias, and its file's path and GNU build ID, so a
+ * reader can symbolize without reading /proc/PID/maps. */
+#define ALLOC_SHM_PROFILE_MAX_MODULES 512u
+#define ALLOC_SHM_PROFILE_MAX_STACKS  8192u
+#define ALLOC_SHM_PROFILE_MAX_DEPTH   64u
+#define ALLOC_SHM_PROFILE_MAX_FRAMES  (ALLOC_SHM_PROFILE_MAX_STACKS * ALLOC_SHM_PROFILE_MAX_DEPTH)
+#define ALLOC_SHM_PROFILE_MODULES     128u
+#define ALLOC_SHM_PROFILE_STACKS      (ALLOC_SHM_PROFILE_MODULES + ALLOC_SHM_PROFILE_MAX_MODULES * 328u)
+#define ALLOC_SHM_PROFILE_FRAMES      (ALLOC_SHM_PROFILE_STACKS + ALLOC_SHM_PROFILE_MAX_STACKS * 64u)
+#define ALLOC_SHM_PROFILE_SIZE        (ALLOC_SHM_PROFILE_FRAMES + ALLOC_SHM_PROFILE_MAX_FRAMES * 8u)
+
+enum alloc_shm_profile_flags {
+  ALLOC_SHM_PROF_ENABLED = 1,     /* sampling was on when the profile was written */
+  ALLOC_SHM_PROF_TRUNCATED = 2,   /* some samples' stacks did not fit (dropped_samples) */
+};
+
+typedef struct alloc_shm_profile_s {
+  uint64_t seq;             /* 2n-1 while profile n is written, 2n when complete */
+  uint64_t number;          /* n: 1 for the first profile */
+  uint64_t time_ns;         /* CLOCK_REALTIME when written */
+  uint64_t checksum;        /* alloc_shm_checksum of the area's bytes [32, used) */
+  uint64_t used;            /* ALLOC_SHM_PROFILE_FRAMES + 8 * nframes: the tables' unused
+                               entries inside it are zero */
+  uint64_t sample_bytes;    /* mean gap between samples in force (0: profiling off) */
+  uint64_t enabled_ns;      /* CLOCK_REALTIME when sampling was last switched on (0: never) */
+  uint32_t nmodules, nstacks;
+  uint32_t nframes, flags;  /* enum alloc_shm_profile_flags */
+  uint64_t samples;         /* samples taken since sampling was switched on */
+  uint64_t dropped_samples; /* of which not in the stack table (it was full) */
+  uint64_t live_samples;    /* sampled blocks not freed yet */
+  uint64_t profiler_bytes;  /* the profiler's own memory (also counted in `metadata`) */
+  uint64_t reserved[3];
+} alloc_shm_profile_t;
+
+typedef struct alloc_shm_module_s {
+  uint64_t start, end;      /* addresses of its PT_LOAD segments in the process: [start, end) */
+  uint64_t file_offset;     /* file offset mapped at `start` */
+  uint64_t bias;            /* load bias (dlpi_addr): address in the process - address in the file */
+  uint32_t build_id_size;   /* bytes of build_id in use, 0: none (<= 32) */
+  uint32_t flags;           /* 1: the main program */
+  uint8_t build_id[32];     /* NT_GNU_BUILD_ID */
+  char path[256];           /* NUL-terminated; "" for the main program if unknown */
+} alloc_shm_module_t;
+
+typedef struct alloc_shm_stack_s {
+  uint32_t first_frame, depth;     /* frames[first_frame .. + depth), depth <= MAX_DEPTH */
+  uint64_t alloc_objects, alloc_bytes; /* estimated allocations since sampling started */
+  uint64_t inuse_objects, inuse_bytes; /* estimated live blocks now */
+  uint64_t pinned_bytes;           /* estimated free resident bytes its live blocks keep */
+  uint64_t alloc_samples, inuse_samples; /* raw sample counts behind the estimates */
+} alloc_shm_stack_t;
+
 /* ---- helpers every reader and the writer share --------------------------- */
 
 /* FNV-1a over 64-bit words (plus a byte tail): cheap, and any torn mix of
@@ -342,6 +427,13 @@ static inline uint64_t alloc_shm_request_checksum(const alloc_shm_request_t *r) 
   return alloc_shm_checksum(&r->id, sizeof r->id) ^
          (alloc_shm_checksum(r->name, sizeof r->name) * 3) ^
          (alloc_shm_checksum(r->value, sizeof r->value) * 5);
+}
+
+/* The checksum of a profile area read into `area` (at least p->used bytes;
+ * check used against the area's size first). */
+static inline uint64_t alloc_shm_profile_checksum(const void *area, uint64_t used) {
+  const size_t body = offsetof(alloc_shm_profile_t, checksum) + 8;
+  return used > body ? alloc_shm_checksum((const char *)area + body, used - body) : 0;
 }
 
 static inline double alloc_shm_ratio(uint64_t a, uint64_t b) {
@@ -381,6 +473,10 @@ _Static_assert(sizeof(alloc_shm_header_t) == ALLOC_SHM_HEADER_SIZE, "header layo
 _Static_assert(offsetof(alloc_shm_header_t, exe) == 96, "header layout");
 _Static_assert(offsetof(alloc_shm_header_t, interval_ms) == 488, "header layout");
 _Static_assert(sizeof(alloc_shm_request_t) == 384, "request layout");
+_Static_assert(offsetof(alloc_shm_header_t, profile_offset) == 384, "header layout");
+_Static_assert(sizeof(alloc_shm_profile_t) == ALLOC_SHM_PROFILE_MODULES, "profile layout");
+_Static_assert(sizeof(alloc_shm_module_t) == 328, "profile layout");
+_Static_assert(sizeof(alloc_shm_stack_t) == 64, "profile layout");
 _Static_assert(sizeof(alloc_shm_snapshot_t) % 8 == 0, "snapshot layout");
 /* The config block (unchanged since version 1): 9 knobs, narenas ..
  * abort_on_invalid_free.  A knob published or withdrawn changes the layout

@@ -106,8 +106,12 @@ static int check_header(const alloc_shm_header_t *h, uint64_t file_size) {
   /* 64-bit arithmetic on 32-bit fields: no overflow */
   uint64_t ring_end = (uint64_t)h->ring_offset + (uint64_t)h->ring_slots * h->slot_size;
   uint64_t control_end = (uint64_t)h->control_offset + (uint64_t)h->control_slots * h->request_size;
+  uint64_t profile_end = (uint64_t)h->profile_offset + (uint64_t)h->profile_size;
   if (h->ring_offset < h->header_size || ring_end > file_size || h->control_offset < ring_end ||
       control_end > file_size)
+    return ALLOC_SHM_ERR_LAYOUT;
+  if (h->profile_offset < control_end || h->profile_offset % 4096 != 0 ||
+      h->profile_size != ALLOC_SHM_PROFILE_SIZE || profile_end > file_size)
     return ALLOC_SHM_ERR_LAYOUT;
   return ALLOC_SHM_OK;
 }

@@ -77,7 +77,12 @@ static void fill_header(alloc_shm_header_t *h) {
   h->control_offset = h->ring_offset + h->ring_slots * h->slot_size;
   h->control_slots = ALLOC_SHM_CONTROL_SLOTS;
   h->request_size = sizeof(alloc_shm_request_t);
-  h->file_size = (uint64_t)h->control_offset + (uint64_t)h->control_slots * h->request_size;
+  uint64_t control_end = (uint64_t)h->control_offset + (uint64_t)h->control_slots * h->request_size;
+  /* The profile area starts on a page of its own: until a profile is
+   * asked for it is a hole in the file and costs no memory. */
+  h->profile_offset = (uint32_t)((control_end + 4095) & ~(uint64_t)4095);
+  h->profile_size = ALLOC_SHM_PROFILE_SIZE;
+  h->file_size = (uint64_t)h->profile_offset + h->profile_size;
   h->nstats = ALLOC_SHM_NSTATS;
   h->nconfig = ALLOC_SHM_NCONFIG;
   h->nclasses = LA_NCLASSES;

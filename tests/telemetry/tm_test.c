@@ -362,7 +362,7 @@ static void torn_slots_rejected(void **state) {
   snprintf(copy, sizeof copy, "%s/copy", dir);
   int fd = open(copy, O_RDWR | O_CREAT | O_TRUNC, 0600);
   assert_true(fd >= 0);
-  static char buf[1 << 20];
+  static char buf[8 << 20];   /* a whole segment */
   ssize_t len = pread(seg.fd, buf, sizeof buf, 0);
   assert_int_equal(len, (ssize_t)seg.header.file_size);
   assert_int_equal(write(fd, buf, (size_t)len), len);
@@ -457,7 +457,9 @@ static void valid_header(alloc_shm_header_t *h) {
   h->control_offset = h->ring_offset + ALLOC_SHM_RING_SLOTS * h->slot_size;
   h->control_slots = ALLOC_SHM_CONTROL_SLOTS;
   h->request_size = sizeof(alloc_shm_request_t);
-  h->file_size = h->control_offset + ALLOC_SHM_CONTROL_SLOTS * h->request_size;
+  h->profile_offset = (h->control_offset + ALLOC_SHM_CONTROL_SLOTS * h->request_size + 4095) / 4096 * 4096;
+  h->profile_size = ALLOC_SHM_PROFILE_SIZE;
+  h->file_size = h->profile_offset + h->profile_size;
   h->nstats = ALLOC_SHM_NSTATS;
   h->nconfig = ALLOC_SHM_NCONFIG;
   h->nclasses = 10;
@@ -487,7 +489,7 @@ static void hostile_files(void **state) {
 
   alloc_shm_header_t h;
   valid_header(&h);
-  static char good[1 << 18];   /* a whole segment: ring and control area */
+  static char good[8 << 20];   /* a whole segment: ring, control and profile areas */
   memcpy(good, &h, sizeof h);
   write_file("good", good, h.file_size);
   assert_int_equal(open_in_dir("good"), 0);
@@ -529,6 +531,10 @@ static void hostile_files(void **state) {
   ABSURD(nclasses, 1000, ALLOC_SHM_ERR_LAYOUT);
   ABSURD(pid, -5, ALLOC_SHM_ERR_LAYOUT);
   ABSURD(file_size, 1ull << 62, ALLOC_SHM_ERR_SIZE);
+  ABSURD(profile_offset, 0, ALLOC_SHM_ERR_LAYOUT);               /* over the ring */
+  ABSURD(profile_offset, h.profile_offset + 8, ALLOC_SHM_ERR_LAYOUT);
+  ABSURD(profile_offset, 0xfffff000u, ALLOC_SHM_ERR_LAYOUT);     /* past the end */
+  ABSURD(profile_size, 1u << 31, ALLOC_SHM_ERR_LAYOUT);
   clean_dir();
 }
 

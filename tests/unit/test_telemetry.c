@@ -146,7 +146,10 @@ static void segment_appears_with_a_valid_header(void **state) {
   assert_int_equal(h.control_offset, h.ring_offset + h.ring_slots * h.slot_size);
   assert_int_equal(h.control_slots, ALLOC_SHM_CONTROL_SLOTS);
   assert_int_equal(h.request_size, sizeof(alloc_shm_request_t));
-  assert_int_equal(h.file_size, (uint64_t)h.control_offset + h.control_slots * h.request_size);
+  assert_true(h.profile_offset >= h.control_offset + h.control_slots * h.request_size);
+  assert_int_equal(h.profile_offset % 4096, 0);
+  assert_int_equal(h.profile_size, ALLOC_SHM_PROFILE_SIZE);
+  assert_int_equal(h.file_size, (uint64_t)h.profile_offset + h.profile_size);
   assert_int_equal(h.file_size, (uint64_t)st.st_size);
   assert_int_equal(h.nstats, ALLOC_SHM_NSTATS);
   assert_int_equal(h.nconfig, ALLOC_SHM_NCONFIG);
