@@ -336,14 +336,23 @@ static int cmd_rules(int argc, char **argv) {
   if (argc == 1 || !strcmp(argv[1], "list")) {
     json_t *v = call("GET", "/api/v1/rules", NULL, false, &code);
     if (as_json || code) return finish(v, code);
-    printf("%-5s %-24s %-7s %s\n", "ID", "EXE GLOB", "CANARY", "CONFIG");
+    printf("%-5s %-24s %-7s %-20s %s\n", "ID", "EXE GLOB", "CANARY", "FROM", "CONFIG");
     size_t i;
     json_t *r;
     json_array_foreach(json_object_get(v, "rules"), i, r) {
       char *cfg = json_dumps(json_object_get(r, "config"), JSON_COMPACT | JSON_SORT_KEYS);
-      printf("%-5lld %-24s %6lld%% %s\n", (long long)json_integer_value(json_object_get(r, "id")),
-             json_string_value(json_object_get(r, "exe_glob")), (long long)json_integer_value(json_object_get(r, "canary_pct")), cfg);
+      printf("%-5lld %-24s %6lld%% %-20s %s\n", (long long)json_integer_value(json_object_get(r, "id")),
+             json_string_value(json_object_get(r, "exe_glob")), (long long)json_integer_value(json_object_get(r, "canary_pct")),
+             json_string_value(json_object_get(r, "client")) ?: "", cfg);
       free(cfg);
+    }
+    /* rule files that were refused: their last good version is what is listed */
+    json_t *files = json_object_get(v, "files");
+    const char *dir_error = json_string_value(json_object_get(files, "error"));
+    if (dir_error) fprintf(stderr, "rules directory %s: %s\n", json_string_value(json_object_get(files, "dir")), dir_error);
+    json_array_foreach(json_object_get(files, "files"), i, r) {
+      const char *err = json_string_value(json_object_get(r, "error"));
+      if (err) fprintf(stderr, "rule file %s: %s\n", json_string_value(json_object_get(r, "name")), err);
     }
     json_decref(v);
     return EX_OK;

@@ -71,6 +71,7 @@ struct api_s {
   store_t *store;
   collector_t *collector;
   rules_t *rules;
+  rules_dir_t *rules_dir;
   char token[256];
   unsigned push_timeout_ms;
   time_t started;
@@ -440,25 +441,48 @@ static enum MHD_Result processes_route(api_t *api, struct MHD_Connection *c, con
   return r;
 }
 
+/* If rule `id` comes from a rule file, why the API must not delete it
+ * (the file would bring it back at the next change). */
+static const char *rule_file(api_t *api, long long id, char *buf, size_t size) {
+  json_t *rules = store_rules_json(api->store), *rule;
+  size_t i;
+  const char *why = NULL;
+  json_array_foreach(rules, i, rule) {
+    const char *client = json_string_value(json_object_get(rule, "client")) ?: "";
+    if (json_integer_value(json_object_get(rule, "id")) != id || strncmp(client, RULES_DIR_CLIENT, strlen(RULES_DIR_CLIENT)))
+      continue;
+    json_t *st = rules_dir_status_json(api->rules_dir);
+    snprintf(buf, size, "rule %lld comes from the file %s/%s: change or remove the file instead", id,
+             json_string_value(json_object_get(st, "dir")), client + strlen(RULES_DIR_CLIENT));
+    json_decref(st);
+    why = buf;
+  }
+  json_decref(rules);
+  return why;
+}
+
 static enum MHD_Result rules_route(api_t *api, struct MHD_Connection *c, const char *method, char parts[4][64], int n,
                                    request_t *req) {
-  if (n == 1 && strcmp(method, "GET") == 0) return send_json(c, 200, json_pack("{s:o}", "rules", store_rules_json(api->store)));
+  if (n == 1 && strcmp(method, "GET") == 0)
+    return send_json(c, 200, json_pack("{s:o, s:o}", "rules", store_rules_json(api->store), "files",
+                                       rules_dir_status_json(api->rules_dir)));
   if (n == 1 && strcmp(method, "POST")) return send_405(c, "GET, POST");
   if (n == 2 && strcmp(method, "DELETE")) return send_405(c, "DELETE");
   if (!authorized(api, c)) return send_error(c, 401, "missing or wrong bearer token");
-  char client[64];
+  char client[64], why[400];
   client_address(c, client, sizeof client);
   if (n == 2) {
     long long id;
-    if (!parse_int(parts[1], 1, LLONG_MAX, &id) || !store_rule_delete(api->store, id))
-      return send_error(c, 404, "no such rule");
+    if (!parse_int(parts[1], 1, LLONG_MAX, &id)) return send_error(c, 404, "no such rule");
+    const char *file = rule_file(api, id, why, sizeof why);
+    if (file) return send_error(c, 409, file);
+    if (!store_rule_delete(api->store, id)) return send_error(c, 404, "no such rule");
     log_info("rule %lld deleted by %s", id, client);
     return send_json(c, 200, json_pack("{s:I}", "deleted", (json_int_t)id));
   }
   json_error_t jerr;
   json_t *rule = json_loadb(req->body ? req->body : "", req->len, JSON_REJECT_DUPLICATES, &jerr);
   if (!rule) return send_error(c, 400, "invalid JSON");
-  char why[160];
   const char *bad = rules_validate(rule, why, sizeof why);
   if (bad) {
     json_decref(rule);
@@ -487,7 +511,7 @@ static enum MHD_Result get_audit(api_t *api, struct MHD_Connection *c) {
 
 static enum MHD_Result get_metrics(api_t *api, struct MHD_Connection *c) {
   size_t len;
-  prom_agent_t agent = {guard_closed_slow(api->guard), rules_suppressed(api->rules)};
+  prom_agent_t agent = {guard_closed_slow(api->guard), rules_suppressed(api->rules), rules_dir_errors(api->rules_dir)};
   render_begin(api);
   char *text = prom_render(api->collector, &agent, &len);
   render_end(api);
@@ -694,6 +718,7 @@ api_t *api_start(const api_config_t *cfg, store_t *store, collector_t *collector
   api->store = store;
   api->collector = collector;
   api->rules = rules;
+  api->rules_dir = cfg->rules_dir;
   api->push_timeout_ms = cfg->push_timeout_ms;
   api->started = time(NULL);
   snprintf(api->token, sizeof api->token, "%s", cfg->token);

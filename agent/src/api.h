@@ -4,6 +4,7 @@
 
 #include "collector.h"
 #include "rules.h"
+#include "rules_dir.h"
 #include "store.h"
 
 typedef struct api_s api_t;
@@ -19,6 +20,7 @@ typedef struct api_config_s {
   const char *listen_host;         /* Host values answered: this, localhost, 127.0.0.1, [::1] */
   const char *const *allow_hosts;  /* and these (--allow-host) */
   size_t nallow_hosts;
+  rules_dir_t *rules_dir;          /* the rule files' status, and whose rules the API must not delete */
 } api_config_t;
 
 api_t *api_start(const api_config_t *cfg, store_t *store, collector_t *collector, rules_t *rules, char *err,

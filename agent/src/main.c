@@ -1,8 +1,8 @@
 /* main.c - allocd: options, start-up checks, the collection loop, shutdown.
  *
- * The main thread collects (one tick per --interval-ms) and handles
- * SIGTERM/SIGINT with sigtimedwait, so a stop request ends the wait at
- * once: the tick in progress finishes, the rollups in progress are written,
+ * The main thread collects (one tick per --interval-ms), looks at the rules
+ * directory, and handles SIGTERM/SIGINT with sigtimedwait, so a stop
+ * request ends the wait at once (SIGHUP re-reads the rule files): the tick in progress finishes, the rollups in progress are written,
  * the HTTP server stops, the database is closed.  Start-up refuses with a
  * clear message when the port is taken, the database cannot be opened or
  * migrated, or the token file is unusable. */
@@ -11,6 +11,7 @@
 #include "log.h"
 #include "push.h"
 #include "rules.h"
+#include "rules_dir.h"
 #include "statedir.h"
 #include "store.h"
 
@@ -33,7 +34,7 @@
 
 typedef struct options_s {
   char listen[300];
-  char db[512], token_file[512], shm_dir[512], static_dir[512];
+  char db[512], token_file[512], shm_dir[512], static_dir[512], rules_dir[512];
   const char *allow_hosts[MAX_ALLOW_HOSTS];
   size_t nallow_hosts;
   long interval_ms, push_timeout_ms, max_connections, request_timeout_s;
@@ -54,6 +55,8 @@ static void usage(FILE *f) {
           "  --retention-1h D       keep 1-hour rollups and exited processes D (default 90d)\n"
           "  --max-db-mb N          keep the database below N MiB (default 1024)\n"
           "  --push-timeout-ms N    how long a config change waits for the process (default 5000)\n"
+          "  --rules-dir DIR        rules from the *.json files of DIR, re-read on change and SIGHUP\n"
+          "                         (default " RULES_DIR_DEFAULT "; '' for none)\n"
           "  --max-connections N    concurrent HTTP connections (default 4096)\n"
           "  --request-timeout-s N  reading one HTTP request may take N s in all (default 10)\n"
           "  --allow-host NAME      also answer requests whose Host is NAME (repeatable; by default\n"
@@ -111,6 +114,7 @@ static bool parse_options(int argc, char **argv, options_t *o) {
   snprintf(o->db, sizeof o->db, "%s/allocd.db", state);
   snprintf(o->token_file, sizeof o->token_file, "%s/token", state);
   snprintf(o->shm_dir, sizeof o->shm_dir, "/dev/shm");
+  snprintf(o->rules_dir, sizeof o->rules_dir, RULES_DIR_DEFAULT);
   o->interval_ms = 1000;
   o->push_timeout_ms = 5000;
   o->max_connections = 4096;
@@ -125,7 +129,7 @@ static bool parse_options(int argc, char **argv, options_t *o) {
     {"interval-ms", 1, 0, 'i'}, {"retention-raw", 1, 0, 'R'}, {"retention-1m", 1, 0, 'M'},
     {"retention-1h", 1, 0, 'H'}, {"max-db-mb", 1, 0, 'B'}, {"push-timeout-ms", 1, 0, 'p'},
     {"max-connections", 1, 0, 'c'}, {"request-timeout-s", 1, 0, 'T'}, {"allow-host", 1, 0, 'A'},
-    {"static-dir", 1, 0, 'S'}, {"log-level", 1, 0, 'L'}, {"help", 0, 0, 'h'},
+    {"static-dir", 1, 0, 'S'}, {"rules-dir", 1, 0, 'r'}, {"log-level", 1, 0, 'L'}, {"help", 0, 0, 'h'},
     {0, 0, 0, 0}};
   int ch, idx = 0;
   long v;
@@ -137,6 +141,7 @@ static bool parse_options(int argc, char **argv, options_t *o) {
     case 't': ok = snprintf(o->token_file, sizeof o->token_file, "%s", optarg) < (int)sizeof o->token_file; break;
     case 's': ok = snprintf(o->shm_dir, sizeof o->shm_dir, "%s", optarg) < (int)sizeof o->shm_dir; break;
     case 'S': ok = snprintf(o->static_dir, sizeof o->static_dir, "%s", optarg) < (int)sizeof o->static_dir; break;
+    case 'r': ok = snprintf(o->rules_dir, sizeof o->rules_dir, "%s", optarg) < (int)sizeof o->rules_dir; break;
     case 'i': ok = parse_long(optarg, 10, 3600000, &o->interval_ms); break;
     case 'p': ok = parse_long(optarg, 10, 600000, &o->push_timeout_ms); break;
     case 'c': ok = parse_long(optarg, 1, 1000000, &o->max_connections); break;
@@ -316,6 +321,7 @@ int main(int argc, char **argv) {
   sigemptyset(&stop);
   sigaddset(&stop, SIGTERM);
   sigaddset(&stop, SIGINT);
+  sigaddset(&stop, SIGHUP);
   pthread_sigmask(SIG_BLOCK, &stop, NULL);   /* before any thread: only sigtimedwait sees them */
 
   char token[256];
@@ -339,9 +345,11 @@ int main(int argc, char **argv) {
   collector_t *collector = collector_new(store, o.shm_dir);
   if (collector) collector_set_budget(collector, o.interval_ms / 2);   /* the rest is for the database and rules */
   rules_t *rules = rules_start(store, collector, (unsigned)o.push_timeout_ms);
+  rules_dir_t *rules_dir = rules_dir_new(store, o.rules_dir);
+  rules_dir_poll(rules_dir, true);   /* before the first process is found */
   api_config_t cfg = {lfd, token, (unsigned)o.push_timeout_ms, connection_limit(o.max_connections), 30,
-                      (unsigned)o.request_timeout_s, dashboard_dir(&o), host, o.allow_hosts, o.nallow_hosts};
-  api_t *api = collector && rules ? api_start(&cfg, store, collector, rules, err, sizeof err) : NULL;
+                      (unsigned)o.request_timeout_s, dashboard_dir(&o), host, o.allow_hosts, o.nallow_hosts, rules_dir};
+  api_t *api = collector && rules && rules_dir ? api_start(&cfg, store, collector, rules, err, sizeof err) : NULL;
   if (!api) {
     log_error("cannot start: %s", err[0] ? err : "out of memory");
     return 1;
@@ -356,6 +364,7 @@ int main(int argc, char **argv) {
   bool behind = false;
   int64_t next = mono_ms();
   for (unsigned long tick = 0;; tick++) {
+    rules_dir_poll(rules_dir, false);
     collector_tick(collector);
     push_follow_up(store);
     rules_kick(rules);
@@ -369,13 +378,21 @@ int main(int argc, char **argv) {
       next = mono_ms();
       left = 0;
     }
-    struct timespec wait = {(time_t)(left / 1000), (long)(left % 1000) * 1000000L};
-    sig = sigtimedwait(&stop, NULL, &wait);
+    for (;;) {
+      struct timespec wait = {(time_t)(left / 1000), (long)(left % 1000) * 1000000L};
+      sig = sigtimedwait(&stop, NULL, &wait);
+      if (sig != SIGHUP) break;
+      log_info("received SIGHUP: re-reading the rules directory");
+      rules_dir_poll(rules_dir, true);
+      left = next - mono_ms();   /* then wait out the rest of the interval */
+      if (left < 0) left = 0;
+    }
     if (sig > 0) break;
   }
   log_info("received %s: stopping", strsignal(sig));
   api_stop(api);
   rules_stop(rules);
+  rules_dir_free(rules_dir);
   collector_tick(collector);   /* the last batch */
   collector_flush(collector);
   collector_free(collector);

@@ -190,6 +190,8 @@ static void put_config_metrics(buf_t *b, const series_t *ser, size_t n) {
   X(allocd_rules_suppressed_total, counter,                                                                         \
     "Rule pushes skipped: their user's processes left too many pushes unanswered within the minute",               \
     agent->rules_suppressed)                                                                                        \
+  X(allocd_rule_file_errors, gauge, "Rule files (or the rules directory) refused at their last reading: see GET /api/v1/rules", \
+    agent->rule_file_errors)                                                                                        \
   X(allocd_tick_seconds, gauge, "Duration of the last collection pass", k.last_tick_seconds)                        \
   X(allocd_db_write_seconds, gauge, "Duration of the last collection pass's database commit",                       \
     k.last_write_seconds)

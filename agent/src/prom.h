@@ -9,6 +9,7 @@
 typedef struct prom_agent_s {
   uint64_t closed_slow;        /* HTTP connections closed as too slow (http_guard.h) */
   uint64_t rules_suppressed;   /* rule pushes skipped (rules.h) */
+  uint64_t rule_file_errors;   /* rule files (and directory) refused at their last reading (rules_dir.h) */
 } prom_agent_t;
 
 /* The exposition text (malloc'd); NULL if out of memory. */

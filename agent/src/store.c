@@ -1331,24 +1331,6 @@ json_t *store_audit_json(store_t *st, int64_t since_ms, int limit) {
   return a;
 }
 
-int64_t store_rule_add(store_t *st, const char *exe_glob, const char *config_json, int canary_pct,
-                       const char *client) {
-  int64_t now = wall_ms();
-  pthread_mutex_lock(&st->lock);
-  int64_t id = -1;
-  sqlite3_stmt *s = prepare(st, "INSERT INTO rules (exe_glob, config, canary_pct, created, client) VALUES (?, ?, ?, ?, ?)");
-  if (s) {
-    sqlite3_bind_text(s, 1, exe_glob, -1, SQLITE_TRANSIENT);
-    sqlite3_bind_text(s, 2, config_json, -1, SQLITE_TRANSIENT);
-    sqlite3_bind_int(s, 3, canary_pct);
-    sqlite3_bind_int64(s, 4, now);
-    sqlite3_bind_text(s, 5, client, -1, SQLITE_TRANSIENT);
-    if (step_done(st, s, "rule")) id = sqlite3_last_insert_rowid(st->db);
-  }
-  st->tx_failed = false;
-  pthread_mutex_unlock(&st->lock);
-  return id;
-}
 
 json_t *store_rules_json(store_t *st) {
   pthread_mutex_lock(&st->rlock);
@@ -1378,6 +1360,51 @@ bool store_rule_applied(store_t *st, int64_t rule_id, int64_t process_id) {
   sqlite3_finalize(s);
   pthread_mutex_unlock(&st->rlock);
   return applied;
+}
+
+/* One rule row inside the caller's transaction. */
+static bool rule_insert(store_t *st, const char *exe_glob, const char *config_json, int canary_pct, const char *client,
+                        int64_t now) {
+  sqlite3_stmt *s = prepare(st, "INSERT INTO rules (exe_glob, config, canary_pct, created, client) VALUES (?, ?, ?, ?, ?)");
+  if (!s) return false;
+  sqlite3_bind_text(s, 1, exe_glob, -1, SQLITE_TRANSIENT);
+  sqlite3_bind_text(s, 2, config_json, -1, SQLITE_TRANSIENT);
+  sqlite3_bind_int(s, 3, canary_pct);
+  sqlite3_bind_int64(s, 4, now);
+  sqlite3_bind_text(s, 5, client, -1, SQLITE_TRANSIENT);
+  return step_done(st, s, "rule");
+}
+
+int64_t store_rule_add(store_t *st, const char *exe_glob, const char *config_json, int canary_pct,
+                       const char *client) {
+  int64_t now = wall_ms();
+  pthread_mutex_lock(&st->lock);
+  int64_t id = rule_insert(st, exe_glob, config_json, canary_pct, client, now) ? sqlite3_last_insert_rowid(st->db) : -1;
+  st->tx_failed = false;
+  pthread_mutex_unlock(&st->lock);
+  return id;
+}
+
+bool store_rules_replace(store_t *st, const char *client, json_t *rules) {
+  int64_t now = wall_ms();
+  pthread_mutex_lock(&st->lock);
+  bool ok = exec(st, "BEGIN IMMEDIATE");
+  sqlite3_stmt *s = ok ? prepare(st, "DELETE FROM rules WHERE client = ?") : NULL;
+  if (s) sqlite3_bind_text(s, 1, client, -1, SQLITE_TRANSIENT);
+  ok = s && step_done(st, s, "rule delete");
+  size_t i;
+  json_t *rule;
+  json_array_foreach(rules, i, rule) {
+    char *config = ok ? json_dumps(json_object_get(rule, "config"), JSON_COMPACT | JSON_SORT_KEYS) : NULL;
+    ok = config && rule_insert(st, json_string_value(json_object_get(rule, "exe_glob")), config,
+                               (int)json_integer_value(json_object_get(rule, "canary_pct")), client, now);
+    free(config);
+  }
+  ok = ok && exec(st, "COMMIT");
+  if (!ok) rollback(st);
+  st->tx_failed = false;
+  pthread_mutex_unlock(&st->lock);
+  return ok;
 }
 
 bool store_rule_delete(store_t *st, int64_t id) {

@@ -124,6 +124,9 @@ json_t *store_audit_json(store_t *st, int64_t since_ms, int limit);
 int64_t store_rule_add(store_t *st, const char *exe_glob, const char *config_json, int canary_pct,
                        const char *client);
 json_t *store_rules_json(store_t *st);
+/* Replace every rule whose client is `client` by `rules` ([{exe_glob,
+ * config, canary_pct}]), in one transaction; false if nothing changed. */
+bool store_rules_replace(store_t *st, const char *client, json_t *rules);
 /* Has this rule already been applied (audited "ok") to this process?  An
  * allocd restart finds every process anew: rules must not undo what an
  * operator changed by hand since. */

@@ -115,7 +115,8 @@ class Agent:
         self.log_path = os.path.join(root, "allocd.log")
         self.args = [ALLOCD, "--listen", "127.0.0.1:%d" % self.port, "--db", self.db,
                      "--token-file", self.token_file, "--shm-dir", self.shm,
-                     "--interval-ms", "100", "--push-timeout-ms", "3000", *extra]
+                     "--interval-ms", "100", "--push-timeout-ms", "3000",
+                     "--rules-dir", os.path.join(root, "rules.d"), *extra]
         self.proc = None
 
     def start(self, wait=True):
@@ -428,6 +429,97 @@ class AgentTest(unittest.TestCase):
         self.assertEqual(self.agent.request("DELETE", "/api/v1/rules/%d" % rule, token=self.agent.token)[0], 404)
         self.assertEqual(self.agent.get("/api/v1/rules")[1]["rules"], [])
         t.wait()
+
+    def test_rules_from_files(self):
+        # Rules from *.json files in the rules directory: applied like the
+        # API's, changed and removed with their file, a bad file reported
+        # and changing nothing, files others could write refused, SIGHUP
+        # re-reads (and no longer ends allocd).
+        rules_d = os.path.join(self.root, "rules.d")
+        os.makedirs(rules_d, mode=0o755)
+
+        def write(name, content, mode=0o644):
+            path = os.path.join(rules_d, name)
+            with open(path + ".tmp", "w") as f:
+                f.write(content if isinstance(content, str) else json.dumps(content))
+            os.chmod(path + ".tmp", mode)
+            os.rename(path + ".tmp", path)
+
+        def rules():
+            return self.agent.get("/api/v1/rules")[1]
+
+        def file_status(name):
+            return next((f for f in rules()["files"]["files"] if f["name"] == name), None)
+
+        def configs_of(name):
+            return [r["config"] for r in rules()["rules"] if r["client"] == "file:" + name]
+
+        write("10-targets.json", {"exe_glob": "tm_targ*", "config": {"muzzy_decay_ms": 1234}})
+        self.agent.stop()
+        self.agent = Agent(self.root, port=self.agent.port).start()
+        self.assertEqual(configs_of("10-targets.json"), [{"muzzy_decay_ms": 1234}])
+        self.assertEqual(file_status("10-targets.json"), {"name": "10-targets.json", "rules": 1, "error": None})
+        self.assertEqual(rules()["files"]["dir"], rules_d)
+        t = Target(self.agent, "hold", "100", "64", "20000")
+        wait_for(lambda: self.process(t.pid)["config"].get("muzzy_decay_ms") == 1234, what="the file's rule applied")
+        rule_id = rules()["rules"][0]["id"]
+        status, text, _ = self.agent.request("DELETE", "/api/v1/rules/%d" % rule_id, token=self.agent.token)
+        self.assertEqual(status, 409, text)
+        self.assertIn("10-targets.json", json.loads(text)["error"])
+
+        # changed: the new version replaces the old one, new processes get it
+        write("10-targets.json", [{"exe_glob": "tm_targ*", "config": {"muzzy_decay_ms": 2345}},
+                                  {"exe_glob": "nothing-matches", "config": {"thp": "never"}, "canary_pct": 50}])
+        wait_for(lambda: configs_of("10-targets.json") == [{"muzzy_decay_ms": 2345}, {"thp": "never"}],
+                 what="the changed file's rules")
+        t2 = Target(self.agent, "hold", "100", "64", "20000")
+        wait_for(lambda: self.process(t2.pid)["config"].get("muzzy_decay_ms") == 2345, what="the changed rule applied")
+
+        # malformed files are reported and change nothing
+        self.assertEqual(self.agent.metric("allocd_rule_file_errors"), 0)
+        write("20-broken.json", "{not json")
+        write("10-targets.json", {"exe_glob": "tm_targ*", "config": {"muzzy_decay_ms": 99}, "canary_pct": 0})
+        wait_for(lambda: (file_status("20-broken.json") or {}).get("error") and
+                 (file_status("10-targets.json") or {}).get("error"), what="both files reported")
+        self.assertIn("invalid JSON", file_status("20-broken.json")["error"])
+        self.assertIn("canary_pct", file_status("10-targets.json")["error"])
+        self.assertEqual(configs_of("10-targets.json"), [{"muzzy_decay_ms": 2345}, {"thp": "never"}])
+        self.assertEqual(configs_of("20-broken.json"), [])
+        self.assertEqual(self.agent.metric("allocd_rule_file_errors"), 2)
+        self.assertIn("its rules stay as they were", self.agent.read_log())
+        code, out, err = self.allocctl("rules")
+        self.assertEqual(code, 0, err)
+        self.assertIn("file:10-targets.json", out)
+        self.assertIn("rule file 20-broken.json: invalid JSON", err)
+
+        # a file others could write is refused; fixing its mode takes it
+        write("30-open.json", {"exe_glob": "x", "config": {"thp": "always"}}, mode=0o666)
+        wait_for(lambda: (file_status("30-open.json") or {}).get("error"), what="the group-writable file refused")
+        self.assertIn("writable by group or others", file_status("30-open.json")["error"])
+        self.assertEqual(configs_of("30-open.json"), [])
+        os.chmod(os.path.join(rules_d, "30-open.json"), 0o644)
+        wait_for(lambda: configs_of("30-open.json") == [{"thp": "always"}], what="the file taken once fixed")
+
+        # SIGHUP re-reads every file and allocd keeps serving
+        self.agent.proc.send_signal(signal.SIGHUP)
+        wait_for(lambda: "received SIGHUP" in self.agent.read_log(), what="SIGHUP logged")
+        self.assertTrue(self.agent.healthy())
+
+        # removed files take their rules with them; a file removed while
+        # allocd was down too
+        os.unlink(os.path.join(rules_d, "20-broken.json"))
+        write("10-targets.json", {"exe_glob": "tm_targ*", "config": {"muzzy_decay_ms": 2345}})
+        wait_for(lambda: configs_of("10-targets.json") == [{"muzzy_decay_ms": 2345}], what="the file fixed")
+        wait_for(lambda: self.agent.metric("allocd_rule_file_errors") == 0, what="no errors left")
+        os.unlink(os.path.join(rules_d, "10-targets.json"))
+        wait_for(lambda: configs_of("10-targets.json") == [], what="the removed file's rules gone")
+        self.assertEqual(self.agent.stop(), 0)
+        os.unlink(os.path.join(rules_d, "30-open.json"))
+        self.agent = Agent(self.root, port=self.agent.port).start()
+        self.assertEqual([r for r in rules()["rules"] if r["client"].startswith("file:")], [])
+        for p in (t, t2):
+            p.proc.kill()
+            p.wait()
 
     def test_silent_processes_do_not_starve_rule_pushes(self):
         # 16 processes of another user that never acknowledge (SIGSTOPped
