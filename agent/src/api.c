@@ -225,6 +225,7 @@ static enum MHD_Result get_health(api_t *api, struct MHD_Connection *c) {
                         "last_tick_s", k.last_tick_seconds, "http", "closed_slow",
                         (json_int_t)guard_closed_slow(api->guard), "rules", "suppressed",
                         (json_int_t)rules_suppressed(api->rules));
+  json_object_set_new(v, "memory_pressure", collector_psi_json(&k.host_psi));
   return send_json(c, 200, v);
 }
 

@@ -94,6 +94,7 @@
 #define LIST_MIN 4096          /* names listed per tick even when the budget is spent */
 #define JUDGE_MIN 16           /* new files judged per tick even when the budget is spent */
 #define QUEUE_MAX 65536        /* files waiting to be judged (the rest are listed next pass) */
+#define CGROUP_READS 64        /* cgroup files read per tick (pressure.h's cache) */
 #define REMOVALS_LOGGED 10     /* removals logged by name per minute */
 #define TEMP_PREFIX "." ALLOC_SHM_PREFIX
 #define TEMP_SUFFIX ".tmp"
@@ -105,6 +106,7 @@ typedef struct tracked_s {
   uint64_t last_time_ns;            /* time of the newest snapshot stored */
   uid_t seg_uid;                    /* owner of its segment file */
   int64_t latest_saved_ms;          /* when live.snapshot last went to the database */
+  int64_t cgroup_member_ms;         /* when its /proc/PID/cgroup was last read */
   int64_t class_slot, class_minute; /* CLASS_SAVE_MS slot and minute of the last class row */
   bool seen, is_new;
   rollup_t minute, hour;
@@ -153,6 +155,8 @@ struct collector_s {
   size_t qhead, qlen, qcap;
   DIR *listing;               /* the pass over the directory in progress, if any */
   size_t read_next;           /* index in procs where the next tick's reads start */
+  size_t cgroup_next;         /* and where the next tick's cgroup updates start */
+  cgroup_cache_t *cgroups;
   uint64_t removals_logged, removals_unlogged;   /* this minute's */
   int64_t removals_minute_ms;
   collector_counters_t counters;
@@ -197,6 +201,7 @@ collector_t *collector_new(store_t *store, const char *shm_dir) {
   snprintf(c->dir, sizeof c->dir, "%s", shm_dir);
   c->pidns = own_pidns();
   c->budget_ms = 500;
+  c->cgroups = cgroup_cache_new("/proc/self/mountinfo");   /* NULL: no cgroup figures */
   pthread_mutex_init(&c->lock, NULL);
   return c;
 }
@@ -211,6 +216,7 @@ void collector_free(collector_t *c) {
   free(c->queue);
   if (c->listing) closedir(c->listing);
   judged_free(c->judged);
+  cgroup_cache_free(c->cgroups);
   pthread_mutex_destroy(&c->lock);
   free(c);
 }
@@ -784,6 +790,29 @@ static bool judge_queued(collector_t *c, int dirfd, int64_t now, int64_t deadlin
   return false;
 }
 
+/* The host's memory pressure, and the memory cgroups of as many processes
+ * as CGROUP_READS file reads allow, in turn (pressure.h).  Only this
+ * thread writes procs: the API's copies see each update whole, under the
+ * lock. */
+static void update_pressure(collector_t *c, int64_t now) {
+  psi_t psi;
+  psi_read("/proc/pressure/memory", &psi);
+  pthread_mutex_lock(&c->lock);
+  c->counters.host_psi = psi;
+  pthread_mutex_unlock(&c->lock);
+  int budget = CGROUP_READS;
+  size_t n = c->nprocs, start = c->cgroup_next < n ? c->cgroup_next : 0, k;
+  for (k = 0; k < n && budget > 0; k++) {
+    tracked_t *t = &c->procs[(start + k) % n];
+    cgroup_mem_t cg = t->live.cgroup;
+    cgroup_cache_update(c->cgroups, t->live.pid, now, &budget, &t->cgroup_member_ms, &cg);
+    pthread_mutex_lock(&c->lock);
+    t->live.cgroup = cg;
+    pthread_mutex_unlock(&c->lock);
+  }
+  c->cgroup_next = n ? (start + k) % n : 0;
+}
+
 void collector_tick(collector_t *c) {
   struct timespec t0, t1;
   clock_gettime(CLOCK_MONOTONIC, &t0);
@@ -804,6 +833,7 @@ void collector_tick(collector_t *c) {
   log_removals(c, now);
   notice_exits(c, now);
   host_tick(c, now);
+  update_pressure(c, now);
   struct timespec w0, w1;
   clock_gettime(CLOCK_MONOTONIC, &w0);
   bool written = store_commit(c->store);
@@ -910,6 +940,24 @@ collector_live_t *collector_live(collector_t *c, int pid, size_t *n, bool with_c
   return out;
 }
 
+static json_t *psi_json(const psi_t *p) {
+  if (!p->known) return json_null();
+  return json_pack("{s:[f,f,f], s:[f,f,f], s:f, s:f}", "some", p->some[0], p->some[1], p->some[2], "full", p->full[0],
+                   p->full[1], p->full[2], "some_seconds", p->some_us / 1e6, "full_seconds", p->full_us / 1e6);
+}
+
+json_t *collector_psi_json(const psi_t *p) { return psi_json(p); }
+
+/* {version, path, limit, high, usage, failures, oom_kills, pressure}, or null. */
+static json_t *cgroup_json(const cgroup_mem_t *cg) {
+  if (!cg->known) return json_null();
+  json_t *o = json_pack("{s:i, s:s, s:o}", "version", cg->version, "path", cg->path, "pressure", psi_json(&cg->psi));
+#define X(field, type, unit, help) json_object_set_new(o, #field, json_integer((json_int_t)cg->field));
+  CGROUP_MEM_FIELDS(X)
+#undef X
+  return o;
+}
+
 json_t *collector_live_json(const collector_live_t *l, bool with_classes) {
   json_t *o = json_pack("{s:I, s:i, s:I, s:I, s:I, s:s, s:s, s:s, s:f, s:f, s:b, s:n}", "id",
                         (json_int_t)l->process_id, "pid", l->pid, "start_time", (json_int_t)l->start_time, "pidns",
@@ -927,5 +975,6 @@ json_t *collector_live_json(const collector_live_t *l, bool with_classes) {
     json_object_set_new(o, "snapshot_number", json_integer((json_int_t)s->number));
     if (with_classes) json_object_set_new(o, "classes", snap_classes_json(s));
   }
+  if (o) json_object_set_new(o, "cgroup", cgroup_json(&l->cgroup));
   return o;
 }

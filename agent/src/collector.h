@@ -4,6 +4,7 @@
 #define ALLOCD_COLLECTOR_H
 
 #include "host.h"
+#include "pressure.h"
 #include "store.h"
 
 #include <alloc_shm.h>
@@ -27,6 +28,7 @@ typedef struct collector_live_s {
   int64_t process_id, first_seen_ms, last_seen_ms;
   char exe[256], comm[64], version[64];
   alloc_shm_snapshot_t *snapshot;
+  cgroup_mem_t cgroup;         /* its memory cgroup (known false if none could be read) */
 } collector_live_t;
 
 /* What the API needs to push a change to a live process. */
@@ -59,6 +61,7 @@ typedef struct collector_counters_s {
   uint64_t rejected[REJECT_NREASONS];
   uint64_t processes_alive;
   double last_tick_seconds, last_write_seconds;
+  psi_t host_psi;               /* /proc/pressure/memory as of the last tick */
 } collector_counters_t;
 
 collector_t *collector_new(store_t *store, const char *shm_dir);
@@ -83,6 +86,9 @@ collector_live_t *collector_live(collector_t *c, int pid, size_t *n, bool with_c
  * config and, if asked, size classes (the shape store.c gives exited ones). */
 json_t *collector_live_json(const collector_live_t *l, bool with_classes);
 void collector_counters(collector_t *c, collector_counters_t *out);
+/* A PSI reading as JSON: {"some": [avg10, avg60, avg300], "full": [...],
+ * "some_seconds", "full_seconds"} (shares 0..1, totals in seconds), or null. */
+json_t *collector_psi_json(const psi_t *p);
 
 /* The host's totals per size class as of the last tick, up to max of
  * them; returns how many. */

@@ -84,6 +84,7 @@ typedef struct series_s {
   double v[SNAP_NMETRICS];
   int64_t config[ALLOC_SHM_NCONFIG];   /* ALLOC_SHM_CONFIG order */
   double time_s;                       /* the snapshot's wall-clock time */
+  cgroup_mem_t cgroup;                 /* its memory cgroup (pressure.h) */
 } series_t;
 
 static char *render_labels(const collector_live_t *l) {
@@ -173,6 +174,51 @@ static void put_config_metrics(buf_t *b, const series_t *ser, size_t n) {
  * significant digits: counters exact below 10^15.
  * docs/metrics.md lists every name; agent.e2e's test_metrics checks the
  * exposition and that list agree. */
+/* Each process's memory cgroup, liballoc_cgroup_memory_*, with the
+ * process's labels so that they join its statistics (usage against the
+ * limit, next to resident and dirty); processes whose cgroup could not be
+ * read have none.  The stall totals come from v2's memory.pressure. */
+static void put_cgroup_metrics(buf_t *b, const series_t *ser, size_t n) {
+#define X(field, type, unit, help)                                                                      \
+  {                                                                                                     \
+    const char *name = strcmp(#unit, "bytes") == 0 ? "liballoc_cgroup_memory_" #field "_bytes"        \
+                       : strcmp(#type, "counter") == 0 ? "liballoc_cgroup_memory_" #field "_total"     \
+                                                       : "liballoc_cgroup_memory_" #field;            \
+    put(b, "# HELP %s " help "\n# TYPE %s " #type "\n", name, name);                                  \
+    for (size_t k = 0; k < n; k++)                                                                      \
+      if (ser[k].cgroup.known)                                                                          \
+        put(b, "%s%s %llu\n", name, ser[k].labels, (unsigned long long)ser[k].cgroup.field);           \
+  }
+  CGROUP_MEM_FIELDS(X)
+#undef X
+  put(b, "# HELP liballoc_cgroup_memory_pressure_stalled_seconds_total Time tasks of the process's cgroup were"
+         " stalled on memory (v2 memory.pressure; kind some: at least one, full: all)\n"
+         "# TYPE liballoc_cgroup_memory_pressure_stalled_seconds_total counter\n");
+  for (size_t k = 0; k < n; k++) {
+    const psi_t *p = &ser[k].cgroup.psi;
+    if (!ser[k].cgroup.known || !p->known) continue;
+    const char *labels = ser[k].labels + 1;   /* past the '{' */
+    put(b, "liballoc_cgroup_memory_pressure_stalled_seconds_total{kind=\"some\",%s %.6f\n", labels, p->some_us / 1e6);
+    put(b, "liballoc_cgroup_memory_pressure_stalled_seconds_total{kind=\"full\",%s %.6f\n", labels, p->full_us / 1e6);
+  }
+}
+
+/* The host's memory pressure (PSI), as node_exporter's names have it but
+ * under allocd_, so both can be scraped. */
+static void put_host_pressure(buf_t *b, const psi_t *p) {
+  if (!p->known) return;
+  put(b, "# HELP allocd_host_memory_pressure_stalled_seconds_total Time tasks of the host were stalled on memory"
+         " (/proc/pressure/memory; kind some: at least one, full: all non-idle)\n"
+         "# TYPE allocd_host_memory_pressure_stalled_seconds_total counter\n"
+         "allocd_host_memory_pressure_stalled_seconds_total{kind=\"some\"} %.6f\n"
+         "allocd_host_memory_pressure_stalled_seconds_total{kind=\"full\"} %.6f\n",
+      p->some_us / 1e6, p->full_us / 1e6);
+  put(b, "# HELP allocd_host_memory_pressure_ratio Share of the last 10 s tasks of the host were stalled on memory\n"
+         "# TYPE allocd_host_memory_pressure_ratio gauge\n"
+         "allocd_host_memory_pressure_ratio{kind=\"some\"} %.4f\nallocd_host_memory_pressure_ratio{kind=\"full\"} %.4f\n",
+      p->some[0], p->full[0]);
+}
+
 #define AGENT_METRICS(X)                                                                                            \
   X(allocd_processes, gauge, "Processes allocd collects from", k.processes_alive)                                   \
   X(allocd_ticks_total, counter, "Collection passes", k.ticks)                                                      \
@@ -214,6 +260,7 @@ static void put_agent_metrics(buf_t *b, collector_t *c, const prom_agent_t *agen
          "# TYPE allocd_squatters_removed_total counter\n"
          "allocd_squatters_removed_total{kind=\"segment\"} %llu\nallocd_squatters_removed_total{kind=\"temporary\"} %llu\n",
       (unsigned long long)k.squatters_removed, (unsigned long long)k.temporaries_removed);
+  put_host_pressure(b, &k.host_psi);
 }
 
 /* The live processes that have published a snapshot, as series. */
@@ -229,6 +276,7 @@ static series_t *live_series(collector_t *c, collector_live_t **live, size_t *n)
     if (!(s->labels = render_labels(l))) continue;
     snap_metric_values(l->snapshot, s->v);
     s->time_s = (double)l->snapshot->time_ns / 1e9;
+    s->cgroup = l->cgroup;
     int k = 0;
 #define X(knob, kind, help) s->config[k++] = l->snapshot->config.knob;
     ALLOC_SHM_CONFIG(X)
@@ -251,6 +299,7 @@ char *prom_render(collector_t *collector, const prom_agent_t *agent, size_t *len
   put_host_classes(&b, collector);
   put_process_metrics(&b, ser, n);
   put_config_metrics(&b, ser, n);
+  put_cgroup_metrics(&b, ser, n);
   put_agent_metrics(&b, collector, agent);
   put(&b, "# HELP allocd_scrape_seconds Time the previous /metrics request took to render\n"
           "# TYPE allocd_scrape_seconds gauge\nallocd_scrape_seconds %.6f\n", (double)last_scrape_seconds);

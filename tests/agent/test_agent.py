@@ -183,12 +183,19 @@ class Agent:
 class Target:
     """A process using liballoc, publishing into the agent's directory."""
 
-    def __init__(self, agent, *args, conf="stats_interval_ms:50", uid=None):
+    def __init__(self, agent, *args, conf="stats_interval_ms:50", uid=None, cgroup_procs=None):
         env = dict(os.environ)
         env["ALLOC_CONF"] = "telemetry_dir:%s,%s" % (agent.shm, conf)
         if os.environ.get("ALLOC_TEST_PRELOAD"):
             env["LD_PRELOAD"] = os.environ["ALLOC_TEST_PRELOAD"]
-        become = (lambda: (os.setgid(uid), os.setuid(uid))) if uid is not None else None
+
+        def become():
+            if cgroup_procs:   # join the cgroup before exec: allocd finds it there from the start
+                with open(cgroup_procs, "w") as f:
+                    f.write(str(os.getpid()))
+            if uid is not None:
+                os.setgid(uid)
+                os.setuid(uid)
         self.proc = subprocess.Popen([TARGET, *args], stdout=subprocess.PIPE, env=env, preexec_fn=become)
         line = self.proc.stdout.readline().decode()
         self.proc.stdout.close()
@@ -520,6 +527,54 @@ class AgentTest(unittest.TestCase):
         for p in (t, t2):
             p.proc.kill()
             p.wait()
+
+    def test_cgroup_and_pressure(self):
+        # A real v1 memory cgroup (these machines have the v1 controller;
+        # v2 is covered on fake trees by agent.pressure): the process's
+        # cgroup limit, usage and failures beside its statistics, in the
+        # API and /metrics; the host's PSI in health and /metrics.
+        base = "/sys/fs/cgroup/memory"
+        if os.geteuid() != 0 or not os.path.exists(base + "/cgroup.procs"):
+            self.skipTest("needs root and a v1 memory cgroup hierarchy at " + base)
+        cg = os.path.join(base, "allocd-test-%d" % os.getpid())
+        os.mkdir(cg)
+        try:
+            with open(cg + "/memory.limit_in_bytes", "w") as f:
+                f.write(str(256 << 20))
+            t = Target(self.agent, "hold", "20000", "1000", "20000", cgroup_procs=cg + "/cgroup.procs")
+            p = wait_for(lambda: (lambda q: q if q.get("cgroup") else None)(self.process(t.pid)),
+                         what="the process's cgroup in the API")
+            c = p["cgroup"]
+            self.assertEqual((c["version"], c["path"], c["limit"]), (1, "/" + os.path.basename(cg), 256 << 20))
+            self.assertGreaterEqual(c["usage"], 20000 * 1000)   # its heap is charged to the cgroup
+            self.assertLess(c["usage"], 256 << 20)
+            self.assertIn("failures", c)
+            self.assertIn("oom_kills", c)
+            labels = '{pid="%d",' % t.pid
+            text = self.agent.request("GET", "/metrics")[1]
+            limit = [l for l in text.splitlines() if l.startswith("liballoc_cgroup_memory_limit_bytes" + labels)]
+            self.assertEqual(len(limit), 1, text[-3000:])
+            self.assertEqual(float(limit[0].rsplit(" ", 1)[1]), 256 << 20)
+            self.assertTrue(any(l.startswith("liballoc_cgroup_memory_usage_bytes" + labels) for l in text.splitlines()))
+            self.assertIn("# TYPE liballoc_cgroup_memory_failures_total counter", text)
+            # the limit lowered: allocd reads it again
+            with open(cg + "/memory.limit_in_bytes", "w") as f:
+                f.write(str(200 << 20))
+            wait_for(lambda: self.process(t.pid)["cgroup"]["limit"] == 200 << 20, what="the new limit")
+            t.proc.kill()
+            t.wait()
+        finally:
+            for _ in range(50):   # the killed process leaves the cgroup a moment later
+                try:
+                    os.rmdir(cg)
+                    break
+                except OSError:
+                    time.sleep(0.1)
+        if os.path.exists("/proc/pressure/memory"):
+            psi = self.agent.get("/api/v1/health")[1]["memory_pressure"]
+            self.assertEqual(len(psi["some"]), 3)
+            self.assertGreaterEqual(psi["some_seconds"], 0)
+            self.assertIsNotNone(self.agent.metric('allocd_host_memory_pressure_stalled_seconds_total{kind="some"}'))
 
     def test_silent_processes_do_not_starve_rule_pushes(self):
         # 16 processes of another user that never acknowledge (SIGSTOPped
