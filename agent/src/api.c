@@ -72,6 +72,7 @@ struct api_s {
   collector_t *collector;
   rules_t *rules;
   rules_dir_t *rules_dir;
+  reclaim_t *reclaim;
   char token[256];
   unsigned push_timeout_ms;
   time_t started;
@@ -226,6 +227,12 @@ static enum MHD_Result get_health(api_t *api, struct MHD_Connection *c) {
                         (json_int_t)guard_closed_slow(api->guard), "rules", "suppressed",
                         (json_int_t)rules_suppressed(api->rules));
   json_object_set_new(v, "memory_pressure", collector_psi_json(&k.host_psi));
+  reclaim_counters_t rc;
+  reclaim_counters(api->reclaim, &rc);
+  json_object_set_new(v, "reclaim", json_pack("{s:b, s:I, s:I, s:I, s:I, s:I}", "enabled", api->reclaim != NULL,
+                                              "squeezed", (json_int_t)rc.squeezed, "restored", (json_int_t)rc.restored,
+                                              "dry_run", (json_int_t)rc.dry_run, "returned_bytes",
+                                              (json_int_t)rc.returned_bytes, "squeezed_now", (json_int_t)rc.squeezed_now));
   return send_json(c, 200, v);
 }
 
@@ -354,7 +361,8 @@ static enum MHD_Result host_route(api_t *api, struct MHD_Connection *c, const ch
 static void *push_thread(void *arg) {
   push_job_t *job = arg;
   api_t *api = job->api;
-  job->result = push_config(api->store, &job->target, job->changes, job->client, 0, api->push_timeout_ms, &job->status);
+  job->result = push_config(api->store, &job->target, job->changes, job->client, 0, NULL, api->push_timeout_ms,
+                            &job->status);
   atomic_store(&job->done, true);
   MHD_resume_connection(job->conn);
   pthread_mutex_lock(&api->push_lock);
@@ -512,7 +520,9 @@ static enum MHD_Result get_audit(api_t *api, struct MHD_Connection *c) {
 
 static enum MHD_Result get_metrics(api_t *api, struct MHD_Connection *c) {
   size_t len;
-  prom_agent_t agent = {guard_closed_slow(api->guard), rules_suppressed(api->rules), rules_dir_errors(api->rules_dir)};
+  prom_agent_t agent = {.closed_slow = guard_closed_slow(api->guard), .rules_suppressed = rules_suppressed(api->rules),
+                        .rule_file_errors = rules_dir_errors(api->rules_dir)};
+  reclaim_counters(api->reclaim, &agent.reclaim);
   render_begin(api);
   char *text = prom_render(api->collector, &agent, &len);
   render_end(api);
@@ -720,6 +730,7 @@ api_t *api_start(const api_config_t *cfg, store_t *store, collector_t *collector
   api->collector = collector;
   api->rules = rules;
   api->rules_dir = cfg->rules_dir;
+  api->reclaim = cfg->reclaim;
   api->push_timeout_ms = cfg->push_timeout_ms;
   api->started = time(NULL);
   snprintf(api->token, sizeof api->token, "%s", cfg->token);

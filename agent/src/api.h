@@ -3,6 +3,7 @@
 #define ALLOCD_API_H
 
 #include "collector.h"
+#include "reclaim.h"
 #include "rules.h"
 #include "rules_dir.h"
 #include "store.h"
@@ -21,6 +22,7 @@ typedef struct api_config_s {
   const char *const *allow_hosts;  /* and these (--allow-host) */
   size_t nallow_hosts;
   rules_dir_t *rules_dir;          /* the rule files' status, and whose rules the API must not delete */
+  reclaim_t *reclaim;              /* the reclamation policy's counters, NULL when off */
 } api_config_t;
 
 api_t *api_start(const api_config_t *cfg, store_t *store, collector_t *collector, rules_t *rules, char *err,

@@ -10,6 +10,7 @@
 #include "collector.h"
 #include "log.h"
 #include "push.h"
+#include "reclaim.h"
 #include "rules.h"
 #include "rules_dir.h"
 #include "statedir.h"
@@ -39,6 +40,7 @@ typedef struct options_s {
   size_t nallow_hosts;
   long interval_ms, push_timeout_ms, max_connections, request_timeout_s;
   int64_t raw_ms, minute_ms, hour_ms, max_db_bytes;
+  reclaim_config_t reclaim;
   enum log_level level;
 } options_t;
 
@@ -55,6 +57,11 @@ static void usage(FILE *f) {
           "  --retention-1h D       keep 1-hour rollups and exited processes D (default 90d)\n"
           "  --max-db-mb N          keep the database below N MiB (default 1024)\n"
           "  --push-timeout-ms N    how long a config change waits for the process (default 5000)\n"
+          "  --reclaim MODE         off, dry-run or on: under memory pressure, make the processes with the most\n"
+          "                         free memory return it (default off)\n"
+          "  --reclaim-psi F        host or cgroup PSI (some, 10 s) that is pressure (default 0.10)\n"
+          "  --reclaim-usage F      a cgroup at this share of its limit is under pressure (default 0.90)\n"
+          "  --reclaim-hold D       settings restored after D without pressure (default 30s)\n"
           "  --rules-dir DIR        rules from the *.json files of DIR, re-read on change and SIGHUP\n"
           "                         (default " RULES_DIR_DEFAULT "; '' for none)\n"
           "  --max-connections N    concurrent HTTP connections (default 4096)\n"
@@ -93,6 +100,16 @@ static bool parse_long(const char *s, long min, long max, long *out) {
   return true;
 }
 
+/* A share: a number in (0, 1]. */
+static bool parse_share(const char *s, double *out) {
+  char *end;
+  errno = 0;
+  double v = strtod(s, &end);
+  if (errno || end == s || *end || !(v > 0 && v <= 1)) return false;
+  *out = v;
+  return true;
+}
+
 /* mkdir -p with mode 0700 for the parts we create. */
 static bool make_dirs(const char *path) {
   char tmp[512];
@@ -124,12 +141,14 @@ static bool parse_options(int argc, char **argv, options_t *o) {
   o->hour_ms = 90 * 86400000LL;
   o->max_db_bytes = 1024LL << 20;
   o->level = LOG_INFO;
+  o->reclaim = (reclaim_config_t){RECLAIM_OFF, 0.10, 0.90, 30000, 0};
   static const struct option longopts[] = {
     {"listen", 1, 0, 'l'}, {"db", 1, 0, 'd'}, {"token-file", 1, 0, 't'}, {"shm-dir", 1, 0, 's'},
     {"interval-ms", 1, 0, 'i'}, {"retention-raw", 1, 0, 'R'}, {"retention-1m", 1, 0, 'M'},
     {"retention-1h", 1, 0, 'H'}, {"max-db-mb", 1, 0, 'B'}, {"push-timeout-ms", 1, 0, 'p'},
     {"max-connections", 1, 0, 'c'}, {"request-timeout-s", 1, 0, 'T'}, {"allow-host", 1, 0, 'A'},
-    {"static-dir", 1, 0, 'S'}, {"rules-dir", 1, 0, 'r'}, {"log-level", 1, 0, 'L'}, {"help", 0, 0, 'h'},
+    {"static-dir", 1, 0, 'S'}, {"rules-dir", 1, 0, 'r'}, {"reclaim", 1, 0, 'x'},
+    {"reclaim-psi", 1, 0, 'P'}, {"reclaim-usage", 1, 0, 'U'}, {"reclaim-hold", 1, 0, 'D'}, {"log-level", 1, 0, 'L'}, {"help", 0, 0, 'h'},
     {0, 0, 0, 0}};
   int ch, idx = 0;
   long v;
@@ -151,6 +170,15 @@ static bool parse_options(int argc, char **argv, options_t *o) {
       if (ok) o->allow_hosts[o->nallow_hosts++] = optarg;
       break;
     case 'R': ok = parse_duration(optarg, &o->raw_ms); break;
+    case 'x':
+      if (strcmp(optarg, "off") == 0) o->reclaim.mode = RECLAIM_OFF;
+      else if (strcmp(optarg, "dry-run") == 0) o->reclaim.mode = RECLAIM_DRY_RUN;
+      else if (strcmp(optarg, "on") == 0) o->reclaim.mode = RECLAIM_ON;
+      else ok = false;
+      break;
+    case 'P': ok = parse_share(optarg, &o->reclaim.psi); break;
+    case 'U': ok = parse_share(optarg, &o->reclaim.usage); break;
+    case 'D': ok = parse_duration(optarg, &o->reclaim.hold_ms); break;
     case 'M': ok = parse_duration(optarg, &o->minute_ms); break;
     case 'H': ok = parse_duration(optarg, &o->hour_ms); break;
     case 'B': ok = parse_long(optarg, 1, 1 << 24, &v), o->max_db_bytes = (int64_t)v << 20; break;
@@ -347,8 +375,10 @@ int main(int argc, char **argv) {
   rules_t *rules = rules_start(store, collector, (unsigned)o.push_timeout_ms);
   rules_dir_t *rules_dir = rules_dir_new(store, o.rules_dir);
   rules_dir_poll(rules_dir, true);   /* before the first process is found */
+  o.reclaim.push_timeout_ms = (unsigned)o.push_timeout_ms;
+  reclaim_t *reclaim = collector ? reclaim_start(store, collector, &o.reclaim) : NULL;
   api_config_t cfg = {lfd, token, (unsigned)o.push_timeout_ms, connection_limit(o.max_connections), 30,
-                      (unsigned)o.request_timeout_s, dashboard_dir(&o), host, o.allow_hosts, o.nallow_hosts, rules_dir};
+                      (unsigned)o.request_timeout_s, dashboard_dir(&o), host, o.allow_hosts, o.nallow_hosts, rules_dir, reclaim};
   api_t *api = collector && rules && rules_dir ? api_start(&cfg, store, collector, rules, err, sizeof err) : NULL;
   if (!api) {
     log_error("cannot start: %s", err[0] ? err : "out of memory");
@@ -368,6 +398,7 @@ int main(int argc, char **argv) {
     collector_tick(collector);
     push_follow_up(store);
     rules_kick(rules);
+    reclaim_kick(reclaim);
     if (tick % 10 == 0 || behind) {
       clock_gettime(CLOCK_REALTIME, &now);
       behind = store_retain(store, (int64_t)now.tv_sec * 1000 + now.tv_nsec / 1000000);
@@ -392,6 +423,7 @@ int main(int argc, char **argv) {
   log_info("received %s: stopping", strsignal(sig));
   api_stop(api);
   rules_stop(rules);
+  reclaim_stop(reclaim);   /* gives back the settings it changed */
   rules_dir_free(rules_dir);
   collector_tick(collector);   /* the last batch */
   collector_flush(collector);

@@ -238,6 +238,11 @@ static void put_host_pressure(buf_t *b, const psi_t *p) {
     agent->rules_suppressed)                                                                                        \
   X(allocd_rule_file_errors, gauge, "Rule files (or the rules directory) refused at their last reading: see GET /api/v1/rules", \
     agent->rule_file_errors)                                                                                        \
+  X(allocd_reclaim_returned_bytes_total, counter,                                                                   \
+    "Bytes the processes squeezed by the reclamation policy returned (their purged counter after the change)",      \
+    agent->reclaim.returned_bytes)                                                                                  \
+  X(allocd_reclaim_squeezed_processes, gauge, "Processes running with the decay times the reclamation policy set",  \
+    agent->reclaim.squeezed_now)                                                                                    \
   X(allocd_tick_seconds, gauge, "Duration of the last collection pass", k.last_tick_seconds)                        \
   X(allocd_db_write_seconds, gauge, "Duration of the last collection pass's database commit",                       \
     k.last_write_seconds)
@@ -261,6 +266,13 @@ static void put_agent_metrics(buf_t *b, collector_t *c, const prom_agent_t *agen
          "allocd_squatters_removed_total{kind=\"segment\"} %llu\nallocd_squatters_removed_total{kind=\"temporary\"} %llu\n",
       (unsigned long long)k.squatters_removed, (unsigned long long)k.temporaries_removed);
   put_host_pressure(b, &k.host_psi);
+  put(b, "# HELP allocd_reclaim_actions_total Changes made by the reclamation policy (--reclaim): squeeze sets decay"
+         " times to 0 under pressure, restore gives them back, dry_run counts those only logged\n"
+         "# TYPE allocd_reclaim_actions_total counter\n"
+         "allocd_reclaim_actions_total{action=\"squeeze\"} %llu\nallocd_reclaim_actions_total{action=\"restore\"} %llu\n"
+         "allocd_reclaim_actions_total{action=\"dry_run\"} %llu\n",
+      (unsigned long long)agent->reclaim.squeezed, (unsigned long long)agent->reclaim.restored,
+      (unsigned long long)agent->reclaim.dry_run);
 }
 
 /* The live processes that have published a snapshot, as series. */

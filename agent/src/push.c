@@ -275,13 +275,13 @@ static json_t *not_audited(const collector_target_t *target, const pending_t *pe
 }
 
 json_t *push_config(store_t *store, const collector_target_t *target, json_t *changes, const char *client,
-                    int64_t rule_id, unsigned timeout_ms, int *http_status) {
+                    int64_t rule_id, const char *reason, unsigned timeout_ms, int *http_status) {
   pending_t pend[MAX_CHANGES];
   store_change_t audit[MAX_CHANGES];
   int n = prepare_changes(target, changes, pend);
   for (int i = 0; i < n; i++)
     audit[i] = (store_change_t){pend[i].knob, pend[i].old[0] ? pend[i].old : NULL, pend[i].value, 0};
-  store_audit_t who = {client, target->process_id, target->pid, target->exe, rule_id};
+  store_audit_t who = {client, target->process_id, target->pid, target->exe, rule_id, reason};
   char why[256];
   if (!store_audit_begin(store, &who, audit, n, why, sizeof why)) return not_audited(target, pend, n, why, http_status);
   send_changes(target, pend, n, timeout_ms);

@@ -21,9 +21,11 @@ const char *push_validate(json_t *changes, char *buf, size_t size);
  * one was not acknowledged in time, 502 when the segment could not be
  * used.  Each change is written to the audit log as pending before it is
  * sent, then with its outcome: 503 (nothing sent) when the pending rows
- * cannot be written, 500 when the outcome cannot. */
+ * cannot be written, 500 when the outcome cannot.  client says who asked
+ * (an address, "rule:<id>", "reclaim"); reason why allocd made the change
+ * itself, NULL for operators' and rules' changes (both go to the audit log). */
 json_t *push_config(store_t *store, const collector_target_t *target, json_t *changes, const char *client,
-                    int64_t rule_id, unsigned timeout_ms, int *http_status);
+                    int64_t rule_id, const char *reason, unsigned timeout_ms, int *http_status);
 
 /* Record the outcome of changes left pending (202) whose process has
  * acknowledged them since, or withdraw those pending too long.  Called

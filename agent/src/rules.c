@@ -115,7 +115,7 @@ static bool apply(rules_t *r, const collector_target_t *t, json_t *rules) {
     char client[32];
     snprintf(client, sizeof client, "rule:%lld", (long long)id);
     int status;
-    json_t *res = push_config(r->store, t, json_object_get(rule, "config"), client, id, r->timeout_ms, &status);
+    json_t *res = push_config(r->store, t, json_object_get(rule, "config"), client, id, NULL, r->timeout_ms, &status);
     json_decref(res);
     if (status != 200)
       log_warn("rule %lld on pid %d (%s): HTTP-equivalent status %d", (long long)id, t->pid, t->exe, status);

@@ -1258,7 +1258,7 @@ json_t *store_classes_json(store_t *st, int64_t process_id, int64_t from_ms, int
 /* One pending row, inside the caller's transaction. */
 static bool audit_insert(store_t *st, const store_audit_t *a, store_change_t *ch, int64_t now) {
   sqlite3_stmt *s = prepare(st, "INSERT INTO audit (t, client, process_id, pid, exe, knob, old_value, new_value,"
-                                " result, effective, rule_id) VALUES (?, ?, ?, ?, ?, ?, ?, ?, 'pending', NULL, ?)");
+                                " result, effective, rule_id, reason) VALUES (?, ?, ?, ?, ?, ?, ?, ?, 'pending', NULL, ?, ?)");
   if (!s) return false;
   sqlite3_bind_int64(s, 1, now);
   sqlite3_bind_text(s, 2, a->client, -1, SQLITE_TRANSIENT);
@@ -1269,9 +1269,26 @@ static bool audit_insert(store_t *st, const store_audit_t *a, store_change_t *ch
   if (ch->old_value) sqlite3_bind_text(s, 7, ch->old_value, -1, SQLITE_TRANSIENT);
   sqlite3_bind_text(s, 8, ch->new_value, -1, SQLITE_TRANSIENT);
   if (a->rule_id > 0) sqlite3_bind_int64(s, 9, a->rule_id);
+  if (a->reason) sqlite3_bind_text(s, 10, a->reason, -1, SQLITE_TRANSIENT);
   if (!step_done(st, s, "audit")) return false;
   ch->audit_id = sqlite3_last_insert_rowid(st->db);
   return true;
+}
+
+bool store_audit_returned(store_t *st, int64_t process_id, const char *client, int64_t since_ms, int64_t bytes) {
+  pthread_mutex_lock(&st->lock);
+  sqlite3_stmt *s = prepare(st, "UPDATE audit SET returned_bytes = ? WHERE process_id = ? AND client = ? AND t >= ?");
+  bool ok = false;
+  if (s) {
+    sqlite3_bind_int64(s, 1, bytes);
+    sqlite3_bind_int64(s, 2, process_id);
+    sqlite3_bind_text(s, 3, client, -1, SQLITE_TRANSIENT);
+    sqlite3_bind_int64(s, 4, since_ms);
+    ok = step_done(st, s, "audit");
+  }
+  st->tx_failed = false;
+  pthread_mutex_unlock(&st->lock);
+  return ok;
 }
 
 bool store_audit_begin(store_t *st, const store_audit_t *a, store_change_t *changes, int n, char *why, size_t size) {
@@ -1310,7 +1327,8 @@ json_t *store_audit_json(store_t *st, int64_t since_ms, int limit) {
   pthread_mutex_lock(&st->rlock);
   json_t *a = json_array();
   sqlite3_stmt *s = prepare_read(st, "SELECT id, t, client, process_id, pid, exe, knob, old_value, new_value, result,"
-                                " effective, rule_id FROM audit WHERE t >= ? ORDER BY t DESC, id DESC LIMIT ?");
+                                " effective, rule_id, reason, returned_bytes FROM audit WHERE t >= ? ORDER BY t DESC, id DESC"
+                                " LIMIT ?");
   if (s) {
     sqlite3_bind_int64(s, 1, since_ms);
     sqlite3_bind_int(s, 2, limit);
@@ -1323,6 +1341,10 @@ json_t *store_audit_json(store_t *st, int64_t since_ms, int limit) {
       json_object_set_new(o, "effective", column_text_or_null(s, 10));
       json_object_set_new(o, "rule_id", sqlite3_column_type(s, 11) == SQLITE_NULL ? json_null()
                                                                                    : json_integer(sqlite3_column_int64(s, 11)));
+      json_object_set_new(o, "reason", column_text_or_null(s, 12));
+      json_object_set_new(o, "returned_bytes", sqlite3_column_type(s, 13) == SQLITE_NULL
+                                                   ? json_null()
+                                                   : json_integer(sqlite3_column_int64(s, 13)));
       json_array_append_new(a, o);
     }
   }

@@ -108,6 +108,7 @@ typedef struct store_audit_s {
   int pid;
   const char *exe;
   int64_t rule_id;      /* 0 for an operator's change */
+  const char *reason;   /* why allocd made the change itself, else NULL */
 } store_audit_t;
 
 typedef struct store_change_s {
@@ -120,6 +121,9 @@ typedef struct store_change_s {
 bool store_audit_begin(store_t *st, const store_audit_t *a, store_change_t *changes, int n, char *why, size_t size);
 bool store_audit_end(store_t *st, int64_t audit_id, const char *result, const char *effective);
 json_t *store_audit_json(store_t *st, int64_t since_ms, int limit);
+/* What the changes `client` made to a process since since_ms returned
+ * (bytes), on their audit rows. */
+bool store_audit_returned(store_t *st, int64_t process_id, const char *client, int64_t since_ms, int64_t bytes);
 
 int64_t store_rule_add(store_t *st, const char *exe_glob, const char *config_json, int canary_pct,
                        const char *client);

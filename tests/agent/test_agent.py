@@ -576,6 +576,102 @@ class AgentTest(unittest.TestCase):
             self.assertGreaterEqual(psi["some_seconds"], 0)
             self.assertIsNotNone(self.agent.metric('allocd_host_memory_pressure_stalled_seconds_total{kind="some"}'))
 
+    def squeeze_cgroup(self, mode):
+        """A v1 memory cgroup of 192 MiB holding two idle processes that
+        keep freed memory (A 80 MiB, B 24 MiB: dirty_decay_ms -1), then a
+        third process, not using liballoc, that takes 72 MiB: the cgroup
+        goes above 90 % of its limit.  Returns (A, B, audit rows of
+        client "reclaim") once the policy has acted (or, in dry run, said
+        it would), after the squeezer left and --reclaim-hold passed."""
+        base = "/sys/fs/cgroup/memory"
+        if os.geteuid() != 0 or not os.path.exists(base + "/cgroup.procs"):
+            self.skipTest("needs root and a v1 memory cgroup hierarchy at " + base)
+        self.agent.stop()
+        self.agent = Agent(self.root, port=self.agent.port,
+                           extra=("--reclaim", mode, "--reclaim-hold", "2s")).start()
+        cg = os.path.join(base, "allocd-reclaim-%d" % os.getpid())
+        os.mkdir(cg)
+        procs = []
+        try:
+            with open(cg + "/memory.limit_in_bytes", "w") as f:
+                f.write(str(192 << 20))
+            conf = "stats_interval_ms:50,dirty_decay_ms:-1,muzzy_decay_ms:-1"
+            a = Target(self.agent, "freed", "1280", str(64 << 10), "60000", conf=conf, cgroup_procs=cg + "/cgroup.procs")
+            b = Target(self.agent, "freed", "384", str(64 << 10), "60000", conf=conf, cgroup_procs=cg + "/cgroup.procs")
+            procs += [a.proc, b.proc]
+            for t, mib in ((a, 80), (b, 24)):
+                wait_for(lambda: (self.process(t.pid).get("cgroup") or {}).get("limit") == 192 << 20 and
+                         self.process(t.pid)["stats"]["dirty"] >= (mib << 20) * 9 // 10, what="pid %d's free memory" % t.pid)
+            def joined():
+                with open(cg + "/cgroup.procs", "w") as f:
+                    f.write(str(os.getpid()))
+            squeezer = subprocess.Popen([sys.executable, "-c", "import sys, time\n"
+                                         "b = bytearray(72 << 20)\n"
+                                         "for i in range(0, len(b), 4096): b[i] = 1\n"
+                                         "print('full', flush=True)\nsys.stdin.read()"],
+                                        stdin=subprocess.PIPE, stdout=subprocess.PIPE, preexec_fn=joined,
+                                        env={k: v for k, v in os.environ.items() if k != "LD_PRELOAD"})
+            procs.append(squeezer)
+            self.assertEqual(squeezer.stdout.readline(), b"full\n")
+            if mode == "on":
+                wait_for(lambda: self.process(a.pid)["config"]["dirty_decay_ms"] == 0, what="A squeezed")
+                wait_for(lambda: self.process(a.pid)["stats"]["dirty"] < 8 << 20, what="A's free memory returned")
+            else:
+                wait_for(lambda: "would set dirty_decay_ms=0, muzzy_decay_ms=0 on pid %d" % a.pid in self.agent.read_log(),
+                         what="the dry run's log line")
+            squeezer.stdin.close()
+            squeezer.wait(timeout=30)
+            squeezer.stdout.close()
+            if mode == "on":
+                wait_for(lambda: self.process(a.pid)["config"]["dirty_decay_ms"] == -1, timeout=30,
+                         what="A's settings restored")
+            else:
+                wait_for(lambda: "pressure ended; pid %d" % a.pid in self.agent.read_log(), timeout=30,
+                         what="the dry run's end of pressure")
+            audit = [r for r in self.agent.get("/api/v1/audit?limit=1000")[1]["audit"] if r["client"] == "reclaim"]
+            return a, b, audit
+        finally:
+            for p in procs:
+                if p.poll() is None:
+                    p.kill()
+                p.wait()
+            for _ in range(50):
+                try:
+                    os.rmdir(cg)
+                    break
+                except OSError:
+                    time.sleep(0.1)
+
+    def test_reclaim_under_cgroup_pressure(self):
+        # The policy takes the memory back where it is cheapest: the
+        # process of the squeezed cgroup with the most free memory, only
+        # that one (the pressure is gone after it), audited with the reason
+        # and the bytes returned; its settings come back afterwards.
+        a, b, audit = self.squeeze_cgroup("on")
+        self.assertEqual({r["pid"] for r in audit}, {a.pid}, audit)
+        squeeze = [r for r in audit if r["new_value"] == "0"]
+        restore = [r for r in audit if r["new_value"] == "-1"]
+        self.assertEqual(sorted(r["knob"] for r in squeeze), ["dirty_decay_ms", "muzzy_decay_ms"])
+        self.assertEqual(sorted(r["knob"] for r in restore), ["dirty_decay_ms", "muzzy_decay_ms"])
+        self.assertTrue(all(r["result"] == "ok" for r in audit), audit)
+        for r in squeeze:
+            self.assertRegex(r["reason"], r"^cgroup /allocd-reclaim-\d+ at 9\d% of its limit$")
+            self.assertGreaterEqual(r["returned_bytes"], 64 << 20)
+        self.assertTrue(all(r["reason"].startswith("pressure ended") for r in restore), restore)
+        self.assertEqual(self.process(b.pid)["config"]["dirty_decay_ms"], -1)
+        health = self.agent.get("/api/v1/health")[1]["reclaim"]
+        self.assertEqual((health["squeezed"], health["restored"], health["squeezed_now"]), (1, 1, 0))
+        self.assertGreaterEqual(self.agent.metric("allocd_reclaim_returned_bytes_total"), 64 << 20)
+        self.assertEqual(self.agent.metric('allocd_reclaim_actions_total{action="squeeze"}'), 1)
+
+    def test_reclaim_dry_run_changes_nothing(self):
+        a, b, audit = self.squeeze_cgroup("dry-run")
+        self.assertEqual(audit, [])
+        self.assertEqual(self.process(a.pid)["config"]["dirty_decay_ms"], -1)
+        self.assertGreaterEqual(self.process(a.pid)["stats"]["dirty"], 72 << 20)
+        self.assertGreaterEqual(self.agent.metric('allocd_reclaim_actions_total{action="dry_run"}'), 1)
+        self.assertEqual(self.agent.metric('allocd_reclaim_actions_total{action="squeeze"}'), 0)
+
     def test_silent_processes_do_not_starve_rule_pushes(self):
         # 16 processes of another user that never acknowledge (SIGSTOPped
         # real preloaded processes: a push left pending counts as

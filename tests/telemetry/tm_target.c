@@ -12,6 +12,9 @@
  *   exec MS          hold MS, then exec itself as "hold 1000 64 MS"
  *   idle MS          allocate 10,000 blocks of 100 bytes, print "ready",
  *                    then sleep MS in one call: no allocator call at all
+ *   freed N SIZE MS  allocate N blocks of SIZE bytes, write them, free them
+ *                    all, print "ready", then sleep MS in one call: the
+ *                    freed memory stays resident until liballoc returns it
  *   sandbox MS       allocate, wait 300 ms (liballoc's threads run), then
  *                    print "raw <errno name>" for unshare(CLONE_NEWUSER) made
  *                    with syscall(2) (which liballoc cannot see) and
@@ -114,6 +117,15 @@ static void sleep_quietly(long ms) {
  * only if liballoc publishes on its own. */
 static int mode_idle(long ms) {
   for (int i = 0; i < 10000; i++) (void)!malloc(100);
+  printf("ready %d\n", (int)getpid());
+  fflush(stdout);
+  sleep_quietly(ms);
+  return 0;
+}
+
+static int mode_freed(long n, size_t size, long ms) {
+  void **v = hold(n, size);
+  release(v, n);
   printf("ready %d\n", (int)getpid());
   fflush(stdout);
   sleep_quietly(ms);
@@ -236,6 +248,7 @@ int main(int argc, char **argv) {
   if (argc >= 4 && strcmp(argv[1], "churn") == 0) return mode_churn(atol(argv[2]), atoi(argv[3]));
   if (argc >= 3 && strcmp(argv[1], "fork") == 0) return mode_fork(atol(argv[2]));
   if (argc >= 3 && strcmp(argv[1], "idle") == 0) return mode_idle(atol(argv[2]));
+  if (argc >= 5 && strcmp(argv[1], "freed") == 0) return mode_freed(atol(argv[2]), (size_t)atol(argv[3]), atol(argv[4]));
   if (argc >= 3 && strcmp(argv[1], "sandbox") == 0) return mode_sandbox(atol(argv[2]));
   if (argc >= 3 && strcmp(argv[1], "vfork") == 0) return mode_vfork(atol(argv[2]));
   if (argc >= 4 && strcmp(argv[1], "setuid") == 0) return mode_setuid((uid_t)atol(argv[2]), atol(argv[3]));
