@@ -18,6 +18,9 @@
  * suspended, and the polling threads go on serving the others. */
 #include "api.h"
 
+#include "advice.h"
+#include "duration.h"
+
 #include "http_guard.h"
 #include "log.h"
 #include "prom.h"
@@ -327,6 +330,50 @@ static enum MHD_Result get_classes(api_t *api, struct MHD_Connection *c, json_t 
   return send_json(c, 200, h);
 }
 
+/* ?dirty_decay_ms=A,B,...: the decay times to try (default a range);
+ * false if malformed.  At most 16. */
+static bool parse_candidates(const char *s, int64_t *out, size_t *n) {
+  static const int64_t range[] = {0, 1000, 5000, 10000, 30000, 60000};
+  if (!s) {
+    memcpy(out, range, sizeof range);
+    *n = sizeof range / sizeof range[0];
+    return true;
+  }
+  *n = 0;
+  for (const char *p = s; *p && *n < 16; p += *p == ',') {
+    char *end;
+    errno = 0;
+    long long v = strtoll(p, &end, 10);
+    if (errno || end == p || v < -1 || v > 86400000LL * 365 || (*end && *end != ',')) return false;
+    out[(*n)++] = v;
+    p = end;
+  }
+  return *n > 0;
+}
+
+/* GET /api/v1/processes/{pid}/advice[?window=D][&dirty_decay_ms=A,B]:
+ * the recorded history replayed under other decay times (advice.h). */
+static enum MHD_Result get_advice(api_t *api, struct MHD_Connection *c, json_t *proc) {
+  int64_t window_ms = 3600 * 1000, candidates[16];
+  size_t ncand;
+  const char *w = arg(c, "window");
+  if (w && (!parse_duration(w, &window_ms) || window_ms > 90LL * 86400 * 1000))
+    return send_error(c, 400, "window: a duration (90s, 15m, 1h, 1d) of at most 90 days");
+  if (!parse_candidates(arg(c, "dirty_decay_ms"), candidates, &ncand))
+    return send_error(c, 400, "dirty_decay_ms: up to 16 comma-separated times in ms (-1: never)");
+  json_t *cfg = json_object_get(proc, "config");
+  if (!json_is_integer(json_object_get(cfg, "dirty_decay_ms")))
+    return send_error(c, 409, "the process has published no configuration yet");
+  int64_t to = now_ms(), from = to - window_ms;
+  const char *why = NULL;
+  json_t *a = advice_json(api->store, json_integer_value(json_object_get(proc, "id")),
+                          json_integer_value(json_object_get(cfg, "dirty_decay_ms")),
+                          json_integer_value(json_object_get(cfg, "muzzy_decay_ms")), from, to, candidates, ncand, &why);
+  if (!a) return send_error(c, 409, why);
+  json_object_set(a, "pid", json_object_get(proc, "pid"));
+  return send_json(c, 200, a);
+}
+
 /* /api/v1/host/history[?exe=PATH] and /api/v1/host/executables. */
 static enum MHD_Result host_route(api_t *api, struct MHD_Connection *c, const char *method, const char *what) {
   bool history = strcmp(what, "history") == 0;
@@ -439,13 +486,15 @@ static enum MHD_Result processes_route(api_t *api, struct MHD_Connection *c, con
     if (!authorized(api, c)) return send_error(c, 401, "missing or wrong bearer token");
     return post_config(api, c, (int)pid, req);
   }
-  bool classes = n == 3 && strcmp(parts[2], "classes") == 0;
-  if (n == 3 && !classes && strcmp(parts[2], "history") != 0) return send_error(c, 404, "no such path");
+  bool classes = n == 3 && strcmp(parts[2], "classes") == 0, advice = n == 3 && strcmp(parts[2], "advice") == 0;
+  if (n == 3 && !classes && !advice && strcmp(parts[2], "history") != 0) return send_error(c, 404, "no such path");
   if (strcmp(method, "GET")) return send_405(c, "GET");
   json_t *proc = process_json(api, (int)pid);
   if (!proc) return send_error(c, 404, "no such process");
   if (n == 2) return send_json(c, 200, proc);
-  enum MHD_Result r = classes ? get_classes(api, c, proc) : get_history(api, c, proc);
+  enum MHD_Result r = advice    ? get_advice(api, c, proc)
+                      : classes ? get_classes(api, c, proc)
+                                : get_history(api, c, proc);
   json_decref(proc);
   return r;
 }

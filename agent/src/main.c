@@ -8,6 +8,7 @@
  * migrated, or the token file is unusable. */
 #include "api.h"
 #include "collector.h"
+#include "duration.h"
 #include "log.h"
 #include "push.h"
 #include "reclaim.h"
@@ -72,23 +73,6 @@ static void usage(FILE *f) {
           "                         " ALLOCD_WWW_FROM_EXE " from allocd's own directory)\n"
           "  --log-level LEVEL      debug, info, warn or error (default info)\n"
           "<state> is /var/lib/allocd for root, else $XDG_STATE_HOME/allocd or ~/.local/state/allocd.\n");
-}
-
-/* "90s", "15m", "2h", "7d", or plain seconds, as milliseconds. */
-static bool parse_duration(const char *s, int64_t *ms) {
-  char *end;
-  errno = 0;
-  long long v = strtoll(s, &end, 10);
-  if (errno || end == s || v <= 0) return false;
-  int64_t unit = 1000;
-  if (*end == 'm') unit = 60000;
-  else if (*end == 'h') unit = 3600000;
-  else if (*end == 'd') unit = 86400000;
-  else if (*end && *end != 's') return false;
-  if (*end && end[1]) return false;
-  if (v > INT64_MAX / unit) return false;
-  *ms = v * unit;
-  return true;
 }
 
 static bool parse_long(const char *s, long min, long max, long *out) {

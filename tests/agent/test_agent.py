@@ -672,6 +672,43 @@ class AgentTest(unittest.TestCase):
         self.assertGreaterEqual(self.agent.metric('allocd_reclaim_actions_total{action="dry_run"}'), 1)
         self.assertEqual(self.agent.metric('allocd_reclaim_actions_total{action="squeeze"}'), 0)
 
+    def test_advice_matches_a_replay(self):
+        # The advice replays a process's recorded history under another
+        # dirty_decay_ms; running the same workload with that setting must
+        # give what it predicted (docs/tuning.md has the model).  Workload:
+        # every 400 ms, 24 MiB in 64 KiB blocks allocated, written, kept
+        # 100 ms and freed.
+        def run(decay):
+            t = Target(self.agent, "waves", "384", str(64 << 10), "400", "13000",
+                       conf="stats_interval_ms:50,muzzy_decay_ms:0,dirty_decay_ms:%d" % decay)
+            self.process(t.pid)
+            time.sleep(12)
+            status, a = self.agent.get("/api/v1/processes/%d/advice?dirty_decay_ms=1000,30000,-1" % t.pid)
+            self.assertEqual(status, 200, a)
+            t.wait()
+            return a
+        slow = run(30000)
+        fast = run(1000)
+        self.assertEqual([s["dirty_decay_ms"] for s in slow["settings"]], [1000, 30000, -1])
+        observed, model = slow["current"]["observed"], slow["current"]["model"]
+        # the replay of the setting in force reproduces what was recorded
+        self.assertLess(abs(model["dirty_mean_bytes"] - observed["dirty_mean_bytes"]),
+                        0.25 * observed["dirty_mean_bytes"] + (2 << 20), slow["current"])
+        predicted, actual = slow["settings"][0], fast["current"]["observed"]
+        msg = "predicted %s, ran %s" % (predicted, actual)
+        self.assertLess(abs(predicted["dirty_mean_bytes"] - actual["dirty_mean_bytes"]),
+                        0.35 * actual["dirty_mean_bytes"] + (3 << 20), msg)
+        self.assertLess(abs(predicted["purged_bytes_per_s"] - actual["purged_bytes_per_s"]),
+                        0.35 * actual["purged_bytes_per_s"] + (4 << 20), msg)
+        self.assertTrue(actual["madvise_per_s"] / 3 < predicted["madvise_per_s"] < actual["madvise_per_s"] * 3, msg)
+        self.assertGreater(predicted["purged_bytes_per_s"], 4 << 20, msg)   # 1 s lets some of the waves go
+        self.assertLess(predicted["resident_change_bytes"], -(2 << 20), msg)  # and the resident cost falls
+        self.assertGreater(predicted["refault_bytes_per_s_change"], 4 << 20, msg)
+        # "never" keeps what 30 s keeps on this workload: it reuses it all
+        self.assertLess(abs(slow["settings"][2]["resident_change_bytes"]), 2 << 20, slow["settings"])
+        self.assertEqual(self.agent.get("/api/v1/processes/%d/advice?dirty_decay_ms=x" % fast["pid"])[0], 400)
+        self.assertEqual(self.agent.get("/api/v1/processes/%d/advice?window=-3" % fast["pid"])[0], 400)
+
     def test_silent_processes_do_not_starve_rule_pushes(self):
         # 16 processes of another user that never acknowledge (SIGSTOPped
         # real preloaded processes: a push left pending counts as

@@ -15,6 +15,10 @@
  *   freed N SIZE MS  allocate N blocks of SIZE bytes, write them, free them
  *                    all, print "ready", then sleep MS in one call: the
  *                    freed memory stays resident until liballoc returns it
+ *   waves N SIZE PERIOD MS  print "ready", then every PERIOD ms allocate and
+ *                    write N blocks of SIZE bytes, keep them PERIOD/4 ms and
+ *                    free them, for MS ms: the same flow of freed and
+ *                    reused memory whatever the decay time
  *   sandbox MS       allocate, wait 300 ms (liballoc's threads run), then
  *                    print "raw <errno name>" for unshare(CLONE_NEWUSER) made
  *                    with syscall(2) (which liballoc cannot see) and
@@ -129,6 +133,18 @@ static int mode_freed(long n, size_t size, long ms) {
   printf("ready %d\n", (int)getpid());
   fflush(stdout);
   sleep_quietly(ms);
+  return 0;
+}
+
+static int mode_waves(long n, size_t size, long period, long ms) {
+  printf("ready %d\n", (int)getpid());
+  fflush(stdout);
+  for (long t = 0; t < ms; t += period) {
+    void **v = hold(n, size);
+    nap_ms(period / 4);
+    release(v, n);
+    nap_ms(period - period / 4);
+  }
   return 0;
 }
 
@@ -248,6 +264,8 @@ int main(int argc, char **argv) {
   if (argc >= 4 && strcmp(argv[1], "churn") == 0) return mode_churn(atol(argv[2]), atoi(argv[3]));
   if (argc >= 3 && strcmp(argv[1], "fork") == 0) return mode_fork(atol(argv[2]));
   if (argc >= 3 && strcmp(argv[1], "idle") == 0) return mode_idle(atol(argv[2]));
+  if (argc >= 6 && strcmp(argv[1], "waves") == 0)
+    return mode_waves(atol(argv[2]), (size_t)atol(argv[3]), atol(argv[4]), atol(argv[5]));
   if (argc >= 5 && strcmp(argv[1], "freed") == 0) return mode_freed(atol(argv[2]), (size_t)atol(argv[3]), atol(argv[4]));
   if (argc >= 3 && strcmp(argv[1], "sandbox") == 0) return mode_sandbox(atol(argv[2]));
   if (argc >= 3 && strcmp(argv[1], "vfork") == 0) return mode_vfork(atol(argv[2]));
