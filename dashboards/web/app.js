@@ -308,6 +308,9 @@ async function refreshHost() {
     state.trends.set(p.pid, t);
   }
   if (state.view !== "host") return;
+  const { memory_pressure: psi } = await api("/api/v1/health");
+  $("#host-pressure").textContent = psi
+    ? `memory pressure: some ${fmtPct(psi.some[0])}, full ${fmtPct(psi.full[0])} (10 s)` : "";
   renderTable();
   renderTopWasted();
   await refreshHostHistory();
@@ -327,6 +330,17 @@ function align(xs, points) {
   return xs.map((t) => (m.has(t) ? m.get(t) : null));
 }
 
+// The process's memory cgroup beside the allocator's figures: how close
+// the whole cgroup is to its limit, and whether it has hit it.
+function cgroupItems(cg, item) {
+  if (!cg) return [];
+  const cap = [cg.limit, cg.high].filter((v) => v > 0).reduce((a, b) => Math.min(a, b), Infinity);
+  const of = cap === Infinity ? "no limit" : `${fmtBytes(cap)} (${fmtPct(cg.usage / cap)})`;
+  return [item("cgroup", `${esc(cg.path)} <span class="muted">v${cg.version}</span>`),
+          item("cgroup usage", `${fmtBytes(cg.usage)} of ${of}`),
+          item("limit hit", `${cg.failures} times, ${cg.oom_kills} OOM kills`)];
+}
+
 function renderSummary(p) {
   const s = p.stats || {}, c = p.config || {};
   const item = (k, v) => `<div><b>${k}</b>${v}</div>`;
@@ -336,6 +350,7 @@ function renderSummary(p) {
     item("kernel RSS", fmtBytes(s.kernel_rss)), item("fragmentation", fmtPct(p.fragmentation)),
     item("dirty_decay_ms", esc(c.dirty_decay_ms)), item("muzzy_decay_ms", esc(c.muzzy_decay_ms)),
     item("thp", esc(c.thp)), item("threads", esc(s.threads)),
+    ...cgroupItems(p.cgroup, item),
   ].join("");
   for (const [id, knob] of [["#cfg-dirty", "dirty_decay_ms"], ["#cfg-muzzy", "muzzy_decay_ms"]])
     $(id).placeholder = c[knob] != null ? `now ${c[knob]}` : "";

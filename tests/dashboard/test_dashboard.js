@@ -155,6 +155,10 @@ test("dashboard in headless chromium", { timeout: 240000 }, async () => {
     await page.click('#proc-table th[data-key="pid"]');
     const desc = await rowPids();
     assert.deepEqual(desc, [...desc].sort((a, b) => b - a), "descending by pid");
+    // the host's memory pressure (PSI) where the kernel has it, as allocd's health says
+    if ((await getJSON("/api/v1/health")).memory_pressure)
+      await page.waitForFunction(() => /^memory pressure: some \d+\.\d %, full \d+\.\d % \(10 s\)$/
+                                       .test(document.querySelector("#host-pressure").textContent), null, { timeout: 15000 });
     await page.fill("#filter", String(pids[1]));
     assert.deepEqual(await rowPids(), [pids[1]], "filtered to one pid");
     await page.fill("#filter", "");
@@ -241,6 +245,13 @@ test("dashboard in headless chromium", { timeout: 240000 }, async () => {
     await page.waitForSelector("#heatmap-tip:not([hidden])", { timeout: 5000 });
     assert.match(await page.textContent("#heatmap-tip"), /^112 B blocks · .* pinned in \d+ slabs/);
     await checkTicks("process view, 15 min");
+    // its memory cgroup, where allocd could read one
+    const cg = (await getJSON(`/api/v1/processes/${pids[0]}`)).cgroup;
+    if (cg) {
+      const summary = await page.textContent("#proc-summary");
+      assert.ok(summary.includes(cg.path) && /cgroup usage\d.* of /.test(summary) && /limit hit\d+ times/.test(summary),
+                `summary: ${summary}`);
+    }
     await page.screenshot({ path: shot("process-view.png"), fullPage: true });
     await (await page.$("#heatmap")).screenshot({ path: shot("heatmap.png") });
 
