@@ -400,6 +400,43 @@ static int cmd_audit(int argc, char **argv) {
   return EX_OK;
 }
 
+/* What other decay times would have done (GET .../advice, docs/tuning.md). */
+static int cmd_advice(int argc, char **argv) {
+  const char *window = NULL, *try = NULL;
+  for (int i = 2; i + 1 < argc; i += 2) {
+    if (!strcmp(argv[i], "--window")) window = argv[i + 1];
+    else if (!strcmp(argv[i], "--try")) try = argv[i + 1];
+    else argc = 0;
+  }
+  if (argc < 2 || argc % 2 || !valid_pid(argv[1]) || (window && strspn(window, "0123456789smhd") != strlen(window)) ||
+      (try && strspn(try, "0123456789,-") != strlen(try)))
+    return fprintf(stderr, "usage: allocctl advice PID [--window D] [--try MS,MS...]\n"), EX_USAGE;
+  char path[256];
+  snprintf(path, sizeof path, "/api/v1/processes/%s/advice?window=%.16s%s%.100s", argv[1], window ? window : "1h",
+           try ? "&dirty_decay_ms=" : "", try ? try : "");
+  int code;
+  json_t *v = call("GET", path, NULL, false, &code);
+  if (as_json || code) return finish(v, code);
+  json_t *cur = json_object_get(v, "current"), *obs = json_object_get(cur, "observed");
+  printf("now dirty_decay_ms=%lld: %.1f MiB dirty on average, %.1f madvise/s (over %.0f s, %lld snapshots)\n",
+         (long long)json_integer_value(json_object_get(cur, "dirty_decay_ms")),
+         json_number_value(json_object_get(obs, "dirty_mean_bytes")) / 1048576,
+         json_number_value(json_object_get(obs, "madvise_per_s")),
+         json_number_value(json_object_get(v, "to")) - json_number_value(json_object_get(v, "from")),
+         (long long)json_integer_value(json_object_get(v, "samples")));
+  printf("%-15s %18s %16s %20s\n", "DIRTY_DECAY_MS", "RESIDENT (MiB)", "MADVISE/S", "REFAULTED (MiB/s)");
+  size_t i;
+  json_t *s;
+  json_array_foreach(json_object_get(v, "settings"), i, s)
+    printf("%-15lld %+18.1f %+16.1f %+20.1f\n", (long long)json_integer_value(json_object_get(s, "dirty_decay_ms")),
+           json_number_value(json_object_get(s, "resident_change_bytes")) / 1048576,
+           json_number_value(json_object_get(s, "madvise_per_s_change")),
+           json_number_value(json_object_get(s, "refault_bytes_per_s_change")) / 1048576);
+  json_array_foreach(json_object_get(v, "warnings"), i, s) fprintf(stderr, "note: %s\n", json_string_value(s));
+  json_decref(v);
+  return EX_OK;
+}
+
 /* ---- options ------------------------------------------------------------- */
 
 static void usage(void) {
@@ -411,6 +448,7 @@ static void usage(void) {
           "  set PID knob=value...           change live configuration\n"
           "  rules [list] | rules add GLOB knob=value... [--canary PCT] | rules rm ID\n"
           "  audit [--limit N]               configuration changes\n"
+          "  advice PID [--window D] [--try MS,MS...]  what other dirty_decay_ms would have done\n"
           "exit status: 0 ok, 1 refused, 2 usage, 3 unreachable, 4 not found, 5 timed out,\n"
           "             6 unauthorized, 7 server error\n");
 }
@@ -449,6 +487,7 @@ int main(int argc, char **argv) {
   if (!strcmp(cmd, "set")) return cmd_set(argc, argv);
   if (!strcmp(cmd, "rules")) return cmd_rules(argc, argv);
   if (!strcmp(cmd, "audit")) return cmd_audit(argc, argv);
+  if (!strcmp(cmd, "advice")) return cmd_advice(argc, argv);
   usage();
   return EX_USAGE;
 }

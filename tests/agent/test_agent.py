@@ -706,6 +706,11 @@ class AgentTest(unittest.TestCase):
         self.assertGreater(predicted["refault_bytes_per_s_change"], 4 << 20, msg)
         # "never" keeps what 30 s keeps on this workload: it reuses it all
         self.assertLess(abs(slow["settings"][2]["resident_change_bytes"]), 2 << 20, slow["settings"])
+        code, out, err = self.allocctl("advice", str(fast["pid"]), "--try", "0,1000")
+        self.assertEqual(code, 0, err)
+        self.assertRegex(out, r"now dirty_decay_ms=1000: [\d.]+ MiB dirty on average")
+        self.assertRegex(out, r"\n0 +-[\d.]+ +\+[\d.]+ +\+[\d.]+\n")   # 0: less resident, more calls and faults
+        self.assertEqual(self.allocctl("advice", "x")[0], 2)
         self.assertEqual(self.agent.get("/api/v1/processes/%d/advice?dirty_decay_ms=x" % fast["pid"])[0], 400)
         self.assertEqual(self.agent.get("/api/v1/processes/%d/advice?window=-3" % fast["pid"])[0], 400)
 
