@@ -56,6 +56,11 @@ static bool value_text(json_t *v, const char *kind, char *out, size_t size) {
   } else if (strcmp(kind, "ENUM") == 0) {
     if (!json_is_string(v)) return false;
     snprintf(out, size, "%s", json_string_value(v));
+  } else if (strcmp(kind, "BYTES") == 0 && json_is_string(v)) {
+    /* "512M", "cgroup": the process parses and checks it (EINVAL if bad) */
+    const char *t = json_string_value(v);
+    if (!*t || strlen(t) >= size || strpbrk(t, ",:")) return false;
+    snprintf(out, size, "%s", t);
   } else {
     if (!json_is_integer(v)) return false;
     snprintf(out, size, "%lld", (long long)json_integer_value(v));
@@ -78,7 +83,8 @@ const char *push_validate(json_t *changes, char *buf, size_t size) {
     }
     if (!value_text(v, kind, text, sizeof text)) {
       snprintf(buf, size, "%s needs %s", knob,
-               strcmp(kind, "BOOL") == 0 ? "true or false" : strcmp(kind, "ENUM") == 0 ? "a mode name" : "an integer");
+               strcmp(kind, "BOOL") == 0 ? "true or false" : strcmp(kind, "ENUM") == 0 ? "a mode name"
+               : strcmp(kind, "BYTES") == 0 ? "a number of bytes or a word" : "an integer");
       return buf;
     }
     if (strcmp(kind, "ENUM") == 0) {

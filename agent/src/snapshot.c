@@ -52,6 +52,7 @@ static json_t *config_value(const char *knob, const char *kind, int64_t v) {
     const char *name = alloc_shm_enum_name(knob, v);
     return name ? json_string(name) : json_integer(v);
   }
+  if (strcmp(kind, "BYTES") == 0 && alloc_shm_bytes_word(knob, v)) return json_string(alloc_shm_bytes_word(knob, v));
   return json_integer(v);
 }
 

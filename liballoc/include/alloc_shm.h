@@ -126,7 +126,12 @@ extern "C" {
   X(kernel_anon_huge, GAUGE, BYTES, "Anonymous bytes backed by transparent huge pages")          \
   X(kernel_lazyfree, GAUGE, BYTES, "Bytes marked MADV_FREE the kernel has not reclaimed yet")    \
   X(kernel_swap, GAUGE, BYTES, "Anonymous bytes swapped out")                                    \
-  X(snapshot_ns, GAUGE, NANOSECONDS, "Time the publisher spent taking this snapshot")
+  X(snapshot_ns, GAUGE, NANOSECONDS, "Time the publisher spent taking this snapshot")         \
+  X(limit, GAUGE, BYTES, "Memory limit in force (option memory_limit or the cgroup's); 0: none") \
+  X(limit_source, GAUGE, COUNT, "Where the limit comes from: 0 none, 1 option, 2 cgroup v1, 3 cgroup v2") \
+  X(limit_returned, COUNTER, BYTES, "Bytes of free memory returned because the limit was near")  \
+  X(limit_hits, COUNTER, COUNT, "Times memory was about to be mapped with usage near the limit") \
+  X(limit_refused, COUNTER, COUNT, "Allocations refused (ENOMEM) by memory_limit_hard")
 
 /* ---- the configuration knobs ---------------------------------------------
  * Every knob is listed once, here, and everything else is generated from
@@ -137,7 +142,11 @@ extern "C" {
  *   X(name, type, default, min, max, change, segment, help)
  *   type     BOOL (true/false), INT (a signed number), COUNT (an unsigned
  *            number), ENUM (one of the names of ALLOC_SHM_MODES_<name>),
- *            PATH (an absolute path, shorter than 256 bytes)
+ *            PATH (an absolute path, shorter than 256 bytes), BYTES (a size:
+ *            a number with an optional K, M, G or T suffix, powers of 1024,
+ *            or one of the words of ALLOC_SHM_MODES_<name>, which every
+ *            BYTES knob defines, possibly empty; the words are carried as
+ *            -1, -2, ... in the config block and through alloc_ctl)
  *   default  the value without ALLOC_CONF, written as ALLOC_CONF writes it
  *   min, max bounds of INT and COUNT values (0, 0 for the other types)
  *   change   FIXED   read at start-up only; writing it answers EPERM
@@ -179,16 +188,24 @@ extern "C" {
     "Abort on free/realloc of a pointer that is not a live block, instead of warning once and ignoring it") \
   M(X, detect_double_free, BOOL, "false", 0, 0, FIXED, PRIVATE,                                    \
     "Check every free of a small block: a double free or an interior pointer is an invalid free "  \
-    "(a debugging aid: about 2x the allocator's instructions)")
+    "(a debugging aid: about 2x the allocator's instructions)")                                   \
+  M(X, memory_limit, BYTES, "cgroup", 0, 4611686018427387904, APPLY, SHM,                          \
+    "Memory the process may use: near it liballoc returns its free memory before mapping more; "   \
+    "cgroup: the tightest limit of the process's cgroups; 0: none")                                \
+  M(X, memory_limit_hard, BOOL, "false", 0, 0, LIVE, SHM,                                          \
+    "Also fail allocations that would cross memory_limit with ENOMEM (after returning free memory)")
 
 /* The names of each ENUM knob's values, X(NAME, name), in the order of
  * their numbers (the segment and Prometheus carry the number). */
 #define ALLOC_SHM_MODES_thp(X) X(DEFAULT, default) X(ALWAYS, always) X(NEVER, never)
 #define ALLOC_SHM_MODES_metadata_thp(X) X(DISABLED, disabled) X(AUTO, auto) X(ALWAYS, always)
+/* The words of each BYTES knob, X(NAME, word): the first is -1, the next -2. */
+#define ALLOC_SHM_MODES_memory_limit(X) X(CGROUP, cgroup)
 
 /* The knobs of the segment's config block, X(name, kind, help), each an
- * int64: kind INT (a number), BOOL (0/1) or ENUM (an index into the names
- * given by alloc_shm_enum_name). */
+ * int64: kind INT (a number), BOOL (0/1), ENUM (an index into the names
+ * given by alloc_shm_enum_name) or BYTES (a number of bytes >= 0, or a
+ * word: -1 - i for the i-th name given by alloc_shm_bytes_word). */
 #define ALLOC_SHM_CONFIG(X) ALLOC_SHM_KNOBS_WITH(ALLOC_SHM_CONFIG_PICK, X)
 #define ALLOC_SHM_CONFIG_PICK(X, name, type, def, min, max, change, segment, help)              \
   ALLOC_SHM_IF_##segment(ALLOC_SHM_KNOB_CALL(X, name, ALLOC_SHM_KIND_##type, help))
@@ -198,6 +215,7 @@ extern "C" {
 #define ALLOC_SHM_KIND_INT INT
 #define ALLOC_SHM_KIND_COUNT INT
 #define ALLOC_SHM_KIND_ENUM ENUM
+#define ALLOC_SHM_KIND_BYTES BYTES
 /* (no ALLOC_SHM_KIND_PATH: a path cannot be published; it would not compile) */
 
 /* Per size class, X(name, help).  Utilisation = live / (slabs *
@@ -456,6 +474,7 @@ static inline void alloc_shm_derive(const alloc_shm_stats_t *s, alloc_shm_derive
 #define ALLOC_SHM_ENUM_CASE_INT(name)
 #define ALLOC_SHM_ENUM_CASE_COUNT(name)
 #define ALLOC_SHM_ENUM_CASE_PATH(name)
+#define ALLOC_SHM_ENUM_CASE_BYTES(name)
 #define ALLOC_SHM_ENUM_CASE_ENUM(name)                                                           \
   if (__builtin_strcmp(knob, #name) == 0) {                                                      \
     static const char *const names[] = {ALLOC_SHM_MODES_##name(ALLOC_SHM_MODE_NAME)};           \
@@ -463,6 +482,25 @@ static inline void alloc_shm_derive(const alloc_shm_stats_t *s, alloc_shm_derive
   }
 static inline const char *alloc_shm_enum_name(const char *knob, int64_t value) {
   ALLOC_SHM_KNOBS_WITH(ALLOC_SHM_ENUM_CASE, ~)
+  return NULL;
+}
+
+/* The word a BYTES knob's negative value stands for ("cgroup" for
+ * memory_limit's -1); NULL for a value >= 0, past the words, or a knob
+ * that is not BYTES. */
+#define ALLOC_SHM_WORD_CASE(X, name, type, ...) ALLOC_SHM_WORD_CASE_##type(name)
+#define ALLOC_SHM_WORD_CASE_BOOL(name)
+#define ALLOC_SHM_WORD_CASE_INT(name)
+#define ALLOC_SHM_WORD_CASE_COUNT(name)
+#define ALLOC_SHM_WORD_CASE_PATH(name)
+#define ALLOC_SHM_WORD_CASE_ENUM(name)
+#define ALLOC_SHM_WORD_CASE_BYTES(name)                                                          \
+  if (__builtin_strcmp(knob, #name) == 0) {                                                      \
+    static const char *const words[] = {ALLOC_SHM_MODES_##name(ALLOC_SHM_MODE_NAME) NULL};      \
+    return value < 0 && -1 - value < (int64_t)(sizeof words / sizeof words[0]) - 1 ? words[-1 - value] : NULL; \
+  }
+static inline const char *alloc_shm_bytes_word(const char *knob, int64_t value) {
+  ALLOC_SHM_KNOBS_WITH(ALLOC_SHM_WORD_CASE, ~)
   return NULL;
 }
 
@@ -478,12 +516,14 @@ _Static_assert(sizeof(alloc_shm_profile_t) == ALLOC_SHM_PROFILE_MODULES, "profil
 _Static_assert(sizeof(alloc_shm_module_t) == 328, "profile layout");
 _Static_assert(sizeof(alloc_shm_stack_t) == 64, "profile layout");
 _Static_assert(sizeof(alloc_shm_snapshot_t) % 8 == 0, "snapshot layout");
-/* The config block (unchanged since version 1): 9 knobs, narenas ..
- * abort_on_invalid_free.  A knob published or withdrawn changes the layout
- * readers expect: bump ALLOC_SHM_VERSION (and teach the reader and allocd)
- * before moving these. */
-_Static_assert(ALLOC_SHM_NCONFIG == 9 && sizeof(alloc_shm_config_t) == 72 &&
-               offsetof(alloc_shm_config_t, abort_on_invalid_free) == 64, "config block layout");
+/* The config block: 9 knobs since version 1, narenas ..
+ * abort_on_invalid_free, then (version 3) memory_limit, memory_limit_hard.
+ * A knob published or withdrawn changes the layout readers expect: bump
+ * ALLOC_SHM_VERSION (and teach the reader and allocd) before moving these. */
+_Static_assert(ALLOC_SHM_NCONFIG == 11 && sizeof(alloc_shm_config_t) == 88 &&
+               offsetof(alloc_shm_config_t, abort_on_invalid_free) == 64 &&
+               offsetof(alloc_shm_config_t, memory_limit) == 72 &&
+               offsetof(alloc_shm_config_t, memory_limit_hard) == 80, "config block layout");
 #endif
 
 #ifdef __cplusplus

@@ -111,7 +111,7 @@ void la_os_readlink(const char *path, char *buf, size_t size);
 int la_os_getpid(void);
 
 /* ---- options.c: the knobs and ALLOC_CONF ---------------------------------- */
-enum la_knob_type { LA_KNOB_BOOL, LA_KNOB_INT, LA_KNOB_COUNT, LA_KNOB_ENUM, LA_KNOB_PATH };
+enum la_knob_type { LA_KNOB_BOOL, LA_KNOB_INT, LA_KNOB_COUNT, LA_KNOB_ENUM, LA_KNOB_PATH, LA_KNOB_BYTES };
 enum la_knob_change { LA_KNOB_FIXED, LA_KNOB_LIVE, LA_KNOB_APPLY };
 
 /* One knob of ALLOC_SHM_KNOBS, as liballoc uses it (alloc_shm.h says what
@@ -121,8 +121,8 @@ typedef struct la_knob_s {
   enum la_knob_type type;
   size_t offset, size;            /* its field in la_options_t */
   const char *def;                /* default, as ALLOC_CONF text */
-  long long min, max;             /* INT and COUNT */
-  const char *const *modes;       /* ENUM: the value names, by number */
+  long long min, max;             /* INT, COUNT and BYTES */
+  const char *const *modes;       /* ENUM: the value names, by number; BYTES: its words */
   int nmodes;
   enum la_knob_change change;
   int (*apply)(void);             /* APPLY: la_apply_<name>, after the store */
@@ -136,6 +136,7 @@ extern const size_t la_nknobs;
 const la_knob_t *la_knob_find(const char *name, size_t len);
 bool la_knob_parse(la_options_t *o, const la_knob_t *k, const char *text, size_t len);
 void la_knob_format(const la_options_t *o, const la_knob_t *k, char *out, size_t len);
+void la_knob_format_bytes(const la_knob_t *k, ssize_t v, char *out, size_t len);
 void la_options_defaults(la_options_t *o);
 int la_options_parse(la_options_t *o, const char *conf);
 bool la_options_init(void);
@@ -327,10 +328,29 @@ void la_stats_config(alloc_shm_config_t *c);
 
 /* ---- procfs.c: the kernel's view of this process ------------------------- */
 void la_proc_memory(alloc_shm_stats_t *s);
+size_t la_proc_rss(void);
 void la_proc_identity(alloc_shm_header_t *h);
 void la_proc_fork_prepare(void);
 void la_proc_fork_parent(void);
 void la_proc_fork_child(void);
+
+/* ---- limit.c: memory_limit ------------------------------------------------ */
+enum la_limit_source { LA_LIMIT_NONE, LA_LIMIT_OPTION, LA_LIMIT_CGROUP_V1, LA_LIMIT_CGROUP_V2 };
+typedef struct la_limit_s {
+  size_t bytes;                   /* 0: none */
+  enum la_limit_source source;
+} la_limit_t;
+enum la_limit_answer { LA_LIMIT_OK, LA_LIMIT_NEAR };
+la_limit_t la_limit_discover(const char *root);
+void la_limit_set_cgroup_root(const char *root);
+enum la_limit_answer la_limit_check(size_t bytes);
+bool la_limit_reclaim(size_t bytes);
+bool la_limit_before_map(size_t bytes);
+void la_limit_tick(size_t kernel_rss);
+void la_limit_stats(alloc_shm_stats_t *s);
+void la_limit_fork_prepare(void);
+void la_limit_fork_parent(void);
+void la_limit_fork_child(void);
 
 /* ---- purge.c: the background purger ------------------------------------- */
 void la_purger_notify(void);

@@ -279,6 +279,7 @@ enum la_meta_thp_mode { ALLOC_SHM_MODES_metadata_thp(LA_META_THP_MODE) };
 #define LA_OPT_FIELD_COUNT(name) unsigned name;
 #define LA_OPT_FIELD_ENUM(name) int name;   /* index into ALLOC_SHM_MODES_<name> */
 #define LA_OPT_FIELD_PATH(name) char name[LA_PATH_MAX];
+#define LA_OPT_FIELD_BYTES(name) ssize_t name;   /* bytes >= 0, or -1 - i: the i-th word */
 
 typedef struct la_options_s {
   ALLOC_SHM_KNOBS(LA_OPT_FIELD)

@@ -30,6 +30,8 @@
  * grow and on malloc_trim. */
 #include "alloc_internal.h"
 
+#include <errno.h>
+
 #include <string.h>
 
 #define ADOPT_SCAN_LIMIT 8       /* abandoned slabs looked at per request */
@@ -216,7 +218,10 @@ static la_segment_t *find_segment(la_arena_t *a, unsigned k, unsigned align_unit
 
 static size_t sweep_abandoned(la_arena_t *a);
 
-static la_slab_t *alloc_run(la_arena_t *a, unsigned k, unsigned align_units) {
+/* A run of k units; NULL when out of memory, or (*near set) when a new
+ * segment would be mapped near memory_limit: the caller drops the lock,
+ * calls la_limit_reclaim and, if it agrees, calls again with `checked`. */
+static la_slab_t *alloc_run(la_arena_t *a, unsigned k, unsigned align_units, bool checked, bool *near) {
   int unit;
   la_segment_t *seg = find_segment(a, k, align_units, &unit);
   if (!seg && sweep_abandoned(a)) seg = find_segment(a, k, align_units, &unit);
@@ -230,6 +235,10 @@ static la_slab_t *alloc_run(la_arena_t *a, unsigned k, unsigned align_units) {
     /* Memory freed as huge blocks first: mapping anew beside it would
      * hold both until the huge cache decays. */
     void *recycled = la_huge_take_region();
+    if (!recycled && !checked && la_limit_check(LA_SEG_SIZE) == LA_LIMIT_NEAR) {
+      *near = true;
+      return NULL;
+    }
     seg = la_segment_create(a, recycled);
     if (!seg) return NULL;
     LA_SHARED_STORE(a->nsegments, a->nsegments + 1);
@@ -512,18 +521,26 @@ static void release_and_unlock(la_arena_t *a, la_slab_t *slab) {
  * out: an abandoned one if there is one, else a fresh one.  NULL if out of
  * memory. */
 la_slab_t *la_arena_get_slab(la_arena_t *a, unsigned cls, la_heap_t *owner) {
-  pthread_mutex_lock(&a->lock);
-  la_slab_t *slab = adopt_abandoned(a, cls, owner);
-  if (!slab) {
-    slab = alloc_run(a, la_class_units[cls], 1);
-    if (slab) {
-      la_segment_t *seg = la_segment_of(slab);
-      la_slab_init(slab, seg, (unsigned)(slab - seg->slabs), cls);
-      atomic_store_explicit(&slab->owner, owner, memory_order_release);
+  bool checked = false, near = false;
+  for (;;) {
+    pthread_mutex_lock(&a->lock);
+    la_slab_t *slab = adopt_abandoned(a, cls, owner);
+    if (!slab) {
+      slab = alloc_run(a, la_class_units[cls], 1, checked, &near);
+      if (slab) {
+        la_segment_t *seg = la_segment_of(slab);
+        la_slab_init(slab, seg, (unsigned)(slab - seg->slabs), cls);
+        atomic_store_explicit(&slab->owner, owner, memory_order_release);
+      }
     }
+    pthread_mutex_unlock(&a->lock);
+    if (slab || !near || checked) return slab;
+    if (!la_limit_reclaim(LA_SEG_SIZE)) {   /* memory_limit_hard */
+      errno = ENOMEM;
+      return NULL;
+    }
+    checked = true;
   }
-  pthread_mutex_unlock(&a->lock);
-  return slab;
 }
 
 /* Give back a slab with no block in use. */
@@ -549,8 +566,19 @@ void la_arena_abandon_slab(la_arena_t *a, la_slab_t *slab) {
  * MiB), in units of its own.  NULL if out of memory. */
 la_slab_t *la_arena_alloc_large(la_arena_t *a, unsigned cls, size_t align) {
   unsigned align_units = align > LA_UNIT_SIZE ? (unsigned)(align >> LA_UNIT_SHIFT) : 1;
+  bool checked = false, near = false;
   pthread_mutex_lock(&a->lock);
-  la_slab_t *slab = alloc_run(a, la_class_units[cls], align_units);
+  la_slab_t *slab = alloc_run(a, la_class_units[cls], align_units, false, &near);
+  if (near) {   /* near memory_limit: give back free memory without the lock */
+    pthread_mutex_unlock(&a->lock);
+    if (!la_limit_reclaim(LA_SEG_SIZE)) {
+      errno = ENOMEM;
+      return NULL;
+    }
+    checked = true;
+    pthread_mutex_lock(&a->lock);
+    slab = alloc_run(a, la_class_units[cls], align_units, checked, &near);
+  }
   if (slab) {
     la_segment_t *seg = la_segment_of(slab);
     la_slab_init(slab, seg, (unsigned)(slab - seg->slabs), cls);

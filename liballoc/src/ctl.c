@@ -132,7 +132,8 @@ int la_apply_stats_interval_ms(void) {
 static enum ctl_type knob_ctl_type(const la_knob_t *k) {
   switch (k->type) {
   case LA_KNOB_BOOL: return CTL_BOOL;
-  case LA_KNOB_INT: return CTL_SSIZE;
+  case LA_KNOB_INT:
+  case LA_KNOB_BYTES: return CTL_SSIZE;
   case LA_KNOB_COUNT: return CTL_UNSIGNED;
   case LA_KNOB_ENUM:
   case LA_KNOB_PATH: return CTL_STRING;
@@ -144,7 +145,8 @@ static void knob_read(const la_knob_t *k, ctl_value_t *v) {
   const char *field = (const char *)&la_opt + k->offset;
   switch (k->type) {
   case LA_KNOB_BOOL: v->b = *(const bool *)field; return;
-  case LA_KNOB_INT: v->ssize = *(const ssize_t *)field; return;
+  case LA_KNOB_INT:
+  case LA_KNOB_BYTES: v->ssize = *(const ssize_t *)field; return;
   case LA_KNOB_COUNT: v->u = *(const unsigned *)field; return;
   case LA_KNOB_ENUM: v->s = k->modes[*(const int *)field]; return;
   case LA_KNOB_PATH: v->s = field; return;   /* stable: the path is FIXED */
@@ -158,6 +160,11 @@ static bool knob_value_text(const la_knob_t *k, const ctl_value_t *v, char *out,
   switch (k->type) {
   case LA_KNOB_BOOL: n = snprintf(out, len, "%s", v->b ? "true" : "false"); break;
   case LA_KNOB_INT: n = snprintf(out, len, "%zd", v->ssize); break;
+  case LA_KNOB_BYTES:
+    if (v->ssize < 0 && -1 - v->ssize >= k->nmodes) return false;   /* no such word */
+    la_knob_format_bytes(k, v->ssize, out, len);
+    n = (int)strlen(out);
+    break;
   case LA_KNOB_COUNT: n = snprintf(out, len, "%u", v->u); break;
   case LA_KNOB_ENUM:
   case LA_KNOB_PATH:
@@ -380,6 +387,15 @@ static void format_text(enum ctl_type t, const ctl_value_t *v, char *out, size_t
  * name ("opt.thp", "arena.purge" with an empty value).  Returns 0 or an
  * errno value, with the reason in `msg` and the value after the change in
  * `effective`.  Runs the same write functions as alloc_ctl, under its lock. */
+/* A BYTES knob's text ("512M", "cgroup") as its alloc_ctl value. */
+static bool bytes_text(const la_knob_t *k, const char *text, ctl_value_t *v) {
+  la_options_t o;
+  memcpy((char *)&o + k->offset, (const char *)&la_opt + k->offset, k->size);
+  if (!la_knob_parse(&o, k, text, strlen(text))) return false;
+  memcpy(&v->ssize, (const char *)&o + k->offset, sizeof v->ssize);
+  return true;
+}
+
 int la_ctl_apply_text(const char *name, const char *value, char *effective, size_t efflen, char *msg,
                       size_t msglen) {
   char full[64];
@@ -398,14 +414,16 @@ int la_ctl_apply_text(const char *name, const char *value, char *effective, size
   }
   ctl_value_t v = {0};
   int err = 0;
+  bool bytes = t.knob && t.knob->type == LA_KNOB_BYTES;   /* "512M", "cgroup": the knob's own syntax */
   la_ensure_init();
   pthread_mutex_lock(&ctl_lock);
-  if (!parse_text(t.type, value, &v)) err = EINVAL;
+  if (!(bytes ? bytes_text(t.knob, value, &v) : parse_text(t.type, value, &v))) err = EINVAL;
   else err = target_write(&t, t.type == CTL_COMMAND ? NULL : &v);
   if (t.type != CTL_COMMAND && target_readable(&t)) {   /* the value in force afterwards, changed or not */
     ctl_value_t now = {0};
     target_read(&t, &now);
-    format_text(t.type, &now, effective, efflen);
+    if (bytes) la_knob_format_bytes(t.knob, now.ssize, effective, efflen);
+    else format_text(t.type, &now, effective, efflen);
   }
   pthread_mutex_unlock(&ctl_lock);
   if (err == EINVAL && t.type == CTL_COMMAND) snprintf(msg, msglen, "%s takes no value", t.name);

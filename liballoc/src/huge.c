@@ -345,6 +345,10 @@ void *la_huge_alloc(size_t size, size_t align) {
     pthread_mutex_unlock(&huge_lock);
     return d->ptr;
   }
+  if (!la_limit_before_map(usable)) {   /* memory_limit_hard */
+    errno = ENOMEM;
+    return NULL;
+  }
   void *p = la_os_map_aligned(map_size, align);
   if (!p) return NULL;
   la_os_advise_thp(p, map_size, la_opt.thp);
@@ -649,6 +653,13 @@ void *la_huge_realloc(void *p, size_t size) {
   if (!d) {
     la_invalid_free(p, "realloc of a pointer that is not a huge block");
     errno = EINVAL;
+    return NULL;
+  }
+  /* Growth beyond the mapping touches new pages: memory_limit may refuse
+   * them (the block stays as it is). */
+  if (need > d->map_size && usable > d->size && !la_limit_before_map(usable - d->size)) {
+    relink(d, thp_seen);
+    errno = ENOMEM;
     return NULL;
   }
   bool done = resize(d, usable, need);

@@ -50,6 +50,7 @@ static atomic_int owner_pid;   /* the process whose threads these are (set at st
 static void fork_prepare(void) {
   pthread_mutex_lock(&init_lock);
   la_ctl_fork_prepare();
+  la_limit_fork_prepare();
   la_heaps_fork_prepare();
   la_arenas_fork_prepare();
   la_huge_fork_prepare();
@@ -67,6 +68,7 @@ static void fork_parent(void) {
   la_huge_fork_parent();
   la_arenas_fork_parent();
   la_heaps_fork_parent();
+  la_limit_fork_parent();
   la_ctl_fork_parent();
   pthread_mutex_unlock(&init_lock);
 }
@@ -107,6 +109,7 @@ static void fork_child(void) {
   atomic_store(&la_background_due, la_opt.telemetry);   /* at the child's first allocation slow path */
   la_telemetry_fork_child();
   la_ctl_fork_child();
+  la_limit_fork_child();
   la_purger_fork_child();
   la_meta_fork_child();
   la_huge_fork_child();

@@ -31,6 +31,7 @@ la_options_t la_opt;
 #define MODES_OF_COUNT(name)
 #define MODES_OF_PATH(name)
 #define MODES_OF_ENUM(name) static const char *const knob_modes_##name[] = {ALLOC_SHM_MODES_##name(MODE_NAME)};
+#define MODES_OF_BYTES(name) static const char *const knob_modes_##name[] = {ALLOC_SHM_MODES_##name(MODE_NAME) NULL};
 ALLOC_SHM_KNOBS_WITH(MODES_OF, ~)
 
 #define MODES_FIELD_BOOL(name) NULL, 0
@@ -38,6 +39,7 @@ ALLOC_SHM_KNOBS_WITH(MODES_OF, ~)
 #define MODES_FIELD_COUNT(name) NULL, 0
 #define MODES_FIELD_PATH(name) NULL, 0
 #define MODES_FIELD_ENUM(name) knob_modes_##name, (int)(sizeof knob_modes_##name / sizeof knob_modes_##name[0])
+#define MODES_FIELD_BYTES(name) knob_modes_##name, (int)(sizeof knob_modes_##name / sizeof knob_modes_##name[0]) - 1
 #define APPLY_FIELD_FIXED(name) NULL
 #define APPLY_FIELD_LIVE(name) NULL
 #define APPLY_FIELD_APPLY(name) la_apply_##name
@@ -68,6 +70,27 @@ static bool parse_number(const char *v, size_t len, long long min, long long max
   errno = 0;
   long long x = strtoll(buf, &end, 10);
   if (errno || *end || x < min || x > max) return false;
+  *out = x;
+  return true;
+}
+
+/* A size: digits with an optional K, M, G or T (powers of 1024), within
+ * [min, max]. */
+static bool parse_bytes(const char *v, size_t len, long long min, long long max, long long *out) {
+  static const char suffixes[] = "KMGT";
+  unsigned shift = 0;
+  if (len > 1) {
+    const char *s = memchr(suffixes, v[len - 1] & ~0x20, 4);   /* k or K */
+    if (s && *s) {
+      shift = 10 * (unsigned)(s - suffixes + 1);
+      len--;
+    }
+  }
+  long long x;
+  if (!parse_number(v, len, 0, LLONG_MAX, &x) || (v[0] < '0' || v[0] > '9')) return false;
+  if (shift && x > (max >> shift)) return false;
+  x <<= shift;
+  if (x < min || x > max) return false;
   *out = x;
   return true;
 }
@@ -103,6 +126,11 @@ bool la_knob_parse(la_options_t *o, const la_knob_t *k, const char *text, size_t
     if ((m = parse_keyword(text, len, k->modes, k->nmodes)) < 0) return false;
     *(int *)field = m;
     return true;
+  case LA_KNOB_BYTES:
+    if ((m = parse_keyword(text, len, k->modes, k->nmodes)) >= 0) x = -1 - m;
+    else if (!parse_bytes(text, len, k->min, k->max, &x)) return false;
+    *(ssize_t *)field = (ssize_t)x;
+    return true;
   case LA_KNOB_PATH:
     if (len == 0 || len >= k->size || text[0] != '/' || memchr(text, 0, len)) return false;
     memcpy(field, text, len);
@@ -121,7 +149,15 @@ void la_knob_format(const la_options_t *o, const la_knob_t *k, char *out, size_t
   case LA_KNOB_COUNT: snprintf(out, len, "%u", *(const unsigned *)field); return;
   case LA_KNOB_ENUM: snprintf(out, len, "%s", k->modes[*(const int *)field]); return;
   case LA_KNOB_PATH: snprintf(out, len, "%s", field); return;
+  case LA_KNOB_BYTES: la_knob_format_bytes(k, *(const ssize_t *)field, out, len); return;
   }
+}
+
+/* A BYTES knob's value as text: its word if negative, else the number of
+ * bytes (no suffix: the exact value reads back). */
+void la_knob_format_bytes(const la_knob_t *k, ssize_t v, char *out, size_t len) {
+  if (v < 0 && -1 - v < k->nmodes) snprintf(out, len, "%s", k->modes[-1 - v]);
+  else snprintf(out, len, "%zd", v);
 }
 
 /* Every knob's default, from the list; a default the list gets wrong is a

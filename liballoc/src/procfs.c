@@ -75,6 +75,16 @@ void la_proc_fork_child(void) {
   smaps_at = 0;
 }
 
+/* The process's resident bytes (statm: O(1) for the kernel); 0 if
+ * unreadable.  For memory_limit's slow paths (limit.c). */
+size_t la_proc_rss(void) {
+  char buf[512];
+  unsigned long long size, resident;
+  if (la_os_read_file("/proc/self/statm", buf, sizeof buf) > 0 && sscanf(buf, "%llu %llu", &size, &resident) == 2)
+    return (size_t)resident * la_page_size;
+  return 0;
+}
+
 void la_proc_memory(alloc_shm_stats_t *s) {
   char buf[512];
   if (la_os_read_file("/proc/self/statm", buf, sizeof buf) > 0) {

@@ -53,6 +53,7 @@ void la_stats_gather(la_stats_t *st) {
   s->nmadvise += atomic_load_explicit(&la_trim_madvises, memory_order_relaxed);
   s->purge_failures = atomic_load_explicit(&la_os_release_failures, memory_order_relaxed);
   s->background_thread = la_purger_running();
+  la_limit_stats(s);
 }
 
 /* Every published knob's value in force, as the telemetry segment carries
@@ -106,6 +107,8 @@ static void out_config(writer_t *w, const char *name, const char *kind, int64_t 
   else if (strcmp(kind, "ENUM") == 0) {
     const char *e = alloc_shm_enum_name(name, v);
     out(w, "%s%s%s", q, e ? e : "?", q);
+  } else if (strcmp(kind, "BYTES") == 0 && alloc_shm_bytes_word(name, v)) {
+    out(w, "%s%s%s", q, alloc_shm_bytes_word(name, v), q);
   } else out(w, "%lld", (long long)v);
 }
 
@@ -127,7 +130,8 @@ static void out_private_knobs(writer_t *w, bool json) {
     if (k->published) continue;
     char text[LA_PATH_MAX];
     la_knob_format(&la_opt, k, text, sizeof text);
-    bool quoted = k->type == LA_KNOB_ENUM || k->type == LA_KNOB_PATH;
+    bool quoted = k->type == LA_KNOB_ENUM || k->type == LA_KNOB_PATH ||
+                  (k->type == LA_KNOB_BYTES && text[0] >= 'a');
     if (!json) out(w, " %s:%s", k->name, text);
     else if (!quoted) out(w, ",\"%s\":%s", k->name, text);
     else {

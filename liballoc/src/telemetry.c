@@ -167,6 +167,8 @@ static void take_snapshot(uint64_t number) {
   uint64_t t0 = la_now_ns();
   la_stats_gather(&st);
   la_proc_memory(&st.s);
+  la_limit_tick(st.s.kernel_rss);   /* re-read the cgroup limit; reclaim if near it */
+  la_limit_stats(&st.s);
   memset(&snap, 0, sizeof snap);
   snap.number = number;
   snap.time_ns = la_os_realtime_ns();

@@ -55,6 +55,17 @@ static void put_values(text_t *t, const char *name, const char *type, long long 
   if (strcmp(type, "BOOL") == 0) put(t, "`true`, `false`");
   else if (strcmp(type, "ENUM") == 0) put_modes(t, name);
   else if (strcmp(type, "PATH") == 0) put(t, "absolute path, < 256 bytes");
+  else if (strcmp(type, "BYTES") == 0) {
+    for (int m = 0; alloc_shm_bytes_word(name, -1 - m); m++) {
+      put(t, "`");
+      put(t, alloc_shm_bytes_word(name, -1 - m));
+      put(t, "`, ");
+    }
+    put(t, "bytes (K, M, G, T suffixes) ");
+    put_bound(t, min);
+    put(t, " … ");
+    put_bound(t, max);
+  }
   else {
     put_bound(t, min);
     put(t, " … ");
@@ -65,6 +76,7 @@ static void put_values(text_t *t, const char *name, const char *type, long long 
 static const char *ctl_type(const char *type) {
   if (strcmp(type, "BOOL") == 0) return "`bool`";
   if (strcmp(type, "INT") == 0) return "`ssize_t`";
+  if (strcmp(type, "BYTES") == 0) return "`ssize_t` (a word: -1, -2, …)";
   if (strcmp(type, "COUNT") == 0) return "`unsigned`";
   return "`const char *`";
 }

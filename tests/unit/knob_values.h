@@ -24,6 +24,9 @@ static inline void knob_other_value(const la_knob_t *k, char *out, size_t len) {
     return;
   case LA_KNOB_ENUM: snprintf(out, len, "%s", k->modes[(*(const int *)field + 1) % k->nmodes]); return;
   case LA_KNOB_PATH: snprintf(out, len, "/tmp/knob-test-%s", k->name); return;
+  case LA_KNOB_BYTES:   /* a number, written as the parser gives it back */
+    snprintf(out, len, "%lld", *(const ssize_t *)field == (ssize_t)(3ll << 30) ? 1ll << 20 : 3ll << 30);
+    return;
   }
 }
 
@@ -35,6 +38,7 @@ static inline void knob_bad_value(const la_knob_t *k, char *out, size_t len) {
   case LA_KNOB_COUNT: snprintf(out, len, "%lld", k->max + 1); return;
   case LA_KNOB_ENUM: snprintf(out, len, "sometimes"); return;
   case LA_KNOB_PATH: snprintf(out, len, "relative/%s", k->name); return;
+  case LA_KNOB_BYTES: snprintf(out, len, "12Q"); return;
   }
 }
 #endif

@@ -155,12 +155,13 @@ static void ctl_read_text(const la_knob_t *k, char *out, size_t len) {
   char name[64];
   snprintf(name, sizeof name, "opt.%s", k->name);
   union { bool b; ssize_t ss; unsigned u; const char *s; } v;
-  size_t vlen = k->type == LA_KNOB_BOOL ? sizeof v.b : k->type == LA_KNOB_INT ? sizeof v.ss
+  size_t vlen = k->type == LA_KNOB_BOOL ? sizeof v.b : k->type == LA_KNOB_INT || k->type == LA_KNOB_BYTES ? sizeof v.ss
               : k->type == LA_KNOB_COUNT ? sizeof v.u : sizeof v.s;
   if (alloc_ctl(name, &v, &vlen, NULL, 0) != 0) fail_msg("alloc_ctl(%s) does not read", name);
   switch (k->type) {
   case LA_KNOB_BOOL: snprintf(out, len, "%s", v.b ? "true" : "false"); break;
   case LA_KNOB_INT: snprintf(out, len, "%zd", v.ss); break;
+  case LA_KNOB_BYTES: la_knob_format_bytes(k, v.ss, out, len); break;
   case LA_KNOB_COUNT: snprintf(out, len, "%u", v.u); break;
   case LA_KNOB_ENUM:
   case LA_KNOB_PATH: snprintf(out, len, "%s", v.s); break;
@@ -177,6 +178,11 @@ static int ctl_write_text(const la_knob_t *k, const char *text) {
   switch (k->type) {
   case LA_KNOB_BOOL: return alloc_ctl(name, NULL, NULL, &b, sizeof b);
   case LA_KNOB_INT: return alloc_ctl(name, NULL, NULL, &ss, sizeof ss);
+  case LA_KNOB_BYTES: {   /* "cgroup" is -1, "1M" 1048576; a bad text a word that does not exist */
+    la_options_t o = la_opt;
+    ss = la_knob_parse(&o, k, text, strlen(text)) ? *(const ssize_t *)((const char *)&o + k->offset) : -1000;
+    return alloc_ctl(name, NULL, NULL, &ss, sizeof ss);
+  }
   case LA_KNOB_COUNT: return alloc_ctl(name, NULL, NULL, &u, sizeof u);
   case LA_KNOB_ENUM:
   case LA_KNOB_PATH: return alloc_ctl(name, NULL, NULL, &text, sizeof text);
@@ -205,6 +211,9 @@ static int64_t segment_form(const la_knob_t *k, const char *text) {
   if (k->type == LA_KNOB_ENUM)
     for (int m = 0; alloc_shm_enum_name(k->name, m); m++)
       if (strcmp(alloc_shm_enum_name(k->name, m), text) == 0) return m;
+  if (k->type == LA_KNOB_BYTES)
+    for (int64_t m = -1; alloc_shm_bytes_word(k->name, m); m--)
+      if (strcmp(alloc_shm_bytes_word(k->name, m), text) == 0) return m;
   return strtoll(text, NULL, 10);
 }
 
