@@ -337,6 +337,38 @@ class AgentTest(unittest.TestCase):
         self.assertEqual((entry["old_value"], entry["new_value"], entry["client"]), ("10000", "5000", "127.0.0.1"))
         t.wait()
 
+    def test_memory_limit_push(self):
+        # a bytes knob: text with a suffix or its word, or a number
+        t = Target(self.agent, "hold", "100", "64", "6000")
+        self.process(t.pid)
+        path = "/api/v1/processes/%d/config" % t.pid
+        status, body = self.agent.post(path, {"memory_limit": "512M", "memory_limit_hard": True})
+        self.assertEqual(status, 200, body)
+        self.assertEqual(body["effective"], {"memory_limit": "536870912", "memory_limit_hard": "true"})
+        self.assertEqual(body["results"]["memory_limit"]["old"], "cgroup")
+
+        def seen():
+            p = self.agent.get("/api/v1/processes/%d" % t.pid)[1]
+            return p["config"]["memory_limit"] == 536870912 and p["stats"]["limit"] == 536870912
+        wait_for(seen, what="the limit in a snapshot")
+        p = self.agent.get("/api/v1/processes/%d" % t.pid)[1]
+        self.assertEqual((p["stats"]["limit_source"], p["config"]["memory_limit_hard"]), (1, True))
+        metrics = self.agent.request("GET", "/metrics")[1]
+        self.assertRegex(metrics, r'liballoc_limit_bytes\{[^}]*pid="%d"[^}]*\} 536870912\b' % t.pid)
+        self.assertRegex(metrics, r'liballoc_config_memory_limit\{[^}]*pid="%d"[^}]*\} 536870912\b' % t.pid)
+        status, body = self.agent.post(path, {"memory_limit": "cgroup", "memory_limit_hard": False})
+        self.assertEqual(status, 200, body)
+        self.assertEqual(body["effective"]["memory_limit"], "cgroup")
+        wait_for(lambda: self.agent.get("/api/v1/processes/%d" % t.pid)[1]["config"]["memory_limit"] == "cgroup",
+                 what="cgroup in a snapshot")
+        self.assertEqual(self.agent.post(path, {"memory_limit": 0})[0], 200)
+        self.assertEqual(self.agent.post(path, {"memory_limit": 1.5})[0], 400)      # refused by allocd
+        self.assertEqual(self.agent.post(path, {"memory_limit": "1:2"})[0], 400)
+        status, body = self.agent.post(path, {"memory_limit": "lots"})               # refused by the process
+        self.assertEqual(status, 400, body)
+        self.assertEqual(body["results"]["memory_limit"]["status"], "rejected")
+        t.wait()
+
     def test_push_to_frozen_process_times_out(self):
         # 504, and the change is withdrawn: it does not apply when the
         # process resumes (a retry then does).
