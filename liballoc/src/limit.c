@@ -153,6 +153,21 @@ static bool has_word(const char *list, size_t len, const char *word) {
 
 static char mountinfo[65536];   /* (limit_lock) bounded: mounts past it are not seen */
 
+/* What the last discovery found, so that the publisher's tick re-reads only
+ * /proc/self/cgroup and the limit files, not the whole mountinfo (which
+ * can be tens of KiB): the directories it walked, for the /proc/self/cgroup
+ * it read.  limit_lock held. */
+#define MAX_WALKS 4
+typedef struct walk_s {
+  char dir[LA_PATH_MAX + 64];
+  size_t mount_len;
+  bool v2;
+} walk_t;
+static walk_t walks[MAX_WALKS];
+static unsigned nwalks;
+static bool walks_full;          /* more than MAX_WALKS: no caching */
+static char walked_cgroups[4096];   /* the /proc/self/cgroup they came from; "" none */
+
 /* The limit of the hierarchy mounted with `fstype` ("cgroup" with the
  * memory controller, or "cgroup2") for the process's cgroup path `cg`. */
 static size_t hierarchy_limit(const char *root, const char *cg, bool v2) {
@@ -194,10 +209,20 @@ static size_t hierarchy_limit(const char *root, const char *cg, bool v2) {
     size_t ml = strlen(root) + strlen(mpoint);
     if (ml + strlen(rel) + 1 > sizeof dir) continue;
     snprintf(dir, sizeof dir, "%s%s%s", root, mpoint, rel);
+    if (nwalks < MAX_WALKS) {
+      walk_t *w = &walks[nwalks++];
+      memcpy(w->dir, dir, sizeof w->dir);
+      w->mount_len = ml;
+      w->v2 = v2;
+    } else {
+      walks_full = true;
+    }
     best = tighter(best, walk_up(dir, ml, v2));
   }
   return best;
 }
+
+static la_limit_t discover_from(const char *root, char *cgroups);
 
 /* The tightest memory limit of the cgroups of the process, reading every
  * file under `root` ("" for the real ones; a test points it at a fake
@@ -206,9 +231,44 @@ static size_t hierarchy_limit(const char *root, const char *cg, bool v2) {
 la_limit_t la_limit_discover(const char *root) {
   char path[LA_PATH_MAX + 64], cgroups[4096];
   la_limit_t found = {0, LA_LIMIT_NONE};
+  walked_cgroups[0] = 0;
   if (!join(path, sizeof path, root, "/proc/self/cgroup", 17) ||
       la_os_read_file(path, cgroups, sizeof cgroups) <= 0)
     return found;
+  found = discover_from(root, cgroups);
+  walked_cgroups[0] = 0;   /* a test's tree: not for the ticks' cache */
+  return found;
+}
+
+/* The same, through the directories the last discovery walked if
+ * /proc/self/cgroup has not changed since (the publisher's every tick). */
+static la_limit_t discover_cached(const char *root) {
+  char path[LA_PATH_MAX + 64], cgroups[4096];
+  la_limit_t found = {0, LA_LIMIT_NONE};
+  if (!join(path, sizeof path, root, "/proc/self/cgroup", 17) ||
+      la_os_read_file(path, cgroups, sizeof cgroups) <= 0) {
+    walked_cgroups[0] = 0;
+    return found;
+  }
+  if (!walked_cgroups[0] || strcmp(cgroups, walked_cgroups) != 0) return discover_from(root, cgroups);
+  for (unsigned i = 0; i < nwalks; i++) {
+    char dir[sizeof walks[i].dir];
+    memcpy(dir, walks[i].dir, sizeof dir);
+    size_t lim = walk_up(dir, walks[i].mount_len, walks[i].v2);
+    if (lim && (!found.bytes || lim < found.bytes))
+      found = (la_limit_t){lim, walks[i].v2 ? LA_LIMIT_CGROUP_V2 : LA_LIMIT_CGROUP_V1};
+  }
+  return found;
+}
+
+/* Discovery from the text of /proc/self/cgroup (modified: split into
+ * lines); remembers the walks for discover_cached. */
+static la_limit_t discover_from(const char *root, char *cgroups) {
+  la_limit_t found = {0, LA_LIMIT_NONE};
+  size_t len = strlen(cgroups);
+  memcpy(walked_cgroups, cgroups, len + 1);
+  nwalks = 0;
+  walks_full = false;
   char *save = NULL;
   for (char *line = strtok_r(cgroups, "\n", &save); line; line = strtok_r(NULL, "\n", &save)) {
     /* "id:controllers:path": v1 "4:memory:/a/b", v2 "0::/a/b" */
@@ -222,10 +282,16 @@ la_limit_t la_limit_discover(const char *root) {
       found.source = v2 ? LA_LIMIT_CGROUP_V2 : LA_LIMIT_CGROUP_V1;
     }
   }
+  if (walks_full) walked_cgroups[0] = 0;   /* too many to cache: read everything each time */
   return found;
 }
 
-void la_limit_set_cgroup_root(const char *root) { cgroup_root = root ? root : ""; }
+/* Tests: read the cgroup files under `root` instead of /.  limit_lock
+ * held by nobody (a test's single thread). */
+void la_limit_set_cgroup_root(const char *root) {
+  cgroup_root = root ? root : "";
+  walked_cgroups[0] = 0;
+}
 
 /* Bring limit_bytes up to date with the option (and the cgroups, when it
  * says `cgroup`).  limit_lock held. */
@@ -233,7 +299,7 @@ static void refresh_locked(uint64_t now) {
   la_limit_t l = {0, LA_LIMIT_NONE};
   ssize_t opt = la_opt.memory_limit;
   if (opt > 0) l = (la_limit_t){(size_t)opt, LA_LIMIT_OPTION};
-  else if (opt < 0) l = la_limit_discover(cgroup_root);
+  else if (opt < 0) l = discover_cached(cgroup_root);
   atomic_store(&limit_bytes, l.bytes);
   atomic_store(&limit_source, l.source);
   atomic_store(&limit_known, true);

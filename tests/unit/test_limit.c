@@ -242,6 +242,11 @@ static void live_changes(void **state) {
   la_limit_tick(0);   /* the publisher's tick re-reads it */
   stats(&s);
   assert_int_equal(s.limit, 471859200);
+  put("/sys/fs/cgroup/other/memory.max", "314572800\n");
+  put("/proc/self/cgroup", "0::/other\n");   /* moved to another cgroup: found at the next tick */
+  la_limit_tick(0);
+  stats(&s);
+  assert_int_equal(s.limit, 314572800);
   la_limit_set_cgroup_root("");
   hard = false;
   assert_int_equal(alloc_ctl("opt.memory_limit_hard", NULL, NULL, &hard, sizeof hard), 0);
