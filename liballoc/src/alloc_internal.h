@@ -348,6 +348,7 @@ bool la_limit_reclaim(size_t bytes);
 bool la_limit_before_map(size_t bytes);
 void la_limit_tick(size_t kernel_rss);
 void la_limit_stats(alloc_shm_stats_t *s);
+size_t la_limit_reclaim_passes(void);
 void la_limit_fork_prepare(void);
 void la_limit_fork_parent(void);
 void la_limit_fork_child(void);

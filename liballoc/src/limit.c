@@ -57,6 +57,7 @@ static atomic_size_t rss_seen;         /* the kernel's RSS at the last reading *
 static atomic_size_t mapped_since;     /* bytes the checks let map since that reading */
 static uint64_t reclaim_at, discovered_at;   /* (limit_lock) ns */
 static atomic_size_t limit_returned, limit_hits, limit_refused;
+static atomic_size_t limit_reclaims;   /* times give_back ran (tests) */
 static const char *cgroup_root = "";   /* prefix of every path read (tests: a fake tree) */
 
 /* ---- discovery ------------------------------------------------------------ */
@@ -351,6 +352,7 @@ static size_t reclaim_locked(size_t rss, size_t bytes, size_t limit, uint64_t no
   bool refuse = la_opt.memory_limit_hard && rss + bytes > limit;
   if (now - reclaim_at < RECLAIM_INTERVAL_NS && reclaim_at && !refuse) return rss;
   reclaim_at = now;
+  atomic_fetch_add_explicit(&limit_reclaims, 1, memory_order_relaxed);
   give_back();
   /* What the kernel saw go: purge counts (la_arenas_purge's) include
    * pages never touched, and a segment both purged and unmapped. */
@@ -413,6 +415,8 @@ int la_apply_memory_limit(void) {
   pthread_mutex_unlock(&limit_lock);
   return 0;
 }
+
+size_t la_limit_reclaim_passes(void) { return atomic_load(&limit_reclaims); }
 
 void la_limit_stats(alloc_shm_stats_t *s) {
   s->limit = atomic_load_explicit(&limit_bytes, memory_order_relaxed);

@@ -296,13 +296,52 @@ static void hard_limit_refuses(void **state) {
   assert_int_equal(alloc_ctl("opt.memory_limit", NULL, NULL, &v, sizeof v), 0);
 }
 
+static uint64_t fake_ns = 1000000000;
+static uint64_t fake_clock(void) { return fake_ns; }
+
+/* A program that lives near its limit: every slow path that maps counts a
+ * hit, but memory is given back at most once per 10 ms (fake clock); far
+ * from the limit, nothing at all. */
+static void reclaim_is_rate_limited(void **state) {
+  (void)state;
+  la_init_slow();
+  la_os_set_clock(fake_clock);
+  assert_int_equal(alloc_ctl("arena.purge", NULL, NULL, NULL, 0), 0);   /* nothing left to give back: RSS stays */
+  size_t rss = la_proc_rss();
+  ssize_t v = (ssize_t)(rss + (4 << 20));   /* within the 8 MiB of headroom: near */
+  assert_int_equal(alloc_ctl("opt.memory_limit", NULL, NULL, &v, sizeof v), 0);
+  alloc_shm_stats_t before, after;
+  stats(&before);
+  size_t passes = la_limit_reclaim_passes();
+  for (int i = 0; i < 50; i++) assert_true(la_limit_before_map(1 << 20));   /* soft: always allowed */
+  assert_int_equal(la_limit_reclaim_passes(), passes + 1);
+  fake_ns += 9000000;   /* 9 ms later: still too soon */
+  assert_true(la_limit_before_map(1 << 20));
+  assert_int_equal(la_limit_reclaim_passes(), passes + 1);
+  fake_ns += 2000000;   /* 11 ms after the first */
+  assert_true(la_limit_before_map(1 << 20));
+  assert_int_equal(la_limit_reclaim_passes(), passes + 2);
+  stats(&after);
+  assert_int_equal(after.limit_hits, before.limit_hits + 52);
+  v = (ssize_t)(rss + (1ull << 30));   /* far from it: no hit, no pass */
+  assert_int_equal(alloc_ctl("opt.memory_limit", NULL, NULL, &v, sizeof v), 0);
+  fake_ns += 100000000;
+  for (int i = 0; i < 50; i++) assert_true(la_limit_before_map(1 << 20));
+  stats(&before);
+  assert_int_equal(before.limit_hits, after.limit_hits);
+  assert_int_equal(la_limit_reclaim_passes(), passes + 2);
+  v = 0;
+  assert_int_equal(alloc_ctl("opt.memory_limit", NULL, NULL, &v, sizeof v), 0);
+  la_os_set_clock(NULL);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
     cmocka_unit_test(v2_nested_high_tighter), cmocka_unit_test(v1_found_through_mountinfo),
     cmocka_unit_test(container_mount_root),   cmocka_unit_test(no_limit),
     cmocka_unit_test(garbage_is_no_limit),    cmocka_unit_test(tightest_of_both),
     cmocka_unit_test(option_syntax),          cmocka_unit_test(live_changes),
-    cmocka_unit_test(hard_limit_refuses),
+    cmocka_unit_test(hard_limit_refuses),     cmocka_unit_test(reclaim_is_rate_limited),
   };
   return cmocka_run_group_tests(tests, setup, teardown);
 }
