@@ -168,6 +168,9 @@ static walk_t walks[MAX_WALKS];
 static unsigned nwalks;
 static bool walks_full;          /* more than MAX_WALKS: no caching */
 static char walked_cgroups[4096];   /* the /proc/self/cgroup they came from; "" none */
+/* /proc/self/cgroup as read now.  Static, like mountinfo, because discovery
+ * runs on allocation slow paths, whose threads may have small stacks. */
+static char cgroups_text[4096];
 
 /* The limit of the hierarchy mounted with `fstype` ("cgroup" with the
  * memory controller, or "cgroup2") for the process's cgroup path `cg`. */
@@ -230,11 +233,11 @@ static la_limit_t discover_from(const char *root, char *cgroups);
  * tree): bytes and source, {0, LA_LIMIT_NONE} if none.  Takes limit_lock's
  * buffer: called with limit_lock held, or from a single-threaded test. */
 la_limit_t la_limit_discover(const char *root) {
-  char path[LA_PATH_MAX + 64], cgroups[4096];
+  char path[LA_PATH_MAX + 64], *cgroups = cgroups_text;
   la_limit_t found = {0, LA_LIMIT_NONE};
   walked_cgroups[0] = 0;
   if (!join(path, sizeof path, root, "/proc/self/cgroup", 17) ||
-      la_os_read_file(path, cgroups, sizeof cgroups) <= 0)
+      la_os_read_file(path, cgroups, sizeof cgroups_text) <= 0)
     return found;
   found = discover_from(root, cgroups);
   walked_cgroups[0] = 0;   /* a test's tree: not for the ticks' cache */
@@ -244,10 +247,10 @@ la_limit_t la_limit_discover(const char *root) {
 /* The same, through the directories the last discovery walked if
  * /proc/self/cgroup has not changed since (the publisher's every tick). */
 static la_limit_t discover_cached(const char *root) {
-  char path[LA_PATH_MAX + 64], cgroups[4096];
+  char path[LA_PATH_MAX + 64], *cgroups = cgroups_text;
   la_limit_t found = {0, LA_LIMIT_NONE};
   if (!join(path, sizeof path, root, "/proc/self/cgroup", 17) ||
-      la_os_read_file(path, cgroups, sizeof cgroups) <= 0) {
+      la_os_read_file(path, cgroups, sizeof cgroups_text) <= 0) {
     walked_cgroups[0] = 0;
     return found;
   }
