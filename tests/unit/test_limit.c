@@ -159,6 +159,35 @@ static void tightest_of_both(void **state) {
   assert_int_equal(l.source, LA_LIMIT_CGROUP_V2);
 }
 
+/* Every open or read of the discovery failing, one after another and all
+ * at once (injected faults): a limit or none, never a crash; and with
+ * none of them failing, the limit again. */
+static void faults_are_no_limit(void **state) {
+  fresh_tree(state);
+  put("/proc/self/cgroup", "4:memory:/a/b\n0::/c\n");
+  put("/proc/self/mountinfo", V1_MOUNTS "30 23 0:26 / /unified rw - cgroup2 cgroup2 rw\n");
+  put("/cg/mem ory/a/memory.limit_in_bytes", "400000000\n");
+  put("/cg/mem ory/a/b/memory.limit_in_bytes", "9223372036854771712\n");
+  put("/unified/c/memory.high", "300000000\n");
+  la_limit_t all = la_limit_discover(root);
+  assert_int_equal(all.bytes, 300000000);
+  for (enum la_os_call call = LA_OS_OPEN; call <= LA_OS_READ; call++) {
+    for (uint64_t nth = 1; nth <= 12; nth++) {
+      la_os_fault_set(call, nth, 0, 0);
+      la_limit_t l = la_limit_discover(root);
+      la_os_fault_clear();
+      if (l.bytes != 0 && l.bytes != 400000000 && l.bytes != 300000000)
+        fail_msg("%s failing at call %llu gave %zu", la_os_call_name(call), (unsigned long long)nth, l.bytes);
+    }
+    la_os_fault_set(call, 0, 1000000, 0);
+    la_limit_t l = la_limit_discover(root);
+    la_os_fault_clear();
+    assert_int_equal(l.bytes, 0);
+    assert_int_equal(l.source, LA_LIMIT_NONE);
+  }
+  assert_int_equal(la_limit_discover(root).bytes, 300000000);
+}
+
 /* The option: bytes with K/M/G/T suffixes, `cgroup`, 0. */
 static void option_syntax(void **state) {
   (void)state;
@@ -340,6 +369,7 @@ int main(void) {
     cmocka_unit_test(v2_nested_high_tighter), cmocka_unit_test(v1_found_through_mountinfo),
     cmocka_unit_test(container_mount_root),   cmocka_unit_test(no_limit),
     cmocka_unit_test(garbage_is_no_limit),    cmocka_unit_test(tightest_of_both),
+    cmocka_unit_test(faults_are_no_limit),
     cmocka_unit_test(option_syntax),          cmocka_unit_test(live_changes),
     cmocka_unit_test(hard_limit_refuses),     cmocka_unit_test(reclaim_is_rate_limited),
   };
