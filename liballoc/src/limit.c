@@ -320,14 +320,25 @@ static size_t soft_threshold(size_t limit) {
 
 static size_t read_rss(void) { return la_proc_rss(); }
 
+/* Before the first refresh: a number of bytes (or 0) given in ALLOC_CONF is
+ * in force at once, with no system call; false for `cgroup`, which needs
+ * discovery. */
+static bool settle_number(void) {
+  ssize_t opt = la_opt.memory_limit;
+  if (opt < 0) return false;
+  atomic_store(&limit_bytes, (size_t)opt);
+  atomic_store(&limit_source, opt ? LA_LIMIT_OPTION : LA_LIMIT_NONE);
+  atomic_store(&limit_known, true);
+  return true;
+}
+
 /* About to map `bytes` (a slow path, possibly with an arena lock held: no
  * system call here).  LA_LIMIT_OK: go ahead (counted); LA_LIMIT_NEAR: drop
  * every lock and call la_limit_reclaim first. */
 enum la_limit_answer la_limit_check(size_t bytes) {
-  if (!atomic_load_explicit(&limit_known, memory_order_acquire)) {
-    if (la_opt.memory_limit >= 0 ||
-        atomic_load_explicit(&mapped_since, memory_order_relaxed) + bytes >= DISCOVER_AFTER)
-      return LA_LIMIT_NEAR;   /* settled (cheaply for a number) by la_limit_reclaim */
+  if (!atomic_load_explicit(&limit_known, memory_order_acquire) && !settle_number()) {
+    if (atomic_load_explicit(&mapped_since, memory_order_relaxed) + bytes >= DISCOVER_AFTER)
+      return LA_LIMIT_NEAR;   /* la_limit_reclaim discovers the cgroup's */
   } else {
     size_t limit = atomic_load_explicit(&limit_bytes, memory_order_relaxed);
     if (!limit) return LA_LIMIT_OK;
@@ -422,6 +433,7 @@ int la_apply_memory_limit(void) {
 size_t la_limit_reclaim_passes(void) { return atomic_load(&limit_reclaims); }
 
 void la_limit_stats(alloc_shm_stats_t *s) {
+  if (!atomic_load(&limit_known)) settle_number();
   s->limit = atomic_load_explicit(&limit_bytes, memory_order_relaxed);
   s->limit_source = (uint64_t)atomic_load_explicit(&limit_source, memory_order_relaxed);
   s->limit_returned = atomic_load_explicit(&limit_returned, memory_order_relaxed);
