@@ -31,7 +31,6 @@
 #include "alloc_internal.h"
 
 #include <errno.h>
-
 #include <string.h>
 
 #define ADOPT_SCAN_LIMIT 8       /* abandoned slabs looked at per request */
