@@ -330,6 +330,14 @@ function align(xs, points) {
   return xs.map((t) => (m.has(t) ? m.get(t) : null));
 }
 
+// The limit liballoc honours (memory_limit) and what it did near it.
+const LIMIT_SOURCES = ["none", "option", "cgroup v1", "cgroup v2"];
+function limitItems(s, item) {
+  if (!s.limit) return [];
+  return [item("memory limit", `${fmtBytes(s.limit)} <span class="muted">${LIMIT_SOURCES[s.limit_source] || ""}</span>`),
+          item("near the limit", `${s.limit_hits} times, ${fmtBytes(s.limit_returned)} returned, ${s.limit_refused} refused`)];
+}
+
 // The process's memory cgroup beside the allocator's figures: how close
 // the whole cgroup is to its limit, and whether it has hit it.
 function cgroupItems(cg, item) {
@@ -350,7 +358,7 @@ function renderSummary(p) {
     item("kernel RSS", fmtBytes(s.kernel_rss)), item("fragmentation", fmtPct(p.fragmentation)),
     item("dirty_decay_ms", esc(c.dirty_decay_ms)), item("muzzy_decay_ms", esc(c.muzzy_decay_ms)),
     item("thp", esc(c.thp)), item("threads", esc(s.threads)),
-    ...cgroupItems(p.cgroup, item),
+    ...limitItems(s, item), ...cgroupItems(p.cgroup, item),
   ].join("");
   for (const [id, knob] of [["#cfg-dirty", "dirty_decay_ms"], ["#cfg-muzzy", "muzzy_decay_ms"]])
     $(id).placeholder = c[knob] != null ? `now ${c[knob]}` : "";

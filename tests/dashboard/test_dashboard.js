@@ -74,7 +74,7 @@ function stop(p, sig = "SIGTERM", ms = 10000) {
 // into shm; resolves to its pid.
 function startTarget(shm, n, size, exe = TARGET) {
   const env = { ...process.env, LD_PRELOAD: PRELOAD,
-                ALLOC_CONF: `telemetry_dir:${shm},stats_interval_ms:200` };
+                ALLOC_CONF: `telemetry_dir:${shm},stats_interval_ms:200,memory_limit:4G` };
   const p = start(exe, ["hold", String(n), String(size), "240000"], { env, stdio: ["ignore", "pipe", "inherit"] });
   return new Promise((resolve, reject) => {
     let out = "";
@@ -245,7 +245,8 @@ test("dashboard in headless chromium", { timeout: 240000 }, async () => {
     await page.waitForSelector("#heatmap-tip:not([hidden])", { timeout: 5000 });
     assert.match(await page.textContent("#heatmap-tip"), /^112 B blocks · .* pinned in \d+ slabs/);
     await checkTicks("process view, 15 min");
-    // its memory cgroup, where allocd could read one
+    // the limit liballoc honours, and its memory cgroup where allocd could read one
+    assert.match(await page.textContent("#proc-summary"), /memory limit4\.00 GiB option.*near the limit0 times/);
     const cg = (await getJSON(`/api/v1/processes/${pids[0]}`)).cgroup;
     if (cg) {
       const summary = await page.textContent("#proc-summary");
