@@ -193,7 +193,12 @@ extern "C" {
     "Memory the process may use: near it liballoc returns its free memory before mapping more; "   \
     "cgroup: the tightest limit of the process's cgroups; 0: none")                                \
   M(X, memory_limit_hard, BOOL, "false", 0, 0, LIVE, SHM,                                          \
-    "Also fail allocations that would cross memory_limit with ENOMEM (after returning free memory)")
+    "Also fail allocations that would cross memory_limit with ENOMEM (after returning free memory)")  \
+  M(X, prof, BOOL, "false", 0, 0, APPLY, SHM,                                                      \
+    "Sampled heap profiling: record the call stack of about one allocation per prof_sample_bytes " \
+    "(published on a prof.publish request)")                                                       \
+  M(X, prof_sample_bytes, COUNT, "2097152", 1024, 1073741824, LIVE, SHM,                           \
+    "Mean bytes allocated between two samples of the heap profile (exponentially distributed gaps)")
 
 /* The names of each ENUM knob's values, X(NAME, name), in the order of
  * their numbers (the segment and Prometheus carry the number). */
@@ -516,14 +521,17 @@ _Static_assert(sizeof(alloc_shm_profile_t) == ALLOC_SHM_PROFILE_MODULES, "profil
 _Static_assert(sizeof(alloc_shm_module_t) == 328, "profile layout");
 _Static_assert(sizeof(alloc_shm_stack_t) == 64, "profile layout");
 _Static_assert(sizeof(alloc_shm_snapshot_t) % 8 == 0, "snapshot layout");
-/* The config block: 9 knobs since version 1, narenas ..
- * abort_on_invalid_free, then (version 3) memory_limit, memory_limit_hard.
- * A knob published or withdrawn changes the layout readers expect: bump
- * ALLOC_SHM_VERSION (and teach the reader and allocd) before moving these. */
-_Static_assert(ALLOC_SHM_NCONFIG == 11 && sizeof(alloc_shm_config_t) == 88 &&
+/* The config block: 13 knobs.  narenas .. abort_on_invalid_free since
+ * version 1, then (version 3) memory_limit, memory_limit_hard, prof and
+ * prof_sample_bytes.  A knob published or withdrawn changes the layout
+ * readers expect: bump ALLOC_SHM_VERSION (and teach the reader and allocd)
+ * before moving these. */
+_Static_assert(ALLOC_SHM_NCONFIG == 13 && sizeof(alloc_shm_config_t) == 104 &&
                offsetof(alloc_shm_config_t, abort_on_invalid_free) == 64 &&
                offsetof(alloc_shm_config_t, memory_limit) == 72 &&
-               offsetof(alloc_shm_config_t, memory_limit_hard) == 80, "config block layout");
+               offsetof(alloc_shm_config_t, memory_limit_hard) == 80 &&
+               offsetof(alloc_shm_config_t, prof) == 88 &&
+               offsetof(alloc_shm_config_t, prof_sample_bytes) == 96, "config block layout");
 #endif
 
 #ifdef __cplusplus

@@ -91,6 +91,7 @@ void la_os_wait_thread_gone(int tid);
 bool la_os_membarrier_register(void);
 bool la_os_membarrier(void);
 int la_os_gettid(void);
+bool la_os_read_own(void *dst, const void *src, size_t len);
 bool la_os_thread_alive(int tid);
 
 /* ---- os_file.c: files (the telemetry segment, /proc, /sys) -------------- */
@@ -271,7 +272,7 @@ void la_slab_list_remove(la_slab_list_t *list, la_slab_t *slab);
 extern __thread la_heap_t *la_tls_heap;
 extern la_heap_t la_empty_heap;
 la_heap_t *la_heap_for_thread(void);
-void *la_heap_alloc_class(unsigned cls);
+void *la_heap_alloc_class(unsigned cls, size_t size);
 void la_heap_free_slow(la_heap_t *heap, la_slab_t *slab, la_block_t *block);
 void la_heap_retire_slab(la_heap_t *heap, la_slab_t *slab);
 void la_invalid_free(const void *p, const char *why);
@@ -285,10 +286,12 @@ uint64_t la_heaps_before_sleep(uint64_t now);
 void la_heaps_fork_prepare(void);
 void la_heaps_fork_parent(void);
 void la_heaps_fork_child(void);
+void la_heaps_prof_switch(void);
 
 /* ---- huge.c: blocks with a mapping of their own -------------------------- */
 void *la_huge_alloc(size_t size, size_t align);
 void la_huge_free(void *p);
+bool la_huge_mark_sampled(const void *p);
 size_t la_huge_usable_size(const void *p);
 void *la_huge_realloc(void *p, size_t size);
 void la_huge_stats(la_stats_t *st);
@@ -319,6 +322,22 @@ int la_malloc_trim(size_t pad);
 void la_free_sized(void *p, size_t size);
 void la_free_aligned_sized(void *p, size_t align, size_t size);
 extern atomic_size_t la_foreign_frees;
+
+/* ---- prof.c: the sampled heap profiler --------------------------------- */
+extern atomic_bool la_prof_sampling;   /* sampling now */
+extern atomic_bool la_alloc_plain;     /* initialised and not sampling (alloc.c's slow path) */
+double la_prof_probability(double s, double m);
+int64_t la_prof_next_gap(void);
+bool la_prof_sample(void *p, size_t size, unsigned cls, size_t block, la_slab_t *slab);
+void la_prof_after_alloc(void *p, size_t size);
+void la_prof_forget(const void *p);
+int la_prof_switch(bool on);
+void la_prof_init(void);
+int la_prof_publish(int fd, uint64_t area, uint64_t *number);
+uint64_t la_prof_last_published(void);
+void la_prof_fork_prepare(void);
+void la_prof_fork_parent(void);
+void la_prof_fork_child(void);
 
 /* ---- stats.c ------------------------------------------------------------- */
 /* The allocator's statistics; the kernel's view (la_proc_memory) is added
@@ -392,6 +411,7 @@ void la_telemetry_fork_parent(void);
 void la_telemetry_fork_child(void);
 void la_telemetry_exit(void);
 void la_control_serve(int fd, const alloc_shm_header_t *h);
+int la_telemetry_publish_profile(uint64_t *number);
 
 /* ---- init.c: process start-up, fork -------------------------------------- */
 extern atomic_bool la_initialized;

@@ -136,6 +136,9 @@ typedef struct la_slab_s {
   uint32_t trim_seen;            /* (owner) its activity (heap.c) when a
                                     trim pass last saw it change */
   uint32_t trim_since;           /* (owner) when that was, in ms */
+  uint32_t prof_samples;         /* (prof_lock) live sampled blocks on the slab
+                                    (prof.c); while not 0 a small slab has no
+                                    fast_owner, so its frees reach prof.c */
 } __attribute__((aligned(64))) la_slab_t;  /* slabs of different threads never
                                               share a cache line */
 
@@ -252,6 +255,15 @@ typedef struct la_heap_s {
   uint64_t reclaim_since;           /* (heaps_lock) when it last changed, ns */
   int exiting_tid;                  /* (heaps_lock) made by a late destructor of
                                        this thread (heap.c); -1 being abandoned */
+  /* Sampling (heap.c, "sampling"): while prof_on, the fast path's entries
+   * point at prof_proxy[c], a stand-in slab holding a chain of blocks cut
+   * from the real one, as many as may be handed out before the next
+   * sample; its exhaustion brings malloc to the slow path, which samples. */
+  bool prof_on;                     /* (owner) bins point at the proxies */
+  la_slab_t *prof_proxy;            /* (owner) LA_NCLASSES stand-ins, from metadata */
+  la_slab_t *prof_src[LA_NCLASSES]; /* (owner) the slab the proxy's chain was cut from */
+  uint32_t prof_cut[LA_NCLASSES];   /* (owner) blocks in that chain when cut */
+  int64_t prof_left[LA_NCLASSES];   /* (owner) bytes of the class to the next sample */
 } la_heap_t;
 
 /* ---- huge blocks --------------------------------------------------------- */
@@ -260,6 +272,7 @@ typedef struct la_huge_s {
   size_t size;             /* usable bytes (page multiple) */
   size_t map_size;         /* mapped bytes (multiple of LA_SEG_SIZE) */
   bool zeroed;             /* a fresh mapping, not yet written */
+  bool sampled;            /* (huge_lock) the block is a live sample (prof.c) */
   struct la_huge_s *next;  /* hash chain, or the cache's FIFO */
 } la_huge_t;
 

@@ -210,6 +210,18 @@ static int run_tcache_flush(const ctl_value_t *v) {
   return 0;
 }
 
+/* Write the heap profile into the telemetry segment's profile area now
+ * (alloc_shm.h); "prof.published" then reads its number, which is also
+ * what the control area acknowledges as the effective value. */
+static int run_prof_publish(const ctl_value_t *v) {
+  (void)v;
+  uint64_t n;
+  return la_telemetry_publish_profile(&n);
+}
+
+static void read_prof_published(ctl_value_t *v) { v->u64 = la_prof_last_published(); }
+static void read_prof_active(ctl_value_t *v) { v->b = atomic_load(&la_prof_sampling); }
+
 /* Names follow jemalloc: opt.* are the knobs (not listed: every knob of
  * ALLOC_SHM_KNOBS is one, writable when it can change live); these are
  * jemalloc's live names for some of them. */
@@ -231,6 +243,9 @@ static const ctl_entry_t ctl_table[] = {
   {"arena.purge", CTL_COMMAND, NULL, run_purge},
   {"arena.decay", CTL_COMMAND, NULL, run_decay},
   {"thread.tcache.flush", CTL_COMMAND, NULL, run_tcache_flush},
+  {"prof.publish", CTL_COMMAND, read_prof_published, run_prof_publish},
+  {"prof.published", CTL_U64, read_prof_published, NULL},
+  {"prof.active", CTL_BOOL, read_prof_active, NULL},
   {"stats.allocated", CTL_SIZE, read_stats_allocated, NULL},
   {"stats.active", CTL_SIZE, read_stats_active, NULL},
   {"stats.metadata", CTL_SIZE, read_stats_metadata, NULL},
@@ -276,7 +291,9 @@ static bool resolve(const char *name, ctl_target_t *t) {
   return true;
 }
 
-static bool target_readable(const ctl_target_t *t) { return t->knob || t->entry->read; }
+static bool target_readable(const ctl_target_t *t) {
+  return t->knob || (t->entry->read && t->type != CTL_COMMAND);
+}
 
 static bool target_writable(const ctl_target_t *t) {
   return t->knob ? t->knob->change != LA_KNOB_FIXED : t->entry->write != NULL;
@@ -424,6 +441,10 @@ int la_ctl_apply_text(const char *name, const char *value, char *effective, size
     target_read(&t, &now);
     if (bytes) la_knob_format_bytes(t.knob, now.ssize, effective, efflen);
     else format_text(t.type, &now, effective, efflen);
+  } else if (t.type == CTL_COMMAND && !err && t.entry->read) {   /* a command's result (prof.publish: its number) */
+    ctl_value_t now = {0};
+    t.entry->read(&now);
+    format_text(CTL_U64, &now, effective, efflen);
   }
   pthread_mutex_unlock(&ctl_lock);
   if (err == EINVAL && t.type == CTL_COMMAND) snprintf(msg, msglen, "%s takes no value", t.name);

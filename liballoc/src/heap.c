@@ -34,6 +34,8 @@ static size_t nheaps;
 static pthread_key_t heap_key;
 
 static void heap_thread_exit(void *arg);
+static void prof_stats(la_stats_t *st, const la_heap_t *heap);
+static void prof_uncut(la_heap_t *heap, unsigned cls);
 
 void la_heaps_init(void) {
   /* The key only serves to run heap_thread_exit; its slot is one of the
@@ -60,8 +62,11 @@ void la_heaps_set_checks(void) {
   free_mark = la_os_random64() | 1;
 }
 
-/* The heap a slab lets free without checks: none while checking frees. */
-static inline la_heap_t *fast_owner_for(la_heap_t *heap) { return free_mark ? NULL : heap; }
+/* The heap a slab lets free without checks: none while checking frees,
+ * nor while the slab holds a live sample (prof.c must see its frees). */
+static inline la_heap_t *fast_owner_for(la_heap_t *heap, const la_slab_t *slab) {
+  return free_mark || LA_SHARED_LOAD(slab->prof_samples) ? NULL : heap;
+}
 
 static void unmark(const la_slab_t *slab, la_block_t *block) {
   if (block && slab->block_size >= 2 * sizeof(uint64_t)) ((uint64_t *)block)[1] = 0;
@@ -90,19 +95,52 @@ void la_heaps_stats(la_stats_t *st) {
   pthread_mutex_lock(&heaps_lock);
   for (const la_heap_t *h = all_heaps; h; h = h->next_all) heap_stats(st, h);
   for (const la_heap_t *h = spare_heaps; h; h = h->next_all) heap_stats(st, h);
+  for (const la_heap_t *h = all_heaps; h; h = h->next_all) prof_stats(st, h);
   st->s.nheaps = nheaps;
   pthread_mutex_unlock(&heaps_lock);
+}
+
+/* Blocks cut for a sampling proxy (below) count as in use in their slab
+ * until handed out: the ones not handed out yet are free space.  Read
+ * racily, like every owner's counter. */
+static void prof_stats(la_stats_t *st, const la_heap_t *heap) {
+  const la_slab_t *proxies = LA_SHARED_LOAD(heap->prof_proxy);
+  if (!proxies) return;
+  for (unsigned c = 0; c < LA_NCLASSES; c++) {
+    uint32_t cut = LA_SHARED_LOAD(heap->prof_cut[c]), popped = LA_SHARED_LOAD(proxies[c].used);
+    if (cut <= popped) continue;
+    uint64_t n = cut - popped, bytes = n * la_class_size[c];
+    if (st->classes[c].live < n || st->s.allocated < bytes || st->s.small_allocated < bytes) continue;
+    st->classes[c].live -= n;
+    st->classes[c].nmalloc -= n;
+    st->s.allocated -= bytes;
+    st->s.small_allocated -= bytes;
+    st->s.tcache += bytes;
+  }
 }
 
 /* ---- queues -------------------------------------------------------------- */
 
 /* Point the fast path's entries of class `cls` at `slab` (never, while
  * checking frees: every malloc must come to la_heap_alloc_class). */
-static void bin_point(la_heap_t *heap, unsigned cls, la_slab_t *slab) {
-  if (LA_UNLIKELY(free_mark)) slab = &la_slab_empty;
+static void bin_store(la_heap_t *heap, unsigned cls, la_slab_t *slab) {
   heap->bins[cls] = slab;
   for (unsigned i = la_class_direct_first[cls]; i <= la_class_direct_last[cls] && la_class_direct_last[cls]; i++)
     heap->direct[i] = slab;
+}
+
+/* While sampling, the fast path pops from the class's proxy (below).  If
+ * sampling was switched meanwhile, the class goes to the slow path, which
+ * follows the switch: la_heaps_prof_switch stores the sentinel after
+ * changing la_prof_sampling, this stores the slab before loading it, and
+ * the fences order both, so one of the two sees the other's store. */
+static void bin_point(la_heap_t *heap, unsigned cls, la_slab_t *slab) {
+  if (LA_UNLIKELY(free_mark)) slab = &la_slab_empty;
+  else if (LA_UNLIKELY(heap->prof_on)) slab = &heap->prof_proxy[cls];
+  bin_store(heap, cls, slab);
+  atomic_thread_fence(memory_order_seq_cst);
+  if (LA_UNLIKELY(atomic_load_explicit(&la_prof_sampling, memory_order_relaxed) != heap->prof_on))
+    bin_store(heap, cls, &la_slab_empty);
 }
 
 static void set_bin(la_heap_t *heap, unsigned cls) {
@@ -118,7 +156,7 @@ static void clear_bins(la_heap_t *heap) {
 
 static void queue_slab(la_heap_t *heap, la_slab_t *slab) {
   slab->in_full = 0;
-  LA_SHARED_STORE(slab->fast_owner, fast_owner_for(heap));
+  LA_SHARED_STORE(slab->fast_owner, fast_owner_for(heap, slab));
   la_slab_list_push(&heap->queues[slab->cls], slab);
   set_bin(heap, slab->cls);
 }
@@ -358,7 +396,7 @@ static la_slab_t *unpark_slab(la_heap_t *heap, unsigned cls) {
   }
   cache_leave_any(heap, locked);
   if (!slab) return NULL;
-  LA_SHARED_STORE(slab->fast_owner, fast_owner_for(heap));
+  LA_SHARED_STORE(slab->fast_owner, fast_owner_for(heap, slab));
   slab->in_full = 0;
   la_slab_list_push_front(&heap->queues[cls], slab);
   set_bin(heap, cls);
@@ -597,6 +635,10 @@ static void detach_slab(la_slab_t *slab) {
 }
 
 static void heap_abandon(la_heap_t *heap) {
+  if (heap->prof_proxy) {
+    heap->prof_on = false;
+    for (unsigned c = 0; c < LA_NCLASSES; c++) prof_uncut(heap, c);
+  }
   caches_flush(heap);
   for (unsigned c = 0; c < LA_NCLASSES; c++) {
     la_slab_t *s;
@@ -769,7 +811,7 @@ static la_slab_t *find_slab(la_heap_t *heap, unsigned cls) {
     s = q->head;
     return s && la_slab_refill_free(s) ? s : NULL;
   }
-  LA_SHARED_STORE(s->fast_owner, fast_owner_for(heap));
+  LA_SHARED_STORE(s->fast_owner, fast_owner_for(heap, s));
   s->in_full = 0;
   la_slab_list_push_front(q, s);
   set_bin(heap, cls);
@@ -777,15 +819,138 @@ static la_slab_t *find_slab(la_heap_t *heap, unsigned cls) {
   return s;
 }
 
-/* A block of small class `cls` from the calling thread's heap. */
-void *la_heap_alloc_class(unsigned cls) {
+/* ---- sampling -------------------------------------------------------------
+ * While profiling samples (prof.c), bins[c] and direct[] point at the
+ * heap's proxy of class c: a stand-in slab whose free list is a chain of
+ * blocks cut from the current slab, exactly as many as this thread may
+ * allocate of the class before its countdown (prof_left) reaches the next
+ * sample.  The fast path pops them as usual, with no instruction added,
+ * and finds the proxy empty when the sample is due: the slow path below
+ * samples that allocation and cuts the next chain.  Frees go to the real
+ * slab (la_slab_of), so they never lengthen the chain.  The cut blocks
+ * count as in use in their slab, which therefore stays with the heap
+ * until they are handed out or put back (uncut: sampling off, thread
+ * exit, fork).  Cutting walks at most the slab's free list, blocks the fast
+ * path would have touched anyway. */
+
+static void prof_cut(la_heap_t *heap, unsigned cls, la_slab_t *slab) {
+  la_slab_t *proxy = &heap->prof_proxy[cls];
+  size_t bs = la_class_size[cls];
+  int64_t left = heap->prof_left[cls];
+  if (proxy->free || !slab || !slab->free || left <= (int64_t)bs) return;
+  uint64_t k = (uint64_t)(left - 1) / bs;   /* allocations that leave left > 0 */
+  la_block_t *first = slab->free, *last = first;
+  uint32_t n = 1;
+  while (n < k && last->next) {
+    last = last->next;
+    n++;
+  }
+  slab->free = last->next;
+  last->next = NULL;
+  LA_SHARED_STORE(slab->used, slab->used + n);
+  LA_SHARED_STORE(proxy->used, 0);
+  proxy->free = first;
+  LA_SHARED_STORE(heap->prof_cut[cls], n);
+  heap->prof_src[cls] = slab;
+}
+
+/* Put the proxy's blocks not handed out back into their slab. */
+static void prof_uncut(la_heap_t *heap, unsigned cls) {
+  la_slab_t *proxy = &heap->prof_proxy[cls];
+  la_block_t *chain = proxy->free;
+  proxy->free = NULL;
+  LA_SHARED_STORE(heap->prof_cut[cls], 0);
+  if (!chain) return;
+  la_slab_t *src = heap->prof_src[cls];
+  uint32_t n = 1;
+  la_block_t *last = chain;
+  for (; last->next; last = last->next) n++;
+  last->next = src->free;
+  src->free = chain;
+  LA_SHARED_STORE(src->used, src->used - n);
+  if (src->in_full) leave_full(heap, src);
+  if (src->used == 0) la_heap_retire_slab(heap, src);
+}
+
+/* Follow la_prof_sampling: proxies in the fast path, or the real slabs. */
+static void prof_follow(la_heap_t *heap) {
+  bool on = atomic_load(&la_prof_sampling);
+  if (on && !heap->prof_proxy) {
+    la_slab_t *proxies = la_meta_alloc(LA_NCLASSES * sizeof(la_slab_t));
+    if (!proxies) return;   /* not sampled: out of memory */
+    for (unsigned c = 0; c < LA_NCLASSES; c++) {
+      proxies[c].block_size = la_class_size[c];   /* the aligned fast path checks it */
+      proxies[c].cls = (uint8_t)c;
+    }
+    LA_SHARED_STORE(heap->prof_proxy, proxies);
+  }
+  if (!on && heap->prof_proxy) {
+    heap->prof_on = false;
+    for (unsigned c = 0; c < LA_NCLASSES; c++) prof_uncut(heap, c);
+  }
+  heap->prof_on = on;
+  if (on)
+    for (unsigned c = 0; c < LA_NCLASSES; c++) heap->prof_left[c] = la_prof_next_gap();
+  for (unsigned c = 0; c < LA_NCLASSES; c++) set_bin(heap, c);
+}
+
+/* Sampling switched (prof.c, under its switch lock): send every heap's
+ * fast path to the slow path, where its owner follows the switch
+ * (prof_follow).  Other threads' entries are written with relaxed atomic
+ * stores; see bin_point for the race with their owner. */
+void la_heaps_prof_switch(void) {
+  atomic_thread_fence(memory_order_seq_cst);
+  pthread_mutex_lock(&heaps_lock);
+  for (la_heap_t *h = all_heaps; h; h = h->next_all) {
+    for (unsigned c = 0; c < LA_NCLASSES; c++) __atomic_store_n(&h->bins[c], &la_slab_empty, __ATOMIC_RELAXED);
+    for (unsigned i = 0; i < LA_DIRECT_N; i++) __atomic_store_n(&h->direct[i], &la_slab_empty, __ATOMIC_RELAXED);
+  }
+  pthread_mutex_unlock(&heaps_lock);
+}
+
+/* The slow path of a small class while sampling: the proxy's chain is
+ * used up (or the class came here another way), so the blocks cut were
+ * handed out; this allocation counts down too, and is sampled if the
+ * countdown reached 0; then the next chain is cut. */
+static LA_NOINLINE void *alloc_sampled(la_heap_t *heap, unsigned cls, size_t size) {
+  la_slab_t *proxy = &heap->prof_proxy[cls];
+  if (proxy->free) {   /* bins were reset to the sentinel with blocks left */
+    set_bin(heap, cls);
+    return la_slab_pop(proxy);
+  }
+  size_t bs = la_class_size[cls];
+  heap->prof_left[cls] -= (int64_t)heap->prof_cut[cls] * (int64_t)bs;
+  LA_SHARED_STORE(heap->prof_cut[cls], 0);
+  la_slab_t *slab = heap->queues[cls].head;
+  if (!slab || !slab->free) slab = find_slab(heap, cls);
+  if (!slab) {
+    errno = ENOMEM;
+    return NULL;
+  }
+  la_block_t *block = la_slab_pop(slab);
+  if (LA_UNLIKELY(free_mark)) unmark(slab, block);
+  heap->prof_left[cls] -= (int64_t)bs;
+  bool due = heap->prof_left[cls] <= 0;
+  if (due) heap->prof_left[cls] = la_prof_next_gap();
+  if (!free_mark) prof_cut(heap, cls, heap->queues[cls].head);
+  set_bin(heap, cls);
+  /* Last: the unwinder may allocate, and come back here (never sampled). */
+  if (due && la_prof_sample(block, size, cls, bs, slab)) LA_SHARED_STORE(slab->fast_owner, NULL);
+  return block;
+}
+
+/* A block of small class `cls` (for a request of `size` bytes) from the
+ * calling thread's heap. */
+void *la_heap_alloc_class(unsigned cls, size_t size) {
   la_heap_t *heap = la_heap_for_thread();
   if (!heap) {
     errno = ENOMEM;
     return NULL;
   }
-  la_slab_t *slab = heap->bins[cls];
-  if (!slab->free) slab = find_slab(heap, cls);
+  if (LA_UNLIKELY(heap->prof_on != atomic_load_explicit(&la_prof_sampling, memory_order_relaxed))) prof_follow(heap);
+  if (LA_UNLIKELY(heap->prof_on)) return alloc_sampled(heap, cls, size);
+  la_slab_t *slab = heap->queues[cls].head;
+  if (!slab || !slab->free) slab = find_slab(heap, cls);
   if (!slab) {
     errno = ENOMEM;
     return NULL;
@@ -821,6 +986,7 @@ void la_heap_free_slow(la_heap_t *heap, la_slab_t *slab, la_block_t *block) {
     return;
   }
   bool owner = atomic_load_explicit(&slab->owner, memory_order_relaxed) == heap && heap != &la_empty_heap;
+  if (LA_UNLIKELY(LA_SHARED_LOAD(slab->prof_samples))) la_prof_forget(block);
   const char *wrong = LA_UNLIKELY(free_mark) ? check_small_free(slab, block, owner) : NULL;
   if (LA_UNLIKELY(wrong != NULL)) {
     la_invalid_free(block, wrong);
@@ -832,6 +998,7 @@ void la_heap_free_slow(la_heap_t *heap, la_slab_t *slab, la_block_t *block) {
     LA_SHARED_STORE(slab->used, slab->used - 1);
     LA_SHARED_STORE(slab->nfreed, slab->nfreed + 1);
     if (slab->in_full) leave_full(heap, slab);
+    else if (!slab->fast_owner) LA_SHARED_STORE(slab->fast_owner, fast_owner_for(heap, slab));   /* its last sample may be gone */
     if (slab->used == 0) la_heap_retire_slab(heap, slab);
     return;
   }
@@ -885,6 +1052,10 @@ void la_heaps_fork_child(void) {
   pthread_mutex_init(&reclaim_lock, NULL);
   la_heap_t *self = la_tls_heap;
   if (self != &la_empty_heap) {
+    if (self->prof_proxy) {   /* the child's slow path follows la_prof_sampling again */
+      self->prof_on = false;
+      for (unsigned c = 0; c < LA_NCLASSES; c++) prof_uncut(self, c);
+    }
     /* The next malloc of each class takes the slow path once, where the
      * child starts what it needs (its telemetry). */
     clear_bins(self);

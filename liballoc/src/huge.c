@@ -387,6 +387,10 @@ void la_huge_free(void *p) {
   huge_count--;
   huge_bytes -= d->size;
   huge_mapped -= d->map_size;
+  if (LA_UNLIKELY(d->sampled)) {   /* before the address can be handed out again */
+    d->sampled = false;
+    la_prof_forget(p);   /* lock order: huge_lock, then prof.c's */
+  }
   cache_decay_init_once();
   cache_push(d);
   /* At most CACHE_MAX mappings, and no more than twice what is in use plus
@@ -519,6 +523,15 @@ void la_huge_apply_thp(int mode) {
 }
 
 /* 0 for a pointer that is not the start of a huge block. */
+/* Mark the live huge block p as a sample (prof.c); false if it is not one. */
+bool la_huge_mark_sampled(const void *p) {
+  pthread_mutex_lock(&huge_lock);
+  la_huge_t *d = table_find(p);
+  if (d) d->sampled = true;
+  pthread_mutex_unlock(&huge_lock);
+  return d != NULL;
+}
+
 size_t la_huge_usable_size(const void *p) {
   pthread_mutex_lock(&huge_lock);
   la_huge_t *d = table_find(p);
@@ -663,7 +676,12 @@ void *la_huge_realloc(void *p, size_t size) {
     return NULL;
   }
   bool done = resize(d, usable, need);
+  /* A sampled block that moves is no longer tracked (prof.c: the sample
+   * is dropped, as if freed); one resized in place stays a sample. */
+  bool forget = d->sampled && (!done || d->ptr != p);
+  if (forget) d->sampled = false;
   relink(d, thp_seen);
+  if (forget) la_prof_forget(p);
   if (done) return d->ptr;
   /* mremap moves one kernel mapping at a time, and a block gathered from
    * several cached ones spans several: copy it instead. */

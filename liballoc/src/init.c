@@ -54,6 +54,7 @@ static void fork_prepare(void) {
   la_heaps_fork_prepare();
   la_arenas_fork_prepare();
   la_huge_fork_prepare();
+  la_prof_fork_prepare();   /* taken while holding huge_lock (la_huge_free) */
   la_meta_fork_prepare();   /* taken while holding huge_lock */
   la_telemetry_fork_prepare();
   la_purger_fork_prepare();
@@ -65,6 +66,7 @@ static void fork_parent(void) {
   la_purger_fork_parent();
   la_telemetry_fork_parent();
   la_meta_fork_parent();
+  la_prof_fork_parent();
   la_huge_fork_parent();
   la_arenas_fork_parent();
   la_heaps_fork_parent();
@@ -112,6 +114,7 @@ static void fork_child(void) {
   la_limit_fork_child();
   la_purger_fork_child();
   la_meta_fork_child();
+  la_prof_fork_child();
   la_huge_fork_child();
   la_arenas_fork_child();
   la_heaps_fork_child();
@@ -127,6 +130,7 @@ void la_init_slow(void) {
     la_arenas_init();
     la_heaps_init();
     atomic_store_explicit(&la_initialized, true, memory_order_release);
+    if (!atomic_load(&la_prof_sampling)) atomic_store_explicit(&la_alloc_plain, true, memory_order_release);
   }
   pthread_mutex_unlock(&init_lock);
   static atomic_bool atfork_registered;
@@ -141,6 +145,7 @@ __attribute__((constructor)) static void la_constructor(void) {
     la_heaps_set_checks();
   }
   atomic_store(&owner_pid, la_os_getpid());
+  la_prof_init();   /* ALLOC_CONF=prof:true: here, not inside a malloc (it opens libgcc_s) */
   la_telemetry_start();
 }
 

@@ -200,6 +200,30 @@ static bool publish(int fd) {
   return la_os_pwrite(fd, (char *)&header + tail, sizeof header - tail, tail);
 }
 
+/* ---- the profile area ------------------------------------------------------ */
+
+/* Write the heap profile into the segment (prof.c), for the "prof.publish"
+ * command.  On the publisher thread, serving the control area, the tick's
+ * descriptor is used; from any other thread (alloc_ctl) the segment is
+ * opened under tm_lock, created first if the first tick has not come yet.
+ * 0 or an errno value; *number is the profile's number. */
+int la_telemetry_publish_profile(uint64_t *number) {
+  if (!la_opt.telemetry) return ENOTSUP;
+  int tick_fd = atomic_load(&tm_tick_fd);
+  if (tick_fd >= 0 && atomic_load(&tm_tid) == la_os_gettid())
+    return la_prof_publish(tick_fd, header.profile_offset, number);
+  pthread_mutex_lock(&tm_lock);
+  int fd = -1;
+  if (!tm_exiting) {
+    if (tm_created) fd = reopen_segment();
+    if (fd < 0) fd = create_segment();
+  }
+  int err = fd < 0 ? EIO : la_prof_publish(fd, header.profile_offset, number);
+  if (fd >= 0) la_os_close(fd);
+  pthread_mutex_unlock(&tm_lock);
+  return err;
+}
+
 /* ---- the thread ---------------------------------------------------------- */
 
 /* Sleep one interval (the first time, at most FIRST_TICK_MS) or until

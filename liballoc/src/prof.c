@@ -1,0 +1,771 @@
+/* prof.c - the sampled heap profiler (option `prof`): which call stacks
+ * allocate, which hold memory now, and which keep free memory resident.
+ *
+ * Sampling.  Each thread counts bytes down to the next sample, with
+ * exponentially distributed gaps of mean prof_sample_bytes, as tcmalloc
+ * and Go do, so every allocated byte has the same chance 1/mean of being
+ * the sampled one and a block of s bytes is sampled with probability
+ * p = 1 - exp(-s / mean).  The countdown never touches the fast paths:
+ * for small classes heap.c lets the fast path pop from a chain of exactly
+ * as many blocks as fit before the next sample (so each class of each
+ * thread has a countdown of its own: the union of these Poisson processes
+ * is the same process); large and huge blocks come through alloc.c's slow
+ * path, which counts them down here (one countdown per thread).  With
+ * prof off nothing of this runs: the fast paths are the same instructions.
+ *
+ * A sample records the call stack (DWARF unwinding through libgcc_s's
+ * _Unwind_Backtrace, so programs built without frame pointers work), the
+ * requested size, the class and the time.  libgcc_s is opened when
+ * profiling is first switched on, never at start-up otherwise.  The
+ * unwinder may call malloc or take the loader's lock: a thread that is
+ * capturing never samples (a thread-local guard), and no liballoc lock is
+ * held while capturing, so that can neither recurse nor deadlock.
+ *
+ * Tables, all from liballoc's metadata (counted in `metadata`), allocated
+ * when profiling is first switched on and bounded: unique stacks
+ * (ALLOC_SHM_PROFILE_MAX_STACKS, their frames in one pool of
+ * ALLOC_SHM_PROFILE_MAX_FRAMES), and the live samples (LIVE_SLOTS, open
+ * addressing).  A sample whose stack does not fit is counted in
+ * dropped_samples; one that does not fit the live table is counted as an
+ * allocation only.
+ *
+ * Frees.  A small slab holding a live sample has no fast_owner (heap.c), so
+ * its frees take the slow path, which asks la_prof_forget; other slabs pay
+ * nothing.  A large block's slab descriptor carries prof_samples, checked
+ * lazily (at publication, and when the block is handed out again with
+ * profiling on); a huge block's descriptor carries `sampled`.
+ *
+ * Switching off stops sampling and forgets the live samples (the stacks'
+ * cumulative counts stay, for a last publication); switching on again
+ * starts a new profile from empty tables.  fork(): the child inherits the
+ * tables as they were (the sampled blocks are alive in it too).
+ *
+ * Publication (la_prof_publish) writes the profile area of the telemetry
+ * segment as alloc_shm.h describes it, when asked for: control request or
+ * alloc_ctl("prof.publish").  docs/metrics.md defines the estimates. */
+#include "alloc_internal.h"
+
+#include <dlfcn.h>
+#include <errno.h>
+#include <link.h>
+#include <string.h>
+#include <unwind.h>
+
+#define LIVE_SLOTS   (1u << 15)            /* live sample table; at most half full */
+#define LIVE_MAX     (LIVE_SLOTS / 2)
+#define STACK_SLOTS  (2 * ALLOC_SHM_PROFILE_MAX_STACKS)   /* hash index of the stacks */
+
+enum prof_kind { PROF_SMALL, PROF_LARGE, PROF_HUGE };
+
+typedef struct prof_stack_s {
+  uint64_t hash;
+  uint32_t first_frame, depth;
+  uint64_t alloc_samples;
+  double alloc_objects, alloc_bytes;
+} prof_stack_t;
+
+typedef struct prof_live_s {
+  uintptr_t addr;          /* the block; 0: empty slot */
+  uint32_t stack;          /* index into stacks */
+  uint8_t kind;            /* enum prof_kind */
+  uint8_t cls;
+  uint64_t size;           /* requested */
+  double objects;          /* 1 / p: the blocks it stands for */
+  uint64_t time_ns;        /* CLOCK_REALTIME when sampled (coarse) */
+} prof_live_t;
+
+atomic_bool la_prof_sampling;   /* sampling now (heap.c, alloc.c read it) */
+atomic_bool la_alloc_plain;     /* initialised and not sampling: alloc.c's slow path needs no check */
+
+static pthread_mutex_t prof_lock = PTHREAD_MUTEX_INITIALIZER;     /* the tables */
+static pthread_mutex_t switch_lock = PTHREAD_MUTEX_INITIALIZER;   /* on/off, the unwinder */
+
+/* (prof_lock) */
+static prof_stack_t *stacks;
+static uint32_t *stack_index;     /* stack + 1, 0 empty */
+static uint64_t *frames;
+static uint32_t nstacks, nframes;
+static prof_live_t *live;
+static uint32_t nlive;
+static uint64_t nsamples, ndropped, enabled_ns, sample_bytes_on;
+static uint64_t profile_number;   /* the last one written */
+static size_t table_bytes;        /* the profiler's metadata */
+static atomic_uint live_gen;      /* odd while an entry is removed */
+
+/* (switch_lock) the unwinder, loaded once */
+typedef _Unwind_Reason_Code (*backtrace_fn)(_Unwind_Trace_Fn, void *);
+typedef _Unwind_Ptr (*getip_fn)(struct _Unwind_Context *);
+static backtrace_fn unwind_backtrace;
+static getip_fn unwind_getip;
+static uintptr_t self_lo, self_hi;   /* liballoc's own code: frames left out */
+
+static __thread bool in_prof;            /* this thread is capturing: never sample */
+static __thread int64_t other_left;      /* large and huge blocks: bytes to the next sample */
+static __thread uint64_t rng_state;
+
+/* ---- arithmetic without libm -------------------------------------------- */
+
+static double ln_of(double x) {   /* x > 0 */
+  union { double d; uint64_t u; } v = {x};
+  int e = (int)((v.u >> 52) & 0x7ff) - 1023;
+  v.u = (v.u & 0x000fffffffffffffull) | 0x3ff0000000000000ull;   /* mantissa in [1, 2) */
+  double t = (v.d - 1) / (v.d + 1), t2 = t * t;                     /* ln m = 2 atanh t, t <= 1/3 */
+  double s = t * (1 + t2 * (1.0 / 3 + t2 * (1.0 / 5 + t2 * (1.0 / 7 + t2 * (1.0 / 9 + t2 * (1.0 / 11 + t2 / 13))))));
+  return 2 * s + e * 0.6931471805599453;
+}
+
+static double exp_neg(double x) {   /* e^-x for x >= 0 */
+  if (x > 700) return 0;
+  int n = (int)(x / 0.6931471805599453);
+  double r = x - n * 0.6931471805599453, term = 1, sum = 1;
+  for (int i = 1; i < 18; i++) {
+    term *= -r / i;
+    sum += term;
+  }
+  union { double d; uint64_t u; } v = {.u = (uint64_t)(1023 - n) << 52};
+  return sum * v.d;
+}
+
+/* Probability that a block of `s` bytes is sampled with mean gap `m`. */
+double la_prof_probability(double s, double m) {
+  double x = s / m;
+  if (x < 1e-4) return x * (1 - x / 2 + x * x / 6);
+  return 1 - exp_neg(x);
+}
+
+static uint64_t next_random(void) {
+  if (!rng_state) rng_state = la_os_random64() ^ ((uint64_t)la_os_gettid() * 0x9e3779b97f4a7c15ull) ^ la_now_ns();
+  uint64_t x = rng_state;   /* xorshift64* */
+  x ^= x >> 12;
+  x ^= x << 25;
+  x ^= x >> 27;
+  rng_state = x ? x : 0x2545f4914f6cdd1dull;
+  return x * 0x2545f4914f6cdd1dull;
+}
+
+/* An exponentially distributed gap of mean prof_sample_bytes, at least 1. */
+int64_t la_prof_next_gap(void) {
+  double u = ((next_random() >> 11) + 1) * (1.0 / 9007199254740993.0);   /* (0, 1] */
+  double gap = -ln_of(u) * (double)la_opt.prof_sample_bytes;
+  if (gap < 1) return 1;
+  return gap > 4e18 ? (int64_t)4e18 : (int64_t)gap;
+}
+
+/* ---- the unwinder -------------------------------------------------------- */
+
+struct self_search {
+  uintptr_t probe, lo, hi;
+  bool main_program, found;
+};
+
+static int find_self(struct dl_phdr_info *info, size_t size, void *arg) {
+  (void)size;
+  struct self_search *s = arg;
+  uintptr_t lo = UINTPTR_MAX, hi = 0;
+  for (unsigned i = 0; i < info->dlpi_phnum; i++) {
+    const ElfW(Phdr) *ph = &info->dlpi_phdr[i];
+    if (ph->p_type != PT_LOAD || !(ph->p_flags & PF_X)) continue;
+    uintptr_t a = info->dlpi_addr + ph->p_vaddr;
+    if (a < lo) lo = a;
+    if (a + ph->p_memsz > hi) hi = a + ph->p_memsz;
+  }
+  if (s->probe >= lo && s->probe < hi) {
+    s->lo = lo;
+    s->hi = hi;
+    s->main_program = info->dlpi_name == NULL || info->dlpi_name[0] == 0;
+    s->found = true;
+    return 1;
+  }
+  return 0;
+}
+
+/* Where liballoc's code is, to leave its frames out of stacks.  In
+ * liballoc.so, that object's executable segments.  Linked into the program
+ * (liballoc.a, the unit tests) the program's code is the caller's too: the
+ * range is then the span of a few liballoc functions, first to last object
+ * file in link order, which covers the frames above the caller in
+ * practice (docs/metrics.md says so). */
+static void locate_self(void) {
+  struct self_search s = {.probe = (uintptr_t)&la_malloc};
+  dl_iterate_phdr(find_self, &s);
+  if (s.found && !s.main_program) {
+    self_lo = s.lo;
+    self_hi = s.hi;
+    return;
+  }
+  const uintptr_t fns[] = {(uintptr_t)&la_os_init, (uintptr_t)&la_malloc, (uintptr_t)&la_free,
+                           (uintptr_t)&la_heap_alloc_class, (uintptr_t)&la_prof_sample,
+                           (uintptr_t)&la_prof_after_alloc, (uintptr_t)&la_calloc, (uintptr_t)&la_realloc,
+                           (uintptr_t)&la_posix_memalign, (uintptr_t)&la_memalign, (uintptr_t)&la_control_serve};
+  uintptr_t lo = UINTPTR_MAX, hi = 0;
+  for (size_t i = 0; i < sizeof fns / sizeof fns[0]; i++) {
+    if (fns[i] < lo) lo = fns[i];
+    if (fns[i] > hi) hi = fns[i];
+  }
+  self_lo = lo;
+  self_hi = hi + 4096;
+}
+
+/* Open libgcc_s's unwinder (switch_lock held; never from inside malloc:
+ * dlopen takes the loader's lock and allocates).  True if stacks can be
+ * taken. */
+static bool load_unwinder(void) {
+  if (unwind_backtrace) return true;
+  void *h = dlopen("libgcc_s.so.1", RTLD_NOW | RTLD_LOCAL | RTLD_NOLOAD);
+  if (!h) h = dlopen("libgcc_s.so.1", RTLD_NOW | RTLD_LOCAL);
+  if (!h) return false;
+  getip_fn getip = (getip_fn)dlsym(h, "_Unwind_GetIP");
+  backtrace_fn bt = (backtrace_fn)dlsym(h, "_Unwind_Backtrace");
+  if (!getip || !bt) return false;
+  locate_self();
+  unwind_getip = getip;
+  __atomic_store_n(&unwind_backtrace, bt, __ATOMIC_RELEASE);
+  return true;
+}
+
+struct capture {
+  uint64_t *pcs;
+  unsigned n, max;
+  bool skipping;
+};
+
+static _Unwind_Reason_Code capture_frame(struct _Unwind_Context *ctx, void *arg) {
+  struct capture *c = arg;
+  uintptr_t ip = (uintptr_t)unwind_getip(ctx);
+  if (!ip) return _URC_END_OF_STACK;
+  if (c->skipping && ip >= self_lo && ip < self_hi) return _URC_NO_REASON;
+  c->skipping = false;
+  c->pcs[c->n++] = ip;
+  return c->n >= c->max ? _URC_END_OF_STACK : _URC_NO_REASON;
+}
+
+/* The caller's stack, innermost first, liballoc's frames left out. */
+static unsigned capture_stack(uint64_t *pcs, unsigned max) {
+  backtrace_fn bt = __atomic_load_n(&unwind_backtrace, __ATOMIC_ACQUIRE);
+  if (!bt) return 0;
+  struct capture c = {pcs, 0, max, true};
+  bt(capture_frame, &c);
+  return c.n;
+}
+
+/* ---- the tables (prof_lock) ---------------------------------------------- */
+
+static bool tables_ready(void) {
+  if (stacks) return true;
+  size_t sz_stacks = ALLOC_SHM_PROFILE_MAX_STACKS * sizeof(prof_stack_t);
+  size_t sz_index = STACK_SLOTS * sizeof(uint32_t);
+  size_t sz_frames = ALLOC_SHM_PROFILE_MAX_FRAMES * sizeof(uint64_t);
+  size_t sz_live = LIVE_SLOTS * sizeof(prof_live_t);
+  prof_stack_t *s = la_meta_alloc(sz_stacks);
+  uint32_t *ix = s ? la_meta_alloc(sz_index) : NULL;
+  uint64_t *f = ix ? la_meta_alloc(sz_frames) : NULL;
+  prof_live_t *l = f ? la_meta_alloc(sz_live) : NULL;
+  if (!l) return false;   /* what was had stays unused: bounded, and out of memory anyway */
+  stacks = s;
+  stack_index = ix;
+  frames = f;
+  live = l;
+  table_bytes += sz_stacks + sz_index + sz_frames + sz_live;
+  return true;
+}
+
+static uint64_t hash_frames(const uint64_t *pcs, unsigned n) {
+  uint64_t h = 0x9e3779b97f4a7c15ull ^ n;
+  for (unsigned i = 0; i < n; i++) h = (h ^ pcs[i]) * 0x100000001b3ull, h ^= h >> 29;
+  return h ? h : 1;
+}
+
+/* The stack's index, added if new; UINT32_MAX if the table is full. */
+static uint32_t stack_find_or_add(const uint64_t *pcs, unsigned n) {
+  uint64_t h = hash_frames(pcs, n);
+  for (uint32_t i = (uint32_t)h & (STACK_SLOTS - 1), probes = 0; probes < STACK_SLOTS; i = (i + 1) & (STACK_SLOTS - 1), probes++) {
+    uint32_t e = stack_index[i];
+    if (e == 0) {
+      if (nstacks >= ALLOC_SHM_PROFILE_MAX_STACKS || nframes + n > ALLOC_SHM_PROFILE_MAX_FRAMES) return UINT32_MAX;
+      prof_stack_t *s = &stacks[nstacks];
+      memset(s, 0, sizeof *s);
+      s->hash = h;
+      s->first_frame = nframes;
+      s->depth = n;
+      memcpy(&frames[nframes], pcs, n * sizeof pcs[0]);
+      nframes += n;
+      stack_index[i] = ++nstacks;
+      return nstacks - 1;
+    }
+    const prof_stack_t *s = &stacks[e - 1];
+    if (s->hash == h && s->depth == n && memcmp(&frames[s->first_frame], pcs, n * sizeof pcs[0]) == 0) return e - 1;
+  }
+  return UINT32_MAX;
+}
+
+static uint32_t live_hash(uintptr_t addr) {
+  uint64_t h = (uint64_t)addr * 0x9e3779b97f4a7c15ull;
+  return (uint32_t)(h >> 40) & (LIVE_SLOTS - 1);
+}
+
+static prof_live_t *live_find(uintptr_t addr) {
+  for (uint32_t i = live_hash(addr), probes = 0; probes < LIVE_SLOTS; i = (i + 1) & (LIVE_SLOTS - 1), probes++) {
+    uintptr_t a = live[i].addr;
+    if (a == addr) return &live[i];
+    if (a == 0) return NULL;
+  }
+  return NULL;
+}
+
+static bool live_add(const prof_live_t *e) {
+  if (nlive >= LIVE_MAX) return false;
+  uint32_t i = live_hash(e->addr);
+  while (live[i].addr) i = (i + 1) & (LIVE_SLOTS - 1);
+  live[i] = *e;
+  __atomic_store_n(&live[i].addr, e->addr, __ATOMIC_RELEASE);
+  nlive++;
+  return true;
+}
+
+/* Remove a live sample; a small or large block's slab counts one sample
+ * less (the callers know that slab is alive: its block is being freed or
+ * was just handed out).  Linear probing with backward-shift deletion, so
+ * there are no tombstones; readers without the lock (live_contains) see
+ * live_gen odd or changed and ask again under it. */
+static void live_remove(prof_live_t *e) {
+  if (e->kind != PROF_HUGE) {
+    la_slab_t *slab = la_slab_of((void *)e->addr);
+    if (slab->prof_samples) LA_SHARED_STORE(slab->prof_samples, slab->prof_samples - 1);
+  }
+  atomic_fetch_add_explicit(&live_gen, 1, memory_order_acq_rel);
+  uint32_t i = (uint32_t)(e - live);
+  for (uint32_t j = i;;) {
+    j = (j + 1) & (LIVE_SLOTS - 1);
+    if (live[j].addr == 0) break;
+    uint32_t k = live_hash(live[j].addr);   /* stays if its home is cyclically in (i, j] */
+    bool stays = i <= j ? (i < k && k <= j) : (i < k || k <= j);
+    if (stays) continue;
+    live[i] = live[j];
+    i = j;
+  }
+  live[i].addr = 0;
+  nlive--;
+  atomic_fetch_add_explicit(&live_gen, 1, memory_order_acq_rel);
+}
+
+/* Is addr a live sample?  Without the lock when no removal runs meanwhile
+ * (live_gen even and unchanged): insertions never move an entry, so a
+ * block that is in the table is found. */
+static bool live_contains(uintptr_t addr) {
+  if (!__atomic_load_n(&live, __ATOMIC_ACQUIRE)) return false;
+  unsigned gen = atomic_load_explicit(&live_gen, memory_order_acquire);
+  if (!(gen & 1)) {
+    bool found = false;
+    for (uint32_t i = live_hash(addr), probes = 0; probes < LIVE_SLOTS; i = (i + 1) & (LIVE_SLOTS - 1), probes++) {
+      uintptr_t a = __atomic_load_n(&live[i].addr, __ATOMIC_ACQUIRE);
+      if (a == addr) found = true;
+      if (a == addr || a == 0) break;
+    }
+    if (found) return true;
+    if (atomic_load_explicit(&live_gen, memory_order_acquire) == gen) return false;
+  }
+  pthread_mutex_lock(&prof_lock);
+  bool found = live_find(addr) != NULL;
+  pthread_mutex_unlock(&prof_lock);
+  return found;
+}
+
+/* ---- sampling -------------------------------------------------------------- */
+
+/* Record the block p (requested `size`, `block` bytes of class `cls`) as a
+ * sample.  `slab`: its slab (small and large), NULL for a huge block.
+ * Called by the allocating thread after it has the block, with no
+ * liballoc lock held; true if the block is now a live sample (the caller
+ * then takes a small slab's fast_owner away).  Never recurses: a malloc
+ * made by the unwinder is not sampled. */
+bool la_prof_sample(void *p, size_t size, unsigned cls, size_t block, la_slab_t *slab) {
+  if (in_prof || !atomic_load_explicit(&la_prof_sampling, memory_order_relaxed)) return false;
+  in_prof = true;
+  uint64_t pcs[ALLOC_SHM_PROFILE_MAX_DEPTH];
+  unsigned n = capture_stack(pcs, ALLOC_SHM_PROFILE_MAX_DEPTH);
+  double prob = la_prof_probability((double)block, (double)la_opt.prof_sample_bytes);
+  double objects = prob > 0 ? 1.0 / prob : 1.0;
+  enum prof_kind kind = !slab ? PROF_HUGE : slab->kind == LA_SLAB_LARGE ? PROF_LARGE : PROF_SMALL;
+  bool tracked = false;
+  pthread_mutex_lock(&prof_lock);
+  if (stacks && atomic_load_explicit(&la_prof_sampling, memory_order_relaxed)) {
+    nsamples++;
+    uint32_t si = stack_find_or_add(pcs, n);
+    if (si == UINT32_MAX) {
+      ndropped++;
+    } else {
+      prof_stack_t *s = &stacks[si];
+      s->alloc_samples++;
+      s->alloc_objects += objects;
+      s->alloc_bytes += objects * (double)size;
+      prof_live_t e = {.addr = (uintptr_t)p, .stack = si, .kind = (uint8_t)kind, .cls = (uint8_t)cls,
+                       .size = size, .objects = objects, .time_ns = la_now_coarse_ns()};
+      if (kind == PROF_LARGE && slab->prof_samples) {   /* a stale sample of this block: freed unseen */
+        prof_live_t *old = live_find((uintptr_t)p);
+        if (old) live_remove(old);
+        LA_SHARED_STORE(slab->prof_samples, 0);
+      }
+      tracked = live_find((uintptr_t)p) == NULL && live_add(&e);
+      if (tracked && slab) LA_SHARED_STORE(slab->prof_samples, slab->prof_samples + 1);
+    }
+  }
+  pthread_mutex_unlock(&prof_lock);
+  /* Outside prof_lock: huge_lock is taken before it elsewhere. */
+  if (tracked && kind == PROF_HUGE && !la_huge_mark_sampled(p)) la_prof_forget(p);
+  in_prof = false;
+  return tracked;
+}
+
+/* A large or huge block just allocated by alloc.c's slow path with
+ * profiling possibly on: count it down, sample it if its turn came.  A
+ * large block handed out again clears its slab's stale sample first. */
+void la_prof_after_alloc(void *p, size_t size) {
+  if (!p || !atomic_load_explicit(&la_prof_sampling, memory_order_relaxed)) return;
+  la_slab_t *slab = NULL;
+  size_t block;
+  unsigned cls = LA_NCLASSES;
+  if (la_segmap_kind(p) == LA_MAP_SEGMENT) {
+    slab = la_slab_of(p);
+    if (slab->kind != LA_SLAB_LARGE) return;   /* small classes are counted by heap.c */
+    block = slab->block_size;
+    cls = slab->cls;
+    if (LA_UNLIKELY(LA_SHARED_LOAD(slab->prof_samples))) la_prof_forget(p);
+  } else {
+    block = la_huge_usable_size(p);
+  }
+  if (!other_left) other_left = la_prof_next_gap();
+  other_left -= (int64_t)block;
+  if (other_left > 0) return;
+  other_left = la_prof_next_gap();
+  la_prof_sample(p, size, cls, block, slab);
+}
+
+/* A block of a slab (or huge descriptor) that holds samples is freed (or
+ * moved): forget it if it is one.  Any thread. */
+void la_prof_forget(const void *p) {
+  if (!live_contains((uintptr_t)p)) return;
+  pthread_mutex_lock(&prof_lock);
+  prof_live_t *e = live_find((uintptr_t)p);
+  if (e) live_remove(e);
+  pthread_mutex_unlock(&prof_lock);
+}
+
+/* ---- on and off ------------------------------------------------------------ */
+
+/* Forget every live sample (switching off or on).  prof_lock held.  A
+ * small slab's count is reset (its sampled block is alive, hence the
+ * slab); a large slab's is left: its block may be gone unseen, and a stale
+ * count is harmless (la_prof_after_alloc, large_alive look it up here). */
+static void live_clear(void) {
+  atomic_fetch_add_explicit(&live_gen, 1, memory_order_acq_rel);
+  for (uint32_t i = 0; i < LIVE_SLOTS; i++) {
+    if (live[i].addr && live[i].kind == PROF_SMALL) LA_SHARED_STORE(la_slab_of((void *)live[i].addr)->prof_samples, 0);
+    live[i].addr = 0;
+  }
+  nlive = 0;
+  atomic_fetch_add_explicit(&live_gen, 1, memory_order_acq_rel);
+}
+
+static void tables_reset(void) {
+  memset(stack_index, 0, STACK_SLOTS * sizeof stack_index[0]);
+  nstacks = nframes = 0;
+  nsamples = ndropped = 0;
+}
+
+/* Switch sampling on or off (alloc_ctl's write of opt.prof, the
+ * constructor with ALLOC_CONF=prof:true).  Not from inside malloc. */
+int la_prof_switch(bool on) {
+  int err = 0;
+  pthread_mutex_lock(&switch_lock);
+  bool was = atomic_load(&la_prof_sampling);
+  if (on && !was) {
+    pthread_mutex_lock(&prof_lock);
+    bool ready = tables_ready();
+    if (ready) {
+      live_clear();
+      tables_reset();
+      enabled_ns = la_os_realtime_ns();
+      sample_bytes_on = la_opt.prof_sample_bytes;
+    }
+    pthread_mutex_unlock(&prof_lock);
+    if (!ready) err = ENOMEM;
+    else if (!load_unwinder()) la_warn("prof: cannot load libgcc_s's unwinder (%s); samples have no stacks", dlerror());
+    if (!err) {
+      atomic_store(&la_alloc_plain, false);
+      atomic_store(&la_prof_sampling, true);
+    }
+  } else if (!on && was) {
+    atomic_store(&la_prof_sampling, false);
+    pthread_mutex_lock(&prof_lock);
+    live_clear();
+    pthread_mutex_unlock(&prof_lock);
+    atomic_store(&la_alloc_plain, atomic_load(&la_initialized));
+  }
+  if (on != was && !err) la_heaps_prof_switch();
+  pthread_mutex_unlock(&switch_lock);
+  return err;
+}
+
+int la_apply_prof(void) { return la_prof_switch(la_opt.prof); }
+
+/* After start-up (init.c): the slow path's flag, and ALLOC_CONF=prof:true
+ * (from the constructor, outside malloc). */
+void la_prof_init(void) {
+  if (la_opt.prof && la_prof_switch(true)) la_opt.prof = false;
+  if (!atomic_load(&la_prof_sampling)) atomic_store(&la_alloc_plain, true);
+}
+
+void la_prof_fork_prepare(void) {
+  pthread_mutex_lock(&switch_lock);
+  pthread_mutex_lock(&prof_lock);
+}
+
+void la_prof_fork_parent(void) {
+  pthread_mutex_unlock(&prof_lock);
+  pthread_mutex_unlock(&switch_lock);
+}
+
+void la_prof_fork_child(void) {
+  pthread_mutex_init(&prof_lock, NULL);
+  pthread_mutex_init(&switch_lock, NULL);
+}
+
+/* ---- reading the profile (prof_lock) -------------------------------------- */
+
+/* Free bytes resident on the small slab holding a live sample: blocks
+ * carved and not in use, less the pages la_slab_trim gave back (their
+ * blocks are free and off the free list).  Not counted: space never carved
+ * (untouched, or left to the arena's decay) -- docs/metrics.md. */
+static double slab_free_resident(const la_slab_t *slab, uint32_t *live_blocks) {
+  uint32_t used = LA_SHARED_LOAD(slab->used);
+  uint32_t reserved = LA_SHARED_LOAD(slab->reserved);
+  uint64_t trimmed = LA_SHARED_LOAD(slab->trimmed);
+  *live_blocks = used;
+  if (reserved <= used) return 0;
+  double bytes = (double)(reserved - used) * (double)slab->block_size;
+  bytes -= (double)__builtin_popcountll(trimmed) * (double)la_page_size;
+  return bytes > 0 ? bytes : 0;
+}
+
+/* Is the large sample e still live?  Frees of large blocks are not seen
+ * (they cost nothing), so its block may be gone and even its segment
+ * unmapped: the descriptor is read with la_os_read_own, which fails
+ * instead of faulting.  Live means: still a LARGE slab with this start,
+ * one block in use, and its sample not cleared (a block handed out again
+ * with profiling on clears it, la_prof_after_alloc). */
+static bool large_alive(const prof_live_t *e) {
+  if (la_segmap_kind((void *)e->addr) != LA_MAP_SEGMENT) return false;
+  la_segment_t *seg = la_segment_of((void *)e->addr);
+  la_slab_t *const *slot = &seg->unit_slab[(e->addr >> LA_UNIT_SHIFT) & (LA_UNITS - 1)];
+  la_slab_t *slabp, slab;
+  if (!la_os_read_own(&slabp, slot, sizeof slabp)) return false;
+  if ((uintptr_t)slabp - (uintptr_t)seg >= sizeof *seg) return false;   /* not a descriptor of this segment */
+  if (!la_os_read_own(&slab, slabp, sizeof slab)) return false;
+  return slab.kind == LA_SLAB_LARGE && (uintptr_t)slab.start == e->addr && slab.used == 1 && slab.prof_samples != 0;
+}
+
+/* Per stack: in-use and pinned estimates and the live samples, in `acc`
+ * (ACC doubles a stack). */
+#define ACC 4
+static void live_totals(double *acc) {
+  memset(acc, 0, (size_t)nstacks * ACC * sizeof acc[0]);
+  for (uint32_t i = 0; i < LIVE_SLOTS; i++) {
+    const prof_live_t *e = &live[i];
+    if (!e->addr || e->stack >= nstacks) continue;
+    if (e->kind == PROF_LARGE && !large_alive(e)) continue;
+    double *a = &acc[(size_t)e->stack * ACC];
+    a[0] += e->objects;
+    a[1] += e->objects * (double)e->size;
+    a[3] += 1;
+    if (e->kind == PROF_SMALL) {
+      uint32_t blocks;
+      double free_bytes = slab_free_resident(la_slab_of((void *)e->addr), &blocks);
+      if (blocks) a[2] += e->objects * free_bytes / blocks;
+    }
+  }
+}
+
+/* ---- publishing ------------------------------------------------------------ */
+
+struct module_walk {
+  alloc_shm_module_t *out;
+  uint32_t n;
+};
+
+/* The GNU build ID from the object's notes, in its memory. */
+static uint32_t build_id_of(const struct dl_phdr_info *info, uint8_t *out) {
+  for (unsigned i = 0; i < info->dlpi_phnum; i++) {
+    const ElfW(Phdr) *ph = &info->dlpi_phdr[i];
+    if (ph->p_type != PT_NOTE) continue;
+    const uint8_t *p = (const uint8_t *)(info->dlpi_addr + ph->p_vaddr), *end = p + ph->p_memsz;
+    while (p + sizeof(ElfW(Nhdr)) <= end) {
+      const ElfW(Nhdr) *nh = (const ElfW(Nhdr) *)p;
+      size_t name = (nh->n_namesz + 3) & ~(size_t)3, desc = (nh->n_descsz + 3) & ~(size_t)3;
+      const uint8_t *n = p + sizeof *nh;
+      if (name > (size_t)(end - n) || desc > (size_t)(end - n) - name) break;
+      if (nh->n_type == NT_GNU_BUILD_ID && nh->n_namesz == 4 && memcmp(n, "GNU", 4) == 0 && nh->n_descsz > 0) {
+        uint32_t len = nh->n_descsz < 32 ? nh->n_descsz : 32;
+        memcpy(out, n + name, len);
+        return len;
+      }
+      p = n + name + desc;
+    }
+  }
+  return 0;
+}
+
+static int add_module(struct dl_phdr_info *info, size_t size, void *arg) {
+  (void)size;
+  struct module_walk *w = arg;
+  if (w->n >= ALLOC_SHM_PROFILE_MAX_MODULES) return 1;
+  uintptr_t lo = UINTPTR_MAX, hi = 0;
+  uint64_t off = 0;
+  for (unsigned i = 0; i < info->dlpi_phnum; i++) {
+    const ElfW(Phdr) *ph = &info->dlpi_phdr[i];
+    if (ph->p_type != PT_LOAD) continue;
+    uintptr_t a = info->dlpi_addr + ph->p_vaddr;
+    uintptr_t start = a & ~(uintptr_t)(la_page_size - 1);
+    if (start < lo) {
+      lo = start;
+      off = ph->p_offset - (a - start);
+    }
+    if (a + ph->p_memsz > hi) hi = a + ph->p_memsz;
+  }
+  if (hi == 0) return 0;
+  alloc_shm_module_t *m = &w->out[w->n];
+  memset(m, 0, sizeof *m);
+  m->start = lo;
+  m->end = hi;
+  m->file_offset = off;
+  m->bias = info->dlpi_addr;
+  m->build_id_size = build_id_of(info, m->build_id);
+  const char *name = info->dlpi_name ? info->dlpi_name : "";
+  if (w->n == 0) {   /* dl_iterate_phdr reports the main program first, named "" */
+    m->flags = 1;
+    if (!name[0]) la_os_readlink("/proc/self/exe", m->path, sizeof m->path);
+  }
+  if (!m->path[0]) {
+    size_t len = strlen(name);
+    if (len >= sizeof m->path) len = sizeof m->path - 1;
+    memcpy(m->path, name, len);
+  }
+  w->n++;
+  return 0;
+}
+
+/* Streaming alloc_shm_checksum over whole 8-byte words, written in order. */
+typedef struct writer_s {
+  int fd;
+  uint64_t base, off, hash;
+  bool ok;
+} writer_t;
+
+static void put(writer_t *w, const void *data, size_t len) {
+  const unsigned char *p = data;
+  for (size_t i = 0; i + 8 <= len; i += 8) {
+    uint64_t x;
+    memcpy(&x, p + i, 8);
+    w->hash = (w->hash ^ x) * 0x100000001b3ull;
+  }
+  if (w->ok && len && !la_os_pwrite(w->fd, data, len, w->base + w->off)) w->ok = false;
+  w->off += len;
+}
+
+static void put_zeros(writer_t *w, size_t len) {
+  static const uint8_t zeros[4096];
+  while (len) {
+    size_t n = len < sizeof zeros ? len : sizeof zeros;
+    put(w, zeros, n);
+    len -= n;
+  }
+}
+
+/* Scratch space for publishing, from metadata once: the module list and
+ * the per-stack totals. */
+static alloc_shm_module_t *pub_modules;
+static double *pub_acc;
+
+static bool pub_scratch(void) {
+  if (pub_modules) return true;
+  size_t a = ALLOC_SHM_PROFILE_MAX_MODULES * sizeof(alloc_shm_module_t);
+  size_t b = (size_t)ALLOC_SHM_PROFILE_MAX_STACKS * ACC * sizeof(double);
+  alloc_shm_module_t *m = la_meta_alloc(a);
+  double *acc = m ? la_meta_alloc(b) : NULL;
+  if (!acc) return false;
+  pthread_mutex_lock(&prof_lock);
+  table_bytes += a + b;
+  pthread_mutex_unlock(&prof_lock);
+  pub_acc = acc;
+  pub_modules = m;
+  return true;
+}
+
+static uint64_t round_est(double x) { return x <= 0 ? 0 : x >= 1.8e19 ? UINT64_MAX : (uint64_t)(x + 0.5); }
+
+/* Write profile number n into the segment open as fd, whose profile area
+ * starts at `area`: seq odd, the tables, the header and checksum, seq even
+ * (alloc_shm.h).  0 or an errno value; *number is n.  Callers serialise
+ * (ctl_lock).  The module list is gathered before prof_lock is taken:
+ * dl_iterate_phdr takes the loader's lock, which a thread in dlopen holds
+ * while it allocates (and may sample, taking prof_lock). */
+int la_prof_publish(int fd, uint64_t area, uint64_t *number) {
+  static pthread_mutex_t publish_lock = PTHREAD_MUTEX_INITIALIZER;
+  if (!pub_scratch()) return ENOMEM;
+  pthread_mutex_lock(&publish_lock);
+  struct module_walk mw = {pub_modules, 0};
+  dl_iterate_phdr(add_module, &mw);
+  pthread_mutex_lock(&prof_lock);
+  uint64_t n = ++profile_number;
+  alloc_shm_profile_t h;
+  memset(&h, 0, sizeof h);
+  h.number = n;
+  h.time_ns = la_os_realtime_ns();
+  bool on = atomic_load(&la_prof_sampling);
+  h.sample_bytes = on ? la_opt.prof_sample_bytes : 0;
+  h.enabled_ns = enabled_ns;
+  h.nmodules = mw.n;
+  h.nstacks = stacks ? nstacks : 0;
+  h.nframes = stacks ? nframes : 0;
+  h.flags = (on ? ALLOC_SHM_PROF_ENABLED : 0) | (ndropped ? ALLOC_SHM_PROF_TRUNCATED : 0);
+  h.samples = nsamples;
+  h.dropped_samples = ndropped;
+  h.live_samples = nlive;
+  h.profiler_bytes = table_bytes;
+  h.used = ALLOC_SHM_PROFILE_FRAMES + 8ull * h.nframes;
+  if (stacks) live_totals(pub_acc);
+  writer_t w = {.fd = fd, .base = area, .off = 0, .hash = 0xcbf29ce484222325ull, .ok = true};
+  h.seq = 2 * n - 1;
+  if (!la_os_pwrite(fd, &h.seq, sizeof h.seq, area)) w.ok = false;
+  /* Body: the header's fields after the checksum, then the tables. */
+  const size_t body = offsetof(alloc_shm_profile_t, checksum) + 8;
+  w.off = body;
+  put(&w, (const char *)&h + body, sizeof h - body);
+  put(&w, pub_modules, (size_t)mw.n * sizeof pub_modules[0]);
+  put_zeros(&w, (size_t)(ALLOC_SHM_PROFILE_MAX_MODULES - mw.n) * sizeof(alloc_shm_module_t));
+  alloc_shm_stack_t rec[64];
+  for (uint32_t i = 0; i < h.nstacks; i += 64) {
+    uint32_t k = h.nstacks - i < 64 ? h.nstacks - i : 64;
+    for (uint32_t j = 0; j < k; j++) {
+      const prof_stack_t *s = &stacks[i + j];
+      const double *a = &pub_acc[(size_t)(i + j) * ACC];
+      rec[j] = (alloc_shm_stack_t){.first_frame = s->first_frame, .depth = s->depth,
+                                   .alloc_objects = round_est(s->alloc_objects), .alloc_bytes = round_est(s->alloc_bytes),
+                                   .inuse_objects = round_est(a[0]), .inuse_bytes = round_est(a[1]),
+                                   .pinned_bytes = round_est(a[2]), .alloc_samples = s->alloc_samples,
+                                   .inuse_samples = round_est(a[3])};
+    }
+    put(&w, rec, k * sizeof rec[0]);
+  }
+  put_zeros(&w, (size_t)(ALLOC_SHM_PROFILE_MAX_STACKS - h.nstacks) * sizeof(alloc_shm_stack_t));
+  if (h.nframes) put(&w, frames, (size_t)h.nframes * 8);
+  pthread_mutex_unlock(&prof_lock);
+  h.checksum = w.hash;
+  if (w.ok && !la_os_pwrite(fd, &h.number, body - sizeof h.seq, area + sizeof h.seq)) w.ok = false;
+  h.seq = 2 * n;
+  if (w.ok && !la_os_pwrite(fd, &h.seq, sizeof h.seq, area)) w.ok = false;
+  pthread_mutex_unlock(&publish_lock);
+  *number = n;
+  return w.ok ? 0 : EIO;
+}
+
+uint64_t la_prof_last_published(void) { return __atomic_load_n(&profile_number, __ATOMIC_RELAXED); }
