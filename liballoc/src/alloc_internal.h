@@ -256,6 +256,7 @@ void la_arenas_fork_child(void);
 extern la_slab_t la_slab_empty;
 void la_slab_init(la_slab_t *slab, la_segment_t *seg, unsigned unit, unsigned cls);
 bool la_slab_refill_free(la_slab_t *slab);
+void la_slab_carve_ahead(la_slab_t *slab, uint32_t want);
 bool la_slab_trimmable(const la_slab_t *s);
 size_t la_slab_trim(la_slab_t *s);   /* bytes given back */
 extern atomic_size_t la_trimmed_bytes, la_trimmed_slabs, la_trim_madvises;   /* la_slab_trim so far */

@@ -837,8 +837,11 @@ static void prof_cut(la_heap_t *heap, unsigned cls, la_slab_t *slab) {
   la_slab_t *proxy = &heap->prof_proxy[cls];
   size_t bs = la_class_size[cls];
   int64_t left = heap->prof_left[cls];
-  if (proxy->free || !slab || !slab->free || left <= (int64_t)bs) return;
+  if (proxy->free || !slab || left <= (int64_t)bs) return;
   uint64_t k = (uint64_t)(left - 1) / bs;   /* allocations that leave left > 0 */
+  uint64_t ahead = LA_UNIT_SIZE / bs > 16 ? LA_UNIT_SIZE / bs : 16;   /* at most 64 KiB carved ahead */
+  la_slab_carve_ahead(slab, (uint32_t)(k < ahead ? k : ahead));
+  if (!slab->free) return;
   la_block_t *first = slab->free, *last = first;
   uint32_t n = 1;
   while (n < k && last->next) {
@@ -933,7 +936,7 @@ static LA_NOINLINE void *alloc_sampled(la_heap_t *heap, unsigned cls, size_t siz
   bool due = heap->prof_left[cls] <= 0;
   if (due) heap->prof_left[cls] = la_prof_next_gap();
   if (!free_mark) prof_cut(heap, cls, heap->queues[cls].head);
-  set_bin(heap, cls);
+  if (heap->bins[cls] != proxy) set_bin(heap, cls);
   /* Last: the unwinder may allocate, and come back here (never sampled). */
   if (due && la_prof_sample(block, size, cls, bs, slab)) LA_SHARED_STORE(slab->fast_owner, NULL);
   return block;
