@@ -312,7 +312,10 @@ static prof_live_t *live_find(uintptr_t addr) {
   return NULL;
 }
 
+static void live_sweep_large(void);
+
 static bool live_add(const prof_live_t *e) {
+  if (nlive >= LIVE_MAX) live_sweep_large();
   if (nlive >= LIVE_MAX) return false;
   uint32_t i = live_hash(e->addr);
   while (live[i].addr) i = (i + 1) & (LIVE_SLOTS - 1);
@@ -327,8 +330,8 @@ static bool live_add(const prof_live_t *e) {
  * was just handed out).  Linear probing with backward-shift deletion, so
  * there are no tombstones; readers without the lock (live_contains) see
  * live_gen odd or changed and ask again under it. */
-static void live_remove(prof_live_t *e) {
-  if (e->kind != PROF_HUGE) {
+static void live_remove_slot(prof_live_t *e, bool count_on_slab) {
+  if (count_on_slab && e->kind != PROF_HUGE) {
     la_slab_t *slab = la_slab_of((void *)e->addr);
     if (slab->prof_samples) LA_SHARED_STORE(slab->prof_samples, slab->prof_samples - 1);
   }
@@ -346,6 +349,20 @@ static void live_remove(prof_live_t *e) {
   live[i].addr = 0;
   nlive--;
   atomic_fetch_add_explicit(&live_gen, 1, memory_order_acq_rel);
+}
+
+static void live_remove(prof_live_t *e) { live_remove_slot(e, true); }
+
+static bool large_alive(const prof_live_t *e);
+
+/* Drop the large samples whose block is gone (frees of large blocks are
+ * not seen): at every publication, and when the table is full, so that
+ * they cannot crowd out live ones.  Their slabs are not touched (they may
+ * be unmapped); a stale count left on a slab is harmless. */
+static void live_sweep_large(void) {
+  for (uint32_t i = 0; i < LIVE_SLOTS; i++) {
+    while (live[i].addr && live[i].kind == PROF_LARGE && !large_alive(&live[i])) live_remove_slot(&live[i], false);
+  }
 }
 
 /* Is addr a live sample?  Without the lock when no removal runs meanwhile
@@ -565,9 +582,11 @@ static bool large_alive(const prof_live_t *e) {
 }
 
 /* Per stack: in-use and pinned estimates and the live samples, in `acc`
- * (ACC doubles a stack). */
+ * (ACC doubles a stack); returns the live samples (large ones whose
+ * block is gone are not). */
 #define ACC 4
-static void live_totals(double *acc) {
+static uint64_t live_totals(double *acc) {
+  uint64_t alive = 0;
   memset(acc, 0, (size_t)nstacks * ACC * sizeof acc[0]);
   for (uint32_t i = 0; i < LIVE_SLOTS; i++) {
     const prof_live_t *e = &live[i];
@@ -577,12 +596,14 @@ static void live_totals(double *acc) {
     a[0] += e->objects;
     a[1] += e->objects * (double)e->size;
     a[3] += 1;
+    alive++;
     if (e->kind == PROF_SMALL) {
       uint32_t blocks;
       double free_bytes = slab_free_resident(la_slab_of((void *)e->addr), &blocks);
       if (blocks) a[2] += e->objects * free_bytes / blocks;
     }
   }
+  return alive;
 }
 
 /* ---- publishing ------------------------------------------------------------ */
@@ -729,10 +750,13 @@ int la_prof_publish(int fd, uint64_t area, uint64_t *number) {
   h.flags = (on ? ALLOC_SHM_PROF_ENABLED : 0) | (ndropped ? ALLOC_SHM_PROF_TRUNCATED : 0);
   h.samples = nsamples;
   h.dropped_samples = ndropped;
-  h.live_samples = nlive;
+  h.live_samples = 0;
   h.profiler_bytes = table_bytes;
   h.used = ALLOC_SHM_PROFILE_FRAMES + 8ull * h.nframes;
-  if (stacks) live_totals(pub_acc);
+  if (stacks) {
+    live_sweep_large();
+    h.live_samples = live_totals(pub_acc);
+  }
   writer_t w = {.fd = fd, .base = area, .off = 0, .hash = 0xcbf29ce484222325ull, .ok = true};
   h.seq = 2 * n - 1;
   if (!la_os_pwrite(fd, &h.seq, sizeof h.seq, area)) w.ok = false;

@@ -1,0 +1,186 @@
+/* test_prof.c - the heap profiler (prof.c) inside one process: the
+ * sampling law, estimates of what is in use, frees of sampled blocks of
+ * every kind leaving the profile, the statistics unaffected by the
+ * sampling chains, and the profile area as alloc_shm.h lays it out
+ * (written into a temporary file here; tests/prof reads it from a real
+ * segment). */
+#include "unit.h"
+
+#include <alloc.h>
+#include <errno.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+static void set_prof(bool on, unsigned sample_bytes) {
+  assert_int_equal(alloc_ctl("opt.prof_sample_bytes", NULL, NULL, &sample_bytes, sizeof sample_bytes), 0);
+  assert_int_equal(alloc_ctl("opt.prof", NULL, NULL, &on, sizeof on), 0);
+  bool active = !on;
+  size_t len = sizeof active;
+  assert_int_equal(alloc_ctl("prof.active", &active, &len, NULL, 0), 0);
+  assert_int_equal(active, on);
+}
+
+typedef struct profile_s {
+  alloc_shm_profile_t h;
+  double inuse_bytes, inuse_objects, alloc_bytes, pinned_bytes;
+  uint64_t inuse_samples;
+} profile_t;
+
+/* Publish into a temporary file and read it back as a reader would. */
+static void publish(profile_t *p) {
+  char path[] = "/tmp/test_prof.XXXXXX";
+  int fd = mkstemp(path);
+  assert_true(fd >= 0);
+  unlink(path);
+  uint64_t n = 0;
+  assert_int_equal(la_prof_publish(fd, 0, &n), 0);
+  assert_int_equal(n, la_prof_last_published());
+  memset(p, 0, sizeof *p);
+  assert_int_equal(pread(fd, &p->h, sizeof p->h, 0), (ssize_t)sizeof p->h);
+  assert_int_equal(p->h.seq, 2 * n);
+  assert_int_equal(p->h.number, n);
+  assert_int_equal(p->h.used, ALLOC_SHM_PROFILE_FRAMES + 8ull * p->h.nframes);
+  unsigned char *area = la_os_map(ALLOC_SHM_PROFILE_SIZE);
+  assert_non_null(area);
+  assert_int_equal(pread(fd, area, p->h.used, 0), (ssize_t)p->h.used);
+  assert_int_equal(alloc_shm_profile_checksum(area, p->h.used), p->h.checksum);
+  const alloc_shm_stack_t *stacks = (const alloc_shm_stack_t *)(area + ALLOC_SHM_PROFILE_STACKS);
+  for (uint32_t i = 0; i < p->h.nstacks; i++) {
+    assert_true(stacks[i].first_frame + stacks[i].depth <= p->h.nframes);
+    assert_true(stacks[i].depth <= ALLOC_SHM_PROFILE_MAX_DEPTH);
+    p->inuse_bytes += (double)stacks[i].inuse_bytes;
+    p->inuse_objects += (double)stacks[i].inuse_objects;
+    p->alloc_bytes += (double)stacks[i].alloc_bytes;
+    p->pinned_bytes += (double)stacks[i].pinned_bytes;
+    p->inuse_samples += stacks[i].inuse_samples;
+  }
+  /* The main program's module comes first. */
+  const alloc_shm_module_t *m = (const alloc_shm_module_t *)(area + ALLOC_SHM_PROFILE_MODULES);
+  assert_true(p->h.nmodules >= 1);
+  assert_int_equal(m[0].flags, 1);
+  assert_non_null(strstr(m[0].path, "test_prof"));
+  la_os_unmap(area, ALLOC_SHM_PROFILE_SIZE);
+  close(fd);
+}
+
+static void assert_near(double got, double want, double tolerance) {
+  if (fabs(got - want) > want * tolerance) fail_msg("estimate %.0f, truth %.0f (tolerance %.0f%%)", got, want, tolerance * 100);
+}
+
+/* p(s) = 1 - exp(-s/m), and gaps exponential with mean m. */
+static void sampling_law(void **state) {
+  (void)state;
+  assert_true(fabs(la_prof_probability(1, 1) - (1 - exp(-1))) < 1e-9);
+  assert_true(fabs(la_prof_probability(16, 2097152) - (1 - exp(-16.0 / 2097152))) < 1e-12);
+  assert_true(fabs(la_prof_probability(3 << 20, 2097152) - (1 - exp(-1.5))) < 1e-9);
+  assert_true(la_prof_probability(1e9, 1) == 1.0);
+  unsigned m = 65536;
+  assert_int_equal(alloc_ctl("opt.prof_sample_bytes", NULL, NULL, &m, sizeof m), 0);
+  double sum = 0;
+  unsigned above = 0, n = 200000;
+  for (unsigned i = 0; i < n; i++) {
+    int64_t g = la_prof_next_gap();
+    assert_true(g >= 1);
+    sum += (double)g;
+    above += g > (int64_t)m;
+  }
+  assert_near(sum / n, m, 0.02);
+  assert_near((double)above / n, exp(-1), 0.02);
+  unsigned zero = 0;
+  assert_int_equal(alloc_ctl("opt.prof_sample_bytes", NULL, NULL, &zero, sizeof zero), EINVAL);
+}
+
+/* 8 MiB of small blocks kept: estimated within 10%; freed: gone. */
+static void small_blocks_in_use(void **state) {
+  (void)state;
+  set_prof(true, 16384);
+  enum { N = 8192, SIZE = 1000 };
+  void **blocks = la_malloc(N * sizeof *blocks);
+  for (int i = 0; i < N; i++) blocks[i] = la_malloc(SIZE);
+  profile_t p;
+  publish(&p);
+  assert_true(p.h.flags & ALLOC_SHM_PROF_ENABLED);
+  assert_int_equal(p.h.sample_bytes, 16384);
+  assert_true(p.h.live_samples >= 300);
+  assert_near(p.inuse_bytes, (double)N * SIZE, 0.10);
+  assert_near(p.inuse_objects, N, 0.10);
+  assert_true(p.h.profiler_bytes > 0);
+  for (int i = 0; i < N; i++) la_free(blocks[i]);
+  la_free(blocks);
+  publish(&p);
+  assert_int_equal(p.h.live_samples, 0);
+  assert_true(p.inuse_bytes == 0);
+  assert_true(p.alloc_bytes > 0.9 * N * SIZE);   /* cumulative */
+  set_prof(false, 2097152);
+  publish(&p);
+  assert_false(p.h.flags & ALLOC_SHM_PROF_ENABLED);
+  assert_int_equal(p.h.sample_bytes, 0);
+}
+
+/* Every entry point and kind of block: calloc, realloc, aligned, large,
+ * huge.  At 1 KiB a sample, blocks of 64 KiB and more are always sampled;
+ * each leaves the profile when freed (or moved by realloc). */
+static void every_kind_of_block(void **state) {
+  (void)state;
+  set_prof(true, 1024);
+  void *p[8];
+  p[0] = la_calloc(1, 256 << 10);              /* large */
+  p[1] = la_malloc(3 << 20);                   /* huge */
+  p[2] = la_aligned_alloc(65536, 128 << 10);   /* large, aligned */
+  assert_int_equal(la_posix_memalign(&p[3], 1 << 22, 5 << 20), 0);   /* huge, aligned */
+  p[4] = la_realloc(NULL, 96 << 10);
+  p[5] = la_memalign(4096, 512 << 10);
+  p[6] = la_calloc(64, 4096);                  /* 256 KiB */
+  p[7] = la_realloc(la_malloc(100), 200 << 10);
+  profile_t prof;
+  publish(&prof);
+  assert_true(prof.inuse_samples >= 8);
+  double want = (256 << 10) + (3 << 20) + (128 << 10) + (5 << 20) + (96 << 10) + (512 << 10) + (256 << 10) + (200 << 10);
+  assert_near(prof.inuse_bytes, want, 0.05);
+  p[4] = la_realloc(p[4], 1 << 20);   /* moved: the old block leaves, the new one may be sampled */
+  for (int i = 0; i < 8; i++) la_free(p[i]);
+  publish(&prof);
+  assert_true(prof.inuse_bytes < 0.01 * want);
+  /* Small blocks of every kind too, many of them: none left once freed. */
+  for (int round = 0; round < 2000; round++) {
+    void *a = la_calloc(3, 100), *b = la_aligned_alloc(64, 200), *c = la_realloc(la_malloc(10), 700);
+    la_free(a), la_free(b), la_free(c);
+  }
+  publish(&prof);
+  assert_int_equal(prof.h.live_samples, 0);
+  assert_true(prof.h.samples > 500);
+  set_prof(false, 2097152);
+}
+
+/* The blocks cut for the sampling chains count as free, not allocated;
+ * switching off puts them back. */
+static void statistics_ignore_chains(void **state) {
+  (void)state;
+  la_heap_flush(la_tls_heap);
+  size_t before, after, len = sizeof before;
+  assert_int_equal(alloc_ctl("stats.allocated", &before, &len, NULL, 0), 0);
+  set_prof(true, 1 << 20);
+  void *blocks[64];
+  for (int i = 0; i < 64; i++) blocks[i] = la_malloc(48);
+  assert_int_equal(alloc_ctl("stats.allocated", &after, &len, NULL, 0), 0);
+  assert_int_equal(after - before, 64 * 48);
+  for (int i = 0; i < 64; i++) la_free(blocks[i]);
+  set_prof(false, 2097152);
+  void *one = la_malloc(48);   /* this thread's heap follows the switch */
+  la_free(one);
+  assert_int_equal(alloc_ctl("stats.allocated", &after, &len, NULL, 0), 0);
+  assert_int_equal(after, before);
+}
+
+int main(void) {
+  const struct CMUnitTest tests[] = {
+    cmocka_unit_test(sampling_law),
+    cmocka_unit_test(small_blocks_in_use),
+    cmocka_unit_test(every_kind_of_block),
+    cmocka_unit_test(statistics_ignore_chains),
+  };
+  return cmocka_run_group_tests(tests, NULL, NULL);
+}
