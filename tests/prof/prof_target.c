@@ -15,7 +15,8 @@
  *   threads    4 threads each keep 8 MiB (thread_memory) until release
  *   fork       forks: the child allocates and frees 1 MiB, publishes its own
  *              profile in-process (alloc_ctl), exits 0 if that worked
- *   stats      allocated active tcache of its statistics
+ *   stats      allocated and active of its statistics
+ *   dlopen     dlopen()s libm.so.6 (the module list must show it)
  *   exit */
 #include <dlfcn.h>
 #include <link.h>
@@ -186,6 +187,8 @@ int main(void) {
       printf("ok %d\n", WIFEXITED(status) ? WEXITSTATUS(status) : 128);
     } else if (strcmp(line, "stats") == 0) {
       printf("ok %zu %zu\n", stat_of("stats.allocated"), stat_of("stats.active"));
+    } else if (strcmp(line, "dlopen") == 0) {
+      printf("ok %d\n", dlopen("libm.so.6", RTLD_NOW) != NULL);
     } else if (strcmp(line, "exit") == 0) {
       printf("ok\n");
       break;

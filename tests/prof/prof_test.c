@@ -48,6 +48,8 @@ typedef struct profile_s {
   /* per known function: totals over the stacks that pass through it */
   double inuse[NSYMS], alloc[NSYMS], pinned[NSYMS];
   double inuse_total, pinned_total;
+  unsigned inner_frames[NSYMS];   /* stacks whose innermost frame is in the function */
+  unsigned stacks_of[NSYMS];      /* stacks that pass through it */
 } profile_t;
 
 /* ---- the target ----------------------------------------------------------- */
@@ -174,6 +176,8 @@ static void read_profile(target_t *t, profile_t *p) {
       bool in = false;
       for (uint32_t f = 0; f < s->depth && !in; f++) in = frame_in(t, p->frames[s->first_frame + f], k);
       if (!in) continue;
+      p->stacks_of[k]++;
+      p->inner_frames[k] += frame_in(t, p->frames[s->first_frame], k);
       p->inuse[k] += (double)s->inuse_bytes;
       p->alloc[k] += (double)s->alloc_bytes;
       p->pinned[k] += (double)s->pinned_bytes;
@@ -230,14 +234,26 @@ static void test_call_sites(void **state) {
   assert_int_equal(rank_of(p.alloc, SYM_CHURN), 0);
   assert_near(p.alloc[SYM_CHURN], (double)churned, 0.10);
   assert_true(p.inuse[SYM_CHURN] < 0.01 * (double)kept);
+  /* liballoc's own frames are left out: the innermost frame of every
+   * stack through a call site is the call site itself. */
+  for (int k = SYM_KEEP; k <= SYM_LARGE; k++) {
+    assert_true(p.stacks_of[k] >= 1);
+    assert_int_equal(p.inner_frames[k], p.stacks_of[k]);
+  }
   /* The module list: the program first, with its path and build ID. */
   assert_true(p.h.nmodules >= 3);
   assert_int_equal(p.modules[0].flags, 1);
-  char exe[512] = {0};
-  assert_true(readlink(target_path, exe, sizeof exe - 1) > 0 || snprintf(exe, sizeof exe, "%s", target_path) > 0);
   assert_non_null(strstr(p.modules[0].path, "prof_target"));
   assert_true(p.modules[0].build_id_size > 0 && p.modules[0].start < p.modules[0].end);
   assert_true(t.sym_start[SYM_KEEP] >= p.modules[0].start && t.sym_start[SYM_KEEP] < p.modules[0].end);
+  free_profile(&p);
+  /* A library opened later appears in the next profile, with its build ID. */
+  assert_int_equal(command(&t, "dlopen", NULL), 1);
+  read_profile(&t, &p);
+  bool found = false;
+  for (uint32_t i = 0; i < p.h.nmodules; i++)
+    if (strstr(p.modules[i].path, "libm.so.6") && p.modules[i].build_id_size > 0 && p.modules[i].flags == 0) found = true;
+  assert_true(found);
   free_profile(&p);
   command(&t, "release", NULL);
   read_profile(&t, &p);
