@@ -366,6 +366,44 @@ static void test_fork(void **state) {
   stop_target(&t);
 }
 
+/* The segment is the process's, but anyone who can write it can scribble
+ * on the profile area or truncate the file: the process only ever writes
+ * the area, so a garbage area is simply overwritten, and a truncated file
+ * is replaced by a new segment at the next tick.  The process lives on. */
+static void test_hostile_segment(void **state) {
+  (void)state;
+  target_t t;
+  start_target(&t, CONF);
+  assert_int_equal(post(&t, "prof", "true", NULL), 0);
+  uint64_t kept = command(&t, "keep", NULL);
+  static unsigned char garbage[1 << 16];
+  for (size_t i = 0; i < sizeof garbage; i++) garbage[i] = (unsigned char)(i * 131 + 7);
+  for (uint64_t off = 0; off < 4 * sizeof garbage; off += sizeof garbage)
+    assert_int_equal(pwrite(t.seg.fd, garbage, sizeof garbage, (off_t)(t.seg.header.profile_offset + off)),
+                     (ssize_t)sizeof garbage);
+  profile_t p;
+  read_profile(&t, &p);
+  assert_near(p.inuse[SYM_KEEP], (double)kept, 0.10);
+  free_profile(&p);
+  /* Truncated: the next tick makes a new segment (the old one is no longer
+   * the process's); requests go to that one. */
+  assert_int_equal(ftruncate(t.seg.fd, 4096), 0);
+  alloc_shm_close(&t.seg);
+  char path[64];
+  snprintf(path, sizeof path, "/dev/shm/liballoc.%d", (int)t.pid);
+  int err = -1;
+  for (int i = 0; i < 500 && err; i++) {
+    err = alloc_shm_open(&t.seg, AT_FDCWD, path, ALLOC_SHM_ANY_OWNER);
+    if (err) usleep(10000);
+  }
+  assert_int_equal(err, 0);
+  read_profile(&t, &p);
+  assert_near(p.inuse[SYM_KEEP], (double)kept, 0.10);
+  free_profile(&p);
+  assert_int_equal(kill(t.pid, 0), 0);
+  stop_target(&t);
+}
+
 int main(int argc, char **argv) {
   if (argc < 2) {
     fprintf(stderr, "usage: %s PROF_TARGET\n", argv[0]);
@@ -379,6 +417,7 @@ int main(int argc, char **argv) {
     cmocka_unit_test(test_live_switching),
     cmocka_unit_test(test_threads),
     cmocka_unit_test(test_fork),
+    cmocka_unit_test(test_hostile_segment),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -9,6 +9,7 @@
 #include <alloc.h>
 #include <errno.h>
 #include <math.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -175,12 +176,40 @@ static void statistics_ignore_chains(void **state) {
   assert_int_equal(after, before);
 }
 
+/* Sampled blocks freed by another thread (remote frees) leave the profile
+ * too, and the allocating thread's exit gives its sampling chains back. */
+enum { XN = 4096, XSIZE = 1000 };
+static void *xblocks[XN];
+
+static void *allocate_many(void *arg) {
+  (void)arg;
+  for (int i = 0; i < XN; i++) xblocks[i] = la_malloc(XSIZE);
+  return NULL;
+}
+
+static void frees_from_another_thread(void **state) {
+  (void)state;
+  set_prof(true, 16384);
+  pthread_t t;
+  assert_int_equal(pthread_create(&t, NULL, allocate_many, NULL), 0);
+  assert_int_equal(pthread_join(t, NULL), 0);
+  profile_t p;
+  publish(&p);
+  assert_true(p.h.live_samples > 100);
+  assert_near(p.inuse_bytes, (double)XN * XSIZE, 0.15);
+  for (int i = 0; i < XN; i++) la_free(xblocks[i]);
+  publish(&p);
+  assert_int_equal(p.h.live_samples, 0);
+  set_prof(false, 2097152);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
     cmocka_unit_test(sampling_law),
     cmocka_unit_test(small_blocks_in_use),
     cmocka_unit_test(every_kind_of_block),
     cmocka_unit_test(statistics_ignore_chains),
+    cmocka_unit_test(frees_from_another_thread),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
