@@ -35,7 +35,7 @@ static pthread_key_t heap_key;
 
 static void heap_thread_exit(void *arg);
 static void prof_stats(la_stats_t *st, const la_heap_t *heap);
-static void prof_uncut(la_heap_t *heap, unsigned cls);
+static void prof_settle(la_heap_t *heap, unsigned cls);
 
 void la_heaps_init(void) {
   /* The key only serves to run heap_thread_exit; its slot is one of the
@@ -637,7 +637,7 @@ static void detach_slab(la_slab_t *slab) {
 static void heap_abandon(la_heap_t *heap) {
   if (heap->prof_proxy) {
     heap->prof_on = false;
-    for (unsigned c = 0; c < LA_NCLASSES; c++) prof_uncut(heap, c);
+    for (unsigned c = 0; c < LA_NCLASSES; c++) prof_settle(heap, c);
   }
   caches_flush(heap);
   for (unsigned c = 0; c < LA_NCLASSES; c++) {
@@ -829,9 +829,12 @@ static la_slab_t *find_slab(la_heap_t *heap, unsigned cls) {
  * samples that allocation and cuts the next chain.  Frees go to the real
  * slab (la_slab_of), so they never lengthen the chain.  The cut blocks
  * count as in use in their slab, which therefore stays with the heap
- * until they are handed out or put back (uncut: sampling off, thread
- * exit, fork).  Cutting walks at most the slab's free list, blocks the fast
- * path would have touched anyway. */
+ * until they are handed out or put back (prof_settle: the chain used up,
+ * sampling off, thread exit, fork).  A chain shorter than the countdown is
+ * the slab's whole free list, taken without walking it. */
+
+/* prof_cut[] of a chain that is its slab's whole free list, not counted. */
+#define PROF_WHOLE (1u << 24)
 
 static void prof_cut(la_heap_t *heap, unsigned cls, la_slab_t *slab) {
   la_slab_t *proxy = &heap->prof_proxy[cls];
@@ -842,14 +845,21 @@ static void prof_cut(la_heap_t *heap, unsigned cls, la_slab_t *slab) {
   uint64_t ahead = LA_UNIT_SIZE / bs > 16 ? LA_UNIT_SIZE / bs : 16;   /* at most 64 KiB carved ahead */
   la_slab_carve_ahead(slab, (uint32_t)(k < ahead ? k : ahead));
   if (!slab->free) return;
-  la_block_t *first = slab->free, *last = first;
-  uint32_t n = 1;
-  while (n < k && last->next) {
-    last = last->next;
-    n++;
+  la_block_t *first = slab->free;
+  uint32_t n;
+  if (k >= slab->capacity) {
+    /* The countdown outlasts any free list of the slab: take it whole,
+     * without walking it (a cache miss a block on a big one).  Its length
+     * is not known: the slab's `used` gets PROF_WHOLE, which keeps it from
+     * being taken for empty, until prof_settle counts what was popped. */
+    slab->free = NULL;
+    n = PROF_WHOLE;
+  } else {
+    la_block_t *last = first;
+    for (n = 1; n < k && last->next; n++) last = last->next;
+    slab->free = last->next;
+    last->next = NULL;
   }
-  slab->free = last->next;
-  last->next = NULL;
   LA_SHARED_STORE(slab->used, slab->used + n);
   LA_SHARED_STORE(proxy->used, 0);
   proxy->free = first;
@@ -857,21 +867,31 @@ static void prof_cut(la_heap_t *heap, unsigned cls, la_slab_t *slab) {
   heap->prof_src[cls] = slab;
 }
 
-/* Put the proxy's blocks not handed out back into their slab. */
-static void prof_uncut(la_heap_t *heap, unsigned cls) {
-  la_slab_t *proxy = &heap->prof_proxy[cls];
-  la_block_t *chain = proxy->free;
+/* The class's chain is used up, or is given up (sampling off, thread exit,
+ * fork): the blocks not handed out go back to their slab's free list, and
+ * the slab counts as in use exactly the blocks the fast path popped (the
+ * proxy's `used`); the countdown goes down by as many. */
+static void prof_settle(la_heap_t *heap, unsigned cls) {
+  uint32_t cut = heap->prof_cut[cls];
+  if (!cut) return;
+  la_slab_t *proxy = &heap->prof_proxy[cls], *src = heap->prof_src[cls];
+  uint32_t popped = proxy->used;
+  la_block_t *rest = proxy->free;
   proxy->free = NULL;
   LA_SHARED_STORE(heap->prof_cut[cls], 0);
-  if (!chain) return;
-  la_slab_t *src = heap->prof_src[cls];
-  uint32_t n = 1;
-  la_block_t *last = chain;
-  for (; last->next; last = last->next) n++;
-  last->next = src->free;
-  src->free = chain;
-  LA_SHARED_STORE(src->used, src->used - n);
-  if (src->in_full) leave_full(heap, src);
+  heap->prof_left[cls] -= (int64_t)popped * (int64_t)la_class_size[cls];
+  if (rest) {
+    la_block_t *last = rest;
+    while (last->next) last = last->next;
+    last->next = src->free;
+    src->free = rest;
+  }
+  uint32_t uncounted = (cut == PROF_WHOLE ? PROF_WHOLE : cut) - popped;
+  /* Nothing left uncounted: the slab's count was exact all along, and the
+   * free that emptied it (if one did) has retired it already. */
+  if (!uncounted) return;
+  LA_SHARED_STORE(src->used, src->used - uncounted);
+  if (src->in_full && (rest || src->used == 0)) leave_full(heap, src);
   if (src->used == 0) la_heap_retire_slab(heap, src);
 }
 
@@ -889,7 +909,7 @@ static void prof_follow(la_heap_t *heap) {
   }
   if (!on && heap->prof_proxy) {
     heap->prof_on = false;
-    for (unsigned c = 0; c < LA_NCLASSES; c++) prof_uncut(heap, c);
+    for (unsigned c = 0; c < LA_NCLASSES; c++) prof_settle(heap, c);
   }
   heap->prof_on = on;
   if (on)
@@ -921,9 +941,8 @@ static LA_NOINLINE void *alloc_sampled(la_heap_t *heap, unsigned cls, size_t siz
     set_bin(heap, cls);
     return la_slab_pop(proxy);
   }
+  prof_settle(heap, cls);
   size_t bs = la_class_size[cls];
-  heap->prof_left[cls] -= (int64_t)heap->prof_cut[cls] * (int64_t)bs;
-  LA_SHARED_STORE(heap->prof_cut[cls], 0);
   la_slab_t *slab = heap->queues[cls].head;
   if (!slab || !slab->free) slab = find_slab(heap, cls);
   if (!slab) {
@@ -1057,7 +1076,7 @@ void la_heaps_fork_child(void) {
   if (self != &la_empty_heap) {
     if (self->prof_proxy) {   /* the child's slow path follows la_prof_sampling again */
       self->prof_on = false;
-      for (unsigned c = 0; c < LA_NCLASSES; c++) prof_uncut(self, c);
+      for (unsigned c = 0; c < LA_NCLASSES; c++) prof_settle(self, c);
     }
     /* The next malloc of each class takes the slow path once, where the
      * child starts what it needs (its telemetry). */
