@@ -474,6 +474,7 @@ void la_prof_forget(const void *p) {
  * slab); a large slab's is left: its block may be gone unseen, and a stale
  * count is harmless (la_prof_after_alloc, large_alive look it up here). */
 static void live_clear(void) {
+  if (!nlive) return;   /* (a fresh table: not touched, so not made resident) */
   atomic_fetch_add_explicit(&live_gen, 1, memory_order_acq_rel);
   for (uint32_t i = 0; i < LIVE_SLOTS; i++) {
     if (live[i].addr && live[i].kind == PROF_SMALL) LA_SHARED_STORE(la_slab_of((void *)live[i].addr)->prof_samples, 0);
@@ -484,7 +485,7 @@ static void live_clear(void) {
 }
 
 static void tables_reset(void) {
-  memset(stack_index, 0, STACK_SLOTS * sizeof stack_index[0]);
+  if (nstacks) memset(stack_index, 0, STACK_SLOTS * sizeof stack_index[0]);
   nstacks = nframes = 0;
   nsamples = ndropped = 0;
 }
