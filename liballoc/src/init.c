@@ -51,6 +51,7 @@ static void fork_prepare(void) {
   pthread_mutex_lock(&init_lock);
   la_ctl_fork_prepare();
   la_limit_fork_prepare();
+  la_prof_switch_fork_prepare();   /* before heaps_lock (la_heaps_prof_switch) */
   la_heaps_fork_prepare();
   la_arenas_fork_prepare();
   la_huge_fork_prepare();
@@ -70,6 +71,7 @@ static void fork_parent(void) {
   la_huge_fork_parent();
   la_arenas_fork_parent();
   la_heaps_fork_parent();
+  la_prof_switch_fork_parent();
   la_limit_fork_parent();
   la_ctl_fork_parent();
   pthread_mutex_unlock(&init_lock);
@@ -112,6 +114,7 @@ static void fork_child(void) {
   la_telemetry_fork_child();
   la_ctl_fork_child();
   la_limit_fork_child();
+  la_prof_switch_fork_child();
   la_purger_fork_child();
   la_meta_fork_child();
   la_prof_fork_child();

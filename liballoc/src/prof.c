@@ -79,6 +79,7 @@ atomic_bool la_alloc_plain;     /* initialised and not sampling: alloc.c's slow 
 
 static pthread_mutex_t prof_lock = PTHREAD_MUTEX_INITIALIZER;     /* the tables */
 static pthread_mutex_t switch_lock = PTHREAD_MUTEX_INITIALIZER;   /* on/off, the unwinder */
+static pthread_mutex_t publish_lock = PTHREAD_MUTEX_INITIALIZER;  /* one publication at a time */
 
 /* (prof_lock) */
 static prof_stack_t *stacks;
@@ -533,19 +534,20 @@ void la_prof_init(void) {
   if (!atomic_load(&la_prof_sampling)) atomic_store(&la_alloc_plain, true);
 }
 
-void la_prof_fork_prepare(void) {
-  pthread_mutex_lock(&switch_lock);
-  pthread_mutex_lock(&prof_lock);
-}
-
-void la_prof_fork_parent(void) {
-  pthread_mutex_unlock(&prof_lock);
-  pthread_mutex_unlock(&switch_lock);
-}
-
+/* fork(): switch_lock is taken before heaps_lock (la_heaps_prof_switch
+ * runs under it), prof_lock after huge_lock (la_huge_free forgets a sample
+ * under it): two calls at their places in init.c's order. */
+void la_prof_switch_fork_prepare(void) { pthread_mutex_lock(&switch_lock); }
+void la_prof_switch_fork_parent(void) { pthread_mutex_unlock(&switch_lock); }
+void la_prof_switch_fork_child(void) { pthread_mutex_init(&switch_lock, NULL); }
+void la_prof_fork_prepare(void) { pthread_mutex_lock(&prof_lock); }
+void la_prof_fork_parent(void) { pthread_mutex_unlock(&prof_lock); }
+/* publish_lock is not taken at fork(): a publication holds it while
+ * dl_iterate_phdr takes the loader's lock.  The child starts with it free
+ * (its scratch space is rewritten by every publication). */
 void la_prof_fork_child(void) {
   pthread_mutex_init(&prof_lock, NULL);
-  pthread_mutex_init(&switch_lock, NULL);
+  pthread_mutex_init(&publish_lock, NULL);
 }
 
 /* ---- reading the profile (prof_lock) -------------------------------------- */
@@ -731,7 +733,6 @@ static uint64_t round_est(double x) { return x <= 0 ? 0 : x >= 1.8e19 ? UINT64_M
  * dl_iterate_phdr takes the loader's lock, which a thread in dlopen holds
  * while it allocates (and may sample, taking prof_lock). */
 int la_prof_publish(int fd, uint64_t area, uint64_t *number) {
-  static pthread_mutex_t publish_lock = PTHREAD_MUTEX_INITIALIZER;
   if (!pub_scratch()) return ENOMEM;
   pthread_mutex_lock(&publish_lock);
   struct module_walk mw = {pub_modules, 0};
