@@ -273,6 +273,7 @@ void la_slab_list_remove(la_slab_list_t *list, la_slab_t *slab);
 extern __thread la_heap_t *la_tls_heap;
 extern la_heap_t la_empty_heap;
 la_heap_t *la_heap_for_thread(void);
+size_t la_heap_trim_sparse_now(void);   /* near memory_limit: the caller's sparse slabs, bytes given back */
 void *la_heap_alloc_class(unsigned cls, size_t size);
 void la_heap_free_slow(la_heap_t *heap, la_slab_t *slab, la_block_t *block);
 void la_heap_retire_slab(la_heap_t *heap, la_slab_t *slab);

@@ -778,6 +778,23 @@ static void trim_sparse_slabs(la_heap_t *heap) {
   }
 }
 
+/* Near memory_limit (limit.c): every sparse slab of the calling thread's
+ * heap gives back its free pages at once, idle or not - faulting some of
+ * them in again later costs less than an OOM kill.  Other threads' slabs
+ * are theirs alone (their free lists are owner-only): they trim their own
+ * before they take a slab, and the purger takes idle heaps' caches.  The
+ * current slab of each class is left (it is being allocated from, and a
+ * sampling chain may be cut from it).  Bytes given back. */
+size_t la_heap_trim_sparse_now(void) {
+  la_heap_t *heap = la_tls_heap;
+  if (!heap || heap == &la_empty_heap || la_opt.thp == LA_THP_ALWAYS) return 0;
+  size_t bytes = 0;
+  for (unsigned c = 0; c < LA_NCLASSES; c++)
+    for (la_slab_t *s = heap->queues[c].head ? heap->queues[c].head->next : NULL; s; s = s->next)
+      if (worth_trimming(s)) bytes += la_slab_trim(s);
+  return bytes;
+}
+
 /* ---- slow paths ---------------------------------------------------------- */
 
 /* A slab of class `cls` with a non-empty free list, made the current one. */

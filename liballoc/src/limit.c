@@ -350,8 +350,11 @@ enum la_limit_answer la_limit_check(size_t bytes) {
   return LA_LIMIT_OK;
 }
 
-/* Return every free page liballoc holds. */
+/* Return every free page liballoc holds: the calling thread's sparse
+ * slabs' free pages, the arenas' dirty and muzzy pages, the huge cache, and
+ * (by the purger) idle threads' caches. */
 static void give_back(void) {
+  la_heap_trim_sparse_now();
   la_arenas_purge();
   la_huge_purge();
   la_purger_wake_for_caches();   /* idle threads' caches: the purger's job */
