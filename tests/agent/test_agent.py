@@ -609,12 +609,14 @@ class AgentTest(unittest.TestCase):
             self.assertIsNotNone(self.agent.metric('allocd_host_memory_pressure_stalled_seconds_total{kind="some"}'))
 
     def squeeze_cgroup(self, mode):
-        """A v1 memory cgroup of 192 MiB holding two idle processes that
-        keep freed memory (A 80 MiB, B 24 MiB: dirty_decay_ms -1), then a
-        third process, not using liballoc, that takes 72 MiB: the cgroup
-        goes above 90 % of its limit.  Returns (A, B, audit rows of
-        client "reclaim") once the policy has acted (or, in dry run, said
-        it would), after the squeezer left and --reclaim-hold passed."""
+        """A v1 memory cgroup holding two idle processes that keep freed
+        memory (A 80 MiB, B 24 MiB: dirty_decay_ms -1), then a third
+        process, not using liballoc, that takes 72 MiB, the limit set so
+        that this brings the cgroup to 94 % of it (whatever the processes'
+        own overhead: sanitizer builds have much more).  Returns (A, B,
+        audit rows of client "reclaim") once the policy has acted (or, in
+        dry run, said it would), after the squeezer left and
+        --reclaim-hold passed."""
         base = "/sys/fs/cgroup/memory"
         if os.geteuid() != 0 or not os.path.exists(base + "/cgroup.procs"):
             self.skipTest("needs root and a v1 memory cgroup hierarchy at " + base)
@@ -626,14 +628,22 @@ class AgentTest(unittest.TestCase):
         procs = []
         try:
             with open(cg + "/memory.limit_in_bytes", "w") as f:
-                f.write(str(192 << 20))
+                f.write(str(1 << 30))
             conf = "stats_interval_ms:50,dirty_decay_ms:-1,muzzy_decay_ms:-1"
             a = Target(self.agent, "freed", "1280", str(64 << 10), "60000", conf=conf, cgroup_procs=cg + "/cgroup.procs")
             b = Target(self.agent, "freed", "384", str(64 << 10), "60000", conf=conf, cgroup_procs=cg + "/cgroup.procs")
             procs += [a.proc, b.proc]
             for t, mib in ((a, 80), (b, 24)):
-                wait_for(lambda: (self.process(t.pid).get("cgroup") or {}).get("limit") == 192 << 20 and
-                         self.process(t.pid)["stats"]["dirty"] >= (mib << 20) * 9 // 10, what="pid %d's free memory" % t.pid)
+                wait_for(lambda: self.process(t.pid)["stats"]["dirty"] >= (mib << 20) * 9 // 10,
+                         what="pid %d's free memory" % t.pid)
+            with open(cg + "/memory.usage_in_bytes") as f:
+                usage = int(f.read())
+            limit = int((usage + (72 << 20)) / 0.94) // 4096 * 4096
+            with open(cg + "/memory.limit_in_bytes", "w") as f:
+                f.write(str(limit))
+            for t in (a, b):
+                wait_for(lambda: (self.process(t.pid).get("cgroup") or {}).get("limit") == limit,
+                         what="pid %d's cgroup limit in allocd" % t.pid)
             def joined():
                 with open(cg + "/cgroup.procs", "w") as f:
                     f.write(str(os.getpid()))
