@@ -5,6 +5,7 @@
 #include "alloc_shm_reader.h"
 
 #include <errno.h>
+#include <stdlib.h>
 #include <fcntl.h>
 #include <string.h>
 #include <sys/file.h>
@@ -31,6 +32,7 @@ static const char *const messages[] = {
   [ALLOC_SHM_ERR_ARG] = "invalid argument",
   [ALLOC_SHM_ERR_INFLIGHT] = "taken but not acknowledged in time; it may still apply",
   [ALLOC_SHM_ERR_PENDING] = "posted; the process has not acknowledged it yet",
+  [ALLOC_SHM_ERR_REFUSED] = "the process refused the request",
 };
 
 const char *alloc_shm_strerror(int err) {
@@ -331,4 +333,96 @@ int alloc_shm_post(alloc_shm_segment_t *seg, const char *name, const char *value
   uint64_t deadline_ms = now_ns(CLOCK_MONOTONIC) / 1000000u + timeout_ms, slot = 0;
   int err = alloc_shm_submit(seg, name, value, id, timeout_ms, &slot);
   return err ? err : alloc_shm_await(seg, slot, id, deadline_ms, ack);
+}
+
+/* ---- the profile area ---------------------------------------------------- */
+
+static int prof_bad(alloc_shm_prof_t *out, int err, const char *why) {
+  out->why = why;
+  return err;
+}
+
+/* Check the tables of a profile read whole into out->area (out->head is
+ * its header, already checked against the counts' bounds). */
+static int prof_check_tables(alloc_shm_prof_t *out) {
+  const alloc_shm_profile_t *p = &out->head;
+  const char *a = out->area;
+  out->modules = (const alloc_shm_module_t *)(a + ALLOC_SHM_PROFILE_MODULES);
+  out->stacks = (const alloc_shm_stack_t *)(a + ALLOC_SHM_PROFILE_STACKS);
+  out->frames = (const uint64_t *)(a + ALLOC_SHM_PROFILE_FRAMES);
+  for (uint32_t i = 0; i < p->nmodules; i++) {
+    const alloc_shm_module_t *m = &out->modules[i];
+    if (m->build_id_size > sizeof m->build_id) return prof_bad(out, ALLOC_SHM_ERR_LAYOUT, "a module's build ID is over 32 bytes");
+    if (!memchr(m->path, 0, sizeof m->path)) return prof_bad(out, ALLOC_SHM_ERR_LAYOUT, "a module's path is not NUL-terminated");
+    if (m->start > m->end) return prof_bad(out, ALLOC_SHM_ERR_LAYOUT, "a module's address range is reversed");
+  }
+  for (uint32_t i = 0; i < p->nstacks; i++) {
+    const alloc_shm_stack_t *s = &out->stacks[i];
+    if (s->depth > ALLOC_SHM_PROFILE_MAX_DEPTH) return prof_bad(out, ALLOC_SHM_ERR_LAYOUT, "a stack is deeper than 64 frames");
+    if ((uint64_t)s->first_frame + s->depth > p->nframes)
+      return prof_bad(out, ALLOC_SHM_ERR_LAYOUT, "a stack's frames are outside the frame table");
+  }
+  return ALLOC_SHM_OK;
+}
+
+static int prof_read_once(alloc_shm_segment_t *seg, uint64_t min_number, alloc_shm_prof_t *out) {
+  const alloc_shm_header_t *h = &seg->header;
+  alloc_shm_profile_t p;
+  free(out->area);
+  out->area = NULL;
+  if (!read_at(seg->fd, &p, sizeof p, h->profile_offset)) return prof_bad(out, ALLOC_SHM_ERR_IO, "the profile area cannot be read (truncated?)");
+  if (p.seq == 0 && p.number == 0) return prof_bad(out, ALLOC_SHM_ERR_NOTYET, "no profile written yet");
+  if (p.seq & 1) return prof_bad(out, ALLOC_SHM_ERR_TORN, "the profile is being written");
+  if (p.number > ALLOC_SHM_MAX_PUBLISHED || p.seq != 2 * p.number) return prof_bad(out, ALLOC_SHM_ERR_TORN, "the profile's seq and number disagree");
+  if (p.number < min_number) return prof_bad(out, ALLOC_SHM_ERR_NOTYET, "the profile is older than the one asked for");
+  if (p.nmodules > ALLOC_SHM_PROFILE_MAX_MODULES || p.nstacks > ALLOC_SHM_PROFILE_MAX_STACKS ||
+      p.nframes > ALLOC_SHM_PROFILE_MAX_FRAMES)
+    return prof_bad(out, ALLOC_SHM_ERR_LAYOUT, "the profile claims more modules, stacks or frames than the area holds");
+  if (p.used != ALLOC_SHM_PROFILE_FRAMES + 8ull * p.nframes || p.used > h->profile_size)
+    return prof_bad(out, ALLOC_SHM_ERR_LAYOUT, "the profile's used size is not that of its frame count");
+  if (!(out->area = malloc(p.used))) return prof_bad(out, ALLOC_SHM_ERR_ARG, "out of memory");
+  if (!read_at(seg->fd, out->area, p.used, h->profile_offset)) return prof_bad(out, ALLOC_SHM_ERR_IO, "the profile area cannot be read (truncated?)");
+  memcpy(&out->head, out->area, sizeof out->head);
+  /* the header again, as read with the tables: the checksum covers both */
+  if (memcmp(&out->head, &p, sizeof p) != 0) return prof_bad(out, ALLOC_SHM_ERR_TORN, "the profile changed while it was read");
+  if (alloc_shm_profile_checksum(out->area, p.used) != p.checksum) return prof_bad(out, ALLOC_SHM_ERR_TORN, "the profile's checksum is wrong");
+  return prof_check_tables(out);
+}
+
+int alloc_shm_prof_read(alloc_shm_segment_t *seg, uint64_t min_number, alloc_shm_prof_t *out) {
+  memset(out, 0, sizeof *out);
+  int err = ALLOC_SHM_ERR_TORN;
+  for (int tries = 0; tries < 3 && err == ALLOC_SHM_ERR_TORN; tries++) {
+    if (tries) usleep(2000);
+    err = prof_read_once(seg, min_number, out);
+  }
+  if (err) {
+    const char *why = out->why;
+    alloc_shm_prof_free(out);
+    out->why = why;
+  }
+  return err;
+}
+
+void alloc_shm_prof_free(alloc_shm_prof_t *p) {
+  free(p->area);
+  memset(p, 0, sizeof *p);
+}
+
+int alloc_shm_prof_request(alloc_shm_segment_t *seg, uint64_t id, uint64_t deadline_ms, alloc_shm_request_t *ack,
+                           alloc_shm_prof_t *out) {
+  memset(out, 0, sizeof *out);
+  memset(ack, 0, sizeof *ack);
+  uint64_t now_ms = now_ns(CLOCK_MONOTONIC) / 1000000u, slot = 0;
+  unsigned timeout_ms = deadline_ms > now_ms ? (unsigned)(deadline_ms - now_ms) : 0;
+  int err = alloc_shm_submit(seg, "prof.publish", "", id, timeout_ms, &slot);
+  if (!err) err = alloc_shm_await(seg, slot, id, deadline_ms, ack);
+  if (err) return prof_bad(out, err, "the process did not answer the profile request");
+  if (ack->status != 0) return prof_bad(out, ALLOC_SHM_ERR_REFUSED, "the process refused the profile request");
+  /* effective: the number of the profile it wrote, in decimal */
+  char *end;
+  errno = 0;
+  unsigned long long n = strtoull(ack->effective, &end, 10);
+  if (errno || end == ack->effective || *end || n == 0) return prof_bad(out, ALLOC_SHM_ERR_LAYOUT, "the process acknowledged without a profile number");
+  return alloc_shm_prof_read(seg, n, out);
 }

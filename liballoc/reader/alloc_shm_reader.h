@@ -51,6 +51,7 @@ enum alloc_shm_err {
   ALLOC_SHM_ERR_INFLIGHT,  /* the process took the request but did not
                               acknowledge in time: it may still apply */
   ALLOC_SHM_ERR_PENDING,   /* posted, not acknowledged yet (alloc_shm_check) */
+  ALLOC_SHM_ERR_REFUSED,   /* the process answered a request with an error */
 };
 
 #define ALLOC_SHM_ANY_OWNER ((uid_t)-1)
@@ -113,6 +114,45 @@ int alloc_shm_check(alloc_shm_segment_t *seg, uint64_t slot, uint64_t id, alloc_
 bool alloc_shm_withdraw(alloc_shm_segment_t *seg, uint64_t slot, uint64_t id);
 
 void alloc_shm_close(alloc_shm_segment_t *seg);
+
+/* ---- the profile area (alloc_shm.h) ----------------------------------------
+ * A validated copy of a profile: the header, then pointers into one block
+ * holding the tables (modules[nmodules], stacks[nstacks], frames[nframes]).
+ * Everything in it has been checked: counts within the ALLOC_SHM_PROFILE_MAX_*
+ * constants, used == ALLOC_SHM_PROFILE_FRAMES + 8 * nframes, the checksum,
+ * every stack's frames inside frames[] with depth <= MAX_DEPTH, every
+ * module's build_id_size <= 32, start <= end and path NUL-terminated.
+ * The values themselves (addresses, estimates) are the process's claims. */
+typedef struct alloc_shm_prof_s {
+  alloc_shm_profile_t head;
+  const alloc_shm_module_t *modules;
+  const alloc_shm_stack_t *stacks;
+  const uint64_t *frames;
+  void *area;           /* the block read (malloc'ed), freed by alloc_shm_prof_free */
+  const char *why;      /* after an error: what was wrong, in words (static text) */
+} alloc_shm_prof_t;
+
+/* Read the profile area and accept it only if it is complete (seq == 2 *
+ * number), number >= min_number, and everything above holds.  A torn read
+ * (the process writing a newer profile meanwhile) is retried twice.  0, or
+ * ALLOC_SHM_ERR_NOTYET (no profile numbered min_number or later),
+ * ALLOC_SHM_ERR_TORN (incomplete, or its checksum is wrong),
+ * ALLOC_SHM_ERR_LAYOUT (a count, offset or string out of bounds),
+ * ALLOC_SHM_ERR_IO (truncated), ALLOC_SHM_ERR_ARG (out of memory); out->why
+ * says which check failed.  Free with alloc_shm_prof_free, also on error. */
+int alloc_shm_prof_read(alloc_shm_segment_t *seg, uint64_t min_number, alloc_shm_prof_t *out);
+void alloc_shm_prof_free(alloc_shm_prof_t *p);
+
+/* Ask the process for a fresh profile ("prof.publish" through the control
+ * area, id not 0) and wait until deadline_ms of CLOCK_MONOTONIC for its
+ * acknowledgement, then read the profile it wrote.  Returns 0 with *out
+ * filled; an alloc_shm_err of posting or waiting (ALLOC_SHM_ERR_TIMEOUT:
+ * withdrawn, ALLOC_SHM_ERR_INFLIGHT: taken, not answered); or
+ * ALLOC_SHM_ERR_REFUSED when the process answered with an error (ack->status:
+ * ENOENT from a liballoc without the profiler, ...; ack->message says why);
+ * or an error of alloc_shm_prof_read. */
+int alloc_shm_prof_request(alloc_shm_segment_t *seg, uint64_t id, uint64_t deadline_ms, alloc_shm_request_t *ack,
+                           alloc_shm_prof_t *out);
 
 const char *alloc_shm_strerror(int err);
 
