@@ -1,0 +1,57 @@
+/* pprof.h - a process's heap profile (alloc_shm.h's profile area, read and
+ * validated by alloc_shm_prof_read) as pprof's profile.proto, gzip'ed,
+ * which `go tool pprof`, Parca and Grafana Pyroscope read, and as the top
+ * call sites in JSON for the API's ?format=json and allocctl.
+ *
+ * Five sample types, in this order: alloc_objects/count,
+ * alloc_space/bytes, inuse_objects/count, inuse_space/bytes,
+ * pinned_space/bytes; the default is inuse_space; period_type space/bytes
+ * with period = the sampling mean (prof_sample_bytes).  A location's
+ * address is the return address minus 1 (inside the call instruction),
+ * which is also the address symbolized, so a tool re-symbolizing from the
+ * mappings' build IDs lands on the same line. */
+#ifndef ALLOCD_PPROF_H
+#define ALLOCD_PPROF_H
+
+#include "symbolize.h"
+
+#include <alloc_shm_reader.h>
+#include <jansson.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#define PPROF_NVALUES 5
+extern const char *const pprof_value_names[PPROF_NVALUES];   /* "alloc_objects", ... */
+
+typedef struct pprof_s pprof_t;
+
+/* How to symbolize: sym NULL gives addresses only. */
+typedef struct pprof_symbols_s {
+  symbolizer_t *sym;
+  const char *main_exe;     /* the kernel's path of the executable, or NULL */
+  uid_t owner;              /* the process's uid (symbolize.h's rules) */
+  uint64_t deadline_ms;     /* CLOCK_MONOTONIC: addresses only after it */
+} pprof_symbols_t;
+
+/* Build the profile's tables (strings, mappings, locations, functions,
+ * samples) from a validated profile.  NULL when out of memory. */
+pprof_t *pprof_build(const alloc_shm_prof_t *p, const pprof_symbols_t *how);
+void pprof_free(pprof_t *pp);
+
+/* The profile.proto, gzip-compressed, in a malloc'ed buffer; false when
+ * out of memory. */
+bool pprof_encode(const pprof_t *pp, uint8_t **out, size_t *len);
+
+/* The top call sites (innermost frame: function, file:line) by value
+ * `sort` (an index of pprof_value_names), at most `top`, with the heaviest
+ * stack through each, and the profile's totals. */
+json_t *pprof_top_json(const pprof_t *pp, int sort, int top);
+
+/* Index of a value name, or -1. */
+int pprof_value_index(const char *name);
+
+/* Symbolization figures of the last build: locations, of which symbolized,
+ * and the modules whose file could not be used (first reason). */
+void pprof_stats(const pprof_t *pp, size_t *locations, size_t *symbolized, const char **unsymbolized_why);
+
+#endif
