@@ -23,6 +23,8 @@
 
 #include "http_guard.h"
 #include "log.h"
+#include "pprof.h"
+#include "profile.h"
 #include "prom.h"
 #include "push.h"
 #include "rules.h"
@@ -63,13 +65,19 @@
  * get 503 instead of a thread each. */
 #define PUSHES_MAX 32
 
+/* Heap profiles being fetched and rendered at once (each a thread holding
+ * up to ~5 MB of profile area and its tables): more get 503. */
+#define PROFILES_MAX 2
+
 struct api_s {
   struct MHD_Daemon *daemon;
   guard_t *guard;
   sem_t renders;
   pthread_mutex_t push_lock;   /* pushes_running, for api_stop to wait on */
   pthread_cond_t push_done;
-  unsigned pushes_running;
+  unsigned pushes_running;     /* and profiles: threads api_stop waits for */
+  unsigned profiles_running;
+  symbolizer_t *sym;
   int static_fd;          /* the dashboard's directory, or -1 */
   store_t *store;
   collector_t *collector;
@@ -99,6 +107,9 @@ typedef struct push_job_s {
   json_t *result;
   int status;
   atomic_bool done;
+  bool profile;                /* a heap profile request, not a push */
+  profile_query_t query;
+  profile_result_t profile_result;
 } push_job_t;
 
 /* Per request: the body as it arrives. */
@@ -143,6 +154,28 @@ static enum MHD_Result send_405(struct MHD_Connection *c, const char *allow) {
   MHD_add_response_header(r, "Content-Type", "application/json");
   MHD_add_response_header(r, "Allow", allow);
   enum MHD_Result ret = MHD_queue_response(c, 405, r);
+  MHD_destroy_response(r);
+  return ret;
+}
+
+/* A heap profile's answer: the gzip'ed profile.proto as a download, or
+ * JSON (the top call sites, or an error).  The body is handed over. */
+static enum MHD_Result send_profile(struct MHD_Connection *c, profile_result_t *p) {
+  char *body = p->body;
+  p->body = NULL;
+  if (!body) return send_error(c, 500, "out of memory");
+  if (!p->pprof) return send_text(c, (unsigned)p->status, "application/json", body, p->len);
+  struct MHD_Response *r = MHD_create_response_from_buffer(p->len, body, MHD_RESPMEM_MUST_FREE);
+  if (!r) {
+    free(body);
+    return MHD_NO;
+  }
+  char disposition[128];
+  snprintf(disposition, sizeof disposition, "attachment; filename=\"%s\"", p->filename);
+  MHD_add_response_header(r, "Content-Type", "application/octet-stream");
+  MHD_add_response_header(r, "Content-Disposition", disposition);
+  MHD_add_response_header(r, "Cache-Control", "no-store");
+  enum MHD_Result ret = MHD_queue_response(c, (unsigned)p->status, r);
   MHD_destroy_response(r);
   return ret;
 }
@@ -408,12 +441,17 @@ static enum MHD_Result host_route(api_t *api, struct MHD_Connection *c, const ch
 static void *push_thread(void *arg) {
   push_job_t *job = arg;
   api_t *api = job->api;
-  job->result = push_config(api->store, &job->target, job->changes, job->client, 0, NULL, api->push_timeout_ms,
-                            &job->status);
+  bool profile = job->profile;
+  if (profile)
+    profile_heap(api->sym, &job->target, &job->query, api->push_timeout_ms, &job->profile_result);
+  else
+    job->result = push_config(api->store, &job->target, job->changes, job->client, 0, NULL,
+                              api->push_timeout_ms, &job->status);
   atomic_store(&job->done, true);
   MHD_resume_connection(job->conn);
   pthread_mutex_lock(&api->push_lock);
   api->pushes_running--;
+  if (profile) api->profiles_running--;
   pthread_cond_broadcast(&api->push_done);
   pthread_mutex_unlock(&api->push_lock);
   return NULL;
@@ -421,18 +459,19 @@ static void *push_thread(void *arg) {
 
 /* Start the push of `changes` (taken) in a thread; false if too many run. */
 static bool push_start(api_t *api, struct MHD_Connection *c, request_t *req, const collector_target_t *t,
-                       json_t *changes) {
+                       json_t *changes, const profile_query_t *profile) {
   push_job_t *job = calloc(1, sizeof *job);
   pthread_mutex_lock(&api->push_lock);
-  bool room = job && api->pushes_running < PUSHES_MAX;
-  if (room) api->pushes_running++;
+  bool room = job && api->pushes_running < PUSHES_MAX && (!profile || api->profiles_running < PROFILES_MAX);
+  if (room) api->pushes_running++, api->profiles_running += profile != NULL;
   pthread_mutex_unlock(&api->push_lock);
   if (!room) {
     free(job);
     json_decref(changes);
     return false;
   }
-  *job = (push_job_t){.api = api, .conn = c, .target = *t, .changes = changes};
+  *job = (push_job_t){.api = api, .conn = c, .target = *t, .changes = changes, .profile = profile != NULL};
+  if (profile) job->query = *profile;
   client_address(c, job->client, sizeof job->client);
   req->job = job;
   MHD_suspend_connection(c);
@@ -447,6 +486,7 @@ static bool push_start(api_t *api, struct MHD_Connection *c, request_t *req, con
     MHD_resume_connection(c);
     pthread_mutex_lock(&api->push_lock);
     api->pushes_running--;
+    if (profile) api->profiles_running--;
     pthread_mutex_unlock(&api->push_lock);
   }
   pthread_attr_destroy(&attr);
@@ -472,8 +512,31 @@ static enum MHD_Result post_config(api_t *api, struct MHD_Connection *c, int pid
     json_decref(body);
     return send_error(c, 404, "no live process with this pid");
   }
-  if (!push_start(api, c, req, &t, body)) return send_error(c, 503, "too many config changes in progress: retry");
+  if (!push_start(api, c, req, &t, body, NULL)) return send_error(c, 503, "too many config changes in progress: retry");
   return MHD_YES;   /* answered when the push thread resumes the connection */
+}
+
+/* GET /api/v1/processes/{pid}/profile/heap[?format=json&top=N&sort=VALUE]:
+ * the process is asked for its profile in a thread of its own (like a
+ * push), the connection suspended meanwhile.  Only a live process the
+ * collector accepted can be asked: its segment must be the owner's it
+ * verified.  `seconds` (what pprof scrapers send) is accepted and ignored:
+ * a heap profile is a state, not a duration. */
+static enum MHD_Result get_profile(api_t *api, struct MHD_Connection *c, int pid, request_t *req) {
+  profile_query_t q = {false, pprof_value_index("inuse_space"), 20};
+  const char *format = arg(c, "format"), *top = arg(c, "top"), *sort = arg(c, "sort"), *seconds = arg(c, "seconds");
+  long long v;
+  if (format && strcmp(format, "json") && strcmp(format, "pprof")) return send_error(c, 400, "format: json or pprof");
+  q.json = format && strcmp(format, "json") == 0;
+  if (top && !parse_int(top, 1, 1000, &v)) return send_error(c, 400, "top: 1 to 1000");
+  if (top) q.top = (int)v;
+  if (sort && (q.sort = pprof_value_index(sort)) < 0)
+    return send_error(c, 400, "sort: alloc_objects, alloc_space, inuse_objects, inuse_space or pinned_space");
+  if (seconds && !parse_int(seconds, 0, 86400, &v)) return send_error(c, 400, "seconds: 0 to 86400 (ignored for heap)");
+  collector_target_t t;
+  if (!collector_lookup(api->collector, pid, &t)) return send_error(c, 404, "no live process with this pid that allocd may read");
+  if (!push_start(api, c, req, &t, NULL, &q)) return send_error(c, 503, "too many profile requests in progress: retry");
+  return MHD_YES;   /* answered when the thread resumes the connection */
 }
 
 static enum MHD_Result processes_route(api_t *api, struct MHD_Connection *c, const char *method, char parts[4][64],
@@ -481,6 +544,11 @@ static enum MHD_Result processes_route(api_t *api, struct MHD_Connection *c, con
   if (n == 1) return strcmp(method, "GET") ? send_405(c, "GET") : get_processes(api, c);
   long long pid;
   if (!parse_int(parts[1], 1, INT_MAX, &pid)) return send_error(c, 404, "no such process");
+  if (n == 4 && strcmp(parts[2], "profile") == 0) {
+    if (strcmp(parts[3], "heap")) return send_error(c, 404, "no such profile: heap is the one there is");
+    return strcmp(method, "GET") ? send_405(c, "GET") : get_profile(api, c, (int)pid, req);
+  }
+  if (n == 4) return send_error(c, 404, "no such path");
   if (n == 3 && strcmp(parts[2], "config") == 0) {
     if (strcmp(method, "POST")) return send_405(c, "POST");
     if (!authorized(api, c)) return send_error(c, 401, "missing or wrong bearer token");
@@ -645,7 +713,7 @@ static enum MHD_Result route(api_t *api, struct MHD_Connection *c, const char *u
   if (n <= 0) return send_error(c, 404, "no such path");
   if (n == 1 && strcmp(parts[0], "health") == 0) return strcmp(method, "GET") ? send_405(c, "GET") : get_health(api, c);
   if (n == 1 && strcmp(parts[0], "audit") == 0) return strcmp(method, "GET") ? send_405(c, "GET") : get_audit(api, c);
-  if (strcmp(parts[0], "processes") == 0 && n <= 3) return processes_route(api, c, method, parts, n, req);
+  if (strcmp(parts[0], "processes") == 0 && n <= 4) return processes_route(api, c, method, parts, n, req);
   if (strcmp(parts[0], "host") == 0 && n == 2) return host_route(api, c, method, parts[1]);
   if (strcmp(parts[0], "rules") == 0 && n <= 2) return rules_route(api, c, method, parts, n, req);
   return send_error(c, 404, "no such path");
@@ -718,6 +786,7 @@ static enum MHD_Result handle(void *cls, struct MHD_Connection *c, const char *u
   if (req->job) {   /* resumed after a push */
     push_job_t *job = req->job;
     if (!atomic_load(&job->done)) return MHD_YES;
+    if (job->profile) return send_profile(c, &job->profile_result);
     json_t *result = job->result;
     job->result = NULL;
     return send_json(c, (unsigned)job->status, result);
@@ -733,6 +802,7 @@ static void completed(void *cls, struct MHD_Connection *c, void **con_cls, enum 
     if (req->job) {
       json_decref(req->job->changes);
       json_decref(req->job->result);
+      free(req->job->profile_result.body);
       free(req->job);
     }
     free(req->body);
@@ -758,6 +828,7 @@ static void connection_event(void *cls, struct MHD_Connection *c, void **socket_
 
 static void api_free(api_t *api) {
   guard_stop(api->guard);
+  sym_free(api->sym);
   if (api->static_fd >= 0) close(api->static_fd);
   sem_destroy(&api->renders);
   pthread_mutex_destroy(&api->push_lock);
@@ -786,6 +857,11 @@ api_t *api_start(const api_config_t *cfg, store_t *store, collector_t *collector
   api->static_fd = -1;
   if (cfg->static_dir && (api->static_fd = open(cfg->static_dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC)) < 0) {
     snprintf(err, errlen, "cannot open the static directory %s: %s", cfg->static_dir, strerror(errno));
+    api_free(api);
+    return NULL;
+  }
+  if (!(api->sym = sym_new())) {
+    snprintf(err, errlen, "out of memory");
     api_free(api);
     return NULL;
   }

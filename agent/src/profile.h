@@ -1,0 +1,35 @@
+/* profile.h - a live process's heap profile, on request: ask the process
+ * for it through the control area ("prof.publish"), read and validate the
+ * profile area, symbolize it and render it as pprof or JSON. */
+#ifndef ALLOCD_PROFILE_H
+#define ALLOCD_PROFILE_H
+
+#include "collector.h"
+#include "symbolize.h"
+
+#include <stdbool.h>
+#include <stddef.h>
+
+typedef struct profile_query_s {
+  bool json;          /* ?format=json: the top call sites, else gzip'ed pprof */
+  int sort, top;      /* JSON: pprof_value_names index, how many sites */
+} profile_query_t;
+
+typedef struct profile_result_s {
+  int status;               /* HTTP status */
+  char *body;               /* malloc'ed: the profile, or a JSON {"error": ...} */
+  size_t len;
+  bool pprof;               /* body is a gzip'ed profile.proto */
+  char filename[64];        /* for Content-Disposition */
+} profile_result_t;
+
+/* Ask `target` for its heap profile and render it (blocks up to
+ * timeout_ms waiting for the process, then up to SYMBOLIZE_MS
+ * symbolizing).  Never fails without a result: out->status and out->body
+ * say what happened (409 profiling off or no profiler, 502 a bad
+ * segment or profile, 503 busy or the process not running its publisher,
+ * 504 no answer in time). */
+void profile_heap(symbolizer_t *sym, const collector_target_t *target, const profile_query_t *q, unsigned timeout_ms,
+                  profile_result_t *out);
+
+#endif
