@@ -6,6 +6,7 @@
  *   allocctl [options] set PID knob=value...
  *   allocctl [options] rules [list] | rules add GLOB knob=value... [--canary PCT] | rules rm ID
  *   allocctl [options] audit [--limit N]
+ *   allocctl [options] profile PID [--pinned] [--top N]
  * options: --url http://HOST:PORT (default http://127.0.0.1:9470, or
  * $ALLOCCTL_URL), --token-file FILE (default: allocd's), --json.
  *
@@ -437,6 +438,60 @@ static int cmd_advice(int argc, char **argv) {
   return EX_OK;
 }
 
+/* The top call sites of a live process's heap profile, by in-use bytes
+ * (or pinned bytes), each with its innermost frame's function and
+ * file:line, then the caller that brought it there. */
+static int cmd_profile(int argc, char **argv) {
+  bool pinned = false;
+  const char *top = "10";
+  int i = 2;
+  for (; argc >= 2 && i < argc; i++) {
+    if (!strcmp(argv[i], "--pinned")) pinned = true;
+    else if (!strcmp(argv[i], "--top") && i + 1 < argc && valid_pid(argv[i + 1])) top = argv[++i];
+    else break;
+  }
+  if (argc < 2 || !valid_pid(argv[1]) || i != argc)
+    return fprintf(stderr, "usage: allocctl profile PID [--pinned] [--top N]\n"), EX_USAGE;
+  char path[128];
+  snprintf(path, sizeof path, "/api/v1/processes/%s/profile/heap?format=json&top=%s&sort=%s", argv[1], top,
+           pinned ? "pinned_space" : "inuse_space");
+  int code;
+  json_t *v = call("GET", path, NULL, false, &code);
+  if (as_json || code) return finish(v, code);
+  json_t *totals = json_object_get(v, "totals");
+  char a[32], b[32], c[32];
+  printf("pid %s heap profile: in use %s, pinned %s, allocated %s since sampling started (sampling every %s)\n",
+         argv[1], bytes(json_object_get(totals, "inuse_space"), a, sizeof a),
+         bytes(json_object_get(totals, "pinned_space"), b, sizeof b),
+         bytes(json_object_get(totals, "alloc_space"), c, sizeof c),
+         bytes(json_object_get(v, "sample_bytes"), c + 16, 16));
+  printf("%10s %10s %10s %10s  %s\n", pinned ? "PINNED" : "INUSE", pinned ? "INUSE" : "PINNED", "OBJECTS", "ALLOCATED",
+         "CALL SITE (CALLER)");
+  size_t k;
+  json_t *site;
+  json_array_foreach(json_object_get(v, "sites"), k, site) {
+    char x[32], y[32], z[32], where[600], caller[600] = "";
+    json_t *fn = json_object_get(site, "function"), *file = json_object_get(site, "file");
+    snprintf(where, sizeof where, "%s", json_is_string(fn) ? json_string_value(fn) : json_string_value(json_object_get(site, "address")));
+    if (json_is_string(file))
+      snprintf(where + strlen(where), sizeof where - strlen(where), " %s:%lld", json_string_value(file),
+               (long long)json_integer_value(json_object_get(site, "line")));
+    json_t *up = json_array_get(json_object_get(site, "stack"), 1);
+    if (up) {
+      json_t *ufn = json_object_get(up, "function");
+      snprintf(caller, sizeof caller, " (%s)", json_is_string(ufn) ? json_string_value(ufn) : json_string_value(json_object_get(up, "address")));
+    }
+    printf("%10s %10s %10lld %10s  %s%s\n", bytes(json_object_get(site, pinned ? "pinned_space" : "inuse_space"), x, sizeof x),
+           bytes(json_object_get(site, pinned ? "inuse_space" : "pinned_space"), y, sizeof y),
+           (long long)json_integer_value(json_object_get(site, "inuse_objects")),
+           bytes(json_object_get(site, "alloc_space"), z, sizeof z), where, caller);
+  }
+  if (json_is_string(json_object_get(v, "unsymbolized_reason")))
+    printf("(some addresses not symbolized: %s)\n", json_string_value(json_object_get(v, "unsymbolized_reason")));
+  json_decref(v);
+  return EX_OK;
+}
+
 /* ---- options ------------------------------------------------------------- */
 
 static void usage(void) {
@@ -449,6 +504,7 @@ static void usage(void) {
           "  rules [list] | rules add GLOB knob=value... [--canary PCT] | rules rm ID\n"
           "  audit [--limit N]               configuration changes\n"
           "  advice PID [--window D] [--try MS,MS...]  what other dirty_decay_ms would have done\n"
+          "  profile PID [--pinned] [--top N] top call sites of the heap profile (by in-use or pinned bytes)\n"
           "exit status: 0 ok, 1 refused, 2 usage, 3 unreachable, 4 not found, 5 timed out,\n"
           "             6 unauthorized, 7 server error\n");
 }
@@ -488,6 +544,7 @@ int main(int argc, char **argv) {
   if (!strcmp(cmd, "rules")) return cmd_rules(argc, argv);
   if (!strcmp(cmd, "audit")) return cmd_audit(argc, argv);
   if (!strcmp(cmd, "advice")) return cmd_advice(argc, argv);
+  if (!strcmp(cmd, "profile")) return cmd_profile(argc, argv);
   usage();
   return EX_USAGE;
 }
