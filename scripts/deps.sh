@@ -23,11 +23,14 @@ ensure_debs() {
 
 # Packages to build liballoc and its tests.
 BUILD_DEBS=(build-essential cmake pkg-config libcmocka-dev)
-# The agent's libraries (allocd).
-AGENT_DEBS=(libmicrohttpd-dev libjansson-dev libsqlite3-dev)
+# The agent's libraries (allocd); heap profiles: libdw and libelf (elfutils)
+# to symbolize, zlib to gzip pprof.
+AGENT_DEBS=(libmicrohttpd-dev libjansson-dev libsqlite3-dev libdw-dev libelf-dev zlib1g-dev)
 # What the agent's and the fleet's tests use besides: promtool and the
-# Prometheus server (both in prometheus), curl, systemd-analyze (in systemd).
-AGENT_TEST_DEBS=(prometheus curl systemd)
+# Prometheus server (both in prometheus), curl, systemd-analyze (in systemd),
+# `go tool pprof` (golang-go) to read the heap profiles allocd serves, strip
+# (binutils) for a stripped binary's profile.
+AGENT_TEST_DEBS=(prometheus curl systemd golang-go binutils)
 # Real programs the tests run with liballoc preloaded.
 PROGRAM_DEBS=(python3 perl sqlite3 gcc g++ git gawk binutils time util-linux)
 # The fuzz targets: clang and its libFuzzer runtime.
