@@ -522,8 +522,9 @@ static enum MHD_Result post_config(api_t *api, struct MHD_Connection *c, int pid
  * collector accepted can be asked: its segment must be the owner's it
  * verified.  `seconds` (what pprof scrapers send) is accepted and ignored:
  * a heap profile is a state, not a duration. */
-static enum MHD_Result get_profile(api_t *api, struct MHD_Connection *c, int pid, request_t *req) {
-  profile_query_t q = {false, pprof_value_index("inuse_space"), 20};
+static enum MHD_Result get_profile(api_t *api, struct MHD_Connection *c, int pid, request_t *req, bool allocs) {
+  profile_query_t q = {false, pprof_value_index("inuse_space"), 20,
+                       pprof_value_index(allocs ? "alloc_space" : "inuse_space")};
   const char *format = arg(c, "format"), *top = arg(c, "top"), *sort = arg(c, "sort"), *seconds = arg(c, "seconds");
   long long v;
   if (format && strcmp(format, "json") && strcmp(format, "pprof")) return send_error(c, 400, "format: json or pprof");
@@ -539,6 +540,17 @@ static enum MHD_Result get_profile(api_t *api, struct MHD_Connection *c, int pid
   return MHD_YES;   /* answered when the thread resumes the connection */
 }
 
+/* /debug/pprof/heap?pid=N and /debug/pprof/allocs?pid=N: the same
+ * profile on the paths pprof scrapers (Parca, Grafana Pyroscope) ask for
+ * by default, the process chosen by a query parameter (a scrape config's
+ * `params`, or a target's __param_pid label); /allocs defaults to
+ * alloc_space, as Go's does. */
+static enum MHD_Result get_pprof_by_param(api_t *api, struct MHD_Connection *c, const char *url, request_t *req) {
+  long long pid;
+  if (!parse_int(arg(c, "pid"), 1, INT_MAX, &pid)) return send_error(c, 400, "pid: the process's pid expected");
+  return get_profile(api, c, (int)pid, req, strcmp(url, "/debug/pprof/allocs") == 0);
+}
+
 static enum MHD_Result processes_route(api_t *api, struct MHD_Connection *c, const char *method, char parts[4][64],
                                        int n, request_t *req) {
   if (n == 1) return strcmp(method, "GET") ? send_405(c, "GET") : get_processes(api, c);
@@ -546,7 +558,7 @@ static enum MHD_Result processes_route(api_t *api, struct MHD_Connection *c, con
   if (!parse_int(parts[1], 1, INT_MAX, &pid)) return send_error(c, 404, "no such process");
   if (n == 4 && strcmp(parts[2], "profile") == 0) {
     if (strcmp(parts[3], "heap")) return send_error(c, 404, "no such profile: heap is the one there is");
-    return strcmp(method, "GET") ? send_405(c, "GET") : get_profile(api, c, (int)pid, req);
+    return strcmp(method, "GET") ? send_405(c, "GET") : get_profile(api, c, (int)pid, req, false);
   }
   if (n == 4) return send_error(c, 404, "no such path");
   if (n == 3 && strcmp(parts[2], "config") == 0) {
@@ -706,6 +718,8 @@ static enum MHD_Result get_static(api_t *api, struct MHD_Connection *c, const ch
 static enum MHD_Result route(api_t *api, struct MHD_Connection *c, const char *url, const char *method, request_t *req) {
   if (strcmp(method, "HEAD") == 0) method = "GET";   /* libmicrohttpd sends the headers only */
   if (strcmp(url, "/metrics") == 0) return strcmp(method, "GET") ? send_405(c, "GET") : get_metrics(api, c);
+  if (strcmp(url, "/debug/pprof/heap") == 0 || strcmp(url, "/debug/pprof/allocs") == 0)
+    return strcmp(method, "GET") ? send_405(c, "GET") : get_pprof_by_param(api, c, url, req);
   if (strncmp(url, "/api/", 5) != 0) return strcmp(method, "GET") ? send_405(c, "GET") : get_static(api, c, url);
   if (strncmp(url, "/api/v1/", 8) != 0) return send_error(c, 404, "no such path");
   char parts[4][64];

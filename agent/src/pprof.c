@@ -481,7 +481,7 @@ static bool gzip(const buf_t *in, uint8_t **out, size_t *len) {
   return true;
 }
 
-bool pprof_encode(const pprof_t *pp, uint8_t **out, size_t *len) {
+bool pprof_encode(const pprof_t *pp, int default_value, uint8_t **out, size_t *len) {
   buf_t b = {0}, sub = {0}, inner = {0};
   for (int k = 0; k < PPROF_NVALUES; k++)
     value_type(&b, &sub, 1, find_string(pp, pprof_value_names[k]), find_string(pp, value_units[k]));
@@ -490,7 +490,8 @@ bool pprof_encode(const pprof_t *pp, uint8_t **out, size_t *len) {
   field_u(&b, 9, (uint64_t)pp->time_ns);
   value_type(&b, &sub, 11, find_string(pp, "space"), find_string(pp, "bytes"));
   field_u(&b, 12, (uint64_t)pp->period);
-  field_u(&b, 14, (uint64_t)find_string(pp, "inuse_space"));
+  if (default_value < 0 || default_value >= PPROF_NVALUES) default_value = pprof_value_index("inuse_space");
+  field_u(&b, 14, (uint64_t)find_string(pp, pprof_value_names[default_value]));
   bool ok = !b.failed && !sub.failed && !inner.failed && b.len < UINT32_MAX && gzip(&b, out, len);
   free(b.p);
   free(sub.p);

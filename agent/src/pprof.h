@@ -38,9 +38,11 @@ typedef struct pprof_symbols_s {
 pprof_t *pprof_build(const alloc_shm_prof_t *p, const pprof_symbols_t *how);
 void pprof_free(pprof_t *pp);
 
-/* The profile.proto, gzip-compressed, in a malloc'ed buffer; false when
- * out of memory. */
-bool pprof_encode(const pprof_t *pp, uint8_t **out, size_t *len);
+/* The profile.proto, gzip-compressed, in a malloc'ed buffer, with
+ * default_sample_type the value of index `default_value` (inuse_space for
+ * /heap, alloc_space for /allocs, as Go serves them); false when out of
+ * memory. */
+bool pprof_encode(const pprof_t *pp, int default_value, uint8_t **out, size_t *len);
 
 /* The top call sites (innermost frame: function, file:line) by value
  * `sort` (an index of pprof_value_names), at most `top`, with the heaviest

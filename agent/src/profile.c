@@ -150,7 +150,7 @@ void profile_heap(symbolizer_t *sym, const collector_target_t *t, const profile_
   } else {
     uint8_t *gz;
     size_t len;
-    if (pprof_encode(pp, &gz, &len)) {
+    if (pprof_encode(pp, q->default_value, &gz, &len)) {
       out->body = (char *)gz;
       out->len = len;
       out->pprof = true;

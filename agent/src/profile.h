@@ -13,6 +13,7 @@
 typedef struct profile_query_s {
   bool json;          /* ?format=json: the top call sites, else gzip'ed pprof */
   int sort, top;      /* JSON: pprof_value_names index, how many sites */
+  int default_value;  /* pprof: the default sample type's index */
 } profile_query_t;
 
 typedef struct profile_result_s {

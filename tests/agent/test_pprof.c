@@ -106,7 +106,7 @@ static void test_encode_decode(void **state) {
   assert_non_null(pp);
   uint8_t *gz;
   size_t gzlen, len;
-  assert_true(pprof_encode(pp, &gz, &gzlen));
+  assert_true(pprof_encode(pp, pprof_value_index("inuse_space"), &gz, &gzlen));
   assert_true(gzlen > 18 && gz[0] == 0x1f && gz[1] == 0x8b);   /* gzip */
   uint8_t *pb = gunzip(gz, gzlen, &len);
 
@@ -248,7 +248,7 @@ static void test_empty(void **state) {
   pprof_t *pp = pprof_build(&p, NULL);
   uint8_t *gz;
   size_t gzlen, len;
-  assert_true(pprof_encode(pp, &gz, &gzlen));
+  assert_true(pprof_encode(pp, pprof_value_index("alloc_space"), &gz, &gzlen));
   uint8_t *pb = gunzip(gz, gzlen, &len);
   const uint8_t *q = pb;
   field_t f;

@@ -490,6 +490,25 @@ class ProfileTest(unittest.TestCase):
         self.assertEqual(status, 404, body)
         self.assertIn("may read", body["error"])
 
+    def test_scraper_paths(self):
+        # Parca's and Pyroscope's default memory paths, the pid as a query
+        # parameter: /debug/pprof/allocs defaults to alloc_space (Go's
+        # convention), /debug/pprof/heap to inuse_space.
+        p, info = self.selftest()
+        self.forge(p.pid, self.answer_with(self.sites_area(info)))
+        self.assertEqual(self.agent.get("/debug/pprof/heap")[0], 400)
+        self.assertEqual(self.agent.get("/debug/pprof/heap?pid=abc")[0], 400)
+        self.assertEqual(self.agent.get("/debug/pprof/heap?pid=999999999")[0], 404)
+        env = dict(os.environ, HOME=self.root, GOCACHE=os.path.join(self.root, "gocache"))
+        env.pop("LD_PRELOAD", None)
+        for path, first in (("/debug/pprof/allocs", "churn"), ("/debug/pprof/heap", "keep_64mib")):
+            url = "http://127.0.0.1:%d%s?pid=%d&seconds=15" % (self.agent.port, path, p.pid)
+            # go tool pprof fetches the URL itself, as a scraper would
+            out = subprocess.run([GO, "tool", "pprof", "-top", "-symbolize=none", url], capture_output=True, env=env,
+                                 timeout=120)
+            self.assertEqual(out.returncode, 0, out.stderr.decode())
+            self.assertEqual(self.top_rows(out.stdout.decode())[0], first, out.stdout.decode())
+
     def test_allocctl_profile(self):
         p, info = self.selftest()
         self.forge(p.pid, self.answer_with(self.sites_area(info)))

@@ -124,7 +124,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   if (!pp) return 0;
   uint8_t *gz;
   size_t len;
-  if (pprof_encode(pp, &gz, &len)) free(gz);
+  if (pprof_encode(pp, data[0] % PPROF_NVALUES, &gz, &len)) free(gz);
   for (int k = 0; k < PPROF_NVALUES; k++) {
     json_t *v = pprof_top_json(pp, k, 50);
     char *text = v ? json_dumps(v, JSON_COMPACT) : NULL;
