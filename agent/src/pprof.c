@@ -93,9 +93,13 @@ static void map_free(map_t *m) {
 typedef struct location_s {
   uint64_t address;
   uint32_t mapping;    /* 1-based; 0: none */
-  uint32_t function;   /* 1-based; 0: not symbolized */
-  int64_t line;
+  uint32_t first_line, nlines;   /* lines[first_line ..]: innermost first; 0: not symbolized */
 } location_t;
+
+typedef struct line_s {
+  uint32_t function;   /* 1-based */
+  int64_t line;
+} line_t;
 
 typedef struct function_s {
   int64_t name, file;   /* string indexes */
@@ -114,6 +118,8 @@ struct pprof_s {
   location_t *locs;
   size_t nlocs, locs_cap, nsymbolized;
   map_t loc_index;      /* address -> location id */
+  line_t *lines;        /* the locations' lines */
+  size_t nlines, lines_cap;
   function_t *funcs;
   size_t nfuncs, funcs_cap;
   map_t func_index;     /* name << 32 | file -> function id */
@@ -233,15 +239,19 @@ static uint32_t location_of(build_t *b, uint64_t ret) {
       if (!b->binaries[m] && !pp->unsymbolized_why) pp->unsymbolized_why = why;
     }
     sym_frame_t f;
-    if (b->binaries[m] && sym_lookup(b->how->sym, b->binaries[m], addr - mod->bias, &f)) {
-      char name[32];
-      if (!f.function) snprintf(name, sizeof name, "0x%llx", (unsigned long long)addr);
-      loc.function = intern_function(pp, f.function ? f.function : name, f.file);
-      loc.line = f.line;
-      if (loc.function) {
-        pp->maps[m].symbolized = true;
-        pp->nsymbolized++;
+    if (b->binaries[m] && sym_lookup(b->how->sym, b->binaries[m], addr - mod->bias, &f) &&
+        grow((void **)&pp->lines, &pp->lines_cap, pp->nlines + (size_t)f.nlines, sizeof *pp->lines)) {
+      loc.first_line = (uint32_t)pp->nlines;
+      for (int i = 0; i < f.nlines; i++) {
+        char name[32];
+        if (!f.lines[i].function) snprintf(name, sizeof name, "0x%llx", (unsigned long long)addr);
+        uint32_t fn = intern_function(pp, f.lines[i].function ? f.lines[i].function : name, f.lines[i].file);
+        if (!fn) return 0;
+        pp->lines[pp->nlines++] = (line_t){fn, f.lines[i].line};
       }
+      loc.nlines = (uint32_t)f.nlines;
+      pp->maps[m].symbolized = true;
+      pp->nsymbolized++;
     }
   }
   pp->locs[pp->nlocs] = loc;
@@ -337,6 +347,7 @@ void pprof_free(pprof_t *pp) {
   map_free(&pp->loc_index);
   map_free(&pp->func_index);
   free(pp->locs);
+  free(pp->lines);
   free(pp->funcs);
   free(pp->maps);
   free(pp->sample_locs);
@@ -441,9 +452,9 @@ static void encode_tables(const pprof_t *pp, buf_t *out, buf_t *sub, buf_t *line
     field_u(sub, 1, i + 1);
     field_u(sub, 2, l->mapping);
     field_u(sub, 3, l->address);
-    if (l->function) {
-      field_u(line, 1, l->function);
-      field_u(line, 2, (uint64_t)l->line);
+    for (uint32_t k = 0; k < l->nlines; k++) {   /* innermost first; the last is the caller they were inlined into */
+      field_u(line, 1, pp->lines[l->first_line + k].function);
+      field_u(line, 2, (uint64_t)pp->lines[l->first_line + k].line);
       field_msg(sub, 4, line);
     }
     field_msg(out, 4, sub);
@@ -501,16 +512,29 @@ bool pprof_encode(const pprof_t *pp, int default_value, uint8_t **out, size_t *l
 
 /* ---- JSON ----------------------------------------------------------------- */
 
+static void line_json(const pprof_t *pp, const line_t *ln, json_t *o) {
+  const function_t *f = &pp->funcs[ln->function - 1];
+  json_object_set_new(o, "function", json_string(pp->strings[f->name]));
+  if (f->file) json_object_set_new(o, "file", json_string(pp->strings[f->file]));
+  if (ln->line) json_object_set_new(o, "line", json_integer(ln->line));
+}
+
+/* A frame: its address, module, and innermost function and line; code
+ * inlined there lists the functions it was inlined into, innermost first. */
 static json_t *frame_json(const pprof_t *pp, uint32_t loc_id) {
   const location_t *l = &pp->locs[loc_id - 1];
   char addr[24];
   snprintf(addr, sizeof addr, "0x%llx", (unsigned long long)l->address);
   json_t *o = json_pack("{s:s}", "address", addr);
-  if (l->function) {
-    const function_t *f = &pp->funcs[l->function - 1];
-    json_object_set_new(o, "function", json_string(pp->strings[f->name]));
-    if (f->file) json_object_set_new(o, "file", json_string(pp->strings[f->file]));
-    if (l->line) json_object_set_new(o, "line", json_integer(l->line));
+  if (l->nlines) line_json(pp, &pp->lines[l->first_line], o);
+  if (l->nlines > 1) {
+    json_t *into = json_array();
+    for (uint32_t k = 1; k < l->nlines; k++) {
+      json_t *x = json_object();
+      line_json(pp, &pp->lines[l->first_line + k], x);
+      json_array_append_new(into, x);
+    }
+    json_object_set_new(o, "inlined_into", into);
   }
   if (l->mapping) json_object_set_new(o, "module", json_string(pp->strings[pp->maps[l->mapping - 1].file]));
   return o;
@@ -520,8 +544,9 @@ static json_t *frame_json(const pprof_t *pp, uint32_t loc_id) {
  * when not symbolized. */
 static uint64_t site_key(const pprof_t *pp, uint32_t loc_id) {
   const location_t *l = &pp->locs[loc_id - 1];
-  if (!l->function) return (uint64_t)1 << 63 | l->address;
-  return (uint64_t)l->function << 32 | (uint32_t)l->line;
+  if (!l->nlines) return (uint64_t)1 << 63 | l->address;
+  const line_t *ln = &pp->lines[l->first_line];
+  return (uint64_t)ln->function << 32 | (uint32_t)ln->line;
 }
 
 typedef struct site_s {

@@ -382,35 +382,64 @@ static const sym_t *find_sym(const sym_binary_t *b, uint64_t addr) {
   return NULL;
 }
 
+/* The function as the source names it (not a clone's symbol such as
+ * f.constprop.0): its linkage name when it has one (C++: pprof
+ * demangles), else its name, through abstract origins. */
+static const char *die_function_name(Dwarf_Die *die) {
+  Dwarf_Attribute attr;
+  const char *name = dwarf_formstring(dwarf_attr_integrate(die, DW_AT_linkage_name, &attr));
+  return name ? name : dwarf_diename(die);
+}
+
+/* From DWARF: the line of addr, then the chain of inlined calls around
+ * it (dwarf_getscopes lists the scopes innermost first: each inlined
+ * subroutine's call file and line is the position in the next function
+ * out), ending with the subprogram. */
+static void dwarf_lines(Dwarf_Die *cu, uint64_t addr, sym_frame_t *out) {
+  Dwarf_Line *line = dwarf_getsrc_die(cu, addr);
+  int lineno = 0;
+  const char *file = line ? dwarf_linesrc(line, NULL, NULL) : NULL;
+  if (!file || dwarf_lineno(line, &lineno) != 0) file = NULL, lineno = 0;
+  Dwarf_Files *files = NULL;
+  size_t nfiles = 0;
+  if (dwarf_getsrcfiles(cu, &files, &nfiles) != 0) files = NULL, nfiles = 0;
+  /* dwarf_getscopes follows an inlined instance into its abstract
+   * definition; the chain of concrete callers is that of the innermost
+   * function's DIE (dwarf_getscopes_die), as eu-addr2line -i does. */
+  Dwarf_Die *scopes = NULL, innermost;
+  int n = dwarf_getscopes(cu, addr, &scopes), first = -1;
+  for (int i = 0; i < n && first < 0; i++)
+    if (dwarf_tag(&scopes[i]) == DW_TAG_subprogram || dwarf_tag(&scopes[i]) == DW_TAG_inlined_subroutine) first = i;
+  if (first >= 0) {
+    innermost = scopes[first];
+    free(scopes);
+    scopes = NULL;
+    n = dwarf_getscopes_die(&innermost, &scopes);
+  }
+  for (int i = 0; first >= 0 && i < n && out->nlines <= SYM_MAX_INLINE; i++) {
+    int tag = dwarf_tag(&scopes[i]);
+    if (tag != DW_TAG_subprogram && tag != DW_TAG_inlined_subroutine) continue;
+    out->lines[out->nlines++] = (sym_line_t){die_function_name(&scopes[i]), file, lineno};
+    if (tag == DW_TAG_subprogram) break;
+    Dwarf_Attribute attr;
+    Dwarf_Word call_file = 0, call_line = 0;
+    dwarf_formudata(dwarf_attr(&scopes[i], DW_AT_call_file, &attr), &call_file);
+    dwarf_formudata(dwarf_attr(&scopes[i], DW_AT_call_line, &attr), &call_line);
+    file = files && call_file < nfiles ? dwarf_filesrc(files, call_file, NULL, NULL) : NULL;
+    lineno = call_line < 1u << 30 ? (int)call_line : 0;
+  }
+  free(scopes);
+  if (out->nlines == 0 && file) out->lines[out->nlines++] = (sym_line_t){NULL, file, lineno};
+}
+
 bool sym_lookup(symbolizer_t *s, sym_binary_t *b, uint64_t addr, sym_frame_t *out) {
   memset(out, 0, sizeof *out);
   if (!b || mono_ms() >= s->deadline_ms) return false;
-  const sym_t *sym = find_sym(b, addr);
-  if (sym) out->function = sym->name;
   Dwarf_Die cu;
-  if (b->dwarf && dwarf_addrdie(b->dwarf, addr, &cu)) {
-    Dwarf_Line *line = dwarf_getsrc_die(&cu, addr);
-    int lineno = 0;
-    const char *file = line ? dwarf_linesrc(line, NULL, NULL) : NULL;
-    if (file && dwarf_lineno(line, &lineno) == 0) {
-      out->file = file;
-      out->line = lineno;
-    }
-    /* The function as the source names it (not a clone's symbol such as
-     * f.constprop.0): the innermost subprogram or inlined call covering
-     * addr, its linkage name when it has one (C++: pprof demangles). */
-    Dwarf_Die *scopes = NULL;
-    int n = dwarf_getscopes(&cu, addr, &scopes);
-    for (int i = 0; i < n; i++) {
-      int tag = dwarf_tag(&scopes[i]);
-      if (tag != DW_TAG_subprogram && tag != DW_TAG_inlined_subroutine) continue;
-      Dwarf_Attribute attr;
-      const char *name = dwarf_formstring(dwarf_attr_integrate(&scopes[i], DW_AT_linkage_name, &attr));
-      if (!name) name = dwarf_diename(&scopes[i]);
-      if (name) out->function = name;
-      break;
-    }
-    free(scopes);
-  }
-  return out->function || out->file;
+  if (b->dwarf && dwarf_addrdie(b->dwarf, addr, &cu)) dwarf_lines(&cu, addr, out);
+  /* the symbol table names the physical function when DWARF did not */
+  const sym_t *sym = find_sym(b, addr);
+  if (sym && out->nlines == 0) out->lines[out->nlines++] = (sym_line_t){sym->name, NULL, 0};
+  else if (sym && !out->lines[out->nlines - 1].function) out->lines[out->nlines - 1].function = sym->name;
+  return out->nlines > 0;
 }

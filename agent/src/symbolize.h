@@ -41,12 +41,22 @@
 typedef struct symbolizer_s symbolizer_t;
 typedef struct sym_binary_s sym_binary_t;
 
-/* What an address resolves to; strings belong to the binary's cache entry
- * and stay valid until sym_end. */
-typedef struct sym_frame_s {
+#define SYM_MAX_INLINE 8   /* inlined calls reported per address */
+
+/* What an address resolves to: the function and line, innermost first,
+ * then (when the code at addr was inlined) each function it was inlined
+ * into with the line of that call; the last is the function the address
+ * physically belongs to.  Strings belong to the binary's cache entry and
+ * stay valid until sym_end. */
+typedef struct sym_line_s {
   const char *function;   /* NULL: no symbol covers the address */
   const char *file;       /* NULL: no line information */
   int line;
+} sym_line_t;
+
+typedef struct sym_frame_s {
+  sym_line_t lines[SYM_MAX_INLINE + 1];
+  int nlines;             /* at least 1 when sym_lookup returns true */
 } sym_frame_t;
 
 symbolizer_t *sym_new(void);

@@ -24,7 +24,8 @@ typedef struct site_s {
   int lines[2];      /* the lines of those two calls */
 } site_t;
 
-static site_t sites[3];
+static site_t sites[4];
+static int inlined_call_line;
 static volatile int sink;
 
 /* Where the allocator would be called from: its return address is inside
@@ -49,6 +50,18 @@ static NOINLINE void churn(site_t *s) {
 
 static NOINLINE void fill_small(site_t *s) {
   s->frames[0] = allocation_point(); s->lines[0] = __LINE__;
+  s->frames[1] = __builtin_return_address(0);
+  sink++;
+}
+
+/* A call site inside code inlined into its caller: a symbolizer reports
+ * the inlined function and line, then its caller at the line of the call. */
+static inline __attribute__((always_inline)) void inlined_helper(site_t *s) {
+  s->frames[0] = allocation_point(); s->lines[0] = __LINE__;
+}
+
+static NOINLINE void calls_inlined(site_t *s) {
+  inlined_helper(s); inlined_call_line = __LINE__;
   s->frames[1] = __builtin_return_address(0);
   sink++;
 }
@@ -93,11 +106,13 @@ int main(void) {
   churn(&sites[1]); sites[1].lines[1] = __LINE__;
   sites[2].name = "fill_small";
   fill_small(&sites[2]); sites[2].lines[1] = __LINE__;
+  sites[3].name = "inlined_helper";
+  calls_inlined(&sites[3]); sites[3].lines[1] = __LINE__;
   printf("{\"pid\":%d,\"modules\":[", (int)getpid());
   int first = 1;
   dl_iterate_phdr(module, &first);
-  printf("],\"sites\":[");
-  for (int i = 0; i < 3; i++)
+  printf("],\"inlined_call_line\":%d,\"sites\":[", inlined_call_line);
+  for (int i = 0; i < 4; i++)
     printf("%s{\"name\":\"%s\",\"frames\":[%llu,%llu],\"lines\":[%d,%d]}", i ? "," : "", sites[i].name,
            (unsigned long long)(uintptr_t)sites[i].frames[0], (unsigned long long)(uintptr_t)sites[i].frames[1],
            sites[i].lines[0], sites[i].lines[1]);

@@ -338,6 +338,30 @@ class ProfileTest(unittest.TestCase):
         line = {x["name"]: x["lines"][0] for x in info["sites"]}["keep_64mib"]
         self.assertIn("prof_selftest.c:%d" % line, raw)
 
+    def test_inlined_call_sites(self):
+        # A call site in code inlined into its caller (-O2): the innermost
+        # function is the inlined one at its line, then the function it was
+        # inlined into at the line of the call; pprof gets both lines.
+        p, info = self.selftest()
+        site = [x for x in info["sites"] if x["name"] == "inlined_helper"][0]
+        self.forge(p.pid, self.answer_with(lambda n: profile_area(
+            n, info["modules"], [(site["frames"], 1, MIB, 1, MIB, 0)], [])))
+        status, top, _, _ = self.get_profile(p.pid, "?format=json")
+        self.assertEqual(status, 200, top)
+        first = top["sites"][0]
+        self.assertEqual((first["function"], first["line"]), ("inlined_helper", site["lines"][0]), first)
+        self.assertEqual(first["inlined_into"][0]["function"], "calls_inlined", first)
+        self.assertEqual(first["inlined_into"][0]["line"], info["inlined_call_line"], first)
+        self.assertEqual(first["stack"][1]["function"], "main")
+        status, body, _ = self.raw_profile(p.pid)
+        path = os.path.join(self.root, "i.pb.gz")
+        with open(path, "wb") as f:
+            f.write(body)
+        env = dict(os.environ, HOME=self.root, GOCACHE=os.path.join(self.root, "gocache"))
+        out = subprocess.run([GO, "tool", "pprof", "-traces", "-symbolize=none", path], capture_output=True, env=env,
+                             timeout=120).stdout.decode()
+        self.assertRegex(out, r"inlined_helper \(inline\)\s*\n\s*calls_inlined\s*\n\s*main")
+
     def test_stripped_binary_gives_addresses_and_build_ids(self):
         stripped = os.path.join(self.root, "prof_stripped")
         subprocess.run(["strip", "-o", stripped, SELFTEST], check=True)
