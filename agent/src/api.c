@@ -443,7 +443,7 @@ static void *push_thread(void *arg) {
   api_t *api = job->api;
   bool profile = job->profile;
   if (profile)
-    profile_heap(api->sym, &job->target, &job->query, api->push_timeout_ms, &job->profile_result);
+    profile_heap(api->sym, api->store, &job->target, &job->query, api->push_timeout_ms, &job->profile_result);
   else
     job->result = push_config(api->store, &job->target, job->changes, job->client, 0, NULL,
                               api->push_timeout_ms, &job->status);
@@ -524,7 +524,7 @@ static enum MHD_Result post_config(api_t *api, struct MHD_Connection *c, int pid
  * a heap profile is a state, not a duration. */
 static enum MHD_Result get_profile(api_t *api, struct MHD_Connection *c, int pid, request_t *req, bool allocs) {
   profile_query_t q = {false, pprof_value_index("inuse_space"), 20,
-                       pprof_value_index(allocs ? "alloc_space" : "inuse_space")};
+                       pprof_value_index(allocs ? "alloc_space" : "inuse_space"), 0};
   const char *format = arg(c, "format"), *top = arg(c, "top"), *sort = arg(c, "sort"), *seconds = arg(c, "seconds");
   long long v;
   if (format && strcmp(format, "json") && strcmp(format, "pprof")) return send_error(c, 400, "format: json or pprof");
@@ -534,6 +534,8 @@ static enum MHD_Result get_profile(api_t *api, struct MHD_Connection *c, int pid
   if (sort && (q.sort = pprof_value_index(sort)) < 0)
     return send_error(c, 400, "sort: alloc_objects, alloc_space, inuse_objects, inuse_space or pinned_space");
   if (seconds && !parse_int(seconds, 0, 86400, &v)) return send_error(c, 400, "seconds: 0 to 86400 (ignored for heap)");
+  const char *base = arg(c, "base");
+  if (base && (!parse_time(base, &q.base_ms) || q.base_ms <= 0)) return send_error(c, 400, "base: seconds since the epoch expected");
   collector_target_t t;
   if (!collector_lookup(api->collector, pid, &t)) return send_error(c, 404, "no live process with this pid that allocd may read");
   if (!push_start(api, c, req, &t, NULL, &q)) return send_error(c, 503, "too many profile requests in progress: retry");
@@ -567,11 +569,18 @@ static enum MHD_Result processes_route(api_t *api, struct MHD_Connection *c, con
     return post_config(api, c, (int)pid, req);
   }
   bool classes = n == 3 && strcmp(parts[2], "classes") == 0, advice = n == 3 && strcmp(parts[2], "advice") == 0;
-  if (n == 3 && !classes && !advice && strcmp(parts[2], "history") != 0) return send_error(c, 404, "no such path");
+  bool profiles = n == 3 && strcmp(parts[2], "profiles") == 0;
+  if (n == 3 && !classes && !advice && !profiles && strcmp(parts[2], "history") != 0) return send_error(c, 404, "no such path");
   if (strcmp(method, "GET")) return send_405(c, "GET");
   json_t *proc = process_json(api, (int)pid);
   if (!proc) return send_error(c, 404, "no such process");
   if (n == 2) return send_json(c, 200, proc);
+  if (profiles) {   /* the heap profiles stored (--profile-interval), newest first */
+    json_t *list = store_profiles_json(api->store, json_integer_value(json_object_get(proc, "id")));
+    json_t *v = json_pack("{s:O, s:o}", "pid", json_object_get(proc, "pid"), "profiles", list);
+    json_decref(proc);
+    return send_json(c, 200, v);
+  }
   enum MHD_Result r = advice    ? get_advice(api, c, proc)
                       : classes ? get_classes(api, c, proc)
                                 : get_history(api, c, proc);

@@ -11,6 +11,7 @@
 #include "duration.h"
 #include "log.h"
 #include "push.h"
+#include "profile.h"
 #include "reclaim.h"
 #include "rules.h"
 #include "rules_dir.h"
@@ -42,6 +43,7 @@ typedef struct options_s {
   long interval_ms, push_timeout_ms, max_connections, request_timeout_s;
   int64_t raw_ms, minute_ms, hour_ms, max_db_bytes;
   reclaim_config_t reclaim;
+  int64_t profile_interval_ms;
   enum log_level level;
 } options_t;
 
@@ -58,6 +60,7 @@ static void usage(FILE *f) {
           "  --retention-1h D       keep 1-hour rollups and exited processes D (default 90d)\n"
           "  --max-db-mb N          keep the database below N MiB (default 1024)\n"
           "  --push-timeout-ms N    how long a config change waits for the process (default 5000)\n"
+          "  --profile-interval D   store each process's heap profile at most every D (default 10m; 0: never)\n"
           "  --reclaim MODE         off, dry-run or on: under memory pressure, make the processes with the most\n"
           "                         free memory return it (default off)\n"
           "  --reclaim-psi F        host or cgroup PSI (some, 10 s) that is pressure (default 0.10)\n"
@@ -118,6 +121,7 @@ static bool parse_options(int argc, char **argv, options_t *o) {
   snprintf(o->rules_dir, sizeof o->rules_dir, RULES_DIR_DEFAULT);
   o->interval_ms = 1000;
   o->push_timeout_ms = 5000;
+  o->profile_interval_ms = 600000;
   o->max_connections = 4096;
   o->request_timeout_s = 10;
   o->raw_ms = 2 * 3600000LL;
@@ -129,7 +133,7 @@ static bool parse_options(int argc, char **argv, options_t *o) {
   static const struct option longopts[] = {
     {"listen", 1, 0, 'l'}, {"db", 1, 0, 'd'}, {"token-file", 1, 0, 't'}, {"shm-dir", 1, 0, 's'},
     {"interval-ms", 1, 0, 'i'}, {"retention-raw", 1, 0, 'R'}, {"retention-1m", 1, 0, 'M'},
-    {"retention-1h", 1, 0, 'H'}, {"max-db-mb", 1, 0, 'B'}, {"push-timeout-ms", 1, 0, 'p'},
+    {"retention-1h", 1, 0, 'H'}, {"max-db-mb", 1, 0, 'B'}, {"push-timeout-ms", 1, 0, 'p'}, {"profile-interval", 1, 0, 'I'},
     {"max-connections", 1, 0, 'c'}, {"request-timeout-s", 1, 0, 'T'}, {"allow-host", 1, 0, 'A'},
     {"static-dir", 1, 0, 'S'}, {"rules-dir", 1, 0, 'r'}, {"reclaim", 1, 0, 'x'},
     {"reclaim-psi", 1, 0, 'P'}, {"reclaim-usage", 1, 0, 'U'}, {"reclaim-hold", 1, 0, 'D'}, {"log-level", 1, 0, 'L'}, {"help", 0, 0, 'h'},
@@ -147,6 +151,10 @@ static bool parse_options(int argc, char **argv, options_t *o) {
     case 'r': ok = snprintf(o->rules_dir, sizeof o->rules_dir, "%s", optarg) < (int)sizeof o->rules_dir; break;
     case 'i': ok = parse_long(optarg, 10, 3600000, &o->interval_ms); break;
     case 'p': ok = parse_long(optarg, 10, 600000, &o->push_timeout_ms); break;
+    case 'I':
+      o->profile_interval_ms = 0;
+      ok = strcmp(optarg, "0") == 0 || (parse_duration(optarg, &o->profile_interval_ms) && o->profile_interval_ms >= 1000);
+      break;
     case 'c': ok = parse_long(optarg, 1, 1000000, &o->max_connections); break;
     case 'T': ok = parse_long(optarg, 1, 3600, &o->request_timeout_s); break;
     case 'A':
@@ -370,6 +378,7 @@ int main(int argc, char **argv) {
   }
   log_info("allocd %s listening on %s, collecting %s every %ld ms, database %s", ALLOCD_VERSION, o.listen,
            o.shm_dir, o.interval_ms, o.db);
+  profile_keeper_t *keeper = profile_keeper_start(store, collector, o.profile_interval_ms, (unsigned)o.push_timeout_ms);
 
   /* Ticks start at a fixed rate (a slow pass shortens the wait, it does not
    * add to it); retention runs every 10 ticks, or every tick while it
@@ -406,6 +415,7 @@ int main(int argc, char **argv) {
   }
   log_info("received %s: stopping", strsignal(sig));
   api_stop(api);
+  profile_keeper_stop(keeper);   /* within one push timeout */
   rules_stop(rules);
   reclaim_stop(reclaim);   /* gives back the settings it changed */
   rules_dir_free(rules_dir);

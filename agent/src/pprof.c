@@ -213,7 +213,7 @@ static int module_of(const module_ref_t *refs, size_t n, uint64_t addr) {
 
 typedef struct build_s {
   pprof_t *pp;
-  const alloc_shm_prof_t *prof;
+  const alloc_shm_prof_t *prof, *base;
   const pprof_symbols_t *how;
   module_ref_t *refs;
   sym_binary_t **binaries;   /* per module, looked up on first use */
@@ -263,6 +263,24 @@ static uint32_t location_of(build_t *b, uint64_t ret) {
 
 static int64_t clamp(uint64_t v) { return v > INT64_MAX ? INT64_MAX : (int64_t)v; }
 
+/* a + b, saturated (a diff's values may be negative) */
+static int64_t sat_add(int64_t a, int64_t b) {
+  int64_t r;
+  if (!__builtin_add_overflow(a, b, &r)) return r;
+  return b > 0 ? INT64_MAX : INT64_MIN;
+}
+
+static void stack_values(const alloc_shm_stack_t *s, int64_t v[PPROF_NVALUES]) {
+  v[0] = clamp(s->alloc_objects), v[1] = clamp(s->alloc_bytes), v[2] = clamp(s->inuse_objects);
+  v[3] = clamp(s->inuse_bytes), v[4] = clamp(s->pinned_bytes);
+}
+
+static uint64_t frames_hash(const uint64_t *f, uint32_t n) {
+  uint64_t h = 0x9e3779b97f4a7c15ull ^ n;
+  for (uint32_t i = 0; i < n; i++) h = mix(h ^ f[i]) + i;
+  return h;
+}
+
 static bool build_mappings(build_t *b) {
   pprof_t *pp = b->pp;
   const alloc_shm_prof_t *p = b->prof;
@@ -287,38 +305,87 @@ static bool build_mappings(build_t *b) {
   return true;
 }
 
-static bool build_samples(build_t *b) {
+static bool add_sample(build_t *b, const uint64_t *frames, uint32_t depth, const int64_t v[PPROF_NVALUES]) {
   pprof_t *pp = b->pp;
-  const alloc_shm_prof_t *p = b->prof;
-  pp->samples = calloc(p->head.nstacks ? p->head.nstacks : 1, sizeof *pp->samples);
-  size_t total = 0;
-  for (uint32_t i = 0; i < p->head.nstacks; i++) total += p->stacks[i].depth;
-  pp->sample_locs = calloc(total ? total : 1, sizeof *pp->sample_locs);
-  if (!pp->samples || !pp->sample_locs) return false;
-  for (uint32_t i = 0; i < p->head.nstacks; i++) {
-    const alloc_shm_stack_t *s = &p->stacks[i];
-    struct sample_s *out = &pp->samples[pp->nsamples];
-    out->first = (uint32_t)pp->nsample_locs;
-    for (uint32_t d = 0; d < s->depth; d++) {
-      uint32_t loc = location_of(b, p->frames[s->first_frame + d]);
-      if (!loc) return false;
-      pp->sample_locs[pp->nsample_locs++] = loc;
-    }
-    out->depth = s->depth;
-    int64_t v[PPROF_NVALUES] = {clamp(s->alloc_objects), clamp(s->alloc_bytes), clamp(s->inuse_objects),
-                                clamp(s->inuse_bytes), clamp(s->pinned_bytes)};
-    memcpy(out->values, v, sizeof v);
-    for (int k = 0; k < PPROF_NVALUES; k++)
-      pp->totals[k] = pp->totals[k] > INT64_MAX - v[k] ? INT64_MAX : pp->totals[k] + v[k];
-    pp->nsamples++;
+  struct sample_s *out = &pp->samples[pp->nsamples];
+  out->first = (uint32_t)pp->nsample_locs;
+  for (uint32_t d = 0; d < depth; d++) {
+    uint32_t loc = location_of(b, frames[d]);
+    if (!loc) return false;
+    pp->sample_locs[pp->nsample_locs++] = loc;
   }
+  out->depth = depth;
+  memcpy(out->values, v, sizeof out->values);
+  for (int k = 0; k < PPROF_NVALUES; k++) pp->totals[k] = sat_add(pp->totals[k], v[k]);
+  pp->nsamples++;
   return true;
 }
 
-pprof_t *pprof_build(const alloc_shm_prof_t *p, const pprof_symbols_t *how) {
+/* Index + 1 of base's stack with exactly these frames, 0 if none. */
+static uint32_t base_stack(const build_t *b, map_t *index, const uint64_t *frames, uint32_t depth) {
+  const alloc_shm_prof_t *base = b->base;
+  for (uint64_t h = frames_hash(frames, depth);; h++) {
+    uint64_t *key;
+    uint32_t *id = map_slot(index, h, &key);
+    if (!id || !*id) return 0;
+    const alloc_shm_stack_t *s = &base->stacks[*id - 1];
+    if (s->depth == depth && memcmp(&base->frames[s->first_frame], frames, depth * sizeof *frames) == 0) return *id;
+  }
+}
+
+/* Samples: the profile's stacks; with a base, each minus the base's stack
+ * with the same frames, and the base's stacks gone since as negative ones. */
+static bool build_samples(build_t *b) {
+  pprof_t *pp = b->pp;
+  const alloc_shm_prof_t *p = b->prof, *base = b->base;
+  size_t nstacks = p->head.nstacks + (base ? base->head.nstacks : 0), total = 0;
+  for (uint32_t i = 0; i < p->head.nstacks; i++) total += p->stacks[i].depth;
+  for (uint32_t i = 0; base && i < base->head.nstacks; i++) total += base->stacks[i].depth;
+  pp->samples = calloc(nstacks ? nstacks : 1, sizeof *pp->samples);
+  pp->sample_locs = calloc(total ? total : 1, sizeof *pp->sample_locs);
+  bool *matched = base ? calloc(base->head.nstacks + 1, 1) : NULL;
+  map_t index = {0};
+  bool ok = pp->samples && pp->sample_locs && (!base || matched);
+  for (uint32_t i = 0; ok && base && i < base->head.nstacks; i++) {
+    const alloc_shm_stack_t *s = &base->stacks[i];
+    uint64_t h = frames_hash(&base->frames[s->first_frame], s->depth), *key;
+    uint32_t *id;
+    while ((id = map_slot(&index, h, &key)) && *id) h++;   /* equal stacks twice: the first is matched */
+    if (!(ok = id != NULL)) break;
+    *key = h, *id = i + 1, index.n++;
+  }
+  for (uint32_t i = 0; ok && i < p->head.nstacks; i++) {
+    const alloc_shm_stack_t *s = &p->stacks[i];
+    const uint64_t *frames = &p->frames[s->first_frame];
+    int64_t v[PPROF_NVALUES], w[PPROF_NVALUES];
+    stack_values(s, v);
+    uint32_t j = base ? base_stack(b, &index, frames, s->depth) : 0;
+    if (j && !matched[j - 1]) {
+      matched[j - 1] = true;
+      stack_values(&base->stacks[j - 1], w);
+      for (int k = 0; k < PPROF_NVALUES; k++) v[k] = sat_add(v[k], -w[k]);
+    }
+    ok = add_sample(b, frames, s->depth, v);
+  }
+  for (uint32_t i = 0; ok && base && i < base->head.nstacks; i++) {
+    if (matched[i]) continue;
+    const alloc_shm_stack_t *s = &base->stacks[i];
+    int64_t w[PPROF_NVALUES];
+    stack_values(s, w);
+    for (int k = 0; k < PPROF_NVALUES; k++) w[k] = -w[k];
+    ok = add_sample(b, &base->frames[s->first_frame], s->depth, w);
+  }
+  map_free(&index);
+  free(matched);
+  return ok;
+}
+
+pprof_t *pprof_build(const alloc_shm_prof_t *p, const pprof_symbols_t *how) { return pprof_build_diff(p, NULL, how); }
+
+pprof_t *pprof_build_diff(const alloc_shm_prof_t *p, const alloc_shm_prof_t *base, const pprof_symbols_t *how) {
   pprof_t *pp = calloc(1, sizeof *pp);
   if (!pp) return NULL;
-  build_t b = {pp, p, how, NULL, NULL, NULL};
+  build_t b = {pp, p, base, how, NULL, NULL, NULL};
   pp->time_ns = clamp(p->head.time_ns);
   pp->period = clamp(p->head.sample_bytes);
   pp->dropped = p->head.dropped_samples;
@@ -578,11 +645,10 @@ json_t *pprof_top_json(const pprof_t *pp, int sort, int top) {
       *id = (uint32_t)++nsites;
       index.n++;
       sites[*id - 1].key = key;
-      sites[*id - 1].heaviest = -1;
+      sites[*id - 1].heaviest = INT64_MIN;
     }
     site_t *site = &sites[*id - 1];
-    for (int k = 0; k < PPROF_NVALUES; k++)
-      site->values[k] = site->values[k] > INT64_MAX - s->values[k] ? INT64_MAX : site->values[k] + s->values[k];
+    for (int k = 0; k < PPROF_NVALUES; k++) site->values[k] = sat_add(site->values[k], s->values[k]);
     if (s->values[sort] > site->heaviest) site->heaviest = s->values[sort], site->heaviest_sample = i;
     site->stacks++;
   }

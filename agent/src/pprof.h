@@ -36,6 +36,10 @@ typedef struct pprof_symbols_s {
 /* Build the profile's tables (strings, mappings, locations, functions,
  * samples) from a validated profile.  NULL when out of memory. */
 pprof_t *pprof_build(const alloc_shm_prof_t *p, const pprof_symbols_t *how);
+/* The same, minus `base` (an earlier profile of the same process: same
+ * addresses): each stack's values minus those of base's stack with the
+ * same frames; base's stacks absent now appear with negative values. */
+pprof_t *pprof_build_diff(const alloc_shm_prof_t *p, const alloc_shm_prof_t *base, const pprof_symbols_t *how);
 void pprof_free(pprof_t *pp);
 
 /* The profile.proto, gzip-compressed, in a malloc'ed buffer, with

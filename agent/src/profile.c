@@ -16,6 +16,8 @@
 
 #include <alloc_shm_reader.h>
 #include <errno.h>
+#include <pthread.h>
+#include <zlib.h>
 #include <fcntl.h>
 #include <stdarg.h>
 #include <stdatomic.h>
@@ -110,25 +112,54 @@ static int fetch(const collector_target_t *t, unsigned timeout_ms, alloc_shm_pro
   return out->status;
 }
 
-void profile_heap(symbolizer_t *sym, const collector_target_t *t, const profile_query_t *q, unsigned timeout_ms,
-                  profile_result_t *out) {
+/* The stored profile of process_id at or before t_ms, validated again. */
+static int stored_profile(store_t *store, int64_t process_id, int64_t t_ms, alloc_shm_prof_t *out, int64_t *found_ms) {
+  size_t len = 0;
+  void *blob = store_profile_at(store, process_id, t_ms, &len, found_ms);
   memset(out, 0, sizeof *out);
-  alloc_shm_prof_t prof;
+  if (!blob) return ALLOC_SHM_ERR_NOTYET;
+  uLongf size = ALLOC_SHM_PROFILE_SIZE;
+  void *area = malloc(size);
+  int err;
+  if (!area) {
+    err = ALLOC_SHM_ERR_ARG;
+  } else if (uncompress(area, &size, blob, len) != Z_OK) {
+    free(area);
+    err = ALLOC_SHM_ERR_LAYOUT;
+  } else {
+    err = alloc_shm_prof_parse(area, size, out);   /* takes area over */
+  }
+  free(blob);
+  return err;
+}
+
+void profile_heap(symbolizer_t *sym, store_t *store, const collector_target_t *t, const profile_query_t *q,
+                  unsigned timeout_ms, profile_result_t *out) {
+  memset(out, 0, sizeof *out);
+  alloc_shm_prof_t prof, base = {0};
+  int64_t base_ms = 0;
+  if (q->base_ms && stored_profile(store, t->process_id, q->base_ms, &base, &base_ms)) {
+    error_result(out, 404, "no stored profile of this process at or before the base time (see --profile-interval)");
+    return;
+  }
   if (fetch(t, timeout_ms, &prof, out)) {
     log_debug("profile of pid %d: %d %.*s", t->pid, out->status, (int)out->len, out->body ? out->body : "");
+    alloc_shm_prof_free(&base);
     return;
   }
   if (prof.head.sample_bytes == 0 && prof.head.nstacks == 0) {
     alloc_shm_prof_free(&prof);
+    alloc_shm_prof_free(&base);
     error_result(out, 409, "heap profiling is off in this process: switch it on with 'allocctl set %d prof=true' "
                            "(or start it with ALLOC_CONF=prof:true), let it run, then ask again", t->pid);
     return;
   }
   uint64_t started = clock_ms(CLOCK_MONOTONIC);
   pprof_symbols_t how = {sym, t->exe[0] ? t->exe : NULL, t->uid, started + SYMBOLIZE_MS};
-  pprof_t *pp = pprof_build(&prof, &how);
+  pprof_t *pp = pprof_build_diff(&prof, q->base_ms ? &base : NULL, &how);
   uint64_t time_s = prof.head.time_ns / 1000000000u;
   alloc_shm_prof_free(&prof);
+  alloc_shm_prof_free(&base);
   if (!pp) {
     error_result(out, 500, "out of memory");
     return;
@@ -140,6 +171,7 @@ void profile_heap(symbolizer_t *sym, const collector_target_t *t, const profile_
     json_t *v = pprof_top_json(pp, q->sort, q->top);
     if (v) {
       json_object_set_new(v, "pid", json_integer(t->pid));
+      if (q->base_ms) json_object_set_new(v, "base_time", json_real(base_ms / 1000.0));
       json_object_set_new(v, "symbolized", json_integer((json_int_t)nsym));
       if (why) json_object_set_new(v, "unsymbolized_reason", json_string(why));
     }
@@ -162,4 +194,135 @@ void profile_heap(symbolizer_t *sym, const collector_target_t *t, const profile_
   if (!out->body) error_result(out, 500, "out of memory");
   log_debug("profile of pid %d: %zu locations, %zu symbolized%s%s, %llu ms", t->pid, nlocs, nsym, why ? ": " : "",
             why ? why : "", (unsigned long long)(clock_ms(CLOCK_MONOTONIC) - started));
+}
+
+/* ---- the history ------------------------------------------------------------ */
+
+#define KEEP_PER_PASS 16       /* profiles asked for per pass */
+#define KEEP_TRACKED 4096      /* processes whose last attempt is remembered */
+#define KEEP_MAX_BYTES (8u << 20)   /* a compressed profile larger than this is not kept */
+
+struct profile_keeper_s {
+  store_t *store;
+  collector_t *collector;
+  int64_t interval_ms;
+  unsigned timeout_ms;
+  pthread_t thread;
+  pthread_mutex_t lock;
+  pthread_cond_t wake;
+  bool stop;
+  struct attempt_s {
+    int64_t process_id, at_ms;
+  } attempts[KEEP_TRACKED];
+  size_t nattempts;
+};
+
+/* When process_id was last asked, and its slot.  A process seen for the
+ * first time counts as asked now: its first profile is one interval after
+ * allocd first saw it (a short-lived process is never asked). */
+static struct attempt_s *attempt_of(profile_keeper_t *k, int64_t process_id, int64_t now) {
+  for (size_t i = 0; i < k->nattempts; i++)
+    if (k->attempts[i].process_id == process_id) return &k->attempts[i];
+  if (k->nattempts == KEEP_TRACKED) k->nattempts = 0;   /* forget all: each starts over */
+  k->attempts[k->nattempts] = (struct attempt_s){process_id, now};
+  return &k->attempts[k->nattempts++];
+}
+
+/* Ask one process and store its profile if profiling is on.  False when
+ * it refused the request (a liballoc without the profiler): not asked again. */
+static bool keep_one(profile_keeper_t *k, const collector_target_t *t) {
+  alloc_shm_prof_t prof;
+  profile_result_t res = {0};
+  if (fetch(t, k->timeout_ms, &prof, &res)) {
+    free(res.body);
+    return res.status != 409;
+  }
+  if (prof.head.sample_bytes || prof.head.nstacks) {
+    uLongf len = compressBound(prof.head.used);
+    uint8_t *z = malloc(len);
+    if (z && compress2(z, &len, prof.area, prof.head.used, 6) == Z_OK && len <= KEEP_MAX_BYTES &&
+        !store_profile(k->store, t->process_id, (int64_t)(prof.head.time_ns / 1000000u), prof.head.number, z, len))
+      log_warn("profile of pid %d not stored: %s", t->pid, store_error(k->store));
+    free(z);
+  }
+  alloc_shm_prof_free(&prof);
+  return true;
+}
+
+static void keep_pass(profile_keeper_t *k) {
+  size_t n = 0;
+  collector_live_t *live = collector_live(k->collector, -1, &n, false);
+  int64_t now = (int64_t)clock_ms(CLOCK_MONOTONIC);
+  int asked = 0;
+  for (size_t i = 0; live && i < n && asked < KEEP_PER_PASS; i++) {
+    pthread_mutex_lock(&k->lock);
+    bool stop = k->stop;
+    struct attempt_s *a = attempt_of(k, live[i].process_id, now);
+    bool due = now - a->at_ms >= k->interval_ms;
+    if (due) a->at_ms = now;
+    pthread_mutex_unlock(&k->lock);
+    if (stop) break;
+    collector_target_t t;
+    if (!due || !collector_lookup(k->collector, live[i].pid, &t)) continue;
+    asked++;
+    if (!keep_one(k, &t)) {
+      pthread_mutex_lock(&k->lock);
+      attempt_of(k, live[i].process_id, now)->at_ms = INT64_MAX / 2;   /* never again */
+      pthread_mutex_unlock(&k->lock);
+    }
+  }
+  free(live);
+}
+
+static void *keeper_thread(void *arg) {
+  profile_keeper_t *k = arg;
+  int64_t period = k->interval_ms < 10000 ? k->interval_ms : 10000;
+  pthread_mutex_lock(&k->lock);
+  while (!k->stop) {
+    struct timespec until;
+    clock_gettime(CLOCK_MONOTONIC, &until);
+    until.tv_sec += period / 1000;
+    until.tv_nsec += (period % 1000) * 1000000;
+    if (until.tv_nsec >= 1000000000) until.tv_sec++, until.tv_nsec -= 1000000000;
+    while (!k->stop && pthread_cond_timedwait(&k->wake, &k->lock, &until) == 0) {
+    }
+    if (k->stop) break;
+    pthread_mutex_unlock(&k->lock);
+    keep_pass(k);
+    pthread_mutex_lock(&k->lock);
+  }
+  pthread_mutex_unlock(&k->lock);
+  return NULL;
+}
+
+profile_keeper_t *profile_keeper_start(store_t *store, collector_t *collector, int64_t interval_ms, unsigned timeout_ms) {
+  if (interval_ms <= 0) return NULL;
+  profile_keeper_t *k = calloc(1, sizeof *k);
+  if (!k) return NULL;
+  *k = (profile_keeper_t){.store = store, .collector = collector, .interval_ms = interval_ms, .timeout_ms = timeout_ms};
+  pthread_mutex_init(&k->lock, NULL);
+  pthread_condattr_t ca;
+  pthread_condattr_init(&ca);
+  pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+  pthread_cond_init(&k->wake, &ca);
+  pthread_condattr_destroy(&ca);
+  if (pthread_create(&k->thread, NULL, keeper_thread, k) != 0) {
+    pthread_mutex_destroy(&k->lock);
+    pthread_cond_destroy(&k->wake);
+    free(k);
+    return NULL;
+  }
+  return k;
+}
+
+void profile_keeper_stop(profile_keeper_t *k) {
+  if (!k) return;
+  pthread_mutex_lock(&k->lock);
+  k->stop = true;
+  pthread_cond_broadcast(&k->wake);
+  pthread_mutex_unlock(&k->lock);
+  pthread_join(k->thread, NULL);
+  pthread_mutex_destroy(&k->lock);
+  pthread_cond_destroy(&k->wake);
+  free(k);
 }

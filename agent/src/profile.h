@@ -5,6 +5,7 @@
 #define ALLOCD_PROFILE_H
 
 #include "collector.h"
+#include "store.h"
 #include "symbolize.h"
 
 #include <stdbool.h>
@@ -14,6 +15,7 @@ typedef struct profile_query_s {
   bool json;          /* ?format=json: the top call sites, else gzip'ed pprof */
   int sort, top;      /* JSON: pprof_value_names index, how many sites */
   int default_value;  /* pprof: the default sample type's index */
+  int64_t base_ms;    /* ?base=T: minus the stored profile at or before T (0: none) */
 } profile_query_t;
 
 typedef struct profile_result_s {
@@ -30,7 +32,17 @@ typedef struct profile_result_s {
  * say what happened (409 profiling off or no profiler, 502 a bad
  * segment or profile, 503 busy or the process not running its publisher,
  * 504 no answer in time). */
-void profile_heap(symbolizer_t *sym, const collector_target_t *target, const profile_query_t *q, unsigned timeout_ms,
-                  profile_result_t *out);
+void profile_heap(symbolizer_t *sym, store_t *store, const collector_target_t *target, const profile_query_t *q,
+                  unsigned timeout_ms, profile_result_t *out);
+
+/* The history (--profile-interval): a thread that asks every live process
+ * for its profile at most once per interval_ms and stores those with
+ * profiling on (schema/005_profiles.sql).  One request at a time, at most
+ * KEEP_PER_PASS per pass, each bounded by timeout_ms: a process that does
+ * not answer costs the keeper its timeout, and is not asked again before
+ * its next interval.  NULL when interval_ms is 0 (off). */
+typedef struct profile_keeper_s profile_keeper_t;
+profile_keeper_t *profile_keeper_start(store_t *store, collector_t *collector, int64_t interval_ms, unsigned timeout_ms);
+void profile_keeper_stop(profile_keeper_t *k);
 
 #endif

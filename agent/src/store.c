@@ -779,6 +779,7 @@ static const struct retained_s {
   {"host_rollup_1m", "series, t", "", 1},       {"host_rollup_1h", "series, t", "", 2},
   {"class_samples", "process_id, t", "minute = 0 AND ", 0},
   {"class_samples", "process_id, t", "minute IN (0, 1) AND ", 1},
+  {"profiles", "process_id, t", "", 1},
 };
 #define NRETAINED (sizeof retained / sizeof retained[0])
 
@@ -828,6 +829,7 @@ typedef struct holder_s {
 static const struct capped_s {
   const char *table, *key, *host;
 } capped[] = {
+  {"profiles", "process_id, t", NULL},   /* the bulkiest rows: a profile is tens of KB */
   {"samples", "process_id, t, number", "host_samples"},
   {"class_samples", "process_id, t", NULL},
   {"rollup_1m", "process_id, t", "host_rollup_1m"},
@@ -961,7 +963,8 @@ bool store_retain(store_t *st, int64_t now_ms) {
                                 " AND NOT EXISTS (SELECT 1 FROM samples WHERE process_id = processes.id)"
                                 " AND NOT EXISTS (SELECT 1 FROM rollup_1m WHERE process_id = processes.id)"
                                 " AND NOT EXISTS (SELECT 1 FROM rollup_1h WHERE process_id = processes.id)"
-                                " AND NOT EXISTS (SELECT 1 FROM class_samples WHERE process_id = processes.id)");
+                                " AND NOT EXISTS (SELECT 1 FROM class_samples WHERE process_id = processes.id)"
+                                " AND NOT EXISTS (SELECT 1 FROM profiles WHERE process_id = processes.id)");
   if (s) {
     sqlite3_bind_int64(s, 1, now_ms - st->limits.hour_ms);
     sqlite3_step(s);
@@ -1321,6 +1324,58 @@ bool store_audit_end(store_t *st, int64_t audit_id, const char *result, const ch
   pthread_mutex_unlock(&st->lock);
   if (!ok) log_error("database: the outcome of audit entry %lld (%s) not written: %s", (long long)audit_id, result, error);
   return ok;
+}
+
+/* ---- heap profiles ---------------------------------------------------------- */
+
+bool store_profile(store_t *st, int64_t process_id, int64_t t_ms, uint64_t number, const void *blob, size_t len) {
+  pthread_mutex_lock(&st->lock);
+  sqlite3_stmt *s = prepare(st, "INSERT OR REPLACE INTO profiles (process_id, t, number, area) VALUES (?, ?, ?, ?)");
+  bool ok = false;
+  if (s) {
+    sqlite3_bind_int64(s, 1, process_id);
+    sqlite3_bind_int64(s, 2, t_ms);
+    sqlite3_bind_int64(s, 3, (int64_t)number);
+    sqlite3_bind_blob(s, 4, blob, (int)len, SQLITE_STATIC);
+    ok = step_done(st, s, "profile");
+  }
+  st->tx_failed = false;
+  pthread_mutex_unlock(&st->lock);
+  return ok;
+}
+
+void *store_profile_at(store_t *st, int64_t process_id, int64_t t_ms, size_t *len, int64_t *found_ms) {
+  pthread_mutex_lock(&st->rlock);
+  void *blob = NULL;
+  sqlite3_stmt *s = prepare_read(st, "SELECT t, area FROM profiles WHERE process_id = ? AND t <= ? ORDER BY t DESC LIMIT 1");
+  if (s) {
+    sqlite3_bind_int64(s, 1, process_id);
+    sqlite3_bind_int64(s, 2, t_ms);
+    if (sqlite3_step(s) == SQLITE_ROW && sqlite3_column_bytes(s, 1) > 0) {
+      *len = (size_t)sqlite3_column_bytes(s, 1);
+      *found_ms = sqlite3_column_int64(s, 0);
+      if ((blob = malloc(*len))) memcpy(blob, sqlite3_column_blob(s, 1), *len);
+    }
+    sqlite3_finalize(s);
+  }
+  pthread_mutex_unlock(&st->rlock);
+  return blob;
+}
+
+json_t *store_profiles_json(store_t *st, int64_t process_id) {
+  pthread_mutex_lock(&st->rlock);
+  json_t *a = json_array();
+  sqlite3_stmt *s = prepare_read(st, "SELECT t, number, length(area) FROM profiles WHERE process_id = ? ORDER BY t DESC LIMIT 2000");
+  if (s) {
+    sqlite3_bind_int64(s, 1, process_id);
+    while (sqlite3_step(s) == SQLITE_ROW)
+      json_array_append_new(a, json_pack("{s:f, s:I, s:I}", "t", sqlite3_column_int64(s, 0) / 1000.0, "number",
+                                         (json_int_t)sqlite3_column_int64(s, 1), "bytes",
+                                         (json_int_t)sqlite3_column_int64(s, 2)));
+    sqlite3_finalize(s);
+  }
+  pthread_mutex_unlock(&st->rlock);
+  return a;
 }
 
 json_t *store_audit_json(store_t *st, int64_t since_ms, int limit) {

@@ -138,6 +138,13 @@ bool store_rule_applied(store_t *st, int64_t rule_id, int64_t process_id);
 bool store_rule_delete(store_t *st, int64_t id);   /* false if no such rule */
 
 /* Health: schema version, database size. */
+/* Heap profiles (schema/005_profiles.sql): store one (its own
+ * transaction); the newest at or before t_ms (malloc'ed, *len bytes, its
+ * time in *found_ms) or NULL; the list of a process's stored profiles. */
+bool store_profile(store_t *st, int64_t process_id, int64_t t_ms, uint64_t number, const void *blob, size_t len);
+void *store_profile_at(store_t *st, int64_t process_id, int64_t t_ms, size_t *len, int64_t *found_ms);
+json_t *store_profiles_json(store_t *st, int64_t process_id);
+
 json_t *store_health_json(store_t *st);
 /* Last error of a failed write, for logs. */
 const char *store_error(store_t *st);

@@ -365,21 +365,50 @@ static int prof_check_tables(alloc_shm_prof_t *out) {
   return ALLOC_SHM_OK;
 }
 
+/* The checks of a profile header that need none of its tables. */
+static int prof_check_head(const alloc_shm_profile_t *p, uint64_t room, alloc_shm_prof_t *out) {
+  if (p->seq == 0 && p->number == 0) return prof_bad(out, ALLOC_SHM_ERR_NOTYET, "no profile written yet");
+  if (p->seq & 1) return prof_bad(out, ALLOC_SHM_ERR_TORN, "the profile is being written");
+  if (p->number > ALLOC_SHM_MAX_PUBLISHED || p->seq != 2 * p->number) return prof_bad(out, ALLOC_SHM_ERR_TORN, "the profile's seq and number disagree");
+  if (p->nmodules > ALLOC_SHM_PROFILE_MAX_MODULES || p->nstacks > ALLOC_SHM_PROFILE_MAX_STACKS ||
+      p->nframes > ALLOC_SHM_PROFILE_MAX_FRAMES)
+    return prof_bad(out, ALLOC_SHM_ERR_LAYOUT, "the profile claims more modules, stacks or frames than the area holds");
+  if (p->used != ALLOC_SHM_PROFILE_FRAMES + 8ull * p->nframes || p->used > room)
+    return prof_bad(out, ALLOC_SHM_ERR_LAYOUT, "the profile's used size is not that of its frame count");
+  return ALLOC_SHM_OK;
+}
+
+int alloc_shm_prof_parse(void *area, size_t len, alloc_shm_prof_t *out) {
+  memset(out, 0, sizeof *out);
+  out->area = area;
+  int err = ALLOC_SHM_ERR_LAYOUT;
+  if (len < sizeof out->head) {
+    prof_bad(out, err, "the profile is shorter than its header");
+  } else {
+    memcpy(&out->head, area, sizeof out->head);
+    if (!(err = prof_check_head(&out->head, len, out)) && out->head.used != len)
+      err = prof_bad(out, ALLOC_SHM_ERR_LAYOUT, "the profile's used size is not its length");
+    if (!err && alloc_shm_profile_checksum(area, out->head.used) != out->head.checksum)
+      err = prof_bad(out, ALLOC_SHM_ERR_TORN, "the profile's checksum is wrong");
+    if (!err) err = prof_check_tables(out);
+  }
+  if (err) {
+    const char *why = out->why;
+    alloc_shm_prof_free(out);
+    out->why = why;
+  }
+  return err;
+}
+
 static int prof_read_once(alloc_shm_segment_t *seg, uint64_t min_number, alloc_shm_prof_t *out) {
   const alloc_shm_header_t *h = &seg->header;
   alloc_shm_profile_t p;
   free(out->area);
   out->area = NULL;
   if (!read_at(seg->fd, &p, sizeof p, h->profile_offset)) return prof_bad(out, ALLOC_SHM_ERR_IO, "the profile area cannot be read (truncated?)");
-  if (p.seq == 0 && p.number == 0) return prof_bad(out, ALLOC_SHM_ERR_NOTYET, "no profile written yet");
-  if (p.seq & 1) return prof_bad(out, ALLOC_SHM_ERR_TORN, "the profile is being written");
-  if (p.number > ALLOC_SHM_MAX_PUBLISHED || p.seq != 2 * p.number) return prof_bad(out, ALLOC_SHM_ERR_TORN, "the profile's seq and number disagree");
+  int err = prof_check_head(&p, h->profile_size, out);
+  if (err) return err;
   if (p.number < min_number) return prof_bad(out, ALLOC_SHM_ERR_NOTYET, "the profile is older than the one asked for");
-  if (p.nmodules > ALLOC_SHM_PROFILE_MAX_MODULES || p.nstacks > ALLOC_SHM_PROFILE_MAX_STACKS ||
-      p.nframes > ALLOC_SHM_PROFILE_MAX_FRAMES)
-    return prof_bad(out, ALLOC_SHM_ERR_LAYOUT, "the profile claims more modules, stacks or frames than the area holds");
-  if (p.used != ALLOC_SHM_PROFILE_FRAMES + 8ull * p.nframes || p.used > h->profile_size)
-    return prof_bad(out, ALLOC_SHM_ERR_LAYOUT, "the profile's used size is not that of its frame count");
   if (!(out->area = malloc(p.used))) return prof_bad(out, ALLOC_SHM_ERR_ARG, "out of memory");
   if (!read_at(seg->fd, out->area, p.used, h->profile_offset)) return prof_bad(out, ALLOC_SHM_ERR_IO, "the profile area cannot be read (truncated?)");
   memcpy(&out->head, out->area, sizeof out->head);

@@ -143,6 +143,11 @@ typedef struct alloc_shm_prof_s {
 int alloc_shm_prof_read(alloc_shm_segment_t *seg, uint64_t min_number, alloc_shm_prof_t *out);
 void alloc_shm_prof_free(alloc_shm_prof_t *p);
 
+/* The same checks on a profile area already in memory (area[0 .. len),
+ * malloc'ed, taken over: freed by alloc_shm_prof_free, also on error), as
+ * allocd keeps them in its history: len must be the header's `used`. */
+int alloc_shm_prof_parse(void *area, size_t len, alloc_shm_prof_t *out);
+
 /* Ask the process for a fresh profile ("prof.publish" through the control
  * area, id not 0) and wait until deadline_ms of CLOCK_MONOTONIC for its
  * acknowledgement, then read the profile it wrote.  Returns 0 with *out

@@ -238,6 +238,34 @@ static void test_top_json(void **state) {
   pprof_free(pp);
 }
 
+/* A diff: the same stack minus its base, a stack the base lacks as it is,
+ * a stack only the base has as negative values. */
+static void test_diff(void **state) {
+  (void)state;
+  area_t a, b;
+  alloc_shm_prof_t p, base;
+  make_profile(&a, &p);
+  make_profile(&b, &base);
+  b.stacks[0].inuse_bytes = 16 << 20;
+  b.frames[4] = 0x403001;   /* base's stack 2 has other frames than the current one */
+  pprof_t *pp = pprof_build_diff(&p, &base, NULL);
+  assert_non_null(pp);
+  json_t *v = pprof_top_json(pp, pprof_value_index("inuse_space"), 10);
+  json_t *totals = json_object_get(v, "totals");
+  /* 64 - 16 MiB; stack 1 unchanged; stack 2 new (+512 KiB) and gone (-512 KiB) */
+  assert_int_equal(json_integer_value(json_object_get(totals, "inuse_space")), 48 << 20);
+  assert_int_equal(json_integer_value(json_object_get(totals, "alloc_space")), 0);
+  json_t *first = json_array_get(json_object_get(v, "sites"), 0);
+  assert_string_equal(json_string_value(json_object_get(first, "address")), "0x401000");
+  assert_int_equal(json_integer_value(json_object_get(first, "inuse_space")), 48 << 20);
+  json_decref(v);
+  uint8_t *gz;
+  size_t gzlen;
+  assert_true(pprof_encode(pp, 3, &gz, &gzlen));   /* negative values encode (two's complement varints) */
+  free(gz);
+  pprof_free(pp);
+}
+
 /* An empty profile (profiling on, nothing sampled yet) is still a valid
  * profile.proto with its sample types. */
 static void test_empty(void **state) {
@@ -265,6 +293,7 @@ int main(void) {
     cmocka_unit_test(test_encode_decode),
     cmocka_unit_test(test_top_json),
     cmocka_unit_test(test_empty),
+    cmocka_unit_test(test_diff),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -533,6 +533,45 @@ class ProfileTest(unittest.TestCase):
             self.assertEqual(out.returncode, 0, out.stderr.decode())
             self.assertEqual(self.top_rows(out.stdout.decode())[0], first, out.stdout.decode())
 
+    def test_history_and_diff(self):
+        # --profile-interval 1s: allocd asks for and stores the profile;
+        # ?base=T is the current profile minus the stored one at or before T.
+        self.agent.stop()
+        self.agent = Agent(self.root, port=self.agent.port, extra=("--profile-interval", "1s"))
+        self.agent.start()
+        p, info = self.selftest()
+        s = {x["name"]: x["frames"] for x in info["sites"]}
+        inuse = {"keep": 64 * MIB}
+
+        def area(n):
+            return profile_area(n, info["modules"], [(s["keep_64mib"], 1, inuse["keep"], 1, inuse["keep"], 0),
+                                                     (s["fill_small"], 10, 10 * MIB, 10, 5 * MIB, 90 * MIB)], [])
+        self.forge(p.pid, self.answer_with(area))
+        before = time.time() - 3600
+        stored = wait_for(lambda: self.agent.get("/api/v1/processes/%d/profiles" % p.pid)[1]["profiles"],
+                          what="a stored profile")
+        self.assertGreater(stored[0]["bytes"], 0)
+        self.assertLess(stored[0]["bytes"], 64 * 1024, stored)   # zlib: the area's unused entries are zeros
+        base = stored[0]["t"] + 0.0005
+        inuse["keep"] = 96 * MIB   # it grew
+        status, top, _, _ = self.get_profile(p.pid, "?format=json&base=%.3f" % base)
+        self.assertEqual(status, 200, top)
+        self.assertEqual(top["sites"][0]["function"], "keep_64mib")
+        self.assertEqual(top["sites"][0]["inuse_space"], 32 * MIB)
+        self.assertEqual(top["totals"]["inuse_space"], 32 * MIB)
+        self.assertEqual(top["totals"]["pinned_space"], 0)
+        self.assertAlmostEqual(top["base_time"], stored[0]["t"], places=2)
+        status, body, _ = self.raw_profile(p.pid, "?base=%.3f" % base)
+        self.assertEqual(status, 200)
+        path = os.path.join(self.root, "diff.pb.gz")
+        with open(path, "wb") as f:
+            f.write(body)
+        self.assertIn("32MB", self.pprof_top(path, "inuse_space"))
+        # no stored profile that early; a bad time
+        status, body, _, _ = self.get_profile(p.pid, "?format=json&base=%d" % before)
+        self.assertEqual(status, 404, body)
+        self.assertEqual(self.agent.get("/api/v1/processes/%d/profile/heap?base=yesterday" % p.pid)[0], 400)
+
     def test_allocctl_profile(self):
         p, info = self.selftest()
         self.forge(p.pid, self.answer_with(self.sites_area(info)))
