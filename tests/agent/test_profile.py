@@ -10,7 +10,11 @@ writes the profile area byte by byte, either from the real addresses and
 modules of prof_selftest (a real binary built -O2 without frame pointers,
 with DWARF) or hostile bytes.  `go tool pprof` reads what allocd serves.
 
-usage: test_profile.py ALLOCD TM_TARGET ALLOCCTL PROF_SELFTEST [unittest args]
+usage: test_profile.py ALLOCD TM_TARGET ALLOCCTL PROF_SELFTEST PROF_WORKLOAD [unittest args]
+
+RealProfileTest runs prof_workload with liballoc's own profiler
+(ALLOC_CONF=prof:true, liballoc preloaded from ALLOC_TEST_PRELOAD): it is
+skipped, saying so, when that liballoc has no profiler.
 """
 import errno
 import fcntl
@@ -33,7 +37,7 @@ import test_hostile  # noqa: E402
 from test_agent import Agent, Target, wait_for  # noqa: E402
 from test_hostile import Forged, fnv, NOBODY  # noqa: E402
 
-SELFTEST = None
+SELFTEST = WORKLOAD = None
 GO = shutil.which("go") or "/usr/lib/go/bin/go"
 
 # alloc_shm.h, the profile area
@@ -593,7 +597,96 @@ class ProfileTest(unittest.TestCase):
         self.assertEqual(out.returncode, 4, out)
 
 
+class RealProfileTest(unittest.TestCase):
+    """prof_workload (-O2, no frame pointers) profiled by liballoc itself,
+    served by allocd, read by go tool pprof."""
+
+    def setUp(self):
+        if not os.environ.get("ALLOC_TEST_PRELOAD"):
+            self.skipTest("needs liballoc preloaded (ALLOC_TEST_PRELOAD: the release build)")
+        self.root = tempfile.mkdtemp(prefix="allocd-realprof.")
+        self.agent = Agent(self.root, extra=("--profile-interval", "0")).start()
+        self.children = []
+
+    def tearDown(self):
+        for p in self.children:
+            if p.poll() is None:
+                p.kill()
+            p.wait()
+            for pipe in (p.stdin, p.stdout):
+                if pipe:
+                    pipe.close()
+        if self.agent.proc.poll() is None:
+            self.assertEqual(self.agent.stop(), 0, self.agent.read_log())
+        self.assertNotIn("Sanitizer", self.agent.read_log())
+        shutil.rmtree(self.root, ignore_errors=True)
+
+    def workload(self, path=None):
+        env = dict(os.environ, LD_PRELOAD=os.environ["ALLOC_TEST_PRELOAD"],
+                   ALLOC_CONF="telemetry_dir:%s,stats_interval_ms:100,prof:true,prof_sample_bytes:65536" % self.agent.shm)
+        p = subprocess.Popen([path or WORKLOAD], stdin=subprocess.PIPE, stdout=subprocess.PIPE, env=env)
+        self.children.append(p)
+        line = p.stdout.readline().decode().split()
+        self.assertEqual(line[0], "ready", line)
+        pid, inuse = int(line[1]), int(line[2])
+        wait_for(lambda: self.agent.get("/api/v1/processes/%d" % pid)[0] == 200, what="the workload collected")
+        status, body = self.agent.get("/api/v1/processes/%d/profile/heap?format=json" % pid)
+        if status == 409 and "no heap profiler" in body.get("error", ""):
+            self.skipTest("this liballoc has no heap profiler (issue 19's writer): " + body["error"])
+        self.assertEqual(status, 200, body)
+        return p, pid, inuse
+
+    def fetch(self, pid):
+        t0 = time.monotonic()
+        status, body, headers = ProfileTest.raw_profile(self, pid)
+        took = time.monotonic() - t0
+        self.assertEqual(status, 200, body[:300])
+        path = os.path.join(self.root, "heap-%d.pb.gz" % pid)
+        with open(path, "wb") as f:
+            f.write(body)
+        return path, len(body), took
+
+    def test_ranks_and_totals(self):
+        p, pid, truth = self.workload()
+        path, size, took = self.fetch(pid)
+        tops = {i: ProfileTest.pprof_top(self, path, i) for i in ("inuse_space", "pinned_space", "alloc_space")}
+        sys.stderr.write("\n%s\nprofile: %d bytes gzip'ed, served in %.0f ms\n" % (tops["inuse_space"], size, took * 1000))
+        self.assertEqual(ProfileTest.top_rows(tops["inuse_space"])[0], "keep_64mib", tops["inuse_space"])
+        self.assertEqual(ProfileTest.top_rows(tops["pinned_space"])[0], "fill_small", tops["pinned_space"])
+        self.assertEqual(ProfileTest.top_rows(tops["alloc_space"])[0], "churn", tops["alloc_space"])
+        status, top = self.agent.get("/api/v1/processes/%d/profile/heap?format=json&top=5" % pid)
+        total = top["totals"]["inuse_space"]
+        self.assertLess(abs(total - truth) / truth, 0.10, (total, truth))
+        first = top["sites"][0]
+        self.assertEqual(first["function"], "keep_64mib")
+        self.assertTrue(first["file"].endswith("prof_workload.c"), first)
+
+    def test_stripped_workload(self):
+        stripped = os.path.join(self.root, "prof_workload_stripped")
+        subprocess.run(["strip", "-o", stripped, WORKLOAD], check=True)
+        p, pid, truth = self.workload(stripped)
+        status, top = self.agent.get("/api/v1/processes/%d/profile/heap?format=json" % pid)
+        self.assertEqual(status, 200, top)
+        mine = [s for s in top["sites"] if s.get("module") == stripped]
+        self.assertTrue(mine, top)
+        self.assertFalse([s for s in mine if "function" in s], mine)
+        self.fetch(pid)
+
+    def test_exits_while_profile_is_read(self):
+        p, pid, truth = self.workload()
+        results = []
+        t = threading.Thread(target=lambda: results.append(
+            self.agent.get("/api/v1/processes/%d/profile/heap?format=json" % pid)[0]))
+        t.start()
+        p.stdin.write(b"exit\n")
+        p.stdin.flush()
+        t.join(30)
+        self.assertFalse(t.is_alive())
+        self.assertIn(results[0], (200, 404, 502, 504))
+        self.assertEqual(self.agent.get("/api/v1/health")[0], 200)
+
+
 if __name__ == "__main__":
     test_agent.ALLOCD, test_agent.TARGET, test_agent.ALLOCCTL = sys.argv[1], sys.argv[2], sys.argv[3]
-    SELFTEST = sys.argv[4]
-    unittest.main(argv=[sys.argv[0], "-v"] + sys.argv[5:])
+    SELFTEST, WORKLOAD = sys.argv[4], sys.argv[5]
+    unittest.main(argv=[sys.argv[0], "-v"] + sys.argv[6:])
