@@ -13,6 +13,7 @@
 
 #include "log.h"
 #include "pprof.h"
+#include "snapshot.h"
 
 #include <alloc_shm_reader.h>
 #include <errno.h>
@@ -264,6 +265,10 @@ static void keep_pass(profile_keeper_t *k) {
     if (stop) break;
     collector_target_t t;
     if (!due || !collector_lookup(k->collector, live[i].pid, &t)) continue;
+    /* A segment that publishes the knob `prof` and says it is off is not
+     * asked: nothing would be stored (one without it is asked once). */
+    char prof[16];
+    if (t.have_config && snap_config_text(&t.config, "prof", prof, sizeof prof) && strcmp(prof, "false") == 0) continue;
     asked++;
     if (!keep_one(k, &t)) {
       pthread_mutex_lock(&k->lock);

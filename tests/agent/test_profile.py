@@ -661,6 +661,20 @@ class RealProfileTest(unittest.TestCase):
         self.assertEqual(first["function"], "keep_64mib")
         self.assertTrue(first["file"].endswith("prof_workload.c"), first)
 
+    def test_history_of_a_real_process(self):
+        # allocd keeps the idle workload's profile every second; against
+        # a stored one, its diff is about nothing.
+        self.agent.stop()
+        self.agent = Agent(self.root, port=self.agent.port, extra=("--profile-interval", "1s")).start()
+        p, pid, truth = self.workload()
+        stored = wait_for(lambda: self.agent.get("/api/v1/processes/%d/profiles" % pid)[1]["profiles"],
+                          what="a stored profile")
+        status, top = self.agent.get("/api/v1/processes/%d/profile/heap?format=json&base=%.3f" %
+                                     (pid, stored[0]["t"] + 0.0005))
+        self.assertEqual(status, 200, top)
+        self.assertLess(abs(top["totals"]["inuse_space"]), truth * 0.05, top["totals"])
+        sys.stderr.write("stored profile: %d bytes compressed\n" % stored[0]["bytes"])
+
     def test_stripped_workload(self):
         stripped = os.path.join(self.root, "prof_workload_stripped")
         subprocess.run(["strip", "-o", stripped, WORKLOAD], check=True)
