@@ -170,14 +170,22 @@ static int open_checked(const char *path, uid_t owner, struct stat *st, const ch
     *why = "the module's file cannot be opened";
     return -1;
   }
+  /* The directories of where the path led, symlinks followed, must be
+   * searchable too: a link must not lead into a directory the owner
+   * cannot enter. */
+  char proc[64], real[256];
+  snprintf(proc, sizeof proc, "/proc/self/fd/%d", pfd);
+  ssize_t n = readlink(proc, real, sizeof real - 1);
+  if (n <= 0 || n >= (ssize_t)sizeof real - 1 || (real[n] = 0, !dirs_searchable(real, owner))) {
+    close(pfd);
+    return -1;
+  }
   int fd = -1;
   if (fstat(pfd, st) != 0 || !S_ISREG(st->st_mode)) {
     *why = "the module's path is not a regular file";
   } else if (st->st_size < 64 || (uint64_t)st->st_size > SYM_FILE_MAX) {
     *why = "the module's file is too small or too large to symbolize";
   } else if (owner_may(st, owner, S_IROTH, S_IRUSR)) {
-    char proc[64];
-    snprintf(proc, sizeof proc, "/proc/self/fd/%d", pfd);
     fd = open(proc, O_RDONLY | O_NONBLOCK | O_NOCTTY | O_CLOEXEC);
     struct stat st2;
     if (fd >= 0 && (fstat(fd, &st2) != 0 || st2.st_dev != st->st_dev || st2.st_ino != st->st_ino)) {

@@ -397,8 +397,11 @@ class ProfileTest(unittest.TestCase):
         public_dir = os.path.join(self.root, "public")
         os.mkdir(public_dir, 0o755)
         copies = {"0600": os.path.join(public_dir, "secret"), "dir": os.path.join(hidden_dir, "inside"),
-                  "ok": os.path.join(public_dir, "readable")}
+                  "link into dir": os.path.join(public_dir, "link"), "ok": os.path.join(public_dir, "readable")}
         for kind, path in copies.items():
+            if kind == "link into dir":   # a public symlink to the world-readable file in the 0700 directory
+                os.symlink(copies["dir"], path)
+                continue
             shutil.copy(SELFTEST, path)
             os.chmod(path, 0o600 if kind == "0600" else 0o755)
         runner = os.path.join(public_dir, "runner")
