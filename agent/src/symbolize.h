@@ -8,8 +8,9 @@
  *     device is never opened), at most SYM_FILE_MAX bytes;
  *   - the profiled process's owner could read it by its mode bits: root,
  *     or the file is world-readable, or it is the owner's and
- *     owner-readable, and every directory on the path is searchable the
- *     same way (allocd, root, must not reveal what the owner could not
+ *     owner-readable, and every directory on the path, and on the path
+ *     it leads to with symlinks followed, is searchable the same way
+ *     (allocd, root, must not reveal what the owner could not
  *     read; group rights are not counted: a group-only file gives
  *     addresses only);
  *   - its GNU build ID equals the one the module claims (a module without
