@@ -866,7 +866,7 @@ static bool count_holders(store_t *st, int i, int64_t now_ms) {
                                              sqlite3_column_int64(s, 2)};
   }
   sqlite3_finalize(s);
-  qsort(st->holders, st->nholders, sizeof *st->holders, by_uid);
+  if (st->nholders) qsort(st->holders, st->nholders, sizeof *st->holders, by_uid);   /* none yet: holders may be NULL */
   st->holders_table = i;
   st->holders_ms = now_ms;
   return st->nholders > 0;
