@@ -459,12 +459,12 @@ static int cmd_profile(int argc, char **argv) {
   json_t *v = call("GET", path, NULL, false, &code);
   if (as_json || code) return finish(v, code);
   json_t *totals = json_object_get(v, "totals");
-  char a[32], b[32], c[32];
+  char a[32], b[32], c[32], d[32];
   printf("pid %s heap profile: in use %s, pinned %s, allocated %s since sampling started (sampling every %s)\n",
          argv[1], bytes(json_object_get(totals, "inuse_space"), a, sizeof a),
          bytes(json_object_get(totals, "pinned_space"), b, sizeof b),
          bytes(json_object_get(totals, "alloc_space"), c, sizeof c),
-         bytes(json_object_get(v, "sample_bytes"), c + 16, 16));
+         bytes(json_object_get(v, "sample_bytes"), d, sizeof d));
   printf("%10s %10s %10s %10s  %s\n", pinned ? "PINNED" : "INUSE", pinned ? "INUSE" : "PINNED", "OBJECTS", "ALLOCATED",
          "CALL SITE (CALLER)");
   size_t k;
