@@ -483,6 +483,40 @@ class ProfileTest(unittest.TestCase):
         r.answer = self.answer_with(good)
         self.assertEqual(self.get_profile(p.pid, "?format=json")[0], 200)
 
+    def test_largest_profile_is_bounded(self):
+        # The most the area holds: 8192 stacks of 64 frames, every frame a
+        # distinct address inside the real binary (524,288 lookups).  The
+        # answer comes within the symbolization budget (5 s, then
+        # addresses only) plus encoding; health answers meanwhile.
+        import random
+        p, info = self.selftest()
+        ranges = [(m["start"] + 1, m["end"]) for m in info["modules"] if m["main"] or "libc" in m["path"]]
+        rnd = random.Random(19)
+        stacks = [([rnd.randrange(*ranges[rnd.randrange(len(ranges))]) for _ in range(MAX_DEPTH)], 1, 4096, 1, 4096, 64)
+                  for _ in range(MAX_STACKS)]
+        distinct = len({a - 1 for st in stacks for a in st[0]})
+        self.forge(p.pid, self.answer_with(lambda n: profile_area(n, info["modules"], stacks, [])))
+        results = {}
+
+        def ask():
+            results["pprof"] = self.raw_profile(p.pid)
+        t = threading.Thread(target=ask)
+        t0 = time.monotonic()
+        t.start()
+        while t.is_alive():
+            self.health_fast()
+            time.sleep(0.2)
+        took = time.monotonic() - t0
+        status, body, _ = results["pprof"]
+        self.assertEqual(status, 200, body[:300])
+        self.assertLess(took, 20)
+        sys.stderr.write("largest profile: %d bytes gzip'ed in %.1f s\n" % (len(body), took))
+        status, top, _, took = self.get_profile(p.pid, "?format=json&top=3")
+        self.assertEqual(status, 200)
+        self.assertEqual(top["locations"], distinct)
+        sys.stderr.write("largest profile as JSON in %.1f s, %d of %d locations symbolized\n" %
+                         (took, top["symbolized"], top["locations"]))
+
     def test_process_exits_while_its_profile_is_read(self):
         p, info = self.selftest()
         good = self.sites_area(info)
