@@ -424,6 +424,40 @@ async function refreshProcess() {
   chart("huge", $("#chart-huge"), [["kernel_anon_huge", "#db2777"]], [hx, byMetric.kernel_anon_huge.map((pt) => pt[1])]);
 }
 
+// ---- heap profile ----------------------------------------------------------------------
+// Asked for on demand only (each request makes the process write its
+// profile): the top call sites as allocd symbolized them, or allocd's
+// error (profiling off, no profiler) said plainly.
+
+function frameText(f) {
+  if (!f) return "";
+  const where = f.file ? ` ${f.file.split("/").pop()}:${f.line || "?"}` : "";
+  return `${f.function || f.address}${where}`;
+}
+
+async function loadProfile() {
+  const pid = state.pid, sort = $("#prof-sort").value;
+  $("#prof-note").textContent = "asking the process for its profile…";
+  let body = {}, ok = false;
+  try {
+    const r = await fetch(`/api/v1/processes/${pid}/profile/heap?format=json&top=15&sort=${sort}`);
+    ok = r.ok;
+    body = await r.json();
+  } catch (e) {
+    body = { error: String(e) };
+  }
+  if (state.view !== "process" || state.pid !== pid) return;
+  state.profile = ok ? body : { error: body.error || "no answer" };
+  const rows = ok ? body.sites : [];
+  $("#prof-table tbody").innerHTML = rows.map((s) => `
+    <tr><td>${fmtBytes(s.inuse_space)}</td><td>${fmtBytes(s.pinned_space)}</td><td>${fmtBytes(s.alloc_space)}</td>
+    <td>${s.inuse_objects}</td><td>${esc(frameText(s))}</td><td>${esc(frameText(s.stack[1]))}</td></tr>`).join("");
+  $("#prof-note").textContent = ok
+    ? `${rows.length} call sites; in use ${fmtBytes(body.totals.inuse_space)}, pinned ${fmtBytes(body.totals.pinned_space)}, ` +
+      `sampling every ${fmtBytes(body.sample_bytes)}${body.unsymbolized_reason ? ` (some frames unsymbolized: ${body.unsymbolized_reason})` : ""}`
+    : state.profile.error;
+}
+
 // ---- size-class heatmap -------------------------------------------------------------
 
 const HEATMAP = { left: 70, bottom: 24, top: 6, right: 8, rowHeight: 14 };
@@ -576,7 +610,11 @@ function route() {
     state.ticks = {};
     state.heatmap = null;
     state.markers = [];
+    state.profile = null;
     $("#config-result").textContent = "";
+    $("#prof-table tbody").innerHTML = "";
+    $("#prof-note").textContent = "";
+    if (m) $("#prof-download").href = `/api/v1/processes/${m[1]}/profile/heap`;
   }
   state.view = view;
   state.pid = pid;
@@ -614,6 +652,7 @@ function init() {
   $("#heatmap canvas").addEventListener("mouseleave", () => { $("#heatmap-tip").hidden = true; });
   $("#cfg-token").value = sessionStorage.getItem(TOKEN_KEY) || "";
   $("#config-form").addEventListener("submit", applyConfig);
+  $("#prof-load").addEventListener("click", loadProfile);
   window.addEventListener("hashchange", route);
   route();
   state.timer = setInterval(poll, POLL_MS);
