@@ -205,6 +205,7 @@ class ProfileTest(unittest.TestCase):
         collects it."""
         path = os.path.join(self.agent.shm, "liballoc.%d" % pid)
         forged = Forged(path, self.template, pid)
+        self.prof_on(forged)
         forged.publish(1, time.time_ns())
         if uid is not None:
             os.chown(path, uid, uid)
@@ -213,6 +214,26 @@ class ProfileTest(unittest.TestCase):
         self.responders.append(r)
         wait_for(lambda: self.agent.get("/api/v1/processes/%d" % pid)[0] == 200, what="pid %d collected" % pid)
         return r
+
+    def prof_on(self, forged):
+        """The forged snapshots say prof=true in their config block, as a
+        profiling process's do (allocd's history asks only those).  The
+        block's order is the config's keys' order in the API's answer for
+        the real process (alloc_shm.h's knob list)."""
+        def config():
+            status, body = self.agent.get("/api/v1/processes/%d" % self.real.pid)
+            return body.get("config") if status == 200 and body.get("config") else None
+        knobs = list(wait_for(config, what="the real process's config"))
+        if "prof" not in knobs:
+            return   # a liballoc without the profiler: nothing says prof=false either
+        with open(forged.path, "r+b") as f:
+            nstats = struct.unpack("=I", f.read(512)[48:52])[0]
+            body = bytearray(forged.slot_size - test_hostile.SNAP_BODY)
+            struct.pack_into("=q", body, nstats * 8 + knobs.index("prof") * 8, 1)
+            for i in range(forged.ring_slots):
+                f.seek(forged.ring_offset + i * forged.slot_size + test_hostile.SNAP_BODY)
+                f.write(body)
+        forged.checksum = fnv(bytes(body))
 
     def answer_with(self, make_area, status=0, message="ok", ack=True):
         def answer(name):
