@@ -204,8 +204,9 @@ class ProfileTest(unittest.TestCase):
         """A segment for `pid` answered by `answer`; waits until allocd
         collects it."""
         path = os.path.join(self.agent.shm, "liballoc.%d" % pid)
+        knobs = self.config_knobs()   # before the file exists: its owner is changed at once after
         forged = Forged(path, self.template, pid)
-        self.prof_on(forged)
+        self.prof_on(forged, knobs)
         forged.publish(1, time.time_ns())
         if uid is not None:
             os.chown(path, uid, uid)
@@ -215,15 +216,18 @@ class ProfileTest(unittest.TestCase):
         wait_for(lambda: self.agent.get("/api/v1/processes/%d" % pid)[0] == 200, what="pid %d collected" % pid)
         return r
 
-    def prof_on(self, forged):
-        """The forged snapshots say prof=true in their config block, as a
-        profiling process's do (allocd's history asks only those).  The
-        block's order is the config's keys' order in the API's answer for
-        the real process (alloc_shm.h's knob list)."""
+    def config_knobs(self):
+        """The config block's knobs in order: the config's keys' order in
+        the API's answer for the real process (alloc_shm.h's knob list)."""
         def config():
             status, body = self.agent.get("/api/v1/processes/%d" % self.real.pid)
             return body.get("config") if status == 200 and body.get("config") else None
-        knobs = list(wait_for(config, what="the real process's config"))
+        return list(wait_for(config, what="the real process's config"))
+
+    @staticmethod
+    def prof_on(forged, knobs):
+        """The forged snapshots say prof=true in their config block, as a
+        profiling process's do (allocd's history asks only those)."""
         if "prof" not in knobs:
             return   # a liballoc without the profiler: nothing says prof=false either
         with open(forged.path, "r+b") as f:
