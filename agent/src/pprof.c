@@ -629,6 +629,84 @@ static int site_cmp(const void *a, const void *b, void *arg) {
   return u > v ? -1 : u < v ? 1 : (x->key > y->key) - (x->key < y->key);
 }
 
+/* ---- the flame graph's tree ------------------------------------------------- */
+
+typedef struct flame_node_s {
+  const char *name;    /* interned function name, NULL: not symbolized (addr) */
+  uint64_t addr;
+  int64_t value;
+  uint32_t child, next;   /* indexes + 1: first child, next sibling */
+} flame_node_t;
+
+typedef struct flame_s {
+  flame_node_t *nodes;
+  uint32_t n;
+} flame_t;
+
+/* The child of `parent` for this frame, made if needed; 0 when full. */
+static uint32_t flame_child(flame_t *f, uint32_t parent, const char *name, uint64_t addr) {
+  uint32_t *link = &f->nodes[parent - 1].child;
+  for (uint32_t c = *link; c; c = f->nodes[c - 1].next) {
+    const flame_node_t *x = &f->nodes[c - 1];
+    if (x->name == name && (name || x->addr == addr)) return c;
+  }
+  if (f->n == FLAME_NODES) return 0;
+  f->nodes[f->n] = (flame_node_t){name, addr, 0, 0, *link};
+  *link = ++f->n;
+  return f->n;
+}
+
+static int flame_by_value(const void *a, const void *b) {
+  int64_t x = json_integer_value(json_object_get(*(json_t *const *)a, "value"));
+  int64_t y = json_integer_value(json_object_get(*(json_t *const *)b, "value"));
+  return x > y ? -1 : x < y;
+}
+
+static json_t *flame_json_of(const flame_t *f, uint32_t id, int64_t min) {
+  const flame_node_t *x = &f->nodes[id - 1];
+  char addr[24];
+  snprintf(addr, sizeof addr, "0x%llx", (unsigned long long)x->addr);
+  json_t *kids = json_array();
+  for (uint32_t c = x->child; c; c = f->nodes[c - 1].next)
+    if (f->nodes[c - 1].value >= min) json_array_append_new(kids, flame_json_of(f, c, min));
+  size_t n = json_array_size(kids);
+  json_t **v = malloc((n ? n : 1) * sizeof *v);
+  for (size_t i = 0; v && i < n; i++) v[i] = json_incref(json_array_get(kids, i));
+  if (v) {
+    qsort(v, n, sizeof *v, flame_by_value);
+    json_array_clear(kids);
+    for (size_t i = 0; i < n; i++) json_array_append_new(kids, v[i]);
+  }
+  free(v);
+  return json_pack("{s:s, s:I, s:o}", "name", x->name ? x->name : addr, "value", (json_int_t)x->value, "children", kids);
+}
+
+json_t *pprof_flame_json(const pprof_t *pp, int value) {
+  flame_t f = {calloc(FLAME_NODES, sizeof(flame_node_t)), 1};
+  if (!f.nodes) return NULL;
+  f.nodes[0] = (flame_node_t){"all", 0, 0, 0, 0};
+  for (size_t i = 0; i < pp->nsamples; i++) {
+    const struct sample_s *s = &pp->samples[i];
+    int64_t v = s->values[value];
+    if (v <= 0) continue;   /* a diff's negative stacks are not drawn */
+    f.nodes[0].value = sat_add(f.nodes[0].value, v);
+    uint32_t at = 1;
+    for (uint32_t d = s->depth; d-- > 0 && at;) {   /* outermost first */
+      const location_t *l = &pp->locs[pp->sample_locs[s->first + d] - 1];
+      for (uint32_t k = l->nlines ? l->nlines : 1; k-- > 0 && at;) {   /* inlined: outermost first */
+        const char *name = l->nlines ? pp->strings[pp->funcs[pp->lines[l->first_line + k].function - 1].name] : NULL;
+        uint32_t c = flame_child(&f, at, name, l->address);
+        if (c) f.nodes[c - 1].value = sat_add(f.nodes[c - 1].value, v);
+        at = c;
+      }
+    }
+  }
+  json_t *out = flame_json_of(&f, 1, f.nodes[0].value / 1000 + 1);
+  json_object_set_new(out, "value_name", json_string(pprof_value_names[value]));
+  free(f.nodes);
+  return out;
+}
+
 json_t *pprof_top_json(const pprof_t *pp, int sort, int top) {
   site_t *sites = calloc(pp->nsamples ? pp->nsamples : 1, sizeof *sites);
   map_t index = {0};

@@ -53,6 +53,15 @@ bool pprof_encode(const pprof_t *pp, int default_value, uint8_t **out, size_t *l
  * stack through each, and the profile's totals. */
 json_t *pprof_top_json(const pprof_t *pp, int sort, int top);
 
+/* The profile as a flame graph's tree for value `value`: {"name": "all",
+ * "value": total, "children": [{"name", "value", "children"}, ...]},
+ * outermost frames first, a function inlined at a call site a frame of
+ * its own; children sorted by value.  Frames below 1/1000 of the total
+ * are left out (their value stays in their parent's), and at most
+ * FLAME_NODES nodes are built, so the answer stays small. */
+#define FLAME_NODES 4000
+json_t *pprof_flame_json(const pprof_t *pp, int value);
+
 /* Index of a value name, or -1. */
 int pprof_value_index(const char *name);
 

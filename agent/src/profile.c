@@ -172,6 +172,7 @@ void profile_heap(symbolizer_t *sym, store_t *store, const collector_target_t *t
     json_t *v = pprof_top_json(pp, q->sort, q->top);
     if (v) {
       json_object_set_new(v, "pid", json_integer(t->pid));
+      json_object_set_new(v, "flame", pprof_flame_json(pp, q->sort));
       if (q->base_ms) json_object_set_new(v, "base_time", json_real(base_ms / 1000.0));
       json_object_set_new(v, "symbolized", json_integer((json_int_t)nsym));
       if (why) json_object_set_new(v, "unsymbolized_reason", json_string(why));

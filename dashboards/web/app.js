@@ -452,10 +452,51 @@ async function loadProfile() {
   $("#prof-table tbody").innerHTML = rows.map((s) => `
     <tr><td>${fmtBytes(s.inuse_space)}</td><td>${fmtBytes(s.pinned_space)}</td><td>${fmtBytes(s.alloc_space)}</td>
     <td>${s.inuse_objects}</td><td>${esc(frameText(s))}</td><td>${esc(frameText(s.stack[1]))}</td></tr>`).join("");
+  state.flameRoot = ok ? body.flame : null;
+  renderFlame(state.flameRoot);
   $("#prof-note").textContent = ok
     ? `${rows.length} call sites; in use ${fmtBytes(body.totals.inuse_space)}, pinned ${fmtBytes(body.totals.pinned_space)}, ` +
       `sampling every ${fmtBytes(body.sample_bytes)}${body.unsymbolized_reason ? ` (some frames unsymbolized: ${body.unsymbolized_reason})` : ""}`
     : state.profile.error;
+}
+
+// The flame graph: an icicle of the stacks allocd merged (its "flame"
+// tree), the outermost frame on top, each frame as wide as its share of
+// the chosen value.  Clicking a frame zooms into it; the top bar goes back.
+const FLAME_ROW = 18, FLAME_MIN = 0.002;   // frames narrower than 0.2 % are not drawn
+
+function flameColour(name) {
+  let h = 0;
+  for (const ch of name) h = (h * 31 + ch.charCodeAt(0)) >>> 0;
+  return `hsl(${20 + (h % 40)}, ${70 + (h % 20)}%, ${62 + (h % 12)}%)`;
+}
+
+function renderFlame(root, focus = root) {
+  const el = $("#prof-flame");
+  if (!root || !root.value) { el.innerHTML = ""; el.style.height = "0"; return; }
+  const total = focus.value, bars = [];
+  let depth = 0;
+  const place = (n, x, d) => {
+    if (n.value / total < FLAME_MIN) return;
+    depth = Math.max(depth, d);
+    bars.push({ n, x, d });
+    let cx = x;
+    for (const c of n.children) { place(c, cx, d + 1); cx += c.value / total; }
+  };
+  place(focus, 0, 0);
+  el.style.height = `${(depth + 1) * FLAME_ROW}px`;
+  el.innerHTML = bars.map(({ n, x, d }, i) => {
+    const w = n.value / total, label = n === focus && focus !== root ? `↑ ${n.name}` : n.name;
+    const title = `${n.name} · ${fmtBytes(n.value)} (${(100 * n.value / root.value).toFixed(1)} % of ${root.value_name})`;
+    return `<div class="frame" data-i="${i}" title="${esc(title)}" style="left:${(x * 100).toFixed(3)}%;` +
+      `width:${(w * 100).toFixed(3)}%;top:${d * FLAME_ROW}px;background:${flameColour(n.name)}">${esc(label)}</div>`;
+  }).join("");
+  el.onclick = (ev) => {
+    const i = ev.target.dataset && ev.target.dataset.i;
+    if (i == null) return;
+    const n = bars[Number(i)].n;
+    renderFlame(root, n === focus ? root : n);
+  };
 }
 
 // ---- size-class heatmap -------------------------------------------------------------
@@ -614,6 +655,7 @@ function route() {
     $("#config-result").textContent = "";
     $("#prof-table tbody").innerHTML = "";
     $("#prof-note").textContent = "";
+    renderFlame(null);
     if (m) $("#prof-download").href = `/api/v1/processes/${m[1]}/profile/heap`;
   }
   state.view = view;

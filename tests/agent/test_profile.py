@@ -722,6 +722,20 @@ class RealProfileTest(unittest.TestCase):
         first = top["sites"][0]
         self.assertEqual(first["function"], "keep_64mib")
         self.assertTrue(first["file"].endswith("prof_workload.c"), first)
+        # the flame graph's tree: the root holds the total, every node at
+        # least what its children hold, and keep_64mib's 64 MiB lie under
+        # main, its caller
+        flame = top["flame"]
+        self.assertEqual((flame["name"], flame["value"], flame["value_name"]), ("all", total, "inuse_space"))
+        def nodes(n, path=()):
+            yield path + (n["name"],), n
+            for c in n["children"]:
+                self.assertLessEqual(c["value"], n["value"])
+                yield from nodes(c, path + (n["name"],))
+        keep = [(path, n) for path, n in nodes(flame) if path[-1] == "keep_64mib"]
+        self.assertTrue(keep and all("main" in path for path, _ in keep), keep)
+        self.assertLess(abs(sum(n["value"] for _, n in keep) - (64 << 20)) / (64 << 20), 0.10)
+        self.assertLessEqual(sum(1 for _ in nodes(flame)), 4000)
 
     def test_history_of_a_real_process(self):
         # allocd keeps the idle workload's profile every second; against

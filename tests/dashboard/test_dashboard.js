@@ -72,9 +72,9 @@ function stop(p, sig = "SIGTERM", ms = 10000) {
 
 // A tm_target (or a copy under another name) holding N blocks, publishing
 // into shm; resolves to its pid.
-function startTarget(shm, n, size, exe = TARGET) {
+function startTarget(shm, n, size, exe = TARGET, conf = "") {
   const env = { ...process.env, LD_PRELOAD: PRELOAD,
-                ALLOC_CONF: `telemetry_dir:${shm},stats_interval_ms:200,memory_limit:4G` };
+                ALLOC_CONF: `telemetry_dir:${shm},stats_interval_ms:200,memory_limit:4G${conf}` };
   const p = start(exe, ["hold", String(n), String(size), "240000"], { env, stdio: ["ignore", "pipe", "inherit"] });
   return new Promise((resolve, reject) => {
     let out = "";
@@ -120,7 +120,9 @@ test("dashboard in headless chromium", { timeout: 240000 }, async () => {
     const other = path.join(root, "tm_other");
     fs.copyFileSync(TARGET, other);
     fs.chmodSync(other, 0o755);
-    const pids = [await startTarget(shm, 2000, 100), await startTarget(shm, 300, 5000, other)];
+    // the first one profiles its heap (a sample every 4 KiB: its 200 KB give ~50)
+    const pids = [await startTarget(shm, 2000, 100, TARGET, ",prof:true,prof_sample_bytes:4096"),
+                  await startTarget(shm, 300, 5000, other)];
     for (const pid of pids)
       await waitFor(async () => (await getJSON(`/api/v1/processes/${pid}`)).stats, `pid ${pid} in the API`);
     const before = (await getJSON(`/api/v1/processes/${pids[0]}`)).config;
@@ -262,9 +264,24 @@ test("dashboard in headless chromium", { timeout: 240000 }, async () => {
     await page.waitForFunction(() => window.dashboard.profile, null, { timeout: 20000 });
     const prof = await page.evaluate(() => window.dashboard.profile);
     const note = await page.textContent("#prof-note");
-    if (prof.error) assert.match(note, /heap profil/, `profile panel says why: ${note}`);
-    else assert.match(note, /call sites; in use /);
+    assert.ok(!prof.error, `the profiling target answers: ${note}`);
+    assert.match(note, /call sites; in use /);
+    assert.ok((await page.$$("#prof-table tbody tr")).length >= 1, "top call sites listed");
     assert.match(await page.getAttribute("#prof-download", "href"), /^\/api\/v1\/processes\/\d+\/profile\/heap$/);
+    // ... and its flame graph: "all" on top holding the whole, main below it
+    const frames = await page.$$eval("#prof-flame .frame", (fs) => fs.map((f) => ({ text: f.textContent, title: f.title,
+      top: parseFloat(f.style.top), width: parseFloat(f.style.width) })));
+    assert.ok(frames.length >= 3, `flame frames: ${JSON.stringify(frames)}`);
+    assert.equal(frames[0].text, "all");
+    assert.equal(frames[0].width, 100);
+    assert.match(frames[0].title, /^all · .* \(100\.0 % of inuse_space\)$/);
+    assert.ok(frames.some((f) => f.text === "main" && f.top > 0), `main in the flame graph: ${JSON.stringify(frames)}`);
+    await (await page.$("#prof-flame")).screenshot({ path: shot("flame.png") });
+    // a click zooms into a frame (it becomes the full-width top bar), a click on that goes back
+    await page.click('#prof-flame .frame:text-is("main")');
+    assert.equal(await page.textContent("#prof-flame .frame"), "↑ main");
+    await page.click("#prof-flame .frame");
+    assert.equal(await page.textContent("#prof-flame .frame"), "all");
 
     // ---- the configuration panel: a wrong token is refused, plainly
     await page.fill("#cfg-dirty", "4321");
