@@ -20,6 +20,8 @@
  * names the operator allowed) are answered. */
 #include "http_guard.h"
 
+#include "sleeper.h"
+
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -38,11 +40,8 @@ struct guard_conn_s {
 };
 
 struct guard_s {
-  pthread_mutex_t lock;
-  pthread_cond_t wake;
+  sleeper_t s;                 /* s.lock: the list and the hosts */
   guard_conn_t head;           /* circular list of open connections */
-  pthread_t thread;
-  bool stop;
   unsigned deadline_ms;
   _Atomic uint64_t closed_slow;
   char hosts[GUARD_MAX_HOSTS + 4][256];
@@ -59,7 +58,7 @@ static int64_t mono_ms(void) {
 
 static void sweep(guard_t *g) {
   int64_t now = mono_ms();
-  pthread_mutex_lock(&g->lock);
+  pthread_mutex_lock(&g->s.lock);
   for (guard_conn_t *c = g->head.next; c != &g->head; c = c->next) {
     int64_t since = atomic_load(&c->reading_since_ms);
     if (since == 0 || g->deadline_ms == 0 || now - since < (int64_t)g->deadline_ms) continue;
@@ -67,24 +66,24 @@ static void sweep(guard_t *g) {
     shutdown(c->fd, SHUT_RDWR);
     atomic_fetch_add(&g->closed_slow, 1);
   }
-  pthread_mutex_unlock(&g->lock);
+  pthread_mutex_unlock(&g->s.lock);
 }
 
 static void *guard_main(void *arg) {
   guard_t *g = arg;
-  pthread_mutex_lock(&g->lock);
-  while (!g->stop) {
+  pthread_mutex_lock(&g->s.lock);
+  while (!g->s.stop) {
     struct timespec until;
     clock_gettime(CLOCK_MONOTONIC, &until);
     until.tv_nsec += SWEEP_MS * 1000000L;
     if (until.tv_nsec >= 1000000000L) until.tv_sec++, until.tv_nsec -= 1000000000L;
-    pthread_cond_timedwait(&g->wake, &g->lock, &until);
-    if (g->stop) break;
-    pthread_mutex_unlock(&g->lock);
+    pthread_cond_timedwait(&g->s.wake, &g->s.lock, &until);
+    if (g->s.stop) break;
+    pthread_mutex_unlock(&g->s.lock);
     sweep(g);
-    pthread_mutex_lock(&g->lock);
+    pthread_mutex_lock(&g->s.lock);
   }
-  pthread_mutex_unlock(&g->lock);
+  pthread_mutex_unlock(&g->s.lock);
   return NULL;
 }
 
@@ -93,21 +92,21 @@ guard_conn_t *guard_conn_open(guard_t *g, int fd) {
   if (!c) return NULL;
   c->fd = fd;
   atomic_store(&c->reading_since_ms, mono_ms());
-  pthread_mutex_lock(&g->lock);
+  pthread_mutex_lock(&g->s.lock);
   c->next = g->head.next;
   c->prev = &g->head;
   g->head.next->prev = c;
   g->head.next = c;
-  pthread_mutex_unlock(&g->lock);
+  pthread_mutex_unlock(&g->s.lock);
   return c;
 }
 
 void guard_conn_close(guard_t *g, guard_conn_t *c) {
   if (!c) return;
-  pthread_mutex_lock(&g->lock);
+  pthread_mutex_lock(&g->s.lock);
   c->prev->next = c->next;
   c->next->prev = c->prev;
-  pthread_mutex_unlock(&g->lock);
+  pthread_mutex_unlock(&g->s.lock);
   free(c);
 }
 
@@ -162,12 +161,6 @@ static void allow(guard_t *g, const char *name) {
 guard_t *guard_start(const char *listen_host, const char *const *hosts, size_t nhosts, unsigned request_deadline_ms) {
   guard_t *g = calloc(1, sizeof *g);
   if (!g) return NULL;
-  pthread_mutex_init(&g->lock, NULL);
-  pthread_condattr_t attr;
-  pthread_condattr_init(&attr);
-  pthread_condattr_setclock(&attr, CLOCK_MONOTONIC);
-  pthread_cond_init(&g->wake, &attr);
-  pthread_condattr_destroy(&attr);
   g->head.next = g->head.prev = &g->head;
   g->deadline_ms = request_deadline_ms;
   allow(g, "localhost");
@@ -175,9 +168,7 @@ guard_t *guard_start(const char *listen_host, const char *const *hosts, size_t n
   allow(g, "::1");
   allow(g, listen_host);
   for (size_t i = 0; i < nhosts && i < GUARD_MAX_HOSTS; i++) allow(g, hosts[i]);
-  if (pthread_create(&g->thread, NULL, guard_main, g) != 0) {
-    pthread_cond_destroy(&g->wake);
-    pthread_mutex_destroy(&g->lock);
+  if (!sleeper_start(&g->s, guard_main, g)) {
     free(g);
     return NULL;
   }
@@ -187,12 +178,6 @@ guard_t *guard_start(const char *listen_host, const char *const *hosts, size_t n
 /* After the HTTP server stopped: every connection is closed by then. */
 void guard_stop(guard_t *g) {
   if (!g) return;
-  pthread_mutex_lock(&g->lock);
-  g->stop = true;
-  pthread_cond_signal(&g->wake);
-  pthread_mutex_unlock(&g->lock);
-  pthread_join(g->thread, NULL);
-  pthread_cond_destroy(&g->wake);
-  pthread_mutex_destroy(&g->lock);
+  sleeper_stop(&g->s);
   free(g);
 }

@@ -13,6 +13,7 @@
 
 #include "log.h"
 #include "pprof.h"
+#include "sleeper.h"
 #include "snapshot.h"
 
 #include <alloc_shm_reader.h>
@@ -209,10 +210,7 @@ struct profile_keeper_s {
   collector_t *collector;
   int64_t interval_ms;
   unsigned timeout_ms;
-  pthread_t thread;
-  pthread_mutex_t lock;
-  pthread_cond_t wake;
-  bool stop;
+  sleeper_t s;
   struct attempt_s {
     int64_t process_id, at_ms;
   } attempts[KEEP_TRACKED];
@@ -257,12 +255,12 @@ static void keep_pass(profile_keeper_t *k) {
   int64_t now = (int64_t)clock_ms(CLOCK_MONOTONIC);
   int asked = 0;
   for (size_t i = 0; live && i < n && asked < KEEP_PER_PASS; i++) {
-    pthread_mutex_lock(&k->lock);
-    bool stop = k->stop;
+    pthread_mutex_lock(&k->s.lock);
+    bool stop = k->s.stop;
     struct attempt_s *a = attempt_of(k, live[i].process_id, now);
     bool due = now - a->at_ms >= k->interval_ms;
     if (due) a->at_ms = now;
-    pthread_mutex_unlock(&k->lock);
+    pthread_mutex_unlock(&k->s.lock);
     if (stop) break;
     collector_target_t t;
     if (!due || !collector_lookup(k->collector, live[i].pid, &t)) continue;
@@ -272,9 +270,9 @@ static void keep_pass(profile_keeper_t *k) {
     if (t.have_config && snap_config_text(&t.config, "prof", prof, sizeof prof) && strcmp(prof, "false") == 0) continue;
     asked++;
     if (!keep_one(k, &t)) {
-      pthread_mutex_lock(&k->lock);
+      pthread_mutex_lock(&k->s.lock);
       attempt_of(k, live[i].process_id, now)->at_ms = INT64_MAX / 2;   /* never again */
-      pthread_mutex_unlock(&k->lock);
+      pthread_mutex_unlock(&k->s.lock);
     }
   }
   free(live);
@@ -283,21 +281,21 @@ static void keep_pass(profile_keeper_t *k) {
 static void *keeper_thread(void *arg) {
   profile_keeper_t *k = arg;
   int64_t period = k->interval_ms < 10000 ? k->interval_ms : 10000;
-  pthread_mutex_lock(&k->lock);
-  while (!k->stop) {
+  pthread_mutex_lock(&k->s.lock);
+  while (!k->s.stop) {
     struct timespec until;
     clock_gettime(CLOCK_MONOTONIC, &until);
     until.tv_sec += period / 1000;
     until.tv_nsec += (period % 1000) * 1000000;
     if (until.tv_nsec >= 1000000000) until.tv_sec++, until.tv_nsec -= 1000000000;
-    while (!k->stop && pthread_cond_timedwait(&k->wake, &k->lock, &until) == 0) {
+    while (!k->s.stop && pthread_cond_timedwait(&k->s.wake, &k->s.lock, &until) == 0) {
     }
-    if (k->stop) break;
-    pthread_mutex_unlock(&k->lock);
+    if (k->s.stop) break;
+    pthread_mutex_unlock(&k->s.lock);
     keep_pass(k);
-    pthread_mutex_lock(&k->lock);
+    pthread_mutex_lock(&k->s.lock);
   }
-  pthread_mutex_unlock(&k->lock);
+  pthread_mutex_unlock(&k->s.lock);
   return NULL;
 }
 
@@ -306,15 +304,7 @@ profile_keeper_t *profile_keeper_start(store_t *store, collector_t *collector, i
   profile_keeper_t *k = calloc(1, sizeof *k);
   if (!k) return NULL;
   *k = (profile_keeper_t){.store = store, .collector = collector, .interval_ms = interval_ms, .timeout_ms = timeout_ms};
-  pthread_mutex_init(&k->lock, NULL);
-  pthread_condattr_t ca;
-  pthread_condattr_init(&ca);
-  pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
-  pthread_cond_init(&k->wake, &ca);
-  pthread_condattr_destroy(&ca);
-  if (pthread_create(&k->thread, NULL, keeper_thread, k) != 0) {
-    pthread_mutex_destroy(&k->lock);
-    pthread_cond_destroy(&k->wake);
+  if (!sleeper_start(&k->s, keeper_thread, k)) {
     free(k);
     return NULL;
   }
@@ -323,12 +313,6 @@ profile_keeper_t *profile_keeper_start(store_t *store, collector_t *collector, i
 
 void profile_keeper_stop(profile_keeper_t *k) {
   if (!k) return;
-  pthread_mutex_lock(&k->lock);
-  k->stop = true;
-  pthread_cond_broadcast(&k->wake);
-  pthread_mutex_unlock(&k->lock);
-  pthread_join(k->thread, NULL);
-  pthread_mutex_destroy(&k->lock);
-  pthread_cond_destroy(&k->wake);
+  sleeper_stop(&k->s);
   free(k);
 }

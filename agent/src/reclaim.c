@@ -28,6 +28,7 @@
 
 #include "log.h"
 #include "push.h"
+#include "sleeper.h"
 
 #include <pthread.h>
 #include <stdio.h>
@@ -61,10 +62,7 @@ struct reclaim_s {
   store_t *store;
   collector_t *collector;
   reclaim_config_t cfg;
-  pthread_t thread;
-  pthread_mutex_t lock;        /* kicked, stop, counters */
-  pthread_cond_t cond;
-  bool kicked, stop;
+  sleeper_t s;                 /* s.lock: the counters too */
   reclaim_counters_t counters;
   proc_state_t *procs;         /* this thread's own */
   size_t nprocs, cap;
@@ -144,17 +142,17 @@ static void squeeze(reclaim_t *r, proc_state_t *s, const collector_live_t *l, co
   if (r->cfg.mode == RECLAIM_DRY_RUN) {
     log_info("reclaim (dry run): would set dirty_decay_ms=0, muzzy_decay_ms=0 on pid %d (%s, %.1f MiB free): %s",
              l->pid, l->exe, free_mib, why);
-    pthread_mutex_lock(&r->lock);
+    pthread_mutex_lock(&r->s.lock);
     r->counters.dry_run++;
-    pthread_mutex_unlock(&r->lock);
+    pthread_mutex_unlock(&r->s.lock);
     s->squeezed = true;   /* remembered so that it is logged once per episode */
   } else {
     log_info("reclaim: setting dirty_decay_ms=0, muzzy_decay_ms=0 on pid %d (%s, %.1f MiB free): %s", l->pid, l->exe,
              free_mib, why);
     if (!push(r, l, 0, 0, why)) return;
-    pthread_mutex_lock(&r->lock);
+    pthread_mutex_lock(&r->s.lock);
     r->counters.squeezed++;
-    pthread_mutex_unlock(&r->lock);
+    pthread_mutex_unlock(&r->s.lock);
     s->squeezed = true;
   }
   s->squeezed_at = now;
@@ -182,9 +180,9 @@ static bool restore(reclaim_t *r, proc_state_t *s, const collector_live_t *l) {
   log_info("reclaim: pressure ended: pid %d (%s) back to dirty_decay_ms=%lld, muzzy_decay_ms=%lld", l->pid, l->exe,
            (long long)s->old_dirty, (long long)s->old_muzzy);
   if (!push(r, l, s->old_dirty, s->old_muzzy, "pressure ended: the settings it had before")) return false;
-  pthread_mutex_lock(&r->lock);
+  pthread_mutex_lock(&r->s.lock);
   r->counters.restored++;
-  pthread_mutex_unlock(&r->lock);
+  pthread_mutex_unlock(&r->s.lock);
   return true;
 }
 
@@ -195,9 +193,9 @@ static void record_returned(reclaim_t *r, proc_state_t *s, const collector_live_
   uint64_t bytes = snap->stats.purged > s->purged_at ? snap->stats.purged - s->purged_at : 0;
   store_audit_returned(r->store, l->process_id, CLIENT, s->squeezed_at, (int64_t)bytes);
   log_info("reclaim: pid %d (%s) returned %.1f MiB", l->pid, l->exe, (double)bytes / 1048576.0);
-  pthread_mutex_lock(&r->lock);
+  pthread_mutex_lock(&r->s.lock);
   r->counters.returned_bytes += bytes;
-  pthread_mutex_unlock(&r->lock);
+  pthread_mutex_unlock(&r->s.lock);
   s->returned_recorded = true;
 }
 
@@ -298,9 +296,9 @@ static void pass(reclaim_t *r) {
       r->procs[kept++] = r->procs[i];
     }
   r->nprocs = kept;
-  pthread_mutex_lock(&r->lock);
+  pthread_mutex_lock(&r->s.lock);
   r->counters.squeezed_now = r->cfg.mode == RECLAIM_ON ? squeezed : 0;
-  pthread_mutex_unlock(&r->lock);
+  pthread_mutex_unlock(&r->s.lock);
   free(cand);
   free(live);
 }
@@ -319,19 +317,19 @@ static void restore_all(reclaim_t *r) {
 
 static void *reclaim_main(void *arg) {
   reclaim_t *r = arg;
-  pthread_mutex_lock(&r->lock);
-  while (!r->stop) {
-    if (!r->kicked) pthread_cond_wait(&r->cond, &r->lock);
-    if (r->stop) break;
-    r->kicked = false;
+  pthread_mutex_lock(&r->s.lock);
+  while (!r->s.stop) {
+    if (!r->s.kicked) pthread_cond_wait(&r->s.wake, &r->s.lock);
+    if (r->s.stop) break;
+    r->s.kicked = false;
     int64_t now = wall_ms();
     if (now - r->last_pass_ms < RECLAIM_PASS_MS) continue;
     r->last_pass_ms = now;
-    pthread_mutex_unlock(&r->lock);
+    pthread_mutex_unlock(&r->s.lock);
     pass(r);
-    pthread_mutex_lock(&r->lock);
+    pthread_mutex_lock(&r->s.lock);
   }
-  pthread_mutex_unlock(&r->lock);
+  pthread_mutex_unlock(&r->s.lock);
   restore_all(r);
   return NULL;
 }
@@ -343,9 +341,7 @@ reclaim_t *reclaim_start(store_t *store, collector_t *collector, const reclaim_c
   r->store = store;
   r->collector = collector;
   r->cfg = *cfg;
-  pthread_mutex_init(&r->lock, NULL);
-  pthread_cond_init(&r->cond, NULL);
-  if (pthread_create(&r->thread, NULL, reclaim_main, r) != 0) {
+  if (!sleeper_start(&r->s, reclaim_main, r)) {
     free(r);
     return NULL;
   }
@@ -357,22 +353,12 @@ reclaim_t *reclaim_start(store_t *store, collector_t *collector, const reclaim_c
 }
 
 void reclaim_kick(reclaim_t *r) {
-  if (!r) return;
-  pthread_mutex_lock(&r->lock);
-  r->kicked = true;
-  pthread_cond_signal(&r->cond);
-  pthread_mutex_unlock(&r->lock);
+  if (r) sleeper_kick(&r->s);
 }
 
 void reclaim_stop(reclaim_t *r) {
   if (!r) return;
-  pthread_mutex_lock(&r->lock);
-  r->stop = true;
-  pthread_cond_signal(&r->cond);
-  pthread_mutex_unlock(&r->lock);
-  pthread_join(r->thread, NULL);
-  pthread_mutex_destroy(&r->lock);
-  pthread_cond_destroy(&r->cond);
+  sleeper_stop(&r->s);
   free(r->procs);
   free(r);
 }
@@ -380,7 +366,7 @@ void reclaim_stop(reclaim_t *r) {
 void reclaim_counters(reclaim_t *r, reclaim_counters_t *out) {
   *out = (reclaim_counters_t){0};
   if (!r) return;
-  pthread_mutex_lock(&r->lock);
+  pthread_mutex_lock(&r->s.lock);
   *out = r->counters;
-  pthread_mutex_unlock(&r->lock);
+  pthread_mutex_unlock(&r->s.lock);
 }

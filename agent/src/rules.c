@@ -21,6 +21,7 @@
 
 #include "log.h"
 #include "push.h"
+#include "sleeper.h"
 
 #include <fnmatch.h>
 #include <pthread.h>
@@ -46,10 +47,7 @@ struct rules_s {
   store_t *store;
   collector_t *collector;
   unsigned timeout_ms;
-  pthread_t thread;
-  pthread_mutex_t lock;        /* everything below */
-  pthread_cond_t cond;         /* kicked, a worker finished, or stop */
-  bool kicked, stop;
+  sleeper_t s;                 /* s.lock: everything below; s.wake: kicked, a worker finished, or stop */
   unsigned running;
   collector_target_t *waiting; /* new processes not yet dispatched */
   size_t nwaiting, cap;
@@ -142,13 +140,13 @@ static void *worker_main(void *arg) {
   json_t *rules = store_rules_json(r->store);
   bool answered = apply(r, &job->target, rules);
   json_decref(rules);
-  pthread_mutex_lock(&r->lock);
+  pthread_mutex_lock(&r->s.lock);
   uid_state_t *u = uid_state(r, job->target.uid);   /* running > 0: still ours */
   u->running--;
   if (!answered) u->timeouts++;
   r->running--;
-  pthread_cond_broadcast(&r->cond);
-  pthread_mutex_unlock(&r->lock);
+  pthread_cond_broadcast(&r->s.wake);
+  pthread_mutex_unlock(&r->s.lock);
   free(job);
   return NULL;
 }
@@ -210,22 +208,22 @@ static void take_new(rules_t *r) {
 
 static void *rules_main(void *arg) {
   rules_t *r = arg;
-  pthread_mutex_lock(&r->lock);
-  while (!r->stop) {
-    if (r->kicked) take_new(r);
-    r->kicked = false;
+  pthread_mutex_lock(&r->s.lock);
+  while (!r->s.stop) {
+    if (r->s.kicked) take_new(r);
+    r->s.kicked = false;
     dispatch(r);
-    if (!r->kicked && !r->stop) pthread_cond_wait(&r->cond, &r->lock);
+    if (!r->s.kicked && !r->s.stop) pthread_cond_wait(&r->s.wake, &r->s.lock);
   }
-  while (r->running) pthread_cond_wait(&r->cond, &r->lock);   /* each ends within the push timeout */
-  pthread_mutex_unlock(&r->lock);
+  while (r->running) pthread_cond_wait(&r->s.wake, &r->s.lock);   /* each ends within the push timeout */
+  pthread_mutex_unlock(&r->s.lock);
   return NULL;
 }
 
 uint64_t rules_suppressed(rules_t *r) {
-  pthread_mutex_lock(&r->lock);
+  pthread_mutex_lock(&r->s.lock);
   uint64_t n = r->suppressed;
-  pthread_mutex_unlock(&r->lock);
+  pthread_mutex_unlock(&r->s.lock);
   return n;
 }
 
@@ -235,31 +233,18 @@ rules_t *rules_start(store_t *store, collector_t *collector, unsigned push_timeo
   r->store = store;
   r->collector = collector;
   r->timeout_ms = push_timeout_ms;
-  pthread_mutex_init(&r->lock, NULL);
-  pthread_cond_init(&r->cond, NULL);
-  if (pthread_create(&r->thread, NULL, rules_main, r) != 0) {
+  if (!sleeper_start(&r->s, rules_main, r)) {
     free(r);
     return NULL;
   }
   return r;
 }
 
-void rules_kick(rules_t *r) {
-  pthread_mutex_lock(&r->lock);
-  r->kicked = true;
-  pthread_cond_signal(&r->cond);
-  pthread_mutex_unlock(&r->lock);
-}
+void rules_kick(rules_t *r) { sleeper_kick(&r->s); }
 
 void rules_stop(rules_t *r) {
   if (!r) return;
-  pthread_mutex_lock(&r->lock);
-  r->stop = true;
-  pthread_cond_signal(&r->cond);
-  pthread_mutex_unlock(&r->lock);
-  pthread_join(r->thread, NULL);
-  pthread_mutex_destroy(&r->lock);
-  pthread_cond_destroy(&r->cond);
+  sleeper_stop(&r->s);
   free(r->waiting);
   free(r);
 }
