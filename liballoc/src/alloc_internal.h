@@ -327,6 +327,7 @@ extern atomic_size_t la_foreign_frees;
 
 /* ---- prof.c: the sampled heap profiler --------------------------------- */
 extern atomic_bool la_prof_sampling;   /* sampling now */
+extern atomic_uint la_prof_epoch;      /* one more at each switch on or off */
 extern atomic_bool la_alloc_plain;     /* initialised and not sampling (alloc.c's slow path) */
 double la_prof_probability(double s, double m);
 int64_t la_prof_next_gap(void);

@@ -260,6 +260,7 @@ typedef struct la_heap_s {
    * from the real one, as many as may be handed out before the next
    * sample; its exhaustion brings malloc to the slow path, which samples. */
   bool prof_on;                     /* (owner) bins point at the proxies */
+  uint32_t prof_epoch;              /* (owner) la_prof_epoch when it last followed */
   la_slab_t *prof_proxy;            /* (owner) LA_NCLASSES stand-ins, from metadata */
   la_slab_t *prof_src[LA_NCLASSES]; /* (owner) the slab the proxy's chain was cut from */
   uint32_t prof_cut[LA_NCLASSES];   /* (owner) blocks in that chain when cut */

@@ -132,14 +132,14 @@ static void bin_store(la_heap_t *heap, unsigned cls, la_slab_t *slab) {
 /* While sampling, the fast path pops from the class's proxy (below).  If
  * sampling was switched meanwhile, the class goes to the slow path, which
  * follows the switch: la_heaps_prof_switch stores the sentinel after
- * changing la_prof_sampling, this stores the slab before loading it, and
+ * changing la_prof_epoch, this stores the slab before loading it, and
  * the fences order both, so one of the two sees the other's store. */
 static void bin_point(la_heap_t *heap, unsigned cls, la_slab_t *slab) {
   if (LA_UNLIKELY(free_mark)) slab = &la_slab_empty;
   else if (LA_UNLIKELY(heap->prof_on)) slab = &heap->prof_proxy[cls];
   bin_store(heap, cls, slab);
   atomic_thread_fence(memory_order_seq_cst);
-  if (LA_UNLIKELY(atomic_load_explicit(&la_prof_sampling, memory_order_relaxed) != heap->prof_on))
+  if (LA_UNLIKELY(atomic_load_explicit(&la_prof_epoch, memory_order_relaxed) != heap->prof_epoch))
     bin_store(heap, cls, &la_slab_empty);
 }
 
@@ -635,9 +635,10 @@ static void detach_slab(la_slab_t *slab) {
 }
 
 static void heap_abandon(la_heap_t *heap) {
-  if (heap->prof_proxy) {
+  if (heap->prof_proxy) {   /* the thread that takes the heap next follows la_prof_sampling */
     heap->prof_on = false;
     for (unsigned c = 0; c < LA_NCLASSES; c++) prof_settle(heap, c);
+    heap->prof_epoch = atomic_load(&la_prof_epoch) - 1;
   }
   caches_flush(heap);
   for (unsigned c = 0; c < LA_NCLASSES; c++) {
@@ -912,8 +913,11 @@ static void prof_settle(la_heap_t *heap, unsigned cls) {
   if (src->used == 0) la_heap_retire_slab(heap, src);
 }
 
-/* Follow la_prof_sampling: proxies in the fast path, or the real slabs. */
+/* Follow la_prof_sampling: proxies in the fast path, or the real slabs.
+ * The epoch is read first: if a switch comes between the two loads, the
+ * next slow path follows again. */
 static void prof_follow(la_heap_t *heap) {
+  uint32_t epoch = atomic_load(&la_prof_epoch);
   bool on = atomic_load(&la_prof_sampling);
   if (on && !heap->prof_proxy) {
     la_slab_t *proxies = la_meta_alloc(LA_NCLASSES * sizeof(la_slab_t));
@@ -924,11 +928,12 @@ static void prof_follow(la_heap_t *heap) {
     }
     LA_SHARED_STORE(heap->prof_proxy, proxies);
   }
-  if (!on && heap->prof_proxy) {
+  if (heap->prof_on) {   /* off, or off and on again: the chains were cut for the old countdowns */
     heap->prof_on = false;
     for (unsigned c = 0; c < LA_NCLASSES; c++) prof_settle(heap, c);
   }
-  heap->prof_on = on;
+  heap->prof_on = on && heap->prof_proxy;
+  heap->prof_epoch = epoch;
   if (on)
     for (unsigned c = 0; c < LA_NCLASSES; c++) heap->prof_left[c] = la_prof_next_gap();
   for (unsigned c = 0; c < LA_NCLASSES; c++) set_bin(heap, c);
@@ -986,7 +991,7 @@ void *la_heap_alloc_class(unsigned cls, size_t size) {
     errno = ENOMEM;
     return NULL;
   }
-  if (LA_UNLIKELY(heap->prof_on != atomic_load_explicit(&la_prof_sampling, memory_order_relaxed))) prof_follow(heap);
+  if (LA_UNLIKELY(heap->prof_epoch != atomic_load_explicit(&la_prof_epoch, memory_order_relaxed))) prof_follow(heap);
   if (LA_UNLIKELY(heap->prof_on)) return alloc_sampled(heap, cls, size);
   la_slab_t *slab = heap->queues[cls].head;
   if (!slab || !slab->free) slab = find_slab(heap, cls);
@@ -1094,6 +1099,7 @@ void la_heaps_fork_child(void) {
     if (self->prof_proxy) {   /* the child's slow path follows la_prof_sampling again */
       self->prof_on = false;
       for (unsigned c = 0; c < LA_NCLASSES; c++) prof_settle(self, c);
+      self->prof_epoch = atomic_load(&la_prof_epoch) - 1;
     }
     /* The next malloc of each class takes the slow path once, where the
      * child starts what it needs (its telemetry). */

@@ -148,7 +148,7 @@ __attribute__((constructor)) static void la_constructor(void) {
     la_heaps_set_checks();
   }
   atomic_store(&owner_pid, la_os_getpid());
-  la_prof_init();   /* ALLOC_CONF=prof:true: here, not inside a malloc (it opens libgcc_s) */
+  la_prof_init();   /* ALLOC_CONF=prof:true: here, not inside a malloc (it takes heaps_lock) */
   la_telemetry_start();
 }
 

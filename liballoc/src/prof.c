@@ -21,11 +21,14 @@
  * _Unwind_Backtrace, the fallback, interprets the DWARF of every frame
  * again (about 19,000 for 18 frames; callgrind).  libunwind keeps its
  * caches per thread (UNW_CACHE_PER_THREAD), so no lock of its own is held
- * across a fork.  The unwinder is opened when profiling is first switched
- * on, never at start-up otherwise.  It may call malloc or take the
- * loader's lock: a thread that is capturing never samples (a thread-local
- * guard), and no liballoc lock is held while capturing, so that can
- * neither recurse nor deadlock.
+ * across a fork.  The unwinder is opened by the first sample, not when
+ * profiling is switched on: a short program that never allocates
+ * prof_sample_bytes (most commands a shell runs) never pays for loading
+ * libunwind and liblzma.  Loading and unwinding may call malloc or take
+ * the loader's lock: a thread that is capturing never samples (a
+ * thread-local guard), and no liballoc lock is held meanwhile (only
+ * unwinder_lock, which nothing else is taken under), so that can neither
+ * recurse nor deadlock.
  *
  * Tables, all from liballoc's metadata (counted in `metadata`), allocated
  * when profiling is first switched on and bounded: unique stacks
@@ -81,6 +84,11 @@ typedef struct prof_live_s {
 } prof_live_t;
 
 atomic_bool la_prof_sampling;   /* sampling now (heap.c, alloc.c read it) */
+/* One more at each switch, stored after la_prof_sampling: a thread that
+ * missed an off-and-on (it did not allocate meanwhile) still draws its
+ * countdowns again, with the mean now in force. */
+atomic_uint la_prof_epoch;
+static __thread uint32_t other_epoch;    /* la_prof_epoch of other_left */
 atomic_bool la_alloc_plain;     /* initialised and not sampling: alloc.c's slow path needs no check */
 
 static pthread_mutex_t prof_lock = PTHREAD_MUTEX_INITIALIZER;     /* the tables */
@@ -99,7 +107,9 @@ static uint64_t profile_number;   /* the last one written */
 static size_t table_bytes;        /* the profiler's metadata */
 static atomic_uint live_gen;      /* odd while an entry is removed */
 
-/* (switch_lock) the unwinder, loaded once */
+/* The unwinder, loaded once by the first sample (unwinder_lock). */
+static pthread_mutex_t unwinder_lock = PTHREAD_MUTEX_INITIALIZER;
+static atomic_bool unwinder_tried;
 typedef _Unwind_Reason_Code (*backtrace_fn)(_Unwind_Trace_Fn, void *);
 typedef _Unwind_Ptr (*getip_fn)(struct _Unwind_Context *);
 typedef int (*trace_fn)(void **, int);
@@ -232,9 +242,9 @@ static trace_fn load_libunwind(void) {
   return trace;
 }
 
-/* Open the unwinder: libunwind's, or libgcc_s's (switch_lock held; never
- * from inside malloc: dlopen takes the loader's lock and allocates).  True
- * if stacks can be taken. */
+/* Open the unwinder: libunwind's, or libgcc_s's (unwinder_lock held, the
+ * thread's in_prof guard set: dlopen allocates).  True if stacks can be
+ * taken. */
 static bool load_unwinder(void) {
   if (unwind_backtrace || unwind_trace) return true;
 #if defined(__x86_64__)
@@ -278,8 +288,19 @@ static _Unwind_Reason_Code capture_frame(struct _Unwind_Context *ctx, void *arg)
  * partial-inlining part, alloc_sampled, la_heap_alloc_class, la_malloc). */
 #define SELF_FRAMES_MAX 16
 
+/* The first sample opens the unwinder; a failure is said once, and the
+ * samples then have no stacks. */
+static void load_unwinder_once(void) {
+  pthread_mutex_lock(&unwinder_lock);
+  if (!atomic_load(&unwinder_tried) && !load_unwinder())
+    la_warn("prof: cannot load libgcc_s's unwinder (%s); samples have no stacks", dlerror());
+  atomic_store(&unwinder_tried, true);
+  pthread_mutex_unlock(&unwinder_lock);
+}
+
 /* The caller's stack, innermost first, liballoc's frames left out. */
 static unsigned capture_stack(uint64_t *pcs, unsigned max) {
+  if (LA_UNLIKELY(!atomic_load_explicit(&unwinder_tried, memory_order_acquire))) load_unwinder_once();
   trace_fn trace = __atomic_load_n(&unwind_trace, __ATOMIC_ACQUIRE);
   if (trace) {
     void *ips[ALLOC_SHM_PROFILE_MAX_DEPTH + SELF_FRAMES_MAX];
@@ -499,7 +520,11 @@ void la_prof_after_alloc(void *p, size_t size) {
   } else {
     block = la_huge_usable_size(p);
   }
-  if (!other_left) other_left = la_prof_next_gap();
+  uint32_t epoch = atomic_load_explicit(&la_prof_epoch, memory_order_relaxed);
+  if (!other_left || other_epoch != epoch) {
+    other_left = la_prof_next_gap();
+    other_epoch = epoch;
+  }
   other_left -= (int64_t)block;
   if (other_left > 0) return;
   other_left = la_prof_next_gap();
@@ -556,7 +581,6 @@ int la_prof_switch(bool on) {
     }
     pthread_mutex_unlock(&prof_lock);
     if (!ready) err = ENOMEM;
-    else if (!load_unwinder()) la_warn("prof: cannot load libgcc_s's unwinder (%s); samples have no stacks", dlerror());
     if (!err) {
       atomic_store(&la_alloc_plain, false);
       atomic_store(&la_prof_sampling, true);
@@ -568,7 +592,10 @@ int la_prof_switch(bool on) {
     pthread_mutex_unlock(&prof_lock);
     atomic_store(&la_alloc_plain, atomic_load(&la_initialized));
   }
-  if (on != was && !err) la_heaps_prof_switch();
+  if (on != was && !err) {
+    atomic_fetch_add(&la_prof_epoch, 1);
+    la_heaps_prof_switch();
+  }
   pthread_mutex_unlock(&switch_lock);
   return err;
 }
@@ -590,12 +617,16 @@ void la_prof_switch_fork_parent(void) { pthread_mutex_unlock(&switch_lock); }
 void la_prof_switch_fork_child(void) { pthread_mutex_init(&switch_lock, NULL); }
 void la_prof_fork_prepare(void) { pthread_mutex_lock(&prof_lock); }
 void la_prof_fork_parent(void) { pthread_mutex_unlock(&prof_lock); }
-/* publish_lock is not taken at fork(): a publication holds it while
- * dl_iterate_phdr takes the loader's lock.  The child starts with it free
- * (its scratch space is rewritten by every publication). */
+/* publish_lock and unwinder_lock are not taken at fork(): a publication
+ * holds the first while dl_iterate_phdr takes the loader's lock, the first
+ * sample the second across dlopen.  The child starts with both free (the
+ * publication's scratch space is rewritten by every publication; an
+ * unwinder half opened by another thread is opened again: unwinder_tried
+ * is set only when a load has ended). */
 void la_prof_fork_child(void) {
   pthread_mutex_init(&prof_lock, NULL);
   pthread_mutex_init(&publish_lock, NULL);
+  pthread_mutex_init(&unwinder_lock, NULL);
 }
 
 /* ---- reading the profile (prof_lock) -------------------------------------- */

@@ -94,6 +94,43 @@ static void sampling_law(void **state) {
   assert_int_equal(alloc_ctl("opt.prof_sample_bytes", NULL, NULL, &zero, sizeof zero), EINVAL);
 }
 
+/* Whether a shared object whose path contains `name` is mapped. */
+static bool mapped(const char *name) {
+  FILE *f = fopen("/proc/self/maps", "r");
+  assert_non_null(f);
+  char line[4096];
+  bool found = false;
+  while (!found && fgets(line, sizeof line, f)) found = strstr(line, name) != NULL;
+  fclose(f);
+  return found;
+}
+
+/* Switching profiling on opens nothing: the first sample opens the
+ * unwinder (a program that never allocates a sample's worth never loads
+ * libunwind and liblzma).  First in the list: nothing sampled before. */
+static void unwinder_opened_by_the_first_sample(void **state) {
+  (void)state;
+  const char *unwinder = access("/usr/lib/x86_64-linux-gnu/libunwind.so.8", F_OK) == 0 ? "libunwind.so.8" : "libgcc_s.so.1";
+  bool before = mapped(unwinder);   /* libgcc_s may be there already (pthread_cancel) */
+  set_prof(true, 1u << 30);   /* a sample a GiB: none below */
+  void *blocks[256];
+  for (unsigned i = 0; i < 256; i++) assert_non_null(blocks[i] = la_malloc(64 + i));
+  for (unsigned i = 0; i < 256; i++) la_free(blocks[i]);
+  assert_int_equal(mapped(unwinder), before);
+  assert_false(!before && mapped("libunwind.so.8"));
+  set_prof(false, 1u << 30);
+  set_prof(true, 1024);
+  for (unsigned round = 0; round < 16; round++) {   /* 256 KiB: samples */
+    for (unsigned i = 0; i < 256; i++) assert_non_null(blocks[i] = la_malloc(64));
+    for (unsigned i = 0; i < 256; i++) la_free(blocks[i]);
+  }
+  profile_t p;
+  publish(&p);
+  assert_true(p.h.samples > 50);
+  assert_true(mapped(unwinder));
+  set_prof(false, 2097152);
+}
+
 /* 8 MiB of small blocks kept: estimated within 10%; freed: gone. */
 static void small_blocks_in_use(void **state) {
   (void)state;
@@ -243,6 +280,7 @@ static void big_blocks_keep_their_contents(void **state) {
 
 int main(void) {
   const struct CMUnitTest tests[] = {
+    cmocka_unit_test(unwinder_opened_by_the_first_sample),
     cmocka_unit_test(sampling_law),
     cmocka_unit_test(small_blocks_in_use),
     cmocka_unit_test(every_kind_of_block),
