@@ -265,6 +265,7 @@ typedef struct la_heap_s {
   la_slab_t *prof_src[LA_NCLASSES]; /* (owner) the slab the proxy's chain was cut from */
   uint32_t prof_cut[LA_NCLASSES];   /* (owner) blocks in that chain when cut */
   int64_t prof_left[LA_NCLASSES];   /* (owner) bytes of the class to the next sample */
+  uint32_t prof_ahead[LA_NCLASSES]; /* (owner) blocks to carve ahead of the next chain */
 } la_heap_t;
 
 /* ---- huge blocks --------------------------------------------------------- */

@@ -851,6 +851,13 @@ static la_slab_t *find_slab(la_heap_t *heap, unsigned cls) {
  * sampling off, thread exit, fork).  A chain shorter than the countdown is
  * the slab's whole free list, taken without walking it. */
 
+/* Blocks carved ahead of a chain: a page's worth at first, twice as many
+ * each time a chain is used up, up to a unit's (64 KiB).  A short program
+ * that takes a block or two of a class carves one page of it, not sixteen
+ * (page faults, and 124,000 instructions of the 480,000 of bench/tiny). */
+static uint32_t carve_ahead_min(size_t bs) { return 4096 / bs > 16 ? (uint32_t)(4096 / bs) : 16; }
+static uint32_t carve_ahead_max(size_t bs) { return LA_UNIT_SIZE / bs > 16 ? (uint32_t)(LA_UNIT_SIZE / bs) : 16; }
+
 /* prof_cut[] of a chain that is its slab's whole free list, not counted. */
 #define PROF_WHOLE (1u << 24)
 
@@ -860,16 +867,17 @@ static void prof_cut(la_heap_t *heap, unsigned cls, la_slab_t *slab) {
   int64_t left = heap->prof_left[cls];
   if (proxy->free || !slab || left <= (int64_t)bs) return;
   uint64_t k = (uint64_t)(left - 1) / bs;   /* allocations that leave left > 0 */
-  uint64_t ahead = LA_UNIT_SIZE / bs > 16 ? LA_UNIT_SIZE / bs : 16;   /* at most 64 KiB carved ahead */
+  uint32_t ahead = heap->prof_ahead[cls] ? heap->prof_ahead[cls] : carve_ahead_min(bs);
   la_slab_carve_ahead(slab, (uint32_t)(k < ahead ? k : ahead));
   if (!slab->free) return;
   la_block_t *first = slab->free;
   uint32_t n;
-  if (k >= slab->capacity) {
-    /* The countdown outlasts any free list of the slab: take it whole,
-     * without walking it (a cache miss a block on a big one).  Its length
-     * is not known: the slab's `used` gets PROF_WHOLE, which keeps it from
-     * being taken for empty, until prof_settle counts what was popped. */
+  if (k >= slab->reserved - slab->used) {
+    /* The countdown outlasts the free list (it holds at most the blocks
+     * carved and not in use): take it whole, without walking it (a cache
+     * miss a block).  Its length is not known: the slab's `used` gets
+     * PROF_WHOLE, which keeps it from being taken for empty, until
+     * prof_settle counts what was popped. */
     slab->free = NULL;
     n = PROF_WHOLE;
   } else {
@@ -898,6 +906,11 @@ static void prof_settle(la_heap_t *heap, unsigned cls) {
   proxy->free = NULL;
   LA_SHARED_STORE(heap->prof_cut[cls], 0);
   heap->prof_left[cls] -= (int64_t)popped * (int64_t)la_class_size[cls];
+  if (!rest) {   /* used up: carve more ahead of the next one */
+    size_t bs = la_class_size[cls];
+    uint32_t ahead = heap->prof_ahead[cls] ? heap->prof_ahead[cls] : carve_ahead_min(bs);
+    heap->prof_ahead[cls] = 2 * ahead < carve_ahead_max(bs) ? 2 * ahead : carve_ahead_max(bs);
+  }
   if (rest) {
     la_block_t *last = rest;
     while (last->next) last = last->next;
