@@ -966,6 +966,22 @@ void la_heaps_prof_switch(void) {
   pthread_mutex_unlock(&heaps_lock);
 }
 
+/* A block of class `cls` from the current slab, or from the one find_slab
+ * makes current; `*from` gets the slab.  NULL (errno ENOMEM) when out of
+ * memory. */
+static la_block_t *pop_current(la_heap_t *heap, unsigned cls, la_slab_t **from) {
+  la_slab_t *slab = heap->queues[cls].head;
+  if (!slab || !slab->free) slab = find_slab(heap, cls);
+  if (!slab) {
+    errno = ENOMEM;
+    return NULL;
+  }
+  la_block_t *block = la_slab_pop(slab);
+  if (LA_UNLIKELY(free_mark)) unmark(slab, block);
+  *from = slab;
+  return block;
+}
+
 /* The slow path of a small class while sampling: the proxy's chain is
  * used up (or the class came here another way), so the blocks cut were
  * handed out; this allocation counts down too, and is sampled if the
@@ -978,14 +994,9 @@ static LA_NOINLINE void *alloc_sampled(la_heap_t *heap, unsigned cls, size_t siz
   }
   prof_settle(heap, cls);
   size_t bs = la_class_size[cls];
-  la_slab_t *slab = heap->queues[cls].head;
-  if (!slab || !slab->free) slab = find_slab(heap, cls);
-  if (!slab) {
-    errno = ENOMEM;
-    return NULL;
-  }
-  la_block_t *block = la_slab_pop(slab);
-  if (LA_UNLIKELY(free_mark)) unmark(slab, block);
+  la_slab_t *slab;
+  la_block_t *block = pop_current(heap, cls, &slab);
+  if (!block) return NULL;
   heap->prof_left[cls] -= (int64_t)bs;
   bool due = heap->prof_left[cls] <= 0;
   if (due) heap->prof_left[cls] = la_prof_next_gap();
@@ -1006,15 +1017,8 @@ void *la_heap_alloc_class(unsigned cls, size_t size) {
   }
   if (LA_UNLIKELY(heap->prof_epoch != atomic_load_explicit(&la_prof_epoch, memory_order_relaxed))) prof_follow(heap);
   if (LA_UNLIKELY(heap->prof_on)) return alloc_sampled(heap, cls, size);
-  la_slab_t *slab = heap->queues[cls].head;
-  if (!slab || !slab->free) slab = find_slab(heap, cls);
-  if (!slab) {
-    errno = ENOMEM;
-    return NULL;
-  }
-  la_block_t *block = la_slab_pop(slab);
-  if (LA_UNLIKELY(free_mark)) unmark(slab, block);
-  return block;
+  la_slab_t *slab;
+  return pop_current(heap, cls, &slab);
 }
 
 /* The owner freed the last block in use of a slab.  The current slab of a
