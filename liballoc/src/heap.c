@@ -851,11 +851,12 @@ static la_slab_t *find_slab(la_heap_t *heap, unsigned cls) {
  * sampling off, thread exit, fork).  A chain shorter than the countdown is
  * the slab's whole free list, taken without walking it. */
 
-/* Blocks carved ahead of a chain: a page's worth at first, twice as many
- * each time a chain is used up, up to a unit's (64 KiB).  A short program
- * that takes a block or two of a class carves one page of it, not sixteen
- * (page faults, and 124,000 instructions of the 480,000 of bench/tiny). */
-static uint32_t carve_ahead_min(size_t bs) { return 4096 / bs > 16 ? (uint32_t)(4096 / bs) : 16; }
+/* Blocks carved ahead of a chain: a page's worth at first (as slab.c
+ * carves without sampling), twice as many each time a chain is used up, up
+ * to a unit's (64 KiB).  A short program that takes a block or two of a
+ * class carves one page of it, not sixteen (page faults, and 124,000
+ * instructions of the 480,000 of bench/tiny). */
+static uint32_t carve_ahead_min(size_t bs) { return 4096 / bs > 1 ? (uint32_t)(4096 / bs) : 1; }
 static uint32_t carve_ahead_max(size_t bs) { return LA_UNIT_SIZE / bs > 16 ? (uint32_t)(LA_UNIT_SIZE / bs) : 16; }
 
 /* prof_cut[] of a chain that is its slab's whole free list, not counted. */
