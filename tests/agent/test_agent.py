@@ -539,6 +539,19 @@ class AgentTest(unittest.TestCase):
         os.chmod(os.path.join(rules_d, "30-open.json"), 0o644)
         wait_for(lambda: configs_of("30-open.json") == [{"thp": "always"}], what="the file taken once fixed")
 
+        # a FIFO and a link to a directory named *.json are refused, and
+        # neither stops the reader (a blocking open of the FIFO would wait
+        # for a writer that never comes)
+        os.mkfifo(os.path.join(rules_d, "40-fifo.json"), 0o644)
+        os.symlink(rules_d, os.path.join(rules_d, "50-dir.json"))
+        wait_for(lambda: (file_status("40-fifo.json") or {}).get("error") and
+                 (file_status("50-dir.json") or {}).get("error"), what="the FIFO and the directory refused")
+        self.assertIn("not a regular file", file_status("40-fifo.json")["error"])
+        self.assertIn("not a regular file", file_status("50-dir.json")["error"])
+        self.assertTrue(self.agent.healthy())
+        os.unlink(os.path.join(rules_d, "40-fifo.json"))
+        os.unlink(os.path.join(rules_d, "50-dir.json"))
+
         # SIGHUP re-reads every file and allocd keeps serving
         self.agent.proc.send_signal(signal.SIGHUP)
         wait_for(lambda: "received SIGHUP" in self.agent.read_log(), what="SIGHUP logged")
