@@ -21,6 +21,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <unistd.h>
 
 /* Page size in KiB, for turning /proc/self/statm's pages into KiB. */
@@ -168,6 +169,19 @@ static inline uint64_t peak_rss_kib(void)
 static inline void report_metric(const char *name, double value)
 {
     fprintf(stderr, "metric %s %.6g\n", name, value);
+}
+
+/* The CPU time (user + system) of the whole process so far, as a "metric
+ * cpu_s" line.  On a machine shared with other jobs the wall time bench/run
+ * measures includes waiting for a CPU; this does not. */
+static inline void report_cpu_seconds(void)
+{
+    struct rusage usage;
+    if (getrusage(RUSAGE_SELF, &usage))
+        die("getrusage failed");
+    double user = usage.ru_utime.tv_sec + usage.ru_utime.tv_usec / 1e6;
+    double sys = usage.ru_stime.tv_sec + usage.ru_stime.tv_usec / 1e6;
+    report_metric("cpu_s", user + sys);
 }
 
 #endif /* BENCH_COMMON_H */

@@ -1,6 +1,6 @@
 /* fragment.c - fragmentation after a phase change.
  *
- * Usage: fragment LIVE_MIB
+ * Usage: fragment LIVE_MIB [SMALL_MIN SMALL_MAX LARGE_MIN LARGE_MAX]
  *
  * A cache or a parser that first fills memory with small objects and later,
  * after most of them died, switches to larger ones:
@@ -9,6 +9,9 @@
  *              scattered over all the memory phase 1 used;
  *   3. switch: allocate objects of 320 B .. 4 KiB until as many bytes are
  *              live again as after phase 1.
+ * The four sizes may be given (bench/run's phasechange: 64..128 B, then
+ * 1..4 KiB, the probe of issue 21: no small size class is then near a
+ * large one).
  * An allocator that can reuse the holes of phase 2 for the sizes of phase
  * 3 (or return their pages and get them back) ends near LIVE_MIB of RSS;
  * one that keeps small-object memory for small objects only ends near
@@ -22,12 +25,12 @@
  * stdout has the object count and checksum; no timing is done here.
  */
 #include "bench_common.h"
+#include "bench_probe.h"
 
-#define SMALL_MIN 16
-#define SMALL_MAX 256
-#define LARGE_MIN 320
-#define LARGE_MAX 4096
 #define SURVIVOR_PERCENT 10
+
+/* The phases' size ranges: 16..256 B and 320 B..4 KiB unless given. */
+static size_t small_min = 16, small_max = 256, large_min = 320, large_max = 4096;
 
 struct object {
     void *ptr;
@@ -88,28 +91,36 @@ static double mib(uint64_t bytes)
 
 int main(int argc, char **argv)
 {
-    if (argc != 2) {
-        fprintf(stderr, "usage: %s LIVE_MIB\n", argv[0]);
+    if (argc != 2 && argc != 6) {
+        fprintf(stderr, "usage: %s LIVE_MIB [SMALL_MIN SMALL_MAX LARGE_MIN LARGE_MAX]\n", argv[0]);
         return 2;
     }
     uint64_t target = parse_count(argv[1], "LIVE_MIB", 1, 1u << 16) << 20;
+    if (argc == 6) {
+        small_min = parse_count(argv[2], "SMALL_MIN", 16, 1u << 20);
+        small_max = parse_count(argv[3], "SMALL_MAX", small_min, 1u << 20);
+        large_min = parse_count(argv[4], "LARGE_MIN", 16, 1u << 20);
+        large_max = parse_count(argv[5], "LARGE_MAX", large_min, 1u << 20);
+    }
     struct heap_state h = { .rng = { 0xf4a6ull } };
 
     /* Tables sized for the worst case of each phase.  calloc'ed pages that
      * are never written stay unbacked, so only the used entries count as
      * live (below). */
-    size_t small_capacity = target / SMALL_MIN + 1, large_capacity = target / LARGE_MIN + 1;
+    size_t small_capacity = target / small_min + 1, large_capacity = target / large_min + 1;
     struct object *small = calloc(small_capacity, sizeof *small);
     struct object *large = calloc(large_capacity, sizeof *large);
     if (!small || !large)
         die("out of memory");
 
-    size_t small_count = fill_until(&h, small, small_capacity, SMALL_MIN, SMALL_MAX, target);
+    size_t small_count = fill_until(&h, small, small_capacity, small_min, small_max, target);
     for (size_t i = 0; i < small_count; i++)
         if (rng_below(&h.rng, 100) >= SURVIVOR_PERCENT)
             drop_object(&h, &small[i]);
     uint64_t thinned_rss_kib = current_rss_kib();
-    size_t large_count = fill_until(&h, large, large_capacity, LARGE_MIN, LARGE_MAX, target);
+    stats_probe("thinned");
+    size_t large_count = fill_until(&h, large, large_capacity, large_min, large_max, target);
+    stats_probe("switched");
 
     uint64_t table_bytes = (small_count + large_count) * sizeof *small;
     uint64_t live = h.live_bytes + table_bytes, rss_kib = current_rss_kib();
