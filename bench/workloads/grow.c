@@ -16,9 +16,13 @@
  *            remapping pages instead of copying.
  *   shrink:  every array is reallocated down to a quarter (shrink_to_fit).
  * Contents are checked after every realloc that moved data, and a checksum
- * of them is printed; the program measures no time itself.
+ * of them is printed; the program measures no time itself.  stderr
+ * ("metric" lines): the arrays' capacity when all are grown (grown_live_mib)
+ * and the RSS then (grown_rss_mib), both the largest of the rounds, and
+ * peak_rss_mib.
  */
 #include "bench_common.h"
+#include "bench_probe.h"
 
 #define MAX_APPEND 48
 #define MIN_STRING (1u << 10)
@@ -38,6 +42,7 @@ struct array {
 };
 
 struct totals {
+    uint64_t grown_live_bytes, grown_rss_kib;   /* the largest of the rounds */
     uint64_t reallocs;
     uint64_t checksum;
 };
@@ -123,6 +128,19 @@ static void push_step(struct array *arr, size_t a, struct totals *totals)
     arr->length += STEP_ELEMENTS;
 }
 
+/* All arrays at their target: the round's high-water mark. */
+static void note_grown(const struct array *arrays, size_t count, struct totals *totals)
+{
+    uint64_t live = 0, rss_kib = current_rss_kib();
+    for (size_t a = 0; a < count; a++)
+        live += arrays[a].capacity * sizeof *arrays[a].items;
+    if (live > totals->grown_live_bytes)
+        totals->grown_live_bytes = live;
+    if (rss_kib > totals->grown_rss_kib)
+        totals->grown_rss_kib = rss_kib;
+    stats_probe("grown");
+}
+
 static void grow_and_shrink_arrays(struct rng *rng, size_t count, struct totals *totals)
 {
     struct array *arrays = calloc(count, sizeof *arrays);
@@ -139,6 +157,7 @@ static void grow_and_shrink_arrays(struct rng *rng, size_t count, struct totals 
         if (arr->length >= arr->target)
             unfinished--;
     }
+    note_grown(arrays, count, totals);
     for (size_t a = 0; a < count; a++) {
         struct array *arr = &arrays[a];
         arr->length /= 4;
@@ -161,11 +180,14 @@ int main(int argc, char **argv)
     size_t arrays = parse_count(argv[3], "ARRAYS", 1, 1u << 10);
 
     struct rng rng = { 0x67e0ull };
-    struct totals totals = { 0, 0 };
+    struct totals totals = { 0 };
     for (uint64_t r = 0; r < rounds; r++) {
         build_strings(&rng, strings, &totals);
         grow_and_shrink_arrays(&rng, arrays, &totals);
     }
+    report_metric("grown_live_mib", totals.grown_live_bytes / (1024.0 * 1024.0));
+    report_metric("grown_rss_mib", totals.grown_rss_kib / 1024.0);
+    report_metric("peak_rss_mib", peak_rss_kib() / 1024.0);
     printf("grow rounds=%llu reallocs=%llu checksum=%016llx\n", (unsigned long long)rounds,
            (unsigned long long)totals.reallocs, (unsigned long long)totals.checksum);
     return 0;

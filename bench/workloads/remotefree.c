@@ -132,6 +132,8 @@ static void *work(void *arg)
                  batch);
         }
         drain(w);
+        if (w->id == 0 && batches_per_thread >= 8 && b % (batches_per_thread / 8) == 0)
+            stats_probe("running");     /* eight times; the others keep running */
     }
     /* Keep emptying the mailbox until nobody can post to it any more. */
     atomic_fetch_sub(&producers_left, 1);

@@ -28,6 +28,7 @@
 #include <time.h>
 
 #include "bench_common.h"
+#include "bench_probe.h"
 
 #define DEFAULT_SLOTS 4096
 #define REALLOC_PERCENT 5
@@ -199,6 +200,8 @@ static void *run_worker(void *arg)
         step(w);
         if (i % DRAIN_INTERVAL == 0)
             drain_inbox(w);
+        if (w->id == 0 && i == ops_per_thread / 2)
+            stats_probe("midway");      /* the others keep running: near the peak */
     }
     for (size_t i = 0; i < slots_per_thread; i++)
         if (w->slots[i].ptr)
