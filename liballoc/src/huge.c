@@ -567,26 +567,54 @@ static void resize_in_place(la_huge_t *d, size_t usable, size_t need) {
   d->size = usable;
 }
 
+/* The smallest cached mapping of at least map_size bytes, its excess
+ * cached again, taken out to be moved onto (inflight: fork waits). */
+static la_huge_t *take_cached_destination(size_t map_size) {
+  pthread_mutex_lock(&huge_lock);
+  la_huge_t *onto = cache_take_fit(map_size, LA_SEG_SIZE);
+  inflight_begin(onto);
+  pthread_mutex_unlock(&huge_lock);
+  if (onto) split_to_cache(onto, map_size);
+  return onto;
+}
+
 /* Grow d's mapping to map_size: in place if the address space after it is
- * free, else move its pages to a fresh aligned reservation (d->ptr changes).
- * The table and the totals are the caller's business. */
-static bool grow_mapping(la_huge_t *d, size_t map_size) {
+ * free, else move its pages elsewhere (d->ptr changes): onto a cached
+ * mapping when one is big enough, else to a fresh aligned reservation.
+ * Moving onto a cached mapping gives its resident pages back (mremap
+ * replaces what is at the destination): a program that grows its arrays
+ * round after round no longer keeps the regions its shrinks and moves
+ * left in the cache beside new ones (grow: 198 MiB peak for 99 MiB of
+ * arrays).  The table and the totals are the caller's business. */
+static bool grow_mapping(la_huge_t *d, size_t map_size, bool *fresh) {
   uint8_t *p = d->ptr;
+  *fresh = true;
   if (la_os_extend_in_place(p, d->map_size, map_size)) {
     la_segmap_set(p + d->map_size, map_size - d->map_size, LA_MAP_HUGE);
   } else {
-    void *dest = la_os_map_aligned(map_size, LA_SEG_SIZE);
+    la_huge_t *onto = take_cached_destination(map_size);
+    *fresh = !onto;
+    void *dest = onto ? onto->ptr : la_os_map_aligned(map_size, LA_SEG_SIZE);
     if (!dest) return false;
     /* Clear the old regions before mremap frees them: once they are free,
      * another thread may map them and mark them as its own. */
     la_segmap_set(dest, map_size, LA_MAP_HUGE);
     la_segmap_set(p, d->map_size, LA_MAP_NONE);
-    if (!la_os_remap_to(p, d->map_size, map_size, dest)) {
+    bool moved = la_os_remap_to(p, d->map_size, map_size, dest) != NULL;
+    if (!moved) {
       la_segmap_set(p, d->map_size, LA_MAP_HUGE);
       la_segmap_set(dest, map_size, LA_MAP_NONE);
+      /* a refused move may have unmapped the destination already */
       la_os_unmap(dest, map_size);
-      return false;
     }
+    if (onto) {
+      pthread_mutex_lock(&huge_lock);
+      if (!moved) cache_purge.purged += map_size;   /* given back to the OS */
+      desc_release(onto);
+      pthread_mutex_unlock(&huge_lock);
+      inflight_end();
+    }
+    if (!moved) return false;
     d->ptr = dest;
   }
   d->map_size = map_size;
@@ -620,10 +648,34 @@ static bool absorb_next_cached(la_huge_t *d, size_t map_size) {
   return true;
 }
 
+/* Growth took `bytes` of fresh address space, whose pages the program
+ * will fault in: give back as many cached bytes, oldest mappings first.
+ * The cache could not serve this growth (no cached mapping after the
+ * block or big enough to move onto), so what it holds has the wrong shape
+ * for it; kept, it would stay resident beside the new pages for the decay
+ * time, round after round of a program that grows arrays (grow). */
+static void shed_cached(size_t bytes) {
+  la_huge_t *gone = NULL;
+  size_t shed = 0;
+  pthread_mutex_lock(&huge_lock);
+  while (shed < bytes && cache_head) {
+    la_huge_t *old = cache_pop_oldest();
+    la_segmap_set(old->ptr, old->map_size, LA_MAP_NONE);
+    shed += old->map_size;
+    old->next = gone;
+    gone = old;
+  }
+  inflight_begin(gone);
+  pthread_mutex_unlock(&huge_lock);
+  unmap_taken(gone);
+}
+
 /* Grow a block whose descriptor is out of the table. */
 static bool grow(la_huge_t *d, size_t usable, size_t map_size) {
   size_t old_map = d->map_size;
-  if (!absorb_next_cached(d, map_size) && !grow_mapping(d, map_size)) return false;
+  bool fresh = false;
+  if (!absorb_next_cached(d, map_size) && !grow_mapping(d, map_size, &fresh)) return false;
+  if (fresh) shed_cached(map_size - old_map);
   account((ssize_t)usable - (ssize_t)d->size, (ssize_t)map_size - (ssize_t)old_map);
   d->size = usable;
   return true;

@@ -174,6 +174,41 @@ static void test_calloc_on_recycled_region_is_zero(void **state) {
   la_huge_set_decay(la_opt.dirty_decay_ms);
 }
 
+static size_t dirty_bytes(void) {
+  la_stats_t st;
+  la_stats_gather(&st);
+  return (size_t)st.s.dirty;
+}
+
+/* A block grown by realloc past what the cache can serve takes as many
+ * cached bytes out of the cache as the fresh pages it gets (or moves onto
+ * a cached mapping, whose pages the move gives back): the freed mappings
+ * are not kept resident beside the grown block.  No decay meanwhile (-1):
+ * without the shedding the 96 MiB freed stay cached to the end. */
+static void test_growth_sheds_the_cache(void **state) {
+  (void)state;
+  const size_t big = 48u << 20, step = 4u << 20, final = 160u << 20;
+  la_huge_set_decay(-1);
+  char *a = la_malloc(big), *b = la_malloc(big);
+  assert_non_null(a);
+  assert_non_null(b);
+  memset(a, 1, big);
+  memset(b, 2, big);
+  la_free(a);
+  la_free(b);
+  assert_true(dirty_bytes() >= 2 * big);
+  char *g = NULL;
+  for (size_t size = step; size <= final; size += step) {
+    g = la_realloc(g, size);
+    assert_non_null(g);
+    memset(g + size - step, 3, step);
+  }
+  assert_true(dirty_bytes() < 16u << 20);
+  for (size_t off = 0; off < final; off += 4096) assert_int_equal(g[off], 3);
+  la_free(g);
+  la_huge_set_decay(la_opt.dirty_decay_ms);
+}
+
 int main(void) {
   la_ensure_init();
   const struct CMUnitTest tests[] = {
@@ -181,6 +216,7 @@ int main(void) {
       cmocka_unit_test(test_calloc_on_recycled_region_is_zero),
       cmocka_unit_test(test_freed_small_blocks_serve_huge),
       cmocka_unit_test(test_realloc_while_thp_changes),
+      cmocka_unit_test(test_growth_sheds_the_cache),
   };
   return cmocka_run_group_tests_name("huge", tests, NULL, NULL);
 }
