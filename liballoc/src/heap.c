@@ -129,16 +129,36 @@ static void bin_store(la_heap_t *heap, unsigned cls, la_slab_t *slab) {
     heap->direct[i] = slab;
 }
 
+/* membarrier is registered once per process, by the first purger pass or
+ * profiling switch. */
+static atomic_int membarrier_state;   /* 0 unknown, 1 usable, -1 not */
+
+/* The light side of an asymmetric fence whose heavy side is membarrier():
+ * a compiler barrier once membarrier is known to work, a CPU fence before
+ * (and under ThreadSanitizer, which does not know membarrier). */
+static inline void light_fence(void) {
+#if defined(__SANITIZE_THREAD__)
+  atomic_thread_fence(memory_order_seq_cst);
+#else
+  if (LA_LIKELY(atomic_load_explicit(&membarrier_state, memory_order_relaxed) > 0)) atomic_signal_fence(memory_order_seq_cst);
+  else atomic_thread_fence(memory_order_seq_cst);
+#endif
+}
+
 /* While sampling, the fast path pops from the class's proxy (below).  If
  * sampling was switched meanwhile, the class goes to the slow path, which
  * follows the switch: la_heaps_prof_switch stores the sentinel after
- * changing la_prof_epoch, this stores the slab before loading it, and
- * the fences order both, so one of the two sees the other's store. */
+ * changing la_prof_epoch, this stores the slab before loading it, and the
+ * fences order both, so one of the two sees the other's store (else a
+ * class living off one slab's free list might never take the slow path
+ * again, and never follow).  The fence here is the light side of an
+ * asymmetric one, la_heaps_prof_switch's membarrier the heavy side: a
+ * CPU fence on every slab change cost remotefree 13% of its time. */
 static void bin_point(la_heap_t *heap, unsigned cls, la_slab_t *slab) {
   if (LA_UNLIKELY(free_mark)) slab = &la_slab_empty;
   else if (LA_UNLIKELY(heap->prof_on)) slab = &heap->prof_proxy[cls];
   bin_store(heap, cls, slab);
-  atomic_thread_fence(memory_order_seq_cst);
+  light_fence();
   if (LA_UNLIKELY(atomic_load_explicit(&la_prof_epoch, memory_order_relaxed) != heap->prof_epoch))
     bin_store(heap, cls, &la_slab_empty);
 }
@@ -454,9 +474,6 @@ static uint64_t earliest(uint64_t a, uint64_t b) {
   if (!b) return a;
   return a < b ? a : b;
 }
-
-/* membarrier is registered once per process, by the first purger pass. */
-static atomic_int membarrier_state;   /* 0 unknown, 1 usable, -1 not */
 
 static bool membarrier_ready(void) {
   int st = atomic_load_explicit(&membarrier_state, memory_order_relaxed);
@@ -957,14 +974,29 @@ static void prof_follow(la_heap_t *heap) {
  * fast path to the slow path, where its owner follows the switch
  * (prof_follow).  Other threads' entries are written with relaxed atomic
  * stores; see bin_point for the race with their owner. */
-void la_heaps_prof_switch(void) {
-  atomic_thread_fence(memory_order_seq_cst);
+static void send_to_slow_path(void) {
   pthread_mutex_lock(&heaps_lock);
   for (la_heap_t *h = all_heaps; h; h = h->next_all) {
     for (unsigned c = 0; c < LA_NCLASSES; c++) __atomic_store_n(&h->bins[c], &la_slab_empty, __ATOMIC_RELAXED);
     for (unsigned i = 0; i < LA_DIRECT_N; i++) __atomic_store_n(&h->direct[i], &la_slab_empty, __ATOMIC_RELAXED);
   }
   pthread_mutex_unlock(&heaps_lock);
+}
+
+/* The heavy side of bin_point's fence.  Should membarrier fail once
+ * registered, the light sides fence from now on; one that skipped its
+ * fence meanwhile is within a few instructions of storing its bin, so the
+ * sentinels are stored again after a millisecond, when that store has
+ * long landed. */
+void la_heaps_prof_switch(void) {
+  atomic_thread_fence(memory_order_seq_cst);
+  bool fenced = !membarrier_ready() || la_os_membarrier();
+  if (!fenced) atomic_store(&membarrier_state, -1);
+  send_to_slow_path();
+  if (!fenced) {
+    la_os_sleep_ms(1);
+    send_to_slow_path();
+  }
 }
 
 /* A block of class `cls` from the current slab, or from the one find_slab
