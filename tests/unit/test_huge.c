@@ -60,11 +60,14 @@ static void test_realloc_while_thp_changes(void **state) {
   assert_int_equal(atomic_load(&thp_unmapped), 0);
 }
 
-static size_t mapped_bytes(void) {
+static la_stats_t gathered(void) {
   la_stats_t st;
   la_stats_gather(&st);
-  return (size_t)st.s.mapped;
+  return st;
 }
+
+static size_t mapped_bytes(void) { return (size_t)gathered().s.mapped; }
+static size_t dirty_bytes(void) { return (size_t)gathered().s.dirty; }
 
 /* Memory freed as huge blocks serves small blocks next (issue 21): after
  * 64 MiB of 4 MiB blocks are written and freed, 64 MiB of 64-byte blocks
@@ -172,12 +175,6 @@ static void test_calloc_on_recycled_region_is_zero(void **state) {
   assert_int_equal(on_recycled, 3 * NBIG);   /* three 1 MiB blocks per region */
   for (int i = 0; i < n; i++) la_free(large[i]);
   la_huge_set_decay(la_opt.dirty_decay_ms);
-}
-
-static size_t dirty_bytes(void) {
-  la_stats_t st;
-  la_stats_gather(&st);
-  return (size_t)st.s.dirty;
 }
 
 /* A block grown by realloc past what the cache can serve takes as many
