@@ -7,9 +7,15 @@
  *
  * Sampling is random: the rate is raised (prof_sample_bytes 16 KiB) so
  * the estimates checked are made of hundreds of samples or more, and the
- * bounds are several standard deviations wide. */
+ * bounds are several standard deviations wide.
+ *
+ * The targets publish into a directory of the test's own: in /dev/shm a
+ * segment left behind by an earlier process with the same pid (killed
+ * before it could remove it) would be found first, and the requests
+ * posted to it never served. */
 #include <alloc_shm_reader.h>
 
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <signal.h>
@@ -26,6 +32,7 @@
 #include <cmocka.h>
 
 static const char *target_path;
+static char seg_dir[64] = "/tmp/prof_test.XXXXXX";
 
 enum { SYM_KEEP, SYM_CHURN, SYM_FRAGMENT, SYM_LARGE, SYM_THREAD, NSYMS };
 static const char *const sym_names[NSYMS] = {"keep_memory", "churn_memory", "fragment_memory", "large_memory",
@@ -60,6 +67,19 @@ static char *read_line(target_t *t, char *buf, size_t size) {
   return buf;
 }
 
+/* Open the target's segment once its first tick has made it (within a
+ * second; a truncated one is replaced at the next tick). */
+static void open_segment(target_t *t) {
+  char path[128];
+  snprintf(path, sizeof path, "%s/liballoc.%d", seg_dir, (int)t->pid);
+  int err = -1;
+  for (int i = 0; i < 500 && err; i++) {
+    err = alloc_shm_open(&t->seg, AT_FDCWD, path, ALLOC_SHM_ANY_OWNER);
+    if (err) usleep(10000);
+  }
+  assert_int_equal(err, 0);
+}
+
 static void start_target(target_t *t, const char *conf) {
   int to[2], from[2];
   assert_int_equal(pipe(to), 0);
@@ -73,7 +93,9 @@ static void start_target(target_t *t, const char *conf) {
     close(to[0]), close(to[1]), close(from[0]), close(from[1]);
     const char *preload = getenv("ALLOC_TEST_PRELOAD");
     if (preload) setenv("LD_PRELOAD", preload, 1);
-    setenv("ALLOC_CONF", conf, 1);
+    char full[256];
+    snprintf(full, sizeof full, "%s,telemetry_dir:%s", conf, seg_dir);
+    setenv("ALLOC_CONF", full, 1);
     execl(target_path, target_path, (char *)NULL);
     _exit(127);
   }
@@ -90,19 +112,7 @@ static void start_target(target_t *t, const char *conf) {
       if (strcmp(name, sym_names[i]) == 0) t->sym_start[i] = start, t->sym_size[i] = size;
   }
   for (int i = 0; i < NSYMS; i++) assert_true(t->sym_size[i] > 0);
-  char seg_name[64];
-  snprintf(seg_name, sizeof seg_name, "liballoc.%d", (int)t->pid);
-  int err = -1;
-  for (int i = 0; i < 500 && err; i++) {   /* the first tick comes within a second */
-    err = alloc_shm_open(&t->seg, AT_FDCWD, seg_name, ALLOC_SHM_ANY_OWNER);
-    if (err) {
-      char path[128];
-      snprintf(path, sizeof path, "/dev/shm/%s", seg_name);
-      err = alloc_shm_open(&t->seg, AT_FDCWD, path, ALLOC_SHM_ANY_OWNER);
-    }
-    if (err) usleep(10000);
-  }
-  assert_int_equal(err, 0);
+  open_segment(t);
   t->next_id = 1;
 }
 
@@ -412,19 +422,22 @@ static void test_hostile_segment(void **state) {
    * the process's); requests go to that one. */
   assert_int_equal(ftruncate(t.seg.fd, 4096), 0);
   alloc_shm_close(&t.seg);
-  char path[64];
-  snprintf(path, sizeof path, "/dev/shm/liballoc.%d", (int)t.pid);
-  int err = -1;
-  for (int i = 0; i < 500 && err; i++) {
-    err = alloc_shm_open(&t.seg, AT_FDCWD, path, ALLOC_SHM_ANY_OWNER);
-    if (err) usleep(10000);
-  }
-  assert_int_equal(err, 0);
+  open_segment(&t);
   read_profile(&t, &p);
   assert_near(p.inuse[SYM_KEEP], (double)kept, 0.10);
   free_profile(&p);
   assert_int_equal(kill(t.pid, 0), 0);
   stop_target(&t);
+}
+
+/* The targets' directory and whatever a failed test left in it. */
+static void remove_dir(const char *path) {
+  DIR *d = opendir(path);
+  if (!d) return;
+  for (struct dirent *e; (e = readdir(d));)
+    if (e->d_name[0] != '.' || (strcmp(e->d_name, ".") && strcmp(e->d_name, ".."))) unlinkat(dirfd(d), e->d_name, 0);
+  closedir(d);
+  rmdir(path);
 }
 
 int main(int argc, char **argv) {
@@ -434,6 +447,10 @@ int main(int argc, char **argv) {
   }
   target_path = argv[1];
   signal(SIGPIPE, SIG_IGN);
+  if (!mkdtemp(seg_dir)) {
+    perror("mkdtemp");
+    return 1;
+  }
   const struct CMUnitTest tests[] = {
     cmocka_unit_test(test_call_sites),
     cmocka_unit_test(test_enabled_at_start),
@@ -443,5 +460,7 @@ int main(int argc, char **argv) {
     cmocka_unit_test(test_fork),
     cmocka_unit_test(test_hostile_segment),
   };
-  return cmocka_run_group_tests(tests, NULL, NULL);
+  int failed = cmocka_run_group_tests(tests, NULL, NULL);
+  remove_dir(seg_dir);
+  return failed;
 }
