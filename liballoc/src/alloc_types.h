@@ -198,6 +198,7 @@ typedef struct la_arena_s {
   /* segments[r]: segments whose longest free run is r units (0..63). */
   la_segment_t *segments[LA_UNITS];
   la_slab_list_t abandoned[LA_NCLASSES]; /* small slabs whose thread exited */
+  uint32_t nabandoned[LA_NCLASSES];      /* their number (read without the lock) */
   size_t nsegments;
   size_t nfree_segments;                 /* segments with no slab at all */
   /* Decay: segments with dirty (muzzy) units queue in the order they got

@@ -8,7 +8,7 @@
  *     large     MIB in 256 KiB blocks, all freed, then MIB in 64 B blocks
  *     threads   MIB in 1 KiB blocks allocated and freed by one thread, then
  *               MIB in 3 KiB blocks by another (which liballoc puts on
- *               another arena: the first thread's free memory is not reused)
+ *               another arena: its free units must serve the other one)
  *
  * Every block is written (its pages are resident).  An allocation that
  * fails is a clean error path: the program frees what it holds and exits

@@ -1,0 +1,112 @@
+/* test_arena.c - arenas sharing what they hold (arena.c): before an arena
+ * maps a segment, another arena's free units serve it, and a slab abandoned
+ * in another arena is adopted.  Two arenas, threads started one after the
+ * other (heaps take arenas round robin, so consecutive threads alternate);
+ * the decay clock is stopped (injected), so nothing freed goes back to the
+ * OS meanwhile and `nsegments` counts every mapping. */
+#include "unit.h"
+
+#include <alloc.h>
+#include <pthread.h>
+#include <stdlib.h>
+
+#define MS 1000000ull
+#define BLOCK 1024
+#define NBLOCKS (24 * 1024)   /* 24 MiB of 1 KiB blocks: six segments' worth */
+
+static uint64_t fake_now = 1000 * MS;
+static uint64_t fake_clock(void) { return fake_now; }
+
+static int setup(void **state) {
+  (void)state;
+  la_os_set_clock(fake_clock);
+  bool off = false;
+  ssize_t decay = 10000;
+  alloc_ctl("opt.background_thread", NULL, NULL, &off, sizeof off);
+  alloc_ctl("opt.telemetry", NULL, NULL, &off, sizeof off);
+  alloc_ctl("opt.muzzy_decay_ms", NULL, NULL, &decay, sizeof decay);
+  la_ensure_init();
+  la_narenas = 2;
+  return alloc_ctl("opt.dirty_decay_ms", NULL, NULL, &decay, sizeof decay);
+}
+
+static size_t segments(void) {
+  la_stats_t st;
+  la_stats_gather(&st);
+  return st.s.nsegments;
+}
+
+static void *blocks[NBLOCKS];
+static la_arena_t *arena_of[2];
+
+typedef struct job_s {
+  int id;
+  bool free_all;   /* free what it allocated before exiting */
+} job_t;
+
+static void *allocate(void *arg) {
+  job_t *job = arg;
+  for (int i = 0; i < NBLOCKS; i++) assert_non_null(blocks[i] = la_malloc(BLOCK));
+  arena_of[job->id] = la_tls_heap->arena;
+  if (job->free_all) {
+    for (int i = 0; i < NBLOCKS; i++) la_free(blocks[i]);
+    la_heap_flush(la_tls_heap);
+  }
+  return NULL;
+}
+
+static void run(int id, bool free_all) {
+  job_t job = {id, free_all};
+  pthread_t t;
+  assert_int_equal(pthread_create(&t, NULL, allocate, &job), 0);
+  assert_int_equal(pthread_join(t, NULL), 0);
+}
+
+/* A thread of the other arena allocates what a thread of the first freed:
+ * it takes the first arena's free units instead of mapping its own. */
+static void free_units_serve_the_other_arena(void **state) {
+  (void)state;
+  run(0, true);
+  size_t before = segments();
+  run(1, true);
+  assert_ptr_not_equal(arena_of[0], arena_of[1]);
+  /* at most one more (a run may start a segment when the others' runs
+   * are busy: trylock); without the sharing, six */
+  assert_true(segments() <= before + 1);
+}
+
+/* Blocks of an exited thread freed by another: a thread of the other arena
+ * adopts the abandoned slabs and reuses their free blocks, before the free
+ * units of its own arena (left there by the test above). */
+static int compare_ptrs(const void *a, const void *b) {
+  uintptr_t x = (uintptr_t)*(void *const *)a, y = (uintptr_t)*(void *const *)b;
+  return x < y ? -1 : x > y;
+}
+
+static void abandoned_slabs_adopted_from_the_other_arena(void **state) {
+  (void)state;
+  static la_slab_t *abandoned[NBLOCKS];
+  run(0, false);   /* exits with its 24 MiB alive: the slabs are abandoned */
+  for (int i = 0; i < NBLOCKS; i++) abandoned[i] = la_slab_of(blocks[i]);
+  qsort(abandoned, NBLOCKS, sizeof abandoned[0], compare_ptrs);
+  for (int i = 0; i < NBLOCKS; i++) la_free(blocks[i]);   /* remote frees, not collected */
+  size_t before = segments();
+  run(1, false);
+  assert_ptr_not_equal(arena_of[0], arena_of[1]);
+  assert_true(segments() <= before + 1);
+  int reused = 0;
+  for (int i = 0; i < NBLOCKS; i++) {
+    la_slab_t *slab = la_slab_of(blocks[i]);
+    reused += bsearch(&slab, abandoned, NBLOCKS, sizeof abandoned[0], compare_ptrs) != NULL;
+  }
+  assert_true(reused > NBLOCKS * 9 / 10);
+  for (int i = 0; i < NBLOCKS; i++) la_free(blocks[i]);
+}
+
+int main(void) {
+  const struct CMUnitTest tests[] = {
+      cmocka_unit_test(free_units_serve_the_other_arena),
+      cmocka_unit_test(abandoned_slabs_adopted_from_the_other_arena),
+  };
+  return cmocka_run_group_tests(tests, setup, NULL);
+}
