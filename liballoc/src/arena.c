@@ -224,14 +224,16 @@ static size_t sweep_abandoned(la_arena_t *a);
  * the high-water mark of its own share (threadchurn: 9 MB dirty in two
  * pools; one arena held half).  The run stays in its segment, hence its
  * arena, which takes it back when it is freed (every release goes to the
- * segment's arena).  trylock: this arena's lock is held, and a busy arena
- * is simply passed over. */
+ * segment's arena).  Its abandoned slabs that other threads' frees
+ * emptied count as free units, as they do for its own threads.  trylock:
+ * this arena's lock is held, and a busy arena is simply passed over. */
 static la_slab_t *borrow_run(la_arena_t *a, unsigned k, unsigned align_units) {
   for (unsigned i = 0; i < la_narenas; i++) {
     la_arena_t *b = &arenas[i];
     if (b == a || !LA_SHARED_LOAD(b->nsegments) || pthread_mutex_trylock(&b->lock) != 0) continue;
     int unit;
     la_segment_t *seg = find_segment(b, k, align_units, &unit);
+    if (!seg && sweep_abandoned(b)) seg = find_segment(b, k, align_units, &unit);
     la_slab_t *slab = seg ? take_run(b, seg, (unsigned)unit, k) : NULL;
     pthread_mutex_unlock(&b->lock);
     if (slab) return slab;
