@@ -21,7 +21,7 @@
  *
  * A new segment is carved from a 4 MiB region of the huge-block cache when
  * it holds one (huge.c); failing that, another arena lends a run of its
- * free units (borrow_run), and only then is a segment mapped.  The other
+ * free units (borrow_slab), and only then is a segment mapped.  The other
  * way round, a huge request the cache cannot serve takes wholly free
  * segments before it maps anew.
  *
@@ -218,6 +218,23 @@ static la_segment_t *find_segment(la_arena_t *a, unsigned k, unsigned align_unit
 
 static size_t sweep_abandoned(la_arena_t *a);
 
+/* A run of `seg` (of arena `a`, whose lock is held) made a slab of class
+ * `cls`: a small one owned by `owner`, or one large block.  Under the lock
+ * of the segment's arena, whichever arena asked: its statistics read the
+ * slab under that lock. */
+static la_slab_t *take_slab(la_arena_t *a, la_segment_t *seg, unsigned unit, unsigned cls, la_heap_t *owner) {
+  la_slab_t *slab = take_run(a, seg, unit, la_class_units[cls]);
+  la_slab_init(slab, seg, unit, cls);
+  if (slab->kind == LA_SLAB_LARGE) {
+    slab->capacity = 1;
+    slab->reserved = 1;
+    LA_SHARED_STORE(slab->used, 1);
+  } else {
+    atomic_store_explicit(&slab->owner, owner, memory_order_release);
+  }
+  return slab;
+}
+
 /* Another arena's free units, before this one maps a segment: each arena
  * keeps the units its threads emptied (dirty, resident until they decay),
  * and with short-lived threads spread over the arenas every arena grew to
@@ -227,24 +244,28 @@ static size_t sweep_abandoned(la_arena_t *a);
  * segment's arena).  Its abandoned slabs that other threads' frees
  * emptied count as free units, as they do for its own threads.  trylock:
  * this arena's lock is held, and a busy arena is simply passed over. */
-static la_slab_t *borrow_run(la_arena_t *a, unsigned k, unsigned align_units) {
+static la_slab_t *borrow_slab(la_arena_t *a, unsigned cls, unsigned align_units, la_heap_t *owner) {
+  unsigned k = la_class_units[cls];
   for (unsigned i = 0; i < la_narenas; i++) {
     la_arena_t *b = &arenas[i];
     if (b == a || !LA_SHARED_LOAD(b->nsegments) || pthread_mutex_trylock(&b->lock) != 0) continue;
     int unit;
     la_segment_t *seg = find_segment(b, k, align_units, &unit);
     if (!seg && sweep_abandoned(b)) seg = find_segment(b, k, align_units, &unit);
-    la_slab_t *slab = seg ? take_run(b, seg, (unsigned)unit, k) : NULL;
+    la_slab_t *slab = seg ? take_slab(b, seg, (unsigned)unit, cls, owner) : NULL;
     pthread_mutex_unlock(&b->lock);
     if (slab) return slab;
   }
   return NULL;
 }
 
-/* A run of k units; NULL when out of memory, or (*near set) when a new
- * segment would be mapped near memory_limit: the caller drops the lock,
- * calls la_limit_reclaim and, if it agrees, calls again with `checked`. */
-static la_slab_t *alloc_run(la_arena_t *a, unsigned k, unsigned align_units, bool checked, bool *near) {
+/* A fresh slab of class `cls` (take_slab); NULL when out of memory, or
+ * (*near set) when a new segment would be mapped near memory_limit: the
+ * caller drops the lock, calls la_limit_reclaim and, if it agrees, calls
+ * again with `checked`. */
+static la_slab_t *alloc_slab(la_arena_t *a, unsigned cls, unsigned align_units, la_heap_t *owner, bool checked,
+                             bool *near) {
+  unsigned k = la_class_units[cls];
   int unit;
   la_segment_t *seg = find_segment(a, k, align_units, &unit);
   if (!seg && sweep_abandoned(a)) seg = find_segment(a, k, align_units, &unit);
@@ -259,7 +280,7 @@ static la_slab_t *alloc_run(la_arena_t *a, unsigned k, unsigned align_units, boo
      * hold both until the huge cache decays. */
     void *recycled = la_huge_take_region();
     if (!recycled) {
-      la_slab_t *borrowed = borrow_run(a, k, align_units);
+      la_slab_t *borrowed = borrow_slab(a, cls, align_units, owner);
       if (borrowed) return borrowed;
     }
     if (!recycled && !checked && la_limit_check(LA_SEG_SIZE) == LA_LIMIT_NEAR) {
@@ -276,7 +297,7 @@ static la_slab_t *alloc_run(la_arena_t *a, unsigned k, unsigned align_units, boo
     unit = la_segment_find_run(seg, k, align_units);
     if (unit < 0) return NULL;   /* cannot happen: k <= 32, align_units <= 32 */
   }
-  return take_run(a, seg, (unsigned)unit, k);
+  return take_slab(a, seg, (unsigned)unit, cls, owner);
 }
 
 /* ---- abandoned slabs (lock held) ----------------------------------------- */
@@ -315,7 +336,7 @@ static la_slab_t *adopt_abandoned(la_arena_t *a, unsigned cls, la_heap_t *owner)
 }
 
 /* An abandoned slab of another arena (this one's lock held; trylock, as
- * borrow_run): a thread that inherits its predecessor's objects frees them
+ * borrow_slab): a thread that inherits its predecessor's objects frees them
  * into the predecessor's slabs, and when the two threads' heaps sit in
  * different arenas those slabs were adopted by nobody (larson: 16.5 MB of
  * freed blocks never collected at the end). */
@@ -571,14 +592,7 @@ la_slab_t *la_arena_get_slab(la_arena_t *a, unsigned cls, la_heap_t *owner) {
     pthread_mutex_lock(&a->lock);
     la_slab_t *slab = adopt_abandoned(a, cls, owner);
     if (!slab) slab = adopt_elsewhere(a, cls, owner);
-    if (!slab) {
-      slab = alloc_run(a, la_class_units[cls], 1, checked, &near);
-      if (slab) {
-        la_segment_t *seg = la_segment_of(slab);
-        la_slab_init(slab, seg, (unsigned)(slab - seg->slabs), cls);
-        atomic_store_explicit(&slab->owner, owner, memory_order_release);
-      }
-    }
+    if (!slab) slab = alloc_slab(a, cls, 1, owner, checked, &near);
     pthread_mutex_unlock(&a->lock);
     if (slab || !near || checked) return slab;
     if (!la_limit_reclaim(LA_SEG_SIZE)) {   /* memory_limit_hard */
@@ -615,7 +629,7 @@ la_slab_t *la_arena_alloc_large(la_arena_t *a, unsigned cls, size_t align) {
   unsigned align_units = align > LA_UNIT_SIZE ? (unsigned)(align >> LA_UNIT_SHIFT) : 1;
   bool checked = false, near = false;
   pthread_mutex_lock(&a->lock);
-  la_slab_t *slab = alloc_run(a, la_class_units[cls], align_units, false, &near);
+  la_slab_t *slab = alloc_slab(a, cls, align_units, NULL, false, &near);
   if (near) {   /* near memory_limit: give back free memory without the lock */
     pthread_mutex_unlock(&a->lock);
     if (!la_limit_reclaim(LA_SEG_SIZE)) {
@@ -624,17 +638,9 @@ la_slab_t *la_arena_alloc_large(la_arena_t *a, unsigned cls, size_t align) {
     }
     checked = true;
     pthread_mutex_lock(&a->lock);
-    slab = alloc_run(a, la_class_units[cls], align_units, checked, &near);
+    slab = alloc_slab(a, cls, align_units, NULL, checked, &near);
   }
-  if (slab) {
-    la_segment_t *seg = la_segment_of(slab);
-    la_slab_init(slab, seg, (unsigned)(slab - seg->slabs), cls);
-    slab->kind = LA_SLAB_LARGE;
-    slab->capacity = 1;
-    slab->reserved = 1;
-    LA_SHARED_STORE(slab->used, 1);
-    a->large_nmalloc[cls]++;
-  }
+  if (slab) a->large_nmalloc[cls]++;
   pthread_mutex_unlock(&a->lock);
   return slab;
 }
