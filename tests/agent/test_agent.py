@@ -48,6 +48,20 @@ def settled(measure, what):
     return wait_for(same, what=what)
 
 
+def place_segment(path, data, owner=None):
+    """Put a segment file in place whole, as liballoc does (written aside,
+    then renamed): a file the agent sees half written or not yet chowned is
+    judged for what it was then, and not looked at again for
+    JUDGED_EXPIRE_MS (judged.h), longer than the tests wait."""
+    part = path + ".part"
+    with open(part, "wb") as f:
+        f.write(data)
+    os.chmod(part, 0o600)
+    if owner is not None:
+        os.chown(part, owner, owner)
+    os.rename(part, path)
+
+
 def wait_for(pred, timeout=20.0, what="condition"):
     end = time.time() + timeout
     while time.time() < end:
@@ -917,10 +931,7 @@ class AgentTest(unittest.TestCase):
         with open(path, "rb") as f:
             data = f.read()
         os.unlink(path)
-        with open(path, "wb") as f:
-            f.write(data)
-        os.chmod(path, 0o600)
-        os.chown(path, 65534, 65534)
+        place_segment(path, data, owner=65534)
         metric = 'allocd_squatters_removed_total{kind="segment"} 1'
         wait_for(lambda: metric in self.agent.request("GET", "/metrics")[1], what="the squatter removed")
         self.assertIn("squatter segment", self.agent.read_log())
@@ -938,8 +949,7 @@ class AgentTest(unittest.TestCase):
         me = os.getpid()   # alive, but not the process that wrote the segment
         data[60:64] = me.to_bytes(4, sys.byteorder, signed=True)
         fake = os.path.join(self.agent.shm, "liballoc.%d" % me)
-        with open(fake, "wb") as f:
-            f.write(data)
+        place_segment(fake, data)
         wait_for(lambda: not os.path.exists(fake), what="the reused pid's segment to be removed")
         self.assertEqual(self.agent.get("/api/v1/processes/%d" % me)[0], 404)
         self.process(t.pid)
