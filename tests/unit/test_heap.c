@@ -10,6 +10,8 @@
 #include <alloc.h>
 #include <pthread.h>
 #include <string.h>
+#include <sys/syscall.h>
+#include <unistd.h>
 
 #define MS 1000000ull
 #define LARGE (128 * 1024)   /* a large class the heap caches */
@@ -151,8 +153,11 @@ static void late_destructor(void *value) {
   pthread_setspecific(late_key, value);
 }
 
+static int late_tid;
+
 static void *late_thread(void *arg) {
   (void)arg;
+  late_tid = (int)syscall(SYS_gettid);
   la_free(la_malloc(64));
   pthread_setspecific(late_key, (void *)1);
   return NULL;
@@ -166,6 +171,10 @@ static void test_late_destructor_heap_abandoned(void **state) {
   pthread_t t;
   assert_int_equal(pthread_create(&t, NULL, late_thread, NULL), 0);
   pthread_join(t, NULL);
+  /* pthread_join returns when the thread's tid is cleared, a moment before
+   * the kernel has let go of the thread; a pass meanwhile would only put
+   * the heap off for 10 ms (EXITED_RETRY_NS). */
+  la_os_wait_thread_gone(late_tid);
   decay_at(10);   /* the purger's pass abandons heaps of threads that are gone */
   assert_int_equal(stats().s.nheaps, before);
   pthread_key_delete(late_key);
