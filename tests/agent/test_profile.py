@@ -161,6 +161,24 @@ def run_selftest(path, uid=None):
     return p, info
 
 
+def finish(test):
+    """End a test: its child processes killed, its allocd stopped (exit 0,
+    no sanitizer report in its log), its directory removed."""
+    for p in test.children:
+        if p.poll() is None:
+            p.kill()
+        p.wait()
+        for pipe in (p.stdin, p.stdout):
+            if pipe:
+                pipe.close()
+    if test.agent.proc.poll() is None:
+        test.assertEqual(test.agent.stop(), 0, test.agent.read_log())
+    log = test.agent.read_log()
+    test.assertNotIn("Sanitizer", log)
+    test.assertNotIn("runtime error", log)
+    shutil.rmtree(test.root, ignore_errors=True)
+
+
 class ProfileTest(unittest.TestCase):
     def setUp(self):
         self.root = tempfile.mkdtemp(prefix="allocd-profile.")
@@ -179,19 +197,7 @@ class ProfileTest(unittest.TestCase):
     def tearDown(self):
         for r in self.responders:
             r.stop.set()
-        for p in self.children:
-            if p.poll() is None:
-                p.kill()
-            p.wait()
-            for pipe in (p.stdin, p.stdout):
-                if pipe:
-                    pipe.close()
-        if self.agent.proc.poll() is None:
-            self.assertEqual(self.agent.stop(), 0, self.agent.read_log())
-        log = self.agent.read_log()
-        self.assertNotIn("Sanitizer", log)
-        self.assertNotIn("runtime error", log)
-        shutil.rmtree(self.root, ignore_errors=True)
+        finish(self)
 
     # ---- helpers ---------------------------------------------------------------
 
@@ -671,17 +677,7 @@ class RealProfileTest(unittest.TestCase):
         self.children = []
 
     def tearDown(self):
-        for p in self.children:
-            if p.poll() is None:
-                p.kill()
-            p.wait()
-            for pipe in (p.stdin, p.stdout):
-                if pipe:
-                    pipe.close()
-        if self.agent.proc.poll() is None:
-            self.assertEqual(self.agent.stop(), 0, self.agent.read_log())
-        self.assertNotIn("Sanitizer", self.agent.read_log())
-        shutil.rmtree(self.root, ignore_errors=True)
+        finish(self)
 
     def workload(self, path=None):
         env = dict(os.environ, LD_PRELOAD=os.environ["ALLOC_TEST_PRELOAD"],
