@@ -178,7 +178,10 @@ static void queue_slab(la_heap_t *heap, la_slab_t *slab) {
   slab->in_full = 0;
   LA_SHARED_STORE(slab->fast_owner, fast_owner_for(heap, slab));
   la_slab_list_push(&heap->queues[slab->cls], slab);
-  set_bin(heap, slab->cls);
+  /* Behind a head, which the fast path already has: nothing to point at
+   * (a third of aligned's frees brought a full slab back, each pointing
+   * every entry of the class again). */
+  if (heap->queues[slab->cls].head == slab) set_bin(heap, slab->cls);
 }
 
 static void move_to_full(la_heap_t *heap, la_slab_t *slab) {
