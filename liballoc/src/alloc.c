@@ -316,17 +316,24 @@ static bool is_power_of_two(size_t x) {
   return x && !(x & (x - 1));
 }
 
+/* posix_memalign when the fast path did not serve: errno left as it was.
+ * A function of its own so that the fast path saves no registers (it
+ * pushed and popped five: 10 of its 30 instructions). */
+static LA_NOINLINE int posix_memalign_slow(void **out, size_t align, size_t size) {
+  int saved = errno;
+  void *p = alloc_aligned_slow(align, size);
+  if (!p) {
+    errno = saved;
+    return ENOMEM;
+  }
+  *out = p;
+  return 0;
+}
+
 int la_posix_memalign(void **out, size_t align, size_t size) {
   if (align < sizeof(void *) || !is_power_of_two(align)) return EINVAL;
   void *p = alloc_aligned_fast(align, size);
-  if (LA_UNLIKELY(!p)) {
-    int saved = errno;
-    p = alloc_aligned_slow(align, size);
-    if (!p) {
-      errno = saved;
-      return ENOMEM;
-    }
-  }
+  if (LA_UNLIKELY(!p)) return posix_memalign_slow(out, align, size);
   *out = p;
   return 0;
 }
