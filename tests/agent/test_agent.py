@@ -31,6 +31,13 @@ SCHEMA_VERSION = max(int(f[:3]) for f in os.listdir(SCHEMA_DIR) if f.endswith(".
 METRICS_DOC = os.path.join(os.path.dirname(SCHEMA_DIR), "docs", "metrics.md")
 
 
+def liballoc_linked(path):
+    """Whether the program at path defines the malloc family itself (liballoc.a
+    linked in, exported to the libraries it loads)."""
+    out = subprocess.run(["nm", "-D", "--defined-only", path], capture_output=True, text=True).stdout
+    return re.search(r" T malloc$", out, re.M) is not None
+
+
 def free_port():
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -119,8 +126,9 @@ def unpack_rollup_metric(db, layout, blob, metric):
 class Agent:
     """One allocd process and its files."""
 
-    def __init__(self, root, port=None, extra=()):
+    def __init__(self, root, port=None, extra=(), env=None):
         self.root = root
+        self.env = env
         self.shm = os.path.join(root, "shm")
         os.makedirs(self.shm, exist_ok=True)
         self.db = os.path.join(root, "allocd.db")
@@ -135,7 +143,7 @@ class Agent:
 
     def start(self, wait=True):
         self.log = open(self.log_path, "ab")
-        self.proc = subprocess.Popen(self.args, stdout=self.log, stderr=self.log)
+        self.proc = subprocess.Popen(self.args, stdout=self.log, stderr=self.log, env=self.env)
         if wait:
             wait_for(self.healthy, what="allocd to answer")
         return self
@@ -265,6 +273,30 @@ class AgentTest(unittest.TestCase):
         self.assertIsNotNone(gone["exited_at"])
         status, lst = self.agent.get("/api/v1/processes?alive=1")
         self.assertNotIn(t.pid, [q["pid"] for q in lst["processes"]])
+
+    def test_allocd_runs_on_liballoc_and_lists_itself(self):
+        # allocd is linked with liballoc.a (not in the sanitizer builds,
+        # whose runtimes own malloc): with its --shm-dir as telemetry_dir it
+        # publishes a segment like any process and is in its own list, its
+        # own figures beside the others'.
+        if not liballoc_linked(ALLOCD):
+            self.skipTest("allocd is not linked with liballoc here (a sanitizer build)")
+        self.agent.stop()
+        conf = "telemetry_dir:%s,stats_interval_ms:100" % self.agent.shm
+        self.agent = Agent(self.root, port=self.agent.port, env=dict(os.environ, ALLOC_CONF=conf)).start()
+        t = Target(self.agent, "hold", "100", "64", "60000")
+        me = self.process(self.agent.proc.pid)
+        self.assertEqual((me["comm"], me["exe_verified"]), ("allocd", True))
+        self.assertTrue(me["exe"].endswith("/allocd"), me["exe"])
+        self.assertGreater(me["stats"]["allocated"], 0)
+        self.process(t.pid)
+        pids = {p["pid"] for p in self.agent.get("/api/v1/processes")[1]["processes"] if p["alive"]}
+        self.assertEqual(pids, {self.agent.proc.pid, t.pid})
+        t.proc.kill()
+        t.wait()
+        self.agent.stop()   # its segment goes with it
+        self.assertNotIn("liballoc.%d" % self.agent.proc.pid, os.listdir(self.agent.shm))
+        self.agent = Agent(self.root, port=self.agent.port).start()   # for tearDown
 
     def test_bad_queries(self):
         self.assertEqual(self.agent.get("/api/v1/processes/999999999")[0], 404)
