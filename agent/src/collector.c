@@ -26,6 +26,12 @@
  *   named like segments or not), and what listing them costs must not
  *   delay the processes already known.  A tracked segment that is gone
  *   means the process exited.
+ * - An accepted segment stays open (up to a quarter of the descriptor
+ *   limit), and the next ticks read it through that descriptor with no
+ *   open and no /proc read while its `published` keeps moving: a file
+ *   someone keeps writing is its live process's (an exited process's file
+ *   goes still or away; a process that makes a new segment writes there),
+ *   for at most VERIFY_MS between full checks (quick_read).
  * - The directory is listed only to discover new files, and a little at a
  *   time: one pass over it spans as many ticks as it needs, and each
  *   file listed that is neither tracked nor remembered waits in a queue to
@@ -81,6 +87,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
@@ -94,6 +101,7 @@
 #define LIST_MIN 4096          /* names listed per tick even when the budget is spent */
 #define JUDGE_MIN 16           /* new files judged per tick even when the budget is spent */
 #define QUEUE_MAX 65536        /* files waiting to be judged (the rest are listed next pass) */
+#define VERIFY_MS 30000        /* a held segment's process is checked in /proc at least this often */
 #define CGROUP_READS 64        /* cgroup files read per tick (pressure.h's cache) */
 #define REMOVALS_LOGGED 10     /* removals logged by name per minute */
 #define TEMP_PREFIX "." ALLOC_SHM_PREFIX
@@ -109,6 +117,10 @@ typedef struct tracked_s {
   int64_t cgroup_member_ms;         /* when its /proc/PID/cgroup was last read */
   int64_t class_slot, class_minute; /* CLASS_SAVE_MS slot and minute of the last class row */
   bool seen, is_new;
+  bool held;                        /* its segment is open in held_fd (hold, quick_read) */
+  int held_fd;
+  uint64_t held_published;          /* the segment's `published` when last read */
+  int64_t verified_ms;              /* when its identity was last checked in /proc */
   rollup_t minute, hour;
   /* What the tick being written may change, as it was before: if its
    * transaction fails, the snapshots it read are read again from the ring
@@ -162,6 +174,7 @@ struct collector_s {
   collector_counters_t counters;
   bool dir_missing;           /* the directory could not be read last tick */
   bool listed_once;           /* a whole pass over the directory is done: every process was found */
+  size_t held, held_max;      /* segments kept open, and how many may be */
   host_state_t host, host_undo;
   host_class_t classes[ALLOC_SHM_MAX_CLASSES];   /* host totals per size class, for /metrics */
   size_t nclasses;
@@ -206,11 +219,29 @@ collector_t *collector_new(store_t *store, const char *shm_dir) {
   return c;
 }
 
+/* A quarter of the descriptor limit (main raised it before the first
+ * tick): the rest is for HTTP connections, the database and the reads. */
+static size_t held_limit(void) {
+  struct rlimit rl;
+  if (getrlimit(RLIMIT_NOFILE, &rl) != 0) return 0;
+  return rl.rlim_cur == RLIM_INFINITY ? 65536 : (size_t)(rl.rlim_cur / 4);
+}
+
+static void release(collector_t *c, tracked_t *t) {
+  if (!t->held) return;
+  close(t->held_fd);
+  t->held = false;
+  c->held--;
+}
+
 void collector_set_budget(collector_t *c, int64_t budget_ms) { c->budget_ms = budget_ms > 1 ? budget_ms : 1; }
 
 void collector_free(collector_t *c) {
   if (!c) return;
-  for (size_t i = 0; i < c->nprocs; i++) free(c->procs[i].live.snapshot);
+  for (size_t i = 0; i < c->nprocs; i++) {
+    release(c, &c->procs[i]);
+    free(c->procs[i].live.snapshot);
+  }
   free(c->procs);
   free(c->slots);
   free(c->queue);
@@ -496,6 +527,7 @@ static void renew(collector_t *c, tracked_t *t, const alloc_shm_header_t *h, int
     t->last_time_ns = 0;
     t->class_slot = t->class_minute = 0;
   }
+  release(c, t);   /* that was the old segment */
   t->created_ns = h->created_ns;
   t->last_number = 0;
 }
@@ -519,6 +551,20 @@ static void identify(tracked_t *t, const alloc_shm_segment_t *seg, procinfo_t *p
   t->start_wall_ns = t->start_wall_ns > START_SLACK_NS ? t->start_wall_ns - START_SLACK_NS : 0;
 }
 
+/* Keep an accepted segment open for the next ticks (quick_read), if the
+ * descriptor budget allows: it is then not closed by the caller. */
+static void hold(collector_t *c, tracked_t *t, alloc_shm_segment_t *seg, int64_t now) {
+  release(c, t);
+  if (!c->held_max) c->held_max = held_limit();
+  if (c->held >= c->held_max) return;
+  t->held = true;
+  t->held_fd = seg->fd;
+  t->held_published = seg->header.published;
+  t->verified_ms = now;
+  c->held++;
+  seg->fd = -1;
+}
+
 /* An accepted segment: track its process and read what is new. */
 static void accept_segment(collector_t *c, alloc_shm_segment_t *seg, procinfo_t *pi, int64_t now) {
   const alloc_shm_header_t *h = &seg->header;
@@ -540,9 +586,50 @@ static void accept_segment(collector_t *c, alloc_shm_segment_t *seg, procinfo_t 
     }
     l->last_seen_ms = now;
     t->seen = true;
-    if (l->process_id > 0) read_new(c, t, seg, now);
+    if (l->process_id > 0) {
+      read_new(c, t, seg, now);
+      hold(c, t, seg, now);
+    }
   }
   pthread_mutex_unlock(&c->lock);
+}
+
+/* A held segment with nothing new (the process publishes less often than
+ * allocd ticks, or the tick came just before its snapshot): is its
+ * process still the one that started then (not gone, its pid not reused)? */
+static bool still_there(const tracked_t *t) { return proc_started_at(t->live.pid, t->live.start_time); }
+
+/* A tracked process's segment read through the descriptor kept open, with
+ * no open and no /proc read, if it is still worth trusting without them:
+ * its `published` moved since the last read (someone writes this very
+ * file, and only its process would: after an exit it goes still or is
+ * removed, and a process that makes a new segment writes into that one)
+ * or, if not, still_there says so; the file is still linked (an exiting
+ * process removes it after its last snapshot); its header still names the
+ * process;
+ * and its identity was checked in full less than VERIFY_MS ago.  False:
+ * visit it by name, as a new tick would.  The cost: the checks of the
+ * full path (the owner among the process's uids, which a set-id call may
+ * change) run every VERIFY_MS instead of every tick. */
+static bool quick_read(collector_t *c, tracked_t *t, int64_t now) {
+  if (!t->held || t->live.process_id <= 0 || now - t->verified_ms >= VERIFY_MS) return false;
+  alloc_shm_segment_t seg = {.fd = t->held_fd};
+  /* removed: the process exited (it removes its segment last), or made a
+   * new one; the full path tells which, in this tick as before */
+  if (alloc_shm_refresh(&seg) != ALLOC_SHM_OK || seg.nlink == 0) return false;
+  const alloc_shm_header_t *h = &seg.header;
+  if (h->pid != t->live.pid || h->start_time != t->live.start_time || h->created_ns != t->created_ns ||
+      h->pidns_ino != c->pidns)
+    return false;
+  bool moved = h->published != t->held_published;
+  if (!moved && !still_there(t)) return false;
+  t->held_published = h->published;
+  pthread_mutex_lock(&c->lock);
+  t->live.last_seen_ms = now;
+  t->seen = true;
+  if (moved) read_new(c, t, &seg, now);
+  pthread_mutex_unlock(&c->lock);
+  return true;
 }
 
 /* Read a segment and act on what it is.  For a tracked process's segment
@@ -671,6 +758,7 @@ static void notice_exits(collector_t *c, int64_t now) {
     }
     mark_exited(c, t, now);
     log_info("process %d (%s) exited", t->live.pid, t->live.exe);
+    release(c, t);
     free(t->live.snapshot);
   }
   c->nprocs = j;
@@ -731,6 +819,7 @@ static bool read_tracked(collector_t *c, int dirfd, int64_t now, int64_t deadlin
       return true;
     }
     read++;
+    if (quick_read(c, &c->procs[i], now)) continue;
     entry_t e = {.pid = c->procs[i].live.pid, .kind = JUDGED_SEGMENT};
     snprintf(e.name, sizeof e.name, ALLOC_SHM_PREFIX "%d", e.pid);
     visit(c, dirfd, &e, now, true);   /* procs do not move during reads */

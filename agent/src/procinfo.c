@@ -64,6 +64,13 @@ enum proc_state proc_identity(int pid, procinfo_t *out) {
   return stat_start_time(buf, &out->start_time) ? PROC_ALIVE : PROC_UNKNOWN;
 }
 
+bool proc_started_at(int pid, uint64_t start_time) {
+  char path[64], buf[4096];
+  uint64_t st;
+  snprintf(path, sizeof path, "/proc/%d/stat", pid);
+  return read_small(path, buf, sizeof buf) > 0 && stat_start_time(buf, &st) && st == start_time;
+}
+
 void proc_names(int pid, procinfo_t *out) {
   char path[64], buf[4096];   /* exe paths are at most PATH_MAX */
   snprintf(path, sizeof path, "/proc/%d/exe", pid);

@@ -28,6 +28,11 @@ enum proc_state { PROC_ALIVE, PROC_GONE, PROC_UNKNOWN };
  * when /proc could not tell (then *out is not filled). */
 enum proc_state proc_identity(int pid, procinfo_t *out);
 
+/* Whether `pid` is still the process that started at `start_time`, from
+ * /proc/PID/stat alone: the cheap check of a process already identified
+ * (its uids are not read again). */
+bool proc_started_at(int pid, uint64_t start_time);
+
 /* The executable and thread name of `pid`, after proc_identity. */
 void proc_names(int pid, procinfo_t *out);
 

@@ -134,6 +134,7 @@ static int file_size(alloc_shm_segment_t *seg, uint64_t *size) {
   if (st.st_size < (off_t)sizeof(alloc_shm_header_t) || (uint64_t)st.st_size > ALLOC_SHM_MAX_FILE)
     return ALLOC_SHM_ERR_SIZE;
   *size = (uint64_t)st.st_size;
+  seg->nlink = st.st_nlink;
   return ALLOC_SHM_OK;
 }
 

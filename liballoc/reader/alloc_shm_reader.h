@@ -65,6 +65,7 @@ typedef struct alloc_shm_segment_s {
   uid_t uid;                   /* owner of the file */
   dev_t dev;
   ino_t ino;
+  nlink_t nlink;               /* links at the last open or refresh: 0 once it was removed */
   alloc_shm_header_t header;   /* validated copy, strings NUL-terminated */
 } alloc_shm_segment_t;
 
