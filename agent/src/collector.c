@@ -606,11 +606,10 @@ static bool still_there(const tracked_t *t) { return proc_started_at(t->live.pid
  * removed, and a process that makes a new segment writes into that one)
  * or, if not, still_there says so; the file is still linked (an exiting
  * process removes it after its last snapshot); its header still names the
- * process;
- * and its identity was checked in full less than VERIFY_MS ago.  False:
- * visit it by name, as a new tick would.  The cost: the checks of the
- * full path (the owner among the process's uids, which a set-id call may
- * change) run every VERIFY_MS instead of every tick. */
+ * process; and its identity was checked in full less than VERIFY_MS ago.
+ * False: visit it by name, as a new tick would.  The cost: the checks of
+ * the full path (the owner among the process's uids, which a set-id call
+ * may change) run every VERIFY_MS instead of every tick. */
 static bool quick_read(collector_t *c, tracked_t *t, int64_t now) {
   if (!t->held || t->live.process_id <= 0 || now - t->verified_ms >= VERIFY_MS) return false;
   alloc_shm_segment_t seg = {.fd = t->held_fd};
