@@ -16,6 +16,7 @@
  * the oldest data first and giving pages back with incremental vacuum. */
 #include "store.h"
 
+#include "chunk.h"
 #include "host.h"
 #include "log.h"
 #include "pack.h"
@@ -49,23 +50,37 @@ typedef struct owner_s {
 
 #define OWNER_KIND(o) ((o)->series ? 1 : 0)
 
-/* The writer's statements run on every tick.  The five history statements
- * come once per kind of owner, a process's then the host's, with the same
- * parameters: ?1 owner, ?2 t, ?3 n or number, ?4 layout, ?5 stats. */
+/* The writer's statements run on every tick.  The seven history
+ * statements come once per kind of owner, a process's then the host's,
+ * with the same parameters: ?1 owner, ?2 t, ?3 n or number, ?4 layout,
+ * ?5 stats; a chunk's append also ?6 its first number, ?7 its newest
+ * time.  The raw samples are chunks (chunk.h): a new one is inserted, or
+ * the newest (HOT_CHUNK_NEWEST) is given one more sample. */
 enum hot {
-  HOT_SAMPLE, HOT_ROLLUP_1M, HOT_ROLLUP_1H, HOT_GET_1M, HOT_GET_1H,
-  HOT_HOST_SAMPLE, HOT_HOST_ROLLUP_1M, HOT_HOST_ROLLUP_1H, HOT_HOST_GET_1M, HOT_HOST_GET_1H,
+  HOT_SAMPLE, HOT_CHUNK_NEWEST, HOT_CHUNK_APPEND, HOT_ROLLUP_1M, HOT_ROLLUP_1H, HOT_GET_1M, HOT_GET_1H,
+  HOT_HOST_SAMPLE, HOT_HOST_CHUNK_NEWEST, HOT_HOST_CHUNK_APPEND, HOT_HOST_ROLLUP_1M, HOT_HOST_ROLLUP_1H,
+  HOT_HOST_GET_1M, HOT_HOST_GET_1H,
   HOT_PROCESS, HOT_LATEST, HOT_EXITED, HOT_CLASSES, HOT_COUNT
 };
 #define HOT_PER_KIND (HOT_HOST_SAMPLE - HOT_SAMPLE)
 
 static const char *const hot_sql[HOT_COUNT] = {
-  "INSERT OR IGNORE INTO samples (process_id, t, number, layout, stats) VALUES (?1, ?2, ?3, ?4, ?5)",
+  "INSERT OR IGNORE INTO sample_chunks (process_id, t, number, last_t, last_number, n, layout, stats)"
+  " VALUES (?1, ?2, ?3, ?2, ?3, 1, ?4, ?5)",
+  "SELECT t, number, last_t, last_number, layout, stats FROM sample_chunks WHERE process_id = ?1"
+  " ORDER BY t DESC, number DESC LIMIT 1",
+  "UPDATE sample_chunks SET last_t = ?7, last_number = ?3, n = n + 1, stats = ?5"
+  " WHERE process_id = ?1 AND t = ?2 AND number = ?6 AND layout = ?4",
   "INSERT OR REPLACE INTO rollup_1m (process_id, t, n, layout, stats) VALUES (?1, ?2, ?3, ?4, ?5)",
   "INSERT OR REPLACE INTO rollup_1h (process_id, t, n, layout, stats) VALUES (?1, ?2, ?3, ?4, ?5)",
   "SELECT n, layout, stats FROM rollup_1m WHERE process_id = ?1 AND t = ?2",
   "SELECT n, layout, stats FROM rollup_1h WHERE process_id = ?1 AND t = ?2",
-  "INSERT OR IGNORE INTO host_samples (series, t, layout, stats) VALUES (?1, ?2, ?4, ?5)",
+  "INSERT OR IGNORE INTO host_sample_chunks (series, t, number, last_t, last_number, n, layout, stats)"
+  " VALUES (?1, ?2, ?3, ?2, ?3, 1, ?4, ?5)",
+  "SELECT t, number, last_t, last_number, layout, stats FROM host_sample_chunks WHERE series = ?1"
+  " ORDER BY t DESC, number DESC LIMIT 1",
+  "UPDATE host_sample_chunks SET last_t = ?7, last_number = ?3, n = n + 1, stats = ?5"
+  " WHERE series = ?1 AND t = ?2 AND number = ?6 AND layout = ?4",
   "INSERT OR REPLACE INTO host_rollup_1m (series, t, n, layout, stats) VALUES (?1, ?2, ?3, ?4, ?5)",
   "INSERT OR REPLACE INTO host_rollup_1h (series, t, n, layout, stats) VALUES (?1, ?2, ?3, ?4, ?5)",
   "SELECT n, layout, stats FROM host_rollup_1m WHERE series = ?1 AND t = ?2",
@@ -83,7 +98,7 @@ static const char *const hot_sql[HOT_COUNT] = {
  * column that names the owner. */
 enum { SOURCE_RAW, SOURCE_1M, SOURCE_1H, NSOURCES };
 static const char *const history_tables[2][NSOURCES] = {
-  {"samples", "rollup_1m", "rollup_1h"}, {"host_samples", "host_rollup_1m", "host_rollup_1h"}};
+  {"sample_chunks", "rollup_1m", "rollup_1h"}, {"host_sample_chunks", "host_rollup_1m", "host_rollup_1h"}};
 static const char *const owner_column[2] = {"process_id", "series"};
 static const metric_set_t *const owner_set[2] = {&snap_set, &host_set};
 
@@ -550,11 +565,86 @@ static bool insert_packed(store_t *st, enum hot which, const owner_t *o, int64_t
   return finish(st, s, true, which == HOT_SAMPLE ? "sample" : "rollup");
 }
 
+/* An owner's newest chunk of raw samples (chunk.h), decoded to its end
+ * when this allocd may append to it: written in our layout, less than
+ * CHUNK_SPAN_MS old at t_ms, and well formed. */
+typedef struct newest_chunk_s {
+  bool found, appendable;
+  int64_t t, last_t;
+  uint64_t number, last_number;
+  size_t len;
+  uint8_t blob[CHUNK_MAX_BYTES + CHUNK_ENTRY_MAX(SNAP_NMETRICS)];
+  double last[SNAP_NMETRICS];   /* the values of its newest sample */
+} newest_chunk_t;
+
+/* Decode c's BLOB to its newest sample, which must be the one its
+ * columns name (a chunk that disagrees with them is left closed). */
+static bool decode_to_end(newest_chunk_t *c, const uint8_t *blob, size_t len, int n) {
+  static __thread chunk_reader_t r;
+  if (!chunk_first(&r, blob, len, n, c->t, c->number)) return false;
+  while (chunk_next(&r)) {
+  }
+  if (!chunk_at_end(&r) || r.t != c->last_t || r.number != c->last_number) return false;
+  memcpy(c->last, r.v, (size_t)n * sizeof *c->last);
+  memcpy(c->blob, blob, len);
+  c->len = len;
+  return true;
+}
+
+static void newest_chunk(store_t *st, const owner_t *o, int64_t t_ms, newest_chunk_t *c) {
+  sqlite3_stmt *s = hot_for(st, HOT_CHUNK_NEWEST, o);
+  int kind = OWNER_KIND(o);
+  bind_owner(s, 1, o);
+  c->found = c->appendable = false;
+  if (!st->tx_failed && sqlite3_step(s) == SQLITE_ROW) {
+    c->found = true;
+    c->t = sqlite3_column_int64(s, 0);
+    c->number = (uint64_t)sqlite3_column_int64(s, 1);
+    c->last_t = sqlite3_column_int64(s, 2);
+    c->last_number = (uint64_t)sqlite3_column_int64(s, 3);
+    const uint8_t *blob = sqlite3_column_blob(s, 5);
+    size_t len = (size_t)sqlite3_column_bytes(s, 5);
+    c->appendable = sqlite3_column_int64(s, 4) == st->layout_id[kind] && t_ms - c->t < CHUNK_SPAN_MS &&
+                    len <= CHUNK_MAX_BYTES && decode_to_end(c, blob, len, owner_set[kind]->n);
+  }
+  sqlite3_reset(s);
+  sqlite3_clear_bindings(s);
+}
+
+/* Give chunk c one more sample, whose bytes (elen of them) are already
+ * after its BLOB. */
+static int append_sample(store_t *st, const owner_t *o, const newest_chunk_t *c, int64_t t_ms, uint64_t number,
+                         size_t elen) {
+  sqlite3_stmt *s = hot_for(st, HOT_CHUNK_APPEND, o);
+  bind_owner(s, 1, o);
+  sqlite3_bind_int64(s, 2, c->t);
+  sqlite3_bind_int64(s, 3, (int64_t)number);
+  sqlite3_bind_int64(s, 4, st->layout_id[OWNER_KIND(o)]);
+  sqlite3_bind_blob(s, 5, c->blob, (int)(c->len + elen), SQLITE_STATIC);
+  sqlite3_bind_int64(s, 6, (int64_t)c->number);
+  sqlite3_bind_int64(s, 7, t_ms);
+  if (!finish(st, s, true, "sample")) return -1;
+  return sqlite3_changes(st->db) > 0;
+}
+
+/* A sample no newer than the owner's newest stored one was stored before
+ * (an earlier run read it from the ring): 0.  Else it goes after the
+ * newest chunk's samples, or starts a chunk when that one is closed or
+ * would grow past CHUNK_MAX_BYTES. */
 static int write_sample(store_t *st, const owner_t *o, int64_t t_ms, uint64_t number, const double *v) {
+  static __thread newest_chunk_t c;
+  int n = owner_set[OWNER_KIND(o)]->n;
+  newest_chunk(st, o, t_ms, &c);
+  if (st->tx_failed) return -1;
+  if (c.found && !(t_ms > c.last_t || (t_ms == c.last_t && number > c.last_number))) return 0;
+  if (c.appendable) {
+    size_t elen = chunk_append(c.last_t, c.last_number, c.last, t_ms, number, v, n, c.blob + c.len);
+    if (c.len + elen <= CHUNK_MAX_BYTES) return append_sample(st, o, &c, t_ms, number, elen);
+  }
   uint8_t packed[SNAP_NMETRICS * PACK_MAX];
-  size_t len = pack_values(v, owner_set[OWNER_KIND(o)]->n, NULL, packed);
+  size_t len = pack_values(v, n, NULL, packed);
   if (!insert_packed(st, HOT_SAMPLE, o, t_ms, (int64_t)number, packed, len)) return -1;
-  return sqlite3_changes(st->db) > 0;   /* 0: stored before (an earlier run read it from the ring) */
+  return sqlite3_changes(st->db) > 0;
 }
 
 int store_sample(store_t *st, int64_t process_id, int64_t t_ms, uint64_t number, const double v[SNAP_NMETRICS]) {
@@ -660,20 +750,55 @@ bool store_exited(store_t *st, int64_t process_id, int64_t t_ms, const char *sna
  * nothing to do.  The host's series are completed the same way, each from
  * its own newest row. */
 
-/* A raw sample row as the values of its layout's set (NaN: not in it). */
-static bool unpack_sample(const layout_t *l, const uint8_t *blob, size_t len, double v[SNAP_NMETRICS]) {
-  static __thread double row[MAX_LAYOUT];
-  size_t pos = 0;
-  if (!l || !blob || !unpack_values(blob, len, &pos, l->n, NULL, row)) return false;
-  for (int i = 0; i < l->set->n; i++) v[i] = l->pos[i] < 0 ? NAN : row[l->pos[i]];
-  return true;
+/* Call fn for each of an owner's raw samples in [from_ms, to_ms], in time
+ * order, with its values in the order of its row's layout.  A chunk
+ * begins at most CHUNK_SPAN_MS before the first sample it holds, so the
+ * chunks that may hold the range's samples are those that begin in
+ * (from_ms - CHUNK_SPAN_MS, to_ms].  The layout cache belongs to the
+ * reader: on the writer's connection it is used under rlock (see
+ * stored_rollup); the reader's callers hold rlock already. */
+typedef void sample_fn(void *ctx, int64_t t, const layout_t *l, const double *row);
+
+static void each_sample(store_t *st, sqlite3 *db, const owner_t *o, int64_t from_ms, int64_t to_ms, sample_fn *fn,
+                        void *ctx) {
+  static __thread chunk_reader_t r;
+  int kind = OWNER_KIND(o);
+  char sql[192];
+  snprintf(sql, sizeof sql, "SELECT t, number, layout, stats FROM %s WHERE %s = ?1 AND t > ?2 AND t <= ?3"
+           " ORDER BY t, number", history_tables[kind][SOURCE_RAW], owner_column[kind]);
+  sqlite3_stmt *s = prepare_on(st, db, sql);
+  if (!s) return;
+  bind_owner(s, 1, o);
+  sqlite3_bind_int64(s, 2, from_ms > INT64_MIN + CHUNK_SPAN_MS ? from_ms - CHUNK_SPAN_MS : INT64_MIN);
+  sqlite3_bind_int64(s, 3, to_ms);
+  while (sqlite3_step(s) == SQLITE_ROW) {
+    if (db == st->db) pthread_mutex_lock(&st->rlock);
+    const layout_t *l = layout_get(st, sqlite3_column_int64(s, 2), owner_set[kind]);
+    bool more = l && chunk_first(&r, sqlite3_column_blob(s, 3), (size_t)sqlite3_column_bytes(s, 3), l->n,
+                                 sqlite3_column_int64(s, 0), (uint64_t)sqlite3_column_int64(s, 1));
+    for (; more && r.t <= to_ms; more = chunk_next(&r))
+      if (r.t >= from_ms) fn(ctx, r.t, l, r.v);
+    if (db == st->db) pthread_mutex_unlock(&st->rlock);
+  }
+  sqlite3_finalize(s);
 }
 
-/* The rows of [start, start + r->period_ms) of an owner, from `sql`
- * (binding owner, start, end; selecting t or n, layout, stats), folded
- * into r: raw samples added in time order, minute rows merged newest
- * first (rollup_merge keeps the newer last value). */
-static void fold_rows(store_t *st, const char *sql, const owner_t *o, rollup_t *r, bool raw) {
+/* A raw sample's values in the order of its layout's set (NaN: not in it),
+ * added to the rollup_t ctx. */
+static void add_to_rollup(void *ctx, int64_t t, const layout_t *l, const double *row) {
+  rollup_t *r = ctx, done;
+  double v[SNAP_NMETRICS];
+  for (int i = 0; i < l->set->n; i++) v[i] = l->pos[i] < 0 ? NAN : row[l->pos[i]];
+  rollup_add(r, t, v, &done);
+}
+
+/* The minute rows of [start, start + r->period_ms) of an owner, merged
+ * into r newest first (rollup_merge keeps the newer last value). */
+static void fold_minutes(store_t *st, const owner_t *o, rollup_t *r) {
+  int kind = OWNER_KIND(o);
+  char sql[192];
+  snprintf(sql, sizeof sql, "SELECT n, layout, stats FROM %s WHERE %s = ?1 AND t >= ?2 AND t < ?3 ORDER BY t DESC",
+           history_tables[kind][SOURCE_1M], owner_column[kind]);
   sqlite3_stmt *s = prepare(st, sql);
   int64_t start = r->start_ms;
   bind_owner(s, 1, o);
@@ -682,17 +807,14 @@ static void fold_rows(store_t *st, const char *sql, const owner_t *o, rollup_t *
   while (s && sqlite3_step(s) == SQLITE_ROW) {
     pthread_mutex_lock(&st->rlock);   /* the layout cache: see stored_rollup */
     const layout_t *l = layout_get(st, sqlite3_column_int64(s, 1), r->set);
-    const uint8_t *blob = sqlite3_column_blob(s, 2);
-    size_t len = (size_t)sqlite3_column_bytes(s, 2);
-    double v[SNAP_NMETRICS];
-    rollup_t part, done;
+    rollup_t part;
     rollup_init_set(&part, r->period_ms, r->set);   /* whose metrics the stored row holds */
-    if (raw && unpack_sample(l, blob, len, v)) rollup_add(r, sqlite3_column_int64(s, 0), v, &done);
-    else if (!raw && unpack_rollup(l, blob, len, sqlite3_column_int64(s, 0), &part)) rollup_merge(r, &part);
+    if (unpack_rollup(l, sqlite3_column_blob(s, 2), (size_t)sqlite3_column_bytes(s, 2), sqlite3_column_int64(s, 0),
+                      &part))
+      rollup_merge(r, &part);
     pthread_mutex_unlock(&st->rlock);
   }
   sqlite3_finalize(s);
-  r->start_ms = start;
 }
 
 /* Replace the stored row of r's period with r if r holds more snapshots. */
@@ -711,30 +833,26 @@ static int complete_owner(store_t *st, const owner_t *o, int64_t newest) {
   rollup_t minute, hour;
   rollup_init_set(&minute, 60000, owner_set[kind]);
   rollup_init_set(&hour, 3600000, owner_set[kind]);
-  minute.start_ms = newest - newest % minute.period_ms;
-  hour.start_ms = newest - newest % hour.period_ms;
-  char sql[192];
-  snprintf(sql, sizeof sql, "SELECT t, layout, stats FROM %s WHERE %s = ?1 AND t >= ?2 AND t < ?3 ORDER BY t%s",
-           history_tables[kind][SOURCE_RAW], owner_column[kind], kind ? "" : ", number");
-  fold_rows(st, sql, o, &minute, true);
+  int64_t start = newest - newest % minute.period_ms;
+  each_sample(st, st->db, o, start, start + minute.period_ms - 1, add_to_rollup, &minute);
+  minute.start_ms = start;   /* none found: replace_if_more looks for nothing */
   int rebuilt = replace_if_more(st, o, &minute);
-  snprintf(sql, sizeof sql, "SELECT n, layout, stats FROM %s WHERE %s = ?1 AND t >= ?2 AND t < ?3 ORDER BY t DESC",
-           history_tables[kind][SOURCE_1M], owner_column[kind]);
-  fold_rows(st, sql, o, &hour, false);
+  hour.start_ms = newest - newest % hour.period_ms;
+  fold_minutes(st, o, &hour);
   return rebuilt + replace_if_more(st, o, &hour);
 }
 
 /* Complete the newest minute and hour of every process still marked
  * alive, and of every host series; the rows rebuilt. */
 static int complete_rollups(store_t *st) {
-  sqlite3_stmt *s = prepare(st, "SELECT id, newest FROM (SELECT id, (SELECT max(t) FROM samples"
+  sqlite3_stmt *s = prepare(st, "SELECT id, newest FROM (SELECT id, (SELECT max(last_t) FROM sample_chunks"
                                 " WHERE process_id = processes.id) AS newest FROM processes WHERE alive = 1)"
                                 " WHERE newest IS NOT NULL");
   int rebuilt = 0;
   while (s && sqlite3_step(s) == SQLITE_ROW)
     rebuilt += complete_owner(st, &(owner_t){.process_id = sqlite3_column_int64(s, 0)}, sqlite3_column_int64(s, 1));
   sqlite3_finalize(s);
-  s = prepare(st, "SELECT series, max(t) FROM host_samples GROUP BY series");
+  s = prepare(st, "SELECT series, max(last_t) FROM host_sample_chunks GROUP BY series");
   while (s && sqlite3_step(s) == SQLITE_ROW) {
     char series[HOST_KEY_MAX];
     snprintf(series, sizeof series, "%s", (const char *)sqlite3_column_text(s, 0));
@@ -774,8 +892,8 @@ static const struct retained_s {
   const char *table, *key, *where;
   int keep;
 } retained[] = {
-  {"samples", "process_id, t, number", "", 0},  {"rollup_1m", "process_id, t", "", 1},
-  {"rollup_1h", "process_id, t", "", 2},        {"host_samples", "series, t", "", 0},
+  {"sample_chunks", "process_id, t, number", "", 0}, {"rollup_1m", "process_id, t", "", 1},
+  {"rollup_1h", "process_id, t", "", 2},             {"host_sample_chunks", "series, t, number", "", 0},
   {"host_rollup_1m", "series, t", "", 1},       {"host_rollup_1h", "series, t", "", 2},
   {"class_samples", "process_id, t", "minute = 0 AND ", 0},
   {"class_samples", "process_id, t", "minute IN (0, 1) AND ", 1},
@@ -830,7 +948,7 @@ static const struct capped_s {
   const char *table, *key, *host;
 } capped[] = {
   {"profiles", "process_id, t", NULL},   /* the bulkiest rows: a profile is tens of KB */
-  {"samples", "process_id, t, number", "host_samples"},
+  {"sample_chunks", "process_id, t, number", "host_sample_chunks"},
   {"class_samples", "process_id, t", NULL},
   {"rollup_1m", "process_id, t", "host_rollup_1m"},
   {"rollup_1h", "process_id, t", "host_rollup_1h"},
@@ -960,7 +1078,7 @@ bool store_retain(store_t *st, int64_t now_ms) {
     deleted += n > 0 ? n : 0;
   }
   sqlite3_stmt *s = prepare(st, "DELETE FROM processes WHERE alive = 0 AND exited_at < ?"
-                                " AND NOT EXISTS (SELECT 1 FROM samples WHERE process_id = processes.id)"
+                                " AND NOT EXISTS (SELECT 1 FROM sample_chunks WHERE process_id = processes.id)"
                                 " AND NOT EXISTS (SELECT 1 FROM rollup_1m WHERE process_id = processes.id)"
                                 " AND NOT EXISTS (SELECT 1 FROM rollup_1h WHERE process_id = processes.id)"
                                 " AND NOT EXISTS (SELECT 1 FROM class_samples WHERE process_id = processes.id)"
@@ -1066,15 +1184,13 @@ static json_t *bucket(json_t *points, int64_t step_ms) {
   return out;
 }
 
-/* One stored row's point for metric `m`: raw rows give [t, value], rollup
- * rows [t, avg, min, max, last].  NULL if the row lacks the metric or its
- * bytes do not decode. */
-static json_t *row_point(const layout_t *l, int m, bool raw, double t, const uint8_t *blob, size_t len) {
+/* A rollup row's point for metric `m`: [t, avg, min, max, last].  NULL
+ * if the row lacks the metric or its bytes do not decode. */
+static json_t *rollup_point(const layout_t *l, int m, double t, const uint8_t *blob, size_t len) {
   static __thread double last[MAX_LAYOUT], other[MAX_LAYOUT];
   int at = l ? l->pos[m] : -1;
   size_t pos = 0;
   if (at < 0 || !blob || !unpack_values(blob, len, &pos, l->n, NULL, last)) return NULL;
-  if (raw) return isfinite(last[at]) ? json_pack("[f, f]", t, last[at]) : NULL;
   double agg[3];   /* min, max, avg: packed relative to last */
   for (int k = 0; k < 3; k++) {
     if (!unpack_values(blob, len, &pos, l->n, last, other)) return NULL;
@@ -1096,10 +1212,27 @@ static int source_index(store_t *st, const char *source, int64_t from_ms) {
 
 static const char *const source_names[NSOURCES] = {"raw", "1m", "1h"};
 
+/* A raw sample's point [t, value] of the metric (ctx), if it has one. */
+typedef struct raw_points_s {
+  json_t *points;
+  int metric;
+} raw_points_t;
+
+static void add_raw_point(void *ctx, int64_t t, const layout_t *l, const double *row) {
+  raw_points_t *rp = ctx;
+  int at = l->pos[rp->metric];
+  if (at >= 0 && isfinite(row[at])) json_array_append_new(rp->points, json_pack("[f, f]", t / 1e3, row[at]));
+}
+
 /* Owner o's points of metric m in [from, to] from table `src`, oldest
  * first (called under rlock). */
 static json_t *owner_points(store_t *st, const owner_t *o, int m, int src, int64_t from_ms, int64_t to_ms) {
   int kind = OWNER_KIND(o);
+  if (src == SOURCE_RAW) {
+    raw_points_t rp = {json_array(), m};
+    each_sample(st, st->rdb, o, from_ms, to_ms, add_raw_point, &rp);
+    return rp.points;
+  }
   char sql[192];
   snprintf(sql, sizeof sql, "SELECT t, layout, stats FROM %s WHERE %s = ? AND t BETWEEN ? AND ? ORDER BY t",
            history_tables[kind][src], owner_column[kind]);
@@ -1112,8 +1245,7 @@ static json_t *owner_points(store_t *st, const owner_t *o, int m, int src, int64
     while (sqlite3_step(s) == SQLITE_ROW) {
       const layout_t *l = layout_get(st, sqlite3_column_int64(s, 1), owner_set[kind]);
       const uint8_t *blob = sqlite3_column_blob(s, 2);
-      json_t *p = row_point(l, m, src == SOURCE_RAW, sqlite3_column_int64(s, 0) / 1e3, blob,
-                            (size_t)sqlite3_column_bytes(s, 2));
+      json_t *p = rollup_point(l, m, sqlite3_column_int64(s, 0) / 1e3, blob, (size_t)sqlite3_column_bytes(s, 2));
       if (p) json_array_append_new(points, p);
     }
   }

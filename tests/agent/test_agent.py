@@ -104,6 +104,52 @@ def unpack_values(blob, pos, n, base=None):
     return out, pos
 
 
+def unpack_signed(blob, pos):
+    """A zigzag varint of all 64 bits (a chunk's time and number steps)."""
+    u = shift = 0
+    while True:
+        b = blob[pos]
+        pos += 1
+        u |= (b & 0x7f) << shift
+        shift += 7
+        if not b & 0x80:
+            return (u >> 1) ^ -(u & 1), pos
+
+
+def chunk_samples(t, number, n, blob):
+    """The samples of a raw chunk (agent/src/chunk.h) whose first sample is
+    (t, number), n values each: [(t, number, values)].  The first sample's
+    values as a packed row, then per sample the time and number steps, a
+    bitmap of the values that changed, and those relative to their
+    previous value."""
+    values, pos = unpack_values(blob, 0, n)
+    out = [(t, number, values)]
+    while pos < len(blob):
+        dt, pos = unpack_signed(blob, pos)
+        dn, pos = unpack_signed(blob, pos)
+        bits, pos = blob[pos:pos + (n + 7) // 8], pos + (n + 7) // 8
+        values = list(values)
+        for i in range(n):
+            if bits[i // 8] >> (i % 8) & 1:
+                (values[i],), pos = unpack_values(blob, pos, 1, [values[i]])
+        t, number = t + dt, number + dn
+        out.append((t, number, values))
+    return out
+
+
+def raw_samples(db, table, where="1", params=(), since=None, before=None):
+    """The raw samples [(t, number, layout, values)] of the chunks of
+    `table` (sample_chunks or host_sample_chunks) that match `where`, in
+    time order, those in [since, before) if given."""
+    out = []
+    for t, number, layout, blob in db.execute("SELECT t, number, layout, stats FROM %s WHERE %s ORDER BY t, number"
+                                              % (table, where), params).fetchall():
+        n = layout_index(db, layout, "allocated")[1]
+        out += [(u, k, layout, v) for u, k, v in chunk_samples(t, number, n, blob)
+                if (since is None or u >= since) and (before is None or u < before)]
+    return out
+
+
 def layout_index(db, layout, metric):
     names = json.loads(db.execute("SELECT metrics FROM layouts WHERE id = ?", (layout,)).fetchone()[0])
     return names.index(metric), len(names)
@@ -996,7 +1042,7 @@ class AgentTest(unittest.TestCase):
         """(file bytes by page_count, raw samples, age of the oldest in s)"""
         db = sqlite3.connect(self.agent.db)
         size = db.execute("PRAGMA page_count").fetchone()[0] * db.execute("PRAGMA page_size").fetchone()[0]
-        oldest, count = db.execute("SELECT min(t), count(*) FROM samples").fetchone()
+        oldest, count = db.execute("SELECT min(t), ifnull(sum(n), 0) FROM sample_chunks").fetchone()
         self.assertEqual(db.execute("PRAGMA auto_vacuum").fetchone()[0], 2)   # incremental
         db.close()
         return size, count, (time.time() - oldest / 1e3 if oldest else 0)
@@ -1019,7 +1065,7 @@ class AgentTest(unittest.TestCase):
                 self.assertLess(max(f[0] for f in figures), 1.5 * 1048576, figures)   # the cap and one tick's rows
                 self.assertEqual(self.agent.read_log().count("over its size cap"), 1)
                 db = sqlite3.connect(self.agent.db)   # the host's series are one holder among the processes:
-                self.assertGreater(db.execute("SELECT count(*) FROM host_samples").fetchone()[0], 0)   # not wiped
+                self.assertGreater(db.execute("SELECT count(*) FROM host_sample_chunks").fetchone()[0], 0)   # not wiped
                 db.close()
             else:
                 self.assertLess(max(f[2] for f in figures), 3 + 2, figures)   # 3 s, and retention every 10 ticks
@@ -1027,7 +1073,7 @@ class AgentTest(unittest.TestCase):
                 # (each minute's first class row stays, with the 1-minute rollups)
                 db = sqlite3.connect(self.agent.db)
                 now = time.time() * 1000
-                oldest, count = db.execute("SELECT min(t), count(*) FROM host_samples").fetchone()
+                oldest, count = db.execute("SELECT min(t), count(*) FROM host_sample_chunks").fetchone()
                 self.assertGreater(count, 0)
                 self.assertLess(now - oldest, (3 + 2) * 1000)
                 oldest, most = db.execute("SELECT min(t), max(n) FROM (SELECT min(t) AS t, count(*) AS n"
@@ -1087,7 +1133,7 @@ class AgentTest(unittest.TestCase):
         self.assertEqual(self.agent.stop(), 0)
         db = sqlite3.connect(self.agent.db)
         self.assertEqual(db.execute("PRAGMA integrity_check").fetchone()[0], "ok")
-        self.assertGreater(db.execute("SELECT count(*) FROM samples").fetchone()[0], 0)
+        self.assertGreater(db.execute("SELECT count(*) FROM sample_chunks").fetchone()[0], 0)
         db.close()
         self.agent = Agent(self.root, port=self.agent.port).start()   # for tearDown
 
@@ -1136,8 +1182,8 @@ class AgentTest(unittest.TestCase):
         t.wait()
         self.process(t.pid, alive=False)
         con = sqlite3.connect(db)
-        numbers = [r[0] for r in con.execute("SELECT number FROM samples s JOIN processes p ON p.id = s.process_id"
-                                             " WHERE p.pid = ? ORDER BY number", (t.pid,))]
+        numbers = sorted(r[1] for r in raw_samples(con, "sample_chunks", "process_id IN (SELECT id FROM processes"
+                                                                          " WHERE pid = ?)", (t.pid,)))
         con.close()
         gaps = [(a, b) for a, b in zip(numbers, numbers[1:]) if b != a + 1]
         self.assertEqual(gaps, [], "raw history has gaps (snapshot numbers)")
@@ -1218,7 +1264,7 @@ class AgentTest(unittest.TestCase):
             self.agent.stop(signal.SIGKILL)   # mid-transaction, most likely
             db = sqlite3.connect(self.agent.db)
             self.assertEqual(db.execute("PRAGMA integrity_check").fetchone()[0], "ok")
-            now = db.execute("SELECT count(*) FROM samples").fetchone()[0]
+            now = db.execute("SELECT ifnull(sum(n), 0) FROM sample_chunks").fetchone()[0]
             db.close()
             self.assertGreater(now, count)   # nothing stored before is lost
             count = now
@@ -1239,7 +1285,7 @@ class AgentTest(unittest.TestCase):
         db = sqlite3.connect(self.agent.db)
         self.assertEqual(db.execute("PRAGMA integrity_check").fetchone()[0], "ok")
         self.assertEqual(db.execute("PRAGMA user_version").fetchone()[0], SCHEMA_VERSION)
-        self.assertGreater(db.execute("SELECT count(*) FROM samples").fetchone()[0], 5)
+        self.assertGreater(db.execute("SELECT sum(n) FROM sample_chunks").fetchone()[0], 5)
         db.close()
         self.agent = Agent(self.root, port=self.agent.port).start()
         p = self.agent.get("/api/v1/processes/%d" % t.pid)[1]
@@ -1258,8 +1304,7 @@ class AgentTest(unittest.TestCase):
             rows = db.execute("SELECT t, n FROM %s WHERE process_id = ? ORDER BY t" % table, (pid_id,)).fetchall()
             self.assertTrue(rows, table)
             for t, n in rows:
-                raw_n = db.execute("SELECT count(*) FROM samples WHERE process_id = ? AND t >= ? AND t < ?",
-                                   (pid_id, t, t + period)).fetchone()[0]
+                raw_n = len(raw_samples(db, "sample_chunks", "process_id = ?", (pid_id,), t, t + period))
                 self.assertEqual(n, raw_n, "%s row at %d: n=%d, raw samples %d" % (table, t, n, raw_n))
                 checked += 1
             for m in metrics:
@@ -1313,8 +1358,8 @@ class AgentTest(unittest.TestCase):
         def stored_this_minute():
             now = int(time.time() * 1000)
             start = now - now % 60000
-            return db.execute("SELECT count(*) FROM samples s JOIN processes p ON p.id = s.process_id"
-                              " WHERE p.pid = ? AND s.t >= ?", (t.pid, start)).fetchone()[0] if now - start < 55000 else 0
+            return len(raw_samples(db, "sample_chunks", "process_id IN (SELECT id FROM processes WHERE pid = ?)",
+                                   (t.pid,), start)) if now - start < 55000 else 0
         wait_for(lambda: stored_this_minute() >= 5, timeout=90, what="5 snapshots of this minute stored")
         self.agent.stop(signal.SIGKILL)   # in the same minute: 5 s before its end at the latest
         db.close()
@@ -1409,10 +1454,9 @@ class AgentTest(unittest.TestCase):
             rows = db.execute("SELECT t, n, layout, stats FROM %s WHERE series = 'host' ORDER BY t" % table).fetchall()
             self.assertTrue(rows, table)
             for t, n, layout, stats in rows:
-                raw = db.execute("SELECT layout, stats FROM host_samples WHERE series = 'host' AND t >= ? AND t < ?"
-                                 " ORDER BY t", (t, t + period)).fetchall()
+                raw = raw_samples(db, "host_sample_chunks", "series = 'host'", (), t, t + period)
                 self.assertEqual(n, len(raw), "%s row at %d" % (table, t))
-                vals = [unpack_metric(db, l, b, "allocated") for l, b in raw]
+                vals = [v[layout_index(db, l, "allocated")[0]] for _, _, l, v in raw]
                 self.assertEqual(unpack_rollup_metric(db, layout, stats, "allocated"), (min(vals), max(vals), vals[-1]))
                 checked += 1
         db.close()
@@ -1454,8 +1498,7 @@ class AgentTest(unittest.TestCase):
         def stored_this_minute():
             now = int(time.time() * 1000)
             start = now - now % 60000
-            return db.execute("SELECT count(*) FROM host_samples WHERE series = 'host' AND t >= ?",
-                              (start,)).fetchone()[0] if now - start < 55000 else 0
+            return len(raw_samples(db, "host_sample_chunks", "series = 'host'", (), start)) if now - start < 55000 else 0
         wait_for(lambda: stored_this_minute() >= 5, timeout=90, what="5 host rows of this minute stored")
         self.agent.stop(signal.SIGKILL)
         db.close()
@@ -1526,6 +1569,7 @@ class AgentTest(unittest.TestCase):
         db.close()
         self.agent = Agent(self.root, port=self.agent.port).start()
         self.assertIn("applied migration 002_packed.sql", self.agent.read_log())
+        self.assertIn("applied migration 006_sample_chunks.sql", self.agent.read_log())   # one-sample chunks
         p = self.process(4242, alive=False)
         self.assertEqual((p["exe"], p["stats"]["allocated"]), ("/bin/old", 1002))
         base = "/api/v1/processes/4242/history?from=%f&to=%f" % ((t0 - 120000) / 1e3, (t0 + 60000) / 1e3)
@@ -1544,7 +1588,7 @@ class AgentTest(unittest.TestCase):
         db = sqlite3.connect(self.agent.db)
         self.assertEqual(db.execute("PRAGMA integrity_check").fetchone()[0], "ok")
         self.assertEqual(db.execute("PRAGMA user_version").fetchone()[0], SCHEMA_VERSION)
-        self.assertEqual(db.execute("SELECT DISTINCT typeof(stats) FROM samples").fetchall(), [("blob",)])
+        self.assertEqual(db.execute("SELECT DISTINCT typeof(stats) FROM sample_chunks").fetchall(), [("blob",)])
         db.close()
 
     def test_refuses_to_start(self):

@@ -241,9 +241,9 @@ class HostileTest(unittest.TestCase):
                 os.chown(f.path, uid, uid)
             forged.append(f)
         db = lambda: sqlite3.connect(self.agent.db)
-        wait_for(lambda: db().execute("SELECT count(*) FROM samples s JOIN processes p ON p.id = s.process_id"
+        wait_for(lambda: db().execute("SELECT count(*) FROM sample_chunks s JOIN processes p ON p.id = s.process_id"
                                       " WHERE p.pid = ?", (real.pid,)).fetchone()[0] > 0, what="real samples")
-        real_id, first_t = db().execute("SELECT p.id, min(s.t) FROM samples s JOIN processes p ON p.id = s.process_id"
+        real_id, first_t = db().execute("SELECT p.id, min(s.t) FROM sample_chunks s JOIN processes p ON p.id = s.process_id"
                                         " WHERE p.pid = ?", (real.pid,)).fetchone()
         ticks0 = self.agent.get("/api/v1/health")[1]["collector"]["ticks"]
         stop = threading.Event()
@@ -259,13 +259,13 @@ class HostileTest(unittest.TestCase):
             writer.join()
         ticks = self.agent.get("/api/v1/health")[1]["collector"]["ticks"] - ticks0
         conn = db()
-        newest = conn.execute("SELECT max(t) FROM samples").fetchone()[0]
+        newest = conn.execute("SELECT max(last_t) FROM sample_chunks").fetchone()[0]
         self.assertLess(newest / 1e3, time.time() + 5, "a sample dated in the future was stored")
-        oldest, count = conn.execute("SELECT min(t), count(*) FROM samples WHERE process_id = ?", (real_id,)).fetchone()
+        oldest, count = conn.execute("SELECT min(t), sum(n) FROM sample_chunks WHERE process_id = ?", (real_id,)).fetchone()
         self.assertGreater(count, 0, "the real process's history was erased")
         self.assertEqual(oldest, first_t, "the real process lost its oldest samples to another user's rows")
         for f in forged:
-            stored = conn.execute("SELECT count(*) FROM samples s JOIN processes p ON p.id = s.process_id"
+            stored = conn.execute("SELECT ifnull(sum(n), 0) FROM sample_chunks s JOIN processes p ON p.id = s.process_id"
                                   " WHERE p.pid = ?", (f.pid,)).fetchone()[0]
             self.assertLessEqual(stored, 32 * (ticks + 2), "more than a ring per tick from pid %d" % f.pid)
         conn.close()

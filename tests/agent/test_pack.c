@@ -1,14 +1,15 @@
 /* test_pack.c - the packed rows of allocd's history tables (pack.h,
- * rollup_pack): values come back exactly, steady rollups stay small, and
- * truncated or random bytes are refused without reading past the row; a
- * period's rollup merged from two parts (an allocd restart in the middle)
- * equals the rollup of the whole. */
+ * rollup_pack, chunk.h): values come back exactly, steady rollups and
+ * chunks of steady samples stay small, and truncated or random bytes are
+ * refused without reading past the row; a period's rollup merged from two
+ * parts (an allocd restart in the middle) equals the rollup of the whole. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <cmocka.h>
 
+#include "chunk.h"
 #include "pack.h"
 #include "rollup.h"
 
@@ -152,6 +153,84 @@ static void merged_halves_equal_the_whole(void **state) {
   }
 }
 
+/* A chunk of samples written one after the other reads back bit for bit:
+ * times and numbers (steps of any size, backwards included), and values
+ * that stay, move a little, jump, or are doubles, NaN and -0.0. */
+static void chunk_round_trip(void **state) {
+  (void)state;
+  enum { SAMPLES = 200, NV = 43 };
+  static double v[SAMPLES][NV];
+  static int64_t t[SAMPLES];
+  static uint64_t number[SAMPLES];
+  static uint8_t blob[SAMPLES * CHUNK_ENTRY_MAX(NV)];
+  const double special[] = {NAN, -0.0, 0.123456789, INFINITY, 1e300, 18446744073709551615.0};
+  srand(13);
+  for (int k = 0; k < SAMPLES; k++) {
+    t[k] = k ? t[k - 1] + (k % 17 == 0 ? -5 : rand() % 3000) : 1796337017392;
+    number[k] = k ? number[k - 1] + (k % 29 == 0 ? UINT64_MAX / 3 : 1) : 7;
+    for (int i = 0; i < NV; i++) {
+      double prev = k ? v[k - 1][i] : 1000000;
+      v[k][i] = i % 5 == 0 ? prev : i % 5 == 1 ? prev + rand() % 100 : i % 5 == 2 ? (double)rand() * rand()
+              : i % 5 == 3 ? (double)rand() / RAND_MAX : special[(k + i) % 6];
+    }
+  }
+  size_t len = pack_values(v[0], NV, NULL, blob);
+  for (int k = 1; k < SAMPLES; k++) len += chunk_append(t[k - 1], number[k - 1], v[k - 1], t[k], number[k], v[k], NV, blob + len);
+  static chunk_reader_t r;
+  assert_true(chunk_first(&r, blob, len, NV, t[0], number[0]));
+  for (int k = 0; k < SAMPLES; k++) {
+    if (k) assert_true(chunk_next(&r));
+    assert_true(r.t == t[k] && r.number == number[k]);
+    for (int i = 0; i < NV; i++) assert_same(v[k][i], r.v[i]);
+  }
+  assert_false(chunk_next(&r));
+  assert_true(chunk_at_end(&r));
+}
+
+/* A sample whose values did not move costs its time and number steps and
+ * the bitmap: 2 + 1 + 6 bytes for 43 values. */
+static void unchanged_sample_is_small(void **state) {
+  (void)state;
+  double v[43];
+  for (int i = 0; i < 43; i++) v[i] = 1e9 + i;
+  uint8_t out[CHUNK_ENTRY_MAX(43)];
+  assert_int_equal(chunk_append(1000, 5, v, 2000, 6, v, 43, out), 2 + 1 + 6);
+}
+
+/* Truncated chunks and random bytes end the reading (chunk_at_end false)
+ * without reading past the BLOB. */
+static void truncated_and_random_chunks(void **state) {
+  (void)state;
+  enum { NV = 43 };
+  double a[NV], b[NV];
+  for (int i = 0; i < NV; i++) a[i] = i * 1000.0, b[i] = i % 2 ? a[i] + 77 : 0.5;
+  uint8_t blob[3 * CHUNK_ENTRY_MAX(NV)];
+  size_t first = pack_values(a, NV, NULL, blob);
+  size_t len = first + chunk_append(0, 0, a, 1000, 1, b, NV, blob + first);
+  static chunk_reader_t r;
+  for (size_t cut = 0; cut < len; cut++) {
+    uint8_t *copy = malloc(cut ? cut : 1);   /* exactly cut bytes: ASan sees any read past them */
+    memcpy(copy, blob, cut);
+    if (chunk_first(&r, copy, cut, NV, 0, 0)) {
+      assert_false(chunk_next(&r));
+      assert_true(chunk_at_end(&r) == (cut == first));   /* cut after the first sample: a chunk of one */
+    }
+    free(copy);
+  }
+  srand(17);
+  for (int round = 0; round < 2000; round++) {
+    size_t n = (size_t)(rand() % 300);
+    uint8_t *junk = malloc(n ? n : 1);
+    for (size_t i = 0; i < n; i++) junk[i] = (uint8_t)rand();
+    if (chunk_first(&r, junk, n, NV, 0, 0))
+      while (chunk_next(&r)) assert_true(r.pos <= n);
+    assert_true(r.pos <= n);
+    free(junk);
+  }
+  assert_false(chunk_first(&r, blob, len, 0, 0, 0));
+  assert_false(chunk_first(&r, blob, len, CHUNK_MAX_VALUES + 1, 0, 0));
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
     cmocka_unit_test(values_round_trip),
@@ -159,6 +238,9 @@ int main(void) {
     cmocka_unit_test(steady_rollup_is_small),
     cmocka_unit_test(truncated_and_random_rows),
     cmocka_unit_test(merged_halves_equal_the_whole),
+    cmocka_unit_test(chunk_round_trip),
+    cmocka_unit_test(unchanged_sample_is_small),
+    cmocka_unit_test(truncated_and_random_chunks),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
