@@ -61,8 +61,8 @@
  * memory: the API and /metrics serve live processes from here, not from
  * the database, which gets the full snapshot (with size classes, as JSON)
  * once a minute and when the process exits, for the history of exited
- * processes, and the size classes alone, packed, every CLASS_SAVE_MS for
- * their history.
+ * processes, and the size classes alone, packed, once a minute
+ * (CLASS_SAVE_MS) for their history.
  *
  * Each tick also sums the live processes' newest snapshots into the
  * host's series (host.h: the host, and its executables wasting most),
@@ -93,7 +93,7 @@
 #include <unistd.h>
 
 #define LATEST_SAVE_MS 60000   /* how often a live process's full snapshot is written */
-#define CLASS_SAVE_MS 10000    /* size classes are written at most once per slot of this */
+#define CLASS_SAVE_MS 60000    /* size classes are written at most once per slot of this */
 #define HOST_SERIES_MAX (HOST_EXES + 2)   /* the host, its executables, the others */
 #define CLOCK_SKEW_NS 2000000000ull        /* a snapshot may be this far ahead of allocd's clock */
 #define START_SLACK_NS 1000000000ull       /* start times are in clock ticks: allow a second */
@@ -115,7 +115,7 @@ typedef struct tracked_s {
   uid_t seg_uid;                    /* owner of its segment file */
   int64_t latest_saved_ms;          /* when live.snapshot last went to the database */
   int64_t cgroup_member_ms;         /* when its /proc/PID/cgroup was last read */
-  int64_t class_slot, class_minute; /* CLASS_SAVE_MS slot and minute of the last class row */
+  int64_t class_slot, class_hour;   /* CLASS_SAVE_MS slot and hour of the last class row */
   bool seen, is_new;
   bool held;                        /* its segment is open in held_fd (hold, quick_read) */
   int held_fd;
@@ -127,7 +127,7 @@ typedef struct tracked_s {
    * next tick instead of leaving a gap (and not counted twice). */
   bool undo_saved;
   uint64_t undo_number;
-  int64_t undo_class_slot, undo_class_minute;
+  int64_t undo_class_slot, undo_class_hour;
   rollup_t undo_minute, undo_hour;
 } tracked_t;
 
@@ -452,16 +452,16 @@ static void store_snapshot(collector_t *c, tracked_t *t, const alloc_shm_snapsho
 
 /* The newest snapshot's size classes, if it is the first of its
  * CLASS_SAVE_MS slot (slots are aligned to the wall clock, so the first row
- * of each minute is known as it is written: the one kept longer). */
+ * of each hour is known as it is written: the one kept longer). */
 static void save_classes(collector_t *c, tracked_t *t) {
   static uint8_t packed[HOST_CLASSES_PACK_MAX];   /* one collector thread */
   int64_t ms = (int64_t)(t->live.snapshot->time_ns / 1000000);
   if (ms / CLASS_SAVE_MS == t->class_slot) return;
-  bool minute = ms / 60000 != t->class_minute;
-  if (!store_classes(c->store, t->live.process_id, ms, minute, packed, host_pack_classes(t->live.snapshot, packed)))
+  bool hourly = ms / 3600000 != t->class_hour;
+  if (!store_classes(c->store, t->live.process_id, ms, hourly, packed, host_pack_classes(t->live.snapshot, packed)))
     return;
   t->class_slot = ms / CLASS_SAVE_MS;
-  if (minute) t->class_minute = ms / 60000;
+  if (hourly) t->class_hour = ms / 3600000;
 }
 
 /* Read the snapshots newer than the last one stored: at most a ring's
@@ -476,7 +476,7 @@ static void read_new(collector_t *c, tracked_t *t, alloc_shm_segment_t *seg, int
     t->undo_saved = true;
     t->undo_number = t->last_number;
     t->undo_class_slot = t->class_slot;
-    t->undo_class_minute = t->class_minute;
+    t->undo_class_hour = t->class_hour;
     t->undo_minute = t->minute;
     t->undo_hour = t->hour;
   }
@@ -525,7 +525,7 @@ static void renew(collector_t *c, tracked_t *t, const alloc_shm_header_t *h, int
     t->is_new = true;
     t->latest_saved_ms = 0;
     t->last_time_ns = 0;
-    t->class_slot = t->class_minute = 0;
+    t->class_slot = t->class_hour = 0;
   }
   release(c, t);   /* that was the old segment */
   t->created_ns = h->created_ns;
@@ -935,7 +935,7 @@ void collector_tick(collector_t *c) {
       t->live.process_id = 0;
       if (t->undo_saved) {
         t->last_number = t->undo_number, t->minute = t->undo_minute, t->hour = t->undo_hour;
-        t->class_slot = t->undo_class_slot, t->class_minute = t->undo_class_minute;
+        t->class_slot = t->undo_class_slot, t->class_hour = t->undo_class_hour;
       }
     }
     t->undo_saved = false;

@@ -91,7 +91,7 @@ static const char *const hot_sql[HOT_COUNT] = {
   " RETURNING id, first_seen",
   "UPDATE processes SET latest = ?, last_seen = ? WHERE id = ?",
   "UPDATE processes SET alive = 0, exited_at = ?1, last_seen = ?1, latest = coalesce(?2, latest) WHERE id = ?3",
-  "INSERT OR IGNORE INTO class_samples (process_id, t, minute, classes) VALUES (?, ?, ?, ?)",
+  "INSERT OR IGNORE INTO class_samples (process_id, t, hourly, classes) VALUES (?, ?, ?, ?)",
 };
 
 /* The history tables of each kind of owner, finest first, and the
@@ -712,11 +712,11 @@ bool store_host_rollup(store_t *st, const char *series, const rollup_t *r) {
   return write_rollup(st, &(owner_t){.series = series}, r);
 }
 
-bool store_classes(store_t *st, int64_t process_id, int64_t t_ms, bool minute, const uint8_t *packed, size_t len) {
+bool store_classes(store_t *st, int64_t process_id, int64_t t_ms, bool hourly, const uint8_t *packed, size_t len) {
   sqlite3_stmt *s = st->hot[HOT_CLASSES];
   sqlite3_bind_int64(s, 1, process_id);
   sqlite3_bind_int64(s, 2, t_ms);
-  sqlite3_bind_int(s, 3, minute);
+  sqlite3_bind_int(s, 3, hourly);
   sqlite3_bind_blob(s, 4, packed, (int)len, SQLITE_STATIC);
   return finish(st, s, true, "classes");
 }
@@ -886,7 +886,7 @@ void store_mark_all_exited(store_t *st, int64_t t_ms) {
 
 /* Every history table and which retention applies to its rows (0 raw,
  * 1 one-minute, 2 one-hour): a process's, the host's, and the size
- * classes (rows every 10 s go with the raw samples, each minute's first
+ * classes (rows every minute go with the raw samples, each hour's first
  * with the 1-minute rollups). */
 static const struct retained_s {
   const char *table, *key, *where;
@@ -895,8 +895,8 @@ static const struct retained_s {
   {"sample_chunks", "process_id, t, number", "", 0}, {"rollup_1m", "process_id, t", "", 1},
   {"rollup_1h", "process_id, t", "", 2},             {"host_sample_chunks", "series, t, number", "", 0},
   {"host_rollup_1m", "series, t", "", 1},       {"host_rollup_1h", "series, t", "", 2},
-  {"class_samples", "process_id, t", "minute = 0 AND ", 0},
-  {"class_samples", "process_id, t", "minute IN (0, 1) AND ", 1},
+  {"class_samples", "process_id, t", "hourly = 0 AND ", 0},
+  {"class_samples", "process_id, t", "hourly IN (0, 1) AND ", 1},
   {"profiles", "process_id, t", "", 1},
 };
 #define NRETAINED (sizeof retained / sizeof retained[0])

@@ -52,9 +52,10 @@ bool store_rollup(store_t *st, int64_t process_id, const rollup_t *r);
  * error; and the rollups they complete, merged like a process's. */
 int store_host_sample(store_t *st, const char *series, int64_t t_ms, const double v[HOST_NMETRICS]);
 bool store_host_rollup(store_t *st, const char *series, const rollup_t *r);
-/* A process's size classes (host_pack_classes); `minute` marks the
- * minute's first row, kept as long as the 1-minute rollups. */
-bool store_classes(store_t *st, int64_t process_id, int64_t t_ms, bool minute, const uint8_t *packed, size_t len);
+/* A process's size classes (host_pack_classes); `hourly` marks the
+ * hour's first row, kept as long as the 1-minute rollups (the others go
+ * with the raw samples). */
+bool store_classes(store_t *st, int64_t process_id, int64_t t_ms, bool hourly, const uint8_t *packed, size_t len);
 /* The newest full snapshot (JSON) of a process, kept for after it exits. */
 bool store_latest(store_t *st, int64_t process_id, int64_t now_ms, const char *snapshot_json);
 /* snapshot_json may be NULL (keep the one stored). */

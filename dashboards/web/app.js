@@ -562,7 +562,7 @@ function drawHeatmap(answer, from, to) {
   heatmapAxes(ctx, h, g);
   state.heatmap = { ...h, geometry: g };
   $("#heatmap-note").textContent = h.times.length
-    ? `${h.times.length} snapshots of ${h.sizes.length} size classes (stored every 10 s, one a minute after the raw retention)`
+    ? `${h.times.length} snapshots of ${h.sizes.length} size classes (stored every minute, one an hour after the raw retention)`
     : "no size-class history in this range yet";
 }
 

@@ -104,6 +104,18 @@ def unpack_values(blob, pos, n, base=None):
     return out, pos
 
 
+def pack(values):
+    """Non-negative integers as a packed history row holds them (pack.h): zigzag varints, shifted left once."""
+    out = bytearray()
+    for v in values:
+        u = ((v << 1) ^ (v >> 63)) << 1
+        while u >= 0x80:
+            out.append(u & 0x7f | 0x80)
+            u >>= 7
+        out.append(u)
+    return bytes(out)
+
+
 def unpack_signed(blob, pos):
     """A zigzag varint of all 64 bits (a chunk's time and number steps)."""
     u = shift = 0
@@ -1069,17 +1081,17 @@ class AgentTest(unittest.TestCase):
                 db.close()
             else:
                 self.assertLess(max(f[2] for f in figures), 3 + 2, figures)   # 3 s, and retention every 10 ticks
-                # the host's raw rows and the 10-s class rows go with the raw retention too
-                # (each minute's first class row stays, with the 1-minute rollups)
+                # the host's raw rows and the class rows go with the raw retention too
+                # (each hour's first class row stays, with the 1-minute rollups)
                 db = sqlite3.connect(self.agent.db)
                 now = time.time() * 1000
                 oldest, count = db.execute("SELECT min(t), count(*) FROM host_sample_chunks").fetchone()
                 self.assertGreater(count, 0)
                 self.assertLess(now - oldest, (3 + 2) * 1000)
                 oldest, most = db.execute("SELECT min(t), max(n) FROM (SELECT min(t) AS t, count(*) AS n"
-                                          " FROM class_samples WHERE minute = 0 GROUP BY process_id)").fetchone()
+                                          " FROM class_samples WHERE hourly = 0 GROUP BY process_id)").fetchone()
                 self.assertTrue(oldest is None or now - oldest < (3 + 2) * 1000, oldest)
-                self.assertLessEqual(most or 0, 1)   # one 10-s row per process within 5 s
+                self.assertLessEqual(most or 0, 1)   # one row a minute per process: at most one within 5 s
                 db.close()
             self.assertTrue(all(f[1] > 0 for f in figures), figures)   # history trimmed, not dropped
         for t in targets:
@@ -1512,14 +1524,14 @@ class AgentTest(unittest.TestCase):
         self.assertGreaterEqual(self.check_host_rollups_match_raw(), 2)
 
     def test_size_class_history(self):
-        # Rows every 10 s, each the process's classes in use: utilisation,
+        # Rows every minute, each the process's classes in use: utilisation,
         # and the bytes the slabs pin, as the process's snapshot has them.
-        t = Target(self.agent, "hold", "20000", "100", "60000")
+        t = Target(self.agent, "hold", "20000", "100", "180000")
         p = self.process(t.pid)
         url = "/api/v1/processes/%d/classes?from=0" % t.pid
         rows = wait_for(lambda: len(self.agent.get(url)[1]["points"]) >= 2 and self.agent.get(url)[1]["points"],
-                        timeout=25, what="two rows of size classes")
-        slots = [int(r[0] // 10) for r in rows]   # one row per 10 s of the wall clock
+                        timeout=130, what="two rows of size classes")
+        slots = [int(r[0] // 60) for r in rows]   # one row per minute of the wall clock
         self.assertEqual(len(slots), len(set(slots)))
         p = self.process(t.pid)
         cls = {c["size"]: c for c in p["classes"]}
@@ -1590,6 +1602,54 @@ class AgentTest(unittest.TestCase):
         self.assertEqual(db.execute("PRAGMA user_version").fetchone()[0], SCHEMA_VERSION)
         self.assertEqual(db.execute("SELECT DISTINCT typeof(stats) FROM sample_chunks").fetchall(), [("blob",)])
         db.close()
+
+    def test_migrates_a_schema_5_database(self):
+        # A database of schema 5 (raw samples one per row, size classes
+        # every 10 s with each minute's first marked) is converted in place:
+        # its raw rows become chunks of one sample that read back
+        # unchanged, and only each hour's first class row stays marked to
+        # be kept long.
+        self.agent.stop()
+        for suffix in ("", "-wal", "-shm"):
+            if os.path.exists(self.agent.db + suffix):
+                os.unlink(self.agent.db + suffix)
+        db = sqlite3.connect(self.agent.db)
+        db.create_function("allocd_layout", 0, lambda: '["allocated","active"]')
+        db.create_function("allocd_pack", 2, lambda stats, kind: b"")   # no rows to convert
+        for name in sorted(f for f in os.listdir(SCHEMA_DIR) if f.endswith(".sql") and int(f[:3]) <= 5):
+            with open(os.path.join(SCHEMA_DIR, name)) as f:
+                db.executescript(f.read())
+        hour = 3600000
+        t0 = (int(time.time() * 1000) - 3 * hour) // hour * hour   # three hours back at most, two at least
+        db.execute("INSERT INTO processes (id, pid, start_time, pidns, uid, exe, comm, version, first_seen,"
+                   " last_seen, alive, exited_at) VALUES (7, 4243, 99, 1, 0, '/bin/old', 'old', '0.1.0', ?, ?, 0, ?)",
+                   (t0, t0 + 2 * hour, t0 + 2 * hour))
+        for i in range(3):
+            db.execute("INSERT INTO samples VALUES (7, ?, ?, 1, ?)", (t0 + i * 1000, i + 1, pack([1000 + i, 4000])))
+        one_class = pack([1, 112, 65536, 585, 2, 1000])   # count, then size, slab_bytes, blocks_per_slab, slabs, live
+        rows = [(0, 1), (10000, 0), (60000, 1), (hour + 20000, 1), (hour + 60000, 1)]   # (t - t0, minute)
+        for dt, minute in rows:
+            db.execute("INSERT INTO class_samples VALUES (7, ?, ?, ?)", (t0 + dt, minute, one_class))
+        db.execute("PRAGMA user_version = 5")
+        db.commit()
+        db.close()
+        self.agent = Agent(self.root, port=self.agent.port, extra=("--retention-raw", "1d")).start()
+        log = self.agent.read_log()
+        self.assertIn("applied migration 006_sample_chunks.sql", log)
+        self.assertIn("applied migration 007_classes_hourly.sql", log)
+        base = "/api/v1/processes/4243/history?from=%f&to=%f&source=raw" % ((t0 - 60000) / 1e3, (t0 + 60000) / 1e3)
+        self.assertEqual([v for _, v in self.agent.get(base + "&metric=allocated")[1]["points"]], [1000, 1001, 1002])
+        self.assertEqual([v for _, v in self.agent.get(base + "&metric=active")[1]["points"]], [4000] * 3)
+        db = sqlite3.connect(self.agent.db)
+        self.assertEqual(db.execute("PRAGMA integrity_check").fetchone()[0], "ok")
+        self.assertEqual(db.execute("SELECT t - ?, number, n FROM sample_chunks WHERE process_id = 7 ORDER BY t",
+                                    (t0,)).fetchall(), [(0, 1, 1), (1000, 2, 1), (2000, 3, 1)])
+        self.assertEqual(db.execute("SELECT t - ?, hourly FROM class_samples WHERE process_id = 7 ORDER BY t",
+                                    (t0,)).fetchall(), [(0, 1), (10000, 0), (60000, 0), (hour + 20000, 1), (hour + 60000, 0)])
+        db.close()
+        classes = self.agent.get("/api/v1/processes/4243/classes?from=%f" % ((t0 - 1) / 1e3))[1]["points"]
+        self.assertEqual(len(classes), len(rows))
+        self.assertEqual(classes[0][1], [[112, 2, 1000, 1000 / (2 * 585), 2 * 65536, (2 * 585 - 1000) * 112]])
 
     def test_refuses_to_start(self):
         # the port is taken
