@@ -41,7 +41,7 @@ typedef struct options_s {
   const char *allow_hosts[MAX_ALLOW_HOSTS];
   size_t nallow_hosts;
   long interval_ms, push_timeout_ms, max_connections, request_timeout_s;
-  int64_t raw_ms, minute_ms, hour_ms, max_db_bytes;
+  int64_t raw_ms, minute_ms, hour_ms, process_minute_ms, process_hour_ms, max_db_bytes;
   reclaim_config_t reclaim;
   int64_t profile_interval_ms;
   enum log_level level;
@@ -56,8 +56,10 @@ static void usage(FILE *f) {
           "  --shm-dir DIR          where processes publish their segments (default /dev/shm)\n"
           "  --interval-ms N        collection interval (default 1000)\n"
           "  --retention-raw D      keep raw samples D (default 2h; units s, m, h, d)\n"
-          "  --retention-1m D       keep 1-minute rollups D (default 7d)\n"
-          "  --retention-1h D       keep 1-hour rollups and exited processes D (default 90d)\n"
+          "  --retention-1m D       keep the host's and executables' 1-minute rollups D (default 7d)\n"
+          "  --retention-1h D       keep the host's and executables' 1-hour rollups D (default 90d)\n"
+          "  --process-retention-1m D  keep each process's 1-minute rollups D (default 12h)\n"
+          "  --process-retention-1h D  keep each process's 1-hour rollups and exited processes D (default 7d)\n"
           "  --max-db-mb N          keep the database below N MiB (default 1024)\n"
           "  --push-timeout-ms N    how long a config change waits for the process (default 5000)\n"
           "  --profile-interval D   store each process's heap profile at most every D (default 10m; 0: never)\n"
@@ -127,13 +129,16 @@ static bool parse_options(int argc, char **argv, options_t *o) {
   o->raw_ms = 2 * 3600000LL;
   o->minute_ms = 7 * 86400000LL;
   o->hour_ms = 90 * 86400000LL;
+  o->process_minute_ms = 12 * 3600000LL;
+  o->process_hour_ms = 7 * 86400000LL;
   o->max_db_bytes = 1024LL << 20;
   o->level = LOG_INFO;
   o->reclaim = (reclaim_config_t){RECLAIM_OFF, 0.10, 0.90, 30000, 0};
   static const struct option longopts[] = {
     {"listen", 1, 0, 'l'}, {"db", 1, 0, 'd'}, {"token-file", 1, 0, 't'}, {"shm-dir", 1, 0, 's'},
     {"interval-ms", 1, 0, 'i'}, {"retention-raw", 1, 0, 'R'}, {"retention-1m", 1, 0, 'M'},
-    {"retention-1h", 1, 0, 'H'}, {"max-db-mb", 1, 0, 'B'}, {"push-timeout-ms", 1, 0, 'p'}, {"profile-interval", 1, 0, 'I'},
+    {"retention-1h", 1, 0, 'H'}, {"process-retention-1m", 1, 0, 'm'}, {"process-retention-1h", 1, 0, 'o'},
+    {"max-db-mb", 1, 0, 'B'}, {"push-timeout-ms", 1, 0, 'p'}, {"profile-interval", 1, 0, 'I'},
     {"max-connections", 1, 0, 'c'}, {"request-timeout-s", 1, 0, 'T'}, {"allow-host", 1, 0, 'A'},
     {"static-dir", 1, 0, 'S'}, {"rules-dir", 1, 0, 'r'}, {"reclaim", 1, 0, 'x'},
     {"reclaim-psi", 1, 0, 'P'}, {"reclaim-usage", 1, 0, 'U'}, {"reclaim-hold", 1, 0, 'D'}, {"log-level", 1, 0, 'L'}, {"help", 0, 0, 'h'},
@@ -173,6 +178,8 @@ static bool parse_options(int argc, char **argv, options_t *o) {
     case 'D': ok = parse_duration(optarg, &o->reclaim.hold_ms); break;
     case 'M': ok = parse_duration(optarg, &o->minute_ms); break;
     case 'H': ok = parse_duration(optarg, &o->hour_ms); break;
+    case 'm': ok = parse_duration(optarg, &o->process_minute_ms); break;
+    case 'o': ok = parse_duration(optarg, &o->process_hour_ms); break;
     case 'B': ok = parse_long(optarg, 1, 1 << 24, &v), o->max_db_bytes = (int64_t)v << 20; break;
     case 'L':
       if (strcmp(optarg, "debug") == 0) o->level = LOG_DEBUG;
@@ -353,7 +360,7 @@ int main(int argc, char **argv) {
   snprintf(dbdir, sizeof dbdir, "%s", o.db);
   char *slash = strrchr(dbdir, '/');
   if (slash && slash != dbdir) *slash = 0, make_dirs(dbdir);
-  store_limits_t limits = {o.raw_ms, o.minute_ms, o.hour_ms, o.max_db_bytes};
+  store_limits_t limits = {o.raw_ms, o.minute_ms, o.hour_ms, o.process_minute_ms, o.process_hour_ms, o.max_db_bytes};
   store_t *store = store_open(o.db, &limits, err, sizeof err);
   if (!store) {
     log_error("database: %s", err);

@@ -885,15 +885,16 @@ void store_mark_all_exited(store_t *st, int64_t t_ms) {
 /* ---- retention ------------------------------------------------------------- */
 
 /* Every history table and which retention applies to its rows (0 raw,
- * 1 one-minute, 2 one-hour): a process's, the host's, and the size
+ * 1 one-minute, 2 one-hour, 3 a process's one-minute, 4 a process's
+ * one-hour: store_limits_t): a process's, the host's, and the size
  * classes (rows every minute go with the raw samples, each hour's first
- * with the 1-minute rollups). */
+ * with the host's 1-minute rollups). */
 static const struct retained_s {
   const char *table, *key, *where;
   int keep;
 } retained[] = {
-  {"sample_chunks", "process_id, t, number", "", 0}, {"rollup_1m", "process_id, t", "", 1},
-  {"rollup_1h", "process_id, t", "", 2},             {"host_sample_chunks", "series, t, number", "", 0},
+  {"sample_chunks", "process_id, t, number", "", 0}, {"rollup_1m", "process_id, t", "", 3},
+  {"rollup_1h", "process_id, t", "", 4},             {"host_sample_chunks", "series, t, number", "", 0},
   {"host_rollup_1m", "series, t", "", 1},       {"host_rollup_1h", "series, t", "", 2},
   {"class_samples", "process_id, t", "hourly = 0 AND ", 0},
   {"class_samples", "process_id, t", "hourly IN (0, 1) AND ", 1},
@@ -1052,7 +1053,8 @@ static int trim_to_cap(store_t *st, int64_t now_ms) {
 
 bool store_retain(store_t *st, int64_t now_ms) {
   pthread_mutex_lock(&st->lock);
-  int64_t keep[3] = {st->limits.raw_ms, st->limits.minute_ms, st->limits.hour_ms};
+  int64_t keep[5] = {st->limits.raw_ms, st->limits.minute_ms, st->limits.hour_ms, st->limits.process_minute_ms,
+                     st->limits.process_hour_ms};
   int deleted = 0;
   bool full = false;
   exec(st, "BEGIN IMMEDIATE");
@@ -1084,7 +1086,7 @@ bool store_retain(store_t *st, int64_t now_ms) {
                                 " AND NOT EXISTS (SELECT 1 FROM class_samples WHERE process_id = processes.id)"
                                 " AND NOT EXISTS (SELECT 1 FROM profiles WHERE process_id = processes.id)");
   if (s) {
-    sqlite3_bind_int64(s, 1, now_ms - st->limits.hour_ms);
+    sqlite3_bind_int64(s, 1, now_ms - st->limits.process_hour_ms);
     sqlite3_step(s);
     sqlite3_finalize(s);
   }
@@ -1201,11 +1203,11 @@ static json_t *rollup_point(const layout_t *l, int m, double t, const uint8_t *b
 }
 
 /* The table `source` names (raw, 1m, 1h; NULL: the finest that still
- * covers `from`). */
-static int source_index(store_t *st, const char *source, int64_t from_ms) {
+ * covers `from` for this kind of owner). */
+static int source_index(store_t *st, int kind, const char *source, int64_t from_ms) {
   if (!source) {
-    int64_t t = wall_ms();
-    return from_ms >= t - st->limits.raw_ms ? SOURCE_RAW : from_ms >= t - st->limits.minute_ms ? SOURCE_1M : SOURCE_1H;
+    int64_t t = wall_ms(), minute_ms = kind ? st->limits.minute_ms : st->limits.process_minute_ms;
+    return from_ms >= t - st->limits.raw_ms ? SOURCE_RAW : from_ms >= t - minute_ms ? SOURCE_1M : SOURCE_1H;
   }
   return strcmp(source, "raw") == 0 ? SOURCE_RAW : strcmp(source, "1m") == 0 ? SOURCE_1M : SOURCE_1H;
 }
@@ -1266,7 +1268,7 @@ static json_t *history_frame(const history_query_t *q, int src) {
 static json_t *owner_history(store_t *st, const owner_t *o, const history_query_t *q) {
   int m = metric_set_index(owner_set[OWNER_KIND(o)], q->metric);
   if (m < 0) return NULL;
-  int src = source_index(st, q->source, q->from_ms);
+  int src = source_index(st, OWNER_KIND(o), q->source, q->from_ms);
   pthread_mutex_lock(&st->rlock);
   json_t *points = owner_points(st, o, m, src, q->from_ms, q->to_ms);
   pthread_mutex_unlock(&st->rlock);
@@ -1311,7 +1313,7 @@ static json_t *exe_series(store_t *st, const char *key, int m, int src, const hi
 json_t *store_host_executables_json(store_t *st, const history_query_t *q, int limit) {
   int m = metric_set_index(&host_set, q->metric);
   if (m < 0) return NULL;
-  int src = source_index(st, q->source, q->from_ms);
+  int src = source_index(st, 1, q->source, q->from_ms);
   char sql[192];
   snprintf(sql, sizeof sql, "SELECT DISTINCT series FROM %s WHERE t BETWEEN ? AND ? AND series <> '%s' LIMIT %d",
            history_tables[1][src], HOST_SERIES_HOST, HOST_SERIES_SCAN);

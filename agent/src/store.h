@@ -17,10 +17,17 @@
 
 typedef struct store_s store_t;
 
+/* How long history is kept.  A process's rollups are kept for less than
+ * the host's and its executables' series (host.h): at 1000 processes a
+ * week of every process's minutes alone would outgrow the default size
+ * cap, where an executable's series costs the same for all its processes
+ * (docs/performance.md, "allocd: collection cost"). */
 typedef struct store_limits_s {
   int64_t raw_ms;       /* keep raw samples this long */
-  int64_t minute_ms;    /* keep 1-minute rollups this long */
-  int64_t hour_ms;      /* keep 1-hour rollups (and exited processes) this long */
+  int64_t minute_ms;    /* keep the host's 1-minute rollups (and hourly size classes) this long */
+  int64_t hour_ms;      /* keep the host's 1-hour rollups (and the audit log) this long */
+  int64_t process_minute_ms;   /* keep a process's 1-minute rollups this long */
+  int64_t process_hour_ms;     /* keep a process's 1-hour rollups (and exited processes) this long */
   int64_t max_bytes;    /* the database file stays below this size */
 } store_limits_t;
 

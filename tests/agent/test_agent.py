@@ -1098,6 +1098,42 @@ class AgentTest(unittest.TestCase):
             t.proc.kill()
             t.wait()
 
+    def test_process_rollups_kept_shorter_than_the_hosts(self):
+        # A process's rollups go after --process-retention-1m / -1h, the
+        # host's series' after --retention-1m / -1h; a history query without
+        # a source picks the table by the retention of whose history it is.
+        self.agent.stop()
+        self.agent = Agent(self.root, port=self.agent.port,
+                           extra=("--process-retention-1m", "1s", "--process-retention-1h", "1s")).start()
+        t = Target(self.agent, "hold", "100", "64", "2500")
+        self.process(t.pid)
+        t.wait()
+        self.process(t.pid, alive=False)   # its rollups in progress written as it went
+        self.assertEqual(self.agent.stop(), 0)   # the host's in progress written as it stops
+        db = sqlite3.connect(self.agent.db)
+        pid_id = db.execute("SELECT id FROM processes WHERE pid = ?", (t.pid,)).fetchone()[0]
+        host_rows = {r[0] for r in db.execute("SELECT t FROM host_rollup_1m WHERE series = 'host'")}
+        self.assertTrue(host_rows)
+        db.close()
+        time.sleep(1.1)   # the rows' periods began more than 1 s ago
+        self.agent = Agent(self.root, port=self.agent.port,
+                           extra=("--process-retention-1m", "1s", "--process-retention-1h", "1s")).start()
+        db = sqlite3.connect(self.agent.db)
+        count = lambda table: db.execute("SELECT count(*) FROM %s WHERE process_id = ?" % table, (pid_id,)).fetchone()[0]
+        wait_for(lambda: count("rollup_1m") + count("rollup_1h") == 0, timeout=20, what="the process's rollups gone")
+        self.assertGreater(count("sample_chunks"), 0)   # raw history has its own retention
+        kept = {r[0] for r in db.execute("SELECT t FROM host_rollup_1m WHERE series = 'host'")}
+        self.assertLessEqual(host_rows, kept)   # and one more if a minute ended meanwhile
+        db.close()
+        three_hours_ago = time.time() - 3 * 3600
+        h = self.agent.get("/api/v1/processes/%d/history?metric=allocated&from=%f" % (t.pid, three_hours_ago))[1]
+        self.assertEqual(h["source"], "1h")
+        h = self.agent.get("/api/v1/host/history?metric=allocated&from=%f" % three_hours_ago)[1]
+        self.assertEqual(h["source"], "1m")
+        self.assertEqual({round(p[0] * 1000) for p in h["points"]} & host_rows, host_rows)
+        self.assertEqual(self.agent.stop(), 0)
+        self.agent = Agent(self.root, port=self.agent.port).start()
+
     # ---- a failing disk, a vanishing directory ---------------------------------------------
 
     def small_tmpfs(self, size):

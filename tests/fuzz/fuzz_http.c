@@ -25,7 +25,8 @@ static void start_server(void) {
   char dir[] = "/tmp/fuzz-http.XXXXXX", db[64], err[256] = "";
   if (!mkdtemp(dir)) abort();
   snprintf(db, sizeof db, "%s/allocd.db", dir);
-  store_limits_t limits = {3600000, 86400000, 86400000, 64 << 20};
+  store_limits_t limits = {.raw_ms = 3600000, .minute_ms = 86400000, .hour_ms = 86400000, .process_minute_ms = 86400000,
+                            .process_hour_ms = 86400000, .max_bytes = 64 << 20};
   store_t *store = store_open(db, &limits, err, sizeof err);
   collector_t *collector = store ? collector_new(store, dir) : NULL;
   rules_t *rules = collector ? rules_start(store, collector, 100) : NULL;

@@ -138,7 +138,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     mkdir(dir, 0700);
     snprintf(segment, sizeof segment, "%s/liballoc.%d", dir, (int)getpid());
     snprintf(db, sizeof db, "%s/allocd.db", dir);
-    store_limits_t limits = {3600000, 86400000, 86400000, 64 << 20};
+    store_limits_t limits = {.raw_ms = 3600000, .minute_ms = 86400000, .hour_ms = 86400000, .process_minute_ms = 86400000,
+                            .process_hour_ms = 86400000, .max_bytes = 64 << 20};
     log_set_level(LOG_ERROR);   /* every refused input would log a line */
     if (!(store = store_open(db, &limits, err, sizeof err))) abort();
   }
