@@ -13,8 +13,16 @@
  *             varint  zigzag(t - previous t)             (ms)
  *             varint  zigzag(number - previous number)
  *             ceil(n / 8) bytes: bit i (byte i / 8, bit i % 8) set when
- *                                value i differs from the previous sample's
+ *                                value i differs from its guess
  *             for each set bit, in order: pack_values(&v[i], 1, &prev[i])
+ *
+ * A value's guess is its value in the previous sample, or, for a value the
+ * chunk's owner computes from the sample's others (a process's derived
+ * ratios, fragmentation = 1 - allocated/active...: chunk_guess_fn), what
+ * that computation gives from the values of this sample as decoded (the
+ * bits clear taken as their previous values).  Such a ratio changes with
+ * every sample and would cost 9 bytes as a double; guessed, it costs its
+ * bit.  Writer and reader must apply the same guess to the same values.
  *
  * The first sample's time and number are the row's key columns (t,
  * number), not in the BLOB.  n is the number of metrics in the row's
@@ -40,10 +48,15 @@
 /* The most one sample adds to a chunk of n values. */
 #define CHUNK_ENTRY_MAX(n) (2 * PACK_MAX + ((n) + 7) / 8 + (n) * PACK_MAX)
 
+/* Overwrite in guess[] the values that can be computed from the others of
+ * row[] (the sample's values); leave the rest.  ctx is the caller's. */
+typedef void chunk_guess_fn(const void *ctx, const double *row, double *guess);
+
 /* Append the sample (t, number, v[0..n)) after the one before it (prev_t,
- * prev_number, prev[0..n)); returns the bytes written at out. */
+ * prev_number, prev[0..n)); returns the bytes written at out.  guess may
+ * be NULL (every value guessed as its previous one). */
 size_t chunk_append(int64_t prev_t, uint64_t prev_number, const double *prev, int64_t t, uint64_t number,
-                    const double *v, int n, uint8_t *out);
+                    const double *v, int n, chunk_guess_fn *guess, const void *ctx, uint8_t *out);
 
 /* Reading a chunk, sample by sample: after chunk_first or a chunk_next
  * that returned true, t, number and v[0..n) are the current sample's. */
@@ -51,14 +64,17 @@ typedef struct chunk_reader_s {
   const uint8_t *blob;
   size_t len, pos;
   int n;
+  chunk_guess_fn *guess;
+  const void *ctx;
   int64_t t;
   uint64_t number;
   double v[CHUNK_MAX_VALUES];
 } chunk_reader_t;
 
 /* The first sample (the row's key gives its t and number); false if the
- * BLOB is malformed or n is out of range. */
-bool chunk_first(chunk_reader_t *r, const uint8_t *blob, size_t len, int n, int64_t t, uint64_t number);
+ * BLOB is malformed or n is out of range.  guess and ctx as the writer's. */
+bool chunk_first(chunk_reader_t *r, const uint8_t *blob, size_t len, int n, int64_t t, uint64_t number,
+                 chunk_guess_fn *guess, const void *ctx);
 /* The next sample; false at the end of the chunk or if the rest is
  * malformed (chunk_at_end tells which). */
 bool chunk_next(chunk_reader_t *r);

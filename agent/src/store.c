@@ -565,6 +565,57 @@ static bool insert_packed(store_t *st, enum hot which, const owner_t *o, int64_t
   return finish(st, s, true, which == HOT_SAMPLE ? "sample" : "rollup");
 }
 
+/* ---- raw samples in chunks -------------------------------------------------
+ * A process's derived ratios are guessed in its chunks (chunk.h) from the
+ * same sample's statistics, as liballoc derives them (alloc_shm_derive):
+ * the double the snapshot gave for a statistic is the integer it was, so
+ * the ratio computed again is the same double, bit for bit.  Where a
+ * statistic is missing (a layout without it) or is not such an integer
+ * (a hostile file), nothing is guessed: the ratio is written out. */
+
+/* The metrics' indexes in snap_metrics: the statistics, then the derived
+ * ratios (snapshot.h). */
+enum {
+#define X(name, ...) METRIC_##name,
+  ALLOC_SHM_STATS(X) ALLOC_SHM_DERIVED(X)
+#undef X
+};
+
+/* The statistic `metric` of row as the integer it was; pos: where each
+ * metric of snap_set is in the row (NULL: in snap_set's order). */
+static bool statistic(const double *row, const short *pos, int metric, uint64_t *out) {
+  int at = pos ? pos[metric] : metric;
+  if (at < 0 || !(row[at] >= 0 && row[at] < 18446744073709551616.0) || row[at] != trunc(row[at])) return false;
+  *out = (uint64_t)row[at];
+  return true;
+}
+
+static void put_ratio(double *guess, const short *pos, int metric, double v) {
+  int at = pos ? pos[metric] : metric;
+  if (at >= 0) guess[at] = v;
+}
+
+/* chunk_guess_fn for a process's samples; ctx: the positions of snap_set's
+ * metrics in the row's layout (layout_t.pos), NULL for this allocd's own. */
+static void guess_ratios(const void *ctx, const double *row, double *guess) {
+  const short *pos = ctx;
+  alloc_shm_stats_t s = {0};
+  if (!statistic(row, pos, METRIC_allocated, &s.allocated) || !statistic(row, pos, METRIC_active, &s.active) ||
+      !statistic(row, pos, METRIC_resident, &s.resident) || !statistic(row, pos, METRIC_dirty, &s.dirty) ||
+      !statistic(row, pos, METRIC_kernel_rss, &s.kernel_rss))
+    return;
+  alloc_shm_derived_t d;
+  alloc_shm_derive(&s, &d);
+  put_ratio(guess, pos, METRIC_fragmentation, d.fragmentation);
+  put_ratio(guess, pos, METRIC_resident_overhead, d.resident_overhead);
+  put_ratio(guess, pos, METRIC_dirty_ratio, d.dirty_ratio);
+  put_ratio(guess, pos, METRIC_kernel_overhead, d.kernel_overhead);
+}
+
+/* The guess for an owner's chunks: a process's ratios, nothing for the
+ * host's series (whose few ratios are not worth it). */
+static chunk_guess_fn *owner_guess(const owner_t *o) { return o->series ? NULL : guess_ratios; }
+
 /* An owner's newest chunk of raw samples (chunk.h), decoded to its end
  * when this allocd may append to it: written in our layout, less than
  * CHUNK_SPAN_MS old at t_ms, and well formed. */
@@ -579,9 +630,9 @@ typedef struct newest_chunk_s {
 
 /* Decode c's BLOB to its newest sample, which must be the one its
  * columns name (a chunk that disagrees with them is left closed). */
-static bool decode_to_end(newest_chunk_t *c, const uint8_t *blob, size_t len, int n) {
+static bool decode_to_end(newest_chunk_t *c, const owner_t *o, const uint8_t *blob, size_t len, int n) {
   static __thread chunk_reader_t r;
-  if (!chunk_first(&r, blob, len, n, c->t, c->number)) return false;
+  if (!chunk_first(&r, blob, len, n, c->t, c->number, owner_guess(o), NULL)) return false;
   while (chunk_next(&r)) {
   }
   if (!chunk_at_end(&r) || r.t != c->last_t || r.number != c->last_number) return false;
@@ -605,7 +656,7 @@ static void newest_chunk(store_t *st, const owner_t *o, int64_t t_ms, newest_chu
     const uint8_t *blob = sqlite3_column_blob(s, 5);
     size_t len = (size_t)sqlite3_column_bytes(s, 5);
     c->appendable = sqlite3_column_int64(s, 4) == st->layout_id[kind] && t_ms - c->t < CHUNK_SPAN_MS &&
-                    len <= CHUNK_MAX_BYTES && decode_to_end(c, blob, len, owner_set[kind]->n);
+                    len <= CHUNK_MAX_BYTES && decode_to_end(c, o, blob, len, owner_set[kind]->n);
   }
   sqlite3_reset(s);
   sqlite3_clear_bindings(s);
@@ -638,7 +689,8 @@ static int write_sample(store_t *st, const owner_t *o, int64_t t_ms, uint64_t nu
   if (st->tx_failed) return -1;
   if (c.found && !(t_ms > c.last_t || (t_ms == c.last_t && number > c.last_number))) return 0;
   if (c.appendable) {
-    size_t elen = chunk_append(c.last_t, c.last_number, c.last, t_ms, number, v, n, c.blob + c.len);
+    size_t elen = chunk_append(c.last_t, c.last_number, c.last, t_ms, number, v, n, owner_guess(o), NULL,
+                               c.blob + c.len);
     if (c.len + elen <= CHUNK_MAX_BYTES) return append_sample(st, o, &c, t_ms, number, elen);
   }
   uint8_t packed[SNAP_NMETRICS * PACK_MAX];
@@ -775,7 +827,7 @@ static void each_sample(store_t *st, sqlite3 *db, const owner_t *o, int64_t from
     if (db == st->db) pthread_mutex_lock(&st->rlock);
     const layout_t *l = layout_get(st, sqlite3_column_int64(s, 2), owner_set[kind]);
     bool more = l && chunk_first(&r, sqlite3_column_blob(s, 3), (size_t)sqlite3_column_bytes(s, 3), l->n,
-                                 sqlite3_column_int64(s, 0), (uint64_t)sqlite3_column_int64(s, 1));
+                                 sqlite3_column_int64(s, 0), (uint64_t)sqlite3_column_int64(s, 1), owner_guess(o), l->pos);
     for (; more && r.t <= to_ms; more = chunk_next(&r))
       if (r.t >= from_ms) fn(ctx, r.t, l, r.v);
     if (db == st->db) pthread_mutex_unlock(&st->rlock);

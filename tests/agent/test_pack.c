@@ -175,9 +175,9 @@ static void chunk_round_trip(void **state) {
     }
   }
   size_t len = pack_values(v[0], NV, NULL, blob);
-  for (int k = 1; k < SAMPLES; k++) len += chunk_append(t[k - 1], number[k - 1], v[k - 1], t[k], number[k], v[k], NV, blob + len);
+  for (int k = 1; k < SAMPLES; k++) len += chunk_append(t[k - 1], number[k - 1], v[k - 1], t[k], number[k], v[k], NV, NULL, NULL, blob + len);
   static chunk_reader_t r;
-  assert_true(chunk_first(&r, blob, len, NV, t[0], number[0]));
+  assert_true(chunk_first(&r, blob, len, NV, t[0], number[0], NULL, NULL));
   for (int k = 0; k < SAMPLES; k++) {
     if (k) assert_true(chunk_next(&r));
     assert_true(r.t == t[k] && r.number == number[k]);
@@ -194,7 +194,7 @@ static void unchanged_sample_is_small(void **state) {
   double v[43];
   for (int i = 0; i < 43; i++) v[i] = 1e9 + i;
   uint8_t out[CHUNK_ENTRY_MAX(43)];
-  assert_int_equal(chunk_append(1000, 5, v, 2000, 6, v, 43, out), 2 + 1 + 6);
+  assert_int_equal(chunk_append(1000, 5, v, 2000, 6, v, 43, NULL, NULL, out), 2 + 1 + 6);
 }
 
 /* Truncated chunks and random bytes end the reading (chunk_at_end false)
@@ -206,12 +206,12 @@ static void truncated_and_random_chunks(void **state) {
   for (int i = 0; i < NV; i++) a[i] = i * 1000.0, b[i] = i % 2 ? a[i] + 77 : 0.5;
   uint8_t blob[3 * CHUNK_ENTRY_MAX(NV)];
   size_t first = pack_values(a, NV, NULL, blob);
-  size_t len = first + chunk_append(0, 0, a, 1000, 1, b, NV, blob + first);
+  size_t len = first + chunk_append(0, 0, a, 1000, 1, b, NV, NULL, NULL, blob + first);
   static chunk_reader_t r;
   for (size_t cut = 0; cut < len; cut++) {
     uint8_t *copy = malloc(cut ? cut : 1);   /* exactly cut bytes: ASan sees any read past them */
     memcpy(copy, blob, cut);
-    if (chunk_first(&r, copy, cut, NV, 0, 0)) {
+    if (chunk_first(&r, copy, cut, NV, 0, 0, NULL, NULL)) {
       assert_false(chunk_next(&r));
       assert_true(chunk_at_end(&r) == (cut == first));   /* cut after the first sample: a chunk of one */
     }
@@ -222,13 +222,50 @@ static void truncated_and_random_chunks(void **state) {
     size_t n = (size_t)(rand() % 300);
     uint8_t *junk = malloc(n ? n : 1);
     for (size_t i = 0; i < n; i++) junk[i] = (uint8_t)rand();
-    if (chunk_first(&r, junk, n, NV, 0, 0))
+    if (chunk_first(&r, junk, n, NV, 0, 0, NULL, NULL))
       while (chunk_next(&r)) assert_true(r.pos <= n);
     assert_true(r.pos <= n);
     free(junk);
   }
-  assert_false(chunk_first(&r, blob, len, 0, 0, 0));
-  assert_false(chunk_first(&r, blob, len, CHUNK_MAX_VALUES + 1, 0, 0));
+  assert_false(chunk_first(&r, blob, len, 0, 0, 0, NULL, NULL));
+  assert_false(chunk_first(&r, blob, len, CHUNK_MAX_VALUES + 1, 0, 0, NULL, NULL));
+}
+
+/* A guess for the tests: value 2 is value 0 / value 1 (a ratio of two
+ * statistics), when value 1 is not 0; ctx counts the calls. */
+static void guess_quotient(const void *ctx, const double *row, double *guess) {
+  ++*(int *)ctx;
+  if (row[1] != 0) guess[2] = row[0] / row[1];
+}
+
+/* A value computed from the sample's others, as the guess computes it,
+ * costs only its bit, and reads back bit for bit; one that is not (a
+ * writer that computed it otherwise) is written out and reads back too. */
+static void guessed_values(void **state) {
+  (void)state;
+  enum { SAMPLES = 50 };
+  double v[SAMPLES][3];
+  srand(19);
+  for (int k = 0; k < SAMPLES; k++) {
+    v[k][0] = 1000 + rand() % 5000, v[k][1] = k % 7 ? 4000 + rand() % 5000 : 0;
+    v[k][2] = k % 11 == 5 ? 0.25 : v[k][1] ? v[k][0] / v[k][1] : 0;
+  }
+  uint8_t blob[SAMPLES * CHUNK_ENTRY_MAX(3)], plain[SAMPLES * CHUNK_ENTRY_MAX(3)];
+  int calls = 0;
+  size_t len = pack_values(v[0], 3, NULL, blob), plen = len;
+  for (int k = 1; k < SAMPLES; k++) {
+    len += chunk_append(k, k, v[k - 1], k + 1, k + 1, v[k], 3, guess_quotient, &calls, blob + len);
+    plen += chunk_append(k, k, v[k - 1], k + 1, k + 1, v[k], 3, NULL, NULL, plain + plen);
+  }
+  assert_int_equal(calls, SAMPLES - 1);
+  assert_true(len + 8 * (SAMPLES / 2) < plen);   /* most quotients not written out: 9 bytes each */
+  static chunk_reader_t r;
+  assert_true(chunk_first(&r, blob, len, 3, 1, 1, guess_quotient, &calls));
+  for (int k = 0; k < SAMPLES; k++) {
+    if (k) assert_true(chunk_next(&r));
+    for (int i = 0; i < 3; i++) assert_same(v[k][i], r.v[i]);
+  }
+  assert_true(chunk_at_end(&r));
 }
 
 int main(void) {
@@ -241,6 +278,7 @@ int main(void) {
     cmocka_unit_test(chunk_round_trip),
     cmocka_unit_test(unchanged_sample_is_small),
     cmocka_unit_test(truncated_and_random_chunks),
+    cmocka_unit_test(guessed_values),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
