@@ -887,7 +887,7 @@ static int complete_owner(store_t *st, const owner_t *o, int64_t newest) {
   rollup_init_set(&hour, 3600000, owner_set[kind]);
   int64_t start = newest - newest % minute.period_ms;
   each_sample(st, st->db, o, start, start + minute.period_ms - 1, add_to_rollup, &minute);
-  minute.start_ms = start;   /* none found: replace_if_more looks for nothing */
+  minute.start_ms = start;   /* the row it may replace is this minute's, whatever was found */
   int rebuilt = replace_if_more(st, o, &minute);
   hour.start_ms = newest - newest % hour.period_ms;
   fold_minutes(st, o, &hour);
@@ -1097,8 +1097,17 @@ static int trim_to_cap(store_t *st, int64_t now_ms) {
     int64_t n = v->rows / 8 < 100 ? 100 : v->rows / 8;
     if (n > BATCH - deleted) n = BATCH - deleted;
     int got = trim_process(st, st->holders_table, v->process_id, n);
-    v->rows = got < n ? 0 : v->rows - got;   /* fewer than asked: it has no more */
     deleted += got;
+    v->rows -= got;
+    if (got < n) {
+      /* It has no more rows, where the counts said it had: they are
+       * stale (it wrote rows since, or it was never the largest).  Going
+       * on would take the next holder's rows by counts that no longer say
+       * who holds the most (a flood's rows go and the one row of a
+       * quieter process is next): count again at the next call instead. */
+      st->holders_ms = 0;
+      break;
+    }
   }
   return deleted;
 }

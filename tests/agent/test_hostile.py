@@ -14,6 +14,7 @@ usage: test_hostile.py ALLOCD TM_TARGET [unittest args]; ALLOC_TEST_PRELOAD
 as for test_agent.py.
 """
 import os
+import random
 import shutil
 import sqlite3
 import struct
@@ -44,6 +45,14 @@ def fnv(data):
     for b in data[n * 8:]:
         h = ((h ^ b) * 0x100000001b3) & mask
     return h
+
+
+def fnv_zeros(h, nbytes):
+    """fnv() continued over nbytes of zeros (each word or byte multiplies
+    by the prime): a checksum of a body whose tail is all zero costs only
+    its head."""
+    n = nbytes // 8 + nbytes % 8
+    return (h * pow(0x100000001b3, n, 1 << 64)) & ((1 << 64) - 1)
 
 
 def read_pid_max():
@@ -93,6 +102,7 @@ class Forged:
         struct.pack_into("=Q", data, OFF_PUBLISHED, 0)
         body = bytes(self.slot_size - SNAP_BODY)   # all statistics 0: its checksum never changes
         self.checksum = fnv(body)
+        self.nstats = struct.unpack_from("=I", data, 48)[0]
         for i in range(self.ring_slots if not ring_slots else 0):
             data[self.ring_offset + i * self.slot_size + SNAP_BODY:
                  self.ring_offset + (i + 1) * self.slot_size] = body
@@ -103,14 +113,21 @@ class Forged:
             f.truncate(struct.unpack_from("=Q", data, 16)[0])
         os.rename(tmp, path)
 
-    def publish(self, count, time_ns, published=None):
+    def publish(self, count, time_ns, published=None, vary=False):
         """Write snapshots published+1 .. published+count (the last ring's
-        worth of them), dated time_ns, then `published` (default: the last)."""
+        worth of them), dated time_ns, then `published` (default: the last).
+        With vary, every statistic of every snapshot is a new random number
+        (what an attacker who wants to fill the database writes: allocd
+        stores an unchanged value in a bit), else they are all 0."""
         with open(self.path, "r+b") as f:
             first = max(self.published + 1, self.published + count - self.ring_slots + 1)
             for n in range(first, self.published + count + 1):
                 f.seek(self.ring_offset + ((n - 1) % self.ring_slots) * self.slot_size)
-                f.write(struct.pack("=QQQQQQ", 2 * n, n, time_ns, 0, 0, self.checksum))
+                stats, checksum = b"", self.checksum
+                if vary:
+                    stats = struct.pack("=%dQ" % self.nstats, *(random.getrandbits(40) for _ in range(self.nstats)))
+                    checksum = fnv_zeros(fnv(stats), self.slot_size - SNAP_BODY - len(stats))
+                f.write(struct.pack("=QQQQQQ", 2 * n, n, time_ns, 0, 0, checksum) + stats)
             self.published += count
             f.seek(OFF_PUBLISHED)
             f.write(struct.pack("=Q", self.published if published is None else published))
@@ -213,11 +230,11 @@ class HostileTest(unittest.TestCase):
 
     # ---- 2. forged rows must not erase other processes' history -------------------------
 
-    def attack(self, forged, stop, time_ns):
+    def attack(self, forged, stop, time_ns, vary=False):
         """Each forged segment publishes a full ring every 50 ms."""
         while not stop.is_set():
             for f in forged:
-                f.publish(f.ring_slots, time_ns())
+                f.publish(f.ring_slots, time_ns(), vary=vary)
             time.sleep(0.05)
 
     def test_forged_rows_do_not_erase_history(self):
@@ -248,7 +265,7 @@ class HostileTest(unittest.TestCase):
         ticks0 = self.agent.get("/api/v1/health")[1]["collector"]["ticks"]
         stop = threading.Event()
         year_2036 = 2082758400 * 10**9
-        writer = threading.Thread(target=self.attack, args=(forged, stop, lambda: year_2036))
+        writer = threading.Thread(target=self.attack, args=(forged, stop, lambda: year_2036, True))
         writer.start()
         try:
             wait_for(lambda: "over its size cap" in self.agent.read_log(), timeout=60, what="the size cap")
