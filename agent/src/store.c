@@ -110,6 +110,22 @@ typedef struct layout_s {
   short pos[SNAP_NMETRICS];
 } layout_t;
 
+/* What this allocd last wrote to a process's newest chunk: its key
+ * columns, its BLOB's length and its last sample's values.  Decoding a
+ * chunk to its end at every sample costs as much as all the samples in it
+ * (a process publishing every 10 ms fills one with a hundred): with this,
+ * only a chunk that is not as this allocd left it (a tick rolled back,
+ * another process in the slot, an earlier run's) is decoded.  Processes
+ * only: the host's few series add a sample a tick. */
+#define CHUNK_CACHE_SLOTS 4096
+
+typedef struct chunk_cache_s {
+  int64_t process_id, t, last_t;   /* process_id 0: empty (ids start at 1) */
+  uint64_t number, last_number;
+  size_t len;
+  double last[SNAP_NMETRICS];
+} chunk_cache_t;
+
 struct store_s {
   sqlite3 *db, *rdb;                 /* writer, reader */
   pthread_mutex_t lock, rlock;
@@ -127,6 +143,7 @@ struct store_s {
   bool over_cap_warned, cap_too_small_warned, retention_failing;
   /* The size cap's fair share (trim_to_cap): rows of one history table
    * per process, grouped by uid; writer side, under lock. */
+  struct chunk_cache_s *chunk_cache;   /* CHUNK_CACHE_SLOTS; writer side, under lock */
   struct holder_s *holders;
   size_t nholders;
   int holders_table;
@@ -442,6 +459,7 @@ store_t *store_open(const char *path, const store_limits_t *limits, char *err, s
     return NULL;
   }
   st->limits = *limits;
+  st->chunk_cache = calloc(CHUNK_CACHE_SLOTS, sizeof *st->chunk_cache);   /* none: every chunk is decoded */
   pthread_mutex_init(&st->lock, NULL);
   pthread_mutex_init(&st->rlock, NULL);
   if (!make_private(path, err, errlen) || !(st->db = open_connection(path, err, errlen))) {
@@ -488,6 +506,7 @@ void store_close(store_t *st) {
   pthread_mutex_destroy(&st->rlock);
   free(st->layout_text);
   free(st->holders);
+  free(st->chunk_cache);
   free(st);
 }
 
@@ -642,6 +661,25 @@ static bool decode_to_end(newest_chunk_t *c, const owner_t *o, const uint8_t *bl
   return true;
 }
 
+static chunk_cache_t *cache_slot(store_t *st, const owner_t *o) {
+  return o->series || !st->chunk_cache ? NULL : &st->chunk_cache[(uint64_t)o->process_id % CHUNK_CACHE_SLOTS];
+}
+
+static bool cache_matches(const chunk_cache_t *e, const owner_t *o, const newest_chunk_t *c, size_t len) {
+  return e && e->process_id == o->process_id && e->t == c->t && e->number == c->number && e->last_t == c->last_t &&
+         e->last_number == c->last_number && e->len == len;
+}
+
+/* After a chunk's row was written: first sample (t, number), last
+ * (last_t, last_number, values v), BLOB of len bytes. */
+static void remember_chunk(store_t *st, const owner_t *o, int64_t t, uint64_t number, int64_t last_t,
+                           uint64_t last_number, size_t len, const double *v) {
+  chunk_cache_t *e = cache_slot(st, o);
+  if (!e) return;
+  *e = (chunk_cache_t){o->process_id, t, last_t, number, last_number, len, {0}};
+  memcpy(e->last, v, sizeof e->last);
+}
+
 static void newest_chunk(store_t *st, const owner_t *o, int64_t t_ms, newest_chunk_t *c) {
   sqlite3_stmt *s = hot_for(st, HOT_CHUNK_NEWEST, o);
   int kind = OWNER_KIND(o);
@@ -655,8 +693,17 @@ static void newest_chunk(store_t *st, const owner_t *o, int64_t t_ms, newest_chu
     c->last_number = (uint64_t)sqlite3_column_int64(s, 3);
     const uint8_t *blob = sqlite3_column_blob(s, 5);
     size_t len = (size_t)sqlite3_column_bytes(s, 5);
-    c->appendable = sqlite3_column_int64(s, 4) == st->layout_id[kind] && t_ms - c->t < CHUNK_SPAN_MS &&
-                    len <= CHUNK_MAX_BYTES && decode_to_end(c, o, blob, len, owner_set[kind]->n);
+    const chunk_cache_t *e = cache_slot(st, o);
+    bool open = blob && sqlite3_column_int64(s, 4) == st->layout_id[kind] && t_ms - c->t < CHUNK_SPAN_MS &&
+                len <= CHUNK_MAX_BYTES;
+    if (open && cache_matches(e, o, c, len)) {
+      memcpy(c->blob, blob, len);
+      memcpy(c->last, e->last, sizeof c->last);
+      c->len = len;
+      c->appendable = true;
+    } else {
+      c->appendable = open && decode_to_end(c, o, blob, len, owner_set[kind]->n);
+    }
   }
   sqlite3_reset(s);
   sqlite3_clear_bindings(s);
@@ -691,12 +738,18 @@ static int write_sample(store_t *st, const owner_t *o, int64_t t_ms, uint64_t nu
   if (c.appendable) {
     size_t elen = chunk_append(c.last_t, c.last_number, c.last, t_ms, number, v, n, owner_guess(o), NULL,
                                c.blob + c.len);
-    if (c.len + elen <= CHUNK_MAX_BYTES) return append_sample(st, o, &c, t_ms, number, elen);
+    if (c.len + elen <= CHUNK_MAX_BYTES) {
+      int stored = append_sample(st, o, &c, t_ms, number, elen);
+      if (stored > 0) remember_chunk(st, o, c.t, c.number, t_ms, number, c.len + elen, v);
+      return stored;
+    }
   }
   uint8_t packed[SNAP_NMETRICS * PACK_MAX];
   size_t len = pack_values(v, n, NULL, packed);
   if (!insert_packed(st, HOT_SAMPLE, o, t_ms, (int64_t)number, packed, len)) return -1;
-  return sqlite3_changes(st->db) > 0;
+  if (sqlite3_changes(st->db) == 0) return 0;
+  remember_chunk(st, o, t_ms, number, t_ms, number, len, v);
+  return 1;
 }
 
 int store_sample(store_t *st, int64_t process_id, int64_t t_ms, uint64_t number, const double v[SNAP_NMETRICS]) {
