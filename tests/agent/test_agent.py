@@ -1590,14 +1590,19 @@ class AgentTest(unittest.TestCase):
         t.proc.kill()
         t.wait()
 
-    def test_migrates_a_schema_1_database(self):
-        # A database written by the first allocd (statistics as JSON) is
-        # converted in place, and its history reads back unchanged.
+    def stopped_with_no_database(self):
+        """Stop allocd, remove its database, and open an empty one in its
+        place for the test to write an old schema into."""
         self.agent.stop()
         for suffix in ("", "-wal", "-shm"):
             if os.path.exists(self.agent.db + suffix):
                 os.unlink(self.agent.db + suffix)
-        db = sqlite3.connect(self.agent.db)
+        return sqlite3.connect(self.agent.db)
+
+    def test_migrates_a_schema_1_database(self):
+        # A database written by the first allocd (statistics as JSON) is
+        # converted in place, and its history reads back unchanged.
+        db = self.stopped_with_no_database()
         with open(os.path.join(SCHEMA_DIR, "001_init.sql")) as f:
             db.executescript(f.read())
         t0 = int(time.time() * 1000) - 30 * 60 * 1000
@@ -1645,11 +1650,7 @@ class AgentTest(unittest.TestCase):
         # its raw rows become chunks of one sample that read back
         # unchanged, and only each hour's first class row stays marked to
         # be kept long.
-        self.agent.stop()
-        for suffix in ("", "-wal", "-shm"):
-            if os.path.exists(self.agent.db + suffix):
-                os.unlink(self.agent.db + suffix)
-        db = sqlite3.connect(self.agent.db)
+        db = self.stopped_with_no_database()
         db.create_function("allocd_layout", 0, lambda: '["allocated","active"]')
         db.create_function("allocd_pack", 2, lambda stats, kind: b"")   # no rows to convert
         for name in sorted(f for f in os.listdir(SCHEMA_DIR) if f.endswith(".sql") and int(f[:3]) <= 5):
