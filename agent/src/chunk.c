@@ -10,25 +10,14 @@
  * segment's numbers are whatever its writer put there), where a value of
  * pack_values is a double. */
 static size_t put_signed(uint8_t *out, int64_t d) {
-  uint64_t u = ((uint64_t)d << 1) ^ (uint64_t)(d >> 63);
-  size_t len = 0;
-  for (; u >= 0x80; u >>= 7) out[len++] = (uint8_t)(u | 0x80);
-  out[len++] = (uint8_t)u;
-  return len;
+  return pack_put_varint(out, ((uint64_t)d << 1) ^ (uint64_t)(d >> 63));
 }
 
 static bool get_signed(const uint8_t *in, size_t len, size_t *pos, int64_t *d) {
-  uint64_t u = 0;
-  for (int shift = 0; shift < 64; shift += 7) {
-    if (*pos >= len) return false;
-    uint8_t b = in[(*pos)++];
-    u |= (uint64_t)(b & 0x7f) << shift;
-    if (!(b & 0x80)) {
-      *d = (int64_t)(u >> 1) ^ -(int64_t)(u & 1);
-      return true;
-    }
-  }
-  return false;
+  uint64_t u;
+  if (!pack_get_varint(in, len, pos, &u)) return false;
+  *d = (int64_t)(u >> 1) ^ -(int64_t)(u & 1);
+  return true;
 }
 
 /* Bit for bit, so that NaN and -0.0 count as what they are. */

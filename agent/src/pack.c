@@ -19,7 +19,7 @@ static double effective_base(const double *base, int i) {
   return base && exact_integer(base[i]) ? base[i] : 0;
 }
 
-static size_t put_varint(uint8_t *out, uint64_t u) {
+size_t pack_put_varint(uint8_t *out, uint64_t u) {
   size_t n = 0;
   while (u >= 0x80) {
     out[n++] = (uint8_t)(u | 0x80);
@@ -29,7 +29,7 @@ static size_t put_varint(uint8_t *out, uint64_t u) {
   return n;
 }
 
-static bool get_varint(const uint8_t *in, size_t len, size_t *pos, uint64_t *u) {
+bool pack_get_varint(const uint8_t *in, size_t len, size_t *pos, uint64_t *u) {
   uint64_t v = 0;
   for (int shift = 0; shift < 64; shift += 7) {
     if (*pos >= len) return false;
@@ -50,7 +50,7 @@ size_t pack_values(const double *v, int n, const double *base, uint8_t *out) {
     if (exact_integer(v[i])) {
       int64_t d = (int64_t)v[i] - (int64_t)b;                    /* |d| <= 2^54 */
       uint64_t zigzag = ((uint64_t)d << 1) ^ (uint64_t)(d >> 63);
-      len += put_varint(out + len, zigzag << 1);
+      len += pack_put_varint(out + len, zigzag << 1);
     } else {   /* fractions, NaN, infinities, huge values */
       out[len++] = TAG_DOUBLE;
       uint64_t bits;
@@ -64,7 +64,7 @@ size_t pack_values(const double *v, int n, const double *base, uint8_t *out) {
 bool unpack_values(const uint8_t *in, size_t len, size_t *pos, int n, const double *base, double *out) {
   for (int i = 0; i < n; i++) {
     uint64_t u;
-    if (!get_varint(in, len, pos, &u)) return false;
+    if (!pack_get_varint(in, len, pos, &u)) return false;
     if (u == TAG_DOUBLE) {
       if (len - *pos < 8) return false;
       uint64_t bits = 0;

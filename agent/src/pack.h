@@ -27,4 +27,10 @@ size_t pack_values(const double *v, int n, const double *base, uint8_t *out);
  * row never reads outside its buffer. */
 bool unpack_values(const uint8_t *in, size_t len, size_t *pos, int n, const double *base, double *out);
 
+/* One unsigned LEB128 varint (up to PACK_MAX bytes) at out; the bytes
+ * written.  Reading one from in[*pos..len) advances *pos; false if the
+ * bytes run out or it is longer than 10 bytes.  chunk.c uses them too. */
+size_t pack_put_varint(uint8_t *out, uint64_t u);
+bool pack_get_varint(const uint8_t *in, size_t len, size_t *pos, uint64_t *u);
+
 #endif
