@@ -79,20 +79,25 @@ def wait_for(pred, timeout=20.0, what="condition"):
     raise AssertionError("timed out waiting for " + what)
 
 
+def read_varint(blob, pos):
+    """An unsigned LEB128 varint at blob[pos:] (pack.c's): (value, new pos)."""
+    u = shift = 0
+    while True:
+        b = blob[pos]
+        pos += 1
+        u |= (b & 0x7f) << shift
+        shift += 7
+        if not b & 0x80:
+            return u, pos
+
+
 def unpack_values(blob, pos, n, base=None):
     """n values of a packed history row (agent/src/pack.h) from blob[pos:]:
     varints, even for integers (zigzag, relative to base[i] when that is an
     integer), the byte 1 then 8 bytes for a double.  (values, new pos)."""
     out = []
     for i in range(n):
-        u = shift = 0
-        while True:
-            b = blob[pos]
-            pos += 1
-            u |= (b & 0x7f) << shift
-            shift += 7
-            if not b & 0x80:
-                break
+        u, pos = read_varint(blob, pos)
         if u == 1:
             out.append(struct.unpack_from("<d", blob, pos)[0])
             pos += 8
@@ -118,14 +123,8 @@ def pack(values):
 
 def unpack_signed(blob, pos):
     """A zigzag varint of all 64 bits (a chunk's time and number steps)."""
-    u = shift = 0
-    while True:
-        b = blob[pos]
-        pos += 1
-        u |= (b & 0x7f) << shift
-        shift += 7
-        if not b & 0x80:
-            return (u >> 1) ^ -(u & 1), pos
+    u, pos = read_varint(blob, pos)
+    return (u >> 1) ^ -(u & 1), pos
 
 
 def chunk_samples(t, number, n, blob):
