@@ -205,6 +205,7 @@ uint64_t la_decay_next_deadline(const la_decay_t *d, size_t npages);
 
 /* ---- meta.c: memory for liballoc's own structures ------------------------ */
 void *la_meta_alloc(size_t size);
+void *la_meta_alloc_sparse(size_t size);
 size_t la_meta_mapped(void);
 size_t la_meta_used(void);
 void la_meta_apply_thp(void);
@@ -256,7 +257,6 @@ void la_arenas_fork_child(void);
 extern la_slab_t la_slab_empty;
 void la_slab_init(la_slab_t *slab, la_segment_t *seg, unsigned unit, unsigned cls);
 bool la_slab_refill_free(la_slab_t *slab);
-void la_slab_carve_ahead(la_slab_t *slab, uint32_t want);
 bool la_slab_trimmable(const la_slab_t *s);
 size_t la_slab_trim(la_slab_t *s);   /* bytes given back */
 extern atomic_size_t la_trimmed_bytes, la_trimmed_slabs, la_trim_madvises;   /* la_slab_trim so far */
@@ -274,7 +274,7 @@ extern __thread la_heap_t *la_tls_heap;
 extern la_heap_t la_empty_heap;
 la_heap_t *la_heap_for_thread(void);
 size_t la_heap_trim_sparse_now(void);   /* near memory_limit: the caller's sparse slabs, bytes given back */
-void *la_heap_alloc_class(unsigned cls, size_t size);
+void *la_heap_alloc_class(unsigned cls);
 void la_heap_free_slow(la_heap_t *heap, la_slab_t *slab, la_block_t *block);
 void la_heap_retire_slab(la_heap_t *heap, la_slab_t *slab);
 void la_invalid_free(const void *p, const char *why);
@@ -285,10 +285,10 @@ void la_heaps_set_checks(void);
 void la_heaps_stats(la_stats_t *st);
 uint64_t la_heaps_decay(uint64_t now);
 uint64_t la_heaps_before_sleep(uint64_t now);
+void la_heaps_prof_reset(void);
 void la_heaps_fork_prepare(void);
 void la_heaps_fork_parent(void);
 void la_heaps_fork_child(void);
-void la_heaps_prof_switch(void);
 
 /* ---- huge.c: blocks with a mapping of their own -------------------------- */
 void *la_huge_alloc(size_t size, size_t align);
@@ -325,16 +325,49 @@ void la_free_sized(void *p, size_t size);
 void la_free_aligned_sized(void *p, size_t align, size_t size);
 extern atomic_size_t la_foreign_frees;
 
+/* ---- sample.c: what the exported names call ----------------------------- */
+typedef struct la_entry_s {
+  void *(*malloc)(size_t size);
+  void *(*calloc)(size_t n, size_t size);
+  void *(*realloc)(void *p, size_t size);
+  void *(*reallocarray)(void *p, size_t n, size_t size);
+  int (*posix_memalign)(void **out, size_t align, size_t size);
+  void *(*aligned_alloc)(size_t align, size_t size);
+  void *(*memalign)(size_t align, size_t size);
+  void *(*valloc)(size_t size);
+  void *(*pvalloc)(size_t size);
+} la_entry_t;
+#define LA_ENTRY_FIELDS(X) \
+  X(malloc) X(calloc) X(realloc) X(reallocarray) X(posix_memalign) X(aligned_alloc) X(memalign) X(valloc) X(pvalloc)
+/* Hidden in the declaration too: the exported names then jump through it
+ * with one instruction (jmp *la_entry(%rip)), not two. */
+extern la_entry_t la_entry __attribute__((visibility("hidden")));   /* the plain la_* functions, or the sampled ones */
+void la_entry_switch(bool sampling);
+extern __thread int64_t la_sample_left;   /* bytes to the thread's next sample */
+void *la_entry_malloc(size_t size);
+void *la_entry_calloc(size_t n, size_t size);
+void *la_entry_realloc(void *p, size_t size);
+void *la_entry_reallocarray(void *p, size_t n, size_t size);
+int la_entry_posix_memalign(void **out, size_t align, size_t size);
+void *la_entry_aligned_alloc(size_t align, size_t size);
+void *la_entry_memalign(size_t align, size_t size);
+void *la_entry_valloc(size_t size);
+void *la_entry_pvalloc(size_t size);
+
 /* ---- prof.c: the sampled heap profiler --------------------------------- */
 extern atomic_bool la_prof_sampling;   /* sampling now */
 extern atomic_uint la_prof_epoch;      /* one more at each switch on or off */
-extern atomic_bool la_alloc_plain;     /* initialised and not sampling (alloc.c's slow path) */
 double la_prof_probability(double s, double m);
 int64_t la_prof_next_gap(void);
-bool la_prof_sample(void *p, size_t size, unsigned cls, size_t block, la_slab_t *slab);
-void la_prof_after_alloc(void *p, size_t size);
+void la_prof_take(void *p, size_t size);
+void la_prof_fresh(void *p);
+/* May the block of this small slab holding samples be one (prof.c)? */
+static inline bool la_prof_may_hold(const la_slab_t *slab, const void *block) {
+  return LA_SHARED_LOAD(slab->prof_spilled) || LA_SHARED_LOAD(slab->prof_addr[0]) == (uintptr_t)block ||
+         LA_SHARED_LOAD(slab->prof_addr[1]) == (uintptr_t)block;
+}
 void la_prof_forget(const void *p);
-int la_prof_switch(bool on);
+void la_prof_switch(bool on);
 void la_prof_init(void);
 int la_prof_publish(int fd, uint64_t area, uint64_t *number);
 uint64_t la_prof_last_published(void);

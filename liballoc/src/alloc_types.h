@@ -139,6 +139,10 @@ typedef struct la_slab_s {
   uint32_t prof_samples;         /* (prof_lock) live sampled blocks on the slab
                                     (prof.c); while not 0 a small slab has no
                                     fast_owner, so its frees reach prof.c */
+  uint32_t prof_spilled;         /* (prof_lock) a small slab's sample is not in
+                                    prof_addr: frees must look it up */
+  uintptr_t prof_addr[2];        /* (prof_lock) a small slab's sampled blocks,
+                                    0 for none: frees of others skip prof.c */
 } __attribute__((aligned(64))) la_slab_t;  /* slabs of different threads never
                                               share a cache line */
 
@@ -256,17 +260,8 @@ typedef struct la_heap_s {
   uint64_t reclaim_since;           /* (heaps_lock) when it last changed, ns */
   int exiting_tid;                  /* (heaps_lock) made by a late destructor of
                                        this thread (heap.c); -1 being abandoned */
-  /* Sampling (heap.c, "sampling"): while prof_on, the fast path's entries
-   * point at prof_proxy[c], a stand-in slab holding a chain of blocks cut
-   * from the real one, as many as may be handed out before the next
-   * sample; its exhaustion brings malloc to the slow path, which samples. */
-  bool prof_on;                     /* (owner) bins point at the proxies */
-  uint32_t prof_epoch;              /* (owner) la_prof_epoch when it last followed */
-  la_slab_t *prof_proxy;            /* (owner) LA_NCLASSES stand-ins, from metadata */
-  la_slab_t *prof_src[LA_NCLASSES]; /* (owner) the slab the proxy's chain was cut from */
-  uint32_t prof_cut[LA_NCLASSES];   /* (owner) blocks in that chain when cut */
-  int64_t prof_left[LA_NCLASSES];   /* (owner) bytes of the class to the next sample */
-  uint32_t prof_ahead[LA_NCLASSES]; /* (owner) blocks to carve ahead of the next chain */
+  int64_t *sample_left_at;          /* (heaps_lock) the owner's la_sample_left
+                                       (sample.c); NULL once it exits */
 } la_heap_t;
 
 /* ---- huge blocks --------------------------------------------------------- */

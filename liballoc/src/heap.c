@@ -34,8 +34,6 @@ static size_t nheaps;
 static pthread_key_t heap_key;
 
 static void heap_thread_exit(void *arg);
-static void prof_stats(la_stats_t *st, const la_heap_t *heap);
-static void prof_settle(la_heap_t *heap, unsigned cls);
 
 void la_heaps_init(void) {
   /* The key only serves to run heap_thread_exit; its slot is one of the
@@ -95,77 +93,21 @@ void la_heaps_stats(la_stats_t *st) {
   pthread_mutex_lock(&heaps_lock);
   for (const la_heap_t *h = all_heaps; h; h = h->next_all) heap_stats(st, h);
   for (const la_heap_t *h = spare_heaps; h; h = h->next_all) heap_stats(st, h);
-  for (const la_heap_t *h = all_heaps; h; h = h->next_all) prof_stats(st, h);
   st->s.nheaps = nheaps;
   pthread_mutex_unlock(&heaps_lock);
 }
 
-/* Blocks cut for a sampling proxy (below) count as in use in their slab
- * until handed out: the ones not handed out yet are free space.  Read
- * racily, like every owner's counter. */
-static void prof_stats(la_stats_t *st, const la_heap_t *heap) {
-  const la_slab_t *proxies = LA_SHARED_LOAD(heap->prof_proxy);
-  if (!proxies) return;
-  for (unsigned c = 0; c < LA_NCLASSES; c++) {
-    uint32_t cut = LA_SHARED_LOAD(heap->prof_cut[c]), popped = LA_SHARED_LOAD(proxies[c].used);
-    if (cut <= popped) continue;
-    uint64_t n = cut - popped, bytes = n * la_class_size[c];
-    if (st->classes[c].live < n || st->s.allocated < bytes || st->s.small_allocated < bytes) continue;
-    st->classes[c].live -= n;
-    st->classes[c].nmalloc -= n;
-    st->s.allocated -= bytes;
-    st->s.small_allocated -= bytes;
-    st->s.tcache += bytes;
-  }
-}
-
 /* ---- queues -------------------------------------------------------------- */
 
-/* Point the fast path's entries of class `cls` at `slab` (never, while
- * checking frees: every malloc must come to la_heap_alloc_class). */
-static void bin_store(la_heap_t *heap, unsigned cls, la_slab_t *slab) {
+/* Point the fast path's entries of class `cls` at the head of its queue
+ * (never, while checking frees: every malloc must come to
+ * la_heap_alloc_class). */
+static void set_bin(la_heap_t *heap, unsigned cls) {
+  la_slab_t *slab = heap->queues[cls].head;
+  if (!slab || LA_UNLIKELY(free_mark)) slab = &la_slab_empty;
   heap->bins[cls] = slab;
   for (unsigned i = la_class_direct_first[cls]; i <= la_class_direct_last[cls] && la_class_direct_last[cls]; i++)
     heap->direct[i] = slab;
-}
-
-/* membarrier is registered once per process, by the first purger pass or
- * profiling switch. */
-static atomic_int membarrier_state;   /* 0 unknown, 1 usable, -1 not */
-
-/* The light side of an asymmetric fence whose heavy side is membarrier():
- * a compiler barrier once membarrier is known to work, a CPU fence before
- * (and under ThreadSanitizer, which does not know membarrier). */
-static inline void light_fence(void) {
-#if defined(__SANITIZE_THREAD__)
-  atomic_thread_fence(memory_order_seq_cst);
-#else
-  if (LA_LIKELY(atomic_load_explicit(&membarrier_state, memory_order_relaxed) > 0)) atomic_signal_fence(memory_order_seq_cst);
-  else atomic_thread_fence(memory_order_seq_cst);
-#endif
-}
-
-/* While sampling, the fast path pops from the class's proxy (below).  If
- * sampling was switched meanwhile, the class goes to the slow path, which
- * follows the switch: la_heaps_prof_switch stores the sentinel after
- * changing la_prof_epoch, this stores the slab before loading it, and the
- * fences order both, so one of the two sees the other's store (else a
- * class living off one slab's free list might never take the slow path
- * again, and never follow).  The fence here is the light side of an
- * asymmetric one, la_heaps_prof_switch's membarrier the heavy side: a
- * CPU fence on every slab change cost remotefree 13% of its time. */
-static void bin_point(la_heap_t *heap, unsigned cls, la_slab_t *slab) {
-  if (LA_UNLIKELY(free_mark)) slab = &la_slab_empty;
-  else if (LA_UNLIKELY(heap->prof_on)) slab = &heap->prof_proxy[cls];
-  bin_store(heap, cls, slab);
-  light_fence();
-  if (LA_UNLIKELY(atomic_load_explicit(&la_prof_epoch, memory_order_relaxed) != heap->prof_epoch))
-    bin_store(heap, cls, &la_slab_empty);
-}
-
-static void set_bin(la_heap_t *heap, unsigned cls) {
-  la_slab_t *head = heap->queues[cls].head;
-  bin_point(heap, cls, head ? head : &la_slab_empty);
 }
 
 /* Every class to the slow path. */
@@ -478,6 +420,9 @@ static uint64_t earliest(uint64_t a, uint64_t b) {
   return a < b ? a : b;
 }
 
+/* membarrier is registered once per process, by the first purger pass. */
+static atomic_int membarrier_state;   /* 0 unknown, 1 usable, -1 not */
+
 static bool membarrier_ready(void) {
   int st = atomic_load_explicit(&membarrier_state, memory_order_relaxed);
   if (!st) {
@@ -622,6 +567,7 @@ static la_heap_t *heap_create(int exiting_tid) {
   pthread_mutex_lock(&heaps_lock);
   heap->reclaim_seen = UINT64_MAX;   /* the purger's first look starts the clock */
   heap->exiting_tid = exiting_tid;
+  heap->sample_left_at = exiting_tid ? NULL : &la_sample_left;   /* the creating thread's */
   heap->prev_all = NULL;
   heap->next_all = all_heaps;
   if (all_heaps) all_heaps->prev_all = heap;
@@ -655,11 +601,6 @@ static void detach_slab(la_slab_t *slab) {
 }
 
 static void heap_abandon(la_heap_t *heap) {
-  if (heap->prof_proxy) {   /* the thread that takes the heap next follows la_prof_sampling */
-    heap->prof_on = false;
-    for (unsigned c = 0; c < LA_NCLASSES; c++) prof_settle(heap, c);
-    heap->prof_epoch = atomic_load(&la_prof_epoch) - 1;
-  }
   caches_flush(heap);
   for (unsigned c = 0; c < LA_NCLASSES; c++) {
     la_slab_t *s;
@@ -676,6 +617,7 @@ static void heap_abandon(la_heap_t *heap) {
   }
   heap->nfull = 0;
   pthread_mutex_lock(&heaps_lock);
+  heap->sample_left_at = NULL;
   if (heap->prev_all) heap->prev_all->next_all = heap->next_all;
   else all_heaps = heap->next_all;
   if (heap->next_all) heap->next_all->prev_all = heap->prev_all;
@@ -804,8 +746,8 @@ static void trim_sparse_slabs(la_heap_t *heap) {
  * them in again later costs less than an OOM kill.  Other threads' slabs
  * are theirs alone (their free lists are owner-only): they trim their own
  * before they take a slab, and the purger takes idle heaps' caches.  The
- * current slab of each class is left (it is being allocated from, and a
- * sampling chain may be cut from it).  Bytes given back. */
+ * current slab of each class is left (it is being allocated from).
+ * Bytes given back. */
 size_t la_heap_trim_sparse_now(void) {
   la_heap_t *heap = la_tls_heap;
   if (!heap || heap == &la_empty_heap || la_opt.thp == LA_THP_ALWAYS) return 0;
@@ -857,204 +799,19 @@ static la_slab_t *find_slab(la_heap_t *heap, unsigned cls) {
   return s;
 }
 
-/* ---- sampling -------------------------------------------------------------
- * While profiling samples (prof.c), bins[c] and direct[] point at the
- * heap's proxy of class c: a stand-in slab whose free list is a chain of
- * blocks cut from the current slab, exactly as many as this thread may
- * allocate of the class before its countdown (prof_left) reaches the next
- * sample.  The fast path pops them as usual, with no instruction added,
- * and finds the proxy empty when the sample is due: the slow path below
- * samples that allocation and cuts the next chain.  Frees go to the real
- * slab (la_slab_of), so they never lengthen the chain.  The cut blocks
- * count as in use in their slab, which therefore stays with the heap
- * until they are handed out or put back (prof_settle: the chain used up,
- * sampling off, thread exit, fork).  A chain shorter than the countdown is
- * the slab's whole free list, taken without walking it. */
-
-/* Blocks carved ahead of a chain: a page's worth at first (as slab.c
- * carves without sampling), twice as many each time a chain is used up, up
- * to a unit's (64 KiB).  A short program that takes a block or two of a
- * class carves one page of it, not sixteen (page faults, and 124,000
- * instructions of the 480,000 of bench/tiny). */
-static uint32_t carve_ahead_min(size_t bs) { return 4096 / bs > 1 ? (uint32_t)(4096 / bs) : 1; }
-static uint32_t carve_ahead_max(size_t bs) { return LA_UNIT_SIZE / bs > 16 ? (uint32_t)(LA_UNIT_SIZE / bs) : 16; }
-
-/* prof_cut[] of a chain that is its slab's whole free list, not counted. */
-#define PROF_WHOLE (1u << 24)
-
-static void prof_cut(la_heap_t *heap, unsigned cls, la_slab_t *slab) {
-  la_slab_t *proxy = &heap->prof_proxy[cls];
-  size_t bs = la_class_size[cls];
-  int64_t left = heap->prof_left[cls];
-  if (proxy->free || !slab || left <= (int64_t)bs) return;
-  uint64_t k = (uint64_t)(left - 1) / bs;   /* allocations that leave left > 0 */
-  uint32_t ahead = heap->prof_ahead[cls] ? heap->prof_ahead[cls] : carve_ahead_min(bs);
-  la_slab_carve_ahead(slab, (uint32_t)(k < ahead ? k : ahead));
-  if (!slab->free) return;
-  la_block_t *first = slab->free;
-  uint32_t n;
-  if (k >= slab->reserved - slab->used) {
-    /* The countdown outlasts the free list (it holds at most the blocks
-     * carved and not in use): take it whole, without walking it (a cache
-     * miss a block).  Its length is not known: the slab's `used` gets
-     * PROF_WHOLE, which keeps it from being taken for empty, until
-     * prof_settle counts what was popped. */
-    slab->free = NULL;
-    n = PROF_WHOLE;
-  } else {
-    la_block_t *last = first;
-    for (n = 1; n < k && last->next; n++) last = last->next;
-    slab->free = last->next;
-    last->next = NULL;
-  }
-  LA_SHARED_STORE(slab->used, slab->used + n);
-  LA_SHARED_STORE(proxy->used, 0);
-  proxy->free = first;
-  LA_SHARED_STORE(heap->prof_cut[cls], n);
-  heap->prof_src[cls] = slab;
-}
-
-/* The class's chain is used up, or is given up (sampling off, thread exit,
- * fork): the blocks not handed out go back to their slab's free list, and
- * the slab counts as in use exactly the blocks the fast path popped (the
- * proxy's `used`); the countdown goes down by as many. */
-static void prof_settle(la_heap_t *heap, unsigned cls) {
-  uint32_t cut = heap->prof_cut[cls];
-  if (!cut) return;
-  la_slab_t *proxy = &heap->prof_proxy[cls], *src = heap->prof_src[cls];
-  uint32_t popped = proxy->used;
-  la_block_t *rest = proxy->free;
-  proxy->free = NULL;
-  LA_SHARED_STORE(heap->prof_cut[cls], 0);
-  heap->prof_left[cls] -= (int64_t)popped * (int64_t)la_class_size[cls];
-  if (!rest) {   /* used up: carve more ahead of the next one */
-    size_t bs = la_class_size[cls];
-    uint32_t ahead = heap->prof_ahead[cls] ? heap->prof_ahead[cls] : carve_ahead_min(bs);
-    heap->prof_ahead[cls] = 2 * ahead < carve_ahead_max(bs) ? 2 * ahead : carve_ahead_max(bs);
-  }
-  if (rest) {
-    la_block_t *last = rest;
-    while (last->next) last = last->next;
-    last->next = src->free;
-    src->free = rest;
-  }
-  uint32_t uncounted = (cut == PROF_WHOLE ? PROF_WHOLE : cut) - popped;
-  /* Nothing left uncounted: the slab's count was exact all along, and the
-   * free that emptied it (if one did) has retired it already. */
-  if (!uncounted) return;
-  LA_SHARED_STORE(src->used, src->used - uncounted);
-  if (src->in_full && (rest || src->used == 0)) leave_full(heap, src);
-  if (src->used == 0) la_heap_retire_slab(heap, src);
-}
-
-/* Follow la_prof_sampling: proxies in the fast path, or the real slabs.
- * The epoch is read first: if a switch comes between the two loads, the
- * next slow path follows again. */
-static void prof_follow(la_heap_t *heap) {
-  uint32_t epoch = atomic_load(&la_prof_epoch);
-  bool on = atomic_load(&la_prof_sampling);
-  if (on && !heap->prof_proxy) {
-    la_slab_t *proxies = la_meta_alloc(LA_NCLASSES * sizeof(la_slab_t));
-    if (!proxies) return;   /* not sampled: out of memory */
-    for (unsigned c = 0; c < LA_NCLASSES; c++) {
-      proxies[c].block_size = la_class_size[c];   /* the aligned fast path checks it */
-      proxies[c].cls = (uint8_t)c;
-    }
-    LA_SHARED_STORE(heap->prof_proxy, proxies);
-  }
-  if (heap->prof_on) {   /* off, or off and on again: the chains were cut for the old countdowns */
-    heap->prof_on = false;
-    for (unsigned c = 0; c < LA_NCLASSES; c++) prof_settle(heap, c);
-  }
-  heap->prof_on = on && heap->prof_proxy;
-  heap->prof_epoch = epoch;
-  if (on)
-    for (unsigned c = 0; c < LA_NCLASSES; c++) heap->prof_left[c] = la_prof_next_gap();
-  for (unsigned c = 0; c < LA_NCLASSES; c++) set_bin(heap, c);
-}
-
-/* Sampling switched (prof.c, under its switch lock): send every heap's
- * fast path to the slow path, where its owner follows the switch
- * (prof_follow).  Other threads' entries are written with relaxed atomic
- * stores; see bin_point for the race with their owner. */
-static void send_to_slow_path(void) {
-  pthread_mutex_lock(&heaps_lock);
-  for (la_heap_t *h = all_heaps; h; h = h->next_all) {
-    for (unsigned c = 0; c < LA_NCLASSES; c++) __atomic_store_n(&h->bins[c], &la_slab_empty, __ATOMIC_RELAXED);
-    for (unsigned i = 0; i < LA_DIRECT_N; i++) __atomic_store_n(&h->direct[i], &la_slab_empty, __ATOMIC_RELAXED);
-  }
-  pthread_mutex_unlock(&heaps_lock);
-}
-
-/* The heavy side of bin_point's fence.  Should membarrier fail once
- * registered, the light sides fence from now on; one that skipped its
- * fence meanwhile is within a few instructions of storing its bin, so the
- * sentinels are stored again after a millisecond, when that store has
- * long landed. */
-void la_heaps_prof_switch(void) {
-  atomic_thread_fence(memory_order_seq_cst);
-  bool fenced = !membarrier_ready() || la_os_membarrier();
-  if (!fenced) atomic_store(&membarrier_state, -1);
-  send_to_slow_path();
-  if (!fenced) {
-    la_os_sleep_ms(1);
-    send_to_slow_path();
-  }
-}
-
-/* A block of class `cls` from the current slab, or from the one find_slab
- * makes current; `*from` gets the slab.  NULL (errno ENOMEM) when out of
- * memory. */
-static la_block_t *pop_current(la_heap_t *heap, unsigned cls, la_slab_t **from) {
-  la_slab_t *slab = heap->queues[cls].head;
-  if (!slab || !slab->free) slab = find_slab(heap, cls);
+/* A block of small class `cls` from the calling thread's heap: from the
+ * current slab, or from the one find_slab makes current. */
+void *la_heap_alloc_class(unsigned cls) {
+  la_heap_t *heap = la_heap_for_thread();
+  la_slab_t *slab = heap ? heap->queues[cls].head : NULL;
+  if (heap && (!slab || !slab->free)) slab = find_slab(heap, cls);
   if (!slab) {
     errno = ENOMEM;
     return NULL;
   }
   la_block_t *block = la_slab_pop(slab);
   if (LA_UNLIKELY(free_mark)) unmark(slab, block);
-  *from = slab;
   return block;
-}
-
-/* The slow path of a small class while sampling: the proxy's chain is
- * used up (or the class came here another way), so the blocks cut were
- * handed out; this allocation counts down too, and is sampled if the
- * countdown reached 0; then the next chain is cut. */
-static LA_NOINLINE void *alloc_sampled(la_heap_t *heap, unsigned cls, size_t size) {
-  la_slab_t *proxy = &heap->prof_proxy[cls];
-  if (proxy->free) {   /* bins were reset to the sentinel with blocks left */
-    set_bin(heap, cls);
-    return la_slab_pop(proxy);
-  }
-  prof_settle(heap, cls);
-  size_t bs = la_class_size[cls];
-  la_slab_t *slab;
-  la_block_t *block = pop_current(heap, cls, &slab);
-  if (!block) return NULL;
-  heap->prof_left[cls] -= (int64_t)bs;
-  bool due = heap->prof_left[cls] <= 0;
-  if (due) heap->prof_left[cls] = la_prof_next_gap();
-  if (!free_mark) prof_cut(heap, cls, heap->queues[cls].head);
-  if (heap->bins[cls] != proxy) set_bin(heap, cls);
-  /* Last: the unwinder may allocate, and come back here (never sampled). */
-  if (due && la_prof_sample(block, size, cls, bs, slab)) LA_SHARED_STORE(slab->fast_owner, NULL);
-  return block;
-}
-
-/* A block of small class `cls` (for a request of `size` bytes) from the
- * calling thread's heap. */
-void *la_heap_alloc_class(unsigned cls, size_t size) {
-  la_heap_t *heap = la_heap_for_thread();
-  if (!heap) {
-    errno = ENOMEM;
-    return NULL;
-  }
-  if (LA_UNLIKELY(heap->prof_epoch != atomic_load_explicit(&la_prof_epoch, memory_order_relaxed))) prof_follow(heap);
-  if (LA_UNLIKELY(heap->prof_on)) return alloc_sampled(heap, cls, size);
-  la_slab_t *slab;
-  return pop_current(heap, cls, &slab);
 }
 
 /* The owner freed the last block in use of a slab.  The current slab of a
@@ -1083,7 +840,7 @@ void la_heap_free_slow(la_heap_t *heap, la_slab_t *slab, la_block_t *block) {
     return;
   }
   bool owner = atomic_load_explicit(&slab->owner, memory_order_relaxed) == heap && heap != &la_empty_heap;
-  if (LA_UNLIKELY(LA_SHARED_LOAD(slab->prof_samples))) la_prof_forget(block);
+  if (LA_UNLIKELY(LA_SHARED_LOAD(slab->prof_samples)) && la_prof_may_hold(slab, block)) la_prof_forget(block);
   const char *wrong = LA_UNLIKELY(free_mark) ? check_small_free(slab, block, owner) : NULL;
   if (LA_UNLIKELY(wrong != NULL)) {
     la_invalid_free(block, wrong);
@@ -1130,6 +887,19 @@ void la_heap_flush(la_heap_t *heap) {
 
 /* The purger takes idle heaps' caches under heaps_lock, then reclaim_lock;
  * an owner holds reclaim_lock alone, around one cache operation. */
+/* Profiling is switched on (prof.c, while the plain entry points are in
+ * place, so no thread counts meanwhile): every thread's next allocation
+ * draws its countdown again, with the mean now in force (sample.c).  A
+ * heap in the list belongs to a live thread, whose thread-local countdown
+ * is there to write (heap_abandon runs before the thread's end, under
+ * heaps_lock; a heap made by a late destructor has no pointer). */
+void la_heaps_prof_reset(void) {
+  pthread_mutex_lock(&heaps_lock);
+  for (la_heap_t *h = all_heaps; h; h = h->next_all)
+    if (h->sample_left_at) __atomic_store_n(h->sample_left_at, 0, __ATOMIC_RELAXED);
+  pthread_mutex_unlock(&heaps_lock);
+}
+
 void la_heaps_fork_prepare(void) {
   pthread_mutex_lock(&heaps_lock);
   pthread_mutex_lock(&reclaim_lock);
@@ -1149,11 +919,6 @@ void la_heaps_fork_child(void) {
   pthread_mutex_init(&reclaim_lock, NULL);
   la_heap_t *self = la_tls_heap;
   if (self != &la_empty_heap) {
-    if (self->prof_proxy) {   /* the child's slow path follows la_prof_sampling again */
-      self->prof_on = false;
-      for (unsigned c = 0; c < LA_NCLASSES; c++) prof_settle(self, c);
-      self->prof_epoch = atomic_load(&la_prof_epoch) - 1;
-    }
     /* The next malloc of each class takes the slow path once, where the
      * child starts what it needs (its telemetry). */
     clear_bins(self);

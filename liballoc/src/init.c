@@ -51,7 +51,7 @@ static void fork_prepare(void) {
   pthread_mutex_lock(&init_lock);
   la_ctl_fork_prepare();
   la_limit_fork_prepare();
-  la_prof_switch_fork_prepare();   /* before heaps_lock (la_heaps_prof_switch) */
+  la_prof_switch_fork_prepare();   /* before heaps_lock and prof_lock (la_prof_switch) */
   la_heaps_fork_prepare();
   la_arenas_fork_prepare();
   la_huge_fork_prepare();
@@ -133,7 +133,6 @@ void la_init_slow(void) {
     la_arenas_init();
     la_heaps_init();
     atomic_store_explicit(&la_initialized, true, memory_order_release);
-    if (!atomic_load(&la_prof_sampling)) atomic_store_explicit(&la_alloc_plain, true, memory_order_release);
   }
   pthread_mutex_unlock(&init_lock);
   static atomic_bool atfork_registered;

@@ -6,7 +6,10 @@
  * once.  The __libc_* names are covered too, for code that calls glibc's
  * internal names directly; if one entry point were still missed, free()
  * recognises a pointer that is not ours and hands it to glibc (alloc.c).
- * C++ operator new/delete in libstdc++ call malloc/free and so come here. */
+ * C++ operator new/delete in libstdc++ call malloc/free and so come here.
+ * The allocating names jump through la_entry (sample.c), which holds the
+ * la_* functions, or their sampled versions while the heap profiler runs:
+ * one indirect jump, as many instructions as the direct one it replaced. */
 #include "alloc_internal.h"
 
 #include <alloc.h>
@@ -14,16 +17,16 @@
 #include <stdio.h>
 #include <string.h>
 
-LA_EXPORT void *malloc(size_t size) { return la_malloc(size); }
+LA_EXPORT void *malloc(size_t size) { return la_entry.malloc(size); }
 LA_EXPORT void free(void *p) { la_free(p); }
-LA_EXPORT void *calloc(size_t n, size_t size) { return la_calloc(n, size); }
-LA_EXPORT void *realloc(void *p, size_t size) { return la_realloc(p, size); }
-LA_EXPORT void *reallocarray(void *p, size_t n, size_t size) { return la_reallocarray(p, n, size); }
-LA_EXPORT int posix_memalign(void **out, size_t align, size_t size) { return la_posix_memalign(out, align, size); }
-LA_EXPORT void *aligned_alloc(size_t align, size_t size) { return la_aligned_alloc(align, size); }
-LA_EXPORT void *memalign(size_t align, size_t size) { return la_memalign(align, size); }
-LA_EXPORT void *valloc(size_t size) { return la_valloc(size); }
-LA_EXPORT void *pvalloc(size_t size) { return la_pvalloc(size); }
+LA_EXPORT void *calloc(size_t n, size_t size) { return la_entry.calloc(n, size); }
+LA_EXPORT void *realloc(void *p, size_t size) { return la_entry.realloc(p, size); }
+LA_EXPORT void *reallocarray(void *p, size_t n, size_t size) { return la_entry.reallocarray(p, n, size); }
+LA_EXPORT int posix_memalign(void **out, size_t align, size_t size) { return la_entry.posix_memalign(out, align, size); }
+LA_EXPORT void *aligned_alloc(size_t align, size_t size) { return la_entry.aligned_alloc(align, size); }
+LA_EXPORT void *memalign(size_t align, size_t size) { return la_entry.memalign(align, size); }
+LA_EXPORT void *valloc(size_t size) { return la_entry.valloc(size); }
+LA_EXPORT void *pvalloc(size_t size) { return la_entry.pvalloc(size); }
 LA_EXPORT size_t malloc_usable_size(void *p) { return la_malloc_usable_size(p); }
 LA_EXPORT int malloc_trim(size_t pad) { return la_malloc_trim(pad); }
 LA_EXPORT void free_sized(void *p, size_t size) { la_free_sized(p, size); }
@@ -31,14 +34,14 @@ LA_EXPORT void free_aligned_sized(void *p, size_t align, size_t size) { la_free_
 
 /* Old and internal glibc names. */
 LA_EXPORT void cfree(void *p) { la_free(p); }
-LA_EXPORT void *__libc_malloc(size_t size) { return la_malloc(size); }
+LA_EXPORT void *__libc_malloc(size_t size) { return la_entry.malloc(size); }
 LA_EXPORT void __libc_free(void *p) { la_free(p); }
-LA_EXPORT void *__libc_calloc(size_t n, size_t size) { return la_calloc(n, size); }
-LA_EXPORT void *__libc_realloc(void *p, size_t size) { return la_realloc(p, size); }
-LA_EXPORT void *__libc_memalign(size_t align, size_t size) { return la_memalign(align, size); }
-LA_EXPORT void *__libc_valloc(size_t size) { return la_valloc(size); }
-LA_EXPORT void *__libc_pvalloc(size_t size) { return la_pvalloc(size); }
-LA_EXPORT int __posix_memalign(void **out, size_t align, size_t size) { return la_posix_memalign(out, align, size); }
+LA_EXPORT void *__libc_calloc(size_t n, size_t size) { return la_entry.calloc(n, size); }
+LA_EXPORT void *__libc_realloc(void *p, size_t size) { return la_entry.realloc(p, size); }
+LA_EXPORT void *__libc_memalign(size_t align, size_t size) { return la_entry.memalign(align, size); }
+LA_EXPORT void *__libc_valloc(size_t size) { return la_entry.valloc(size); }
+LA_EXPORT void *__libc_pvalloc(size_t size) { return la_entry.pvalloc(size); }
+LA_EXPORT int __posix_memalign(void **out, size_t align, size_t size) { return la_entry.posix_memalign(out, align, size); }
 
 /* glibc's introspection calls, answered from liballoc's statistics so that
  * programs which print them keep working. */

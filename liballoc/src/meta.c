@@ -71,6 +71,22 @@ void *la_meta_alloc(size_t size) {
   return r;   /* fresh anonymous memory is zero */
 }
 
+/* A table of its own mapping, never in huge pages whatever metadata_thp
+ * says: for big tables touched sparsely (the heap profiler's hash tables),
+ * where a huge page would make 2 MiB resident (and zero it) for each
+ * entry written.  Counted as metadata like the rest. */
+void *la_meta_alloc_sparse(size_t size) {
+  size = (size + la_page_size - 1) & ~(la_page_size - 1);
+  void *p = la_os_map(size);
+  if (!p) return NULL;
+  la_os_advise_thp(p, size, LA_THP_NEVER);
+  pthread_mutex_lock(&meta_lock);
+  meta_mapped += size;
+  meta_used += size;
+  pthread_mutex_unlock(&meta_lock);
+  return p;
+}
+
 size_t la_meta_mapped(void) {
   pthread_mutex_lock(&meta_lock);
   size_t n = meta_mapped;

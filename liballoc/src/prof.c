@@ -1,30 +1,28 @@
 /* prof.c - the sampled heap profiler (option `prof`): which call stacks
  * allocate, which hold memory now, and which keep free memory resident.
  *
- * Sampling.  Each thread counts bytes down to the next sample, with
- * exponentially distributed gaps of mean prof_sample_bytes, as tcmalloc
- * and Go do, so every allocated byte has the same chance 1/mean of being
- * the sampled one and a block of s bytes is sampled with probability
- * p = 1 - exp(-s / mean).  The countdown never touches the fast paths:
- * for small classes heap.c lets the fast path pop from a chain of exactly
- * as many blocks as fit before the next sample (so each class of each
- * thread has a countdown of its own: the union of these Poisson processes
- * is the same process); large and huge blocks come through alloc.c's slow
- * path, which counts them down here (one countdown per thread).  With
- * prof off nothing of this runs: the fast paths are the same instructions.
+ * Sampling.  Each thread counts requested bytes down to the next sample,
+ * with exponentially distributed gaps of mean prof_sample_bytes, as
+ * tcmalloc and Go do, so every allocated byte has the same chance 1/mean
+ * of being the sampled one and a request of s bytes is sampled with
+ * probability p = 1 - exp(-s / mean).  sample.c counts, in the entry
+ * points the exported names jump to while profiling; with prof off they
+ * jump to the plain ones and nothing of this runs.
  *
  * A sample records the call stack (DWARF unwinding, so programs built
  * without frame pointers work), the requested size, the class and the
- * time.  The unwinder is libunwind's unw_backtrace where Debian's
- * libunwind8 is installed: it caches each return address's unwind rule in
- * a per-thread table, about 1,400 instructions a stack where libgcc_s's
- * _Unwind_Backtrace, the fallback, interprets the DWARF of every frame
- * again (about 19,000 for 18 frames; callgrind).  libunwind keeps its
- * caches per thread (UNW_CACHE_PER_THREAD), so no lock of its own is held
- * across a fork.  The unwinder is opened by the first sample, not when
- * profiling is switched on: a short program that never allocates
- * prof_sample_bytes (most commands a shell runs) never pays for loading
- * libunwind and liblzma.  Loading and unwinding may call malloc or take
+ * time.  Stacks are taken by libgcc_s's _Unwind_Backtrace, which
+ * interprets the DWARF of every frame (about 16,000 instructions for 18
+ * frames; callgrind), and, for a thread's stacks past its first few, by
+ * libunwind's unw_backtrace where Debian's libunwind8 is installed: it
+ * caches each return address's unwind rule in a per-thread table (about
+ * 1,400 instructions a stack), but that table costs each thread a
+ * mapping of its own (capture_stack says why not at once).  libunwind
+ * keeps its caches per thread (UNW_CACHE_PER_THREAD), so no lock of its
+ * own is held across a fork.  The unwinders are opened by the first
+ * sample, not when profiling is switched on: a short program that never
+ * allocates prof_sample_bytes (most commands a shell runs) never pays for
+ * loading them.  Loading and unwinding may call malloc or take
  * the loader's lock: a thread that is capturing never samples (a
  * thread-local guard), and no liballoc lock is held meanwhile (only
  * unwinder_lock, which nothing else is taken under), so that can neither
@@ -41,8 +39,9 @@
  * Frees.  A small slab holding a live sample has no fast_owner (heap.c), so
  * its frees take the slow path, which asks la_prof_forget; other slabs pay
  * nothing.  A large block's slab descriptor carries prof_samples, checked
- * lazily (at publication, and when the block is handed out again with
- * profiling on); a huge block's descriptor carries `sampled`.
+ * lazily (at publication, and when a block is handed out there again with
+ * profiling on: la_prof_fresh); a huge block's descriptor carries
+ * `sampled`.
  *
  * Switching off stops sampling and forgets the live samples (the stacks'
  * cumulative counts stay, for a last publication); switching on again
@@ -88,8 +87,6 @@ atomic_bool la_prof_sampling;   /* sampling now (heap.c, alloc.c read it) */
  * missed an off-and-on (it did not allocate meanwhile) still draws its
  * countdowns again, with the mean now in force. */
 atomic_uint la_prof_epoch;
-static __thread uint32_t other_epoch;    /* la_prof_epoch of other_left */
-atomic_bool la_alloc_plain;     /* initialised and not sampling: alloc.c's slow path needs no check */
 
 static pthread_mutex_t prof_lock = PTHREAD_MUTEX_INITIALIZER;     /* the tables */
 static pthread_mutex_t switch_lock = PTHREAD_MUTEX_INITIALIZER;   /* on/off, the unwinder */
@@ -109,7 +106,8 @@ static atomic_uint live_gen;      /* odd while an entry is removed */
 
 /* The unwinder, loaded once by the first sample (unwinder_lock). */
 static pthread_mutex_t unwinder_lock = PTHREAD_MUTEX_INITIALIZER;
-static atomic_bool unwinder_tried;
+static atomic_bool unwinder_tried;     /* load_unwinder has run */
+static atomic_bool libunwind_tried;    /* load_libunwind has run */
 typedef _Unwind_Reason_Code (*backtrace_fn)(_Unwind_Trace_Fn, void *);
 typedef _Unwind_Ptr (*getip_fn)(struct _Unwind_Context *);
 typedef int (*trace_fn)(void **, int);
@@ -119,7 +117,6 @@ static trace_fn unwind_trace;           /* libunwind's unw_backtrace */
 static uintptr_t self_lo, self_hi;   /* liballoc's own code: frames left out */
 
 static __thread bool in_prof;            /* this thread is capturing: never sample */
-static __thread int64_t other_left;      /* large and huge blocks: bytes to the next sample */
 static __thread uint64_t rng_state;
 
 /* ---- arithmetic without libm -------------------------------------------- */
@@ -213,8 +210,9 @@ static void locate_self(void) {
     return;
   }
   const uintptr_t fns[] = {(uintptr_t)&la_os_init, (uintptr_t)&la_malloc, (uintptr_t)&la_free,
-                           (uintptr_t)&la_heap_alloc_class, (uintptr_t)&la_prof_sample,
-                           (uintptr_t)&la_prof_after_alloc, (uintptr_t)&la_calloc, (uintptr_t)&la_realloc,
+                           (uintptr_t)&la_heap_alloc_class,
+                           (uintptr_t)&la_prof_take, (uintptr_t)&la_entry_switch,
+                           (uintptr_t)&la_entry_pvalloc, (uintptr_t)&la_calloc, (uintptr_t)&la_realloc,
                            (uintptr_t)&la_posix_memalign, (uintptr_t)&la_memalign, (uintptr_t)&la_control_serve};
   uintptr_t lo = UINTPTR_MAX, hi = 0;
   for (size_t i = 0; i < sizeof fns / sizeof fns[0]; i++) {
@@ -242,28 +240,38 @@ static trace_fn load_libunwind(void) {
   return trace;
 }
 
-/* Open the unwinder: libunwind's, or libgcc_s's (unwinder_lock held, the
- * thread's in_prof guard set: dlopen allocates).  True if stacks can be
- * taken. */
-static bool load_unwinder(void) {
-  if (unwind_backtrace || unwind_trace) return true;
-#if defined(__x86_64__)
-  trace_fn trace = load_libunwind();
-  if (trace) {
-    locate_self();
-    __atomic_store_n(&unwind_trace, trace, __ATOMIC_RELEASE);
-    return true;
-  }
-#endif
+/* libgcc_s's _Unwind_Backtrace and _Unwind_GetIP; false if missing. */
+static bool load_libgcc(void) {
   void *h = dlopen("libgcc_s.so.1", RTLD_NOW | RTLD_LOCAL | RTLD_NOLOAD);
   if (!h) h = dlopen("libgcc_s.so.1", RTLD_NOW | RTLD_LOCAL);
   if (!h) return false;
   getip_fn getip = (getip_fn)dlsym(h, "_Unwind_GetIP");
   backtrace_fn bt = (backtrace_fn)dlsym(h, "_Unwind_Backtrace");
   if (!getip || !bt) return false;
-  locate_self();
   unwind_getip = getip;
   __atomic_store_n(&unwind_backtrace, bt, __ATOMIC_RELEASE);
+  return true;
+}
+
+/* Open libgcc_s's unwinder, or libunwind's where libgcc_s is missing
+ * (unwinder_lock held, the thread's in_prof guard set: dlopen allocates).
+ * True if stacks can be taken. */
+/* libunwind into unwind_trace, tried once (unwinder_lock held). */
+static void open_libunwind(void) {
+#if defined(__x86_64__)
+  if (atomic_load(&libunwind_tried)) return;
+  trace_fn trace = load_libunwind();
+  if (trace) __atomic_store_n(&unwind_trace, trace, __ATOMIC_RELEASE);
+  atomic_store(&libunwind_tried, true);
+#endif
+}
+
+static bool load_unwinder(void) {
+  if (unwind_backtrace || unwind_trace) return true;
+  bool gcc = load_libgcc();
+  if (!gcc) open_libunwind();
+  if (!gcc && !unwind_trace) return false;
+  locate_self();
   return true;
 }
 
@@ -284,8 +292,8 @@ static _Unwind_Reason_Code capture_frame(struct _Unwind_Context *ctx, void *arg)
 }
 
 /* Frames of liballoc above the caller: at most these are left out of a
- * stack taken by unw_backtrace (5 in practice: la_prof_sample, its
- * partial-inlining part, alloc_sampled, la_heap_alloc_class, la_malloc). */
+ * stack taken by unw_backtrace (4 in practice: record_sample, la_prof_take,
+ * sample.c's sample_due and the sampled entry point). */
 #define SELF_FRAMES_MAX 16
 
 /* The first sample opens the unwinder; a failure is said once, and the
@@ -298,10 +306,39 @@ static void load_unwinder_once(void) {
   pthread_mutex_unlock(&unwinder_lock);
 }
 
+/* libunwind, opened by the first thread that takes more stacks than
+ * FIRST_STACKS_BY_LIBGCC; NULL if it is not installed. */
+static trace_fn libunwind_once(void) {
+  pthread_mutex_lock(&unwinder_lock);
+  open_libunwind();
+  pthread_mutex_unlock(&unwinder_lock);
+  return __atomic_load_n(&unwind_trace, __ATOMIC_ACQUIRE);
+}
+
+/* A thread's first stacks are taken by libgcc_s's unwinder, and libunwind
+ * is opened only when a thread takes more: libunwind's per-thread cache
+ * is a 256 KiB mapping written through at the thread's first
+ * unw_backtrace (64 page faults, and a munmap with its TLB shootdowns at
+ * the thread's exit), about the cost of 16 stacks taken by libgcc_s
+ * (~16,000 instructions each, against ~2,000 from the cache).  So a
+ * thread switches after 16 stacks (32 MiB allocated at the default rate),
+ * when it has paid as much as the switch costs: never more than twice the
+ * better choice, whatever its life (bench larson, 320 threads taking ~7
+ * stacks each: CPU time 1.49 times prof:false's when they switched after
+ * 4, 3.2 times its page faults).  A short program that takes few samples
+ * never opens libunwind and liblzma (~300 us). */
+#define FIRST_STACKS_BY_LIBGCC 16
+static __thread unsigned stacks_taken;
+
 /* The caller's stack, innermost first, liballoc's frames left out. */
 static unsigned capture_stack(uint64_t *pcs, unsigned max) {
   if (LA_UNLIKELY(!atomic_load_explicit(&unwinder_tried, memory_order_acquire))) load_unwinder_once();
-  trace_fn trace = __atomic_load_n(&unwind_trace, __ATOMIC_ACQUIRE);
+  backtrace_fn bt = __atomic_load_n(&unwind_backtrace, __ATOMIC_ACQUIRE);
+  trace_fn trace = NULL;
+  if (!bt || stacks_taken++ >= FIRST_STACKS_BY_LIBGCC) {
+    trace = __atomic_load_n(&unwind_trace, __ATOMIC_ACQUIRE);
+    if (!trace && !atomic_load_explicit(&libunwind_tried, memory_order_acquire)) trace = libunwind_once();
+  }
   if (trace) {
     void *ips[ALLOC_SHM_PROFILE_MAX_DEPTH + SELF_FRAMES_MAX];
     if (max > ALLOC_SHM_PROFILE_MAX_DEPTH) max = ALLOC_SHM_PROFILE_MAX_DEPTH;
@@ -311,7 +348,6 @@ static unsigned capture_stack(uint64_t *pcs, unsigned max) {
     for (; i < (unsigned)got && n < max && ips[i]; i++) pcs[n++] = (uintptr_t)ips[i];
     return n;
   }
-  backtrace_fn bt = __atomic_load_n(&unwind_backtrace, __ATOMIC_ACQUIRE);
   if (!bt) return 0;
   struct capture c = {pcs, 0, max, true};
   bt(capture_frame, &c);
@@ -320,21 +356,30 @@ static unsigned capture_stack(uint64_t *pcs, unsigned max) {
 
 /* ---- the tables (prof_lock) ---------------------------------------------- */
 
+/* The tables, made by the first sample (a program that never takes one
+ * never maps them), in small pages: the stacks and their frames are filled
+ * in order, so only what is written becomes resident.  The two hash
+ * tables are written through at once: probing reads them at random, and
+ * a page read before it is written is the shared zero page, whose
+ * replacement at the first write costs every other CPU a TLB shootdown
+ * (bench threadchurn: 2.7% of its time in record_sample's page faults). */
 static bool tables_ready(void) {
   if (stacks) return true;
   size_t sz_stacks = ALLOC_SHM_PROFILE_MAX_STACKS * sizeof(prof_stack_t);
   size_t sz_index = STACK_SLOTS * sizeof(uint32_t);
   size_t sz_frames = ALLOC_SHM_PROFILE_MAX_FRAMES * sizeof(uint64_t);
   size_t sz_live = LIVE_SLOTS * sizeof(prof_live_t);
-  prof_stack_t *s = la_meta_alloc(sz_stacks);
-  uint32_t *ix = s ? la_meta_alloc(sz_index) : NULL;
-  uint64_t *f = ix ? la_meta_alloc(sz_frames) : NULL;
-  prof_live_t *l = f ? la_meta_alloc(sz_live) : NULL;
+  prof_stack_t *s = la_meta_alloc_sparse(sz_stacks);
+  uint32_t *ix = s ? la_meta_alloc_sparse(sz_index) : NULL;
+  uint64_t *f = ix ? la_meta_alloc_sparse(sz_frames) : NULL;
+  prof_live_t *l = f ? la_meta_alloc_sparse(sz_live) : NULL;
   if (!l) return false;   /* what was had stays unused: bounded, and out of memory anyway */
-  stacks = s;
+  memset(ix, 0, sz_index);
+  memset(l, 0, sz_live);
   stack_index = ix;
   frames = f;
-  live = l;
+  __atomic_store_n(&live, l, __ATOMIC_RELEASE);   /* live_contains reads it without the lock */
+  stacks = s;
   table_bytes += sz_stacks + sz_index + sz_frames + sz_live;
   return true;
 }
@@ -395,16 +440,46 @@ static bool live_add(const prof_live_t *e) {
   return true;
 }
 
+/* A small slab's live samples, as its frees see them (la_prof_may_hold):
+ * up to two addresses in the descriptor, and `spilled` while it holds one
+ * more, until it holds none.  A free of a block of a slab holding samples
+ * then looks the block up in the table only if it may be one: a hash
+ * probe into a 1.5 MiB table, a cache miss, was 5% of churn's time with
+ * every free of such a slab asking. */
+static void slab_add_sample(la_slab_t *slab, uintptr_t addr) {
+  LA_SHARED_STORE(slab->prof_samples, slab->prof_samples + 1);
+  if (slab->kind != LA_SLAB_SMALL) return;
+  for (unsigned i = 0; i < 2; i++)
+    if (!slab->prof_addr[i]) {
+      LA_SHARED_STORE(slab->prof_addr[i], addr);
+      return;
+    }
+  LA_SHARED_STORE(slab->prof_spilled, 1);
+}
+
+static void slab_clear_samples(la_slab_t *slab) {
+  LA_SHARED_STORE(slab->prof_samples, 0);
+  LA_SHARED_STORE(slab->prof_spilled, 0);
+  for (unsigned i = 0; i < 2; i++) LA_SHARED_STORE(slab->prof_addr[i], 0);
+}
+
+static void slab_remove_sample(la_slab_t *slab, uintptr_t addr) {
+  if (slab->prof_samples <= 1) {
+    slab_clear_samples(slab);
+    return;
+  }
+  LA_SHARED_STORE(slab->prof_samples, slab->prof_samples - 1);
+  for (unsigned i = 0; i < 2; i++)
+    if (slab->prof_addr[i] == addr) LA_SHARED_STORE(slab->prof_addr[i], 0);
+}
+
 /* Remove a live sample; a small or large block's slab counts one sample
  * less (the callers know that slab is alive: its block is being freed or
  * was just handed out).  Linear probing with backward-shift deletion, so
  * there are no tombstones; readers without the lock (live_contains) see
  * live_gen odd or changed and ask again under it. */
 static void live_remove_slot(prof_live_t *e, bool count_on_slab) {
-  if (count_on_slab && e->kind != PROF_HUGE) {
-    la_slab_t *slab = la_slab_of((void *)e->addr);
-    if (slab->prof_samples) LA_SHARED_STORE(slab->prof_samples, slab->prof_samples - 1);
-  }
+  if (count_on_slab && e->kind != PROF_HUGE) slab_remove_sample(la_slab_of((void *)e->addr), e->addr);
   atomic_fetch_add_explicit(&live_gen, 1, memory_order_acq_rel);
   uint32_t i = (uint32_t)(e - live);
   for (uint32_t j = i;;) {
@@ -459,25 +534,27 @@ static bool live_contains(uintptr_t addr) {
 
 /* ---- sampling -------------------------------------------------------------- */
 
-/* Record the block p (requested `size`, `block` bytes of class `cls`) as a
+/* Record the block p (requested `size`, of class `cls`) as a
  * sample.  `slab`: its slab (small and large), NULL for a huge block.
  * Called by the allocating thread after it has the block, with no
- * liballoc lock held; true if the block is now a live sample (the caller
- * then takes a small slab's fast_owner away).  Never recurses: a malloc
- * made by the unwinder is not sampled. */
-bool la_prof_sample(void *p, size_t size, unsigned cls, size_t block, la_slab_t *slab) {
+ * liballoc lock held; true if the block is now a live sample.  Never
+ * recurses: a malloc made by the unwinder is not sampled.  The countdown
+ * (sample.c) counts requested bytes, so a request of `size` bytes was
+ * sampled with probability p(size) and stands for 1 / p(size) of its
+ * kind. */
+static bool record_sample(void *p, size_t size, unsigned cls, la_slab_t *slab) {
   if (in_prof || !atomic_load_explicit(&la_prof_sampling, memory_order_relaxed)) return false;
   in_prof = true;
   uint64_t pcs[ALLOC_SHM_PROFILE_MAX_DEPTH];
   unsigned n = capture_stack(pcs, ALLOC_SHM_PROFILE_MAX_DEPTH);
-  double prob = la_prof_probability((double)block, (double)la_opt.prof_sample_bytes);
+  double prob = la_prof_probability((double)size, (double)la_opt.prof_sample_bytes);
   double objects = prob > 0 ? 1.0 / prob : 1.0;
   enum prof_kind kind = !slab ? PROF_HUGE : slab->kind == LA_SLAB_LARGE ? PROF_LARGE : PROF_SMALL;
   bool tracked = false;
   pthread_mutex_lock(&prof_lock);
-  if (stacks && atomic_load_explicit(&la_prof_sampling, memory_order_relaxed)) {
+  if (atomic_load_explicit(&la_prof_sampling, memory_order_relaxed)) {
     nsamples++;
-    uint32_t si = stack_find_or_add(pcs, n);
+    uint32_t si = tables_ready() ? stack_find_or_add(pcs, n) : UINT32_MAX;
     if (si == UINT32_MAX) {
       ndropped++;
     } else {
@@ -490,10 +567,10 @@ bool la_prof_sample(void *p, size_t size, unsigned cls, size_t block, la_slab_t 
       if (kind == PROF_LARGE && slab->prof_samples) {   /* a stale sample of this block: freed unseen */
         prof_live_t *old = live_find((uintptr_t)p);
         if (old) live_remove(old);
-        LA_SHARED_STORE(slab->prof_samples, 0);
+        slab_clear_samples(slab);
       }
       tracked = live_find((uintptr_t)p) == NULL && live_add(&e);
-      if (tracked && slab) LA_SHARED_STORE(slab->prof_samples, slab->prof_samples + 1);
+      if (tracked && slab) slab_add_sample(slab, (uintptr_t)p);
     }
   }
   pthread_mutex_unlock(&prof_lock);
@@ -503,32 +580,24 @@ bool la_prof_sample(void *p, size_t size, unsigned cls, size_t block, la_slab_t 
   return tracked;
 }
 
-/* A large or huge block just allocated by alloc.c's slow path with
- * profiling possibly on: count it down, sample it if its turn came.  A
- * large block handed out again clears its slab's stale sample first. */
-void la_prof_after_alloc(void *p, size_t size) {
-  if (!p || !atomic_load_explicit(&la_prof_sampling, memory_order_relaxed)) return;
-  la_slab_t *slab = NULL;
-  size_t block;
-  unsigned cls = LA_NCLASSES;
-  if (la_segmap_kind(p) == LA_MAP_SEGMENT) {
-    slab = la_slab_of(p);
-    if (slab->kind != LA_SLAB_LARGE) return;   /* small classes are counted by heap.c */
-    block = slab->block_size;
-    cls = slab->cls;
-    if (LA_UNLIKELY(LA_SHARED_LOAD(slab->prof_samples))) la_prof_forget(p);
-  } else {
-    block = la_huge_usable_size(p);
-  }
-  uint32_t epoch = atomic_load_explicit(&la_prof_epoch, memory_order_relaxed);
-  if (!other_left || other_epoch != epoch) {
-    other_left = la_prof_next_gap();
-    other_epoch = epoch;
-  }
-  other_left -= (int64_t)block;
-  if (other_left > 0) return;
-  other_left = la_prof_next_gap();
-  la_prof_sample(p, size, cls, block, slab);
+/* The allocation of p (`size` bytes asked for) is due for a sample
+ * (sample.c): record it, and send the frees of a small block's slab to the
+ * slow path, where la_prof_forget sees them.  The slab is this thread's:
+ * the block was just taken from its heap. */
+void la_prof_take(void *p, size_t size) {
+  la_slab_t *slab = la_segmap_kind(p) == LA_MAP_SEGMENT ? la_slab_of(p) : NULL;
+  if (record_sample(p, size, slab ? slab->cls : LA_NCLASSES, slab) && slab && slab->kind == LA_SLAB_SMALL)
+    LA_SHARED_STORE(slab->fast_owner, NULL);
+}
+
+/* A block just handed out while sampling (sample.c), maybe a large one:
+ * frees of large blocks are not seen (they cost nothing), so the slab may
+ * still carry the sample of a block freed at the same place, which is
+ * forgotten now. */
+void la_prof_fresh(void *p) {
+  if (!p || la_segmap_kind(p) != LA_MAP_SEGMENT) return;
+  la_slab_t *slab = la_slab_of(p);
+  if (slab->kind == LA_SLAB_LARGE && LA_SHARED_LOAD(slab->prof_samples)) la_prof_forget(p);
 }
 
 /* A block of a slab (or huge descriptor) that holds samples is freed (or
@@ -551,7 +620,7 @@ static void live_clear(void) {
   if (!nlive) return;   /* (a fresh table: not touched, so not made resident) */
   atomic_fetch_add_explicit(&live_gen, 1, memory_order_acq_rel);
   for (uint32_t i = 0; i < LIVE_SLOTS; i++) {
-    if (live[i].addr && live[i].kind == PROF_SMALL) LA_SHARED_STORE(la_slab_of((void *)live[i].addr)->prof_samples, 0);
+    if (live[i].addr && live[i].kind == PROF_SMALL) slab_clear_samples(la_slab_of((void *)live[i].addr));
     live[i].addr = 0;
   }
   nlive = 0;
@@ -565,53 +634,48 @@ static void tables_reset(void) {
 }
 
 /* Switch sampling on or off (alloc_ctl's write of opt.prof, the
- * constructor with ALLOC_CONF=prof:true).  Not from inside malloc. */
-int la_prof_switch(bool on) {
-  int err = 0;
+ * constructor with ALLOC_CONF=prof:true).  Not from inside malloc.  The
+ * tables are made by the first sample (tables_ready). */
+void la_prof_switch(bool on) {
   pthread_mutex_lock(&switch_lock);
   bool was = atomic_load(&la_prof_sampling);
   if (on && !was) {
     pthread_mutex_lock(&prof_lock);
-    bool ready = tables_ready();
-    if (ready) {
-      live_clear();
-      tables_reset();
-      enabled_ns = la_os_realtime_ns();
-      sample_bytes_on = la_opt.prof_sample_bytes;
-    }
+    live_clear();
+    tables_reset();
+    enabled_ns = la_os_realtime_ns();
+    sample_bytes_on = la_opt.prof_sample_bytes;
     pthread_mutex_unlock(&prof_lock);
-    if (!ready) err = ENOMEM;
-    if (!err) {
-      atomic_store(&la_alloc_plain, false);
-      atomic_store(&la_prof_sampling, true);
-    }
+    atomic_store(&la_prof_sampling, true);
   } else if (!on && was) {
     atomic_store(&la_prof_sampling, false);
     pthread_mutex_lock(&prof_lock);
     live_clear();
     pthread_mutex_unlock(&prof_lock);
-    atomic_store(&la_alloc_plain, atomic_load(&la_initialized));
   }
-  if (on != was && !err) {
+  if (on != was) {
     atomic_fetch_add(&la_prof_epoch, 1);
-    la_heaps_prof_switch();
+    if (on) la_heaps_prof_reset();
+    la_entry_switch(on);
   }
   pthread_mutex_unlock(&switch_lock);
-  return err;
 }
 
-int la_apply_prof(void) { return la_prof_switch(la_opt.prof); }
+int la_apply_prof(void) {
+  la_prof_switch(la_opt.prof);
+  return 0;
+}
 
-/* After start-up (init.c): the slow path's flag, and ALLOC_CONF=prof:true
- * (from the constructor, outside malloc). */
+/* ALLOC_CONF=prof:true, after start-up (from the constructor, outside
+ * malloc). */
 void la_prof_init(void) {
-  if (la_opt.prof && la_prof_switch(true)) la_opt.prof = false;
-  if (!atomic_load(&la_prof_sampling)) atomic_store(&la_alloc_plain, true);
+  if (la_opt.prof) la_prof_switch(true);
 }
 
-/* fork(): switch_lock is taken before heaps_lock (la_heaps_prof_switch
- * runs under it), prof_lock after huge_lock (la_huge_free forgets a sample
- * under it): two calls at their places in init.c's order. */
+/* fork(): switch_lock is taken first (a switch holds it while it takes
+ * prof_lock and heaps_lock), prof_lock after huge_lock (la_huge_free
+ * forgets a sample under it): two calls at their places in init.c's
+ * order. */
 void la_prof_switch_fork_prepare(void) { pthread_mutex_lock(&switch_lock); }
 void la_prof_switch_fork_parent(void) { pthread_mutex_unlock(&switch_lock); }
 void la_prof_switch_fork_child(void) { pthread_mutex_init(&switch_lock, NULL); }
@@ -651,7 +715,7 @@ static double slab_free_resident(const la_slab_t *slab, uint32_t *live_blocks) {
  * unmapped: the descriptor is read with la_os_read_own, which fails
  * instead of faulting.  Live means: still a LARGE slab with this start,
  * one block in use, and its sample not cleared (a block handed out again
- * with profiling on clears it, la_prof_after_alloc). */
+ * with profiling on clears it, la_prof_fresh). */
 static bool large_alive(const prof_live_t *e) {
   if (la_segmap_kind((void *)e->addr) != LA_MAP_SEGMENT) return false;
   la_segment_t *seg = la_segment_of((void *)e->addr);

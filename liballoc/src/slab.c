@@ -283,15 +283,6 @@ bool la_slab_refill_free(la_slab_t *slab) {
   return false;
 }
 
-/* Carve blocks ahead of need until about `want` are free (reserved - used:
- * an estimate, remote frees in flight aside).  The heap's sampling chains
- * (heap.c) are cut from the free list, and a free list kept short by a
- * program that frees what it allocates would make them short: one slow
- * path every few allocations.  Owner only. */
-void la_slab_carve_ahead(la_slab_t *slab, uint32_t want) {
-  while (slab->reserved < slab->capacity && slab->reserved < slab->used + want) slab_extend(slab);
-}
-
 /* A thread that does not own the slab frees a block into it.  Lock-free:
  * many threads may push while the owner takes the whole list.  The caller
  * then calls la_slab_count_remote, its last access to the slab. */

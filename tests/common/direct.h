@@ -9,16 +9,16 @@
 #ifndef ALLOC_TESTS_DIRECT_H
 #define ALLOC_TESTS_DIRECT_H
 #define ALLOC_TEST_DIRECT 1
-#define malloc la_malloc
+#define malloc la_entry_malloc
 #define free la_free
-#define calloc la_calloc
-#define realloc la_realloc
-#define reallocarray la_reallocarray
-#define posix_memalign la_posix_memalign
-#define aligned_alloc la_aligned_alloc
-#define memalign la_memalign
-#define valloc la_valloc
-#define pvalloc la_pvalloc
+#define calloc la_entry_calloc
+#define realloc la_entry_realloc
+#define reallocarray la_entry_reallocarray
+#define posix_memalign la_entry_posix_memalign
+#define aligned_alloc la_entry_aligned_alloc
+#define memalign la_entry_memalign
+#define valloc la_entry_valloc
+#define pvalloc la_entry_pvalloc
 #define malloc_usable_size la_malloc_usable_size
 #define malloc_trim la_malloc_trim
 #define free_sized la_free_sized

@@ -1,7 +1,7 @@
-/* test_prof.c - the heap profiler (prof.c) inside one process: the
- * sampling law, estimates of what is in use, frees of sampled blocks of
- * every kind leaving the profile, the statistics unaffected by the
- * sampling chains, and the profile area as alloc_shm.h lays it out
+/* test_prof.c - the heap profiler (prof.c, sample.c) inside one process:
+ * the sampling law, estimates of what is in use, frees of sampled blocks of
+ * every kind leaving the profile, the statistics unaffected by sampling,
+ * and the profile area as alloc_shm.h lays it out
  * (written into a temporary file here; tests/prof reads it from a real
  * segment). */
 #include "unit.h"
@@ -114,14 +114,14 @@ static void unwinder_opened_by_the_first_sample(void **state) {
   bool before = mapped(unwinder);   /* libgcc_s may be there already (pthread_cancel) */
   set_prof(true, 1u << 30);   /* a sample a GiB: none below */
   void *blocks[256];
-  for (unsigned i = 0; i < 256; i++) assert_non_null(blocks[i] = la_malloc(64 + i));
+  for (unsigned i = 0; i < 256; i++) assert_non_null(blocks[i] = la_entry_malloc(64 + i));
   for (unsigned i = 0; i < 256; i++) la_free(blocks[i]);
   assert_int_equal(mapped(unwinder), before);
   assert_false(!before && mapped("libunwind.so.8"));
   set_prof(false, 1u << 30);
   set_prof(true, 1024);
   for (unsigned round = 0; round < 16; round++) {   /* 256 KiB: samples */
-    for (unsigned i = 0; i < 256; i++) assert_non_null(blocks[i] = la_malloc(64));
+    for (unsigned i = 0; i < 256; i++) assert_non_null(blocks[i] = la_entry_malloc(64));
     for (unsigned i = 0; i < 256; i++) la_free(blocks[i]);
   }
   profile_t p;
@@ -138,8 +138,8 @@ static void small_blocks_in_use(void **state) {
    * (at 16 KiB, ~500 and ~4.3%: about one run in 40 fell outside 10%). */
   set_prof(true, 4096);
   enum { N = 8192, SIZE = 1000 };
-  void **blocks = la_malloc(N * sizeof *blocks);
-  for (int i = 0; i < N; i++) blocks[i] = la_malloc(SIZE);
+  void **blocks = la_entry_malloc(N * sizeof *blocks);
+  for (int i = 0; i < N; i++) blocks[i] = la_entry_malloc(SIZE);
   profile_t p;
   publish(&p);
   assert_true(p.h.flags & ALLOC_SHM_PROF_ENABLED);
@@ -167,26 +167,26 @@ static void every_kind_of_block(void **state) {
   (void)state;
   set_prof(true, 1024);
   void *p[8];
-  p[0] = la_calloc(1, 256 << 10);              /* large */
-  p[1] = la_malloc(3 << 20);                   /* huge */
-  p[2] = la_aligned_alloc(65536, 128 << 10);   /* large, aligned */
-  assert_int_equal(la_posix_memalign(&p[3], 1 << 22, 5 << 20), 0);   /* huge, aligned */
-  p[4] = la_realloc(NULL, 96 << 10);
-  p[5] = la_memalign(4096, 512 << 10);
-  p[6] = la_calloc(64, 4096);                  /* 256 KiB */
-  p[7] = la_realloc(la_malloc(100), 200 << 10);
+  p[0] = la_entry_calloc(1, 256 << 10);              /* large */
+  p[1] = la_entry_malloc(3 << 20);                   /* huge */
+  p[2] = la_entry_aligned_alloc(65536, 128 << 10);   /* large, aligned */
+  assert_int_equal(la_entry_posix_memalign(&p[3], 1 << 22, 5 << 20), 0);   /* huge, aligned */
+  p[4] = la_entry_realloc(NULL, 96 << 10);
+  p[5] = la_entry_memalign(4096, 512 << 10);
+  p[6] = la_entry_calloc(64, 4096);                  /* 256 KiB */
+  p[7] = la_entry_realloc(la_entry_malloc(100), 200 << 10);
   profile_t prof;
   publish(&prof);
   assert_true(prof.inuse_samples >= 8);
   double want = (256 << 10) + (3 << 20) + (128 << 10) + (5 << 20) + (96 << 10) + (512 << 10) + (256 << 10) + (200 << 10);
   assert_near(prof.inuse_bytes, want, 0.05);
-  p[4] = la_realloc(p[4], 1 << 20);   /* moved: the old block leaves, the new one may be sampled */
+  p[4] = la_entry_realloc(p[4], 1 << 20);   /* moved: the old block leaves, the new one may be sampled */
   for (int i = 0; i < 8; i++) la_free(p[i]);
   publish(&prof);
   assert_true(prof.inuse_bytes < 0.01 * want);
   /* Small blocks of every kind too, many of them: none left once freed. */
   for (int round = 0; round < 2000; round++) {
-    void *a = la_calloc(3, 100), *b = la_aligned_alloc(64, 200), *c = la_realloc(la_malloc(10), 700);
+    void *a = la_entry_calloc(3, 100), *b = la_entry_aligned_alloc(64, 200), *c = la_entry_realloc(la_entry_malloc(10), 700);
     la_free(a), la_free(b), la_free(c);
   }
   publish(&prof);
@@ -195,34 +195,61 @@ static void every_kind_of_block(void **state) {
   set_prof(false, 2097152);
 }
 
-/* The blocks cut for the sampling chains count as free, not allocated;
- * switching off puts them back. */
-static void statistics_ignore_chains(void **state) {
+/* Frees of large blocks are not seen: a large block handed out again at
+ * the place of a sampled one that was freed, and not sampled itself, must
+ * not keep the old sample alive in the profile (la_prof_fresh). */
+static void large_block_reused_unsampled(void **state) {
+  (void)state;
+  set_prof(true, 1024);   /* a 256 KiB block (a large one) is sampled for sure */
+  void *big = la_entry_malloc(256 << 10);
+  assert_true(la_slab_of(big)->kind == LA_SLAB_LARGE);
+  profile_t p;
+  publish(&p);
+  assert_int_equal(p.inuse_samples, 1);
+  unsigned mean = 1u << 30;   /* the next gaps: a GiB */
+  assert_int_equal(alloc_ctl("opt.prof_sample_bytes", NULL, NULL, &mean, sizeof mean), 0);
+  void *small[64];   /* 64 KiB: the gap drawn at 1 KiB runs out, the next is drawn at 1 GiB */
+  for (int i = 0; i < 64; i++) small[i] = la_entry_malloc(1024);
+  for (int i = 0; i < 64; i++) la_free(small[i]);
+  la_free(big);
+  void *again = la_entry_malloc(256 << 10);
+  assert_ptr_equal(again, big);   /* the same place, from the heap's cache */
+  publish(&p);
+  assert_int_equal(p.inuse_samples, 0);
+  la_free(again);
+  set_prof(false, 2097152);
+}
+
+/* Sampling changes no statistic: the sampled blocks are counted as they
+ * would be without it, and nothing is left over once it is switched off.
+ * (Sampling once held blocks back from the free lists.)  The calls go
+ * through la_entry, as the exported names do. */
+static void statistics_unchanged_by_sampling(void **state) {
   (void)state;
   la_heap_flush(la_tls_heap);
   size_t before, after, len = sizeof before;
   assert_int_equal(alloc_ctl("stats.allocated", &before, &len, NULL, 0), 0);
   set_prof(true, 1 << 20);
   void *blocks[64];
-  for (int i = 0; i < 64; i++) blocks[i] = la_malloc(48);
+  for (int i = 0; i < 64; i++) blocks[i] = la_entry_malloc(48);
   assert_int_equal(alloc_ctl("stats.allocated", &after, &len, NULL, 0), 0);
   assert_int_equal(after - before, 64 * 48);
   for (int i = 0; i < 64; i++) la_free(blocks[i]);
   set_prof(false, 2097152);
-  void *one = la_malloc(48);   /* this thread's heap follows the switch */
+  void *one = la_entry_malloc(48);
   la_free(one);
   assert_int_equal(alloc_ctl("stats.allocated", &after, &len, NULL, 0), 0);
   assert_int_equal(after, before);
 }
 
 /* Sampled blocks freed by another thread (remote frees) leave the profile
- * too, and the allocating thread's exit gives its sampling chains back. */
+ * too. */
 enum { XN = 4096, XSIZE = 1000 };
 static void *xblocks[XN];
 
 static void *allocate_many(void *arg) {
   (void)arg;
-  for (int i = 0; i < XN; i++) xblocks[i] = la_malloc(XSIZE);
+  for (int i = 0; i < XN; i++) xblocks[i] = la_entry_malloc(XSIZE);
   return NULL;
 }
 
@@ -246,15 +273,15 @@ static void frees_from_another_thread(void **state) {
 }
 
 /* Slots of blocks of 64 KiB to 4 MiB replaced at random, each filled with
- * its own byte and checked before it is freed: the classes whose slabs
- * hold few big blocks, where a sampling chain is the slab's whole free
- * list and its slab is parked as soon as its last block is freed.  (A
- * chain used up was once settled by retiring its slab a second time: two
- * blocks handed out at one address.) */
+ * its own byte and checked before it is freed, sampled rarely and often:
+ * the classes whose slabs hold few big blocks and are parked as soon as
+ * their last block is freed.  (The sampling chains of an earlier design
+ * once retired such a slab a second time: two blocks handed out at one
+ * address.) */
 static void big_blocks_keep_their_contents(void **state) {
   (void)state;
   for (int pass = 0; pass < 2; pass++) {
-    set_prof(true, pass ? 65536 : 1u << 30);   /* chains up to the whole free list, then short ones */
+    set_prof(true, pass ? 65536 : 1u << 30);
     enum { SLOTS = 8, STEPS = 3000 };
     unsigned char *slot[SLOTS] = {0};
     size_t size[SLOTS] = {0};
@@ -269,7 +296,7 @@ static void big_blocks_keep_their_contents(void **state) {
       }
       size_t low = (size_t)1 << (16 + (x >> 40) % 6);   /* log-uniform, 64 KiB .. 4 MiB */
       size[i] = low + (size_t)((x >> 8) % low);
-      slot[i] = la_malloc(size[i]);
+      slot[i] = la_entry_malloc(size[i]);
       assert_non_null(slot[i]);
       for (size_t off = 0; off < size[i]; off += 4096) slot[i][off] = (unsigned char)(i + size[i]);
     }
@@ -284,7 +311,8 @@ int main(void) {
     cmocka_unit_test(sampling_law),
     cmocka_unit_test(small_blocks_in_use),
     cmocka_unit_test(every_kind_of_block),
-    cmocka_unit_test(statistics_ignore_chains),
+    cmocka_unit_test(large_block_reused_unsampled),
+    cmocka_unit_test(statistics_unchanged_by_sampling),
     cmocka_unit_test(frees_from_another_thread),
     cmocka_unit_test(big_blocks_keep_their_contents),
   };
