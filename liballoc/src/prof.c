@@ -28,8 +28,8 @@
  * unwinder_lock, which nothing else is taken under), so that can neither
  * recurse nor deadlock.
  *
- * Tables, all from liballoc's metadata (counted in `metadata`), allocated
- * when profiling is first switched on and bounded: unique stacks
+ * Tables, all from liballoc's metadata (counted in `metadata`), made by
+ * the first sample (tables_ready) and bounded: unique stacks
  * (ALLOC_SHM_PROFILE_MAX_STACKS, their frames in one pool of
  * ALLOC_SHM_PROFILE_MAX_FRAMES), and the live samples (LIVE_SLOTS, open
  * addressing).  A sample whose stack does not fit is counted in
