@@ -24,14 +24,16 @@
  * not sampled. */
 #include "alloc_internal.h"
 
-static const la_entry_t plain = {
-  .malloc = la_malloc, .calloc = la_calloc, .realloc = la_realloc,
-  .reallocarray = la_reallocarray, .posix_memalign = la_posix_memalign,
-  .aligned_alloc = la_aligned_alloc, .memalign = la_memalign,
-  .valloc = la_valloc, .pvalloc = la_pvalloc,
-};
+/* Spelled out twice (a const object is no constant initializer in C). */
+#define PLAIN_ENTRIES { \
+  .malloc = la_malloc, .calloc = la_calloc, .realloc = la_realloc, \
+  .reallocarray = la_reallocarray, .posix_memalign = la_posix_memalign, \
+  .aligned_alloc = la_aligned_alloc, .memalign = la_memalign, \
+  .valloc = la_valloc, .pvalloc = la_pvalloc, \
+}
+static const la_entry_t plain = PLAIN_ENTRIES;
 
-la_entry_t la_entry = plain;
+la_entry_t la_entry = PLAIN_ENTRIES;
 
 /* Bytes the thread may still allocate before its next sample, and the
  * la_prof_epoch they were drawn in.  Thread-local, so that counting is
