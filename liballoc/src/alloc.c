@@ -73,16 +73,31 @@ static LA_NOINLINE void *alloc_slow(size_t size) {
   return alloc_slow_body(size);
 }
 
-void *la_malloc(size_t size) {
+/* The same while the heap profiler samples (sample.c): the allocation
+ * goes on as without it, then counts down.  Not inlined, so that
+ * malloc_body's callers stay as small without the profiler. */
+static LA_NOINLINE void *alloc_slow_sampled(size_t size) {
+  return la_sample_slow(alloc_slow(size), 0, size);
+}
+
+/* malloc; `sampling`: the profiler's version, which counts each block
+ * served by the fast path down from the heap's sample_left (two
+ * instructions: the heap is at hand) and everything else in
+ * alloc_slow_sampled. */
+static inline __attribute__((always_inline)) void *malloc_body(size_t size, bool sampling) {
+  la_heap_t *heap = la_tls_heap;
   la_slab_t *slab;
-  if (LA_LIKELY(size <= LA_SMALL_LUT_MAX)) slab = la_tls_heap->direct[(size + 7) >> 3];
-  else if (LA_LIKELY(size <= LA_MAX_CLASS_SIZE)) slab = la_tls_heap->bins[la_class_of(size)];
-  else return alloc_slow(size);
+  if (LA_LIKELY(size <= LA_SMALL_LUT_MAX)) slab = heap->direct[(size + 7) >> 3];
+  else if (LA_LIKELY(size <= LA_MAX_CLASS_SIZE)) slab = heap->bins[la_class_of(size)];
+  else return sampling ? alloc_slow_sampled(size) : alloc_slow(size);
   /* Large classes never have a slab in bins[]: they fall to alloc_slow. */
   void *p = la_slab_pop(slab);
-  if (LA_LIKELY(p != NULL)) return p;
-  return alloc_slow(size);
+  if (LA_UNLIKELY(p == NULL)) return sampling ? alloc_slow_sampled(size) : alloc_slow(size);
+  return sampling ? la_sample_count(heap, p, size) : p;
 }
+
+void *la_malloc(size_t size) { return malloc_body(size, false); }
+void *la_malloc_sampled(size_t size) { return malloc_body(size, true); }
 
 /* ---- pointers that are not ours ------------------------------------------ */
 
@@ -191,16 +206,19 @@ static bool known_zero(const void *p) {
   return slab->kind == LA_SLAB_LARGE && slab->zeroed;
 }
 
-void *la_calloc(size_t n, size_t size) {
+static inline __attribute__((always_inline)) void *calloc_body(size_t n, size_t size, bool sampling) {
   size_t total;
   if (__builtin_mul_overflow(n, size, &total)) {
     errno = ENOMEM;
     return NULL;
   }
-  void *p = la_malloc(total);
+  void *p = sampling ? la_malloc_sampled(total) : la_malloc(total);
   if (p && (total <= LA_SMALL_LUT_MAX || !known_zero(p))) memset(p, 0, total);
   return p;
 }
+
+void *la_calloc(size_t n, size_t size) { return calloc_body(n, size, false); }
+void *la_calloc_sampled(size_t n, size_t size) { return calloc_body(n, size, true); }
 
 /* ---- realloc ------------------------------------------------------------- */
 
@@ -260,10 +278,9 @@ void *la_reallocarray(void *p, size_t n, size_t size) {
  * test keeps this true whatever the class rules become.  A heap's empty
  * bins point at a slab of block size 0 and no blocks: they fall to the
  * slow path.  `align` is a power of two. */
-static inline __attribute__((always_inline)) void *alloc_aligned_fast(size_t align, size_t size) {
+static inline __attribute__((always_inline)) void *alloc_aligned_fast(la_heap_t *heap, size_t align, size_t size) {
   size_t rounded = ((size - 1) | (align - 1)) + 1;   /* 0 for size 0 and on overflow */
   if (LA_UNLIKELY(rounded - 1 >= LA_MAX_CLASS_SIZE || align > LA_UNIT_SIZE)) return NULL;
-  la_heap_t *heap = la_tls_heap;
   la_slab_t *slab = rounded <= LA_SMALL_LUT_MAX ? heap->direct[(rounded + 7) >> 3] : heap->bins[la_class_of(rounded)];
   if (LA_UNLIKELY(slab->block_size & (align - 1))) return NULL;
   return la_slab_pop(slab);
@@ -294,9 +311,16 @@ static LA_NOINLINE void *alloc_aligned_slow(size_t align, size_t size) {
   return la_huge_alloc(size, align);
 }
 
-static inline void *alloc_aligned(size_t align, size_t size) {
-  void *p = alloc_aligned_fast(align, size);
-  return LA_LIKELY(p != NULL) ? p : alloc_aligned_slow(align, size);
+static LA_NOINLINE void *alloc_aligned_slow_sampled(size_t align, size_t size) {
+  return la_sample_slow(alloc_aligned_slow(align, size), align, size);
+}
+
+/* `sampling`: as malloc_body. */
+static inline __attribute__((always_inline)) void *alloc_aligned(size_t align, size_t size, bool sampling) {
+  la_heap_t *heap = la_tls_heap;
+  void *p = alloc_aligned_fast(heap, align, size);
+  if (LA_UNLIKELY(p == NULL)) return sampling ? alloc_aligned_slow_sampled(align, size) : alloc_aligned_slow(align, size);
+  return sampling ? la_sample_count(heap, p, size) : p;
 }
 
 static bool is_power_of_two(size_t x) {
@@ -306,9 +330,9 @@ static bool is_power_of_two(size_t x) {
 /* posix_memalign when the fast path did not serve: errno left as it was.
  * A function of its own so that the fast path saves no registers (it
  * pushed and popped five: 10 of its 30 instructions). */
-static LA_NOINLINE int posix_memalign_slow(void **out, size_t align, size_t size) {
+static LA_NOINLINE int posix_memalign_slow(void **out, size_t align, size_t size, bool sampling) {
   int saved = errno;
-  void *p = alloc_aligned_slow(align, size);
+  void *p = sampling ? alloc_aligned_slow_sampled(align, size) : alloc_aligned_slow(align, size);
   if (!p) {
     errno = saved;
     return ENOMEM;
@@ -317,39 +341,55 @@ static LA_NOINLINE int posix_memalign_slow(void **out, size_t align, size_t size
   return 0;
 }
 
-int la_posix_memalign(void **out, size_t align, size_t size) {
+static inline __attribute__((always_inline)) int posix_memalign_body(void **out, size_t align, size_t size,
+                                                                      bool sampling) {
   if (align < sizeof(void *) || !is_power_of_two(align)) return EINVAL;
-  void *p = alloc_aligned_fast(align, size);
-  if (LA_UNLIKELY(!p)) return posix_memalign_slow(out, align, size);
-  *out = p;
+  la_heap_t *heap = la_tls_heap;
+  void *p = alloc_aligned_fast(heap, align, size);
+  if (LA_UNLIKELY(!p)) return posix_memalign_slow(out, align, size, sampling);
+  *out = sampling ? la_sample_count(heap, p, size) : p;
   return 0;
 }
 
-void *la_aligned_alloc(size_t align, size_t size) {
+int la_posix_memalign(void **out, size_t align, size_t size) { return posix_memalign_body(out, align, size, false); }
+int la_posix_memalign_sampled(void **out, size_t align, size_t size) { return posix_memalign_body(out, align, size, true); }
+
+static inline __attribute__((always_inline)) void *aligned_alloc_body(size_t align, size_t size, bool sampling) {
   if (!is_power_of_two(align)) {
     errno = EINVAL;
     return NULL;
   }
-  return alloc_aligned(align, size);
+  return alloc_aligned(align, size, sampling);
 }
+
+void *la_aligned_alloc(size_t align, size_t size) { return aligned_alloc_body(align, size, false); }
+void *la_aligned_alloc_sampled(size_t align, size_t size) { return aligned_alloc_body(align, size, true); }
 
 /* glibc's memalign rounds an alignment that is not a power of two up to
  * the next one; only an alignment that cannot be rounded fails. */
-void *la_memalign(size_t align, size_t size) {
+static inline __attribute__((always_inline)) void *memalign_body(size_t align, size_t size, bool sampling) {
   if (align > SIZE_MAX / 2 + 1) {
     errno = EINVAL;
     return NULL;
   }
   if (!is_power_of_two(align)) align = align < 2 ? 1 : (size_t)1 << (64 - __builtin_clzll(align - 1));
-  return alloc_aligned(align, size);
+  return alloc_aligned(align, size, sampling);
 }
+
+void *la_memalign(size_t align, size_t size) { return memalign_body(align, size, false); }
+void *la_memalign_sampled(size_t align, size_t size) { return memalign_body(align, size, true); }
 
 void *la_valloc(size_t size) {
   la_ensure_init();
-  return alloc_aligned(la_page_size, size);
+  return alloc_aligned(la_page_size, size, false);
 }
 
-void *la_pvalloc(size_t size) {
+void *la_valloc_sampled(size_t size) {
+  la_ensure_init();
+  return alloc_aligned(la_page_size, size, true);
+}
+
+static inline __attribute__((always_inline)) void *pvalloc_body(size_t size, bool sampling) {
   la_ensure_init();
   size_t page = la_page_size;
   if (size == 0) size = 1;
@@ -357,8 +397,11 @@ void *la_pvalloc(size_t size) {
     errno = ENOMEM;
     return NULL;
   }
-  return alloc_aligned(page, (size + page - 1) & ~(page - 1));
+  return alloc_aligned(page, (size + page - 1) & ~(page - 1), sampling);
 }
+
+void *la_pvalloc(size_t size) { return pvalloc_body(size, false); }
+void *la_pvalloc_sampled(size_t size) { return pvalloc_body(size, true); }
 
 /* ---- trim ---------------------------------------------------------------- */
 

@@ -343,7 +343,24 @@ typedef struct la_entry_s {
  * with one instruction (jmp *la_entry(%rip)), not two. */
 extern la_entry_t la_entry __attribute__((visibility("hidden")));   /* the plain la_* functions, or the sampled ones */
 void la_entry_switch(bool sampling);
-extern __thread int64_t la_sample_left;   /* bytes to the thread's next sample */
+/* The profiler's versions of alloc.c's entry points (realloc's is sample.c's). */
+void *la_malloc_sampled(size_t size);
+void *la_calloc_sampled(size_t n, size_t size);
+int la_posix_memalign_sampled(void **out, size_t align, size_t size);
+void *la_aligned_alloc_sampled(size_t align, size_t size);
+void *la_memalign_sampled(size_t align, size_t size);
+void *la_valloc_sampled(size_t size);
+void *la_pvalloc_sampled(size_t size);
+void *la_sample_due(la_heap_t *heap, void *p, size_t size);
+void *la_sample_slow(void *p, size_t align, size_t size);
+/* A block p of `size` bytes asked for (at most LA_MAX_CLASS_SIZE) came
+ * from the fast path of the thread's heap: count it down, and sample it
+ * if the count goes below zero. */
+static inline void *la_sample_count(la_heap_t *heap, void *p, size_t size) {
+  heap->sample_left -= (int64_t)size;
+  if (LA_LIKELY(heap->sample_left >= 0)) return p;
+  return la_sample_due(heap, p, size);
+}
 void *la_entry_malloc(size_t size);
 void *la_entry_calloc(size_t n, size_t size);
 void *la_entry_realloc(void *p, size_t size);

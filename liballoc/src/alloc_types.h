@@ -222,9 +222,15 @@ typedef struct la_arena_s {
 #define LA_DIRECT_N (LA_SMALL_LUT_MAX / 8 + 1)
 
 typedef struct la_heap_s {
+  /* Bytes the owner may still allocate before its next heap-profile
+   * sample, and the la_prof_epoch they were drawn in (sample.c).  Beside
+   * direct[]: the sampled fast path counts down with one subtraction from
+   * the heap pointer it already holds, in a line it already reads. */
+  int64_t sample_left;
+  uint32_t sample_epoch;
   /* direct[(n+7)/8] is bins[class of n] for n up to LA_SMALL_LUT_MAX: the
-   * malloc fast path indexes it by size, skipping the class table.  First
-   * field: one indexed load from the heap pointer. */
+   * malloc fast path indexes it by size, skipping the class table: one
+   * indexed load from the heap pointer. */
   la_slab_t *direct[LA_DIRECT_N];
   /* bins[c] is the slab the fast path allocates class c from: the head of
    * queues[c], or the empty sentinel. */
@@ -260,8 +266,6 @@ typedef struct la_heap_s {
   uint64_t reclaim_since;           /* (heaps_lock) when it last changed, ns */
   int exiting_tid;                  /* (heaps_lock) made by a late destructor of
                                        this thread (heap.c); -1 being abandoned */
-  int64_t *sample_left_at;          /* (heaps_lock) the owner's la_sample_left
-                                       (sample.c); NULL once it exits */
 } la_heap_t;
 
 /* ---- huge blocks --------------------------------------------------------- */

@@ -567,7 +567,6 @@ static la_heap_t *heap_create(int exiting_tid) {
   pthread_mutex_lock(&heaps_lock);
   heap->reclaim_seen = UINT64_MAX;   /* the purger's first look starts the clock */
   heap->exiting_tid = exiting_tid;
-  heap->sample_left_at = exiting_tid ? NULL : &la_sample_left;   /* the creating thread's */
   heap->prev_all = NULL;
   heap->next_all = all_heaps;
   if (all_heaps) all_heaps->prev_all = heap;
@@ -617,7 +616,6 @@ static void heap_abandon(la_heap_t *heap) {
   }
   heap->nfull = 0;
   pthread_mutex_lock(&heaps_lock);
-  heap->sample_left_at = NULL;
   if (heap->prev_all) heap->prev_all->next_all = heap->next_all;
   else all_heaps = heap->next_all;
   if (heap->next_all) heap->next_all->prev_all = heap->prev_all;
@@ -889,14 +887,10 @@ void la_heap_flush(la_heap_t *heap) {
  * an owner holds reclaim_lock alone, around one cache operation. */
 /* Profiling is switched on (prof.c, while the plain entry points are in
  * place, so no thread counts meanwhile): every thread's next allocation
- * draws its countdown again, with the mean now in force (sample.c).  A
- * heap in the list belongs to a live thread, whose thread-local countdown
- * is there to write (heap_abandon runs before the thread's end, under
- * heaps_lock; a heap made by a late destructor has no pointer). */
+ * draws its countdown again, with the mean now in force (sample.c). */
 void la_heaps_prof_reset(void) {
   pthread_mutex_lock(&heaps_lock);
-  for (la_heap_t *h = all_heaps; h; h = h->next_all)
-    if (h->sample_left_at) __atomic_store_n(h->sample_left_at, 0, __ATOMIC_RELAXED);
+  for (la_heap_t *h = all_heaps; h; h = h->next_all) __atomic_store_n(&h->sample_left, 0, __ATOMIC_RELAXED);
   pthread_mutex_unlock(&heaps_lock);
 }
 

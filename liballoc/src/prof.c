@@ -31,7 +31,7 @@
  * Tables, all from liballoc's metadata (counted in `metadata`), made by
  * the first sample (tables_ready) and bounded: unique stacks
  * (ALLOC_SHM_PROFILE_MAX_STACKS, their frames in one pool of
- * ALLOC_SHM_PROFILE_MAX_FRAMES), and the live samples (LIVE_SLOTS, open
+ * ALLOC_SHM_PROFILE_MAX_FRAMES), and the live samples (LIVE_MAX_SLOTS, open
  * addressing).  A sample whose stack does not fit is counted in
  * dropped_samples; one that does not fit the live table is counted as an
  * allocation only.
@@ -59,8 +59,11 @@
 #include <string.h>
 #include <unwind.h>
 
-#define LIVE_SLOTS   (1u << 15)            /* live sample table; at most half full */
-#define LIVE_MAX     (LIVE_SLOTS / 2)
+/* The live sample table starts at LIVE_MIN_SLOTS and doubles up to
+ * LIVE_MAX_SLOTS, at most half full: a process that samples once (a
+ * short program) writes 10 KiB of it, not 1.3 MiB (330 page faults). */
+#define LIVE_MIN_SLOTS (1u << 8)
+#define LIVE_MAX_SLOTS (1u << 15)
 #define STACK_SLOTS  (2 * ALLOC_SHM_PROFILE_MAX_STACKS)   /* hash index of the stacks */
 
 enum prof_kind { PROF_SMALL, PROF_LARGE, PROF_HUGE };
@@ -97,7 +100,11 @@ static prof_stack_t *stacks;
 static uint32_t *stack_index;     /* stack + 1, 0 empty */
 static uint64_t *frames;
 static uint32_t nstacks, nframes;
-static prof_live_t *live;
+typedef struct live_table_s {
+  uint32_t mask;           /* slots - 1 */
+  prof_live_t slot[];
+} live_table_t;
+static live_table_t *live;        /* the newest: live_contains reads it without the lock */
 static uint32_t nlive;
 static uint64_t nsamples, ndropped, enabled_ns, sample_bytes_on;
 static uint64_t profile_number;   /* the last one written */
@@ -356,10 +363,23 @@ static unsigned capture_stack(uint64_t *pcs, unsigned max) {
 
 /* ---- the tables (prof_lock) ---------------------------------------------- */
 
+static size_t live_table_size(uint32_t slots) { return sizeof(live_table_t) + (size_t)slots * sizeof(prof_live_t); }
+
+/* An empty live table of `slots` (a power of two), written through. */
+static live_table_t *live_table_new(uint32_t slots) {
+  live_table_t *t = la_meta_alloc_sparse(live_table_size(slots));
+  if (!t) return NULL;
+  memset(t, 0, live_table_size(slots));
+  t->mask = slots - 1;
+  table_bytes += live_table_size(slots);
+  return t;
+}
+
 /* The tables, made by the first sample (a program that never takes one
  * never maps them), in small pages: the stacks and their frames are filled
- * in order, so only what is written becomes resident.  The two hash
- * tables are written through at once: probing reads them at random, and
+ * in order, so only what is written becomes resident.  The hash tables
+ * are written through at once (the live table as it grows: live_grow):
+ * probing reads them at random, and
  * a page read before it is written is the shared zero page, whose
  * replacement at the first write costs every other CPU a TLB shootdown
  * (bench threadchurn: 2.7% of its time in record_sample's page faults). */
@@ -368,19 +388,17 @@ static bool tables_ready(void) {
   size_t sz_stacks = ALLOC_SHM_PROFILE_MAX_STACKS * sizeof(prof_stack_t);
   size_t sz_index = STACK_SLOTS * sizeof(uint32_t);
   size_t sz_frames = ALLOC_SHM_PROFILE_MAX_FRAMES * sizeof(uint64_t);
-  size_t sz_live = LIVE_SLOTS * sizeof(prof_live_t);
   prof_stack_t *s = la_meta_alloc_sparse(sz_stacks);
   uint32_t *ix = s ? la_meta_alloc_sparse(sz_index) : NULL;
   uint64_t *f = ix ? la_meta_alloc_sparse(sz_frames) : NULL;
-  prof_live_t *l = f ? la_meta_alloc_sparse(sz_live) : NULL;
+  live_table_t *l = f ? live_table_new(LIVE_MIN_SLOTS) : NULL;
   if (!l) return false;   /* what was had stays unused: bounded, and out of memory anyway */
   memset(ix, 0, sz_index);
-  memset(l, 0, sz_live);
   stack_index = ix;
   frames = f;
-  __atomic_store_n(&live, l, __ATOMIC_RELEASE);   /* live_contains reads it without the lock */
+  __atomic_store_n(&live, l, __ATOMIC_RELEASE);
   stacks = s;
-  table_bytes += sz_stacks + sz_index + sz_frames + sz_live;
+  table_bytes += sz_stacks + sz_index + sz_frames;
   return true;
 }
 
@@ -413,29 +431,56 @@ static uint32_t stack_find_or_add(const uint64_t *pcs, unsigned n) {
   return UINT32_MAX;
 }
 
-static uint32_t live_hash(uintptr_t addr) {
+static uint32_t live_hash(uintptr_t addr, uint32_t mask) {
   uint64_t h = (uint64_t)addr * 0x9e3779b97f4a7c15ull;
-  return (uint32_t)(h >> 40) & (LIVE_SLOTS - 1);
+  return (uint32_t)(h >> 40) & mask;
 }
 
 static prof_live_t *live_find(uintptr_t addr) {
-  for (uint32_t i = live_hash(addr), probes = 0; probes < LIVE_SLOTS; i = (i + 1) & (LIVE_SLOTS - 1), probes++) {
-    uintptr_t a = live[i].addr;
-    if (a == addr) return &live[i];
+  uint32_t mask = live->mask;
+  for (uint32_t i = live_hash(addr, mask), probes = 0; probes <= mask; i = (i + 1) & mask, probes++) {
+    uintptr_t a = live->slot[i].addr;
+    if (a == addr) return &live->slot[i];
     if (a == 0) return NULL;
   }
   return NULL;
 }
 
+/* Put e in table t, which has room (it is at most half full). */
+static void live_insert(live_table_t *t, const prof_live_t *e) {
+  uint32_t i = live_hash(e->addr, t->mask);
+  while (t->slot[i].addr) i = (i + 1) & t->mask;
+  t->slot[i] = *e;
+  __atomic_store_n(&t->slot[i].addr, e->addr, __ATOMIC_RELEASE);
+}
+
+/* Double the live table.  Readers without the lock (live_contains) may
+ * still be probing the old one: live_gen is odd while the entries move,
+ * so they ask again under the lock; the old table's pages are given back
+ * but stay mapped (a late reader finds zeros, never a fault), and count in
+ * metadata until the process ends: all the old ones together are smaller
+ * than the newest. */
+static bool live_grow(void) {
+  uint32_t slots = live->mask + 1;
+  if (slots >= LIVE_MAX_SLOTS) return false;
+  live_table_t *t = live_table_new(2 * slots);
+  if (!t) return false;
+  live_table_t *old = live;
+  for (uint32_t i = 0; i < slots; i++)
+    if (old->slot[i].addr) live_insert(t, &old->slot[i]);
+  atomic_fetch_add_explicit(&live_gen, 1, memory_order_acq_rel);
+  __atomic_store_n(&live, t, __ATOMIC_RELEASE);
+  atomic_fetch_add_explicit(&live_gen, 1, memory_order_acq_rel);
+  la_os_purge(old, live_table_size(slots));
+  return true;
+}
+
 static void live_sweep_large(void);
 
 static bool live_add(const prof_live_t *e) {
-  if (nlive >= LIVE_MAX) live_sweep_large();
-  if (nlive >= LIVE_MAX) return false;
-  uint32_t i = live_hash(e->addr);
-  while (live[i].addr) i = (i + 1) & (LIVE_SLOTS - 1);
-  live[i] = *e;
-  __atomic_store_n(&live[i].addr, e->addr, __ATOMIC_RELEASE);
+  if (nlive >= (live->mask + 1) / 2 && !live_grow()) live_sweep_large();
+  if (nlive >= (live->mask + 1) / 2) return false;
+  live_insert(live, e);
   nlive++;
   return true;
 }
@@ -481,17 +526,18 @@ static void slab_remove_sample(la_slab_t *slab, uintptr_t addr) {
 static void live_remove_slot(prof_live_t *e, bool count_on_slab) {
   if (count_on_slab && e->kind != PROF_HUGE) slab_remove_sample(la_slab_of((void *)e->addr), e->addr);
   atomic_fetch_add_explicit(&live_gen, 1, memory_order_acq_rel);
-  uint32_t i = (uint32_t)(e - live);
+  prof_live_t *slot = live->slot;
+  uint32_t mask = live->mask, i = (uint32_t)(e - slot);
   for (uint32_t j = i;;) {
-    j = (j + 1) & (LIVE_SLOTS - 1);
-    if (live[j].addr == 0) break;
-    uint32_t k = live_hash(live[j].addr);   /* stays if its home is cyclically in (i, j] */
+    j = (j + 1) & mask;
+    if (slot[j].addr == 0) break;
+    uint32_t k = live_hash(slot[j].addr, mask);   /* stays if its home is cyclically in (i, j] */
     bool stays = i <= j ? (i < k && k <= j) : (i < k || k <= j);
     if (stays) continue;
-    live[i] = live[j];
+    slot[i] = slot[j];
     i = j;
   }
-  live[i].addr = 0;
+  slot[i].addr = 0;
   nlive--;
   atomic_fetch_add_explicit(&live_gen, 1, memory_order_acq_rel);
 }
@@ -505,8 +551,9 @@ static bool large_alive(const prof_live_t *e);
  * they cannot crowd out live ones.  Their slabs are not touched (they may
  * be unmapped); a stale count left on a slab is harmless. */
 static void live_sweep_large(void) {
-  for (uint32_t i = 0; i < LIVE_SLOTS; i++) {
-    while (live[i].addr && live[i].kind == PROF_LARGE && !large_alive(&live[i])) live_remove_slot(&live[i], false);
+  prof_live_t *slot = live->slot;
+  for (uint32_t i = 0; i <= live->mask; i++) {
+    while (slot[i].addr && slot[i].kind == PROF_LARGE && !large_alive(&slot[i])) live_remove_slot(&slot[i], false);
   }
 }
 
@@ -514,12 +561,14 @@ static void live_sweep_large(void) {
  * (live_gen even and unchanged): insertions never move an entry, so a
  * block that is in the table is found. */
 static bool live_contains(uintptr_t addr) {
-  if (!__atomic_load_n(&live, __ATOMIC_ACQUIRE)) return false;
   unsigned gen = atomic_load_explicit(&live_gen, memory_order_acquire);
+  live_table_t *t = __atomic_load_n(&live, __ATOMIC_ACQUIRE);
+  if (!t) return false;
   if (!(gen & 1)) {
     bool found = false;
-    for (uint32_t i = live_hash(addr), probes = 0; probes < LIVE_SLOTS; i = (i + 1) & (LIVE_SLOTS - 1), probes++) {
-      uintptr_t a = __atomic_load_n(&live[i].addr, __ATOMIC_ACQUIRE);
+    uint32_t mask = t->mask;
+    for (uint32_t i = live_hash(addr, mask), probes = 0; probes <= mask; i = (i + 1) & mask, probes++) {
+      uintptr_t a = __atomic_load_n(&t->slot[i].addr, __ATOMIC_ACQUIRE);
       if (a == addr) found = true;
       if (a == addr || a == 0) break;
     }
@@ -619,9 +668,10 @@ void la_prof_forget(const void *p) {
 static void live_clear(void) {
   if (!nlive) return;   /* (a fresh table: not touched, so not made resident) */
   atomic_fetch_add_explicit(&live_gen, 1, memory_order_acq_rel);
-  for (uint32_t i = 0; i < LIVE_SLOTS; i++) {
-    if (live[i].addr && live[i].kind == PROF_SMALL) slab_clear_samples(la_slab_of((void *)live[i].addr));
-    live[i].addr = 0;
+  for (uint32_t i = 0; i <= live->mask; i++) {
+    prof_live_t *e = &live->slot[i];
+    if (e->addr && e->kind == PROF_SMALL) slab_clear_samples(la_slab_of((void *)e->addr));
+    e->addr = 0;
   }
   nlive = 0;
   atomic_fetch_add_explicit(&live_gen, 1, memory_order_acq_rel);
@@ -734,8 +784,8 @@ static bool large_alive(const prof_live_t *e) {
 static uint64_t live_totals(double *acc) {
   uint64_t alive = 0;
   memset(acc, 0, (size_t)nstacks * ACC * sizeof acc[0]);
-  for (uint32_t i = 0; i < LIVE_SLOTS; i++) {
-    const prof_live_t *e = &live[i];
+  for (uint32_t i = 0; i <= live->mask; i++) {
+    const prof_live_t *e = &live->slot[i];
     if (!e->addr || e->stack >= nstacks) continue;
     if (e->kind == PROF_LARGE && !large_alive(e)) continue;
     double *a = &acc[(size_t)e->stack * ACC];
