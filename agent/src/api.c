@@ -34,6 +34,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
+#include <malloc.h>
 #include <microhttpd.h>
 #include <pthread.h>
 #include <semaphore.h>
@@ -121,7 +122,17 @@ typedef struct request_s {
 
 /* ---- responses ------------------------------------------------------------- */
 
+/* A response this big (a list of 1000 processes is 8 MB of JSON, /metrics
+ * as much) leaves the HTTP thread's heap with the free space of every
+ * object built for it, scattered among the few that live on (SQLite's
+ * cached pages): the thread gives it back when the request is done
+ * (malloc_trim, in completed()), since the pool's threads may then sit
+ * idle for long, and idle threads' slabs are theirs alone. */
+#define TRIM_AFTER_BYTES ((size_t)1 << 20)
+static __thread bool trim_when_done;
+
 static enum MHD_Result send_text(struct MHD_Connection *c, unsigned status, const char *type, char *text, size_t len) {
+  if (len >= TRIM_AFTER_BYTES) trim_when_done = true;
   struct MHD_Response *r = MHD_create_response_from_buffer(len, text, MHD_RESPMEM_MUST_FREE);
   if (!r) {
     free(text);
@@ -833,6 +844,10 @@ static void completed(void *cls, struct MHD_Connection *c, void **con_cls, enum 
   }
   *con_cls = NULL;
   guard_conn_next(guard_conn_of(c));   /* a kept-alive connection's next request has a deadline too */
+  if (trim_when_done) {
+    trim_when_done = false;
+    malloc_trim(0);
+  }
 }
 
 /* Connections come and go: each is registered with the guard (for its

@@ -405,12 +405,15 @@ void *la_pvalloc_sampled(size_t size) { return pvalloc_body(size, true); }
 
 /* ---- trim ---------------------------------------------------------------- */
 
-/* Return all free memory to the OS now.  1 if anything was released. */
+/* Return all free memory to the OS now: the calling thread's emptied
+ * slabs and the free pages of its sparse ones, every arena's free units,
+ * the huge cache.  1 if anything was released. */
 int la_malloc_trim(size_t pad) {
   (void)pad;
   la_ensure_init();
   la_heap_flush(la_tls_heap);
-  size_t released = la_arenas_purge();
+  size_t released = la_heap_trim_sparse_now();
+  released += la_arenas_purge();
   released += la_huge_purge();
   return released > 0;
 }

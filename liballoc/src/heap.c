@@ -739,9 +739,10 @@ static void trim_sparse_slabs(la_heap_t *heap) {
   }
 }
 
-/* Near memory_limit (limit.c): every sparse slab of the calling thread's
- * heap gives back its free pages at once, idle or not - faulting some of
- * them in again later costs less than an OOM kill.  Other threads' slabs
+/* Near memory_limit (limit.c) and at malloc_trim: every sparse slab of
+ * the calling thread's heap gives back its free pages at once, idle or
+ * not - faulting some of them in again later costs less than an OOM kill,
+ * and a program that trims asked for it.  Other threads' slabs
  * are theirs alone (their free lists are owner-only): they trim their own
  * before they take a slab, and the purger takes idle heaps' caches.  The
  * current slab of each class is left (it is being allocated from).
