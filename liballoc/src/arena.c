@@ -491,12 +491,13 @@ static size_t purge_oldest(la_arena_t *a, enum state from, size_t want, bool laz
 }
 
 /* The arena took `clean` units that are not resident while it holds dirty
- * ones none of its runs could use (find_segment looked for them): give
- * back as many of those, oldest first, so that the process does not hold
- * both.  A program whose live data moves from one size class to others
- * (sqlite3's page cache and sorter, bench's manysize) otherwise keeps the
- * freed classes' units resident until they decay.  Drops the lock around
- * madvise (purge_oldest); the caller has its run already. */
+ * ones that no run in the segments find_segment looked at could use
+ * (single free units between slabs, where the run needed three): give back
+ * as many of those, oldest first, so that the process does not hold both.
+ * A program whose live data moves from one size class to others (bench's
+ * manysize, xthread) otherwise keeps the freed classes' units resident
+ * until they decay.  Drops the lock around madvise (purge_oldest); the
+ * caller has its run already. */
 static void trade_dirty(la_arena_t *a, size_t clean) {
   purge_oldest(a, DIRTY, clean < a->ndirty ? clean : a->ndirty, false);
 }
