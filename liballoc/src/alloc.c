@@ -379,15 +379,13 @@ static inline __attribute__((always_inline)) void *memalign_body(size_t align, s
 void *la_memalign(size_t align, size_t size) { return memalign_body(align, size, false); }
 void *la_memalign_sampled(size_t align, size_t size) { return memalign_body(align, size, true); }
 
-void *la_valloc(size_t size) {
+static inline __attribute__((always_inline)) void *valloc_body(size_t size, bool sampling) {
   la_ensure_init();
-  return alloc_aligned(la_page_size, size, false);
+  return alloc_aligned(la_page_size, size, sampling);
 }
 
-void *la_valloc_sampled(size_t size) {
-  la_ensure_init();
-  return alloc_aligned(la_page_size, size, true);
-}
+void *la_valloc(size_t size) { return valloc_body(size, false); }
+void *la_valloc_sampled(size_t size) { return valloc_body(size, true); }
 
 static inline __attribute__((always_inline)) void *pvalloc_body(size_t size, bool sampling) {
   la_ensure_init();

@@ -353,9 +353,10 @@ void *la_valloc_sampled(size_t size);
 void *la_pvalloc_sampled(size_t size);
 void *la_sample_due(la_heap_t *heap, void *p, size_t size);
 void *la_sample_slow(void *p, size_t align, size_t size);
-/* A block p of `size` bytes asked for (at most LA_MAX_CLASS_SIZE) came
- * from the fast path of the thread's heap: count it down, and sample it
- * if the count goes below zero. */
+/* A block p of `size` bytes asked for was handed out by the thread's
+ * heap: count it down, and sample it if the count goes below zero.  The
+ * subtraction cannot overflow: the count is at rest a drawn gap (0 to
+ * 4e18) and a block handed out is at most PTRDIFF_MAX bytes. */
 static inline void *la_sample_count(la_heap_t *heap, void *p, size_t size) {
   heap->sample_left -= (int64_t)size;
   if (LA_LIKELY(heap->sample_left >= 0)) return p;

@@ -63,19 +63,13 @@ LA_NOINLINE void *la_sample_due(la_heap_t *heap, void *p, size_t size) {
 
 /* p (maybe NULL) came from a slow path of the plain entry points: count it
  * down.  It may be a large block, on a slab that still carries the sample
- * of a block freed there unseen (la_prof_fresh); or a huge one, of any
- * size, in a thread that has no heap yet (which gets one: counting needs
- * it). */
+ * of a block freed there unseen (la_prof_fresh); or a huge one in a thread
+ * that has no heap yet (which gets one: counting needs it). */
 void *la_sample_slow(void *p, size_t align, size_t size) {
   if (!p) return NULL;
   if ((size | align) >= MAYBE_LARGE) la_prof_fresh(p);
   la_heap_t *heap = la_tls_heap;
   if (LA_UNLIKELY(heap == &la_empty_heap) && !(heap = la_heap_for_thread())) return p;
-  if (size > LA_MAX_CLASS_SIZE) {   /* a huge block: the count cannot overflow */
-    if ((uint64_t)heap->sample_left < size) return la_sample_due(heap, p, size);
-    heap->sample_left -= (int64_t)size;
-    return p;
-  }
   return la_sample_count(heap, p, size);
 }
 
