@@ -66,7 +66,6 @@ set(CPACK_DEBIAN_PACKAGE_SHLIBDEPS_PRIVATE_DIRS ${PROJECT_BINARY_DIR}/liballoc)
 
 set(CPACK_DEBIAN_RUNTIME_PACKAGE_NAME liballoc0)
 set(CPACK_DEBIAN_RUNTIME_PACKAGE_SECTION libs)
-set(CPACK_DEBIAN_RUNTIME_PACKAGE_RECOMMENDS "libunwind8")  # prof.c: stacks ~13x cheaper than libgcc_s (dlopened)
 set(CPACK_DEBIAN_PACKAGE_GENERATE_SHLIBS ON)       # shlibs file and ldconfig in postinst/postrm
 set(CPACK_DEBIAN_PACKAGE_GENERATE_SHLIBS_POLICY ">=")
 set(CPACK_DEBIAN_RUNTIME_DESCRIPTION "liballoc: general-purpose malloc for Linux (shared library)

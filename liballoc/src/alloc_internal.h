@@ -396,6 +396,15 @@ void la_prof_fork_prepare(void);
 void la_prof_fork_parent(void);
 void la_prof_fork_child(void);
 
+/* ---- unwind.c: the profiler's stack walker ------------------------------- */
+#if defined(__x86_64__) && defined(__GLIBC__) && (__GLIBC__ > 2 || (__GLIBC__ == 2 && __GLIBC_MINOR__ >= 35))
+#define LA_HAVE_OWN_UNWINDER 1   /* glibc's _dl_find_object */
+unsigned la_unwind(uintptr_t *ips, unsigned max);
+void la_unwind_fork_child(void);
+#else
+#define LA_HAVE_OWN_UNWINDER 0
+#endif
+
 /* ---- stats.c ------------------------------------------------------------- */
 /* The allocator's statistics; the kernel's view (la_proc_memory) is added
  * only by the callers that publish it, since it costs system calls. */

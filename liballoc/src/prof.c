@@ -9,24 +9,11 @@
  * points the exported names jump to while profiling; with prof off they
  * jump to the plain ones and nothing of this runs.
  *
- * A sample records the call stack (DWARF unwinding, so programs built
- * without frame pointers work), the requested size, the class and the
- * time.  Stacks are taken by libgcc_s's _Unwind_Backtrace, which
- * interprets the DWARF of every frame (about 16,000 instructions for 18
- * frames; callgrind), and, for a thread's stacks past its first few, by
- * libunwind's unw_backtrace where Debian's libunwind8 is installed: it
- * caches each return address's unwind rule in a per-thread table (about
- * 1,400 instructions a stack), but that table costs each thread a
- * mapping of its own (capture_stack says why not at once).  libunwind
- * keeps its caches per thread (UNW_CACHE_PER_THREAD), so no lock of its
- * own is held across a fork.  The unwinders are opened by the first
- * sample, not when profiling is switched on: a short program that never
- * allocates prof_sample_bytes (most commands a shell runs) never pays for
- * loading them.  Loading and unwinding may call malloc or take
- * the loader's lock: a thread that is capturing never samples (a
- * thread-local guard), and no liballoc lock is held meanwhile (only
- * unwinder_lock, which nothing else is taken under), so that can neither
- * recurse nor deadlock.
+ * A sample records the call stack (unwind.c walks the DWARF call frame
+ * information, so programs built without frame pointers work), the
+ * requested size, the class and the time.  The walk takes no lock and
+ * allocates nothing; a thread that records a sample never samples again
+ * meanwhile (a thread-local guard), so nothing here recurses.
  *
  * Tables, all from liballoc's metadata (counted in `metadata`), made by
  * the first sample (tables_ready) and bounded: unique stacks
@@ -57,7 +44,6 @@
 #include <errno.h>
 #include <link.h>
 #include <string.h>
-#include <unwind.h>
 
 /* The live sample table starts at LIVE_MIN_SLOTS and doubles up to
  * LIVE_MAX_SLOTS, at most half full: a process that samples once (a
@@ -92,7 +78,7 @@ atomic_bool la_prof_sampling;   /* sampling now (heap.c, alloc.c read it) */
 atomic_uint la_prof_epoch;
 
 static pthread_mutex_t prof_lock = PTHREAD_MUTEX_INITIALIZER;     /* the tables */
-static pthread_mutex_t switch_lock = PTHREAD_MUTEX_INITIALIZER;   /* on/off, the unwinder */
+static pthread_mutex_t switch_lock = PTHREAD_MUTEX_INITIALIZER;   /* on/off */
 static pthread_mutex_t publish_lock = PTHREAD_MUTEX_INITIALIZER;  /* one publication at a time */
 
 /* (prof_lock) */
@@ -111,16 +97,9 @@ static uint64_t profile_number;   /* the last one written */
 static size_t table_bytes;        /* the profiler's metadata */
 static atomic_uint live_gen;      /* odd while an entry is removed */
 
-/* The unwinder, loaded once by the first sample (unwinder_lock). */
-static pthread_mutex_t unwinder_lock = PTHREAD_MUTEX_INITIALIZER;
-static atomic_bool unwinder_tried;     /* load_unwinder has run */
-static atomic_bool libunwind_tried;    /* load_libunwind has run */
-typedef _Unwind_Reason_Code (*backtrace_fn)(_Unwind_Trace_Fn, void *);
-typedef _Unwind_Ptr (*getip_fn)(struct _Unwind_Context *);
-typedef int (*trace_fn)(void **, int);
-static backtrace_fn unwind_backtrace;   /* libgcc_s's, when libunwind is missing */
-static getip_fn unwind_getip;
-static trace_fn unwind_trace;           /* libunwind's unw_backtrace */
+/* liballoc's code, found by the first sample (self_lock). */
+static pthread_mutex_t self_lock = PTHREAD_MUTEX_INITIALIZER;
+static atomic_bool self_located;
 static uintptr_t self_lo, self_hi;   /* liballoc's own code: frames left out */
 
 static __thread bool in_prof;            /* this thread is capturing: never sample */
@@ -174,7 +153,7 @@ int64_t la_prof_next_gap(void) {
   return gap > 4e18 ? (int64_t)4e18 : (int64_t)gap;
 }
 
-/* ---- the unwinder -------------------------------------------------------- */
+/* ---- stacks --------------------------------------------------------------- */
 
 struct self_search {
   uintptr_t probe, lo, hi;
@@ -230,135 +209,35 @@ static void locate_self(void) {
   self_hi = hi + 4096;
 }
 
-/* libunwind's unw_backtrace, its caches per thread; NULL if libunwind8 is
- * not installed (or lacks it).  The library stays open for the process's
- * life: the function is called from any thread. */
-static trace_fn load_libunwind(void) {
-  void *h = dlopen("libunwind.so.8", RTLD_NOW | RTLD_LOCAL);
-  if (!h) return NULL;
-  trace_fn trace = (trace_fn)dlsym(h, "unw_backtrace");
-  int (*policy)(void *, int) = (int (*)(void *, int))dlsym(h, "_ULx86_64_set_caching_policy");
-  void **space = dlsym(h, "_ULx86_64_local_addr_space");
-  /* Without the per-thread policy its global cache takes a lock (fork). */
-  if (!trace || !policy || !space || policy(*space, 2 /* UNW_CACHE_PER_THREAD */) != 0) {
-    dlclose(h);
-    return NULL;
-  }
-  return trace;
-}
-
-/* libgcc_s's _Unwind_Backtrace and _Unwind_GetIP; false if missing. */
-static bool load_libgcc(void) {
-  void *h = dlopen("libgcc_s.so.1", RTLD_NOW | RTLD_LOCAL | RTLD_NOLOAD);
-  if (!h) h = dlopen("libgcc_s.so.1", RTLD_NOW | RTLD_LOCAL);
-  if (!h) return false;
-  getip_fn getip = (getip_fn)dlsym(h, "_Unwind_GetIP");
-  backtrace_fn bt = (backtrace_fn)dlsym(h, "_Unwind_Backtrace");
-  if (!getip || !bt) return false;
-  unwind_getip = getip;
-  __atomic_store_n(&unwind_backtrace, bt, __ATOMIC_RELEASE);
-  return true;
-}
-
-/* Open libgcc_s's unwinder, or libunwind's where libgcc_s is missing
- * (unwinder_lock held, the thread's in_prof guard set: dlopen allocates).
- * True if stacks can be taken. */
-/* libunwind into unwind_trace, tried once (unwinder_lock held). */
-static void open_libunwind(void) {
-#if defined(__x86_64__)
-  if (atomic_load(&libunwind_tried)) return;
-  trace_fn trace = load_libunwind();
-  if (trace) __atomic_store_n(&unwind_trace, trace, __ATOMIC_RELEASE);
-  atomic_store(&libunwind_tried, true);
-#endif
-}
-
-static bool load_unwinder(void) {
-  if (unwind_backtrace || unwind_trace) return true;
-  bool gcc = load_libgcc();
-  if (!gcc) open_libunwind();
-  if (!gcc && !unwind_trace) return false;
-  locate_self();
-  return true;
-}
-
-struct capture {
-  uint64_t *pcs;
-  unsigned n, max;
-  bool skipping;
-};
-
-static _Unwind_Reason_Code capture_frame(struct _Unwind_Context *ctx, void *arg) {
-  struct capture *c = arg;
-  uintptr_t ip = (uintptr_t)unwind_getip(ctx);
-  if (!ip) return _URC_END_OF_STACK;
-  if (c->skipping && ip >= self_lo && ip < self_hi) return _URC_NO_REASON;
-  c->skipping = false;
-  c->pcs[c->n++] = ip;
-  return c->n >= c->max ? _URC_END_OF_STACK : _URC_NO_REASON;
+/* The first sample finds liballoc's code (dl_iterate_phdr takes the
+ * loader's lock: not at every sample). */
+static void locate_self_once(void) {
+  pthread_mutex_lock(&self_lock);
+  if (!atomic_load(&self_located)) locate_self();
+  atomic_store_explicit(&self_located, true, memory_order_release);
+  pthread_mutex_unlock(&self_lock);
 }
 
 /* Frames of liballoc above the caller: at most these are left out of a
- * stack taken by unw_backtrace (4 in practice: record_sample, la_prof_take,
- * sample.c's sample_due and the sampled entry point). */
+ * stack (5 in practice: capture_stack, record_sample, la_prof_take,
+ * la_sample_due and the sampled entry point). */
 #define SELF_FRAMES_MAX 16
 
-/* The first sample opens the unwinder; a failure is said once, and the
- * samples then have no stacks. */
-static void load_unwinder_once(void) {
-  pthread_mutex_lock(&unwinder_lock);
-  if (!atomic_load(&unwinder_tried) && !load_unwinder())
-    la_warn("prof: cannot load libgcc_s's unwinder (%s); samples have no stacks", dlerror());
-  atomic_store(&unwinder_tried, true);
-  pthread_mutex_unlock(&unwinder_lock);
-}
-
-/* libunwind, opened by the first thread that takes more stacks than
- * FIRST_STACKS_BY_LIBGCC; NULL if it is not installed. */
-static trace_fn libunwind_once(void) {
-  pthread_mutex_lock(&unwinder_lock);
-  open_libunwind();
-  pthread_mutex_unlock(&unwinder_lock);
-  return __atomic_load_n(&unwind_trace, __ATOMIC_ACQUIRE);
-}
-
-/* A thread's first stacks are taken by libgcc_s's unwinder, and libunwind
- * is opened only when a thread takes more: libunwind's per-thread cache
- * is a 256 KiB mapping written through at the thread's first
- * unw_backtrace (64 page faults, and a munmap with its TLB shootdowns at
- * the thread's exit), about the cost of 16 stacks taken by libgcc_s
- * (~16,000 instructions each, against ~2,000 from the cache).  So a
- * thread switches after 16 stacks (32 MiB allocated at the default rate),
- * when it has paid as much as the switch costs: never more than twice the
- * better choice, whatever its life (bench larson, 320 threads taking ~7
- * stacks each: CPU time 1.49 times prof:false's when they switched after
- * 4, 3.2 times its page faults).  A short program that takes few samples
- * never opens libunwind and liblzma (~300 us). */
-#define FIRST_STACKS_BY_LIBGCC 16
-static __thread unsigned stacks_taken;
-
-/* The caller's stack, innermost first, liballoc's frames left out. */
+/* The caller's stack, innermost first, liballoc's frames left out
+ * (unwind.c; no stacks where it is not built). */
 static unsigned capture_stack(uint64_t *pcs, unsigned max) {
-  if (LA_UNLIKELY(!atomic_load_explicit(&unwinder_tried, memory_order_acquire))) load_unwinder_once();
-  backtrace_fn bt = __atomic_load_n(&unwind_backtrace, __ATOMIC_ACQUIRE);
-  trace_fn trace = NULL;
-  if (!bt || stacks_taken++ >= FIRST_STACKS_BY_LIBGCC) {
-    trace = __atomic_load_n(&unwind_trace, __ATOMIC_ACQUIRE);
-    if (!trace && !atomic_load_explicit(&libunwind_tried, memory_order_acquire)) trace = libunwind_once();
-  }
-  if (trace) {
-    void *ips[ALLOC_SHM_PROFILE_MAX_DEPTH + SELF_FRAMES_MAX];
-    if (max > ALLOC_SHM_PROFILE_MAX_DEPTH) max = ALLOC_SHM_PROFILE_MAX_DEPTH;
-    int got = trace(ips, (int)(max + SELF_FRAMES_MAX));
-    unsigned i = 0, n = 0;
-    while (i < (unsigned)(got > 0 ? got : 0) && (uintptr_t)ips[i] >= self_lo && (uintptr_t)ips[i] < self_hi) i++;
-    for (; i < (unsigned)got && n < max && ips[i]; i++) pcs[n++] = (uintptr_t)ips[i];
-    return n;
-  }
-  if (!bt) return 0;
-  struct capture c = {pcs, 0, max, true};
-  bt(capture_frame, &c);
-  return c.n;
+#if LA_HAVE_OWN_UNWINDER
+  if (LA_UNLIKELY(!atomic_load_explicit(&self_located, memory_order_acquire))) locate_self_once();
+  uintptr_t ips[ALLOC_SHM_PROFILE_MAX_DEPTH + SELF_FRAMES_MAX];
+  if (max > ALLOC_SHM_PROFILE_MAX_DEPTH) max = ALLOC_SHM_PROFILE_MAX_DEPTH;
+  unsigned got = la_unwind(ips, max + SELF_FRAMES_MAX), i = 0, n = 0;
+  while (i < got && ips[i] >= self_lo && ips[i] < self_hi) i++;
+  for (; i < got && n < max; i++) pcs[n++] = ips[i];
+  return n;
+#else
+  (void)pcs, (void)max;
+  return 0;
+#endif
 }
 
 /* ---- the tables (prof_lock) ---------------------------------------------- */
@@ -587,7 +466,7 @@ static bool live_contains(uintptr_t addr) {
  * sample.  `slab`: its slab (small and large), NULL for a huge block.
  * Called by the allocating thread after it has the block, with no
  * liballoc lock held; true if the block is now a live sample.  Never
- * recurses: a malloc made by the unwinder is not sampled.  The countdown
+ * recurses.  The countdown
  * (sample.c) counts requested bytes, so a request of `size` bytes was
  * sampled with probability p(size) and stands for 1 / p(size) of its
  * kind. */
@@ -731,16 +610,19 @@ void la_prof_switch_fork_parent(void) { pthread_mutex_unlock(&switch_lock); }
 void la_prof_switch_fork_child(void) { pthread_mutex_init(&switch_lock, NULL); }
 void la_prof_fork_prepare(void) { pthread_mutex_lock(&prof_lock); }
 void la_prof_fork_parent(void) { pthread_mutex_unlock(&prof_lock); }
-/* publish_lock and unwinder_lock are not taken at fork(): a publication
- * holds the first while dl_iterate_phdr takes the loader's lock, the first
- * sample the second across dlopen.  The child starts with both free (the
- * publication's scratch space is rewritten by every publication; an
- * unwinder half opened by another thread is opened again: unwinder_tried
- * is set only when a load has ended). */
+/* publish_lock and self_lock are not taken at fork(): a publication
+ * holds the first, the first sample the second, while dl_iterate_phdr
+ * takes the loader's lock.  The child starts with both free (the
+ * publication's scratch space is rewritten by every publication; where
+ * liballoc's code is, is found again if the finding was cut off:
+ * self_located is set when it has ended). */
 void la_prof_fork_child(void) {
   pthread_mutex_init(&prof_lock, NULL);
   pthread_mutex_init(&publish_lock, NULL);
-  pthread_mutex_init(&unwinder_lock, NULL);
+  pthread_mutex_init(&self_lock, NULL);
+#if LA_HAVE_OWN_UNWINDER
+  la_unwind_fork_child();
+#endif
 }
 
 /* ---- reading the profile (prof_lock) -------------------------------------- */
