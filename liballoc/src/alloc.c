@@ -222,16 +222,19 @@ void *la_calloc_sampled(size_t n, size_t size) { return calloc_body(n, size, tru
 
 /* ---- realloc ------------------------------------------------------------- */
 
-static void *move_block(void *p, size_t old_size, size_t size) {
-  void *q = la_malloc(size);
+/* realloc's new block: counted by the profiler's malloc while it samples. */
+static void *move_block(void *p, size_t old_size, size_t size, bool sampling) {
+  void *q = sampling ? la_malloc_sampled(size) : la_malloc(size);
   if (!q) return NULL;   /* errno is ENOMEM; p is untouched */
   memcpy(q, p, old_size < size ? old_size : size);
   la_free(p);
   return q;
 }
 
-void *la_realloc(void *p, size_t size) {
-  if (!p) return la_malloc(size);
+/* realloc; `sampling`: the profiler's version, which counts a block moved
+ * or new (one resized in place is no allocation). */
+static inline __attribute__((always_inline)) void *realloc_body(void *p, size_t size, bool sampling) {
+  if (!p) return sampling ? la_malloc_sampled(size) : la_malloc(size);
   if (size == 0) {      /* glibc frees and returns NULL */
     la_free(p);
     return NULL;
@@ -242,7 +245,10 @@ void *la_realloc(void *p, size_t size) {
   }
   enum la_map_kind kind = la_segmap_kind(p);
   if (kind == LA_MAP_NONE) return realloc_foreign(p, size);
-  if (kind == LA_MAP_HUGE && size > LA_MAX_CLASS_SIZE) return la_huge_realloc(p, size);
+  if (kind == LA_MAP_HUGE && size > LA_MAX_CLASS_SIZE) {
+    void *q = la_huge_realloc(p, size);
+    return sampling && q != p ? la_sample_slow(q, 0, size) : q;
+  }
   size_t old = block_size_of(p, kind);
   if (old == 0) {
     la_invalid_free(p, "realloc of a pointer that is not a live block");
@@ -255,17 +261,23 @@ void *la_realloc(void *p, size_t size) {
     unsigned cls = la_class_of(size);
     if (slab->kind == LA_SLAB_LARGE && la_class_large[cls] && la_arena_expand_large(slab, cls)) return p;
   }
-  return move_block(p, old, size);
+  return move_block(p, old, size, sampling);
 }
 
-void *la_reallocarray(void *p, size_t n, size_t size) {
+void *la_realloc(void *p, size_t size) { return realloc_body(p, size, false); }
+void *la_realloc_sampled(void *p, size_t size) { return realloc_body(p, size, true); }
+
+static inline __attribute__((always_inline)) void *reallocarray_body(void *p, size_t n, size_t size, bool sampling) {
   size_t total;
   if (__builtin_mul_overflow(n, size, &total)) {
     errno = ENOMEM;
     return NULL;
   }
-  return la_realloc(p, total);
+  return sampling ? la_realloc_sampled(p, total) : la_realloc(p, total);
 }
+
+void *la_reallocarray(void *p, size_t n, size_t size) { return reallocarray_body(p, n, size, false); }
+void *la_reallocarray_sampled(void *p, size_t n, size_t size) { return reallocarray_body(p, n, size, true); }
 
 /* ---- aligned allocation -------------------------------------------------- */
 

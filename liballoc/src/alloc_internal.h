@@ -343,9 +343,11 @@ typedef struct la_entry_s {
  * with one instruction (jmp *la_entry(%rip)), not two. */
 extern la_entry_t la_entry __attribute__((visibility("hidden")));   /* the plain la_* functions, or the sampled ones */
 void la_entry_switch(bool sampling);
-/* The profiler's versions of alloc.c's entry points (realloc's is sample.c's). */
+/* The profiler's versions of alloc.c's entry points. */
 void *la_malloc_sampled(size_t size);
 void *la_calloc_sampled(size_t n, size_t size);
+void *la_realloc_sampled(void *p, size_t size);
+void *la_reallocarray_sampled(void *p, size_t n, size_t size);
 int la_posix_memalign_sampled(void **out, size_t align, size_t size);
 void *la_aligned_alloc_sampled(size_t align, size_t size);
 void *la_memalign_sampled(size_t align, size_t size);

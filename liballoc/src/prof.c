@@ -11,9 +11,10 @@
  *
  * A sample records the call stack (unwind.c walks the DWARF call frame
  * information, so programs built without frame pointers work), the
- * requested size, the class and the time.  The walk takes no lock and
- * allocates nothing; a thread that records a sample never samples again
- * meanwhile (a thread-local guard), so nothing here recurses.
+ * requested size, the class and the time.  The walk allocates nothing
+ * and never waits on a liballoc lock; a thread that records a sample never
+ * samples again meanwhile (a thread-local guard), so nothing here
+ * recurses.
  *
  * Tables, all from liballoc's metadata (counted in `metadata`), made by
  * the first sample (tables_ready) and bounded: unique stacks

@@ -25,7 +25,8 @@
  * offset, the subtraction, a branch and a jump.)
  *
  * A realloc counts when it allocates: a new block (moved, or from NULL),
- * not a block resized in place.  Requests that fail are not counted. */
+ * not a block resized in place (alloc.c's realloc_body).  Requests that
+ * fail are not counted. */
 #include "alloc_internal.h"
 
 /* Spelled out twice (a const object is no constant initializer in C). */
@@ -73,22 +74,9 @@ void *la_sample_slow(void *p, size_t align, size_t size) {
   return la_sample_count(heap, p, size);
 }
 
-/* Counted after the call: only a block moved or new is an allocation. */
-static void *realloc_sampled(void *p, size_t size) {
-  void *q = la_realloc(p, size);
-  if (!q || q == p) return q;
-  return la_sample_slow(q, 0, size);
-}
-
-static void *reallocarray_sampled(void *p, size_t n, size_t size) {
-  size_t total;
-  if (__builtin_mul_overflow(n, size, &total)) return la_reallocarray(p, n, size);   /* ENOMEM */
-  return realloc_sampled(p, total);
-}
-
 static const la_entry_t sampled = {
-  .malloc = la_malloc_sampled, .calloc = la_calloc_sampled, .realloc = realloc_sampled,
-  .reallocarray = reallocarray_sampled, .posix_memalign = la_posix_memalign_sampled,
+  .malloc = la_malloc_sampled, .calloc = la_calloc_sampled, .realloc = la_realloc_sampled,
+  .reallocarray = la_reallocarray_sampled, .posix_memalign = la_posix_memalign_sampled,
   .aligned_alloc = la_aligned_alloc_sampled, .memalign = la_memalign_sampled,
   .valloc = la_valloc_sampled, .pvalloc = la_pvalloc_sampled,
 };

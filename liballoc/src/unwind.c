@@ -25,8 +25,9 @@
  *
  * Trust: the CFI is the program's own; the walk reads only the stack
  * between the caller's stack pointer and UNWIND_SPAN above it, moving up
- * at every frame, and at most `max` frames.  It takes no lock and
- * allocates nothing, so it may run inside malloc. */
+ * at every frame, and at most `max` frames.  It allocates nothing, never
+ * waits on a lock of liballoc's (dl_iterate_phdr takes the loader's, once
+ * a walk: rule_cache_take), so it may run inside malloc. */
 #include "alloc_internal.h"
 
 #if LA_HAVE_OWN_UNWINDER

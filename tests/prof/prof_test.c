@@ -347,7 +347,7 @@ static void test_live_switching(void **state) {
 }
 
 /* ALLOC_CONF=prof:true: sampling from the start (the constructor opens
- * the unwinder), with no request. */
+ * nothing: the first sample finds its stack), with no request. */
 static void test_enabled_at_start(void **state) {
   (void)state;
   target_t t;

@@ -191,6 +191,32 @@ static void every_kind_of_block(void **state) {
   set_prof(false, 2097152);
 }
 
+/* realloc counts the blocks it moves or makes, not those resized in
+ * place: at 1 KiB a sample, 1000 blocks of 5000 bytes are ~990 samples. */
+static void realloc_counts_moved_blocks_only(void **state) {
+  (void)state;
+  set_prof(true, 1024);
+  void *p = la_entry_malloc(4096);
+  profile_t before, after;
+  publish(&before);
+  for (int i = 0; i < 1000; i++) {
+    void *q = la_entry_realloc(p, i % 2 ? 4096 : 3000);   /* within its block: in place */
+    assert_ptr_equal(q, p);
+  }
+  publish(&after);
+  assert_int_equal(after.h.samples, before.h.samples);
+  for (int i = 0; i < 1000; i++) {
+    void *small = la_entry_malloc(16);
+    void *moved = la_entry_realloc(small, 5000);
+    assert_ptr_not_equal(moved, small);
+    la_free(moved);
+  }
+  publish(&after);
+  assert_true(after.h.samples - before.h.samples >= 900);
+  la_free(p);
+  set_prof(false, 2097152);
+}
+
 /* Frees of large blocks are not seen: a large block handed out again at
  * the place of a sampled one that was freed, and not sampled itself, must
  * not keep the old sample alive in the profile (la_prof_fresh). */
@@ -308,6 +334,7 @@ int main(void) {
     cmocka_unit_test(small_blocks_in_use),
     cmocka_unit_test(every_kind_of_block),
     cmocka_unit_test(large_block_reused_unsampled),
+    cmocka_unit_test(realloc_counts_moved_blocks_only),
     cmocka_unit_test(statistics_unchanged_by_sampling),
     cmocka_unit_test(frees_from_another_thread),
     cmocka_unit_test(big_blocks_keep_their_contents),
