@@ -299,33 +299,43 @@ static inline __attribute__((always_inline)) void *alloc_aligned_fast(la_heap_t 
 }
 
 /* Every aligned request the fast path did not serve.  `align` is a power
- * of two. */
-static LA_NOINLINE void *alloc_aligned_slow(size_t align, size_t size) {
+ * of two.  `sampling`: each way out counts its block, a small one as the
+ * fast paths do, the others through la_sample_slow. */
+static inline __attribute__((always_inline)) void *aligned_slow_body(size_t align, size_t size, bool sampling) {
   if (size == 0) size = 1;   /* a unique, freeable block, as malloc(0) */
-  if (align <= sizeof(void *)) return la_malloc(size);
-  if (align <= LA_MIN_ALIGN) return la_malloc(size < LA_MIN_ALIGN ? LA_MIN_ALIGN : size);
+  if (align <= LA_MIN_ALIGN) {
+    if (align > sizeof(void *) && size < LA_MIN_ALIGN) size = LA_MIN_ALIGN;
+    return sampling ? la_malloc_sampled(size) : la_malloc(size);
+  }
   if (size > PTRDIFF_MAX) {
     errno = ENOMEM;
     return NULL;
   }
   la_ensure_init();
+  void *p;
   if (size <= LA_MAX_CLASS_SIZE && align <= LA_UNIT_SIZE) {
     unsigned cls = la_class_for_aligned(size, align);
-    if (la_class_large[cls]) return alloc_large(cls, align);   /* unit-aligned */
-    void *p = la_slab_pop(la_tls_heap->bins[cls]);   /* the malloc fast path */
-    return p ? p : la_heap_alloc_class(cls);
-  }
-  if (size <= LA_MAX_CLASS_SIZE && align <= LA_MAX_CLASS_SIZE) {
+    if (la_class_large[cls]) {
+      p = alloc_large(cls, align);   /* unit-aligned */
+    } else {
+      p = la_slab_pop(la_tls_heap->bins[cls]);   /* the malloc fast path */
+      if (!p) p = la_heap_alloc_class(cls);
+      /* A block of the thread's heap (made by la_heap_alloc_class if need
+       * be), on a small slab: counted as the fast paths count. */
+      return sampling && p ? la_sample_count(la_tls_heap, p, size) : p;
+    }
+  } else if (size <= LA_MAX_CLASS_SIZE && align <= LA_MAX_CLASS_SIZE) {
     unsigned cls = la_class_of(size > LA_UNIT_SIZE ? size : LA_UNIT_SIZE);
     while (!la_class_large[cls]) cls++;   /* a class with slabs of one block */
-    return alloc_large(cls, align);
+    p = alloc_large(cls, align);
+  } else {
+    p = la_huge_alloc(size, align);
   }
-  return la_huge_alloc(size, align);
+  return sampling ? la_sample_slow(p, align, size) : p;
 }
 
-static LA_NOINLINE void *alloc_aligned_slow_sampled(size_t align, size_t size) {
-  return la_sample_slow(alloc_aligned_slow(align, size), align, size);
-}
+static LA_NOINLINE void *alloc_aligned_slow(size_t align, size_t size) { return aligned_slow_body(align, size, false); }
+static LA_NOINLINE void *alloc_aligned_slow_sampled(size_t align, size_t size) { return aligned_slow_body(align, size, true); }
 
 /* `sampling`: as malloc_body. */
 static inline __attribute__((always_inline)) void *alloc_aligned(size_t align, size_t size, bool sampling) {
