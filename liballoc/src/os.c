@@ -388,11 +388,10 @@ void la_os_cond_init_monotonic(pthread_cond_t *cond) {
 }
 
 /* Start one of liballoc's own threads: detached (it ends by itself), with a
- * small stack, every signal blocked (signals are the program's business),
- * and a name for ps/top.  Returns 0 or pthread_create's error. */
-/* A detached thread with all signals blocked (the program's handlers must
- * never run on it).  It names itself (la_os_name_self): naming it from
- * here would cost the creating thread an open and a write in /proc. */
+ * small stack and every signal blocked (the program's handlers must never
+ * run on it).  It names itself for ps/top (la_os_name_self): naming it
+ * from here would cost the creating thread an open and a write in /proc.
+ * Returns 0 or pthread_create's error. */
 int la_os_start_thread(void *(*fn)(void *), size_t stack) {
   pthread_attr_t attr;
   pthread_attr_init(&attr);

@@ -194,6 +194,7 @@ static bool parse_cie(const uint8_t *at, cie_t *cie) {
   if (version != 1 && version != 3) return false;
   const char *aug = (const char *)c.p;
   while (read_u8(&c) != 0 && !c.bad) {}
+  if (c.bad) return false;   /* no end to the augmentation string */
   cie->code_align = read_uleb(&c);
   cie->data_align = read_sleb(&c);
   cie->ra_reg = version == 1 ? read_u8(&c) : (uint8_t)read_uleb(&c);
