@@ -7,6 +7,7 @@
  * frame for frame, to the end of the stack. */
 #include "alloc_internal.h"
 
+#include <dlfcn.h>
 #include <pthread.h>
 #include <setjmp.h>
 #include <stdarg.h>
@@ -136,6 +137,43 @@ static void same_stack_on_another_thread(void **state) {
   assert_same_walks(&w, 12);
 }
 
+/* A return address's rules are kept (unwind.c's rule_cache), but not past
+ * its object: a library unloaded, and another loaded at its place whose
+ * code at the same address keeps a bigger frame, is walked by its own
+ * rules.  (If the loader put the second elsewhere, nothing is shown.) */
+static walks_t *lib_walks;
+static void walk_from_lib(void) { take_both(lib_walks); }
+
+typedef void (*lib_call_fn)(void (*)(void));
+
+static lib_call_fn open_lib_call(const char *path, void **handle) {
+  *handle = dlopen(path, RTLD_NOW | RTLD_LOCAL);
+  assert_non_null(*handle);
+  lib_call_fn call = (lib_call_fn)dlsym(*handle, "lib_call");
+  assert_non_null(call);
+  return call;
+}
+
+static void unloaded_objects_leave_no_rules(void **state) {
+  (void)state;
+  walks_t w;
+  lib_walks = &w;
+  void *a, *b;
+  lib_call_fn call = open_lib_call(UNWIND_FRAME24, &a);
+  call(walk_from_lib);
+  assert_same_walks(&w, 4);
+  uintptr_t where = (uintptr_t)call;
+  assert_int_equal(dlclose(a), 0);
+  call = open_lib_call(UNWIND_FRAME40, &b);
+  if ((uintptr_t)call != where) {
+    dlclose(b);
+    skip();
+  }
+  call(walk_from_lib);
+  assert_same_walks(&w, 4);
+  dlclose(b);
+}
+
 /* A walk is cut at `max` frames. */
 static void walk_bounded_by_max(void **state) {
   (void)state;
@@ -150,6 +188,7 @@ int main(void) {
       cmocka_unit_test(same_stack_as_libgcc),
       cmocka_unit_test(same_stack_through_libc),
       cmocka_unit_test(same_stack_on_another_thread),
+      cmocka_unit_test(unloaded_objects_leave_no_rules),
       cmocka_unit_test(walk_bounded_by_max),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
