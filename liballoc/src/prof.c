@@ -41,7 +41,6 @@
  * alloc_ctl("prof.publish").  docs/metrics.md defines the estimates. */
 #include "alloc_internal.h"
 
-#include <dlfcn.h>
 #include <errno.h>
 #include <link.h>
 #include <string.h>
@@ -467,10 +466,9 @@ static bool live_contains(uintptr_t addr) {
  * sample.  `slab`: its slab (small and large), NULL for a huge block.
  * Called by the allocating thread after it has the block, with no
  * liballoc lock held; true if the block is now a live sample.  Never
- * recurses.  The countdown
- * (sample.c) counts requested bytes, so a request of `size` bytes was
- * sampled with probability p(size) and stands for 1 / p(size) of its
- * kind. */
+ * recurses.  The countdown (sample.c) counts requested bytes, so a
+ * request of `size` bytes was sampled with probability p(size) and
+ * stands for 1 / p(size) of its kind. */
 static bool record_sample(void *p, size_t size, unsigned cls, la_slab_t *slab) {
   if (in_prof || !atomic_load_explicit(&la_prof_sampling, memory_order_relaxed)) return false;
   in_prof = true;
