@@ -371,6 +371,7 @@ typedef struct cached_rules_s {
 
 static cached_rules_t rule_cache[RULE_SLOTS];   /* (rule_cache_busy) */
 static unsigned long long cache_subs;           /* the unloads it was filled after */
+static bool cache_torn;                         /* a fork cut a walk short: empty it */
 static atomic_flag rule_cache_busy = ATOMIC_FLAG_INIT;
 
 static int read_subs(struct dl_phdr_info *info, size_t size, void *arg) {
@@ -385,9 +386,10 @@ static cached_rules_t *rule_cache_take(void) {
   if (atomic_flag_test_and_set_explicit(&rule_cache_busy, memory_order_acquire)) return NULL;
   unsigned long long subs = ~0ull;
   dl_iterate_phdr(read_subs, &subs);
-  if (subs != cache_subs) {
+  if (subs != cache_subs || cache_torn) {
     memset(rule_cache, 0, sizeof rule_cache);
     cache_subs = subs;
+    cache_torn = false;
   }
   return rule_cache;
 }
@@ -396,8 +398,12 @@ static void rule_cache_give(cached_rules_t *cache) {
   if (cache) atomic_flag_clear_explicit(&rule_cache_busy, memory_order_release);
 }
 
-/* fork() in the middle of another thread's walk leaves the table busy. */
-void la_unwind_fork_child(void) { atomic_flag_clear(&rule_cache_busy); }
+/* fork() in the middle of another thread's walk leaves the table busy,
+ * and maybe an entry half written: the child's first walk empties it. */
+void la_unwind_fork_child(void) {
+  cache_torn = true;
+  atomic_flag_clear(&rule_cache_busy);
+}
 
 static bool cached_rules_for(cached_rules_t *cache, uintptr_t pc, frame_rules_t *f) {
   if (!cache) return rules_for(pc, f);
