@@ -155,6 +155,7 @@ int64_t la_prof_next_gap(void) {
 
 /* ---- stacks --------------------------------------------------------------- */
 
+#if LA_HAVE_OWN_UNWINDER
 struct self_search {
   uintptr_t probe, lo, hi;
   bool main_program, found;
@@ -217,6 +218,8 @@ static void locate_self_once(void) {
   atomic_store_explicit(&self_located, true, memory_order_release);
   pthread_mutex_unlock(&self_lock);
 }
+
+#endif
 
 /* Frames of liballoc above the caller: at most these are left out of a
  * stack (5 in practice: capture_stack, record_sample, la_prof_take,

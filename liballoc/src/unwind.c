@@ -224,11 +224,14 @@ static bool parse_cie(const uint8_t *at, cie_t *cie) {
 
 /* ---- running the instructions --------------------------------------------- */
 
+/* The rule of register `reg` the walk follows, or NULL (one it ignores). */
+static rule_t *rule_of(frame_rules_t *f, uint64_t reg) {
+  return reg == REG_RBP ? &f->rbp : reg == REG_RA ? &f->ra : NULL;
+}
+
 static void set_rule(frame_rules_t *f, uint64_t reg, uint8_t kind, int64_t off) {
-  rule_t r = {kind, 0, (int32_t)off};
-  if (off != (int32_t)off) r.kind = RULE_UNKNOWN;
-  if (reg == REG_RBP) f->rbp = r;
-  else if (reg == REG_RA) f->ra = r;
+  rule_t *r = rule_of(f, reg);
+  if (r) *r = (rule_t){off == (int32_t)off ? kind : RULE_UNKNOWN, 0, (int32_t)off};
 }
 
 /* DW_CFA_def_cfa_expression / DW_CFA_expression blocks of the one shape
@@ -251,7 +254,7 @@ static bool read_breg_block(cursor_t *c, uint8_t *reg, int32_t *off, bool *deref
  * instructions: with pc UINTPTR_MAX).  `initial` is the state after the
  * CIE (DW_CFA_restore), NULL while running the CIE. */
 static void run_cfa(const cie_t *cie, cursor_t prog, uintptr_t loc, uintptr_t pc,
-                    frame_rules_t *f, const frame_rules_t *initial) {
+                    frame_rules_t *f, frame_rules_t *initial) {
   frame_rules_t saved[STATE_DEPTH];
   unsigned depth = 0;
   cursor_t *c = &prog;
@@ -292,8 +295,8 @@ static void run_cfa(const cie_t *cie, cursor_t prog, uintptr_t loc, uintptr_t pc
       rule_t r = {RULE_AT_REG, 0, 0};
       bool deref;
       if (!read_breg_block(c, &r.reg, &r.off, &deref) || deref) r.kind = RULE_UNKNOWN;
-      if (reg == REG_RBP) f->rbp = r;
-      else if (reg == REG_RA) f->ra = r;
+      rule_t *to = rule_of(f, reg);
+      if (to) *to = r;
       break;
     }
     case 0x11: reg = read_uleb(c); set_rule(f, reg, RULE_AT_CFA, read_sleb(c) * cie->data_align); break;
@@ -320,8 +323,7 @@ static void run_cfa(const cie_t *cie, cursor_t prog, uintptr_t loc, uintptr_t pc
     continue;
   restore:
     if (!initial) f->bad = true;
-    else if (reg == REG_RBP) f->rbp = initial->rbp;
-    else if (reg == REG_RA) f->ra = initial->ra;
+    else if (rule_of(f, reg)) *rule_of(f, reg) = *rule_of(initial, reg);
   }
   if (c->bad) f->bad = true;
 }
