@@ -328,12 +328,27 @@ static prof_live_t *live_find(uintptr_t addr) {
   return NULL;
 }
 
+/* Write entry e into slot `to`.  live_contains reads `addr` without the
+ * lock, so it is written as an atomic, last (the rest is only read under
+ * the lock); a plain copy of the whole entry raced with that read
+ * (ThreadSanitizer, stress tests with prof:true). */
+static void live_set(prof_live_t *to, const prof_live_t *e) {
+  to->stack = e->stack;
+  to->kind = e->kind;
+  to->cls = e->cls;
+  to->size = e->size;
+  to->objects = e->objects;
+  to->time_ns = e->time_ns;
+  __atomic_store_n(&to->addr, e->addr, __ATOMIC_RELEASE);
+}
+
+static void live_empty(prof_live_t *slot) { __atomic_store_n(&slot->addr, 0, __ATOMIC_RELAXED); }
+
 /* Put e in table t, which has room (it is at most half full). */
 static void live_insert(live_table_t *t, const prof_live_t *e) {
   uint32_t i = live_hash(e->addr, t->mask);
   while (t->slot[i].addr) i = (i + 1) & t->mask;
-  t->slot[i] = *e;
-  __atomic_store_n(&t->slot[i].addr, e->addr, __ATOMIC_RELEASE);
+  live_set(&t->slot[i], e);
 }
 
 /* Double the live table.  Readers without the lock (live_contains) may
@@ -416,10 +431,10 @@ static void live_remove_slot(prof_live_t *e, bool count_on_slab) {
     uint32_t k = live_hash(slot[j].addr, mask);   /* stays if its home is cyclically in (i, j] */
     bool stays = i <= j ? (i < k && k <= j) : (i < k || k <= j);
     if (stays) continue;
-    slot[i] = slot[j];
+    live_set(&slot[i], &slot[j]);
     i = j;
   }
-  slot[i].addr = 0;
+  live_empty(&slot[i]);
   nlive--;
   atomic_fetch_add_explicit(&live_gen, 1, memory_order_acq_rel);
 }
@@ -552,7 +567,7 @@ static void live_clear(void) {
   for (uint32_t i = 0; i <= live->mask; i++) {
     prof_live_t *e = &live->slot[i];
     if (e->addr && e->kind == PROF_SMALL) slab_clear_samples(la_slab_of((void *)e->addr));
-    e->addr = 0;
+    live_empty(e);
   }
   nlive = 0;
   atomic_fetch_add_explicit(&live_gen, 1, memory_order_acq_rel);
