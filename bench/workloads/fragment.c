@@ -25,6 +25,7 @@
  * stdout has the object count and checksum; no timing is done here.
  */
 #include "bench_common.h"
+#include "bench_mesh.h"
 #include "bench_probe.h"
 
 #define SURVIVOR_PERCENT 10
@@ -84,6 +85,20 @@ static void drop_all(struct heap_state *h, struct object *table, size_t n)
             drop_object(h, &table[i]);
 }
 
+/* BENCH_MESH_ESTIMATE: what meshing could give back of the thinned pages. */
+static void estimate_meshing(const struct object *table, size_t n)
+{
+    if (!getenv("BENCH_MESH_ESTIMATE"))
+        return;
+    void **ptrs = calloc(n ? n : 1, sizeof *ptrs);
+    if (!ptrs)
+        die("out of memory");
+    for (size_t i = 0; i < n; i++)
+        ptrs[i] = table[i].alive ? table[i].ptr : NULL;
+    mesh_estimate(ptrs, n);
+    free(ptrs);
+}
+
 static double mib(uint64_t bytes)
 {
     return (double)bytes / (1024.0 * 1024.0);
@@ -119,6 +134,7 @@ int main(int argc, char **argv)
             drop_object(&h, &small[i]);
     uint64_t thinned_rss_kib = current_rss_kib();
     stats_probe("thinned");
+    estimate_meshing(small, small_count);
     size_t large_count = fill_until(&h, large, large_capacity, large_min, large_max, target);
     stats_probe("switched");
 
