@@ -42,6 +42,19 @@
 #define LA_LIKELY(x)   __builtin_expect(!!(x), 1)
 #define LA_UNLIKELY(x) __builtin_expect(!!(x), 0)
 #define LA_NOINLINE    __attribute__((noinline))
+/* Zeroed arrays of a page or more, placed after every other variable
+ * (GNU ld puts .lbss past .bss): the .bss pages a process touches at
+ * start then hold its small variables side by side, not a page each
+ * between two arrays (/bin/true: 13 resident pages of liballoc's data
+ * become 10, 6 page faults fewer).  Not under clang, which would write
+ * the section's zeros into the file, nor the sanitizers, which would not
+ * pad these arrays with red zones. */
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__) && !defined(__SANITIZE_ADDRESS__) && \
+    !defined(__SANITIZE_THREAD__)
+#define LA_BULK __attribute__((section(".lbss")))
+#else
+#define LA_BULK
+#endif
 #define LA_EXPORT      __attribute__((visibility("default")))
 
 /* ---- geometry ------------------------------------------------------------ */

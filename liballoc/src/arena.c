@@ -41,7 +41,7 @@
 #define DECAY_TICKS 32           /* frees to the arena between decay checks */
 
 unsigned la_narenas = 1;
-static la_arena_t arenas[LA_MAX_ARENAS];
+static la_arena_t arenas[LA_MAX_ARENAS] LA_BULK;
 static atomic_uint next_arena;
 
 /* Threads are spread over `narenas` arenas (default: one per CPU). */

@@ -36,7 +36,7 @@
 #define HUGE_BUCKET_BITS 12
 
 static pthread_mutex_t huge_lock = PTHREAD_MUTEX_INITIALIZER;
-static la_huge_t *buckets[1u << HUGE_BUCKET_BITS];
+static la_huge_t *buckets[1u << HUGE_BUCKET_BITS] LA_BULK;
 static la_huge_t *spare_descs;
 static size_t huge_count, huge_bytes, huge_mapped;
 static uint64_t huge_nmalloc;   /* frees are huge_nmalloc - huge_count */

@@ -152,7 +152,7 @@ static bool has_word(const char *list, size_t len, const char *word) {
   return false;
 }
 
-static char mountinfo[65536];   /* (limit_lock) bounded: mounts past it are not seen */
+static char mountinfo[65536] LA_BULK;   /* (limit_lock) bounded: mounts past it are not seen */
 
 /* What the last discovery found, so that the publisher's tick re-reads only
  * /proc/self/cgroup and the limit files, not the whole mountinfo (which
@@ -167,10 +167,10 @@ typedef struct walk_s {
 static walk_t walks[MAX_WALKS];
 static unsigned nwalks;
 static bool walks_full;          /* more than MAX_WALKS: no caching */
-static char walked_cgroups[4096];   /* the /proc/self/cgroup they came from; "" none */
+static char walked_cgroups[4096] LA_BULK;   /* the /proc/self/cgroup they came from; "" none */
 /* /proc/self/cgroup as read now.  Static, like mountinfo, because discovery
  * runs on allocation slow paths, whose threads may have small stacks. */
-static char cgroups_text[4096];
+static char cgroups_text[4096] LA_BULK;
 
 /* The limit of the hierarchy mounted with `fstype` ("cgroup" with the
  * memory controller, or "cgroup2") for the process's cgroup path `cg`. */

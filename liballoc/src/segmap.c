@@ -12,7 +12,7 @@
  * it legitimately holds, and holding one orders the read after the write. */
 #include "alloc_internal.h"
 
-uint8_t la_segmap[LA_MAP_SIZE];
+uint8_t la_segmap[LA_MAP_SIZE] LA_BULK;
 
 void la_segmap_set(void *base, size_t size, enum la_map_kind kind) {
   uintptr_t first = (uintptr_t)base >> LA_SEG_SHIFT;

@@ -56,7 +56,7 @@ static atomic_bool tm_warned;
 
 /* Owned by the publisher thread. */
 static alloc_shm_header_t header;
-static alloc_shm_snapshot_t snap;
+static alloc_shm_snapshot_t snap LA_BULK;
 
 static void warn_once(const char *what, const char *path) {
   if (!atomic_exchange(&tm_warned, true))

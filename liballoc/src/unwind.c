@@ -371,7 +371,7 @@ typedef struct cached_rules_s {
   frame_rules_t rules;   /* .bad: no walk past this pc */
 } cached_rules_t;
 
-static cached_rules_t rule_cache[RULE_SLOTS];   /* (rule_cache_busy) */
+static cached_rules_t rule_cache[RULE_SLOTS] LA_BULK;   /* (rule_cache_busy) */
 static unsigned long long cache_subs;           /* the unloads it was filled after */
 static bool cache_torn;                         /* a fork cut a walk short: empty it */
 static atomic_flag rule_cache_busy = ATOMIC_FLAG_INIT;
