@@ -82,7 +82,7 @@ class Forged:
     segment's layout (template), this process's identity, and snapshots
     whose numbers, times and `published` the test chooses."""
 
-    def __init__(self, path, template, pid, exe=b"/usr/sbin/postgres", ring_slots=None):
+    def __init__(self, path, template, pid, exe=b"/usr/sbin/postgres", ring_slots=None, published=0):
         self.path, self.pid = path, pid
         data = bytearray(template)
         struct.pack_into("=i", data, OFF_PID, pid)
@@ -99,7 +99,9 @@ class Forged:
             struct.pack_into("=I", data, 36, control)
             struct.pack_into("=Q", data, 16, control + control_slots * request_size)
             data = data[:HEADER]
-        struct.pack_into("=Q", data, OFF_PUBLISHED, 0)
+        # `published` as the file first appears (renamed into place below):
+        # a hostile value must be there before allocd can read the file.
+        struct.pack_into("=Q", data, OFF_PUBLISHED, published)
         body = bytes(self.slot_size - SNAP_BODY)   # all statistics 0: its checksum never changes
         self.checksum = fnv(body)
         self.nstats = struct.unpack_from("=I", data, 48)[0]
@@ -211,7 +213,8 @@ class HostileTest(unittest.TestCase):
         real = self.target("hold", "100", "64", "60000")
         self.process(real.pid)
         attacker = self.idle()
-        forged = Forged(os.path.join(self.agent.shm, "liballoc.%d" % attacker.pid), self.template(real.pid), attacker.pid)
+        forged = Forged(os.path.join(self.agent.shm, "liballoc.%d" % attacker.pid), self.template(real.pid), attacker.pid,
+                        published=(1 << 64) - 1)
         forged.publish(3, time.time_ns(), published=(1 << 64) - 1)
         big = self.idle()
         Forged(os.path.join(self.agent.shm, "liballoc.%d" % big.pid), self.template(real.pid), big.pid,
