@@ -132,6 +132,10 @@ static void small_blocks_in_use(void **state) {
   (void)state;
   /* 4 KiB a sample: ~1,800 samples, the estimate's standard deviation ~2%
    * (at 16 KiB, ~500 and ~4.3%: about one run in 40 fell outside 10%). */
+  la_heap_flush(la_tls_heap);
+  size_t before, after, active_before, active_after, len = sizeof before;
+  assert_int_equal(alloc_ctl("stats.allocated", &before, &len, NULL, 0), 0);
+  assert_int_equal(alloc_ctl("stats.active", &active_before, &len, NULL, 0), 0);
   set_prof(true, 4096);
   enum { N = 8192, SIZE = 1000 };
   void **blocks = la_entry_malloc(N * sizeof *blocks);
@@ -144,8 +148,13 @@ static void small_blocks_in_use(void **state) {
   assert_near(p.inuse_bytes, (double)N * SIZE, 0.10);
   assert_near(p.inuse_objects, N, 0.10);
   assert_true(p.h.profiler_bytes > 0);
-  for (int i = 0; i < N; i++) la_free(blocks[i]);
+  for (int i = 0; i < N; i++) la_free(blocks[i]);   /* most into slabs holding a sample (heap.c) */
   la_free(blocks);
+  assert_int_equal(alloc_ctl("stats.allocated", &after, &len, NULL, 0), 0);
+  assert_int_equal(after, before);
+  la_heap_flush(la_tls_heap);   /* every slab emptied goes back */
+  assert_int_equal(alloc_ctl("stats.active", &active_after, &len, NULL, 0), 0);
+  assert_int_equal(active_after, active_before);
   publish(&p);
   assert_int_equal(p.h.live_samples, 0);
   assert_true(p.inuse_bytes == 0);
