@@ -4,7 +4,8 @@
  * applications", PLDI 2019) gives back the pages of sparse slabs by making
  * two virtual pages whose live bytes do not overlap share one physical
  * page.  Before building it, this measures what it could give on a given
- * heap: with BENCH_MESH_ESTIMATE set, mesh_estimate() takes the program's
+ * heap: when mesh_estimate_wanted() (BENCH_MESH_ESTIMATE is set), a
+ * workload calls mesh_estimate(), which takes the program's
  * live blocks, finds every 4 KiB page each block's usable bytes
  * (malloc_usable_size) reach, and packs the pages of each block size
  * first-fit into "physical" pages whose live bytes stay disjoint (a page
@@ -131,10 +132,13 @@ static size_t mesh_pack(struct mesh_page *pages, size_t n)
     return physical;
 }
 
+static int mesh_estimate_wanted(void)
+{
+    return getenv("BENCH_MESH_ESTIMATE") != NULL;
+}
+
 static void mesh_estimate(void *const *ptrs, size_t n)
 {
-    if (!getenv("BENCH_MESH_ESTIMATE"))
-        return;
     struct mesh_page *pages = NULL;
     size_t count = mesh_pages_of(ptrs, n, &pages), physical = 0;
     for (size_t i = 0; i < count;) {

@@ -88,7 +88,7 @@ static void drop_all(struct heap_state *h, struct object *table, size_t n)
 /* BENCH_MESH_ESTIMATE: what meshing could give back of the thinned pages. */
 static void estimate_meshing(const struct object *table, size_t n)
 {
-    if (!getenv("BENCH_MESH_ESTIMATE"))
+    if (!mesh_estimate_wanted())
         return;
     void **ptrs = calloc(n ? n : 1, sizeof *ptrs);
     if (!ptrs)

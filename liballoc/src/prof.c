@@ -42,6 +42,7 @@
 #include "alloc_internal.h"
 
 #include <errno.h>
+#include <stddef.h>
 #include <link.h>
 #include <string.h>
 
@@ -332,13 +333,9 @@ static prof_live_t *live_find(uintptr_t addr) {
  * lock, so it is written as an atomic, last (the rest is only read under
  * the lock); a plain copy of the whole entry raced with that read
  * (ThreadSanitizer, stress tests with prof:true). */
+_Static_assert(offsetof(prof_live_t, addr) == 0, "live_set copies what follows addr");
 static void live_set(prof_live_t *to, const prof_live_t *e) {
-  to->stack = e->stack;
-  to->kind = e->kind;
-  to->cls = e->cls;
-  to->size = e->size;
-  to->objects = e->objects;
-  to->time_ns = e->time_ns;
+  memcpy((char *)to + sizeof to->addr, (const char *)e + sizeof e->addr, sizeof *e - sizeof e->addr);
   __atomic_store_n(&to->addr, e->addr, __ATOMIC_RELEASE);
 }
 
