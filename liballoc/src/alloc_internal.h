@@ -141,6 +141,7 @@ void la_knob_format_bytes(const la_knob_t *k, ssize_t v, char *out, size_t len);
 void la_options_defaults(la_options_t *o);
 int la_options_parse(la_options_t *o, const char *conf);
 bool la_options_init(void);
+bool la_parse_u64(const char *s, const char **end, uint64_t *out);
 
 /* ---- sizeclass.c: the class table ---------------------------------------- */
 /* Entries i of heap->direct (sizes up to i*8) that map to each class;

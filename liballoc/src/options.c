@@ -61,15 +61,37 @@ const la_knob_t *la_knob_find(const char *name, size_t len) {
 
 /* ---- values as ALLOC_CONF text -------------------------------------------- */
 
+/* Decimal digits at s, up to the first other character (*end); false if
+ * there are none or the value passes UINT64_MAX.  Not strtoull: libc's
+ * reads the locale's character tables, and at start-up (the defaults are
+ * parsed from their text) that maps two more windows of libc's text and
+ * data into every process. */
+bool la_parse_u64(const char *s, const char **end, uint64_t *out) {
+  uint64_t x = 0;
+  const char *p = s;
+  for (; *p >= '0' && *p <= '9'; p++) {
+    unsigned d = (unsigned)(*p - '0');
+    if (x > (UINT64_MAX - d) / 10) return false;
+    x = x * 10 + d;
+  }
+  if (end) *end = p;
+  *out = x;
+  return p != s;
+}
+
+/* An optionally signed decimal number filling all len bytes, in [min, max]. */
 static bool parse_number(const char *v, size_t len, long long min, long long max, long long *out) {
   char buf[32];
   if (len == 0 || len >= sizeof buf) return false;
   memcpy(buf, v, len);
   buf[len] = 0;
-  char *end;
-  errno = 0;
-  long long x = strtoll(buf, &end, 10);
-  if (errno || *end || x < min || x > max) return false;
+  bool negative = buf[0] == '-';
+  const char *digits = buf + (buf[0] == '-' || buf[0] == '+');
+  const char *end;
+  uint64_t u;
+  if (!la_parse_u64(digits, &end, &u) || *end || u > (uint64_t)LLONG_MAX + negative) return false;
+  long long x = negative ? (long long)(0 - u) : (long long)u;
+  if (x < min || x > max) return false;
   *out = x;
   return true;
 }

@@ -16,6 +16,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <link.h>
 #include <sys/auxv.h>
 #include <sys/mman.h>
 #include <sys/syscall.h>
@@ -25,10 +26,13 @@ size_t la_page_size = 4096;
 
 extern char **environ;
 
+static void find_vdso_clock(void);
+
 void la_os_init(void) {
   unsigned long ps = getauxval(AT_PAGESZ);
   if (ps == 0) ps = (unsigned long)sysconf(_SC_PAGESIZE);
   la_page_size = ps ? ps : 4096;
+  find_vdso_clock();
 }
 
 /* ---- memory -----------------------------------------------------------------
@@ -150,9 +154,10 @@ size_t la_os_hugepage_size(void) {
   size_t size = atomic_load_explicit(&cached, memory_order_relaxed);
   if (size != (size_t)-1) return size;
   char buf[32];
-  size = 0;
+  uint64_t value = 0;
   if (la_os_read_file("/sys/kernel/mm/transparent_hugepage/hpage_pmd_size", buf, sizeof buf) > 0)
-    size = (size_t)strtoull(buf, NULL, 10);
+    la_parse_u64(buf, NULL, &value);
+  size = (size_t)value;
   atomic_store_explicit(&cached, size, memory_order_relaxed);
   return size;
 }
@@ -194,9 +199,48 @@ void la_os_set_clock(uint64_t (*now_ns)(void)) {
   clock_override = now_ns;
 }
 
+/* The vDSO's clock_gettime, called directly.  libc's clock_gettime only
+ * forwards to it, but that wrapper sits in a 64 KiB window of libc's text
+ * that a program which reads no clock itself never touches, and the
+ * kernel maps (and counts in the process's RSS) the whole window on the
+ * first call.  Looked up once in the vDSO's dynamic symbols; libc's
+ * wrapper when the vDSO is missing or has no such symbol. */
+typedef int (*clock_fn)(clockid_t, struct timespec *);
+static clock_fn vdso_clock_gettime;
+
+static void *vdso_symbol(const char *name) {
+  const uint8_t *base = (const uint8_t *)getauxval(AT_SYSINFO_EHDR);
+  if (!base) return NULL;
+  const ElfW(Ehdr) *eh = (const ElfW(Ehdr) *)base;
+  if (memcmp(eh->e_ident, ELFMAG, SELFMAG) != 0 || eh->e_shentsize != sizeof(ElfW(Shdr))) return NULL;
+  const ElfW(Phdr) *ph = (const ElfW(Phdr) *)(base + eh->e_phoff);
+  const ElfW(Shdr) *sh = (const ElfW(Shdr) *)(base + eh->e_shoff);
+  uintptr_t bias = 0;
+  for (unsigned i = 0; i < eh->e_phnum; i++)
+    if (ph[i].p_type == PT_LOAD) {
+      bias = (uintptr_t)base + ph[i].p_offset - ph[i].p_vaddr;
+      break;
+    }
+  for (unsigned i = 0; i < eh->e_shnum; i++) {
+    if (sh[i].sh_type != SHT_DYNSYM || sh[i].sh_link >= eh->e_shnum) continue;
+    const ElfW(Sym) *sym = (const ElfW(Sym) *)(base + sh[i].sh_offset);
+    const char *names = (const char *)(base + sh[sh[i].sh_link].sh_offset);
+    for (size_t j = 0; j < sh[i].sh_size / sizeof *sym; j++)
+      if (sym[j].st_shndx != SHN_UNDEF && ELF64_ST_TYPE(sym[j].st_info) == STT_FUNC &&
+          strcmp(names + sym[j].st_name, name) == 0)
+        return (void *)(bias + sym[j].st_value);
+  }
+  return NULL;
+}
+
+static void find_vdso_clock(void) {
+  vdso_clock_gettime = (clock_fn)vdso_symbol("__vdso_clock_gettime");
+}
+
 static uint64_t clock_ns(clockid_t clock) {
   struct timespec ts;
-  clock_gettime(clock, &ts);
+  clock_fn read_clock = vdso_clock_gettime;
+  if (!read_clock || read_clock(clock, &ts) != 0) clock_gettime(clock, &ts);
   return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
 }
 
@@ -229,7 +273,11 @@ uint64_t la_os_random64(void) {
 
 unsigned la_os_ncpus(void) {
   cpu_set_t set;
-  if (sched_getaffinity(0, sizeof set, &set) == 0) {
+  CPU_ZERO(&set);
+  /* The system call, not libc's wrapper: the wrapper's page of libc is
+   * touched by nothing else at start-up (see vdso_clock_gettime).  It
+   * returns how many bytes of the mask it wrote. */
+  if (syscall(SYS_sched_getaffinity, 0, sizeof set, &set) > 0) {
     int n = CPU_COUNT(&set);
     if (n > 0) return (unsigned)n;
   }

@@ -19,8 +19,13 @@
 static uint64_t kb_field(const char *text, const char *key) {
   size_t klen = strlen(key);
   for (const char *line = text; line && *line; line = strchr(line, '\n'), line = line ? line + 1 : NULL) {
-    if (strncmp(line, key, klen) == 0 && line[klen] == ':')
-      return strtoull(line + klen + 1, NULL, 10) * 1024;
+    if (strncmp(line, key, klen) == 0 && line[klen] == ':') {
+      const char *p = line + klen + 1;
+      uint64_t kb = 0;
+      while (*p == ' ' || *p == '\t') p++;
+      la_parse_u64(p, NULL, &kb);
+      return kb * 1024;
+    }
   }
   return 0;
 }
@@ -35,7 +40,8 @@ static uint64_t stat_field(const char *text, unsigned k) {
   for (unsigned f = 3; f <= k; f++) {
     while (*p == ' ') p++;
     if (!*p) return 0;
-    if (f == k) return strtoull(p, NULL, 10);
+    uint64_t value = 0;
+    if (f == k) return la_parse_u64(p, NULL, &value) ? value : 0;
     while (*p && *p != ' ') p++;
   }
   return 0;

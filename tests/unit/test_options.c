@@ -104,6 +104,8 @@ static void bad_entries_are_skipped(void **state) {
     {"thp:sometimes", 1},     {"telemetry_dir:relative", 1}, {"background_thread:yes", 1},
     {"stats_interval_ms:1", 1}, {"dirty_decay_ms:99999999999999999999999", 1},
     {":", 1},                 {"", 0},                       {",,,", 0},
+    {"dirty_decay_ms:-", 1},  {"dirty_decay_ms:--5", 1},     {"dirty_decay_ms:5 ", 1},
+    {"dirty_decay_ms: 5", 1}, {"dirty_decay_ms:0x10", 1},    {"narenas:+", 1},
   };
   for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
     la_options_t o, d;
@@ -125,6 +127,28 @@ static void good_entries_survive_bad_neighbours(void **state) {
   assert_int_equal(o.muzzy_decay_ms, 7);
 }
 
+/* The number parser liballoc uses instead of strtoull (options.c). */
+static void decimal_numbers(void **state) {
+  (void)state;
+  uint64_t v = 7;
+  const char *end;
+  assert_true(la_parse_u64("18446744073709551615", &end, &v));
+  assert_true(v == UINT64_MAX && *end == 0);
+  assert_false(la_parse_u64("18446744073709551616", NULL, &v));
+  assert_false(la_parse_u64("99999999999999999999", NULL, &v));
+  assert_false(la_parse_u64("", NULL, &v));
+  assert_false(la_parse_u64("-1", NULL, &v));
+  assert_true(la_parse_u64("0042 kB", &end, &v));
+  assert_true(v == 42 && strcmp(end, " kB") == 0);
+  la_options_t o;
+  la_options_defaults(&o);
+  assert_int_equal(la_options_parse(&o, "dirty_decay_ms:+25,muzzy_decay_ms:-0,narenas:007"), 0);
+  assert_int_equal(o.dirty_decay_ms, 25);
+  assert_int_equal(o.muzzy_decay_ms, 0);
+  assert_int_equal(o.narenas, 7);
+  assert_int_equal(la_options_parse(&o, "dirty_decay_ms:9223372036854775807"), 1);   /* over its max */
+}
+
 static void long_path_is_rejected(void **state) {
   (void)state;
   char conf[600] = "telemetry_dir:/";
@@ -140,7 +164,7 @@ int main(void) {
     cmocka_unit_test(parses_every_option), cmocka_unit_test(defaults),
     cmocka_unit_test(bad_entries_are_skipped), cmocka_unit_test(good_entries_survive_bad_neighbours),
     cmocka_unit_test(long_path_is_rejected), cmocka_unit_test(every_knob_parses),
-    cmocka_unit_test(mode_names_agree),
+    cmocka_unit_test(mode_names_agree), cmocka_unit_test(decimal_numbers),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
