@@ -72,6 +72,7 @@ size_t la_os_hugepage_size(void);
 uint64_t la_now_ns(void);
 uint64_t la_now_coarse_ns(void);   /* to the clock tick (1-4 ms), cheap */
 uint64_t la_os_realtime_ns(void);
+uint64_t la_os_monotonic_ns(void);  /* never the tests' clock */
 void la_os_set_clock(uint64_t (*now_ns)(void));
 void la_os_advise_thp(void *p, size_t size, int thp_mode);
 void *la_os_remap_to(void *old, size_t old_size, size_t new_size, void *dest);

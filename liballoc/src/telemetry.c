@@ -229,11 +229,10 @@ int la_telemetry_publish_profile(uint64_t *number) {
 /* Sleep one interval (the first time, at most FIRST_TICK_MS) or until
  * kicked; false when the thread must end. */
 static bool wait_interval(bool first) {
-  struct timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
   uint64_t ms = (uint64_t)la_opt.stats_interval_ms;
   if (first && ms > FIRST_TICK_MS) ms = FIRST_TICK_MS;
-  uint64_t due = (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec + ms * 1000000u;
+  uint64_t due = la_os_monotonic_ns() + ms * 1000000u;
+  struct timespec ts;
   ts.tv_sec = (time_t)(due / 1000000000u);
   ts.tv_nsec = (long)(due % 1000000000u);
   pthread_mutex_lock(&tm_lock);
