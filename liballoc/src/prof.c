@@ -137,7 +137,9 @@ double la_prof_probability(double s, double m) {
 }
 
 static uint64_t next_random(void) {
-  if (!rng_state) rng_state = la_os_random64() ^ ((uint64_t)la_os_gettid() * 0x9e3779b97f4a7c15ull) ^ la_now_ns();
+  /* Seeded per thread by where its copy of the state lives (no system
+   * call: a thread's first draw is on its first allocation) and the clock. */
+  if (!rng_state) rng_state = la_os_random64() ^ ((uint64_t)(uintptr_t)&rng_state * 0x9e3779b97f4a7c15ull) ^ la_now_ns();
   uint64_t x = rng_state;   /* xorshift64* */
   x ^= x >> 12;
   x ^= x << 25;
