@@ -63,17 +63,13 @@ static void pool_add(pool_t *p, double t, double bytes) {
   p->total += bytes;
 }
 
-/* Reuse: take bytes from the pool, the newest pages first (they leave the
- * backlog too); what it did not have. */
+/* Reuse: take bytes from the pool; what it did not have.  The backlog
+ * stays as it was, as in decay.c, where pages reused and freed again enter
+ * the backlog anew: a program that reuses its dirty pages as fast as it
+ * frees them raises the limit with every wave and is purged of nothing. */
 static double pool_take(pool_t *p, double bytes) {
   double take = p->total < bytes ? p->total : bytes;
   p->total -= take;
-  for (double left = take; left > 0 && p->n;) {
-    chunk_t *c = &p->c[p->n - 1];
-    double t = c->entered < left ? c->entered : left;
-    c->entered -= t, left -= t;
-    if (c->entered <= 0) p->n--;
-  }
   return bytes - take;
 }
 

@@ -201,11 +201,36 @@ static void release_run(la_arena_t *a, la_slab_t *slab) {
  * in large (170.4 -> 172.6; medians of 5). */
 static void keep_recycled(la_arena_t *a, la_segment_t *seg) { state_add(a, seg, DIRTY, ~seg->used_units); }
 
+/* Units of the run [unit, unit+k) of seg that are not resident. */
+static unsigned clean_units(const la_segment_t *seg, unsigned unit, unsigned k) {
+  uint64_t bits = la_bits_run_mask(unit, k);
+  return k - (unsigned)__builtin_popcountll((seg->dirty_units | seg->muzzy_units) & bits);
+}
+
+/* A run of k free units: in the fullest segment that has one (segments
+ * are bucketed by their longest free run), so that the others drain; but
+ * a run whose units are all dirty, resident already, in any of the next
+ * DIRTY_LOOK segments that fit comes first: a clean run beside unused
+ * dirty units is new memory while the old stays resident. */
+#define DIRTY_LOOK 8
 static la_segment_t *find_segment(la_arena_t *a, unsigned k, unsigned align_units, int *unit) {
+  la_segment_t *first = NULL;
+  int first_unit = -1;
+  unsigned looked = 0;
   for (unsigned r = k; r < LA_UNITS; r++)
-    for (la_segment_t *seg = a->segments[r]; seg; seg = seg->bucket.next)
-      if ((*unit = la_segment_find_run(seg, k, align_units)) >= 0) return seg;
-  return NULL;
+    for (la_segment_t *seg = a->segments[r]; seg; seg = seg->bucket.next) {
+      int u = la_segment_find_run(seg, k, align_units);
+      if (u < 0) continue;
+      if (!a->ndirty || clean_units(seg, (unsigned)u, k) == 0) {
+        *unit = u;
+        return seg;
+      }
+      if (!first) first = seg, first_unit = u;
+      if (++looked > DIRTY_LOOK) goto done;
+    }
+done:
+  *unit = first_unit;
+  return first;
 }
 
 static size_t sweep_abandoned(la_arena_t *a);
@@ -251,6 +276,8 @@ static la_slab_t *borrow_slab(la_arena_t *a, unsigned cls, unsigned align_units,
   return NULL;
 }
 
+static void trade_dirty(la_arena_t *a, size_t clean);
+
 /* A fresh slab of class `cls` (take_slab); NULL when out of memory, or
  * (*near set) when a new segment would be mapped near memory_limit: the
  * caller drops the lock, calls la_limit_reclaim and, if it agrees, calls
@@ -289,7 +316,10 @@ static la_slab_t *alloc_slab(la_arena_t *a, unsigned cls, unsigned align_units, 
     unit = la_segment_find_run(seg, k, align_units);
     if (unit < 0) return NULL;   /* cannot happen: k <= 32, align_units <= 32 */
   }
-  return take_slab(a, seg, (unsigned)unit, cls, owner);
+  unsigned clean = clean_units(seg, (unsigned)unit, k);
+  la_slab_t *slab = take_slab(a, seg, (unsigned)unit, cls, owner);
+  if (clean && a->ndirty) trade_dirty(a, clean);
+  return slab;
 }
 
 /* ---- abandoned slabs (lock held) ----------------------------------------- */
@@ -458,6 +488,17 @@ static size_t purge_oldest(la_arena_t *a, enum state from, size_t want, bool laz
     if (st.nmadvise) a->purge_stats.npurges++;
   }
   return moved;
+}
+
+/* The arena took `clean` units that are not resident while it holds dirty
+ * ones none of its runs could use (find_segment looked for them): give
+ * back as many of those, oldest first, so that the process does not hold
+ * both.  A program whose live data moves from one size class to others
+ * (sqlite3's page cache and sorter, bench's manysize) otherwise keeps the
+ * freed classes' units resident until they decay.  Drops the lock around
+ * madvise (purge_oldest); the caller has its run already. */
+static void trade_dirty(la_arena_t *a, size_t clean) {
+  purge_oldest(a, DIRTY, clean < a->ndirty ? clean : a->ndirty, false);
 }
 
 /* Unlink empty segments with nothing left to purge, keeping `retain`;

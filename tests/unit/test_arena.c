@@ -1,6 +1,8 @@
 /* test_arena.c - arenas sharing what they hold (arena.c): before an arena
- * maps a segment, another arena's free units serve it, and a slab abandoned
- * in another arena is adopted.  Two arenas, threads started one after the
+ * maps a segment, another arena's free units serve it, a slab abandoned
+ * in another arena is adopted, dirty units no run can use are given
+ * back when clean ones are taken, and dirty runs come before untouched
+ * ones.  Two arenas, threads started one after the
  * other (heaps take arenas round robin, so consecutive threads alternate);
  * the decay clock is stopped (injected), so nothing freed goes back to the
  * OS meanwhile and `nsegments` counts every mapping. */
@@ -103,10 +105,80 @@ static void abandoned_slabs_adopted_from_the_other_arena(void **state) {
   for (int i = 0; i < NBLOCKS; i++) la_free(blocks[i]);
 }
 
+/* Dirty units that no run can use (single units between used ones) are
+ * given back when the arena takes clean units instead: 1 KiB blocks fill
+ * one-unit slabs, every other slab is emptied, then 5000-byte blocks
+ * (three-unit slabs) need runs the dirty units cannot make.  Without the
+ * trade the dirty units stay, the new slabs' pages come on top. */
+static void dirty_units_traded_for_clean_ones(void **state) {
+  (void)state;
+  enum { SMALL = 8192, BIG = 420 };
+  static void *small[SMALL], *big[BIG];
+  la_malloc_trim(0);   /* every free unit clean: the earlier tests' are not in the way */
+  for (int i = 0; i < SMALL; i++) assert_non_null(small[i] = la_malloc(BLOCK));
+  for (int i = 0; i < SMALL; i++) {
+    uintptr_t unit = ((uintptr_t)la_slab_of(small[i])->start >> LA_UNIT_SHIFT) & (LA_UNITS - 1);
+    if (unit % 2 == 0) la_free(small[i]), small[i] = NULL;
+  }
+  la_stats_t before, after;
+  la_stats_gather(&before);
+  assert_true(before.s.dirty >= 2u << 20);   /* ~64 single dirty units */
+  for (int i = 0; i < BIG; i++) assert_non_null(big[i] = la_malloc(5000));   /* ~2 MiB in 11 slabs */
+  la_stats_gather(&after);
+  assert_true(after.s.dirty + (1u << 20) <= before.s.dirty);
+  for (int i = 0; i < BIG; i++) la_free(big[i]);
+  for (int i = 0; i < SMALL; i++) la_free(small[i]);
+}
+
+/* A run of dirty units in a segment other than the fullest one comes
+ * before the fullest one's untouched units: 13 MiB of 1 KiB blocks (slabs
+ * of one unit), then one whole segment of them freed (63 dirty units),
+ * while the last segment's tail and the segments other tests left are
+ * untouched (malloc_trim) and fuller.  Ten slabs' worth allocated again
+ * must reuse the dirty units, with nothing purged; taking the untouched
+ * ones would trade (purge) as many dirty units instead. */
+static void dirty_runs_before_untouched_ones(void **state) {
+  (void)state;
+  enum { MANY = 64 * (63 * 3 + 20), AGAIN = 64 * 10 };
+  static void *many[MANY], *again[AGAIN];
+  la_malloc_trim(0);
+  for (int i = 0; i < MANY; i++) assert_non_null(many[i] = la_malloc(BLOCK));
+  /* a segment all of whose 63 units hold slabs of these blocks */
+  uintptr_t whole = 0;
+  for (int i = 0; i < MANY && !whole; i += 64) {
+    uintptr_t seg = (uintptr_t)la_segment_of(many[i]);
+    la_slab_t *seen[64];
+    int nseen = 0;
+    for (int j = 0; j < MANY; j++) {
+      if ((uintptr_t)la_segment_of(many[j]) != seg) continue;
+      la_slab_t *slab = la_slab_of(many[j]);
+      bool known = false;
+      for (int k = 0; k < nseen; k++) known |= seen[k] == slab;
+      if (!known && nseen < 64) seen[nseen++] = slab;
+    }
+    if (nseen == LA_UNITS - 1) whole = seg;
+  }
+  assert_true(whole != 0);
+  for (int i = 0; i < MANY; i++)
+    if ((uintptr_t)la_segment_of(many[i]) == whole) la_free(many[i]), many[i] = NULL;
+  la_heap_flush(la_tls_heap);
+  la_stats_t before, after;
+  la_stats_gather(&before);
+  assert_true(before.s.dirty >= 60 * LA_UNIT_SIZE);
+  for (int i = 0; i < AGAIN; i++) assert_non_null(again[i] = la_malloc(BLOCK));
+  la_stats_gather(&after);
+  assert_true(after.s.purged == before.s.purged);
+  assert_true(after.s.dirty + 8 * LA_UNIT_SIZE <= before.s.dirty);
+  for (int i = 0; i < AGAIN; i++) la_free(again[i]);
+  for (int i = 0; i < MANY; i++) la_free(many[i]);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(free_units_serve_the_other_arena),
       cmocka_unit_test(abandoned_slabs_adopted_from_the_other_arena),
+      cmocka_unit_test(dirty_units_traded_for_clean_ones),
+      cmocka_unit_test(dirty_runs_before_untouched_ones),
   };
   return cmocka_run_group_tests(tests, setup, NULL);
 }
