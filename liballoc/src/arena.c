@@ -491,7 +491,7 @@ static size_t purge_oldest(la_arena_t *a, enum state from, size_t want, bool laz
 }
 
 /* The arena took `clean` units that are not resident while it holds dirty
- * ones none of its runs could use (find_segment looked for them): give
+ * ones that no run it looked at could use (find_segment): give
  * back as many of those, oldest first, so that the process does not hold
  * both.  A program whose live data moves from one size class to others
  * (sqlite3's page cache and sorter, bench's manysize) otherwise keeps the

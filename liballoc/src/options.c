@@ -86,7 +86,7 @@ static bool parse_number(const char *v, size_t len, long long min, long long max
   memcpy(buf, v, len);
   buf[len] = 0;
   bool negative = buf[0] == '-';
-  const char *digits = buf + (buf[0] == '-' || buf[0] == '+');
+  const char *digits = buf + (negative || buf[0] == '+');
   const char *end;
   uint64_t u;
   if (!la_parse_u64(digits, &end, &u) || *end || u > (uint64_t)LLONG_MAX + negative) return false;

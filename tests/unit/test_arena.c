@@ -143,20 +143,13 @@ static void dirty_runs_before_untouched_ones(void **state) {
   static void *many[MANY], *again[AGAIN];
   la_malloc_trim(0);
   for (int i = 0; i < MANY; i++) assert_non_null(many[i] = la_malloc(BLOCK));
-  /* a segment all of whose 63 units hold slabs of these blocks */
+  /* a segment all of whose 63 units are slabs of these blocks (64 each) */
   uintptr_t whole = 0;
   for (int i = 0; i < MANY && !whole; i += 64) {
     uintptr_t seg = (uintptr_t)la_segment_of(many[i]);
-    la_slab_t *seen[64];
-    int nseen = 0;
-    for (int j = 0; j < MANY; j++) {
-      if ((uintptr_t)la_segment_of(many[j]) != seg) continue;
-      la_slab_t *slab = la_slab_of(many[j]);
-      bool known = false;
-      for (int k = 0; k < nseen; k++) known |= seen[k] == slab;
-      if (!known && nseen < 64) seen[nseen++] = slab;
-    }
-    if (nseen == LA_UNITS - 1) whole = seg;
+    int in_seg = 0;
+    for (int j = 0; j < MANY; j++) in_seg += (uintptr_t)la_segment_of(many[j]) == seg;
+    if (in_seg == 64 * (LA_UNITS - 1)) whole = seg;
   }
   assert_true(whole != 0);
   for (int i = 0; i < MANY; i++)
