@@ -131,6 +131,7 @@ typedef struct la_slab_s {
   uint8_t in_full;               /* (owner) on the heap's full list */
   uint8_t zeroed;                /* the unbuilt part of the slab reads as zero */
   uint16_t color;                /* the block carved first (slab.c) */
+  uint16_t color_end;            /* the end of the color's window (slab.c) */
   size_t block_size;
   uint8_t *start;                /* first block */
   _Atomic(la_block_t *) xfree;   /* blocks freed by other threads */

@@ -22,7 +22,14 @@
  * eight lines.  A program that keeps a few blocks of many sizes (a string
  * growing by realloc through twenty classes) then missed the L2 on almost
  * every access.  So each slab starts carving at its own block, its color,
- * spread over the cache's sets; the blocks before it come last. */
+ * spread over the sets.  The color lies in the slab's first page (or
+ * first 8 blocks, when they are longer): carving goes from the color to
+ * the end of that window, then its blocks before the color, then on to the
+ * slab's end in address order.  Blocks handed out one after the other are
+ * then neighbours in memory except inside that first window, so a program
+ * that walks what it allocated in order (or backwards) streams through
+ * memory: with the whole slab as the window, the wrap from the slab's end
+ * back to its start made walking 4.9 M blocks of 64 bytes 1.4x slower. */
 #include "alloc_internal.h"
 
 #include <string.h>
@@ -31,25 +38,34 @@
  * free list is empty, so the fast path falls into the slow path. */
 la_slab_t la_slab_empty;
 
-/* Successive slabs start carving this many bytes apart (mod 64 KiB): an odd
- * number of cache lines, so the starts visit every line of the period. */
+/* Successive slabs start carving this many bytes apart (mod the window):
+ * an odd number of cache lines, so the starts visit every line of it. */
 #define COLOR_STRIDE (41 * 64)
-#define COLOR_PERIOD ((size_t)64 << 10)
+#define COLOR_BLOCKS 8
+
+/* Blocks [0, color_end) are the color's window: those starting in the
+ * slab's first page or its first COLOR_BLOCKS blocks, whichever is more. */
+static uint32_t color_window(const la_slab_t *slab) {
+  size_t bytes = (size_t)COLOR_BLOCKS * slab->block_size;
+  if (bytes < la_page_size) bytes = la_page_size;
+  uint32_t n = (uint32_t)((bytes + slab->block_size - 1) / slab->block_size);
+  return n < slab->capacity ? n : slab->capacity;
+}
 
 static uint32_t next_color(const la_slab_t *slab) {
   static atomic_uint colors;
-  if (slab->capacity <= 1) return 0;
-  size_t span = (size_t)slab->capacity * slab->block_size;
-  if (span > COLOR_PERIOD) span = COLOR_PERIOD;
+  if (slab->color_end <= 1) return 0;
+  size_t span = (size_t)slab->color_end * slab->block_size;
   unsigned n = atomic_fetch_add_explicit(&colors, 1, memory_order_relaxed);
-  uint32_t block = (uint32_t)((size_t)n * COLOR_STRIDE % span / slab->block_size);
-  return block < slab->capacity ? block : 0;
+  return (uint32_t)((size_t)n * COLOR_STRIDE % span / slab->block_size);
 }
 
-/* The j-th block carved: color, color + 1, ..., capacity - 1, 0, 1, ... */
+/* The j-th block carved: color, ..., color_end - 1, then 0, ..., color - 1,
+ * then color_end, color_end + 1, ... */
 static inline uint32_t carved_index(const la_slab_t *s, uint32_t j) {
-  uint32_t i = s->color + j;
-  return i < s->capacity ? i : i - s->capacity;
+  uint32_t head = s->color_end - s->color;
+  if (j >= s->color_end) return j;
+  return j < head ? s->color + j : j - head;
 }
 
 void la_slab_init(la_slab_t *slab, la_segment_t *seg, unsigned unit, unsigned cls) {
@@ -66,7 +82,8 @@ void la_slab_init(la_slab_t *slab, la_segment_t *seg, unsigned unit, unsigned cl
   LA_SHARED_STORE(slab->trimmed, 0);
   slab->trim_mark = slab->trim_pass = slab->trim_seen = slab->trim_since = 0;
   slab->start = la_unit_address(seg, unit);
-  slab->color = (uint16_t)next_color(slab);   /* < 64 KiB / 8 */
+  slab->color_end = (uint16_t)color_window(slab);
+  slab->color = (uint16_t)next_color(slab);
   slab->next = slab->prev = NULL;
   atomic_store_explicit(&slab->xfree, NULL, memory_order_relaxed);
   atomic_store_explicit(&slab->xcount, 0, memory_order_relaxed);
@@ -93,7 +110,9 @@ static void slab_extend(la_slab_t *slab) {
   size_t before = (size_t)slab->reserved * size;
   if (slab->reserved >= CARVE_WARM && before > bytes) bytes = before < CARVE_MAX ? before : CARVE_MAX;
   uint32_t n = (uint32_t)((bytes + size - 1) / size);
-  uint32_t room = at >= slab->color ? slab->capacity - at : slab->color - at;
+  uint32_t head = slab->color_end - slab->color;   /* carving runs: carved_index */
+  uint32_t end = slab->reserved < head ? slab->color_end : slab->reserved < slab->color_end ? slab->color : slab->capacity;
+  uint32_t room = end - at;
   if (n > room) n = room;
   uint8_t *p = first;
   for (uint32_t i = 1; i < n; i++, p += size) ((la_block_t *)p)->next = (la_block_t *)(p + size);
@@ -172,14 +191,19 @@ bool la_slab_block_trimmed(const la_slab_t *s, const la_block_t *b) {
   return s->trimmed && (block_pages(s, block_index(s, b)) & s->trimmed);
 }
 
-/* Pages of the blocks carved so far, or of those not carved yet: each set is
- * a range that may wrap around the slab's end. */
+/* Pages of the blocks carved so far, or of those not carved yet: carving
+ * takes three runs of blocks (carved_index), so each set is up to three
+ * ranges. */
 static uint64_t carve_pages(const la_slab_t *s, bool carved) {
-  uint32_t from = carved ? s->color : carved_index(s, s->reserved);
-  uint32_t n = carved ? s->reserved : s->capacity - s->reserved;
-  if (n == 0) return 0;
-  if (from + n <= s->capacity) return range_pages(s, from, from + n);
-  return range_pages(s, from, s->capacity) | range_pages(s, 0, from + n - s->capacity);
+  uint32_t j0 = carved ? 0 : s->reserved, j1 = carved ? s->reserved : s->capacity;
+  uint32_t head = s->color_end - s->color;
+  const uint32_t run_start[3] = {0, head, s->color_end}, run_end[3] = {head, s->color_end, s->capacity};
+  uint64_t pages = 0;
+  for (int r = 0; r < 3; r++) {
+    uint32_t a = j0 > run_start[r] ? j0 : run_start[r], b = j1 < run_end[r] ? j1 : run_end[r];
+    if (a < b) pages |= range_pages(s, carved_index(s, a), carved_index(s, b - 1) + 1);
+  }
+  return pages;
 }
 
 /* Pages whose every block is carved and free.  Pages of blocks not carved

@@ -61,6 +61,33 @@ static void carves_every_block_once(void **state) {
   la_segment_release_run(seg, s);
 }
 
+/* Blocks come out in address order but inside the color's window (the
+ * slab's first page, or first 8 blocks when they are longer): a program
+ * that walks its blocks in the order it got them streams through memory.
+ * Whole-slab colors wrapped from the slab's end back to its start. */
+static void carving_jumps_only_inside_the_first_page(void **state) {
+  (void)state;
+  const size_t sizes[] = {48, 64, 1000, 5120};
+  for (unsigned k = 0; k < sizeof sizes / sizeof sizes[0]; k++) {
+    for (int round = 0; round < 5; round++) {   /* successive slabs get other colors */
+      la_slab_t *s = new_slab(la_class_of(sizes[k]));
+      size_t window = 8 * s->block_size > la_page_size ? 8 * s->block_size : la_page_size;
+      uint8_t *prev = pop(s), *p;
+      unsigned jumps = 0;
+      while ((p = pop(s))) {
+        if (p != prev + s->block_size) {
+          jumps++;
+          assert_true((size_t)(prev - s->start) < window);
+          assert_true((size_t)(p - s->start) < window + s->block_size);
+        }
+        prev = p;
+      }
+      assert_true(jumps <= 2);
+      la_segment_release_run(seg, s);
+    }
+  }
+}
+
 static void owner_frees_are_reused(void **state) {
   (void)state;
   la_slab_t *s = new_slab(la_class_of(1000));
@@ -154,7 +181,7 @@ static void slab_list_operations(void **state) {
 
 int main(void) {
   const struct CMUnitTest tests[] = {
-    cmocka_unit_test(carves_every_block_once), cmocka_unit_test(owner_frees_are_reused),
+    cmocka_unit_test(carves_every_block_once), cmocka_unit_test(carving_jumps_only_inside_the_first_page), cmocka_unit_test(owner_frees_are_reused),
     cmocka_unit_test(remote_frees_are_collected), cmocka_unit_test(late_remote_count_keeps_slab_in_use),
     cmocka_unit_test(slab_list_operations),
   };
