@@ -17,12 +17,16 @@
  * on a 2-CPU machine with more threads than CPUs.  Prints the message count
  * and a checksum that does not depend on scheduling.
  *
- * Threads are pinned: pair k's consumer to the (2k)-th CPU the process may
- * use and its producer to the (2k+1)-th (counting round), so every message
- * crosses CPUs, as in a pipeline that has the cores.  Left to the scheduler,
- * where it happened to place each pair decided the run: under every
- * allocator, runs took either about 0.3 s or 1.0-1.9 s (all five allocators
- * of bench/run, 2 CPUs).  PRODCONS_NO_PIN=1 leaves placement to it.
+ * Threads are pinned: both threads of pair k to the k-th CPU the process
+ * may use (counting round), so each pair takes turns on its CPU - the
+ * producer fills the ring, yields, the consumer empties it - and every free
+ * is still another thread's.  Left to the scheduler, where it happened to
+ * place the threads decided the run: under every allocator of bench/run
+ * runs took either about 0.3 s or 1.0-1.9 s (2 CPUs), and with each pair
+ * split across two CPUs the same happened from one minute to the next
+ * (each thread's yield then hands its CPU to a thread of the other pair).
+ * Cross-CPU frees are xthread's and remotefree's subject.
+ * PRODCONS_NO_PIN=1 leaves placement to the scheduler.
  */
 #define _GNU_SOURCE   /* pthread_setaffinity_np, CPU_SET */
 #include <pthread.h>
@@ -108,7 +112,7 @@ static void pin_to_slot(int slot)
 static void *produce(void *arg)
 {
     struct pair *p = arg;
-    pin_to_slot(2 * p->id + 1);
+    pin_to_slot(p->id);
     struct rng rng = { 0x9d0d0ce5ull + (uint64_t)p->id };
     for (uint64_t i = 0; i < p->messages; i++) {
         size_t size = pick_message_size(&rng);
@@ -124,7 +128,7 @@ static void *produce(void *arg)
 static void *consume(void *arg)
 {
     struct pair *p = arg;
-    pin_to_slot(2 * p->id);
+    pin_to_slot(p->id);
     uint64_t checksum = 0;
     for (uint64_t i = 0; i < p->messages; i++) {
         struct message *m = ring_pop(&p->ring);
