@@ -110,9 +110,11 @@ static void slab_extend(la_slab_t *slab) {
   size_t before = (size_t)slab->reserved * size;
   if (slab->reserved >= CARVE_WARM && before > bytes) bytes = before < CARVE_MAX ? before : CARVE_MAX;
   uint32_t n = (uint32_t)((bytes + size - 1) / size);
-  uint32_t head = slab->color_end - slab->color;   /* carving runs: carved_index */
-  uint32_t end = slab->reserved < head ? slab->color_end : slab->reserved < slab->color_end ? slab->color : slab->capacity;
-  uint32_t room = end - at;
+  uint32_t head = slab->color_end - slab->color;   /* the runs of carved_index */
+  uint32_t run_end = slab->reserved < head              ? slab->color_end
+                     : slab->reserved < slab->color_end ? slab->color
+                                                        : slab->capacity;
+  uint32_t room = run_end - at;
   if (n > room) n = room;
   uint8_t *p = first;
   for (uint32_t i = 1; i < n; i++, p += size) ((la_block_t *)p)->next = (la_block_t *)(p + size);

@@ -181,7 +181,8 @@ static void slab_list_operations(void **state) {
 
 int main(void) {
   const struct CMUnitTest tests[] = {
-    cmocka_unit_test(carves_every_block_once), cmocka_unit_test(carving_jumps_only_inside_the_first_page), cmocka_unit_test(owner_frees_are_reused),
+    cmocka_unit_test(carves_every_block_once), cmocka_unit_test(carving_jumps_only_inside_the_first_page),
+    cmocka_unit_test(owner_frees_are_reused),
     cmocka_unit_test(remote_frees_are_collected), cmocka_unit_test(late_remote_count_keeps_slab_in_use),
     cmocka_unit_test(slab_list_operations),
   };
