@@ -39,10 +39,17 @@ static pthread_mutex_t huge_lock = PTHREAD_MUTEX_INITIALIZER;
 static la_huge_t *buckets[1u << HUGE_BUCKET_BITS] LA_BULK;
 static la_huge_t *spare_descs;
 static size_t huge_count, huge_bytes, huge_mapped;
+static size_t huge_high;   /* most huge_bytes since the cache was last empty */
 static uint64_t huge_nmalloc;   /* frees are huge_nmalloc - huge_count */
 
 #define CACHE_MAX 512                     /* mappings kept for reuse at most */
 #define CACHE_SLACK ((size_t)256 << 20)   /* cached bytes allowed beyond those in use */
+
+/* Bytes in huge blocks grew (huge_lock held). */
+static void add_in_use(size_t bytes) {
+  huge_bytes += bytes;
+  if (huge_bytes > huge_high) huge_high = huge_bytes;
+}
 static la_huge_t *cache_head, *cache_tail;  /* oldest first */
 static size_t cache_count, cache_bytes;
 static la_decay_t cache_decay;
@@ -340,7 +347,7 @@ void *la_huge_alloc(size_t size, size_t align) {
     table_insert(d);
     huge_count++;
     huge_nmalloc++;
-    huge_bytes += usable;
+    add_in_use(usable);
     huge_mapped += d->map_size;
     pthread_mutex_unlock(&huge_lock);
     return d->ptr;
@@ -367,7 +374,7 @@ void *la_huge_alloc(size_t size, size_t align) {
   table_insert(d);
   huge_count++;
   huge_nmalloc++;
-  huge_bytes += usable;
+  add_in_use(usable);
   huge_mapped += map_size;
   la_segmap_set(p, map_size, LA_MAP_HUGE);
   pthread_mutex_unlock(&huge_lock);
@@ -384,6 +391,7 @@ void la_huge_free(void *p) {
     la_invalid_free(p, "not the start of a huge block");
     return;
   }
+  if (!cache_head) huge_high = huge_bytes;   /* what is cached from here on */
   huge_count--;
   huge_bytes -= d->size;
   huge_mapped -= d->map_size;
@@ -394,10 +402,16 @@ void la_huge_free(void *p) {
   cache_decay_init_once();
   cache_push(d);
   /* At most CACHE_MAX mappings, and no more than twice what is in use plus
-   * CACHE_SLACK: the oldest go at once beyond that (decay handles time). */
+   * CACHE_SLACK, or than what was in use at most since the cache was last
+   * empty, less what is now: the oldest go at once beyond that (decay
+   * handles time).  A program that frees all its big buffers at once
+   * (hugereuse: 300 MiB of 4 MiB blocks, then small blocks) keeps them for
+   * what comes next, where unmapping all but 256 MiB of them cost it 12,000
+   * page faults when its small blocks took that memory again. */
+  size_t cap = 2 * huge_bytes + CACHE_SLACK;
+  if (huge_high - huge_bytes > cap) cap = huge_high - huge_bytes;
   la_huge_t *gone = NULL;
-  while (cache_head && (cache_decay.ms == 0 || cache_count > CACHE_MAX ||
-                        (cache_bytes > 2 * huge_bytes + CACHE_SLACK && cache_count > 1))) {
+  while (cache_head && (cache_decay.ms == 0 || cache_count > CACHE_MAX || (cache_bytes > cap && cache_count > 1))) {
     la_huge_t *old = cache_pop_oldest();
     la_segmap_set(old->ptr, old->map_size, LA_MAP_NONE);
     old->next = gone;
@@ -551,7 +565,8 @@ size_t la_huge_usable_size(const void *p) {
 
 static void account(ssize_t dsize, ssize_t dmapped) {
   pthread_mutex_lock(&huge_lock);
-  huge_bytes += (size_t)dsize;
+  if (dsize > 0) add_in_use((size_t)dsize);
+  else huge_bytes += (size_t)dsize;
   huge_mapped += (size_t)dmapped;
   pthread_mutex_unlock(&huge_lock);
 }

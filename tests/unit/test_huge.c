@@ -106,6 +106,28 @@ static void test_freed_huge_serves_small_blocks(void **state) {
   la_huge_set_decay(la_opt.dirty_decay_ms);
 }
 
+/* A program that frees all its big buffers at once keeps them cached for
+ * what it allocates next, however many there are: the cache holds up to
+ * what was in use since it was last empty.  A cap of twice the bytes in
+ * use plus 256 MiB unmapped all but 256 MiB of them at once (hugereuse's
+ * small blocks then faulted 44 MiB in again).  Nothing is written: the
+ * mappings are counted, not their pages. */
+static void test_all_freed_at_once_stay_cached(void **state) {
+  (void)state;
+  enum { NBIG = 80 };   /* 320 MiB */
+  la_huge_set_decay(0);   /* the cache starts empty: a free with no decay time empties it */
+  la_free(la_malloc(LA_SEG_SIZE));
+  la_huge_set_decay(-1);
+  size_t before = dirty_bytes();
+  char *bigs[NBIG];
+  for (int i = 0; i < NBIG; i++) assert_non_null(bigs[i] = la_malloc(LA_SEG_SIZE));
+  for (int i = 0; i < NBIG; i++) la_free(bigs[i]);
+  assert_true(dirty_bytes() - before >= (size_t)NBIG * LA_SEG_SIZE);
+  la_huge_set_decay(0);   /* gives them back */
+  la_free(la_malloc(LA_SEG_SIZE));
+  la_huge_set_decay(la_opt.dirty_decay_ms);
+}
+
 /* The other way round: after 64 MiB of 64-byte blocks are freed, 64 MiB of
  * 4 MiB blocks take the wholly free segments instead of mapping 64 MiB
  * more.  Neither the arenas nor the cache decay meanwhile, and the cache
@@ -214,6 +236,7 @@ int main(void) {
       cmocka_unit_test(test_freed_small_blocks_serve_huge),
       cmocka_unit_test(test_realloc_while_thp_changes),
       cmocka_unit_test(test_growth_sheds_the_cache),
+      cmocka_unit_test(test_all_freed_at_once_stay_cached),
   };
   return cmocka_run_group_tests_name("huge", tests, NULL, NULL);
 }
