@@ -44,17 +44,17 @@ static uint64_t huge_nmalloc;   /* frees are huge_nmalloc - huge_count */
 
 #define CACHE_MAX 512                     /* mappings kept for reuse at most */
 #define CACHE_SLACK ((size_t)256 << 20)   /* cached bytes allowed beyond those in use */
+static la_huge_t *cache_head, *cache_tail;  /* oldest first */
+static size_t cache_count, cache_bytes;
+static la_decay_t cache_decay;
+static bool cache_decay_ready;
+static la_purge_stats_t cache_purge;
 
 /* Bytes in huge blocks grew (huge_lock held). */
 static void add_in_use(size_t bytes) {
   huge_bytes += bytes;
   if (huge_bytes > huge_high) huge_high = huge_bytes;
 }
-static la_huge_t *cache_head, *cache_tail;  /* oldest first */
-static size_t cache_count, cache_bytes;
-static la_decay_t cache_decay;
-static bool cache_decay_ready;
-static la_purge_stats_t cache_purge;
 
 /* Cached mappings taken out to be unmapped or gathered, which happens
  * without huge_lock: fork() waits until none is in flight (huge_lock held

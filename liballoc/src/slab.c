@@ -68,6 +68,14 @@ static inline uint32_t carved_index(const la_slab_t *s, uint32_t j) {
   return j < head ? s->color + j : j - head;
 }
 
+/* Those three runs, as carving order goes: the end of the one holding the
+ * j-th block carved (blocks carved_index(j) .. carved_index(end - 1) are
+ * consecutive). */
+static inline uint32_t carve_run_end(const la_slab_t *s, uint32_t j) {
+  uint32_t head = s->color_end - s->color;
+  return j < head ? head : j < s->color_end ? s->color_end : s->capacity;
+}
+
 void la_slab_init(la_slab_t *slab, la_segment_t *seg, unsigned unit, unsigned cls) {
   slab->free = NULL;
   LA_SHARED_STORE(slab->fast_owner, NULL);
@@ -110,11 +118,7 @@ static void slab_extend(la_slab_t *slab) {
   size_t before = (size_t)slab->reserved * size;
   if (slab->reserved >= CARVE_WARM && before > bytes) bytes = before < CARVE_MAX ? before : CARVE_MAX;
   uint32_t n = (uint32_t)((bytes + size - 1) / size);
-  uint32_t head = slab->color_end - slab->color;   /* the runs of carved_index */
-  uint32_t run_end = slab->reserved < head              ? slab->color_end
-                     : slab->reserved < slab->color_end ? slab->color
-                                                        : slab->capacity;
-  uint32_t room = run_end - at;
+  uint32_t room = carve_run_end(slab, slab->reserved) - slab->reserved;
   if (n > room) n = room;
   uint8_t *p = first;
   for (uint32_t i = 1; i < n; i++, p += size) ((la_block_t *)p)->next = (la_block_t *)(p + size);
@@ -193,17 +197,15 @@ bool la_slab_block_trimmed(const la_slab_t *s, const la_block_t *b) {
   return s->trimmed && (block_pages(s, block_index(s, b)) & s->trimmed);
 }
 
-/* Pages of the blocks carved so far, or of those not carved yet: carving
- * takes three runs of blocks (carved_index), so each set is up to three
- * ranges. */
+/* Pages of the blocks carved so far, or of those not carved yet: up to
+ * three ranges, one per run of carving order (carve_run_end). */
 static uint64_t carve_pages(const la_slab_t *s, bool carved) {
-  uint32_t j0 = carved ? 0 : s->reserved, j1 = carved ? s->reserved : s->capacity;
-  uint32_t head = s->color_end - s->color;
-  const uint32_t run_start[3] = {0, head, s->color_end}, run_end[3] = {head, s->color_end, s->capacity};
+  uint32_t j = carved ? 0 : s->reserved, last = carved ? s->reserved : s->capacity;
   uint64_t pages = 0;
-  for (int r = 0; r < 3; r++) {
-    uint32_t a = j0 > run_start[r] ? j0 : run_start[r], b = j1 < run_end[r] ? j1 : run_end[r];
-    if (a < b) pages |= range_pages(s, carved_index(s, a), carved_index(s, b - 1) + 1);
+  while (j < last) {
+    uint32_t end = carve_run_end(s, j) < last ? carve_run_end(s, j) : last;
+    pages |= range_pages(s, carved_index(s, j), carved_index(s, end - 1) + 1);
+    j = end;
   }
   return pages;
 }
