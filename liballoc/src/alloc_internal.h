@@ -228,6 +228,9 @@ la_slab_t *la_segment_take_run(la_segment_t *seg, unsigned unit, unsigned k);
 void la_segment_release_run(la_segment_t *seg, la_slab_t *slab);
 uint64_t la_segment_advise_runs(la_segment_t *seg, uint64_t mask, bool lazy, la_purge_stats_t *st);
 bool la_segment_is_empty(const la_segment_t *seg);
+void la_segment_touch(la_segment_t *seg, const void *addr, size_t len);
+uint64_t la_segment_resident(const la_segment_t *seg, unsigned unit, unsigned k);
+void la_segment_forget(la_segment_t *seg, unsigned unit, unsigned k, uint64_t pages);
 static inline uint8_t *la_unit_address(la_segment_t *seg, unsigned unit) {
   return (uint8_t *)seg + ((size_t)unit << LA_UNIT_SHIFT);
 }
@@ -261,6 +264,7 @@ void la_slab_init(la_slab_t *slab, la_segment_t *seg, unsigned unit, unsigned cl
 bool la_slab_refill_free(la_slab_t *slab);
 bool la_slab_trimmable(const la_slab_t *s);
 size_t la_slab_trim(la_slab_t *s);   /* bytes given back */
+size_t la_slab_purge_stale(la_slab_t *s);   /* bytes given back */
 extern atomic_size_t la_trimmed_bytes, la_trimmed_slabs, la_trim_madvises;   /* la_slab_trim so far */
 bool la_slab_block_trimmed(const la_slab_t *s, const la_block_t *b);
 bool la_slab_collect_remote(la_slab_t *slab);

@@ -205,6 +205,13 @@ typedef struct la_segment_s {
   uint8_t max_run;        /* longest run of free units, the arena's bucket */
   bool in_dirtyq, in_muzzyq;
   la_slab_t *unit_slab[LA_UNITS];  /* unit -> slab descriptor of its slab */
+  /* Bit p of resident[u]: page p of unit u may hold data, touched since it
+   * was last purged (a unit has at most 16 pages of 4 KiB or more).  Clear
+   * means zero or never touched; a bit may stay set when it need not, never
+   * the other way round.  A small slab on dirty units gives back the pages
+   * it did not carve but a previous slab left resident (la_slab_purge_stale):
+   * no allocator statistic counts those. */
+  uint16_t resident[LA_UNITS];
   la_slab_t slabs[LA_UNITS];       /* descriptor of the slab starting at unit */
 } la_segment_t;
 

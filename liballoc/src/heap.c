@@ -595,6 +595,7 @@ static void detach_slab(la_slab_t *slab) {
   LA_SHARED_STORE(slab->fast_owner, NULL);
   la_slab_collect_remote(slab);
   la_arena_t *arena = la_segment_of(slab)->arena;
+  la_slab_purge_stale(slab);   /* nothing carves the slab until a thread takes it */
   if (slab->used == 0) la_arena_put_slab(arena, slab);
   else la_arena_abandon_slab(arena, slab);
 }

@@ -60,7 +60,10 @@ void la_segment_update_max_run(la_segment_t *seg) {
 la_segment_t *la_segment_create(la_arena_t *arena, void *recycled) {
   la_segment_t *seg = recycled ? recycled : la_os_map_aligned(LA_SEG_SIZE, LA_SEG_SIZE);
   if (!seg) return NULL;
-  if (recycled) memset(seg, 0, sizeof *seg);
+  if (recycled) {
+    memset(seg, 0, sizeof *seg);
+    memset(seg->resident, 0xff, sizeof seg->resident);   /* the huge block's bytes */
+  }
   la_os_advise_thp(seg, LA_SEG_SIZE, la_opt.thp);
   seg->arena = arena;
   seg->used_units = 1;          /* unit 0: this header */
@@ -111,7 +114,10 @@ la_slab_t *la_segment_take_run(la_segment_t *seg, unsigned unit, unsigned k) {
 void la_segment_release_run(la_segment_t *seg, la_slab_t *slab) {
   unsigned unit = (unsigned)(slab - seg->slabs);
   uint64_t bits = la_bits_run_mask(unit, slab->nunits);
-  for (unsigned i = unit; i < unit + slab->nunits; i++) seg->unit_slab[i] = &la_slab_invalid;
+  for (unsigned i = unit; i < unit + slab->nunits; i++) {
+    seg->unit_slab[i] = &la_slab_invalid;
+    if (slab->kind != LA_SLAB_SMALL) seg->resident[i] = 0xffff;   /* its program wrote anywhere */
+  }
   slab->kind = LA_SLAB_UNUSED;
   atomic_store_explicit(&slab->owner, NULL, memory_order_relaxed);
   LA_SHARED_STORE(slab->fast_owner, NULL);
@@ -147,7 +153,40 @@ uint64_t la_segment_advise_runs(la_segment_t *seg, uint64_t mask, bool lazy, la_
     unsigned last = (unsigned)((pb - (uintptr_t)seg) >> LA_UNIT_SHIFT);
     if (last > first) done |= la_bits_run_mask(first, last - first);
   }
-  return done & mask;
+  done &= mask;
+  for (uint64_t d = done; d; d &= d - 1) seg->resident[__builtin_ctzll(d)] = 0;
+  return done;
+}
+
+/* ---- resident pages of units ----------------------------------------------
+ * Pages are numbered from the segment's start; unit u holds pages
+ * u * per_unit .. (u + 1) * per_unit - 1. */
+
+static unsigned pages_per_unit(void) {
+  return la_page_size >= LA_UNIT_SIZE ? 1 : (unsigned)(LA_UNIT_SIZE / la_page_size);
+}
+
+/* [addr, addr + len) was written: its pages may be resident. */
+void la_segment_touch(la_segment_t *seg, const void *addr, size_t len) {
+  unsigned per_unit = pages_per_unit();
+  size_t first = ((uintptr_t)addr - (uintptr_t)seg) / la_page_size;
+  size_t last = ((uintptr_t)addr + len - 1 - (uintptr_t)seg) / la_page_size;
+  for (size_t p = first; p <= last; p++) seg->resident[p / per_unit] |= (uint16_t)(1u << (p % per_unit));
+}
+
+/* Pages of units [unit, unit + k) that may be resident, bit 0 the first
+ * page of `unit`; k units must hold at most 64 pages. */
+uint64_t la_segment_resident(const la_segment_t *seg, unsigned unit, unsigned k) {
+  unsigned per_unit = pages_per_unit();
+  uint64_t pages = 0;
+  for (unsigned i = 0; i < k; i++) pages |= (uint64_t)seg->resident[unit + i] << (i * per_unit);
+  return pages;
+}
+
+/* Those pages (as la_segment_resident numbers them) were purged. */
+void la_segment_forget(la_segment_t *seg, unsigned unit, unsigned k, uint64_t pages) {
+  unsigned per_unit = pages_per_unit();
+  for (unsigned i = 0; i < k; i++) seg->resident[unit + i] &= (uint16_t)~(pages >> (i * per_unit));
 }
 
 /* No slab in the segment (units the purger holds do not count). */

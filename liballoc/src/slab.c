@@ -125,6 +125,7 @@ static void slab_extend(la_slab_t *slab) {
   ((la_block_t *)p)->next = slab->free;
   slab->free = (la_block_t *)first;
   slab->reserved += n;
+  la_segment_touch(la_segment_of(first), first, (size_t)n * size);
 }
 
 /* Take every block other threads freed into the slab and put it on the
@@ -211,8 +212,9 @@ static uint64_t carve_pages(const la_slab_t *s, bool carved) {
 }
 
 /* Pages whose every block is carved and free.  Pages of blocks not carved
- * yet are untouched, or hold a previous slab's data: those are left to the
- * arena's decay. */
+ * yet are untouched, or hold a previous slab's data: those go when the
+ * slab's thread exits (la_slab_purge_stale), since a slab in use may carve
+ * them any moment. */
 static uint64_t free_pages(const la_slab_t *s, const uint64_t *free_bits) {
   uint64_t busy = 0;
   for (uint32_t j = 0; j < s->reserved; j++) {
@@ -284,6 +286,27 @@ size_t la_slab_trim(la_slab_t *s) {
   size_t bytes = (size_t)__builtin_popcountll(pages) * la_page_size;
   atomic_fetch_add_explicit(&la_trimmed_bytes, bytes, memory_order_relaxed);
   atomic_fetch_add_explicit(&la_trimmed_slabs, 1, memory_order_relaxed);
+  return bytes;
+}
+
+/* Pages of the slab that hold none of its blocks but still a previous
+ * slab's data (la_segment_t.resident) go to the kernel.  A slab taken
+ * from dirty units carves only what its thread uses, and the rest of a
+ * unit the last slab filled stays resident, counted nowhere, for as long
+ * as the slab lives: a thread that exits with a few blocks in use leaves
+ * up to 15 such pages per slab.  Owner only, like carving. */
+size_t la_slab_purge_stale(la_slab_t *s) {
+  if (s->kind != LA_SLAB_SMALL || slab_pages(s) > 64 || la_page_size > LA_UNIT_SIZE ||
+      la_opt.thp == LA_THP_ALWAYS)
+    return 0;
+  la_segment_t *seg = la_segment_of(s);
+  unsigned unit = (unsigned)(s - seg->slabs);
+  uint64_t stale = la_segment_resident(seg, unit, s->nunits) & ~carve_pages(s, true);
+  if (!stale) return 0;
+  stale &= ~purge_pages(s, stale);
+  la_segment_forget(seg, unit, s->nunits, stale);
+  size_t bytes = (size_t)__builtin_popcountll(stale) * la_page_size;
+  atomic_fetch_add_explicit(&la_trimmed_bytes, bytes, memory_order_relaxed);
   return bytes;
 }
 

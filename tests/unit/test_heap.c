@@ -1,5 +1,6 @@
 /* test_heap.c - thread heaps (heap.c): what a heap caches decays like the
- * rest of free memory, and heaps of exiting threads are always abandoned.
+ * rest of free memory, heaps of exiting threads are always abandoned, and
+ * their slabs keep no page they did not use.
  *
  * Decay is driven by an injected clock and by calling the purger's pass
  * (la_decay_all) directly, with the purger thread off: no sleeps.  The
@@ -10,6 +11,7 @@
 #include <alloc.h>
 #include <pthread.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/syscall.h>
 #include <unistd.h>
 
@@ -139,6 +141,57 @@ static void test_parked_slab_reused(void **state) {
   assert_null(heap->parked[cls]);
 }
 
+/* ---- stale pages of a slab on reused units ---------------------------------
+ * A thread fills slabs of 64-byte blocks and frees them: those that are not
+ * its current slab go back to the arena, dirty, every page resident.  It
+ * then takes one block of a class with slabs of as many units, which lands
+ * on those units, and exits holding it.  The abandoned slab must keep
+ * resident only what it carved, not the pages of the slab before it. */
+
+#define FILL 64
+static unsigned keep_cls;
+static void *kept;
+static size_t resident_in_use;
+
+static size_t resident_pages(const la_slab_t *s) {
+  size_t len = (size_t)s->nunits << LA_UNIT_SHIFT, n = 0;
+  unsigned char vec[(LA_UNIT_SIZE * LA_UNITS) / 4096];
+  assert_int_equal(mincore(s->start, len, vec), 0);
+  for (size_t i = 0; i < len / la_page_size; i++) n += vec[i] & 1;
+  return n;
+}
+
+static void *fill_then_keep_one(void *arg) {
+  (void)arg;
+  static void *p[3 * LA_UNITS * LA_UNIT_SIZE / FILL];
+  size_t n = 3 * la_class_capacity[la_class_of(FILL)];
+  assert_true(n <= sizeof p / sizeof p[0]);
+  for (size_t i = 0; i < n; i++) memset(p[i] = la_malloc(FILL), 1, FILL);
+  for (size_t i = 0; i < n; i++) la_free(p[i]);
+  kept = la_malloc(la_class_size[keep_cls]);
+  memset(kept, 2, la_class_size[keep_cls]);
+  resident_in_use = resident_pages(la_slab_of(kept));
+  return NULL;
+}
+
+static void test_abandoned_slab_keeps_no_stale_page(void **state) {
+  (void)state;
+  if (la_opt.thp == LA_THP_ALWAYS) skip();
+  unsigned fill_cls = la_class_of(FILL);
+  for (keep_cls = la_class_of(700); keep_cls < LA_NCLASSES; keep_cls++)
+    if (!la_class_large[keep_cls] && la_class_units[keep_cls] == la_class_units[fill_cls]) break;
+  assert_true(keep_cls < LA_NCLASSES);
+  pthread_t t;
+  assert_int_equal(pthread_create(&t, NULL, fill_then_keep_one, NULL), 0);
+  pthread_join(t, NULL);
+  la_slab_t *s = la_slab_of(kept);
+  /* while its thread ran, the slab held the pages of the one before */
+  assert_true(resident_in_use > ((size_t)s->nunits << LA_UNIT_SHIFT) / la_page_size / 2);
+  size_t carved = (s->reserved * la_class_size[keep_cls] + la_page_size - 1) / la_page_size + 1;
+  assert_in_range(resident_pages(s), 1, carved);
+  la_free(kept);
+}
+
 /* ---- late destructors ---------------------------------------------------- */
 
 static pthread_key_t late_key;
@@ -183,6 +236,7 @@ static void test_late_destructor_heap_abandoned(void **state) {
 int main(void) {
   la_ensure_init();
   const struct CMUnitTest tests[] = {
+      cmocka_unit_test(test_abandoned_slab_keeps_no_stale_page),
       cmocka_unit_test(test_parked_slab_reused),
       cmocka_unit_test(test_busy_cache_kept),
       cmocka_unit_test(test_idle_caches_decay),
