@@ -225,7 +225,7 @@ bool la_segment_destroy(la_segment_t *seg);
 void la_segment_update_max_run(la_segment_t *seg);
 int la_segment_find_run(const la_segment_t *seg, unsigned k, unsigned align_units);
 la_slab_t *la_segment_take_run(la_segment_t *seg, unsigned unit, unsigned k);
-void la_segment_release_run(la_segment_t *seg, la_slab_t *slab);
+uint64_t la_segment_release_run(la_segment_t *seg, la_slab_t *slab);
 uint64_t la_segment_advise_runs(la_segment_t *seg, uint64_t mask, bool lazy, la_purge_stats_t *st);
 bool la_segment_is_empty(const la_segment_t *seg);
 void la_segment_touch(la_segment_t *seg, const void *addr, size_t len);

@@ -181,13 +181,12 @@ static la_slab_t *take_run(la_arena_t *a, la_segment_t *seg, unsigned unit, unsi
 
 static void release_run(la_arena_t *a, la_slab_t *slab) {
   la_segment_t *seg = la_segment_of(slab);
-  unsigned nunits = slab->nunits;
   if (slab->kind == LA_SLAB_SMALL) a->nfreed_retired[slab->cls] += slab->nfreed;
   bucket_remove(a, seg);
-  la_segment_release_run(seg, slab);   /* the units become dirty */
+  uint64_t dirty = la_segment_release_run(seg, slab);
   bucket_insert(a, seg);
-  a->ndirty += nunits;
-  queue_add(a, seg, DIRTY);
+  a->ndirty += (size_t)__builtin_popcountll(dirty);
+  if (dirty) queue_add(a, seg, DIRTY);
   if (la_segment_is_empty(seg)) a->nfree_segments++;
 }
 

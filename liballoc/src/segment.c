@@ -110,20 +110,27 @@ la_slab_t *la_segment_take_run(la_segment_t *seg, unsigned unit, unsigned k) {
   return slab;
 }
 
-/* Return the units of `slab` to the segment as dirty. */
-void la_segment_release_run(la_segment_t *seg, la_slab_t *slab) {
+/* Return the units of `slab` to the segment: dirty where a page may be
+ * resident, clean where none is (a slab of several units that carved only
+ * its first, or a unit taken clean and never touched): those read as zero,
+ * and counting them dirty would make decay purge them instead of resident
+ * ones and runs prefer them as if taking them cost no page fault.  Returns
+ * the units made dirty. */
+uint64_t la_segment_release_run(la_segment_t *seg, la_slab_t *slab) {
   unsigned unit = (unsigned)(slab - seg->slabs);
-  uint64_t bits = la_bits_run_mask(unit, slab->nunits);
+  uint64_t bits = la_bits_run_mask(unit, slab->nunits), dirty = 0;
   for (unsigned i = unit; i < unit + slab->nunits; i++) {
     seg->unit_slab[i] = &la_slab_invalid;
     if (slab->kind != LA_SLAB_SMALL) seg->resident[i] = 0xffff;   /* its program wrote anywhere */
+    if (seg->resident[i]) dirty |= (uint64_t)1 << i;
   }
   slab->kind = LA_SLAB_UNUSED;
   atomic_store_explicit(&slab->owner, NULL, memory_order_relaxed);
   LA_SHARED_STORE(slab->fast_owner, NULL);
   seg->used_units &= ~bits;
-  seg->dirty_units |= bits;
+  seg->dirty_units |= dirty;
   la_segment_update_max_run(seg);
+  return dirty;
 }
 
 /* madvise every run of units in `mask`: MADV_FREE if `lazy`, else
@@ -154,7 +161,8 @@ uint64_t la_segment_advise_runs(la_segment_t *seg, uint64_t mask, bool lazy, la_
     if (last > first) done |= la_bits_run_mask(first, last - first);
   }
   done &= mask;
-  for (uint64_t d = done; d; d &= d - 1) seg->resident[__builtin_ctzll(d)] = 0;
+  if (!lazy)   /* MADV_FREE leaves the pages' data until the kernel needs them */
+    for (uint64_t d = done; d; d &= d - 1) seg->resident[__builtin_ctzll(d)] = 0;
   return done;
 }
 

@@ -50,10 +50,27 @@ static void take_and_release_runs(void **state) {
   assert_int_equal(la_segment_find_run(seg, 1, 1), -1);
   assert_ptr_equal(la_slab_of(la_unit_address(seg, 37) + 5), all);
   all->kind = LA_SLAB_SMALL;
-  la_segment_release_run(seg, all);
+  la_segment_touch(seg, la_unit_address(seg, 37) + 5, 1);   /* what carving does */
+  assert_int_equal(la_segment_release_run(seg, all), (uint64_t)1 << 37);
   assert_true(la_segment_is_empty(seg));
   assert_ptr_equal(la_slab_of(la_unit_address(seg, 37)), &la_slab_invalid);
-  assert_int_equal(seg->dirty_units, ~1ull);
+  assert_int_equal(seg->dirty_units, (uint64_t)1 << 37);   /* the others were never written */
+  purge_all(seg);
+  assert_int_equal(seg->resident[37], 0);
+}
+
+/* A small slab's units that it never carved go back clean, and read as
+ * zero when taken again; a large block's are dirty (written anywhere). */
+static void untouched_units_are_released_clean(void **state) {
+  (void)state;
+  la_slab_t *a = la_segment_take_run(seg, 40, 4);
+  a->kind = LA_SLAB_SMALL;
+  la_segment_touch(seg, la_unit_address(seg, 40), 100);
+  assert_int_equal(la_segment_release_run(seg, a), (uint64_t)1 << 40);
+  la_slab_t *b = la_segment_take_run(seg, 41, 3);
+  assert_true(b->zeroed);
+  b->kind = LA_SLAB_LARGE;
+  assert_int_equal(la_segment_release_run(seg, b), la_bits_run_mask(41, 3));
   purge_all(seg);
 }
 
@@ -113,13 +130,15 @@ static void muzzy_units_are_not_zeroed(void **state) {
   la_slab_t *b = la_segment_take_run(seg, 30, 1);
   assert_false(b->zeroed);
   assert_int_equal(seg->muzzy_units, 0);
-  la_segment_release_run(seg, b);
+  b->kind = LA_SLAB_SMALL;   /* carving nothing, it still gives back a unit that may hold data */
+  assert_int_equal(la_segment_release_run(seg, b), (uint64_t)1 << 30);
   purge_all(seg);
 }
 
 int main(void) {
   const struct CMUnitTest tests[] = {
     cmocka_unit_test(segment_is_aligned_and_mapped), cmocka_unit_test(take_and_release_runs),
+    cmocka_unit_test(untouched_units_are_released_clean),
     cmocka_unit_test(dirty_units_are_preferred),    cmocka_unit_test(aligned_runs),
     cmocka_unit_test(purge_returns_pages_as_zero), cmocka_unit_test(muzzy_units_are_not_zeroed),
   };
