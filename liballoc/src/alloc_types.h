@@ -210,7 +210,8 @@ typedef struct la_segment_s {
    * means zero or never touched; a bit may stay set when it need not, never
    * the other way round.  A small slab on dirty units gives back the pages
    * it did not carve but a previous slab left resident (la_slab_purge_stale):
-   * no allocator statistic counts those. */
+   * no allocator statistic counts those; and a released slab's units with
+   * no bit set go back clean, not dirty (la_segment_release_run). */
   uint16_t resident[LA_UNITS];
   la_slab_t slabs[LA_UNITS];       /* descriptor of the slab starting at unit */
 } la_segment_t;
