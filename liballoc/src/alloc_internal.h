@@ -265,7 +265,7 @@ bool la_slab_refill_free(la_slab_t *slab);
 bool la_slab_trimmable(const la_slab_t *s);
 size_t la_slab_trim(la_slab_t *s);   /* bytes given back */
 size_t la_slab_purge_stale(la_slab_t *s);   /* bytes given back */
-extern atomic_size_t la_trimmed_bytes, la_trimmed_slabs, la_trim_madvises;   /* la_slab_trim so far */
+extern atomic_size_t la_trimmed_bytes, la_trimmed_slabs, la_trim_madvises;   /* la_slab_trim and la_slab_purge_stale so far */
 bool la_slab_block_trimmed(const la_slab_t *s, const la_block_t *b);
 bool la_slab_collect_remote(la_slab_t *slab);
 void la_slab_free_remote(la_slab_t *slab, la_block_t *block);

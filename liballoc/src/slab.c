@@ -176,9 +176,10 @@ bool la_slab_collect_remote(la_slab_t *slab) {
 
 static unsigned slab_pages(const la_slab_t *s) { return (unsigned)(((size_t)s->nunits << LA_UNIT_SHIFT) / la_page_size); }
 
-bool la_slab_trimmable(const la_slab_t *s) {
-  return s->kind == LA_SLAB_SMALL && slab_pages(s) <= 64 && s->capacity <= LA_TRIM_MAX_BLOCKS;
-}
+/* A small slab whose pages fit one 64-bit mask (every small class). */
+static bool pages_fit_mask(const la_slab_t *s) { return s->kind == LA_SLAB_SMALL && slab_pages(s) <= 64; }
+
+bool la_slab_trimmable(const la_slab_t *s) { return pages_fit_mask(s) && s->capacity <= LA_TRIM_MAX_BLOCKS; }
 
 /* Pages that blocks [a, b) of the slab touch, a < b, as a mask. */
 static uint64_t range_pages(const la_slab_t *s, uint32_t a, uint32_t b) {
@@ -255,6 +256,15 @@ static uint64_t purge_pages(const la_slab_t *s, uint64_t pages) {
   return refused;
 }
 
+/* Pages of a slab the kernel took, counted in the statistics' `purged` and
+ * `npurges` (one pass); returns their bytes. */
+static size_t count_given_back(uint64_t pages) {
+  size_t bytes = (size_t)__builtin_popcountll(pages) * la_page_size;
+  atomic_fetch_add_explicit(&la_trimmed_bytes, bytes, memory_order_relaxed);
+  atomic_fetch_add_explicit(&la_trimmed_slabs, 1, memory_order_relaxed);
+  return bytes;
+}
+
 size_t la_slab_trim(la_slab_t *s) {
   uint64_t free_bits[LA_TRIM_MAX_BLOCKS / 64];
   memset(free_bits, 0, ((s->capacity + 63) / 64) * sizeof free_bits[0]);
@@ -282,11 +292,7 @@ size_t la_slab_trim(la_slab_t *s) {
   if (refused) relink_blocks(s, refused, gone & ~refused);   /* still resident: usable again */
   LA_SHARED_STORE(s->trimmed, gone & ~refused);
   pages &= ~refused;
-  if (!pages) return 0;
-  size_t bytes = (size_t)__builtin_popcountll(pages) * la_page_size;
-  atomic_fetch_add_explicit(&la_trimmed_bytes, bytes, memory_order_relaxed);
-  atomic_fetch_add_explicit(&la_trimmed_slabs, 1, memory_order_relaxed);
-  return bytes;
+  return pages ? count_given_back(pages) : 0;
 }
 
 /* Pages of the slab that hold none of its blocks but still a previous
@@ -296,18 +302,14 @@ size_t la_slab_trim(la_slab_t *s) {
  * as the slab lives: a thread that exits with a few blocks in use leaves
  * up to 15 such pages per slab.  Owner only, like carving. */
 size_t la_slab_purge_stale(la_slab_t *s) {
-  if (s->kind != LA_SLAB_SMALL || slab_pages(s) > 64 || la_page_size > LA_UNIT_SIZE ||
-      la_opt.thp == LA_THP_ALWAYS)
-    return 0;
+  if (!pages_fit_mask(s) || la_page_size > LA_UNIT_SIZE || la_opt.thp == LA_THP_ALWAYS) return 0;
   la_segment_t *seg = la_segment_of(s);
   unsigned unit = (unsigned)(s - seg->slabs);
   uint64_t stale = la_segment_resident(seg, unit, s->nunits) & ~carve_pages(s, true);
   if (!stale) return 0;
   stale &= ~purge_pages(s, stale);
   la_segment_forget(seg, unit, s->nunits, stale);
-  size_t bytes = (size_t)__builtin_popcountll(stale) * la_page_size;
-  atomic_fetch_add_explicit(&la_trimmed_bytes, bytes, memory_order_relaxed);
-  return bytes;
+  return stale ? count_given_back(stale) : 0;
 }
 
 /* Put the blocks of the trimmed pages back on the free list. */
