@@ -380,12 +380,35 @@ void *la_entry_memalign(size_t align, size_t size);
 void *la_entry_valloc(size_t size);
 void *la_entry_pvalloc(size_t size);
 
+/* ---- where the profiler's stack walks start (sample.c, unwind.c) ------- */
+#if defined(__x86_64__) && defined(__GLIBC__) && (__GLIBC__ > 2 || (__GLIBC__ == 2 && __GLIBC_MINOR__ >= 35))
+#define LA_HAVE_OWN_UNWINDER 1   /* glibc's _dl_find_object */
+#else
+#define LA_HAVE_OWN_UNWINDER 0
+#endif
+
+/* Where a walk starts: the frame a function will return to, as that
+ * function's own frame pointer finds it (la_frame_of_self).  GCC and Clang
+ * give a function that asks for __builtin_frame_address(0) a frame
+ * pointer whatever the options, so fp[0] is the caller's rbp, fp[1] the
+ * return address and fp + 2 the caller's stack pointer after the return. */
+typedef struct la_frame_s {
+  uintptr_t ra, sp, rbp;
+} la_frame_t;
+#if LA_HAVE_OWN_UNWINDER
+#define la_frame_of_self() \
+  ({ const uintptr_t *fp_ = __builtin_frame_address(0); (la_frame_t){.ra = fp_[1], .sp = (uintptr_t)(fp_ + 2), .rbp = fp_[0]}; })
+#else
+#define la_frame_of_self() ((la_frame_t){0})
+#endif
+
+
 /* ---- prof.c: the sampled heap profiler --------------------------------- */
 extern atomic_bool la_prof_sampling;   /* sampling now */
 extern atomic_uint la_prof_epoch;      /* one more at each switch on or off */
 double la_prof_probability(double s, double m);
 int64_t la_prof_next_gap(void);
-void la_prof_take(void *p, size_t size);
+void la_prof_take(void *p, size_t size, const la_frame_t *from);
 void la_prof_fresh(void *p);
 /* May the block of this small slab holding samples be one (prof.c)? */
 static inline bool la_prof_may_hold(const la_slab_t *slab, const void *block) {
@@ -405,12 +428,11 @@ void la_prof_fork_parent(void);
 void la_prof_fork_child(void);
 
 /* ---- unwind.c: the profiler's stack walker ------------------------------- */
-#if defined(__x86_64__) && defined(__GLIBC__) && (__GLIBC__ > 2 || (__GLIBC__ == 2 && __GLIBC_MINOR__ >= 35))
-#define LA_HAVE_OWN_UNWINDER 1   /* glibc's _dl_find_object */
+
+#if LA_HAVE_OWN_UNWINDER
 unsigned la_unwind(uintptr_t *ips, unsigned max);
+unsigned la_unwind_from(const la_frame_t *from, uintptr_t *ips, unsigned max);
 void la_unwind_fork_child(void);
-#else
-#define LA_HAVE_OWN_UNWINDER 0
 #endif
 
 /* ---- stats.c ------------------------------------------------------------- */

@@ -225,23 +225,24 @@ static void locate_self_once(void) {
 #endif
 
 /* Frames of liballoc above the caller: at most these are left out of a
- * stack (5 in practice: capture_stack, record_sample, la_prof_take,
- * la_sample_due and the sampled entry point). */
+ * stack (none once the walk starts at the sampled entry point's caller,
+ * the usual case; one or two where an entry point calls another: calloc,
+ * posix_memalign, a slow path). */
 #define SELF_FRAMES_MAX 16
 
-/* The caller's stack, innermost first, liballoc's frames left out
- * (unwind.c; no stacks where it is not built). */
-static unsigned capture_stack(uint64_t *pcs, unsigned max) {
+/* The stack from `from` (la_sample_due's frame), innermost first,
+ * liballoc's frames left out (unwind.c; no stacks where it is not built). */
+static unsigned capture_stack(const la_frame_t *from, uint64_t *pcs, unsigned max) {
 #if LA_HAVE_OWN_UNWINDER
   if (LA_UNLIKELY(!atomic_load_explicit(&self_located, memory_order_acquire))) locate_self_once();
   uintptr_t ips[ALLOC_SHM_PROFILE_MAX_DEPTH + SELF_FRAMES_MAX];
   if (max > ALLOC_SHM_PROFILE_MAX_DEPTH) max = ALLOC_SHM_PROFILE_MAX_DEPTH;
-  unsigned got = la_unwind(ips, max + SELF_FRAMES_MAX), i = 0, n = 0;
+  unsigned got = la_unwind_from(from, ips, max + SELF_FRAMES_MAX), i = 0, n = 0;
   while (i < got && ips[i] >= self_lo && ips[i] < self_hi) i++;
   for (; i < got && n < max; i++) pcs[n++] = ips[i];
   return n;
 #else
-  (void)pcs, (void)max;
+  (void)from, (void)pcs, (void)max;
   return 0;
 #endif
 }
@@ -480,17 +481,18 @@ static bool live_contains(uintptr_t addr) {
 /* ---- sampling -------------------------------------------------------------- */
 
 /* Record the block p (requested `size`, of class `cls`) as a
- * sample.  `slab`: its slab (small and large), NULL for a huge block.
+ * sample.  `slab`: its slab (small and large), NULL for a huge block;
+ * `from`: the frame its stack starts at (la_sample_due's caller's).
  * Called by the allocating thread after it has the block, with no
  * liballoc lock held; true if the block is now a live sample.  Never
  * recurses.  The countdown (sample.c) counts requested bytes, so a
  * request of `size` bytes was sampled with probability p(size) and
  * stands for 1 / p(size) of its kind. */
-static bool record_sample(void *p, size_t size, unsigned cls, la_slab_t *slab) {
+static bool record_sample(void *p, size_t size, unsigned cls, la_slab_t *slab, const la_frame_t *from) {
   if (in_prof || !atomic_load_explicit(&la_prof_sampling, memory_order_relaxed)) return false;
   in_prof = true;
   uint64_t pcs[ALLOC_SHM_PROFILE_MAX_DEPTH];
-  unsigned n = capture_stack(pcs, ALLOC_SHM_PROFILE_MAX_DEPTH);
+  unsigned n = capture_stack(from, pcs, ALLOC_SHM_PROFILE_MAX_DEPTH);
   double prob = la_prof_probability((double)size, (double)la_opt.prof_sample_bytes);
   double objects = prob > 0 ? 1.0 / prob : 1.0;
   enum prof_kind kind = !slab ? PROF_HUGE : slab->kind == LA_SLAB_LARGE ? PROF_LARGE : PROF_SMALL;
@@ -528,9 +530,9 @@ static bool record_sample(void *p, size_t size, unsigned cls, la_slab_t *slab) {
  * (sample.c): record it, and send the frees of a small block's slab to the
  * slow path, where la_prof_forget sees them.  The slab is this thread's:
  * the block was just taken from its heap. */
-void la_prof_take(void *p, size_t size) {
+void la_prof_take(void *p, size_t size, const la_frame_t *from) {
   la_slab_t *slab = la_segmap_kind(p) == LA_MAP_SEGMENT ? la_slab_of(p) : NULL;
-  if (record_sample(p, size, slab ? slab->cls : LA_NCLASSES, slab) && slab && slab->kind == LA_SLAB_SMALL)
+  if (record_sample(p, size, slab ? slab->cls : LA_NCLASSES, slab, from) && slab && slab->kind == LA_SLAB_SMALL)
     LA_SHARED_STORE(slab->fast_owner, NULL);
 }
 

@@ -53,7 +53,8 @@ LA_NOINLINE void *la_sample_due(la_heap_t *heap, void *p, size_t size) {
     if (heap->sample_left >= 0) return p;
   }
   heap->sample_left = la_prof_next_gap();
-  la_prof_take(p, size);
+  la_frame_t from = la_frame_of_self();   /* the stack starts at the entry point's frame */
+  la_prof_take(p, size, &from);
   return p;
 }
 

@@ -461,24 +461,37 @@ static bool step(const frame_rules_t *f, regs_t *r, uintptr_t lo, uintptr_t hi, 
   return true;
 }
 
-/* The return addresses of the calling thread's stack, innermost first,
- * starting with la_unwind's caller's: at most max. */
-LA_NOINLINE unsigned la_unwind(uintptr_t *ips, unsigned max) {
-  uintptr_t pc;
-  regs_t r = {.rbp_known = true};
-  __asm__ volatile("lea 0(%%rip), %0\n\tmov %%rsp, %1\n\tmov %%rbp, %2" : "=r"(pc), "=r"(r.rsp), "=r"(r.rbp));
-  uintptr_t lo = r.rsp, hi = r.rsp + UNWIND_SPAN < r.rsp ? UINTPTR_MAX : r.rsp + UNWIND_SPAN;
+/* The return addresses of the calling thread's stack, innermost first:
+ * `from`'s, then its callers', at most max.  `from` is a frame of this
+ * thread's stack below the caller's (la_frame_of_self of a function still
+ * running), so the walk starts there without working out the frames in
+ * between: a sample's stack starts at the entry point's frame, not at
+ * the profiler's own (three to five frames, ~65 instructions each). */
+unsigned la_unwind_from(const la_frame_t *from, uintptr_t *ips, unsigned max) {
+  uintptr_t here;
+  __asm__ volatile("mov %%rsp, %0" : "=r"(here));
+  uintptr_t lo = here, hi = here + UNWIND_SPAN < here ? UINTPTR_MAX : here + UNWIND_SPAN;
+  if (max == 0 || from->sp <= lo || from->sp >= hi || from->ra == 0) return 0;
+  regs_t r = {.rsp = from->sp, .rbp = from->rbp, .rbp_known = true};
   unsigned n = 0;
+  ips[n++] = from->ra;
+  uintptr_t pc = from->ra - 1;   /* the call, not what follows it (which may be another function) */
   frame_rules_t f;
   cached_rules_t *cache = rule_cache_take();
   while (n < max && cached_rules_for(cache, pc, &f)) {
     uintptr_t ra;
     if (!step(&f, &r, lo, hi, &ra)) break;
     ips[n++] = ra;
-    pc = ra - 1;   /* the call, not what follows it (which may be another function) */
+    pc = ra - 1;
   }
   rule_cache_give(cache);
   return n;
+}
+
+/* The same from la_unwind's caller's return address. */
+LA_NOINLINE unsigned la_unwind(uintptr_t *ips, unsigned max) {
+  la_frame_t self = la_frame_of_self();
+  return la_unwind_from(&self, ips, max);
 }
 
 #endif

@@ -28,7 +28,14 @@ typedef struct profile_s {
   alloc_shm_profile_t h;
   double inuse_bytes, inuse_objects, alloc_bytes, pinned_bytes;
   uint64_t inuse_samples;
+  bool site_found;   /* a stack from want_site */
 } profile_t;
+
+/* A call site to look for in the published stacks: the first frame in
+ * (before - 64, before), the second `caller`. */
+static struct {
+  uintptr_t before, caller;
+} want_site;
 
 /* Publish into a temporary file and read it back as a reader would. */
 static void publish(profile_t *p) {
@@ -57,6 +64,9 @@ static void publish(profile_t *p) {
     p->alloc_bytes += (double)stacks[i].alloc_bytes;
     p->pinned_bytes += (double)stacks[i].pinned_bytes;
     p->inuse_samples += stacks[i].inuse_samples;
+    const uint64_t *f = (const uint64_t *)(area + ALLOC_SHM_PROFILE_FRAMES) + stacks[i].first_frame;
+    if (stacks[i].depth >= 2 && f[0] < want_site.before && f[0] + 64 > want_site.before && f[1] == want_site.caller)
+      p->site_found = true;
   }
   /* The main program's module comes first. */
   const alloc_shm_module_t *m = (const alloc_shm_module_t *)(area + ALLOC_SHM_PROFILE_MODULES);
@@ -124,6 +134,33 @@ static void samples_have_stacks_and_open_nothing(void **state) {
   assert_true(p.h.nframes >= 4 * p.h.nstacks);
   assert_int_equal(mapped("libgcc_s.so.1"), gcc_before);
   assert_int_equal(mapped("libunwind.so.8"), unwind_before);
+  set_prof(false, 2097152);
+}
+
+__attribute__((noinline)) static uintptr_t return_address(void) { return (uintptr_t)__builtin_return_address(0); }
+
+/* malloc from here, and where "here" is: just before the return address
+ * of the call after malloc's, and the return address of this function. */
+__attribute__((noinline)) static void *allocate_here(size_t size) {
+  void *p = la_entry_malloc(size);
+  want_site.before = return_address();
+  want_site.caller = (uintptr_t)__builtin_return_address(0);
+  return p;
+}
+
+/* A sample's stack starts at the program's call of malloc, then its
+ * caller's: the walk starts at the entry point's frame (la_frame_of_self
+ * in la_sample_due), and none of liballoc's frames are left at the top. */
+static void stack_starts_at_the_call_site(void **state) {
+  (void)state;
+  set_prof(true, 1024);
+  void *p = allocate_here(16384);   /* sampled with probability 1 - e^-16 */
+  profile_t prof;
+  publish(&prof);
+#if LA_HAVE_OWN_UNWINDER
+  assert_true(prof.site_found);
+#endif
+  la_free(p);
   set_prof(false, 2097152);
 }
 
@@ -339,6 +376,7 @@ static void big_blocks_keep_their_contents(void **state) {
 int main(void) {
   const struct CMUnitTest tests[] = {
     cmocka_unit_test(samples_have_stacks_and_open_nothing),
+    cmocka_unit_test(stack_starts_at_the_call_site),
     cmocka_unit_test(sampling_law),
     cmocka_unit_test(small_blocks_in_use),
     cmocka_unit_test(every_kind_of_block),
