@@ -87,6 +87,7 @@ enum la_map_kind {
 #define LA_NCLASSES        65
 #define LA_MAX_CLASS_SIZE  ((size_t)2 << 20)      /* 2 MiB: above is huge */
 #define LA_SMALL_LUT_MAX   1024                   /* sizes served through heap->direct */
+#define LA_CLASS_LUT_MAX   ((size_t)64 << 10)     /* up to here la_class_by_128, above la_class_by_16k */
 #define LA_MIN_ALIGN       16
 #define LA_LARGE_CACHE_MAX_BLOCK ((size_t)256 << 10)  /* largest block a heap caches */
 #define LA_LARGE_CACHE_BYTES     ((size_t)1 << 20)    /* per heap */

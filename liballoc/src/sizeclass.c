@@ -17,6 +17,8 @@ size_t la_class_size[LA_NCLASSES];
 uint8_t la_class_units[LA_NCLASSES];
 uint32_t la_class_capacity[LA_NCLASSES];
 bool la_class_large[LA_NCLASSES];
+uint8_t la_class_by_128[LA_CLASS_LUT_MAX >> 7];
+uint8_t la_class_by_16k[LA_MAX_CLASS_SIZE >> 14];
 
 static size_t class_size_of_index(unsigned c) {
   /* detect_double_free marks a freed block in its second word. */
@@ -77,6 +79,10 @@ void la_sizeclass_init(void) {
     if (i == 0 || la_class_of((i - 1) * 8) != c) la_class_direct_first[c] = (uint8_t)i;   /* monotonic */
     la_class_direct_last[c] = (uint8_t)i;
   }
+  for (size_t i = LA_SMALL_LUT_MAX >> 7; i < LA_CLASS_LUT_MAX >> 7; i++)
+    la_class_by_128[i] = (uint8_t)la_class_by_arithmetic((i + 1) << 7);
+  for (size_t i = LA_CLASS_LUT_MAX >> 14; i < LA_MAX_CLASS_SIZE >> 14; i++)
+    la_class_by_16k[i] = (uint8_t)la_class_by_arithmetic((i + 1) << 14);
 }
 
 /* A class whose blocks all start at multiples of `align` (a power of two
