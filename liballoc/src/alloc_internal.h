@@ -165,7 +165,7 @@ static inline unsigned la_class_by_arithmetic(size_t size) {
  * `size` up to LA_CLASS_LUT_MAX is la_class_by_128[(size - 1) >> 7], above
  * it la_class_by_16k[(size - 1) >> 14] (class sizes there are multiples of
  * 256 and of 16 KiB).  One load where the arithmetic took ~12 dependent
- * instructions (callgrind, malloc+free of 4 KiB: 71 -> 61, of 64 KiB:
+ * instructions (callgrind, malloc+free of 4 KiB: 71 -> 60, of 64 KiB:
  * 178 -> 157).  Zero until la_sizeclass_init: every path that needs a
  * class before start-up (a heap's bins are then all empty) computes it
  * again after. */
@@ -406,10 +406,11 @@ void *la_entry_pvalloc(size_t size);
 #endif
 
 /* Where a walk starts: the frame a function will return to, as that
- * function's own frame pointer finds it (la_frame_of_self).  GCC and Clang
- * give a function that asks for __builtin_frame_address(0) a frame
- * pointer whatever the options, so fp[0] is the caller's rbp, fp[1] the
- * return address and fp + 2 the caller's stack pointer after the return. */
+ * function's own frame pointer finds it (la_frame_of_self, in a function
+ * that is not inlined).  GCC and Clang give a function that asks for
+ * __builtin_frame_address(0) a frame pointer whatever the options, so
+ * fp[0] is the caller's rbp, fp[1] the return address and fp + 2 the
+ * caller's stack pointer after the return. */
 typedef struct la_frame_s {
   uintptr_t ra, sp, rbp;
 } la_frame_t;
@@ -419,7 +420,6 @@ typedef struct la_frame_s {
 #else
 #define la_frame_of_self() ((la_frame_t){0})
 #endif
-
 
 /* ---- prof.c: the sampled heap profiler --------------------------------- */
 extern atomic_bool la_prof_sampling;   /* sampling now */
@@ -446,7 +446,6 @@ void la_prof_fork_parent(void);
 void la_prof_fork_child(void);
 
 /* ---- unwind.c: the profiler's stack walker ------------------------------- */
-
 #if LA_HAVE_OWN_UNWINDER
 unsigned la_unwind(uintptr_t *ips, unsigned max);
 unsigned la_unwind_from(const la_frame_t *from, uintptr_t *ips, unsigned max);

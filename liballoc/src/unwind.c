@@ -24,7 +24,7 @@
  * stack may come out short, never wrong.
  *
  * Trust: the CFI is the program's own; the walk reads only the stack
- * between the caller's stack pointer and UNWIND_SPAN above it, moving up
+ * between its own stack pointer and UNWIND_SPAN above it, moving up
  * at every frame, and at most `max` frames.  It allocates nothing, never
  * waits on a lock of liballoc's (dl_iterate_phdr takes the loader's, once
  * a walk: rule_cache_take), so it may run inside malloc. */
@@ -462,11 +462,11 @@ static bool step(const frame_rules_t *f, regs_t *r, uintptr_t lo, uintptr_t hi, 
 }
 
 /* The return addresses of the calling thread's stack, innermost first:
- * `from`'s, then its callers', at most max.  `from` is a frame of this
- * thread's stack below the caller's (la_frame_of_self of a function still
- * running), so the walk starts there without working out the frames in
- * between: a sample's stack starts at the entry point's frame, not at
- * the profiler's own (three to five frames, ~65 instructions each). */
+ * `from`'s, then its callers', at most max.  `from` is what a function
+ * still running on this thread returns to (la_frame_of_self), so the walk
+ * starts there without working out the frames in between: a sample's
+ * stack starts at the entry point's caller, not in the profiler (three to
+ * five frames, ~65 instructions each). */
 unsigned la_unwind_from(const la_frame_t *from, uintptr_t *ips, unsigned max) {
   uintptr_t here;
   __asm__ volatile("mov %%rsp, %0" : "=r"(here));
