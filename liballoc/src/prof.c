@@ -117,14 +117,20 @@ static double ln_of(double x) {   /* x > 0 */
   return 2 * s + e * 0.6931471805599453;
 }
 
-static double exp_neg(double x) {   /* e^-x for x >= 0 */
+/* e^-x for x >= 0: 2^-n e^-r with r in [0, ln 2), the series of e^-r
+ * to r^15/15! (the next term is below 2^-52) in Horner's form:
+ * multiplications only, where a division a term chained 17 divisions. */
+static double exp_neg(double x) {
+  static const double inverse_factorial[16] = {
+    1.0, 1.0, 1.0 / 2, 1.0 / 6, 1.0 / 24, 1.0 / 120, 1.0 / 720, 1.0 / 5040, 1.0 / 40320, 1.0 / 362880,
+    1.0 / 3628800, 1.0 / 39916800, 1.0 / 479001600, 1.0 / 6227020800.0, 1.0 / 87178291200.0,
+    1.0 / 1307674368000.0,
+  };
   if (x > 700) return 0;
-  int n = (int)(x / 0.6931471805599453);
-  double r = x - n * 0.6931471805599453, term = 1, sum = 1;
-  for (int i = 1; i < 18; i++) {
-    term *= -r / i;
-    sum += term;
-  }
+  int n = (int)(x * 1.4426950408889634);   /* x / ln 2 */
+  double r = x - n * 0.6931471805599453, sum = 0;
+  if (r < 0) r = 0;
+  for (int i = 15; i >= 0; i--) sum = sum * -r + inverse_factorial[i];
   union { double d; uint64_t u; } v = {.u = (uint64_t)(1023 - n) << 52};
   return sum * v.d;
 }

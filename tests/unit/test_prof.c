@@ -88,6 +88,9 @@ static void sampling_law(void **state) {
   assert_true(fabs(la_prof_probability(16, 2097152) - (1 - exp(-16.0 / 2097152))) < 1e-12);
   assert_true(fabs(la_prof_probability(3 << 20, 2097152) - (1 - exp(-1.5))) < 1e-9);
   assert_true(la_prof_probability(1e9, 1) == 1.0);
+  /* Across the range of its series, within 1e-15 of -expm1(-x): the
+   * rounding of 1 - e^-x, not a lost term (one term less is 3e-15 off). */
+  for (double x = 1e-4; x < 60; x *= 1.01) assert_true(fabs(la_prof_probability(x, 1) + expm1(-x)) <= 1e-15);
   unsigned m = 65536;
   assert_int_equal(alloc_ctl("opt.prof_sample_bytes", NULL, NULL, &m, sizeof m), 0);
   double sum = 0;
