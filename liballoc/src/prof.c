@@ -236,19 +236,22 @@ static void locate_self_once(void) {
  * posix_memalign, a slow path). */
 #define SELF_FRAMES_MAX 16
 
-/* The stack from `from` (la_sample_due's frame), innermost first,
- * liballoc's frames left out (unwind.c; no stacks where it is not built). */
-static unsigned capture_stack(const la_frame_t *from, uint64_t *pcs, unsigned max) {
+/* The stack from `from` (la_sample_due's frame), innermost first, into
+ * pcs (room for ALLOC_SHM_PROFILE_MAX_DEPTH + SELF_FRAMES_MAX), at most
+ * ALLOC_SHM_PROFILE_MAX_DEPTH frames, liballoc's frames left out
+ * (unwind.c; no stacks where it is not built). */
+static unsigned capture_stack(const la_frame_t *from, uint64_t *pcs) {
 #if LA_HAVE_OWN_UNWINDER
+  _Static_assert(sizeof(uint64_t) == sizeof(uintptr_t), "frames are return addresses");
   if (LA_UNLIKELY(!atomic_load_explicit(&self_located, memory_order_acquire))) locate_self_once();
-  uintptr_t ips[ALLOC_SHM_PROFILE_MAX_DEPTH + SELF_FRAMES_MAX];
-  if (max > ALLOC_SHM_PROFILE_MAX_DEPTH) max = ALLOC_SHM_PROFILE_MAX_DEPTH;
-  unsigned got = la_unwind_from(from, ips, max + SELF_FRAMES_MAX), i = 0, n = 0;
-  while (i < got && ips[i] >= self_lo && ips[i] < self_hi) i++;
-  for (; i < got && n < max; i++) pcs[n++] = ips[i];
+  uintptr_t *ips = (uintptr_t *)pcs;
+  unsigned got = la_unwind_from(from, ips, ALLOC_SHM_PROFILE_MAX_DEPTH + SELF_FRAMES_MAX), self = 0;
+  while (self < got && ips[self] >= self_lo && ips[self] < self_hi) self++;
+  unsigned n = got - self < ALLOC_SHM_PROFILE_MAX_DEPTH ? got - self : ALLOC_SHM_PROFILE_MAX_DEPTH;
+  if (self) memmove(pcs, pcs + self, n * sizeof pcs[0]);
   return n;
 #else
-  (void)from, (void)pcs, (void)max;
+  (void)from, (void)pcs;
   return 0;
 #endif
 }
@@ -497,8 +500,8 @@ static bool live_contains(uintptr_t addr) {
 static bool record_sample(void *p, size_t size, unsigned cls, la_slab_t *slab, const la_frame_t *from) {
   if (in_prof || !atomic_load_explicit(&la_prof_sampling, memory_order_relaxed)) return false;
   in_prof = true;
-  uint64_t pcs[ALLOC_SHM_PROFILE_MAX_DEPTH];
-  unsigned n = capture_stack(from, pcs, ALLOC_SHM_PROFILE_MAX_DEPTH);
+  uint64_t pcs[ALLOC_SHM_PROFILE_MAX_DEPTH + SELF_FRAMES_MAX];
+  unsigned n = capture_stack(from, pcs);
   double prob = la_prof_probability((double)size, (double)la_opt.prof_sample_bytes);
   double objects = prob > 0 ? 1.0 / prob : 1.0;
   enum prof_kind kind = !slab ? PROF_HUGE : slab->kind == LA_SLAB_LARGE ? PROF_LARGE : PROF_SMALL;
