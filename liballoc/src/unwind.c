@@ -436,7 +436,7 @@ static uint8_t shape_of(const frame_rules_t *f) {
 static const cached_rules_t *cached_rules_for(cached_rules_t *cache, uintptr_t pc, cached_rules_t *spare) {
   cached_rules_t *e = cache ? &cache[(pc * 0x9e3779b97f4a7c15ull) >> (64 - RULE_BITS)] : spare;
   if (e->pc == pc && cache) return e;
-  frame_rules_t f;
+  frame_rules_t f = {0};
   f.bad = !rules_for(pc, &f);
   e->pc = pc;
   e->rules = f;
