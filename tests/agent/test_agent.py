@@ -79,6 +79,25 @@ def wait_for(pred, timeout=20.0, what="condition"):
     raise AssertionError("timed out waiting for " + what)
 
 
+def stop_process(pid):
+    """SIGSTOP pid and wait until every thread of it has stopped: the signal
+    is delivered asynchronously, and a publisher thread still running could
+    write one more snapshot after the test has read the segment."""
+    os.kill(pid, signal.SIGSTOP)
+
+    def all_stopped():
+        try:
+            for tid in os.listdir("/proc/%d/task" % pid):
+                with open("/proc/%d/task/%s/stat" % (pid, tid)) as f:
+                    if f.read().rsplit(")", 1)[1].split()[0] not in ("T", "t"):
+                        return False
+        except FileNotFoundError:
+            return False
+        return True
+
+    wait_for(all_stopped, what="process %d stopped" % pid)
+
+
 def read_varint(blob, pos):
     """An unsigned LEB128 varint at blob[pos:] (pack.c's): (value, new pos)."""
     u = shift = 0
@@ -477,7 +496,7 @@ class AgentTest(unittest.TestCase):
         # process resumes (a retry then does).
         t = Target(self.agent, "hold", "100", "64", "8000")
         before = self.process(t.pid)["config"]["dirty_decay_ms"]
-        os.kill(t.pid, signal.SIGSTOP)
+        stop_process(t.pid)
         try:
             start = time.time()
             status, body = self.agent.post("/api/v1/processes/%d/config" % t.pid, {"dirty_decay_ms": 100})
@@ -515,7 +534,7 @@ class AgentTest(unittest.TestCase):
         # runs again, with the outcome in the audit log.
         t = Target(self.agent, "hold", "100", "64", "20000")
         before = self.process(t.pid)["config"]["dirty_decay_ms"]
-        os.kill(t.pid, signal.SIGSTOP)
+        stop_process(t.pid)
         try:
             time.sleep(2.5)
             start = time.time()
@@ -900,7 +919,7 @@ class AgentTest(unittest.TestCase):
         wait_for(lambda: all(os.path.exists(seg(t)) for t in silent), what="the silent processes' segments")
         time.sleep(0.3)
         for t in silent:
-            os.kill(t.pid, signal.SIGSTOP)
+            stop_process(t.pid)
         self.agent = Agent(self.root, port=self.agent.port).start()
         wait_for(lambda: self.agent.get("/api/v1/health")[1]["collector"]["processes"] >= 16, what="the 16 processes")
         start = time.time()
@@ -980,7 +999,7 @@ class AgentTest(unittest.TestCase):
             self.fail("no liballoc_snapshot_timestamp_seconds for pid %d" % pid)
 
         for advance_published in (False, True):
-            os.kill(frozen.pid, signal.SIGSTOP)
+            stop_process(frozen.pid)
             with open(path, "r+b") as f:
                 header = f.read(512)
                 ring_offset, ring_slots, slot_size = struct.unpack_from("=III", header, 24)
@@ -1019,7 +1038,7 @@ class AgentTest(unittest.TestCase):
             self.skipTest("needs root to chown")
         t = Target(self.agent, "hold", "100", "64", "30000", conf="stats_interval_ms:50")
         self.process(t.pid)
-        os.kill(t.pid, signal.SIGSTOP)   # its writer must not re-create the file meanwhile
+        stop_process(t.pid)   # its writer must not re-create the file meanwhile
         self.addCleanup(lambda: t.proc.poll() is None and t.proc.kill())
         path = os.path.join(self.agent.shm, "liballoc.%d" % t.pid)
         with open(path, "rb") as f:

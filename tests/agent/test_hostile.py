@@ -26,8 +26,8 @@ import time
 import unittest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-import test_agent  # noqa: E402  (Agent, Target, wait_for)
-from test_agent import Agent, Target, wait_for  # noqa: E402
+import test_agent  # noqa: E402  (Agent, Target, stop_process, wait_for)
+from test_agent import Agent, Target, stop_process, wait_for  # noqa: E402
 
 NOBODY = 65534
 HEADER = 512
@@ -475,7 +475,7 @@ class HostileTest(unittest.TestCase):
                 f.write(b"x")
         # a segment planted under the live process's name by another user
         path = os.path.join(shm, "liballoc.%d" % t.pid)
-        os.kill(t.pid, 19)   # SIGSTOP: its writer must not re-create the file meanwhile
+        stop_process(t.pid)   # its writer must not re-create the file meanwhile
         data = self.template(t.pid)
         os.unlink(path)
         with open(path, "wb") as f:
