@@ -21,8 +21,9 @@ ensure_debs() {
   DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}"
 }
 
-# Packages to build liballoc and its tests.
-BUILD_DEBS=(build-essential cmake pkg-config libcmocka-dev)
+# Packages to build liballoc and its tests (lld: liballoc.so is linked with
+# its hot functions together, liballoc/CMakeLists.txt).
+BUILD_DEBS=(build-essential cmake pkg-config libcmocka-dev lld)
 # The agent's libraries (allocd); heap profiles: libdw and libelf (elfutils)
 # to symbolize, zlib to gzip pprof.
 AGENT_DEBS=(libmicrohttpd-dev libjansson-dev libsqlite3-dev libdw-dev libelf-dev zlib1g-dev)
