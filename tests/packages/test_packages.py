@@ -236,6 +236,16 @@ class Run:
         run([os.path.join(consumer, "pc_consumer")], stdout=subprocess.DEVNULL)
         log("liballoc-dev: find_package (shared, static) and pkg-config consumers built and ran")
 
+    def check_layout(self):
+        """The installed liballoc.so is laid out like the build tree's
+        (tests/layout): hot functions together, in the file as in memory."""
+        with open(os.path.join(self.work, "build", "CMakeCache.txt")) as f:
+            ordered = "1" if re.search(r"^ALLOC_HAVE_LLD:INTERNAL=1$", f.read(), re.M) else "0"
+        lib = os.path.realpath(self.installed_file("liballoc0", r"/liballoc\.so\.0$"))
+        run(["sh", os.path.join(self.src, "tests/layout/check_hot_text.sh"), lib,
+             os.path.join(self.src, "liballoc/hot-functions.txt"), ordered], stdout=subprocess.DEVNULL)
+        log("installed %s: hot functions laid out together (lld: %s)" % (lib, ordered))
+
     def installed_file(self, package, pattern):
         hits = [f for f in self.files[package] if re.search(pattern, f)]
         if len(hits) != 1:
@@ -451,6 +461,7 @@ def main():
     try:
         debs = r.build()
         r.install(debs)
+        r.check_layout()
         r.build_consumer()
         r.run_service()
         r.remove_and_purge()
