@@ -11,11 +11,14 @@
 # at a file offset on a 64 KiB boundary too.
 set -eu
 lib=$1 list=$2 ordered=$3
-syms=$(mktemp)
-trap 'rm -f "$syms"' EXIT
+syms=$(mktemp) hot=$(mktemp)
+trap 'rm -f "$syms" "$hot"' EXIT
 nm -S --defined-only "$lib" | awk 'NF == 4 && ($3 == "t" || $3 == "T") {print $4, $1, $2}' | sort > "$syms"
+# name address size, for each listed function the library has (a static
+# name may appear twice, once per file)
+grep -v '^#' "$list" | sort -u | join - "$syms" > "$hot"
 wanted=$(grep -v '^#' "$list" | grep -c .)
-found=$(grep -v "^#" "$list" | sort -u | join - "$syms" | cut -d" " -f1 | sort -u | wc -l)
+found=$(cut -d" " -f1 "$hot" | sort -u | wc -l)
 echo "hot functions: $found of $wanted found in $lib"
 if [ $((found * 10)) -lt $((wanted * 9)) ]; then
   echo "FAIL: fewer than 90% of the hot functions exist; run bench/hot-functions BUILD" >&2
@@ -23,7 +26,7 @@ if [ $((found * 10)) -lt $((wanted * 9)) ]; then
 fi
 [ "$ordered" = 1 ] || exit 0
 lo= hi=0
-for entry in $(grep -v '^#' "$list" | sort -u | join - "$syms" | awk '{print $2 ":" $3}'); do
+for entry in $(awk '{print $2 ":" $3}' "$hot"); do
   a=$((0x${entry%:*})) e=$((0x${entry%:*} + 0x${entry#*:}))
   if [ -z "$lo" ] || [ "$a" -lt "$lo" ]; then lo=$a; fi
   if [ "$e" -gt "$hi" ]; then hi=$e; fi
