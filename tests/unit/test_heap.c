@@ -1,6 +1,7 @@
 /* test_heap.c - thread heaps (heap.c): what a heap caches decays like the
- * rest of free memory, heaps of exiting threads are always abandoned, and
- * their slabs keep no page they did not use.
+ * rest of free memory, heaps of exiting threads are always abandoned,
+ * their slabs keep no page they did not use, and the emptied slabs of
+ * classes no longer used go back to the arena.
  *
  * Decay is driven by an injected clock and by calling the purger's pass
  * (la_decay_all) directly, with the purger thread off: no sleeps.  The
@@ -192,6 +193,67 @@ static void test_abandoned_slab_keeps_no_stale_page(void **state) {
   la_free(kept);
 }
 
+/* ---- emptied current slabs of classes no longer used ----------------------
+ * In a thread of its own: a class filled one slab and freed it all (its
+ * emptied current slab stays with the heap), another was used once and
+ * freed, a third is allocated and freed between every step.  The thread
+ * then allocates enough of a fourth class to take many slabs from the
+ * arena: the first class's emptied slab goes back to the arena, the other
+ * two keep theirs. */
+
+#define IDLE_BIG 1024      /* filled and emptied: given back */
+#define IDLE_FEW 3072      /* one block carved: kept */
+#define IDLE_BUSY 512      /* in use all along: kept */
+#define IDLE_FILLER 64     /* takes the new slabs */
+
+static la_slab_t *idle_slab, *few_slab, *busy_slab;
+static bool idle_heads[3];   /* still its class's current slab */
+
+static void *move_on_to_other_sizes(void *arg) {
+  (void)arg;
+  la_heap_t *heap = NULL;
+  unsigned big = la_class_of(IDLE_BIG), few = la_class_of(IDLE_FEW), busy = la_class_of(IDLE_BUSY);
+  size_t n = la_class_capacity[big];
+  void **p = la_malloc(n * sizeof *p);
+  for (size_t i = 0; i < n; i++) memset(p[i] = la_malloc(IDLE_BIG), 1, IDLE_BIG);
+  idle_slab = la_slab_of(p[0]);
+  for (size_t i = 0; i < n; i++) la_free(p[i]);
+  la_free(p);
+  void *q = la_malloc(IDLE_FEW);
+  few_slab = la_slab_of(q);
+  la_free(q);
+  heap = la_tls_heap;
+  assert_ptr_equal(heap->queues[big].head, idle_slab);   /* kept at first */
+  size_t per_slab = la_class_capacity[la_class_of(IDLE_FILLER)];
+  size_t filler_n = 4 * LA_NCLASSES * per_slab;   /* a slab taken per capacity */
+  void **f = la_malloc(filler_n * sizeof *f);
+  for (size_t i = 0; i < filler_n; i++) {
+    f[i] = la_malloc(IDLE_FILLER);
+    if (i % per_slab == 0) {
+      void *b = la_malloc(IDLE_BUSY);
+      busy_slab = la_slab_of(b);
+      la_free(b);
+    }
+  }
+  idle_heads[0] = heap->queues[big].head == idle_slab;
+  idle_heads[1] = heap->queues[few].head == few_slab;
+  idle_heads[2] = heap->queues[busy].head == busy_slab;
+  for (size_t i = 0; i < filler_n; i++) la_free(f[i]);
+  la_free(f);
+  return NULL;
+}
+
+static void test_idle_emptied_slab_given_back(void **state) {
+  (void)state;
+  assert_true(la_class_capacity[la_class_of(IDLE_FEW)] >= 8);   /* one block is under a quarter */
+  pthread_t t;
+  assert_int_equal(pthread_create(&t, NULL, move_on_to_other_sizes, NULL), 0);
+  pthread_join(t, NULL);
+  assert_false(idle_heads[0]);
+  assert_true(idle_heads[1]);
+  assert_true(idle_heads[2]);
+}
+
 /* ---- late destructors ---------------------------------------------------- */
 
 static pthread_key_t late_key;
@@ -238,6 +300,7 @@ int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_abandoned_slab_keeps_no_stale_page),
       cmocka_unit_test(test_parked_slab_reused),
+      cmocka_unit_test(test_idle_emptied_slab_given_back),
       cmocka_unit_test(test_busy_cache_kept),
       cmocka_unit_test(test_idle_caches_decay),
       cmocka_unit_test(test_late_destructor_heap_abandoned),
