@@ -269,7 +269,6 @@ typedef struct la_heap_s {
   size_t refills_since_sweep;
   unsigned trim_cls;        /* the class whose slabs trim_sparse_slabs looks at next */
   uint32_t trim_pass;       /* rounds of trim_sparse_slabs over every class */
-  unsigned idle_cls;        /* the class release_idle_heads looks at next */
   atomic_bool xfull_hint;   /* another thread freed into one of our full slabs */
   la_arena_t *arena;
   struct la_heap_s *next_all, *prev_all; /* every live heap (fork, stats) */
