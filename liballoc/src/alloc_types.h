@@ -151,6 +151,7 @@ typedef struct la_slab_s {
   uint32_t trim_seen;            /* (owner) its activity (heap.c) when a
                                     trim pass last saw it change */
   uint32_t trim_since;           /* (owner) when that was, in ms */
+  uint32_t trim_since_takes;     /* (owner) and the heap's slabs_taken then */
   uint32_t prof_samples;         /* (prof_lock) live sampled blocks on the slab
                                     (prof.c); while not 0 a small slab has no
                                     fast_owner, so its frees reach prof.c */
@@ -269,6 +270,7 @@ typedef struct la_heap_s {
   size_t refills_since_sweep;
   unsigned trim_cls;        /* the class whose slabs trim_sparse_slabs looks at next */
   uint32_t trim_pass;       /* rounds of trim_sparse_slabs over every class */
+  uint32_t slabs_taken;     /* slabs taken from the arena so far (wraps) */
   atomic_bool xfull_hint;   /* another thread freed into one of our full slabs */
   la_arena_t *arena;
   struct la_heap_s *next_all, *prev_all; /* every live heap (fork, stats) */

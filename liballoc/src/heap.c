@@ -673,12 +673,17 @@ static void abandon_exited(uint64_t now, uint64_t *due) {
  * whose objects of some sizes mostly died, and that now allocates other
  * sizes, then grows by what it really holds, not by a slab per survivor's
  * neighbourhood.  Only idle slabs are trimmed: a slab in use would take its
- * pages back at once, a page fault each.  Idle is measured in time, not in
- * the heap's own events: a slab no block of which was allocated or freed
- * for TRIM_IDLE_MS (as seen by the passes that looked at it) - a class can
- * live off its free lists for long without taking a slab or carving, and a
- * program that fills and empties its slabs every few milliseconds would
- * fault the pages given back in again each time.  A slab qualifies with a
+ * pages back at once, a page fault each.  Idle is a slab no block of which
+ * was allocated or freed (as seen by the passes that looked at it) for
+ * TRIM_IDLE_MS, or while the heap took TRIM_IDLE_TAKES slabs.  Time alone
+ * is not enough: on a faster machine `fragment 256` took the slabs of its
+ * new sizes in under 100 ms after thinning out the old ones, and peaked at
+ * 565 MiB instead of 538.  Slabs taken alone are not either, nor a small
+ * number of them: a class can live off its free lists for long without
+ * taking a slab or carving while others take them in bursts, and a program
+ * that fills and empties its slabs every few milliseconds would fault the
+ * pages given back in again each time (churn takes a few dozen slabs a
+ * round, and its faults did not move).  A slab qualifies with a
  * quarter of its blocks free, and is trimmed again only once another
  * eighth has been freed.  The heap walks its classes in turn, TRIM_CLASSES
  * classes and TRIM_LOOK slabs at most per call; each slab looked at moves
@@ -690,6 +695,7 @@ static void abandon_exited(uint64_t now, uint64_t *due) {
 #define TRIM_LOOK 32
 #define TRIM_CLASSES 4
 #define TRIM_IDLE_MS 100
+#define TRIM_IDLE_TAKES 256
 
 static bool worth_trimming(const la_slab_t *s) {
   uint32_t free_blocks = s->reserved - s->used;
@@ -702,14 +708,16 @@ static uint32_t activity(const la_slab_t *s) { return (uint32_t)(s->used + 2 * s
 
 /* Trim the slab if it is idle and worth it; true if pages were given back.
  * `now_ms` wraps after 49 days: only differences are used. */
-static bool trim_one(la_slab_t *s, uint32_t now_ms) {
+static bool trim_one(la_heap_t *heap, la_slab_t *s, uint32_t now_ms) {
   uint32_t seen = activity(s);
   if (seen != s->trim_seen) {
     s->trim_seen = seen;
     s->trim_since = now_ms;
+    s->trim_since_takes = heap->slabs_taken;
     return false;
   }
-  return now_ms - s->trim_since >= TRIM_IDLE_MS && worth_trimming(s) && la_slab_trim(s) > 0;
+  bool idle = now_ms - s->trim_since >= TRIM_IDLE_MS || heap->slabs_taken - s->trim_since_takes >= TRIM_IDLE_TAKES;
+  return idle && worth_trimming(s) && la_slab_trim(s) > 0;
 }
 
 static void next_trim_class(la_heap_t *heap) {
@@ -731,7 +739,7 @@ static void trim_sparse_slabs(la_heap_t *heap) {
       la_slab_t *next = s->next;
       looked++;
       s->trim_pass = heap->trim_pass;
-      trimmed += trim_one(s, now_ms);
+      trimmed += trim_one(heap, s, now_ms);
       la_slab_list_remove(q, s);
       la_slab_list_push(q, s);
       s = next;
@@ -786,6 +794,7 @@ static void release_idle_heads(la_heap_t *heap, unsigned cls) {
     } else {
       s->trim_seen = seen;
       s->trim_since = (uint32_t)(la_now_coarse_ns() / 1000000);
+      s->trim_since_takes = heap->slabs_taken;
     }
   }
 }
@@ -819,6 +828,7 @@ static la_slab_t *find_slab(la_heap_t *heap, unsigned cls) {
   trim_sparse_slabs(heap);
   release_idle_heads(heap, cls);
   la_slab_t *s = la_arena_get_slab(heap->arena, cls, heap);
+  heap->slabs_taken++;
   if (!s) {
     sweep_full(heap);   /* last resort before failing */
     s = q->head;

@@ -1,7 +1,8 @@
 /* test_heap.c - thread heaps (heap.c): what a heap caches decays like the
  * rest of free memory, heaps of exiting threads are always abandoned,
- * their slabs keep no page they did not use, and the emptied slabs of
- * classes no longer used go back to the arena.
+ * their slabs keep no page they did not use, sparse slabs give back their
+ * free pages and the emptied slabs of classes no longer used go back to
+ * the arena.
  *
  * Decay is driven by an injected clock and by calling the purger's pass
  * (la_decay_all) directly, with the purger thread off: no sleeps.  The
@@ -254,6 +255,52 @@ static void test_idle_emptied_slab_given_back(void **state) {
   assert_true(idle_heads[2]);
 }
 
+/* ---- sparse slabs trimmed by the slabs taken, not only by time ----------
+ * The clock stands still here (fake_clock): a thread leaves one block in
+ * each of a few slabs of small blocks, then takes several hundred slabs of
+ * another class.  Those sparse slabs must give their free pages back even
+ * though no time passed (a fast program changes phase within the trimmer's
+ * 100 ms). */
+
+#define SPARSE 64
+#define SPARSE_SLABS 4
+#define TAKER 1024
+
+static la_slab_t *sparse_slabs[SPARSE_SLABS];
+static uint64_t sparse_trimmed[SPARSE_SLABS];
+
+static void *thin_out_then_take_slabs(void *arg) {
+  (void)arg;
+  size_t per_slab = la_class_capacity[la_class_of(SPARSE)], n = SPARSE_SLABS * per_slab;
+  void **p = la_malloc(n * sizeof *p);
+  for (size_t i = 0; i < n; i++) memset(p[i] = la_malloc(SPARSE), 1, SPARSE);
+  for (size_t i = 0; i < n; i++) {
+    if (i % per_slab == 0) sparse_slabs[i / per_slab] = la_slab_of(p[i]);
+    else la_free(p[i]);
+  }
+  size_t taker_n = 2 * 256 * la_class_capacity[la_class_of(TAKER)];
+  void **t = la_malloc(taker_n * sizeof *t);
+  for (size_t i = 0; i < taker_n; i++) t[i] = la_malloc(TAKER);
+  for (unsigned k = 0; k < SPARSE_SLABS; k++) sparse_trimmed[k] = sparse_slabs[k]->trimmed;
+  for (size_t i = 0; i < taker_n; i++) la_free(t[i]);
+  for (size_t i = 0; i < n; i += per_slab) la_free(p[i]);
+  la_free(t);
+  la_free(p);
+  return NULL;
+}
+
+static void test_sparse_slabs_trimmed_without_time_passing(void **state) {
+  (void)state;
+  if (la_opt.thp == LA_THP_ALWAYS) skip();
+  pthread_t t;
+  assert_int_equal(pthread_create(&t, NULL, thin_out_then_take_slabs, NULL), 0);
+  pthread_join(t, NULL);
+  unsigned trimmed = 0;
+  for (unsigned k = 0; k < SPARSE_SLABS; k++) trimmed += sparse_trimmed[k] != 0;
+  /* every one but the current slab, which is being allocated from */
+  assert_true(trimmed >= SPARSE_SLABS - 1);
+}
+
 /* ---- late destructors ---------------------------------------------------- */
 
 static pthread_key_t late_key;
@@ -301,6 +348,7 @@ int main(void) {
       cmocka_unit_test(test_abandoned_slab_keeps_no_stale_page),
       cmocka_unit_test(test_parked_slab_reused),
       cmocka_unit_test(test_idle_emptied_slab_given_back),
+      cmocka_unit_test(test_sparse_slabs_trimmed_without_time_passing),
       cmocka_unit_test(test_busy_cache_kept),
       cmocka_unit_test(test_idle_caches_decay),
       cmocka_unit_test(test_late_destructor_heap_abandoned),
