@@ -275,6 +275,11 @@ typedef struct la_heap_s {
   la_arena_t *arena;
   struct la_heap_s *next_all, *prev_all; /* every live heap (fork, stats) */
   uint64_t large_hits[LA_NCLASSES];     /* large blocks taken from the cache */
+  uint32_t large_seen[LA_NCLASSES];     /* (owner) large_hits at the last look
+                                           of release_idle (heap.c) */
+  uint32_t large_seen_takes[LA_NCLASSES]; /* (owner) slabs_taken when it changed */
+  uint32_t caches_empty_takes;          /* (owner) slabs_taken when release_idle
+                                           last found every cache empty */
   /* The heap's caches that the purger may take back from an idle thread
    * (heap.c, "idle heaps"): the large-block cache above and these parked
    * slabs.  The owner raises cache_busy around every operation on them;

@@ -255,6 +255,50 @@ static void test_idle_emptied_slab_given_back(void **state) {
   assert_true(idle_heads[2]);
 }
 
+/* The heap's caches the same way: a cached large block and a parked slab
+ * of classes no longer asked for go back once the heap has taken enough
+ * slabs; those of a class taken again meanwhile stay. */
+
+#define IDLE_LARGE (192 * 1024)   /* a cached large block, then idle */
+#define BUSY_LARGE LARGE          /* cached, and taken back all along */
+
+static bool idle_cached[3];   /* still cached: the idle large class, the parked slab, the busy class */
+
+static void *leave_caches_idle(void *arg) {
+  (void)arg;
+  unsigned idle = la_class_of(IDLE_LARGE), parked = la_class_of(PARKED), busy = la_class_of(BUSY_LARGE);
+  assert_true(la_class_large[idle] && la_class_large[busy] && !la_class_large[parked]);
+  la_free(la_malloc(IDLE_LARGE));
+  la_free(la_malloc(PARKED));
+  la_free(la_malloc(BUSY_LARGE));
+  la_heap_t *heap = la_tls_heap;
+  assert_non_null(heap->large_cache[idle]);
+  assert_non_null(heap->parked[parked]);
+  size_t per_slab = la_class_capacity[la_class_of(IDLE_FILLER)];
+  size_t filler_n = 4 * 64 * per_slab;   /* a slab taken per capacity */
+  void **f = la_malloc(filler_n * sizeof *f);
+  for (size_t i = 0; i < filler_n; i++) {
+    f[i] = la_malloc(IDLE_FILLER);
+    if (i % per_slab == 0) la_free(la_malloc(BUSY_LARGE));
+  }
+  idle_cached[0] = heap->large_cache[idle] != NULL;
+  idle_cached[1] = heap->parked[parked] != NULL;
+  idle_cached[2] = heap->large_cache[busy] != NULL;
+  for (size_t i = 0; i < filler_n; i++) la_free(f[i]);
+  la_free(f);
+  return NULL;
+}
+
+static void test_idle_caches_given_back(void **state) {
+  (void)state;
+  pthread_t t;
+  assert_int_equal(pthread_create(&t, NULL, leave_caches_idle, NULL), 0);
+  pthread_join(t, NULL);
+  assert_false(idle_cached[0]);
+  assert_false(idle_cached[1]);
+  assert_true(idle_cached[2]);
+}
+
 /* ---- sparse slabs trimmed by the slabs taken, not only by time ----------
  * The clock stands still here (fake_clock): a thread leaves one block in
  * each of a few slabs of small blocks, then takes several hundred slabs of
@@ -348,6 +392,7 @@ int main(void) {
       cmocka_unit_test(test_abandoned_slab_keeps_no_stale_page),
       cmocka_unit_test(test_parked_slab_reused),
       cmocka_unit_test(test_idle_emptied_slab_given_back),
+      cmocka_unit_test(test_idle_caches_given_back),
       cmocka_unit_test(test_sparse_slabs_trimmed_without_time_passing),
       cmocka_unit_test(test_busy_cache_kept),
       cmocka_unit_test(test_idle_caches_decay),
