@@ -30,6 +30,13 @@ static la_stats_t stats(void) {
   return st;
 }
 
+/* Run fn in a thread of its own (a heap of its own) and wait for it. */
+static void run_in_thread(void *(*fn)(void *)) {
+  pthread_t t;
+  assert_int_equal(pthread_create(&t, NULL, fn, NULL), 0);
+  pthread_join(t, NULL);
+}
+
 static int setup(void **state) {
   (void)state;
   la_os_set_clock(fake_clock);
@@ -183,9 +190,7 @@ static void test_abandoned_slab_keeps_no_stale_page(void **state) {
   for (keep_cls = la_class_of(700); keep_cls < LA_NCLASSES; keep_cls++)
     if (!la_class_large[keep_cls] && la_class_units[keep_cls] == la_class_units[fill_cls]) break;
   assert_true(keep_cls < LA_NCLASSES);
-  pthread_t t;
-  assert_int_equal(pthread_create(&t, NULL, fill_then_keep_one, NULL), 0);
-  pthread_join(t, NULL);
+  run_in_thread(fill_then_keep_one);
   la_slab_t *s = la_slab_of(kept);
   /* while its thread ran, the slab held the pages of the one before */
   assert_true(resident_in_use > ((size_t)s->nunits << LA_UNIT_SHIFT) / la_page_size / 2);
@@ -247,9 +252,7 @@ static void *move_on_to_other_sizes(void *arg) {
 static void test_idle_emptied_slab_given_back(void **state) {
   (void)state;
   assert_true(la_class_capacity[la_class_of(IDLE_FEW)] >= 8);   /* one block is under a quarter */
-  pthread_t t;
-  assert_int_equal(pthread_create(&t, NULL, move_on_to_other_sizes, NULL), 0);
-  pthread_join(t, NULL);
+  run_in_thread(move_on_to_other_sizes);
   assert_false(idle_heads[0]);
   assert_true(idle_heads[1]);
   assert_true(idle_heads[2]);
@@ -291,9 +294,7 @@ static void *leave_caches_idle(void *arg) {
 
 static void test_idle_caches_given_back(void **state) {
   (void)state;
-  pthread_t t;
-  assert_int_equal(pthread_create(&t, NULL, leave_caches_idle, NULL), 0);
-  pthread_join(t, NULL);
+  run_in_thread(leave_caches_idle);
   assert_false(idle_cached[0]);
   assert_false(idle_cached[1]);
   assert_true(idle_cached[2]);
@@ -336,9 +337,7 @@ static void *thin_out_then_take_slabs(void *arg) {
 static void test_sparse_slabs_trimmed_without_time_passing(void **state) {
   (void)state;
   if (la_opt.thp == LA_THP_ALWAYS) skip();
-  pthread_t t;
-  assert_int_equal(pthread_create(&t, NULL, thin_out_then_take_slabs, NULL), 0);
-  pthread_join(t, NULL);
+  run_in_thread(thin_out_then_take_slabs);
   unsigned trimmed = 0;
   for (unsigned k = 0; k < SPARSE_SLABS; k++) trimmed += sparse_trimmed[k] != 0;
   /* every one but the current slab, which is being allocated from */
@@ -374,9 +373,7 @@ static void test_late_destructor_heap_abandoned(void **state) {
   la_free(la_malloc(64));   /* this thread's heap exists */
   assert_int_equal(pthread_key_create(&late_key, late_destructor), 0);
   size_t before = stats().s.nheaps;
-  pthread_t t;
-  assert_int_equal(pthread_create(&t, NULL, late_thread, NULL), 0);
-  pthread_join(t, NULL);
+  run_in_thread(late_thread);
   /* pthread_join returns when the thread's tid is cleared, a moment before
    * the kernel has let go of the thread; a pass meanwhile would only put
    * the heap off for 10 ms (EXITED_RETRY_NS). */
