@@ -276,9 +276,9 @@ typedef struct la_heap_s {
   struct la_heap_s *next_all, *prev_all; /* every live heap (fork, stats) */
   uint64_t large_hits[LA_NCLASSES];     /* large blocks taken from the cache */
   uint32_t large_seen[LA_NCLASSES];     /* (owner) large_hits at the last look
-                                           of release_idle (heap.c) */
+                                           of release_idle_classes (heap.c) */
   uint32_t large_seen_takes[LA_NCLASSES]; /* (owner) slabs_taken when it changed */
-  uint32_t caches_empty_takes;          /* (owner) slabs_taken when release_idle
+  uint32_t caches_empty_takes;          /* (owner) slabs_taken when that look
                                            last found every cache empty */
   /* The heap's caches that the purger may take back from an idle thread
    * (heap.c, "idle heaps"): the large-block cache above and these parked

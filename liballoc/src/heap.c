@@ -801,14 +801,13 @@ static bool unchanged_since_look(la_heap_t *heap, la_slab_t *s) {
  * and the cached large blocks of a class none of which was taken, while
  * the heap took IDLE_CACHE_TAKES slabs (counted from a look that found
  * the class's cache empty, or every cache, or saw it taken from).  They
- * wait longer than the current
- * slabs: a class whose cached blocks go back too soon comes back to other
- * units and touches their pages as well (grow, whose arrays grow through
- * the same large classes every round: 130.3 MiB peak at the first idle
- * look, 127.0 after 64 slabs, 124.0 - as without - after 128).  manysize
- * 54.3 -> 51.2 MiB, python3 78.2 -> 77.4; sqlite3 32.0 -> 32.5, its parked
- * slabs of 80-160 KiB blocks coming back to other units.  Under the
- * caches' handshake with the purger. */
+ * wait longer than the current slabs: a class whose cached blocks go back
+ * too soon comes back to other units and touches their pages as well
+ * (grow, whose arrays grow through the same large classes every round:
+ * 130.3 MiB peak at the first idle look, 127.0 after 64 slabs, 124.0 - as
+ * without - after 128).  manysize 54.1 -> 49.8 MiB, python3 78.3 -> 77.4;
+ * sqlite3 32.1 -> 32.6, its parked slabs of 80-160 KiB blocks coming back
+ * to other units.  Under the caches' handshake with the purger. */
 #define IDLE_CACHE_TAKES 128
 
 static la_slab_t *take_idle_caches(la_heap_t *heap, unsigned cls) {
@@ -844,7 +843,7 @@ static la_slab_t *take_idle_caches(la_heap_t *heap, unsigned cls) {
   return taken;
 }
 
-static void release_idle_heads(la_heap_t *heap, unsigned cls) {
+static void release_idle_classes(la_heap_t *heap, unsigned cls) {
   for (unsigned c = 0; c < LA_NCLASSES; c++) {
     la_slab_t *s = heap->queues[c].head;
     if (s && c != cls && s->used == 0 && s->reserved * 4 >= s->capacity && unchanged_since_look(heap, s))
@@ -883,7 +882,7 @@ static la_slab_t *find_slab(la_heap_t *heap, unsigned cls) {
     if (s && la_slab_refill_free(s)) return s;
   }
   trim_sparse_slabs(heap);
-  release_idle_heads(heap, cls);
+  release_idle_classes(heap, cls);
   la_slab_t *s = la_arena_get_slab(heap->arena, cls, heap);
   heap->slabs_taken++;
   if (!s) {
