@@ -368,23 +368,39 @@ static la_slab_t *unpark_slab(la_heap_t *heap, unsigned cls) {
   return slab;
 }
 
+/* Chain class c's cached large blocks onto *taken; their bytes (the
+ * caller updates large_cached_bytes). */
+static size_t take_large_class(la_heap_t *heap, unsigned c, la_slab_t **taken) {
+  size_t bytes = 0;
+  la_slab_t *s;
+  while ((s = heap->large_cache[c])) {
+    heap->large_cache[c] = s->next;
+    bytes += s->block_size;
+    s->next = *taken;
+    *taken = s;
+  }
+  heap->large_cached[c] = 0;
+  return bytes;
+}
+
+/* Chain class c's parked slab onto *taken; true if there was one (the
+ * caller updates nparked). */
+static bool take_parked_class(la_heap_t *heap, unsigned c, la_slab_t **taken) {
+  la_slab_t *s = heap->parked[c];
+  if (!s) return false;
+  LA_SHARED_STORE(heap->parked[c], NULL);
+  s->next = *taken;
+  *taken = s;
+  return true;
+}
+
 /* Take every cached large block and parked slab out of the heap, chained
  * through next; the caller runs the handshake (or is the owner). */
 static la_slab_t *caches_take(la_heap_t *heap) {
   la_slab_t *taken = NULL;
   for (unsigned c = 0; c < LA_NCLASSES; c++) {
-    la_slab_t *s;
-    while ((s = heap->large_cache[c])) {
-      heap->large_cache[c] = s->next;
-      s->next = taken;
-      taken = s;
-    }
-    heap->large_cached[c] = 0;
-    if ((s = heap->parked[c])) {
-      LA_SHARED_STORE(heap->parked[c], NULL);
-      s->next = taken;
-      taken = s;
-    }
+    take_large_class(heap, c, &taken);
+    take_parked_class(heap, c, &taken);
   }
   LA_SHARED_STORE(heap->large_cached_bytes, 0);
   LA_SHARED_STORE(heap->nparked, 0);
@@ -708,14 +724,10 @@ static uint32_t activity(const la_slab_t *s) { return (uint32_t)(s->used + 2 * s
 
 /* Trim the slab if it is idle and worth it; true if pages were given back.
  * `now_ms` wraps after 49 days: only differences are used. */
+static bool unchanged_since_look(la_heap_t *heap, la_slab_t *s, uint32_t now_ms);
+
 static bool trim_one(la_heap_t *heap, la_slab_t *s, uint32_t now_ms) {
-  uint32_t seen = activity(s);
-  if (seen != s->trim_seen) {
-    s->trim_seen = seen;
-    s->trim_since = now_ms;
-    s->trim_since_takes = heap->slabs_taken;
-    return false;
-  }
+  if (!unchanged_since_look(heap, s, now_ms)) return false;
   bool idle = now_ms - s->trim_since >= TRIM_IDLE_MS || heap->slabs_taken - s->trim_since_takes >= TRIM_IDLE_TAKES;
   return idle && worth_trimming(s) && la_slab_trim(s) > 0;
 }
@@ -727,10 +739,9 @@ static void next_trim_class(la_heap_t *heap) {
   }
 }
 
-static void trim_sparse_slabs(la_heap_t *heap) {
+static void trim_sparse_slabs(la_heap_t *heap, uint32_t now_ms) {
   if (la_opt.thp == LA_THP_ALWAYS) return;
   unsigned trimmed = 0, looked = 0;
-  uint32_t now_ms = (uint32_t)(la_now_coarse_ns() / 1000000);
   for (unsigned n = 0; n < TRIM_CLASSES && looked < TRIM_LOOK && trimmed < TRIM_SLABS; n++) {
     la_slab_list_t *q = &heap->queues[heap->trim_cls];
     la_slab_t *s = q->head;
@@ -785,13 +796,15 @@ size_t la_heap_trim_sparse_now(void) {
  * the `used` of those it finds: +0.2% of `aligned`'s instructions, whose
  * slabs come and go. */
 
-/* No malloc or free of the slab since the last look; stamps it if there
- * was one. */
-static bool unchanged_since_look(la_heap_t *heap, la_slab_t *s) {
+/* No malloc or free of the slab since the last look (the trimmer's or
+ * release_idle_classes'); stamps it with the time and the heap's slabs
+ * taken if there was one.  `now_ms` wraps after 49 days: only differences
+ * are used. */
+static bool unchanged_since_look(la_heap_t *heap, la_slab_t *s, uint32_t now_ms) {
   uint32_t seen = activity(s);
   if (seen == s->trim_seen) return true;
   s->trim_seen = seen;
-  s->trim_since = (uint32_t)(la_now_coarse_ns() / 1000000);
+  s->trim_since = now_ms;
   s->trim_since_takes = heap->slabs_taken;
   return false;
 }
@@ -810,17 +823,14 @@ static bool unchanged_since_look(la_heap_t *heap, la_slab_t *s) {
  * to other units.  Under the caches' handshake with the purger. */
 #define IDLE_CACHE_TAKES 128
 
-static la_slab_t *take_idle_caches(la_heap_t *heap, unsigned cls) {
+static la_slab_t *take_idle_caches(la_heap_t *heap, unsigned cls, uint32_t now_ms) {
   la_slab_t *taken = NULL;
   bool locked = cache_enter_any(heap);
   for (unsigned c = 0; c < LA_NCLASSES; c++) {
     la_slab_t *s = heap->parked[c];
-    if (s && c != cls && unchanged_since_look(heap, s) && heap->slabs_taken - s->trim_since_takes >= IDLE_CACHE_TAKES) {
-      LA_SHARED_STORE(heap->parked[c], NULL);
+    if (s && c != cls && unchanged_since_look(heap, s, now_ms) &&
+        heap->slabs_taken - s->trim_since_takes >= IDLE_CACHE_TAKES && take_parked_class(heap, c, &taken))
       LA_SHARED_STORE(heap->nparked, heap->nparked - 1);
-      s->next = taken;
-      taken = s;
-    }
     uint32_t hits = (uint32_t)heap->large_hits[c];
     if (hits != heap->large_seen[c] || !heap->large_cache[c]) {   /* idle from this look on, at most */
       heap->large_seen[c] = hits;
@@ -830,27 +840,21 @@ static la_slab_t *take_idle_caches(la_heap_t *heap, unsigned cls) {
     uint32_t since = heap->large_seen_takes[c];
     if ((int32_t)(heap->caches_empty_takes - since) > 0) since = heap->caches_empty_takes;
     if (c == cls || heap->slabs_taken - since < IDLE_CACHE_TAKES) continue;
-    while ((s = heap->large_cache[c])) {
-      heap->large_cache[c] = s->next;
-      LA_OWNER_ADD(heap->large_cached_bytes, -s->block_size);
-      s->next = taken;
-      taken = s;
-    }
-    heap->large_cached[c] = 0;
+    LA_OWNER_ADD(heap->large_cached_bytes, -take_large_class(heap, c, &taken));
   }
   if (taken) LA_OWNER_ADD(heap->cache_ops, 1);
   cache_leave_any(heap, locked);
   return taken;
 }
 
-static void release_idle_classes(la_heap_t *heap, unsigned cls) {
+static void release_idle_classes(la_heap_t *heap, unsigned cls, uint32_t now_ms) {
   for (unsigned c = 0; c < LA_NCLASSES; c++) {
     la_slab_t *s = heap->queues[c].head;
-    if (s && c != cls && s->used == 0 && s->reserved * 4 >= s->capacity && unchanged_since_look(heap, s))
+    if (s && c != cls && s->used == 0 && s->reserved * 4 >= s->capacity && unchanged_since_look(heap, s, now_ms))
       release_slab(heap, s);
   }
   if (LA_SHARED_LOAD(heap->nparked) || LA_SHARED_LOAD(heap->large_cached_bytes))
-    caches_release(take_idle_caches(heap, cls));
+    caches_release(take_idle_caches(heap, cls, now_ms));
   else
     heap->caches_empty_takes = heap->slabs_taken;
 }
@@ -881,15 +885,16 @@ static la_slab_t *find_slab(la_heap_t *heap, unsigned cls) {
     la_slab_t *s = q->head;
     if (s && la_slab_refill_free(s)) return s;
   }
-  trim_sparse_slabs(heap);
-  release_idle_classes(heap, cls);
+  uint32_t now_ms = (uint32_t)(la_now_coarse_ns() / 1000000);
+  trim_sparse_slabs(heap, now_ms);
+  release_idle_classes(heap, cls, now_ms);
   la_slab_t *s = la_arena_get_slab(heap->arena, cls, heap);
-  heap->slabs_taken++;
   if (!s) {
     sweep_full(heap);   /* last resort before failing */
     s = q->head;
     return s && la_slab_refill_free(s) ? s : NULL;
   }
+  heap->slabs_taken++;
   LA_SHARED_STORE(s->fast_owner, fast_owner_for(heap, s));
   s->in_full = 0;
   la_slab_list_push_front(q, s);
