@@ -80,9 +80,10 @@ def spawn_idle(uid=None):
 class Forged:
     """A segment written by the test for a live process `pid`: a real
     segment's layout (template), this process's identity, and snapshots
-    whose numbers, times and `published` the test chooses."""
+    whose numbers, times and `published` the test chooses, owned by
+    `owner` (a uid) from the moment it appears."""
 
-    def __init__(self, path, template, pid, exe=b"/usr/sbin/postgres", ring_slots=None, published=0):
+    def __init__(self, path, template, pid, exe=b"/usr/sbin/postgres", ring_slots=None, published=0, owner=None):
         self.path, self.pid = path, pid
         data = bytearray(template)
         struct.pack_into("=i", data, OFF_PID, pid)
@@ -113,6 +114,8 @@ class Forged:
         with open(tmp, "wb") as f:
             f.write(data)
             f.truncate(struct.unpack_from("=Q", data, 16)[0])
+        if owner is not None:   # before the rename: allocd judges a file once per inode
+            os.chown(tmp, owner, owner)
         os.rename(tmp, path)
 
     def publish(self, count, time_ns, published=None, vary=False):
@@ -256,9 +259,7 @@ class HostileTest(unittest.TestCase):
         forged = []
         for _ in range(4):
             p = self.idle(uid)
-            f = Forged(os.path.join(self.agent.shm, "liballoc.%d" % p.pid), self.template(real.pid), p.pid)
-            if uid is not None:
-                os.chown(f.path, uid, uid)
+            f = Forged(os.path.join(self.agent.shm, "liballoc.%d" % p.pid), self.template(real.pid), p.pid, owner=uid)
             forged.append(f)
         db = lambda: sqlite3.connect(self.agent.db)
         wait_for(lambda: db().execute("SELECT count(*) FROM sample_chunks s JOIN processes p ON p.id = s.process_id"
@@ -466,9 +467,7 @@ class HostileTest(unittest.TestCase):
         }
         kept = ".liballoc.%d.tmp" % victim.pid + ".no"    # not a temporary's name: not ours to judge
         for name, uid in list(planted.items()) + [(kept, NOBODY)]:
-            with open(os.path.join(shm, name), "wb") as f:
-                f.write(b"x")
-            os.chown(os.path.join(shm, name), uid, uid)
+            test_agent.place_segment(os.path.join(shm, name), b"x", owner=uid)
         owned = [".liballoc.%d.tmp" % os.getpid(), ".liballoc.%d.fedcba9876543210.tmp" % os.getpid()]
         for own in owned:   # the owner's own: may be being written
             with open(os.path.join(shm, own), "wb") as f:
@@ -478,9 +477,10 @@ class HostileTest(unittest.TestCase):
         stop_process(t.pid)   # its writer must not re-create the file meanwhile
         data = self.template(t.pid)
         os.unlink(path)
-        with open(path, "wb") as f:
-            f.write(data)
-        os.chown(path, NOBODY, NOBODY)
+        # whole, by a rename: written in place, allocd could see it empty and
+        # root's (the process's own file, truncated), judge it so and, the
+        # inode being the same, not look at it again before the test ends
+        test_agent.place_segment(path, data, owner=NOBODY)
         when = self.process(t.pid)["snapshot_time"]
         wait_for(lambda: self.metric('allocd_squatters_removed_total{kind="temporary"}') == 3, what="temporaries removed")
         wait_for(lambda: self.metric('allocd_squatters_removed_total{kind="segment"}') == 1, what="the squatter removed")

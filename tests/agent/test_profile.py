@@ -210,12 +210,10 @@ class ProfileTest(unittest.TestCase):
         """A segment for `pid` answered by `answer`; waits until allocd
         collects it."""
         path = os.path.join(self.agent.shm, "liballoc.%d" % pid)
-        knobs = self.config_knobs()   # before the file exists: its owner is changed at once after
-        forged = Forged(path, self.template, pid)
+        knobs = self.config_knobs()
+        forged = Forged(path, self.template, pid, owner=uid)
         self.prof_on(forged, knobs)
         forged.publish(1, time.time_ns())
-        if uid is not None:
-            os.chown(path, uid, uid)
         r = Responder(forged, answer)
         r.start()
         self.responders.append(r)
@@ -579,8 +577,8 @@ class ProfileTest(unittest.TestCase):
         # a segment of another user the collector rejects is not tracked
         q, _ = self.selftest()
         path = os.path.join(self.agent.shm, "liballoc.%d" % q.pid)
-        Forged(path, self.template, q.pid).publish(1, time.time_ns())
-        os.chown(path, NOBODY, NOBODY)   # q runs as root: nobody's segment is not its
+        # q runs as root: nobody's segment is not its
+        Forged(path, self.template, q.pid, owner=NOBODY).publish(1, time.time_ns())
         time.sleep(0.5)
         status, body = self.agent.get("/api/v1/processes/%d/profile/heap" % q.pid)
         self.assertEqual(status, 404, body)
