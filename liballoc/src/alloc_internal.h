@@ -42,7 +42,7 @@
 
 /* ---- os_fault.c: system calls that fail on purpose (tests) --------------- */
 enum la_os_call {
-  LA_OS_MMAP, LA_OS_MUNMAP, LA_OS_MREMAP, LA_OS_MADVISE,   /* memory */
+  LA_OS_MMAP, LA_OS_MUNMAP, LA_OS_MREMAP, LA_OS_MADVISE, LA_OS_MINCORE,   /* memory */
   LA_OS_OPEN, LA_OS_READ, LA_OS_WRITE, LA_OS_FILE,         /* files: FILE is stat, rename, unlink, flock */
   LA_OS_NCALLS
 };
@@ -68,6 +68,7 @@ void *la_os_map_aligned(size_t size, size_t align);
 bool la_os_unmap(void *p, size_t size);
 bool la_os_purge(void *p, size_t size);
 bool la_os_purge_lazy(void *p, size_t size);
+size_t la_os_resident_pages(const void *p, size_t size, unsigned char *vec);
 size_t la_os_hugepage_size(void);
 uint64_t la_now_ns(void);
 uint64_t la_now_coarse_ns(void);   /* to the clock tick (1-4 ms), cheap */
@@ -248,6 +249,7 @@ uint64_t la_segment_advise_runs(la_segment_t *seg, uint64_t mask, bool lazy, la_
 bool la_segment_is_empty(const la_segment_t *seg);
 void la_segment_touch(la_segment_t *seg, const void *addr, size_t len);
 uint64_t la_segment_resident(const la_segment_t *seg, unsigned unit, unsigned k);
+uint64_t la_segment_resident_units(const la_segment_t *seg);
 void la_segment_forget(la_segment_t *seg, unsigned unit, unsigned k, uint64_t pages);
 static inline uint8_t *la_unit_address(la_segment_t *seg, unsigned unit) {
   return (uint8_t *)seg + ((size_t)unit << LA_UNIT_SHIFT);

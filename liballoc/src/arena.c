@@ -197,8 +197,20 @@ static void release_run(la_arena_t *a, la_slab_t *slab) {
  * again was faulted in afresh: hugereuse (300 MiB of 4 MiB blocks freed,
  * then 300 MiB of 64 B blocks) took 0.29-0.31 s, 0.19-0.22 s kept dirty
  * (mimalloc 0.185), for 1.3 MiB more peak in grow (132.8 -> 134.1) and 2.2
- * in large (170.4 -> 172.6; medians of 5). */
-static void keep_recycled(la_arena_t *a, la_segment_t *seg) { state_add(a, seg, DIRTY, ~seg->used_units); }
+ * in large (170.4 -> 172.6; medians of 5).
+ *
+ * Units the huge block's program never wrote (the kernel says none of
+ * their pages is resident) are muzzy instead: not zeroed either (a page
+ * may be in swap), but runs on dirty units come first, so slabs land on
+ * the pages already paid for, and decay gives the others back at once.
+ * Counted dirty, sqlite3's sorter blocks (8 MiB, half written) took its
+ * UPDATE's pages from their untouched halves while the written halves
+ * stayed resident. */
+static void keep_recycled(la_arena_t *a, la_segment_t *seg) {
+  uint64_t free_units = ~seg->used_units, resident = la_segment_resident_units(seg);
+  state_add(a, seg, DIRTY, free_units & resident);
+  state_add(a, seg, MUZZY, free_units & ~resident);
+}
 
 /* Units of the run [unit, unit+k) of seg that are not resident. */
 static unsigned clean_units(const la_segment_t *seg, unsigned unit, unsigned k) {

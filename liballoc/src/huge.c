@@ -434,12 +434,27 @@ void la_huge_free(void *p) {
  * no longer in the segment map, and the caller marks it as a segment once
  * it has a header.  Called with an arena lock held: arena locks come
  * before huge_lock. */
+/* Is the 4 MiB region at `a` known to have more pages resident than the
+ * one at `b`?  A block written from its start (sqlite's sorter takes 8
+ * MiB and fills half) leaves its head resident and its tail untouched: the
+ * arena should get the head, or it faults in new pages while the old ones
+ * wait for decay. */
+static bool more_resident(const void *a, const void *b) {
+  unsigned char vec[LA_SEG_SIZE / 4096];
+  if (la_page_size < 4096) return false;
+  size_t in_a = la_os_resident_pages(a, LA_SEG_SIZE, vec), in_b = la_os_resident_pages(b, LA_SEG_SIZE, vec);
+  return in_a != (size_t)-1 && in_b != (size_t)-1 && in_a > in_b;
+}
+
 void *la_huge_take_region(void) {
   pthread_mutex_lock(&huge_lock);
   la_huge_t *d = cache_take_fit(LA_SEG_SIZE, LA_SEG_SIZE);
   uint8_t *region = NULL;
   if (d) {
-    region = (uint8_t *)d->ptr + d->map_size - LA_SEG_SIZE;
+    uint8_t *head = d->ptr, *tail = head + d->map_size - LA_SEG_SIZE;
+    bool from_head = head != tail && more_resident(head, tail);
+    region = from_head ? head : tail;
+    if (from_head) d->ptr = head + LA_SEG_SIZE;
     d->map_size -= LA_SEG_SIZE;
     if (d->map_size) cache_push(d);
     else desc_release(d);

@@ -147,6 +147,21 @@ bool la_os_purge_lazy(void *p, size_t size) {
   return ok;
 }
 
+/* How many pages of [p, p+size) are resident (page-aligned, size at most
+ * 4 MiB); vec (a byte per page) says which, bit 0.  (size_t)-1 if the
+ * kernel will not say: callers then assume every page is.  A page swapped
+ * out counts as not resident though it holds data: this says where memory
+ * costs nothing more to reuse, never that it reads as zero. */
+size_t la_os_resident_pages(const void *p, size_t size, unsigned char *vec) {
+  int saved = errno;
+  bool ok = !la_os_fault(LA_OS_MINCORE) && mincore((void *)p, size, vec) == 0;
+  errno = saved;
+  if (!ok) return (size_t)-1;
+  size_t n = 0, pages = size / la_page_size;
+  for (size_t i = 0; i < pages; i++) n += vec[i] & 1;
+  return n;
+}
+
 /* The PMD (huge page) size, read once from /sys; 0 if THP is unavailable.
  * Threads may race to read it first: they all store the same value. */
 size_t la_os_hugepage_size(void) {

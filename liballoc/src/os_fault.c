@@ -15,7 +15,7 @@
  *
  *   ALLOC_FAULTS=madvise:p=1:EINVAL,munmap:nth=3:ENOMEM,open:p=0.5
  *
- * kinds: mmap munmap mremap madvise open read write file; nth=N fails the
+ * kinds: mmap munmap mremap madvise mincore open read write file; nth=N fails the
  * Nth call of the kind (once), p=F fails each call with probability F
  * (0..1); the errno defaults to the kind's usual one.  A set-id process
  * never reads it (la_os_getenv reads no environment in secure mode).
@@ -39,15 +39,16 @@ static fault_t faults[LA_OS_NCALLS];
 static _Atomic uint64_t rng_state = 0x9e3779b97f4a7c15ull;
 
 static const char *const kind_names[LA_OS_NCALLS] = {
-  [LA_OS_MMAP] = "mmap",     [LA_OS_MUNMAP] = "munmap", [LA_OS_MREMAP] = "mremap",
-  [LA_OS_MADVISE] = "madvise", [LA_OS_OPEN] = "open",  [LA_OS_READ] = "read",
-  [LA_OS_WRITE] = "write",   [LA_OS_FILE] = "file",
+  [LA_OS_MMAP] = "mmap",       [LA_OS_MUNMAP] = "munmap",   [LA_OS_MREMAP] = "mremap",
+  [LA_OS_MADVISE] = "madvise", [LA_OS_MINCORE] = "mincore", [LA_OS_OPEN] = "open",
+  [LA_OS_READ] = "read",       [LA_OS_WRITE] = "write",     [LA_OS_FILE] = "file",
 };
 
 /* What the kernel would say for the kind when nothing else is asked. */
 static const int default_errno[LA_OS_NCALLS] = {
-  [LA_OS_MMAP] = ENOMEM, [LA_OS_MUNMAP] = ENOMEM, [LA_OS_MREMAP] = ENOMEM, [LA_OS_MADVISE] = EINVAL,
-  [LA_OS_OPEN] = EACCES, [LA_OS_READ] = EIO,      [LA_OS_WRITE] = ENOSPC,  [LA_OS_FILE] = EIO,
+  [LA_OS_MMAP] = ENOMEM,  [LA_OS_MUNMAP] = ENOMEM, [LA_OS_MREMAP] = ENOMEM, [LA_OS_MADVISE] = EINVAL,
+  [LA_OS_MINCORE] = ENOMEM, [LA_OS_OPEN] = EACCES, [LA_OS_READ] = EIO,      [LA_OS_WRITE] = ENOSPC,
+  [LA_OS_FILE] = EIO,
 };
 
 const char *la_os_call_name(enum la_os_call call) { return kind_names[call]; }

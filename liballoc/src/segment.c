@@ -174,6 +174,19 @@ static unsigned pages_per_unit(void) {
   return la_page_size >= LA_UNIT_SIZE ? 1 : (unsigned)(LA_UNIT_SIZE / la_page_size);
 }
 
+/* Units with a page resident (the kernel's word, mincore), all of them if
+ * it will not say: for a segment made of a recycled huge region, whose
+ * program may have written only part of it. */
+uint64_t la_segment_resident_units(const la_segment_t *seg) {
+  unsigned char vec[LA_SEG_SIZE / 4096];
+  if (la_page_size < 4096 || la_os_resident_pages(seg, LA_SEG_SIZE, vec) == (size_t)-1) return ~(uint64_t)0;
+  unsigned span = la_page_size > LA_UNIT_SIZE ? (unsigned)(la_page_size >> LA_UNIT_SHIFT) : 1;
+  uint64_t units = 0;
+  for (size_t p = 0; p < LA_SEG_SIZE / la_page_size; p++)
+    if (vec[p] & 1) units |= la_bits_run_mask((unsigned)((p * la_page_size) >> LA_UNIT_SHIFT), span);
+  return units;
+}
+
 /* [addr, addr + len) was written: its pages may be resident. */
 void la_segment_touch(la_segment_t *seg, const void *addr, size_t len) {
   unsigned per_unit = pages_per_unit();
