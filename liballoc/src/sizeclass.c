@@ -1,7 +1,8 @@
 /* sizeclass.c - the size classes and the shape of their slabs.
  *
  * Classes: 8, 16, 32, 48, ..., 128 (steps of 16), then four per doubling,
- * 160, 192, 224, 256, 320, ... up to 2 MiB.  For each class we pick the
+ * 160, 192, 224, 256, 320, ... up to 2 MiB, and from 1 KiB to 8 KiB a fifth
+ * just above the power of two (1152, 2304, 4608, 9216).  For each class we pick the
  * smallest slab (in 64 KiB units) whose tail waste is at most 1/64 of the
  * slab (about 1.5%), up to 32 units, and for blocks of up to 16 KiB one of
  * 16 to 32 blocks at least (below); a class whose best slab holds a single
@@ -22,12 +23,25 @@ bool la_class_large[LA_NCLASSES];
 uint8_t la_class_by_128[LA_CLASS_LUT_MAX >> 7];
 uint8_t la_class_by_16k[LA_MAX_CLASS_SIZE >> 14];
 
-static size_t class_size_of_index(unsigned c) {
+/* Doublings 2^k .. 2^(k+1) with a fifth class, 2^k + 2^(k-3), just above
+ * the power of two: a page or a kilobyte plus a header is a common request
+ * (sqlite's page cache takes 4096 + 264 bytes, its journal 1024 + 8), and
+ * four per doubling rounded those up by 15-25%.  sqlite3's peak RSS 29.3
+ * -> 27.2 MiB.  Only here: eight classes per doubling everywhere made the
+ * programs that use many sizes worse (docs/performance.md, trials). */
+#define TIGHT_FROM 10   /* 1152 */
+#define TIGHT_TO 13     /* 9216 */
+
+static void fill_class_sizes(void) {
+  unsigned c = 0;
   /* detect_double_free marks a freed block in its second word. */
-  if (c == 0) return la_opt.detect_double_free ? 16 : 8;
-  if (c <= 8) return (size_t)c * 16;
-  unsigned k = 7 + (c - 9) / 4, j = 1 + (c - 9) % 4;
-  return ((size_t)1 << k) + j * ((size_t)1 << (k - 2));
+  la_class_size[c++] = la_opt.detect_double_free ? 16 : 8;
+  for (size_t s = 16; s <= 128; s += 16) la_class_size[c++] = s;
+  for (unsigned k = 7; c < LA_NCLASSES; k++) {
+    size_t base = (size_t)1 << k;
+    if (k >= TIGHT_FROM && k <= TIGHT_TO) la_class_size[c++] = base + (base >> 3);
+    for (unsigned j = 1; j <= 4; j++) la_class_size[c++] = base + j * (base >> 2);
+  }
 }
 
 /* Slabs of at least MIN_BLOCKS blocks where MIN_BLOCKS_UNITS units allow,
@@ -84,10 +98,8 @@ static void fill_class_table(uint8_t *table, unsigned shift, size_t lo, size_t h
 }
 
 void la_sizeclass_init(void) {
-  for (unsigned c = 0; c < LA_NCLASSES; c++) {
-    la_class_size[c] = class_size_of_index(c);
-    choose_slab(c);
-  }
+  fill_class_sizes();
+  for (unsigned c = 0; c < LA_NCLASSES; c++) choose_slab(c);
   for (size_t i = 0; i <= LA_SMALL_LUT_MAX / 8; i++) {
     unsigned c = la_class_of(i * 8);
     if (i == 0 || la_class_of((i - 1) * 8) != c) la_class_direct_first[c] = (uint8_t)i;   /* monotonic */

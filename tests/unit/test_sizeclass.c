@@ -39,6 +39,18 @@ static void rounding_waste_bounded(void **state) {
   }
 }
 
+/* A kilobyte to eight, plus a header of up to an eighth (sqlite's 1024 + 8
+ * journal chunks, its 4096 + 264 page-cache entries), rounds up by at most
+ * 12.5%, not to the next quarter step. */
+static void just_above_a_power_of_two_rounds_tight(void **state) {
+  (void)state;
+  for (size_t p = 1024; p <= 8192; p <<= 1)
+    for (size_t s = p + 1; s <= p + p / 8; s++) {
+      size_t cs = la_class_size[la_class_of(s)];
+      assert_true((cs - s) * 8 <= s);
+    }
+}
+
 static void powers_of_two_are_exact(void **state) {
   (void)state;
   for (size_t s = 16; s <= LA_MAX_CLASS_SIZE; s <<= 1) assert_int_equal(la_class_size[la_class_of(s)], s);
@@ -91,7 +103,7 @@ int main(void) {
     cmocka_unit_test(classes_increase_and_align), cmocka_unit_test(class_of_is_smallest_fit),
     cmocka_unit_test(rounding_waste_bounded),     cmocka_unit_test(powers_of_two_are_exact),
     cmocka_unit_test(lookup_table_matches),       cmocka_unit_test(slab_shapes),
-    cmocka_unit_test(aligned_classes),
+    cmocka_unit_test(aligned_classes),            cmocka_unit_test(just_above_a_power_of_two_rounds_tight),
   };
   return cmocka_run_group_tests(tests, setup, NULL);
 }
