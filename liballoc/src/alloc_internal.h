@@ -68,7 +68,7 @@ void *la_os_map_aligned(size_t size, size_t align);
 bool la_os_unmap(void *p, size_t size);
 bool la_os_purge(void *p, size_t size);
 bool la_os_purge_lazy(void *p, size_t size);
-size_t la_os_resident_pages(const void *p, size_t size, unsigned char *vec);
+size_t la_os_resident_pages(const void *p, size_t size, unsigned char *vec, size_t vec_len);
 size_t la_os_hugepage_size(void);
 uint64_t la_now_ns(void);
 uint64_t la_now_coarse_ns(void);   /* to the clock tick (1-4 ms), cheap */

@@ -424,16 +424,6 @@ void la_huge_free(void *p) {
   la_purger_notify();
 }
 
-/* A cached 4 MiB region for a new segment (arena.c), or NULL when the
- * cache is empty.  The region is the last of the smallest cached mapping,
- * so that the mappings that can serve a whole huge request stay whole.
- * (Taking from the oldest mapping instead cut up large ones: `grow`, whose
- * arrays reuse cached mappings while its strings take new segments, peaked
- * at 206.2 MiB against 197.9 without the reuse; this way, 198.6.)  The
- * region stays mapped, its pages possibly resident with old contents; it is
- * no longer in the segment map, and the caller marks it as a segment once
- * it has a header.  Called with an arena lock held: arena locks come
- * before huge_lock. */
 /* Is the 4 MiB region at `a` known to have more pages resident than the
  * one at `b`?  A block written from its start (sqlite's sorter takes 8
  * MiB and fills half) leaves its head resident and its tail untouched: the
@@ -441,11 +431,22 @@ void la_huge_free(void *p) {
  * wait for decay. */
 static bool more_resident(const void *a, const void *b) {
   unsigned char vec[LA_SEG_SIZE / 4096];
-  if (la_page_size < 4096) return false;
-  size_t in_a = la_os_resident_pages(a, LA_SEG_SIZE, vec), in_b = la_os_resident_pages(b, LA_SEG_SIZE, vec);
+  size_t in_a = la_os_resident_pages(a, LA_SEG_SIZE, vec, sizeof vec);
+  size_t in_b = la_os_resident_pages(b, LA_SEG_SIZE, vec, sizeof vec);
   return in_a != (size_t)-1 && in_b != (size_t)-1 && in_a > in_b;
 }
 
+/* A cached 4 MiB region for a new segment (arena.c), or NULL when the
+ * cache is empty.  The region is the first or the last of the smallest
+ * cached mapping, whichever has more pages resident, so that the mappings
+ * that can serve a whole huge request stay whole.
+ * (Taking from the oldest mapping instead cut up large ones: `grow`, whose
+ * arrays reuse cached mappings while its strings take new segments, peaked
+ * at 206.2 MiB against 197.9 without the reuse; this way, 198.6.)  The
+ * region stays mapped, its pages possibly resident with old contents; it is
+ * no longer in the segment map, and the caller marks it as a segment once
+ * it has a header.  Called with an arena lock held: arena locks come
+ * before huge_lock. */
 void *la_huge_take_region(void) {
   pthread_mutex_lock(&huge_lock);
   la_huge_t *d = cache_take_fit(LA_SEG_SIZE, LA_SEG_SIZE);

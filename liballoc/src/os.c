@@ -147,12 +147,14 @@ bool la_os_purge_lazy(void *p, size_t size) {
   return ok;
 }
 
-/* How many pages of [p, p+size) are resident (page-aligned, size at most
- * 4 MiB); vec (a byte per page) says which, bit 0.  (size_t)-1 if the
- * kernel will not say: callers then assume every page is.  A page swapped
- * out counts as not resident though it holds data: this says where memory
- * costs nothing more to reuse, never that it reads as zero. */
-size_t la_os_resident_pages(const void *p, size_t size, unsigned char *vec) {
+/* How many pages of [p, p+size) (page-aligned) are resident; vec, of
+ * vec_len bytes, gets a byte per page saying which (bit 0).  (size_t)-1 if
+ * the kernel will not say or vec is too short: callers then assume every
+ * page is.  A page swapped out counts as not resident though it holds
+ * data: this says where memory costs nothing more to reuse, never that it
+ * reads as zero. */
+size_t la_os_resident_pages(const void *p, size_t size, unsigned char *vec, size_t vec_len) {
+  if (size / la_page_size > vec_len) return (size_t)-1;
   int saved = errno;
   bool ok = !la_os_fault(LA_OS_MINCORE) && mincore((void *)p, size, vec) == 0;
   errno = saved;

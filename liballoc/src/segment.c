@@ -179,7 +179,7 @@ static unsigned pages_per_unit(void) {
  * program may have written only part of it. */
 uint64_t la_segment_resident_units(const la_segment_t *seg) {
   unsigned char vec[LA_SEG_SIZE / 4096];
-  if (la_page_size < 4096 || la_os_resident_pages(seg, LA_SEG_SIZE, vec) == (size_t)-1) return ~(uint64_t)0;
+  if (la_os_resident_pages(seg, LA_SEG_SIZE, vec, sizeof vec) == (size_t)-1) return ~(uint64_t)0;
   unsigned span = la_page_size > LA_UNIT_SIZE ? (unsigned)(la_page_size >> LA_UNIT_SHIFT) : 1;
   uint64_t units = 0;
   for (size_t p = 0; p < LA_SEG_SIZE / la_page_size; p++)
