@@ -475,13 +475,15 @@ class HostileTest(unittest.TestCase):
         # a segment planted under the live process's name by another user
         path = os.path.join(shm, "liballoc.%d" % t.pid)
         stop_process(t.pid)   # its writer must not re-create the file meanwhile
+        # read now: once its file is another user's, the process is unseen
+        # (allocd counts it exited) until it publishes again
+        when = self.process(t.pid)["snapshot_time"]
         data = self.template(t.pid)
         os.unlink(path)
         # whole, by a rename: written in place, allocd could see it empty and
         # root's (the process's own file, truncated), judge it so and, the
         # inode being the same, not look at it again before the test ends
         test_agent.place_segment(path, data, owner=NOBODY)
-        when = self.process(t.pid)["snapshot_time"]
         wait_for(lambda: self.metric('allocd_squatters_removed_total{kind="temporary"}') == 3, what="temporaries removed")
         wait_for(lambda: self.metric('allocd_squatters_removed_total{kind="segment"}') == 1, what="the squatter removed")
         for name in planted:
