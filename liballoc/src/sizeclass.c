@@ -2,12 +2,12 @@
  *
  * Classes: 8, 16, 32, 48, ..., 128 (steps of 16), then four per doubling,
  * 160, 192, 224, 256, 320, ... up to 2 MiB, and from 1 KiB to 8 KiB a fifth
- * just above the power of two (1152, 2304, 4608, 9216).  For each class we pick the
- * smallest slab (in 64 KiB units) whose tail waste is at most 1/64 of the
- * slab (about 1.5%), up to 32 units, and for blocks of up to 16 KiB one of
- * 16 to 32 blocks at least (below); a class whose best slab holds a single
- * block is "large": it is served by the arena directly, since there is
- * nothing for a thread to cache in a one-block slab.
+ * just above the power of two (1152, 2304, 4608, 9216).  For each class we
+ * pick the smallest slab (in 64 KiB units) whose tail waste is at most 1/64
+ * of the slab (about 1.5%), up to 32 units, and for blocks of up to 16 KiB
+ * one of 16 to 32 blocks at least (below); a class whose best slab holds a
+ * single block is "large": it is served by the arena directly, since there
+ * is nothing for a thread to cache in a one-block slab.
  *
  * The tables are computed once at start-up (a few microseconds) rather than
  * written out, so the rules above are the single source of truth. */
@@ -27,7 +27,7 @@ uint8_t la_class_by_16k[LA_MAX_CLASS_SIZE >> 14];
  * the power of two: a page or a kilobyte plus a header is a common request
  * (sqlite's page cache takes 4096 + 264 bytes, its journal 1024 + 8), and
  * four per doubling rounded those up by 15-25%.  sqlite3's peak RSS 29.3
- * -> 27.2 MiB.  Only here: eight classes per doubling everywhere made the
+ * -> 27.5 MiB.  Only here: eight classes per doubling everywhere made the
  * programs that use many sizes worse (docs/performance.md, trials). */
 #define TIGHT_FROM 10   /* 1152 */
 #define TIGHT_TO 13     /* 9216 */
