@@ -111,7 +111,13 @@ static void temporary_name(char *buf, size_t size, int pid) {
  * open, or -1.  Called with tm_lock held.  A file of another user under the
  * final name (a squatter) makes rename fail with EPERM in a sticky
  * directory: the warning says so, and the next tick tries again (allocd
- * removes such files). */
+ * removes such files).
+ *
+ * Not without the process's start time and pid namespace (/proc unreadable
+ * or not mounted): allocd checks both against the kernel's, so such a
+ * segment would be refused as another namespace's (left in the directory
+ * for good, since nothing proves it stale) or removed as stale at once and
+ * made again at every tick.  The next tick reads them again. */
 static int create_segment(void) {
   char tmp[sizeof tm_path + 32];
   int pid = la_os_getpid();
@@ -123,6 +129,12 @@ static int create_segment(void) {
     return -1;
   }
   fill_header(&header);
+  if (!header.start_time || !header.pidns_ino) {
+    warn_once("cannot read the process's start time or pid namespace (/proc/self) for", tm_path);
+    la_os_unlink(tmp);
+    la_os_close(fd);
+    return -1;
+  }
   struct stat st;
   if (!la_os_ftruncate(fd, header.file_size) || !la_os_pwrite(fd, &header, sizeof header, 0) ||
       !la_os_fstat(fd, &st) || !la_os_rename(tmp, tm_path)) {

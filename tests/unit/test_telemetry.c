@@ -9,6 +9,8 @@
  *   - a segment removed by someone else is created again; a file someone
  *     put in its place (another inode), or a symlink to a file the process
  *     could write, is never written through and is replaced;
+ *   - with /proc unreadable no segment is made (it would lack the start
+ *     time and pid namespace allocd checks), until it can be read;
  *   - a refused open or write (the OS layer's fault hook) warns once, and
  *     publishing resumes when the calls work again;
  *   - at exit the segment is removed (a child process of this binary,
@@ -360,6 +362,31 @@ static void refused_open_and_write_warn_once_and_recover(void **state) {
   assert_int_equal(occurrences(said, "telemetry:"), 2);
 }
 
+/* /proc unreadable (every read refused): no segment without the start time
+ * and pid namespace allocd checks, where one was made with zeros, which
+ * allocd refused as another namespace's and left in the directory for
+ * good (the fault runs of stress_fork left dozens in /dev/shm).  Made,
+ * with both, once reads work again. */
+static void unreadable_identity_makes_no_segment(void **state) {
+  (void)state;
+  capture_stderr();
+  la_os_fault_set(LA_OS_READ, 0, 1000000, EIO);
+  assert_int_equal(unlink(seg_path), 0);
+  wait_for_refusals(LA_OS_READ, 20);   /* several ticks, each reading /proc/self/stat */
+  assert_int_not_equal(access(seg_path, F_OK), 0);
+  la_os_fault_clear();
+  wait_for_segment(seg_path, 0, 0);
+  alloc_shm_header_t h;
+  struct stat st;
+  assert_true(read_header(seg_path, &h, &st));
+  assert_true(h.start_time != 0);
+  struct stat ns;
+  assert_int_equal(stat("/proc/self/ns/pid", &ns), 0);
+  assert_int_equal(h.pidns_ino, (uint64_t)ns.st_ino);
+  const char *said = stop_capturing_stderr();
+  assert_int_equal(occurrences(said, "telemetry: cannot read the process's start time"), 1);
+}
+
 /* ---- exit ----------------------------------------------------------------------- */
 
 /* The child: publish into ALLOC_CONF's telemetry_dir, then exit normally;
@@ -448,6 +475,7 @@ int main(int argc, char **argv) {
     cmocka_unit_test(removed_segment_is_created_again),
     cmocka_unit_test(file_put_in_its_place_is_never_written),
     cmocka_unit_test(symlink_put_in_its_place_is_not_followed),
+    cmocka_unit_test(unreadable_identity_makes_no_segment),
     cmocka_unit_test(refused_open_and_write_warn_once_and_recover),
     cmocka_unit_test(exit_removes_the_segment_it_created),
     cmocka_unit_test(exit_leaves_a_file_put_in_its_place),
