@@ -722,10 +722,20 @@ static bool worth_trimming(const la_slab_t *s) {
  * (allocations = used + nfreed). */
 static uint32_t activity(const la_slab_t *s) { return (uint32_t)(s->used + 2 * s->nfreed); }
 
-/* Trim the slab if it is idle and worth it; true if pages were given back.
- * `now_ms` wraps after 49 days: only differences are used. */
-static bool unchanged_since_look(la_heap_t *heap, la_slab_t *s, uint32_t now_ms);
+/* No malloc or free of the slab since the last look (the trimmer's or
+ * release_idle_classes'); stamps it with the time and the heap's slabs
+ * taken if there was one.  `now_ms` wraps after 49 days: only differences
+ * are used. */
+static bool unchanged_since_look(la_heap_t *heap, la_slab_t *s, uint32_t now_ms) {
+  uint32_t seen = activity(s);
+  if (seen == s->trim_seen) return true;
+  s->trim_seen = seen;
+  s->trim_since = now_ms;
+  s->trim_since_takes = heap->slabs_taken;
+  return false;
+}
 
+/* Trim the slab if it is idle and worth it; true if pages were given back. */
 static bool trim_one(la_heap_t *heap, la_slab_t *s, uint32_t now_ms) {
   if (!unchanged_since_look(heap, s, now_ms)) return false;
   bool idle = now_ms - s->trim_since >= TRIM_IDLE_MS || heap->slabs_taken - s->trim_since_takes >= TRIM_IDLE_TAKES;
@@ -795,19 +805,6 @@ size_t la_heap_trim_sparse_now(void) {
  * MiB peak instead of 32.0).  The look reads each class's queue head and
  * the `used` of those it finds: +0.2% of `aligned`'s instructions, whose
  * slabs come and go. */
-
-/* No malloc or free of the slab since the last look (the trimmer's or
- * release_idle_classes'); stamps it with the time and the heap's slabs
- * taken if there was one.  `now_ms` wraps after 49 days: only differences
- * are used. */
-static bool unchanged_since_look(la_heap_t *heap, la_slab_t *s, uint32_t now_ms) {
-  uint32_t seen = activity(s);
-  if (seen == s->trim_seen) return true;
-  s->trim_seen = seen;
-  s->trim_since = now_ms;
-  s->trim_since_takes = heap->slabs_taken;
-  return false;
-}
 
 /* The same for the heap's caches: the parked slab of a class whose
  * activity did not change (a class in use unparks and parks it again),
