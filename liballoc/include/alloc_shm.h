@@ -189,6 +189,8 @@ extern "C" {
   M(X, detect_double_free, BOOL, "false", 0, 0, FIXED, PRIVATE,                                    \
     "Check every free of a small block: a double free or an interior pointer is an invalid free "  \
     "(a debugging aid: about 2x the allocator's instructions)")                                   \
+  M(X, lend, BOOL, "true", 0, 0, FIXED, PRIVATE,                                                   \
+    "Lend the free space of sparse, idle slabs of small blocks to blocks of other sizes")          \
   M(X, memory_limit, BYTES, "cgroup", 0, 4611686018427387904, APPLY, SHM,                          \
     "Memory the process may use: near it liballoc returns its free memory before mapping more; "   \
     "cgroup: the tightest limit of the process's cgroups; 0: none")                                \

@@ -54,7 +54,7 @@ static inline __attribute__((always_inline)) void *alloc_slow_body(size_t size) 
   unsigned cls = size <= 128 ? (size <= 8 ? 0 : (unsigned)((size + 15) >> 4)) : la_class_of(size);
   if (la_class_large[cls]) return alloc_large(cls, LA_UNIT_SIZE);
   la_poll_background();
-  return la_heap_alloc_class(cls);
+  return la_heap_alloc_class(cls, true);
 }
 
 /* Before start-up: start the allocator, then serve. */
@@ -190,7 +190,9 @@ void la_free_aligned_sized(void *p, size_t align, size_t size) {
 static size_t block_size_of(const void *p, enum la_map_kind kind) {
   if (kind == LA_MAP_SEGMENT) {
     la_slab_t *slab = la_slab_of(p);
-    return slab->kind == LA_SLAB_UNUSED ? 0 : slab->block_size;
+    uint8_t k = __atomic_load_n(&slab->kind, __ATOMIC_ACQUIRE);
+    if (LA_UNLIKELY(k == LA_SLAB_LEND)) return la_lend_block_size(slab, p);
+    return k == LA_SLAB_UNUSED ? 0 : slab->block_size;
   }
   return la_huge_usable_size(p);
 }
@@ -210,7 +212,7 @@ static bool known_zero(const void *p) {
   enum la_map_kind kind = la_segmap_kind(p);
   if (kind == LA_MAP_HUGE) return la_huge_is_zeroed(p);
   la_slab_t *slab = la_slab_of(p);
-  return slab->kind == LA_SLAB_LARGE && slab->zeroed;
+  return LA_SHARED_LOAD(slab->kind) == LA_SLAB_LARGE && slab->zeroed;
 }
 
 static inline __attribute__((always_inline)) void *calloc_body(size_t n, size_t size, bool sampling) {
@@ -266,7 +268,7 @@ static inline __attribute__((always_inline)) void *realloc_body(void *p, size_t 
   if (size > old && size <= LA_MAX_CLASS_SIZE && kind == LA_MAP_SEGMENT) {
     la_slab_t *slab = la_slab_of(p);
     unsigned cls = la_class_of(size);
-    if (slab->kind == LA_SLAB_LARGE && la_class_large[cls] && la_arena_expand_large(slab, cls)) return p;
+    if (LA_SHARED_LOAD(slab->kind) == LA_SLAB_LARGE && la_class_large[cls] && la_arena_expand_large(slab, cls)) return p;
   }
   return move_block(p, old, size, sampling);
 }
@@ -326,7 +328,7 @@ static inline __attribute__((always_inline)) void *aligned_slow_body(size_t alig
       p = alloc_large(cls, align);   /* unit-aligned */
     } else {
       p = la_slab_pop(la_tls_heap->bins[cls]);   /* the malloc fast path */
-      if (!p) p = la_heap_alloc_class(cls);
+      if (!p) p = la_heap_alloc_class(cls, false);
       /* A block of the thread's heap (made by la_heap_alloc_class if need
        * be), on a small slab: counted as the fast paths count. */
       return sampling && p ? la_sample_count(la_tls_heap, p, size) : p;

@@ -294,13 +294,26 @@ bool la_slab_holds_free(const la_slab_t *slab, const la_block_t *block, bool own
 void la_slab_list_push(la_slab_list_t *list, la_slab_t *slab);
 void la_slab_list_push_front(la_slab_list_t *list, la_slab_t *slab);
 void la_slab_list_remove(la_slab_list_t *list, la_slab_t *slab);
+bool la_slab_block_carved(const la_slab_t *s, uint32_t i);
+void la_slab_untrim_range(la_slab_t *s, const void *p, size_t bytes);
+
+/* ---- lend.c: sparse slabs lending their free slots ------------------------ */
+bool la_lend_class_ok(unsigned cls);
+bool la_lend_start(la_slab_t *s);
+void *la_lend_take(la_slab_t *s, unsigned cls);
+bool la_lend_free(la_slab_t *s, la_block_t *b);
+void la_lend_collect(la_slab_t *s);
+void la_lend_end(la_arena_t *a, la_slab_t *s);
+size_t la_lend_block_size(const la_slab_t *s, const void *p);
+uint64_t la_lend_small_frees(const la_slab_t *s);
+uint64_t la_lend_stats(la_stats_t *st, const la_slab_t *s);
 
 /* ---- heap.c: per-thread heaps -------------------------------------------- */
 extern __thread la_heap_t *la_tls_heap;
 extern la_heap_t la_empty_heap;
 la_heap_t *la_heap_for_thread(void);
 size_t la_heap_trim_sparse_now(void);   /* near memory_limit: the caller's sparse slabs, bytes given back */
-void *la_heap_alloc_class(unsigned cls);
+void *la_heap_alloc_class(unsigned cls, bool may_lend);
 void la_heap_free_slow(la_heap_t *heap, la_slab_t *slab, la_block_t *block);
 void la_heap_retire_slab(la_heap_t *heap, la_slab_t *slab);
 void la_invalid_free(const void *p, const char *why);

@@ -108,7 +108,14 @@ enum la_slab_kind {
   LA_SLAB_UNUSED = 0,  /* descriptor not in use (also the sentinels) */
   LA_SLAB_SMALL,       /* many blocks, owned by a thread heap or abandoned */
   LA_SLAB_LARGE,       /* one block, owned by the arena */
+  LA_SLAB_LEND,        /* a small slab lending its free slots to any class (lend.c) */
 };
+
+/* Lenders (lend.c): slabs of blocks of 64 to 512 bytes, up to 1024 of them. */
+#define LA_LEND_MIN_SLOT 64
+#define LA_LEND_MAX_SLOT 512
+#define LA_LEND_MAX_SLOTS 1024
+typedef struct la_lend_s la_lend_t;
 
 /* A slab descriptor lives in its segment's header, at the index of the slab's
  * first unit.  Fields marked (owner) are written only by the owning heap's
@@ -160,6 +167,7 @@ typedef struct la_slab_s {
                                     prof_addr: frees must look it up */
   uintptr_t prof_addr[2];        /* (prof_lock) a small slab's sampled blocks,
                                     0 for none: frees of others skip prof.c */
+  la_lend_t *lend;               /* (owner) a lender's bitmaps (lend.c) */
 } __attribute__((aligned(64))) la_slab_t;  /* slabs of different threads never
                                               share a cache line */
 
@@ -238,6 +246,7 @@ typedef struct la_arena_s {
   la_purge_stats_t purge_stats;
   uint64_t nfreed_retired[LA_NCLASSES];  /* nfreed of the small slabs released */
   uint64_t large_nmalloc[LA_NCLASSES];   /* large blocks handed out by the arena */
+  la_lend_t *lend_spare;                 /* bitmaps of released lenders (lend.c) */
   unsigned ticks;                        /* slow-path events since the last decay check */
   bool decay_ready;                      /* decay times set (at the first segment) */
   atomic_bool ever_used;                 /* has had a segment: statistics walk it */
@@ -262,6 +271,8 @@ typedef struct la_heap_s {
   la_slab_t *bins[LA_NCLASSES];
   la_slab_list_t queues[LA_NCLASSES];  /* slabs that may have free blocks */
   la_slab_list_t full;                 /* slabs found full */
+  la_slab_list_t lenders;              /* sparse slabs lending their free slots (lend.c) */
+  uint64_t lent_nmalloc[LA_NCLASSES];  /* blocks of each class lent so far */
   /* Recently freed large blocks (one-block slabs) of small enough classes,
    * kept for reuse without the arena lock; chained through slab->next. */
   la_slab_t *large_cache[LA_NCLASSES];
@@ -337,6 +348,7 @@ typedef struct la_options_s {
 typedef struct la_stats_s {
   alloc_shm_stats_t s;
   alloc_shm_class_t classes[LA_NCLASSES];
+  int64_t lent_open[LA_NCLASSES];   /* gathering only: lent blocks allocated minus live */
 } la_stats_t;
 
 #endif /* ALLOC_TYPES_H */

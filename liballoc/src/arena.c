@@ -182,6 +182,10 @@ static la_slab_t *take_run(la_arena_t *a, la_segment_t *seg, unsigned unit, unsi
 static void release_run(la_arena_t *a, la_slab_t *slab) {
   la_segment_t *seg = la_segment_of(slab);
   if (slab->kind == LA_SLAB_SMALL) a->nfreed_retired[slab->cls] += slab->nfreed;
+  if (slab->kind == LA_SLAB_LEND) {
+    a->nfreed_retired[slab->cls] += la_lend_small_frees(slab);
+    la_lend_end(a, slab);
+  }
   bucket_remove(a, seg);
   uint64_t dirty = la_segment_release_run(seg, slab);
   bucket_insert(a, seg);
@@ -357,6 +361,7 @@ static size_t sweep_abandoned(la_arena_t *a) {
 static la_slab_t *adopt_abandoned(la_arena_t *a, unsigned cls, la_heap_t *owner) {
   unsigned scanned = 0;
   for (la_slab_t *s = a->abandoned[cls].head; s && scanned < ADOPT_SCAN_LIMIT; s = s->next, scanned++) {
+    if (s->kind != LA_SLAB_SMALL) continue;   /* a lender waits for its frees (lend.c) */
     la_slab_collect_remote(s);
     if (s->used < s->capacity) {
       la_slab_list_remove(&a->abandoned[cls], s);
@@ -809,6 +814,8 @@ static void slab_stats(la_stats_t *st, const la_slab_t *s) {
   alloc_shm_stats_t *t = &st->s;
   alloc_shm_class_t *k = &st->classes[s->cls];
   uint64_t used = LA_SHARED_LOAD(s->used);
+  bool lender = __atomic_load_n(&s->kind, __ATOMIC_ACQUIRE) == LA_SLAB_LEND;
+  if (lender) used = la_lend_stats(st, s);   /* the lent blocks, in their classes */
   uint64_t bytes = used * s->block_size;
   k->slabs++;
   k->live += used;
@@ -818,11 +825,11 @@ static void slab_stats(la_stats_t *st, const la_slab_t *s) {
     t->large_allocated += bytes;
     return;
   }
-  uint64_t nfreed = LA_SHARED_LOAD(s->nfreed);
+  uint64_t nfreed = lender ? la_lend_small_frees(s) : LA_SHARED_LOAD(s->nfreed);
   k->nfree += nfreed;
   k->nmalloc += nfreed + used;
   t->small_allocated += bytes;
-  if (atomic_load_explicit(&s->owner, memory_order_relaxed)) t->tcache += (s->capacity - used) * s->block_size;
+  if (!lender && atomic_load_explicit(&s->owner, memory_order_relaxed)) t->tcache += (s->capacity - used) * s->block_size;
   uint64_t trimmed = LA_SHARED_LOAD(s->trimmed);   /* pages given back while the slab lives */
   t->active -= (uint64_t)__builtin_popcountll(trimmed) * la_page_size;
 }

@@ -84,8 +84,11 @@ static const char *check_small_free(const la_slab_t *slab, la_block_t *block, bo
 /* The heaps' share of the statistics: the large-block caches.  Heaps of
  * exited threads are kept for reuse, so their counts are never lost. */
 static void heap_stats(la_stats_t *st, const la_heap_t *heap) {
-  for (unsigned c = 0; c < LA_NCLASSES; c++)
-    st->classes[c].nmalloc += LA_SHARED_LOAD(heap->large_hits[c]);
+  for (unsigned c = 0; c < LA_NCLASSES; c++) {
+    uint64_t lent = LA_SHARED_LOAD(heap->lent_nmalloc[c]);
+    st->classes[c].nmalloc += LA_SHARED_LOAD(heap->large_hits[c]) + lent;
+    st->lent_open[c] += (int64_t)lent;
+  }
   st->s.tcache += LA_SHARED_LOAD(heap->large_cached_bytes);
 }
 
@@ -574,6 +577,7 @@ static la_heap_t *heap_create(int exiting_tid) {
   atomic_store(&heap->cache_busy, 0);
   atomic_store(&heap->cache_reclaim, false);
   heap->full.head = heap->full.tail = NULL;
+  heap->lenders.head = heap->lenders.tail = NULL;
   heap->nfull = 0;
   heap->refills_since_sweep = 0;
   heap->trim_cls = 0;
@@ -632,6 +636,13 @@ static void heap_abandon(la_heap_t *heap) {
     detach_slab(s);
   }
   heap->nfull = 0;
+  while ((s = heap->lenders.head)) {
+    la_slab_list_remove(&heap->lenders, s);
+    la_lend_collect(s);
+    la_arena_t *arena = la_segment_of(s)->arena;
+    if (s->used == 0) la_arena_put_slab(arena, s);
+    else la_arena_abandon_slab(arena, s);
+  }
   pthread_mutex_lock(&heaps_lock);
   if (heap->prev_all) heap->prev_all->next_all = heap->next_all;
   else all_heaps = heap->next_all;
@@ -735,11 +746,80 @@ static bool unchanged_since_look(la_heap_t *heap, la_slab_t *s, uint32_t now_ms)
   return false;
 }
 
-/* Trim the slab if it is idle and worth it; true if pages were given back. */
-static bool trim_one(la_heap_t *heap, la_slab_t *s, uint32_t now_ms) {
+/* ---- lenders ----------------------------------------------------------------
+ * A sparse slab that trimming finds idle, of blocks of 64 to 512 bytes, at
+ * most an eighth of them in use, becomes a lender (lend.c): its free slots
+ * serve blocks of any class, which the heap asks for before carving or
+ * taking new memory for a class (LEND_LOOK lenders at most per ask, each
+ * remembering the shortest run it lacked).  phasechange (64-128 B blocks,
+ * 90% freed at random, then 1-4 KiB blocks) and fragment had every page
+ * of their thinned slabs pinned by a survivor; lent, those pages hold the
+ * next phase's blocks. */
+#define LEND_LOOK 8
+
+static bool worth_lending(const la_slab_t *s) {
+  return la_opt.lend && !free_mark && s->kind == LA_SLAB_SMALL && la_lend_class_ok(s->cls) &&
+         !LA_SHARED_LOAD(s->prof_samples) && s->used * 8 <= s->capacity;
+}
+
+static void release_lender(la_heap_t *heap, la_slab_t *s) {
+  la_slab_list_remove(&heap->lenders, s);
+  la_arena_put_slab(la_segment_of(s)->arena, s);
+}
+
+/* Make the queued slab `s` of the heap a lender (or give it back, if other
+ * threads' frees emptied it); true if it left its queue. */
+static bool lend_slab(la_heap_t *heap, la_slab_t *s) {
+  la_slab_collect_remote(s);
+  if (s->used == 0) {
+    release_slab(heap, s);
+    return true;
+  }
+  /* Its free pages go back first, as trimming would give them: a lender
+   * may never see a block of the right size. */
+  if (la_opt.thp != LA_THP_ALWAYS && la_slab_trimmable(s)) la_slab_trim(s);
+  if (!la_lend_start(s)) return false;
+  la_slab_list_remove(&heap->queues[s->cls], s);
+  la_slab_list_push_front(&heap->lenders, s);
+  return true;
+}
+
+/* A block of class `cls` from one of the heap's lenders, or NULL. */
+static void *lend_from(la_heap_t *heap, unsigned cls) {
+  la_slab_t *s;
+  for (unsigned n = 0; n < LEND_LOOK && (s = heap->lenders.head); n++) {
+    la_lend_collect(s);
+    if (s->used == 0) {
+      release_lender(heap, s);
+      continue;
+    }
+    void *p = la_lend_take(s, cls);
+    if (p) {
+      if (cls != s->cls) LA_OWNER_ADD(heap->lent_nmalloc[cls], 1);   /* the slab counts its own class */
+      return p;
+    }
+    if (s == heap->lenders.tail) return NULL;
+    la_slab_list_remove(&heap->lenders, s);   /* the next ask starts with another */
+    la_slab_list_push(&heap->lenders, s);
+  }
+  return NULL;
+}
+
+/* The owner frees into a lender; another thread as into any slab. */
+static LA_NOINLINE void free_lender(la_heap_t *heap, la_slab_t *slab, la_block_t *block);
+
+/* Trim the idle slab, or make it a lender, if worth it; true if it left
+ * its queue.  Counts it in *done if either happened. */
+static bool trim_one(la_heap_t *heap, la_slab_t *s, uint32_t now_ms, unsigned *done) {
   if (!unchanged_since_look(heap, s, now_ms)) return false;
   bool idle = now_ms - s->trim_since >= TRIM_IDLE_MS || heap->slabs_taken - s->trim_since_takes >= TRIM_IDLE_TAKES;
-  return idle && worth_trimming(s) && la_slab_trim(s) > 0;
+  if (!idle) return false;
+  if (worth_lending(s) && lend_slab(heap, s)) {
+    (*done)++;
+    return true;
+  }
+  if (la_opt.thp != LA_THP_ALWAYS && worth_trimming(s) && la_slab_trim(s) > 0) (*done)++;
+  return false;
 }
 
 static void next_trim_class(la_heap_t *heap) {
@@ -750,7 +830,7 @@ static void next_trim_class(la_heap_t *heap) {
 }
 
 static void trim_sparse_slabs(la_heap_t *heap, uint32_t now_ms) {
-  if (la_opt.thp == LA_THP_ALWAYS) return;
+  if (la_opt.thp == LA_THP_ALWAYS && !la_opt.lend) return;
   unsigned trimmed = 0, looked = 0;
   for (unsigned n = 0; n < TRIM_CLASSES && looked < TRIM_LOOK && trimmed < TRIM_SLABS; n++) {
     la_slab_list_t *q = &heap->queues[heap->trim_cls];
@@ -760,9 +840,10 @@ static void trim_sparse_slabs(la_heap_t *heap, uint32_t now_ms) {
       la_slab_t *next = s->next;
       looked++;
       s->trim_pass = heap->trim_pass;
-      trimmed += trim_one(heap, s, now_ms);
-      la_slab_list_remove(q, s);
-      la_slab_list_push(q, s);
+      if (!trim_one(heap, s, now_ms, &trimmed)) {
+        la_slab_list_remove(q, s);
+        la_slab_list_push(q, s);
+      }
       s = next;
     }
     if (!s || s->trim_pass == heap->trim_pass) next_trim_class(heap);
@@ -858,8 +939,10 @@ static void release_idle_classes(la_heap_t *heap, unsigned cls, uint32_t now_ms)
 
 /* ---- slow paths ---------------------------------------------------------- */
 
-/* A slab of class `cls` with a non-empty free list, made the current one. */
-static la_slab_t *find_slab(la_heap_t *heap, unsigned cls) {
+/* A slab of class `cls` with a non-empty free list, made the current one;
+ * or, if `lent` is given, maybe a block from a lender made just before the
+ * heap would take a new slab (*lent set, NULL returned). */
+static la_slab_t *find_slab(la_heap_t *heap, unsigned cls, void **lent) {
   la_slab_list_t *q = &heap->queues[cls];
   la_slab_t *next;
   for (la_slab_t *s = q->head; s; s = next) {
@@ -885,6 +968,7 @@ static la_slab_t *find_slab(la_heap_t *heap, unsigned cls) {
   uint32_t now_ms = (uint32_t)(la_now_coarse_ns() / 1000000);
   trim_sparse_slabs(heap, now_ms);
   release_idle_classes(heap, cls, now_ms);
+  if (lent && heap->lenders.head && (*lent = lend_from(heap, cls))) return NULL;
   la_slab_t *s = la_arena_get_slab(heap->arena, cls, heap);
   if (!s) {
     sweep_full(heap);   /* last resort before failing */
@@ -901,11 +985,18 @@ static la_slab_t *find_slab(la_heap_t *heap, unsigned cls) {
 }
 
 /* A block of small class `cls` from the calling thread's heap: from the
- * current slab, or from the one find_slab makes current. */
-void *la_heap_alloc_class(unsigned cls) {
+ * current slab, or from the one find_slab makes current; `may_lend`: or
+ * from a lender, before the heap carves or takes new memory (a block of
+ * a lender is aligned to 16 bytes only, so aligned requests may not). */
+void *la_heap_alloc_class(unsigned cls, bool may_lend) {
   la_heap_t *heap = la_heap_for_thread();
   la_slab_t *slab = heap ? heap->queues[cls].head : NULL;
-  if (heap && (!slab || !slab->free)) slab = find_slab(heap, cls);
+  if (heap && (!slab || !slab->free)) {
+    void *lent = NULL;
+    if (may_lend && heap->lenders.head && (lent = lend_from(heap, cls))) return lent;
+    slab = find_slab(heap, cls, may_lend ? &lent : NULL);
+    if (lent) return lent;
+  }
   if (!slab) {
     errno = ENOMEM;
     return NULL;
@@ -997,13 +1088,25 @@ static LA_NOINLINE void free_large(la_heap_t *heap, la_slab_t *slab, la_block_t 
   if (!large_cache_put(heap, slab)) la_arena_free_large(slab);
 }
 
+static LA_NOINLINE void free_lender(la_heap_t *heap, la_slab_t *slab, la_block_t *block) {
+  if (LA_SHARED_LOAD(slab->prof_samples)) la_prof_forget(block);
+  if (!owns(heap, slab)) {
+    free_small(heap, slab, block, false);
+    return;
+  }
+  la_lend_collect(slab);
+  if (la_lend_free(slab, block)) release_lender(heap, slab);
+}
+
 /* free() of a block whose slab does not let this thread free locally: a
  * large block, the owner freeing into a full slab or one holding a live
  * sample, another thread's slab, or a pointer into a free unit.  Each case
  * is a tail call, so this saves no register. */
 void la_heap_free_slow(la_heap_t *heap, la_slab_t *slab, la_block_t *block) {
-  if (slab->kind == LA_SLAB_LARGE) free_large(heap, slab, block);
-  else if (LA_UNLIKELY(slab->kind != LA_SLAB_SMALL)) la_invalid_free(block, "pointer into free memory (double free?)");
+  uint8_t kind = LA_SHARED_LOAD(slab->kind);
+  if (kind == LA_SLAB_LARGE) free_large(heap, slab, block);
+  else if (kind == LA_SLAB_LEND) free_lender(heap, slab, block);
+  else if (LA_UNLIKELY(kind != LA_SLAB_SMALL)) la_invalid_free(block, "pointer into free memory (double free?)");
   else if (LA_UNLIKELY(LA_SHARED_LOAD(slab->prof_samples))) free_sampled_slab(heap, slab, block);
   else free_small_slow(heap, slab, block);
 }
@@ -1014,6 +1117,11 @@ void la_heap_flush(la_heap_t *heap) {
   if (heap == &la_empty_heap) return;
   caches_flush(heap);
   sweep_full(heap);
+  for (la_slab_t *s = heap->lenders.head, *after; s; s = after) {
+    after = s->next;
+    la_lend_collect(s);
+    if (s->used == 0) release_lender(heap, s);
+  }
   for (unsigned c = 0; c < LA_NCLASSES; c++) {
     la_slab_t *next;
     for (la_slab_t *s = heap->queues[c].head; s; s = next) {

@@ -194,6 +194,25 @@ static uint32_t block_index(const la_slab_t *s, const la_block_t *b) {
   return (uint32_t)(((const uint8_t *)b - s->start) / s->block_size);
 }
 
+/* Is block i among those carved so far (lend.c)? */
+bool la_slab_block_carved(const la_slab_t *s, uint32_t i) {
+  if (i >= s->color_end) return i < s->reserved;
+  uint32_t j = i >= s->color ? i - s->color : i + (s->color_end - s->color);   /* its place in carving order */
+  return j < s->reserved;
+}
+
+/* Bytes of the slab are handed out again by a lender (lend.c): the pages
+ * they touch are no longer given back, and may become resident. */
+void la_slab_untrim_range(la_slab_t *s, const void *p, size_t bytes) {
+  size_t off = (size_t)((const uint8_t *)p - s->start);
+  unsigned p0 = (unsigned)(off / la_page_size), p1 = (unsigned)((off + bytes - 1) / la_page_size);
+  if (s->trimmed && p1 < 64) {
+    uint64_t pages = (((uint64_t)2 << (p1 - p0)) - 1) << p0;
+    if (s->trimmed & pages) LA_SHARED_STORE(s->trimmed, s->trimmed & ~pages);
+  }
+  la_segment_touch(la_segment_of(p), p, bytes);
+}
+
 /* Is the block on a trimmed page, hence free (detect_double_free)? */
 bool la_slab_block_trimmed(const la_slab_t *s, const la_block_t *b) {
   return s->trimmed && (block_pages(s, block_index(s, b)) & s->trimmed);

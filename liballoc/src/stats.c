@@ -38,6 +38,7 @@ void la_stats_gather(la_stats_t *st) {
   alloc_shm_stats_t *s = &st->s;
   for (unsigned c = 0; c < LA_NCLASSES; c++) {
     alloc_shm_class_t *k = &st->classes[c];
+    if (st->lent_open[c] > 0) k->nfree += (uint64_t)st->lent_open[c];   /* lent blocks freed (lend.c) */
     if (!la_class_large[c]) continue;
     /* Large frees are not counted: allocations minus the live blocks. */
     k->nfree = k->nmalloc > k->live ? k->nmalloc - k->live : 0;

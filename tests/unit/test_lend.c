@@ -1,0 +1,213 @@
+/* test_lend.c - sparse slabs lending their free slots to blocks of other
+ * sizes (lend.c): a thread thins out slabs of small blocks at random, lets
+ * them idle, then allocates bigger blocks; those must land in the holes,
+ * with every block intact, counted in their own class and in `allocated`
+ * to the byte, freeable by their thread or another, and the lenders must
+ * go back to the arena once empty, also after their thread exited.
+ *
+ * "Idle" is the trimmer's 100 ms of its coarse clock: the tests sleep. */
+#include "unit.h"
+
+#include <alloc.h>
+#include <pthread.h>
+#include <string.h>
+#include <unistd.h>
+
+#define SMALL 96      /* a class whose slabs may lend */
+#define SLABS 32      /* of them, thinned to one block in ten */
+#define BIG 1500      /* then blocks of this size */
+#define NBIG 600
+
+static la_stats_t stats(void) {
+  la_stats_t st;
+  la_stats_gather(&st);
+  return st;
+}
+
+static void fill(void *p, size_t n, unsigned seed) {
+  unsigned char *b = p;
+  for (size_t i = 0; i < n; i++) b[i] = (unsigned char)(seed * 31u + i * 7u);
+}
+
+static bool intact(const void *p, size_t n, unsigned seed) {
+  const unsigned char *b = p;
+  for (size_t i = 0; i < n; i++)
+    if (b[i] != (unsigned char)(seed * 31u + i * 7u)) return false;
+  return true;
+}
+
+static size_t nsmall;
+static void *small[SLABS * 1024];
+static void *big[NBIG];
+static size_t big_usable;   /* what `allocated` must grow by */
+static unsigned lent;       /* big blocks in lenders */
+
+/* The heap takes and gives back slabs of another class: each take runs
+ * the trimmer's look at a few classes' slabs. */
+#define OTHER 8192
+static void take_slabs(void) {
+  static void *other[64 * 32];
+  size_t n = 64 * la_class_capacity[la_class_of(OTHER)];
+  for (size_t i = 0; i < n && i < sizeof other / sizeof other[0]; i++) other[i] = la_malloc(OTHER);
+  for (size_t i = 0; i < n && i < sizeof other / sizeof other[0]; i++) la_free(other[i]);
+}
+
+/* Fill SLABS slabs of SMALL blocks, free nine in ten at random; then the
+ * trimmer sees them, time passes, and it sees them again, unchanged: idle
+ * (so they become lenders). */
+static void thin_out(void) {
+  nsmall = SLABS * la_class_capacity[la_class_of(SMALL)];
+  for (size_t i = 0; i < nsmall; i++) fill(small[i] = la_malloc(SMALL), SMALL, (unsigned)i);
+  uint32_t rng = 2024;
+  for (size_t i = 0; i < nsmall; i++) {
+    rng = rng * 1103515245u + 12345u;
+    if ((rng >> 16) % 10) {
+      la_free(small[i]);
+      small[i] = NULL;
+    }
+  }
+  take_slabs();
+  usleep(150000);
+  take_slabs();
+}
+
+/* Then NBIG blocks of BIG bytes. */
+static void borrow(void) {
+  lent = 0;
+  big_usable = 0;
+  for (unsigned i = 0; i < NBIG; i++) {
+    big[i] = la_malloc(BIG);
+    fill(big[i], BIG, 7000u + i);
+    big_usable += la_malloc_usable_size(big[i]);
+    la_slab_t *s = la_slab_of(big[i]);
+    lent += s->kind == LA_SLAB_LEND;
+  }
+}
+
+static void check_everything_intact(void) {
+  for (size_t i = 0; i < nsmall; i++)
+    if (small[i]) assert_true(intact(small[i], SMALL, (unsigned)i));
+  for (unsigned i = 0; i < NBIG; i++) assert_true(intact(big[i], BIG, 7000u + i));
+}
+
+static void free_all(void) {
+  for (size_t i = 0; i < nsmall; i++) la_free(small[i]);
+  for (unsigned i = 0; i < NBIG; i++) la_free(big[i]);
+}
+
+static void *thin_borrow_check_free(void *arg) {
+  (void)arg;
+  la_stats_t before = stats();
+  thin_out();
+  la_stats_t thinned = stats();
+  borrow();
+  /* Most of the big blocks fit the holes: 90% of 32 slabs of 96-byte
+   * blocks free, runs of 16 slots (1536 bytes) common enough. */
+  assert_true(lent >= NBIG / 4);
+  check_everything_intact();
+  la_stats_t after = stats();
+  unsigned cls = la_class_of(BIG);
+  assert_int_equal(after.s.allocated - thinned.s.allocated, big_usable);
+  assert_int_equal(after.classes[cls].live - before.classes[cls].live, NBIG);
+  assert_int_equal(after.classes[cls].nmalloc - before.classes[cls].nmalloc, NBIG);
+  /* A lent block's usable size: at least the request; realloc within it
+   * stays in place, beyond it moves the contents to a new block. */
+  unsigned i = 0;
+  while (la_slab_of(big[i])->kind != LA_SLAB_LEND) i++;
+  void *p = big[i];
+  size_t usable = la_malloc_usable_size(p);
+  assert_true(usable >= BIG && usable <= BIG + BIG / 4 + SMALL);
+  assert_ptr_equal(la_realloc(p, usable), p);
+  void *q = la_realloc(p, 3 * BIG);
+  assert_non_null(q);
+  assert_true(intact(q, BIG, 7000u + i));
+  big[i] = q;
+  free_all();
+  la_stats_t freed = stats();
+  assert_int_equal(freed.s.allocated, before.s.allocated);
+  /* Emptied by their owner, the lenders went back to the arena (the
+   * class's current slab stays). */
+  assert_true(freed.classes[la_class_of(SMALL)].slabs <= before.classes[la_class_of(SMALL)].slabs + 1);
+  assert_int_equal(freed.classes[cls].nfree - before.classes[cls].nfree, NBIG);   /* one by realloc */
+  return NULL;
+}
+
+static void test_holes_of_sparse_slabs_serve_other_sizes(void **state) {
+  (void)state;
+  if (!la_opt.lend) skip();
+  pthread_t t;
+  assert_int_equal(pthread_create(&t, NULL, thin_borrow_check_free, NULL), 0);
+  pthread_join(t, NULL);
+}
+
+/* A lent block freed twice, or by an interior pointer, is an invalid free
+ * and changes nothing. */
+static void *misuse(void *arg) {
+  (void)arg;
+  thin_out();
+  borrow();
+  unsigned i = 0;
+  while (i < NBIG && la_slab_of(big[i])->kind != LA_SLAB_LEND) i++;
+  assert_true(i < NBIG);
+  size_t invalid = atomic_load(&la_foreign_frees);
+  la_free((char *)big[i] + SMALL);   /* inside the block, on a slot boundary */
+  assert_int_equal(atomic_load(&la_foreign_frees), invalid + 1);
+  la_free(big[i]);
+  la_free(big[i]);
+  assert_int_equal(atomic_load(&la_foreign_frees), invalid + 2);
+  big[i] = la_malloc(BIG);   /* the hole serves again */
+  fill(big[i], BIG, 7000u + i);
+  check_everything_intact();
+  free_all();
+  return NULL;
+}
+
+static void test_invalid_frees_of_lent_blocks_refused(void **state) {
+  (void)state;
+  if (!la_opt.lend) skip();
+  pthread_t t;
+  assert_int_equal(pthread_create(&t, NULL, misuse, NULL), 0);
+  pthread_join(t, NULL);
+}
+
+/* The thread that lent exits with its blocks alive; another thread frees
+ * them (into the abandoned lenders), and malloc_trim gives the emptied
+ * lenders back. */
+static void *thin_and_borrow(void *arg) {
+  (void)arg;
+  thin_out();
+  borrow();
+  return NULL;
+}
+
+static void test_abandoned_lenders_emptied_by_other_threads(void **state) {
+  (void)state;
+  if (!la_opt.lend) skip();
+  la_stats_t before = stats();
+  pthread_t t;
+  assert_int_equal(pthread_create(&t, NULL, thin_and_borrow, NULL), 0);
+  pthread_join(t, NULL);
+  assert_true(lent >= NBIG / 4);
+  check_everything_intact();
+  free_all();
+  la_malloc_trim(0);   /* sweeps the abandoned slabs */
+  la_stats_t after = stats();
+  assert_int_equal(after.s.allocated, before.s.allocated);
+  assert_int_equal(after.classes[la_class_of(SMALL)].slabs, before.classes[la_class_of(SMALL)].slabs);
+}
+
+static int setup(void **state) {
+  (void)state;
+  bool off = false;
+  return alloc_ctl("opt.background_thread", NULL, NULL, &off, sizeof off);
+}
+
+int main(void) {
+  la_ensure_init();
+  const struct CMUnitTest tests[] = {
+      cmocka_unit_test(test_holes_of_sparse_slabs_serve_other_sizes),
+      cmocka_unit_test(test_invalid_frees_of_lent_blocks_refused),
+      cmocka_unit_test(test_abandoned_lenders_emptied_by_other_threads),
+  };
+  return cmocka_run_group_tests_name("lend", tests, setup, NULL);
+}
