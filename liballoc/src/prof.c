@@ -541,7 +541,9 @@ static bool record_sample(void *p, size_t size, unsigned cls, la_slab_t *slab, c
  * the block was just taken from its heap. */
 void la_prof_take(void *p, size_t size, const la_frame_t *from) {
   la_slab_t *slab = la_segmap_kind(p) == LA_MAP_SEGMENT ? la_slab_of(p) : NULL;
-  if (record_sample(p, size, slab ? slab->cls : LA_NCLASSES, slab, from) && slab && slab->kind == LA_SLAB_SMALL)
+  /* a block lent by a slab of another class (lend.c) is of its own size's class */
+  unsigned cls = !slab ? LA_NCLASSES : slab->kind == LA_SLAB_LEND ? la_class_of(size) : slab->cls;
+  if (record_sample(p, size, cls, slab, from) && slab && slab->kind == LA_SLAB_SMALL)
     LA_SHARED_STORE(slab->fast_owner, NULL);
 }
 
