@@ -805,9 +805,6 @@ static void *lend_from(la_heap_t *heap, unsigned cls) {
   return NULL;
 }
 
-/* The owner frees into a lender; another thread as into any slab. */
-static LA_NOINLINE void free_lender(la_heap_t *heap, la_slab_t *slab, la_block_t *block);
-
 /* Trim the idle slab, or make it a lender, if worth it; true if it left
  * its queue.  Counts it in *done if either happened. */
 static bool trim_one(la_heap_t *heap, la_slab_t *s, uint32_t now_ms, unsigned *done) {
@@ -1088,6 +1085,8 @@ static LA_NOINLINE void free_large(la_heap_t *heap, la_slab_t *slab, la_block_t 
   if (!large_cache_put(heap, slab)) la_arena_free_large(slab);
 }
 
+/* The owner frees into a lender (lend.c), and gives it back once empty;
+ * another thread frees as into any slab. */
 static LA_NOINLINE void free_lender(la_heap_t *heap, la_slab_t *slab, la_block_t *block) {
   if (LA_SHARED_LOAD(slab->prof_samples)) la_prof_forget(block);
   if (!owns(heap, slab)) {
