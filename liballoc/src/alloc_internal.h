@@ -284,6 +284,7 @@ void la_slab_init(la_slab_t *slab, la_segment_t *seg, unsigned unit, unsigned cl
 bool la_slab_refill_free(la_slab_t *slab);
 bool la_slab_trimmable(const la_slab_t *s);
 size_t la_slab_trim(la_slab_t *s);   /* bytes given back */
+size_t la_slab_trim_pages(la_slab_t *s, uint64_t pages);
 size_t la_slab_purge_stale(la_slab_t *s);   /* bytes given back */
 extern atomic_size_t la_trimmed_bytes, la_trimmed_slabs, la_trim_madvises;   /* la_slab_trim and la_slab_purge_stale so far */
 bool la_slab_block_trimmed(const la_slab_t *s, const la_block_t *b);
@@ -301,6 +302,7 @@ void la_slab_untrim_range(la_slab_t *s, const void *p, size_t bytes);
 bool la_lend_class_ok(unsigned cls);
 bool la_lend_start(la_slab_t *s);
 void *la_lend_take(la_slab_t *s, unsigned cls);
+size_t la_lend_longest(const la_slab_t *s);
 bool la_lend_free(la_slab_t *s, la_block_t *b);
 void la_lend_collect(la_slab_t *s);
 void la_lend_end(la_arena_t *a, la_slab_t *s);

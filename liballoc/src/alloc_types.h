@@ -115,6 +115,7 @@ enum la_slab_kind {
 #define LA_LEND_MIN_SLOT 64
 #define LA_LEND_MAX_SLOT 512
 #define LA_LEND_MAX_SLOTS 1024
+#define LA_LEND_BINS 11   /* a heap's lenders by longest free run: 64 B, 128 B, ... 64 KiB */
 typedef struct la_lend_s la_lend_t;
 
 /* A slab descriptor lives in its segment's header, at the index of the slab's
@@ -139,6 +140,7 @@ typedef struct la_slab_s {
   uint8_t nunits;                /* length of the slab in units */
   uint8_t in_full;               /* (owner) on the heap's full list */
   uint8_t zeroed;                /* the unbuilt part of the slab reads as zero */
+  uint8_t lend_bin;              /* (owner) a lender's bin in its heap (heap.c) */
   uint16_t color;                /* the block carved first (slab.c) */
   uint16_t color_end;            /* the end of the color's window (slab.c) */
   size_t block_size;
@@ -271,7 +273,10 @@ typedef struct la_heap_s {
   la_slab_t *bins[LA_NCLASSES];
   la_slab_list_t queues[LA_NCLASSES];  /* slabs that may have free blocks */
   la_slab_list_t full;                 /* slabs found full */
-  la_slab_list_t lenders;              /* sparse slabs lending their free slots (lend.c) */
+  la_slab_list_t lenders[LA_LEND_BINS]; /* sparse slabs lending their free slots (lend.c),
+                                          by the bytes of their longest free run */
+  uint32_t nlenders;
+  uint32_t lend_sweep;                 /* the bin sweep_lenders looks at next */
   uint64_t lent_nmalloc[LA_NCLASSES];  /* blocks of each class lent so far */
   /* Recently freed large blocks (one-block slabs) of small enough classes,
    * kept for reuse without the arena lock; chained through slab->next. */

@@ -577,7 +577,8 @@ static la_heap_t *heap_create(int exiting_tid) {
   atomic_store(&heap->cache_busy, 0);
   atomic_store(&heap->cache_reclaim, false);
   heap->full.head = heap->full.tail = NULL;
-  heap->lenders.head = heap->lenders.tail = NULL;
+  for (unsigned b = 0; b < LA_LEND_BINS; b++) heap->lenders[b].head = heap->lenders[b].tail = NULL;
+  heap->nlenders = 0;
   heap->nfull = 0;
   heap->refills_since_sweep = 0;
   heap->trim_cls = 0;
@@ -636,13 +637,15 @@ static void heap_abandon(la_heap_t *heap) {
     detach_slab(s);
   }
   heap->nfull = 0;
-  while ((s = heap->lenders.head)) {
-    la_slab_list_remove(&heap->lenders, s);
-    la_lend_collect(s);
-    la_arena_t *arena = la_segment_of(s)->arena;
-    if (s->used == 0) la_arena_put_slab(arena, s);
-    else la_arena_abandon_slab(arena, s);
-  }
+  for (unsigned b = 0; b < LA_LEND_BINS; b++)
+    while ((s = heap->lenders[b].head)) {
+      la_slab_list_remove(&heap->lenders[b], s);
+      la_lend_collect(s);
+      la_arena_t *arena = la_segment_of(s)->arena;
+      if (s->used == 0) la_arena_put_slab(arena, s);
+      else la_arena_abandon_slab(arena, s);
+    }
+  heap->nlenders = 0;
   pthread_mutex_lock(&heaps_lock);
   if (heap->prev_all) heap->prev_all->next_all = heap->next_all;
   else all_heaps = heap->next_all;
@@ -750,8 +753,9 @@ static bool unchanged_since_look(la_heap_t *heap, la_slab_t *s, uint32_t now_ms)
  * A sparse slab that trimming finds idle, of blocks of 64 to 512 bytes, at
  * most an eighth of them in use, becomes a lender (lend.c): its free slots
  * serve blocks of any class, which the heap asks for before carving or
- * taking new memory for a class (LEND_LOOK lenders at most per ask, each
- * remembering the shortest run it lacked).  phasechange (64-128 B blocks,
+ * taking new memory for a class.  The heap keeps its lenders in bins by
+ * their longest free run, and an ask goes up the bins from the block's
+ * size, LEND_LOOK lenders at most per bin.  phasechange (64-128 B blocks,
  * 90% freed at random, then 1-4 KiB blocks) and fragment had every page
  * of their thinned slabs pinned by a survivor; lent, those pages hold the
  * next phase's blocks. */
@@ -763,8 +767,25 @@ static bool worth_lending(const la_slab_t *s) {
 }
 
 static void release_lender(la_heap_t *heap, la_slab_t *s) {
-  la_slab_list_remove(&heap->lenders, s);
+  la_slab_list_remove(&heap->lenders[s->lend_bin], s);
+  heap->nlenders--;
   la_arena_put_slab(la_segment_of(s)->arena, s);
+}
+
+/* The bin of lenders whose longest free run is `bytes`: 64-127 bytes and
+ * less in the first, 128-255 in the next, and so on. */
+static unsigned lend_bin(size_t bytes) {
+  if (bytes < 128) return 0;
+  unsigned b = 63 - (unsigned)__builtin_clzll(bytes) - 6;
+  return b < LA_LEND_BINS ? b : LA_LEND_BINS - 1;
+}
+
+/* Put lender `s` in the bin of its longest free run (at its tail). */
+static void lender_rebin(la_heap_t *heap, la_slab_t *s, bool listed) {
+  unsigned b = lend_bin(la_lend_longest(s));
+  if (listed) la_slab_list_remove(&heap->lenders[s->lend_bin], s);
+  s->lend_bin = (uint8_t)b;
+  la_slab_list_push(&heap->lenders[b], s);
 }
 
 /* Make the queued slab `s` of the heap a lender (or give it back, if other
@@ -775,32 +796,54 @@ static bool lend_slab(la_heap_t *heap, la_slab_t *s) {
     release_slab(heap, s);
     return true;
   }
-  /* Its free pages go back first, as trimming would give them: a lender
-   * may never see a block of the right size. */
-  if (la_opt.thp != LA_THP_ALWAYS && la_slab_trimmable(s)) la_slab_trim(s);
-  if (!la_lend_start(s)) return false;
+  if (!la_lend_start(s)) return false;   /* its free pages given back, as trimming would */
   la_slab_list_remove(&heap->queues[s->cls], s);
-  la_slab_list_push_front(&heap->lenders, s);
+  lender_rebin(heap, s, false);
+  heap->nlenders++;
   return true;
 }
 
-/* A block of class `cls` from one of the heap's lenders, or NULL. */
-static void *lend_from(la_heap_t *heap, unsigned cls) {
-  la_slab_t *s;
-  for (unsigned n = 0; n < LEND_LOOK && (s = heap->lenders.head); n++) {
+/* Other threads' frees into lenders are taken when the owner lends from
+ * one or frees into it; a lender in a bin no ask reaches would keep them
+ * (and stay when they emptied it).  So each time the heap would take a
+ * new slab it also looks at the heads of LEND_SWEEP bins, in turn: their
+ * remote frees taken, empty ones given back, the others to their bins'
+ * tails. */
+#define LEND_SWEEP 2
+
+static void sweep_lenders(la_heap_t *heap) {
+  for (unsigned n = 0; n < LEND_SWEEP; n++) {
+    unsigned b = heap->lend_sweep++ % LA_LEND_BINS;
+    la_slab_t *s = heap->lenders[b].head;
+    if (!s) continue;
     la_lend_collect(s);
-    if (s->used == 0) {
-      release_lender(heap, s);
-      continue;
+    if (s->used == 0) release_lender(heap, s);
+    else lender_rebin(heap, s, true);
+  }
+}
+
+/* A block of class `cls` from one of the heap's lenders, or NULL: the
+ * bins from the one of the block's size up (there the first lender
+ * whose longest run holds it; in the first bin maybe none does), at
+ * most LEND_LOOK lenders per bin, each moved to its bin's tail. */
+static void *lend_from(la_heap_t *heap, unsigned cls) {
+  for (unsigned b = lend_bin(la_class_size[cls]); b < LA_LEND_BINS; b++) {
+    la_slab_t *s = heap->lenders[b].head;
+    for (unsigned n = 0; s && n < LEND_LOOK; n++) {
+      la_slab_t *next = s->next;
+      la_lend_collect(s);
+      if (s->used == 0) {
+        release_lender(heap, s);
+      } else {
+        void *p = la_lend_take(s, cls);
+        lender_rebin(heap, s, true);
+        if (p) {
+          if (cls != s->cls) LA_OWNER_ADD(heap->lent_nmalloc[cls], 1);   /* the slab counts its own class */
+          return p;
+        }
+      }
+      s = next;
     }
-    void *p = la_lend_take(s, cls);
-    if (p) {
-      if (cls != s->cls) LA_OWNER_ADD(heap->lent_nmalloc[cls], 1);   /* the slab counts its own class */
-      return p;
-    }
-    if (s == heap->lenders.tail) return NULL;
-    la_slab_list_remove(&heap->lenders, s);   /* the next ask starts with another */
-    la_slab_list_push(&heap->lenders, s);
   }
   return NULL;
 }
@@ -965,7 +1008,8 @@ static la_slab_t *find_slab(la_heap_t *heap, unsigned cls, void **lent) {
   uint32_t now_ms = (uint32_t)(la_now_coarse_ns() / 1000000);
   trim_sparse_slabs(heap, now_ms);
   release_idle_classes(heap, cls, now_ms);
-  if (lent && heap->lenders.head && (*lent = lend_from(heap, cls))) return NULL;
+  if (heap->nlenders) sweep_lenders(heap);
+  if (lent && heap->nlenders && (*lent = lend_from(heap, cls))) return NULL;
   la_slab_t *s = la_arena_get_slab(heap->arena, cls, heap);
   if (!s) {
     sweep_full(heap);   /* last resort before failing */
@@ -990,7 +1034,7 @@ void *la_heap_alloc_class(unsigned cls, bool may_lend) {
   la_slab_t *slab = heap ? heap->queues[cls].head : NULL;
   if (heap && (!slab || !slab->free)) {
     void *lent = NULL;
-    if (may_lend && heap->lenders.head && (lent = lend_from(heap, cls))) return lent;
+    if (may_lend && heap->nlenders && (lent = lend_from(heap, cls))) return lent;
     slab = find_slab(heap, cls, may_lend ? &lent : NULL);
     if (lent) return lent;
   }
@@ -1095,6 +1139,7 @@ static LA_NOINLINE void free_lender(la_heap_t *heap, la_slab_t *slab, la_block_t
   }
   la_lend_collect(slab);
   if (la_lend_free(slab, block)) release_lender(heap, slab);
+  else lender_rebin(heap, slab, true);
 }
 
 /* free() of a block whose slab does not let this thread free locally: a
@@ -1116,11 +1161,12 @@ void la_heap_flush(la_heap_t *heap) {
   if (heap == &la_empty_heap) return;
   caches_flush(heap);
   sweep_full(heap);
-  for (la_slab_t *s = heap->lenders.head, *after; s; s = after) {
-    after = s->next;
-    la_lend_collect(s);
-    if (s->used == 0) release_lender(heap, s);
-  }
+  for (unsigned b = 0; b < LA_LEND_BINS; b++)
+    for (la_slab_t *s = heap->lenders[b].head, *after; s; s = after) {
+      after = s->next;
+      la_lend_collect(s);
+      if (s->used == 0) release_lender(heap, s);
+    }
   for (unsigned c = 0; c < LA_NCLASSES; c++) {
     la_slab_t *next;
     for (la_slab_t *s = heap->queues[c].head; s; s = next) {

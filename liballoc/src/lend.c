@@ -9,9 +9,11 @@
  * chunks; here the same happens one slab at a time: a sparse slab that has
  * been idle (heap.c's trimmer decides which) becomes a *lender*.  It stops
  * serving its own class from a free list; instead a bitmap of its slots
- * says which hold a live block, and the heap's slow path, before it takes a
- * new slab from the arena for any class, looks for a run of free slots long
- * enough for the block (next fit, in at most LEND_LOOK lenders).
+ * says which hold a live block, and the heap's slow path, before it carves
+ * or takes new memory for any class, looks for a run of free slots long
+ * enough for the block: the next such run (next fit) of the first lender
+ * that has one, going up the heap's bins of lenders by longest free run from the
+ * block's size (heap.c), which is best fit by the power of two.
  *
  * A lent block starts on a slot and covers `span` slots; three bitmaps of
  * the slots say which hold a small block of the slab's own, which are part
@@ -21,7 +23,7 @@
  * a smaller one are not lent), so the statistics count it in its class.
  * Only the owner changes the bitmaps; other threads free into the slab's
  * xfree list as into any slab, and the owner takes those when it next lends
- * from the slab or frees into it.  Every free of a lender takes the slow
+ * from the slab, frees into it or sweeps it (heap.c).  Every free of a lender takes the slow
  * path (no fast_owner), which costs nothing the program notices: lenders
  * are slabs nobody allocated from for a while.  An empty lender goes back
  * to the arena like any slab; one whose thread exits is abandoned like any
@@ -39,8 +41,8 @@ struct la_lend_s {
   uint64_t small[LEND_WORDS];   /* slot holds a block of the slab's class (or is past the slab's end) */
   uint64_t lent[LEND_WORDS];    /* slot is part of a lent block */
   uint64_t head[LEND_WORDS];    /* slot starts a lent block */
-  uint32_t hint;                /* next fit starts here */
-  uint32_t fail_span;           /* the shortest run a look failed to find since the last free */
+  uint32_t longest;             /* the longest run of free slots, or more (la_lend_longest) */
+  uint32_t hint;                /* next fit starts from the run holding this slot */
   uint32_t busy_slots;          /* slots of live blocks, small or lent */
   uint32_t lent_live;           /* lent blocks live */
   uint64_t lent_bytes;          /* their usable bytes */
@@ -88,25 +90,113 @@ void la_lend_end(la_arena_t *a, la_slab_t *s) {
   a->lend_spare = l;
 }
 
+/* ---- free runs ------------------------------------------------------------- */
+
+/* The first slot at or after i whose bit in `busy` is `want` (slots past
+ * the slab's end are busy, so a free run always ends). */
+static uint32_t next_slot(const la_lend_t *l, uint32_t i, bool want) {
+  for (uint32_t w = i / 64; w < LEND_WORDS; w++) {
+    uint64_t busy = l->small[w] | l->lent[w], bits = want ? busy : ~busy;
+    if (w == i / 64) bits &= ~(uint64_t)0 << (i % 64);
+    if (bits) return w * 64 + (uint32_t)__builtin_ctzll(bits);
+  }
+  return LA_LEND_MAX_SLOTS;
+}
+
+/* The last slot before i whose bit in `busy` is set, or -1. */
+static int32_t prev_busy(const la_lend_t *l, uint32_t i) {
+  for (int32_t w = (int32_t)(i / 64); i && w >= 0; w--) {
+    uint64_t bits = l->small[w] | l->lent[w];
+    if ((uint32_t)w == i / 64) bits &= ((uint64_t)1 << (i % 64)) - 1;   /* below i */
+    if (bits) return w * 64 + 63 - (int32_t)__builtin_clzll(bits);
+  }
+  return -1;
+}
+
+/* The first run of free slots starting in [from, to) that holds `span`
+ * (at == UINT32_MAX if none), and the longest of those it passed. */
+struct runs {
+  uint32_t at, len, longest;
+};
+
+static struct runs scan_runs(const la_lend_t *l, uint32_t span, uint32_t from, uint32_t to) {
+  struct runs r = {UINT32_MAX, 0, 0};
+  for (uint32_t i = next_slot(l, from, false); i < to; i = next_slot(l, i, false)) {
+    uint32_t end = next_slot(l, i, true), len = end - i;
+    if (len >= span) return (struct runs){i, len, 0};
+    if (len > r.longest) r.longest = len;
+    i = end;
+  }
+  return r;
+}
+
+/* Next fit: the first run that holds `span` from the one holding the
+ * hint on, then from the slab's start; one that finds none has seen every
+ * run whole, and says how long the longest is. */
+static struct runs next_fit(const la_lend_t *l, uint32_t span) {
+  uint32_t start = (uint32_t)(prev_busy(l, l->hint) + 1);   /* where the hint's run starts */
+  struct runs r = scan_runs(l, span, start, LA_LEND_MAX_SLOTS);
+  if (r.at != UINT32_MAX || !start) return r;
+  struct runs before = scan_runs(l, span, 0, start);
+  if (before.longest < r.longest) before.longest = r.longest;
+  return before;
+}
+
+/* The longest run of free slots, in bytes, or more (heap.c bins lenders
+ * by it): a take leaves it as it was, a free raises it to the run the
+ * freed slots join, and a take that finds no run long enough sets it. */
+size_t la_lend_longest(const la_slab_t *s) { return (size_t)s->lend->longest * s->block_size; }
+
 /* ---- becoming a lender ---------------------------------------------------- */
 
 /* Make the owner's idle sparse slab `s` (off its heap's queue, remote frees
  * collected) a lender; false if its bitmaps cannot be had. */
+/* Pages of lender `s` whose every slot was carved and is free now: what
+ * trimming would give back (slab.c). */
+static uint64_t free_pages(const la_lend_t *l, const la_slab_t *s, const uint64_t *carved) {
+  size_t page = la_page_size, size = s->block_size;
+  unsigned npages = (unsigned)(((size_t)s->nunits << LA_UNIT_SHIFT) / page);
+  uint64_t pages = 0;
+  for (unsigned p = 0; p < npages && p < 64; p++) {
+    /* slots [first, last) touch the page: the last one may start on it and end on the next */
+    uint32_t first = (uint32_t)((size_t)p * page / size), last = (uint32_t)((((size_t)p + 1) * page + size - 1) / size);
+    if (last > s->capacity) last = s->capacity;   /* the slab's tail holds no block */
+    bool all_carved = first < last;
+    for (uint32_t i = first; i < last && all_carved; i++) all_carved = carved[i / 64] >> (i % 64) & 1;
+    if (all_carved && next_slot(l, first, true) >= last) pages |= (uint64_t)1 << p;
+  }
+  return pages;
+}
+
+/* Make the owner's idle sparse slab `s` (off its heap's queue, remote frees
+ * collected) a lender, its free pages given back; false if its bitmaps
+ * cannot be had. */
 bool la_lend_start(la_slab_t *s) {
   la_lend_t *l = lend_get(la_segment_of(s)->arena);
   if (!l) return false;
-  /* Busy: every carved block, then free again what is on the free list
-   * or on a page trimmed away; blocks past the carved ones are free. */
+  /* Busy: every carved block not on a page trimmed away (those are free
+   * and off the free list), less those on the free list; blocks not
+   * carved yet are free.  One walk of the free list, the blocks of which
+   * are cold: most of what making a lender costs. */
   uint32_t cap = s->capacity;
+  size_t size = s->block_size;
+  unsigned shift = (unsigned)__builtin_ctzll(la_page_size);
+  uint64_t trimmed = s->trimmed, carved[LEND_WORDS] = {0};
   for (uint32_t i = 0; i < cap; i++) {
-    const la_block_t *b = (const la_block_t *)(s->start + (size_t)i * s->block_size);
-    if (la_slab_block_carved(s, i) && !la_slab_block_trimmed(s, b)) set_bits(l->small, i, 1, true);
+    if (!la_slab_block_carved(s, i)) continue;
+    carved[i / 64] |= (uint64_t)1 << (i % 64);
+    size_t a = (size_t)i * size, z = a + size - 1;   /* blocks of up to 512 bytes: one or two pages */
+    if (!(trimmed >> (a >> shift) & 1) && !(trimmed >> (z >> shift) & 1)) l->small[i / 64] |= (uint64_t)1 << (i % 64);
   }
-  for (la_block_t *b = s->free; b; b = b->next) set_bits(l->small, (uint32_t)(((uint8_t *)b - s->start) / s->block_size), 1, false);
+  for (la_block_t *b = s->free; b; b = b->next) {
+    uint32_t i = (uint32_t)(((uint8_t *)b - s->start) / size);
+    l->small[i / 64] &= ~((uint64_t)1 << (i % 64));
+  }
   s->free = NULL;
   set_bits(l->small, cap, LA_LEND_MAX_SLOTS - cap, true);   /* never free */
+  la_slab_trim_pages(s, free_pages(l, s, carved));
+  l->longest = scan_runs(l, LA_LEND_MAX_SLOTS + 1, 0, LA_LEND_MAX_SLOTS).longest;
   l->busy_slots = s->used;
-  l->fail_span = UINT32_MAX;
   LA_SHARED_STORE(s->lend, l);
   LA_SHARED_STORE(s->fast_owner, NULL);
   __atomic_store_n(&s->kind, LA_SLAB_LEND, __ATOMIC_RELEASE);   /* readers of the kind find the bitmaps */
@@ -114,32 +204,6 @@ bool la_lend_start(la_slab_t *s) {
 }
 
 /* ---- lending --------------------------------------------------------------- */
-
-/* The first run of `span` free slots starting in [from, to), or -1. */
-static int32_t find_run(const la_lend_t *l, uint32_t span, uint32_t from, uint32_t to) {
-  uint32_t run = 0, start = 0;
-  for (uint32_t i = from; i < to + span && i < LA_LEND_MAX_SLOTS;) {
-    uint64_t busy = (l->small[i / 64] | l->lent[i / 64]) >> (i % 64);
-    uint32_t left = 64 - i % 64;
-    if (busy & 1) {   /* skip the busy slots */
-      uint64_t freebits = ~busy;
-      uint32_t n = freebits ? (uint32_t)__builtin_ctzll(freebits) : left;
-      i += n < left ? n : left;
-      run = 0;
-      continue;
-    }
-    uint32_t n = busy ? (uint32_t)__builtin_ctzll(busy) : left;
-    if (n > left) n = left;
-    if (!run) {
-      if (i >= to) return -1;
-      start = i;
-    }
-    run += n;
-    if (run >= span) return (int32_t)start;
-    i += n;
-  }
-  return -1;
-}
 
 /* Slots a block of class `cls` takes in lender `s`, or 0 if the class may
  * not borrow there: its own class takes one; another needs more than one
@@ -157,18 +221,19 @@ static unsigned class_of_span(const la_slab_t *s, uint32_t span) {
   return span == 1 ? s->cls : la_class_of((span - 1) * s->block_size + 1);
 }
 
-/* A block of class `cls` from lender `s` (its owner), or NULL. */
+/* A block of class `cls` from lender `s` (its owner), or NULL: next fit
+ * (the heap's bins by longest run already make the choice of lender a
+ * best fit, roughly). */
 void *la_lend_take(la_slab_t *s, unsigned cls) {
   la_lend_t *l = s->lend;
   uint32_t span = span_for(s, cls);
-  if (!span || span >= l->fail_span) return NULL;
-  int32_t at = find_run(l, span, l->hint, s->capacity);
-  if (at < 0 && l->hint) at = find_run(l, span, 0, l->hint);
-  if (at < 0) {
-    l->fail_span = span;
+  if (!span || span > l->longest) return NULL;
+  struct runs r = next_fit(l, span);
+  if (r.at == UINT32_MAX) {
+    l->longest = r.longest;
     return NULL;
   }
-  uint32_t i = (uint32_t)at;
+  uint32_t i = r.at;
   uint8_t *p = s->start + (size_t)i * s->block_size;
   size_t bytes = (size_t)span * s->block_size;
   if (span == 1) {
@@ -180,7 +245,7 @@ void *la_lend_take(la_slab_t *s, unsigned cls) {
     LA_SHARED_STORE(l->lent_bytes, l->lent_bytes + bytes);
     LA_SHARED_STORE(l->live_by_class[cls], (uint16_t)(l->live_by_class[cls] + 1));
   }
-  l->hint = i + span;
+  l->hint = i + span < LA_LEND_MAX_SLOTS ? i + span : 0;
   LA_SHARED_STORE(l->busy_slots, l->busy_slots + span);
   LA_SHARED_STORE(s->used, s->used + 1);
   la_slab_untrim_range(s, p, bytes);
@@ -219,8 +284,8 @@ static const char *give_back(la_slab_t *s, la_block_t *b) {
   } else {
     return bit(l->lent, i) ? "not the start of a block (interior pointer)" : "double free";
   }
-  l->fail_span = UINT32_MAX;
-  if (i < l->hint) l->hint = i;   /* next fit goes back to the hole */
+  uint32_t run = next_slot(l, i, true) - (uint32_t)(prev_busy(l, i) + 1);   /* the run it joined */
+  if (run > l->longest) l->longest = run;
   return NULL;
 }
 

@@ -314,6 +314,17 @@ size_t la_slab_trim(la_slab_t *s) {
   return pages ? count_given_back(pages) : 0;
 }
 
+/* Give back `pages` of a lender (lend.c), which knows that no live block
+ * touches them: the same as la_slab_trim, from its bitmaps instead of the
+ * free list (a walk of cold blocks, most of trimming's cost).  Bytes. */
+size_t la_slab_trim_pages(la_slab_t *s, uint64_t pages) {
+  pages &= ~s->trimmed;
+  if (!pages || !la_slab_trimmable(s) || la_opt.thp == LA_THP_ALWAYS) return 0;
+  pages &= ~purge_pages(s, pages);
+  LA_SHARED_STORE(s->trimmed, s->trimmed | pages);
+  return pages ? count_given_back(pages) : 0;
+}
+
 /* Pages of the slab that hold none of its blocks but still a previous
  * slab's data (la_segment_t.resident) go to the kernel.  A slab taken
  * from dirty units carves only what its thread uses, and the rest of a

@@ -52,24 +52,32 @@ static void take_slabs(void) {
   for (size_t i = 0; i < n && i < sizeof other / sizeof other[0]; i++) la_free(other[i]);
 }
 
-/* Fill SLABS slabs of SMALL blocks, free nine in ten at random; then the
- * trimmer sees them, time passes, and it sees them again, unchanged: idle
- * (so they become lenders). */
-static void thin_out(void) {
+static bool one_in_ten(const void *p) {
+  static uint32_t rng = 2024;
+  (void)p;
+  rng = rng * 1103515245u + 12345u;
+  return (rng >> 16) % 10 == 0;
+}
+
+static bool across_pages(const void *p) { return (uintptr_t)p % la_page_size + SMALL > la_page_size; }
+
+/* Fill SLABS slabs of SMALL blocks, keep those `keep` says and free the
+ * others; then the trimmer sees them, time passes, and it sees them again,
+ * unchanged: idle (so they become lenders). */
+static void thin_out_keeping(bool (*keep)(const void *)) {
   nsmall = SLABS * la_class_capacity[la_class_of(SMALL)];
   for (size_t i = 0; i < nsmall; i++) fill(small[i] = la_malloc(SMALL), SMALL, (unsigned)i);
-  uint32_t rng = 2024;
-  for (size_t i = 0; i < nsmall; i++) {
-    rng = rng * 1103515245u + 12345u;
-    if ((rng >> 16) % 10) {
+  for (size_t i = 0; i < nsmall; i++)
+    if (!keep(small[i])) {
       la_free(small[i]);
       small[i] = NULL;
     }
-  }
   take_slabs();
   usleep(150000);
   take_slabs();
 }
+
+static void thin_out(void) { thin_out_keeping(one_in_ten); }
 
 /* Then NBIG blocks of BIG bytes. */
 static void borrow(void) {
@@ -140,6 +148,27 @@ static void test_holes_of_sparse_slabs_serve_other_sizes(void **state) {
   pthread_join(t, NULL);
 }
 
+/* A lender gives back the pages no live block touches, and only those:
+ * survivors that start on one page and end on the next keep both. */
+static void *keep_blocks_across_pages(void *arg) {
+  (void)arg;
+  size_t purged = atomic_load(&la_trimmed_bytes);
+  thin_out_keeping(across_pages);
+  borrow();
+  assert_true(atomic_load(&la_trimmed_bytes) > purged);
+  check_everything_intact();
+  free_all();
+  return NULL;
+}
+
+static void test_pages_under_survivors_kept(void **state) {
+  (void)state;
+  if (!la_opt.lend || la_opt.thp == LA_THP_ALWAYS) skip();
+  pthread_t t;
+  assert_int_equal(pthread_create(&t, NULL, keep_blocks_across_pages, NULL), 0);
+  pthread_join(t, NULL);
+}
+
 /* A lent block freed twice, or by an interior pointer, is an invalid free
  * and changes nothing. */
 static void *misuse(void *arg) {
@@ -206,6 +235,7 @@ int main(void) {
   la_ensure_init();
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_holes_of_sparse_slabs_serve_other_sizes),
+      cmocka_unit_test(test_pages_under_survivors_kept),
       cmocka_unit_test(test_invalid_frees_of_lent_blocks_refused),
       cmocka_unit_test(test_abandoned_lenders_emptied_by_other_threads),
   };
