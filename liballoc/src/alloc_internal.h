@@ -300,6 +300,7 @@ void la_slab_untrim_range(la_slab_t *s, const void *p, size_t bytes);
 
 /* ---- lend.c: sparse slabs lending their free slots ------------------------ */
 bool la_lend_class_ok(unsigned cls);
+uint64_t la_lend_classes_for(unsigned cls);
 bool la_lend_start(la_slab_t *s);
 void *la_lend_take(la_slab_t *s, unsigned cls);
 size_t la_lend_longest(const la_slab_t *s);

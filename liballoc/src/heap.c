@@ -824,13 +824,21 @@ static void sweep_lenders(la_heap_t *heap) {
 
 /* A block of class `cls` from one of the heap's lenders, or NULL: the
  * bins from the one of the block's size up (there the first lender
- * whose longest run holds it; in the first bin maybe none does), at
- * most LEND_LOOK lenders per bin, each moved to its bin's tail. */
+ * whose longest run holds it; in the first bin maybe none does),
+ * LEND_LOOK lenders at most per bin, each moved to its bin's tail.
+ * Lenders of a class that may not lend to `cls` (lend.c) are passed over
+ * at the cost of a load. */
 static void *lend_from(la_heap_t *heap, unsigned cls) {
+  uint64_t may = la_lend_classes_for(cls);
+  if (!may) return NULL;
   for (unsigned b = lend_bin(la_class_size[cls]); b < LA_LEND_BINS; b++) {
     la_slab_t *s = heap->lenders[b].head;
     for (unsigned n = 0; s && n < LEND_LOOK; n++) {
       la_slab_t *next = s->next;
+      if (!(may >> s->cls & 1)) {
+        s = next;
+        continue;
+      }
       la_lend_collect(s);
       if (s->used == 0) {
         release_lender(heap, s);

@@ -149,8 +149,9 @@ size_t la_lend_longest(const la_slab_t *s) { return (size_t)s->lend->longest * s
 
 /* ---- becoming a lender ---------------------------------------------------- */
 
-/* Make the owner's idle sparse slab `s` (off its heap's queue, remote frees
- * collected) a lender; false if its bitmaps cannot be had. */
+/* Is page p of a slab among those trimmed away (a mask of its first 64)? */
+static inline bool page_trimmed(uint64_t trimmed, size_t p) { return p < 64 && (trimmed >> p & 1); }
+
 /* Pages of lender `s` whose every slot was carved and is free now: what
  * trimming would give back (slab.c). */
 static uint64_t free_pages(const la_lend_t *l, const la_slab_t *s, const uint64_t *carved) {
@@ -186,7 +187,7 @@ bool la_lend_start(la_slab_t *s) {
     if (!la_slab_block_carved(s, i)) continue;
     carved[i / 64] |= (uint64_t)1 << (i % 64);
     size_t a = (size_t)i * size, z = a + size - 1;   /* blocks of up to 512 bytes: one or two pages */
-    if (!(trimmed >> (a >> shift) & 1) && !(trimmed >> (z >> shift) & 1)) l->small[i / 64] |= (uint64_t)1 << (i % 64);
+    if (!page_trimmed(trimmed, a >> shift) && !page_trimmed(trimmed, z >> shift)) l->small[i / 64] |= (uint64_t)1 << (i % 64);
   }
   for (la_block_t *b = s->free; b; b = b->next) {
     uint32_t i = (uint32_t)(((uint8_t *)b - s->start) / size);
@@ -205,16 +206,35 @@ bool la_lend_start(la_slab_t *s) {
 
 /* ---- lending --------------------------------------------------------------- */
 
-/* Slots a block of class `cls` takes in lender `s`, or 0 if the class may
- * not borrow there: its own class takes one; another needs more than one
- * slot, may not waste more than a quarter of its size, and must be the
- * smallest class of that many slots (a free finds it from the count). */
-static uint32_t span_for(const la_slab_t *s, unsigned cls) {
-  size_t slot = s->block_size, size = la_class_size[cls];
-  if (cls == s->cls) return 1;
+/* Slots a block of class `cls` takes in a lender of `slot`-byte slots of
+ * class `own`, or 0 if the class may not borrow there: its own class
+ * takes one; another needs more than one slot, may not waste more than a
+ * quarter of its size, and must be the smallest class of that many slots
+ * (a free finds it from the count). */
+static uint32_t span_of(unsigned own, size_t slot, unsigned cls) {
+  size_t size = la_class_size[cls];
+  if (cls == own) return 1;
   uint32_t span = (uint32_t)((size + slot - 1) / slot);
   if (span < 2 || span * slot > size + size / 4 || span > LA_LEND_MAX_SLOTS) return 0;
   return la_class_of((span - 1) * slot + 1) == cls ? span : 0;
+}
+
+static uint32_t span_for(const la_slab_t *s, unsigned cls) { return span_of(s->cls, s->block_size, cls); }
+
+/* Bit c of lenders_for[cls]: slabs of class c may lend to class cls
+ * (lendable classes have numbers below 63); bit 63: worked out.  Worked
+ * out at a class's first ask, not at start-up (69 x 15 divisions). */
+#define LENDERS_KNOWN ((uint64_t)1 << 63)
+static uint64_t lenders_for[LA_NCLASSES];
+
+uint64_t la_lend_classes_for(unsigned cls) {
+  uint64_t may = LA_SHARED_LOAD(lenders_for[cls]);
+  if (LA_LIKELY(may)) return may & ~LENDERS_KNOWN;
+  may = LENDERS_KNOWN;
+  for (unsigned c = 0; c < LA_NCLASSES && c < 63; c++)
+    if (la_lend_class_ok(c) && !la_class_large[cls] && span_of(c, la_class_size[c], cls)) may |= (uint64_t)1 << c;
+  LA_SHARED_STORE(lenders_for[cls], may);   /* threads that race write the same */
+  return may & ~LENDERS_KNOWN;
 }
 
 static unsigned class_of_span(const la_slab_t *s, uint32_t span) {
