@@ -3,6 +3,7 @@
  * through la_ctl_apply_text, or a whole control area of request slots read
  * by la_control_serve from a file.  Whatever the bytes, the allocator keeps
  * running and acknowledges or ignores them. */
+#define _GNU_SOURCE   /* memmem */
 #include "alloc_internal.h"
 
 #include <fcntl.h>
@@ -25,6 +26,12 @@ static void text_request(const uint8_t *data, size_t size) {
   la_ctl_apply_text(buf, value, effective, sizeof effective, msg, sizeof msg);
 }
 
+/* Does the name field (not NUL-terminated when the bytes fill it) contain
+ * `knob`?  strstr would read past the field, and past the last slot. */
+static bool names(const char *field, size_t n, const char *knob) {
+  return memmem(field, strnlen(field, n), knob, strlen(knob)) != NULL;
+}
+
 static void control_area(const uint8_t *data, size_t size, bool valid_checksums) {
   static char path[64];
   if (!path[0]) snprintf(path, sizeof path, "/tmp/fuzz-control.%d", (int)getpid());
@@ -34,7 +41,9 @@ static void control_area(const uint8_t *data, size_t size, bool valid_checksums)
   memset(slots, 0, sizeof slots);
   memcpy(slots, data, size < sizeof slots ? size : sizeof slots);
   for (unsigned i = 0; i < ALLOC_SHM_CONTROL_SLOTS; i++) {
-    if (strstr(slots[i].name, "abort_on_invalid_free") || strstr(slots[i].name, "stats_print")) slots[i].state = 0;
+    if (names(slots[i].name, sizeof slots[i].name, "abort_on_invalid_free") ||
+        names(slots[i].name, sizeof slots[i].name, "stats_print"))
+      slots[i].state = 0;
     /* Half the time, a valid checksum, so the request reaches la_ctl. */
     if (valid_checksums) slots[i].checksum = alloc_shm_request_checksum(&slots[i]);
   }
