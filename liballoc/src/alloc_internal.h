@@ -296,12 +296,15 @@ void la_slab_list_push(la_slab_list_t *list, la_slab_t *slab);
 void la_slab_list_push_front(la_slab_list_t *list, la_slab_t *slab);
 void la_slab_list_remove(la_slab_list_t *list, la_slab_t *slab);
 bool la_slab_block_carved(const la_slab_t *s, uint32_t i);
+uint32_t la_slab_carve_place(const la_slab_t *s, uint32_t i);
 void la_slab_untrim_range(la_slab_t *s, const void *p, size_t bytes);
 
 /* ---- lend.c: sparse slabs lending their free slots ------------------------ */
 bool la_lend_class_ok(unsigned cls);
 uint64_t la_lend_classes_for(unsigned cls);
 bool la_lend_start(la_slab_t *s);
+bool la_lend_can_stop(const la_slab_t *s);
+void la_lend_stop(la_slab_t *s);
 void *la_lend_take(la_slab_t *s, unsigned cls);
 size_t la_lend_longest(const la_slab_t *s);
 bool la_lend_free(la_slab_t *s, la_block_t *b);

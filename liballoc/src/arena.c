@@ -182,10 +182,8 @@ static la_slab_t *take_run(la_arena_t *a, la_segment_t *seg, unsigned unit, unsi
 static void release_run(la_arena_t *a, la_slab_t *slab) {
   la_segment_t *seg = la_segment_of(slab);
   if (slab->kind == LA_SLAB_SMALL) a->nfreed_retired[slab->cls] += slab->nfreed;
-  if (slab->kind == LA_SLAB_LEND) {
-    a->nfreed_retired[slab->cls] += la_lend_small_frees(slab);
-    la_lend_end(a, slab);
-  }
+  if (slab->kind == LA_SLAB_LEND) a->nfreed_retired[slab->cls] += la_lend_small_frees(slab);
+  la_lend_end(a, slab);   /* a lender's bitmaps, or a former lender's */
   bucket_remove(a, seg);
   uint64_t dirty = la_segment_release_run(seg, slab);
   bucket_insert(a, seg);

@@ -803,6 +803,19 @@ static bool lend_slab(la_heap_t *heap, la_slab_t *s) {
   return true;
 }
 
+/* A lender of the asking class that lends to no other made the class's
+ * current slab again (lend.c), and a block from it. */
+static void *unlend(la_heap_t *heap, la_slab_t *s) {
+  la_slab_list_remove(&heap->lenders[s->lend_bin], s);
+  heap->nlenders--;
+  la_lend_stop(s);
+  s->in_full = 0;
+  LA_SHARED_STORE(s->fast_owner, fast_owner_for(heap, s));
+  la_slab_list_push_front(&heap->queues[s->cls], s);
+  set_bin(heap, s->cls);
+  return la_slab_refill_free(s) ? la_slab_pop(s) : NULL;
+}
+
 /* Other threads' frees into lenders are taken when the owner lends from
  * one or frees into it; a lender in a bin no ask reaches would keep them
  * (and stay when they emptied it).  So each time the heap would take a
@@ -842,6 +855,8 @@ static void *lend_from(la_heap_t *heap, unsigned cls) {
       la_lend_collect(s);
       if (s->used == 0) {
         release_lender(heap, s);
+      } else if (s->cls == cls && la_lend_can_stop(s)) {
+        return unlend(heap, s);
       } else {
         void *p = la_lend_take(s, cls);
         lender_rebin(heap, s, true);

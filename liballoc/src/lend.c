@@ -173,7 +173,9 @@ static uint64_t free_pages(const la_lend_t *l, const la_slab_t *s, const uint64_
  * collected) a lender, its free pages given back; false if its bitmaps
  * cannot be had. */
 bool la_lend_start(la_slab_t *s) {
-  la_lend_t *l = lend_get(la_segment_of(s)->arena);
+  la_lend_t *l = s->lend;   /* a lender before, whose bitmaps stayed (la_lend_stop) */
+  if (l) memset(l, 0, sizeof *l);
+  else l = lend_get(la_segment_of(s)->arena);
   if (!l) return false;
   /* Busy: every carved block not on a page trimmed away (those are free
    * and off the free list), less those on the free list; blocks not
@@ -202,6 +204,43 @@ bool la_lend_start(la_slab_t *s) {
   LA_SHARED_STORE(s->fast_owner, NULL);
   __atomic_store_n(&s->kind, LA_SLAB_LEND, __ATOMIC_RELEASE);   /* readers of the kind find the bitmaps */
   return true;
+}
+
+/* ---- becoming a plain slab again -------------------------------------------
+ * A class that comes back to its lenders would take the slow path for each
+ * of its blocks there, one slot per ask (a program that thinned a class out,
+ * used other sizes, then filled the class again ran 9.5x slower).  So a
+ * lender of the asking class that lends nothing to others becomes a plain
+ * slab again: its free slots make a free list, as far into the carving
+ * order as its blocks reach (the rest is carved later, as before), none on
+ * a page given back.  Its bitmaps stay with it, unchanged from then on, for
+ * a thread that read its kind a moment before (la_lend_block_size) and for
+ * its next time as a lender; they go back to the arena with the slab. */
+
+bool la_lend_can_stop(const la_slab_t *s) { return s->lend->lent_live == 0; }
+
+void la_lend_stop(la_slab_t *s) {
+  la_lend_t *l = s->lend;
+  uint32_t cap = s->capacity, reserved = s->reserved;
+  size_t size = s->block_size;
+  unsigned shift = (unsigned)__builtin_ctzll(la_page_size);
+  for (uint32_t i = 0; i < cap; i++)
+    if ((l->small[i / 64] >> (i % 64) & 1) && la_slab_carve_place(s, i) >= reserved) reserved = la_slab_carve_place(s, i) + 1;
+  la_block_t *head = NULL;
+  for (uint32_t i = cap; i-- > 0;) {
+    size_t a = (size_t)i * size, z = a + size - 1;
+    if ((l->small[i / 64] >> (i % 64) & 1) || la_slab_carve_place(s, i) >= reserved ||
+        page_trimmed(s->trimmed, a >> shift) || page_trimmed(s->trimmed, z >> shift))
+      continue;
+    la_block_t *b = (la_block_t *)(s->start + a);
+    b->next = head;
+    head = b;
+  }
+  s->free = head;
+  s->reserved = reserved;
+  LA_SHARED_STORE(s->nfreed, la_lend_small_frees(s));   /* its own class's, as a plain slab counts */
+  LA_SHARED_STORE(l->lent_frees, 0);
+  __atomic_store_n(&s->kind, LA_SLAB_SMALL, __ATOMIC_RELEASE);
 }
 
 /* ---- lending --------------------------------------------------------------- */

@@ -195,10 +195,13 @@ static uint32_t block_index(const la_slab_t *s, const la_block_t *b) {
 }
 
 /* Is block i among those carved so far (lend.c)? */
-bool la_slab_block_carved(const la_slab_t *s, uint32_t i) {
-  if (i >= s->color_end) return i < s->reserved;
-  uint32_t j = i >= s->color ? i - s->color : i + (s->color_end - s->color);   /* its place in carving order */
-  return j < s->reserved;
+uint32_t la_slab_carve_place(const la_slab_t *s, uint32_t i);
+bool la_slab_block_carved(const la_slab_t *s, uint32_t i) { return la_slab_carve_place(s, i) < s->reserved; }
+
+/* Block i's place in carving order (carved_index's inverse). */
+uint32_t la_slab_carve_place(const la_slab_t *s, uint32_t i) {
+  if (i >= s->color_end) return i;
+  return i >= s->color ? i - s->color : i + (s->color_end - s->color);
 }
 
 /* Bytes of the slab are handed out again by a lender (lend.c): the pages

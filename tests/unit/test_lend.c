@@ -169,6 +169,38 @@ static void test_pages_under_survivors_kept(void **state) {
   pthread_join(t, NULL);
 }
 
+/* The class comes back: its lenders, lending to no other class by then,
+ * become its slabs again (each block through the fast path, not an ask
+ * a slot), and hold the class's blocks as before: no new slab. */
+static void *come_back(void *arg) {
+  (void)arg;
+  thin_out();
+  unsigned cls = la_class_of(SMALL);
+  la_stats_t thinned = stats();
+  borrow();
+  for (unsigned i = 0; i < NBIG; i++) la_free(big[i]);
+  size_t lenders = 0;
+  for (size_t i = 0; i < nsmall; i++) lenders += small[i] && la_slab_of(small[i])->kind == LA_SLAB_LEND;
+  assert_true(lenders > 0);
+  for (size_t i = 0; i < nsmall; i++)
+    if (!small[i]) fill(small[i] = la_malloc(SMALL), SMALL, (unsigned)i);
+  for (size_t i = 0; i < nsmall; i++) {
+    assert_true(intact(small[i], SMALL, (unsigned)i));
+    assert_int_equal(la_slab_of(small[i])->kind, LA_SLAB_SMALL);
+  }
+  assert_true(stats().classes[cls].slabs <= thinned.classes[cls].slabs + 1);
+  for (size_t i = 0; i < nsmall; i++) la_free(small[i]);
+  return NULL;
+}
+
+static void test_class_that_comes_back_takes_its_lenders_back(void **state) {
+  (void)state;
+  if (!la_opt.lend) skip();
+  pthread_t t;
+  assert_int_equal(pthread_create(&t, NULL, come_back, NULL), 0);
+  pthread_join(t, NULL);
+}
+
 /* A lent block freed twice, or by an interior pointer, is an invalid free
  * and changes nothing. */
 static void *misuse(void *arg) {
@@ -236,6 +268,7 @@ int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_holes_of_sparse_slabs_serve_other_sizes),
       cmocka_unit_test(test_pages_under_survivors_kept),
+      cmocka_unit_test(test_class_that_comes_back_takes_its_lenders_back),
       cmocka_unit_test(test_invalid_frees_of_lent_blocks_refused),
       cmocka_unit_test(test_abandoned_lenders_emptied_by_other_threads),
   };
