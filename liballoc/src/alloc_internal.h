@@ -288,6 +288,7 @@ size_t la_slab_trim_pages(la_slab_t *s, uint64_t pages);
 size_t la_slab_purge_stale(la_slab_t *s);   /* bytes given back */
 extern atomic_size_t la_trimmed_bytes, la_trimmed_slabs, la_trim_madvises;   /* la_slab_trim and la_slab_purge_stale so far */
 bool la_slab_block_trimmed(const la_slab_t *s, const la_block_t *b);
+la_block_t *la_slab_take_remote(la_slab_t *slab);
 bool la_slab_collect_remote(la_slab_t *slab);
 void la_slab_free_remote(la_slab_t *slab, la_block_t *block);
 void la_slab_count_remote(la_slab_t *slab);

@@ -152,6 +152,15 @@ size_t la_lend_longest(const la_slab_t *s) { return (size_t)s->lend->longest * s
 /* Is page p of a slab among those trimmed away (a mask of its first 64)? */
 static inline bool page_trimmed(uint64_t trimmed, size_t p) { return p < 64 && (trimmed >> p & 1); }
 
+/* Does slot i of slab s touch a page trimmed away (its blocks, of up to
+ * 512 bytes, touch one page or two)? */
+static bool slot_trimmed(const la_slab_t *s, uint32_t i) {
+  if (!s->trimmed) return false;
+  unsigned shift = (unsigned)__builtin_ctzll(la_page_size);
+  size_t a = (size_t)i * s->block_size, z = a + s->block_size - 1;
+  return page_trimmed(s->trimmed, a >> shift) || page_trimmed(s->trimmed, z >> shift);
+}
+
 /* Pages of lender `s` whose every slot was carved and is free now: what
  * trimming would give back (slab.c). */
 static uint64_t free_pages(const la_lend_t *l, const la_slab_t *s, const uint64_t *carved) {
@@ -182,17 +191,14 @@ bool la_lend_start(la_slab_t *s) {
    * carved yet are free.  One walk of the free list, the blocks of which
    * are cold: most of what making a lender costs. */
   uint32_t cap = s->capacity;
-  size_t size = s->block_size;
-  unsigned shift = (unsigned)__builtin_ctzll(la_page_size);
-  uint64_t trimmed = s->trimmed, carved[LEND_WORDS] = {0};
+  uint64_t carved[LEND_WORDS] = {0};
   for (uint32_t i = 0; i < cap; i++) {
     if (!la_slab_block_carved(s, i)) continue;
     carved[i / 64] |= (uint64_t)1 << (i % 64);
-    size_t a = (size_t)i * size, z = a + size - 1;   /* blocks of up to 512 bytes: one or two pages */
-    if (!page_trimmed(trimmed, a >> shift) && !page_trimmed(trimmed, z >> shift)) l->small[i / 64] |= (uint64_t)1 << (i % 64);
+    if (!slot_trimmed(s, i)) l->small[i / 64] |= (uint64_t)1 << (i % 64);
   }
   for (la_block_t *b = s->free; b; b = b->next) {
-    uint32_t i = (uint32_t)(((uint8_t *)b - s->start) / size);
+    uint32_t i = (uint32_t)(((uint8_t *)b - s->start) / s->block_size);
     l->small[i / 64] &= ~((uint64_t)1 << (i % 64));
   }
   s->free = NULL;
@@ -222,17 +228,12 @@ bool la_lend_can_stop(const la_slab_t *s) { return s->lend->lent_live == 0; }
 void la_lend_stop(la_slab_t *s) {
   la_lend_t *l = s->lend;
   uint32_t cap = s->capacity, reserved = s->reserved;
-  size_t size = s->block_size;
-  unsigned shift = (unsigned)__builtin_ctzll(la_page_size);
   for (uint32_t i = 0; i < cap; i++)
-    if ((l->small[i / 64] >> (i % 64) & 1) && la_slab_carve_place(s, i) >= reserved) reserved = la_slab_carve_place(s, i) + 1;
+    if (bit(l->small, i) && la_slab_carve_place(s, i) >= reserved) reserved = la_slab_carve_place(s, i) + 1;
   la_block_t *head = NULL;
   for (uint32_t i = cap; i-- > 0;) {
-    size_t a = (size_t)i * size, z = a + size - 1;
-    if ((l->small[i / 64] >> (i % 64) & 1) || la_slab_carve_place(s, i) >= reserved ||
-        page_trimmed(s->trimmed, a >> shift) || page_trimmed(s->trimmed, z >> shift))
-      continue;
-    la_block_t *b = (la_block_t *)(s->start + a);
+    if (bit(l->small, i) || la_slab_carve_place(s, i) >= reserved || slot_trimmed(s, i)) continue;
+    la_block_t *b = (la_block_t *)(s->start + (size_t)i * s->block_size);
     b->next = head;
     head = b;
   }
@@ -350,20 +351,10 @@ static const char *give_back(la_slab_t *s, la_block_t *b) {
 
 /* Take the blocks other threads freed into lender `s` (its owner). */
 void la_lend_collect(la_slab_t *s) {
-  la_block_t *head = NULL;
-  if (atomic_load_explicit(&s->xfree, memory_order_relaxed))
-    head = atomic_exchange_explicit(&s->xfree, NULL, memory_order_acquire);
-  uint32_t n = 0;
-  if (atomic_load_explicit(&s->xcount, memory_order_relaxed))
-    n = atomic_exchange_explicit(&s->xcount, 0, memory_order_acquire);
-  for (la_block_t *b = head, *next; b; b = next) {
+  for (la_block_t *b = la_slab_take_remote(s), *next; b; b = next) {
     next = b->next;
     const char *wrong = give_back(s, b);
     if (wrong) la_invalid_free(b, wrong);
-  }
-  if (n) {
-    LA_SHARED_STORE(s->used, s->used - n);
-    LA_SHARED_STORE(s->nfreed, s->nfreed + n);
   }
 }
 

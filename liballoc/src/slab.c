@@ -128,9 +128,10 @@ static void slab_extend(la_slab_t *slab) {
   la_segment_touch(la_segment_of(first), first, (size_t)n * size);
 }
 
-/* Take every block other threads freed into the slab and put it on the
- * free list; false if there was none.  Owner only (or under the arena lock
- * for a slab without owner).
+/* Take the list of blocks other threads freed into the slab, counted out
+ * of `used` (la_slab_collect_remote puts them on the free list; a lender
+ * marks them free in its bitmaps, lend.c).  Owner only (or under the
+ * arena lock for a slab without owner).
  *
  * The blocks are not counted by walking the list: they were written last
  * by other threads' cores, and a walk would take a cache miss per block,
@@ -143,13 +144,23 @@ static void slab_extend(la_slab_t *slab) {
  * taken for empty - which also keeps the slab alive for that free's last
  * write, the count - and a late count is taken by the next collection,
  * blocks or not. */
-bool la_slab_collect_remote(la_slab_t *slab) {
+la_block_t *la_slab_take_remote(la_slab_t *slab) {
   la_block_t *head = NULL;
   if (atomic_load_explicit(&slab->xfree, memory_order_relaxed))
     head = atomic_exchange_explicit(&slab->xfree, NULL, memory_order_acquire);
   uint32_t n = 0;   /* a count that came after its block was taken counts now */
   if (atomic_load_explicit(&slab->xcount, memory_order_relaxed))
     n = atomic_exchange_explicit(&slab->xcount, 0, memory_order_acquire);
+  if (n) {
+    LA_SHARED_STORE(slab->used, slab->used - n);
+    LA_SHARED_STORE(slab->nfreed, slab->nfreed + n);
+  }
+  return head;
+}
+
+/* Put the blocks other threads freed on the free list; false if none. */
+bool la_slab_collect_remote(la_slab_t *slab) {
+  la_block_t *head = la_slab_take_remote(slab);
   if (head) {
     if (slab->free) {
       la_block_t *tail = head;
@@ -157,10 +168,6 @@ bool la_slab_collect_remote(la_slab_t *slab) {
       tail->next = slab->free;
     }
     slab->free = head;
-  }
-  if (n) {
-    LA_SHARED_STORE(slab->used, slab->used - n);
-    LA_SHARED_STORE(slab->nfreed, slab->nfreed + n);
   }
   return head != NULL;
 }

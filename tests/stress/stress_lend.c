@@ -98,14 +98,15 @@ static void take_slabs(void)
     free(p[i]);
 }
 
+/* A thread's seed and the queue between the two. */
 typedef struct {
   uint64_t seed;
   queue *q;
-} producer_arg;
+} role_arg;
 
 static void *producer(void *argp)
 {
-  producer_arg *arg = argp;
+  role_arg *arg = argp;
   stress_rng rng;
   stress_rng_seed(&rng, arg->seed);
   size_t nsmall = stress_count(40000, 8000), nbig = stress_count(20000, 4000);
@@ -150,14 +151,9 @@ static void *producer(void *argp)
   return NULL;
 }
 
-typedef struct {
-  uint64_t seed;
-  queue *q;
-} consumer_arg;
-
 static void *consumer(void *argp)
 {
-  consumer_arg *arg = argp;
+  role_arg *arg = argp;
   stress_rng rng;
   stress_rng_seed(&rng, arg->seed);
   stress_block b;
@@ -191,8 +187,8 @@ static void test_lent_blocks_freed_here_and_there(void **state)
   double t0 = stress_now();
   for (size_t r = 0; r < rounds; r++) {
     queue q = {.lock = PTHREAD_MUTEX_INITIALIZER, .cond = PTHREAD_COND_INITIALIZER};
-    producer_arg pa = {.seed = 9100 + r, .q = &q};
-    consumer_arg ca = {.seed = 9200 + r, .q = &q};
+    role_arg pa = {.seed = 9100 + r, .q = &q};
+    role_arg ca = {.seed = 9200 + r, .q = &q};
     pthread_t p, c;
     if (pthread_create(&p, NULL, producer, &pa) || pthread_create(&c, NULL, consumer, &ca)) {
       stress_fail("pthread_create failed");

@@ -18,6 +18,13 @@
 #define BIG 1500      /* then blocks of this size */
 #define NBIG 600
 
+/* Run fn in a thread of its own (a heap of its own) and wait for it. */
+static void run_in_thread(void *(*fn)(void *)) {
+  pthread_t t;
+  assert_int_equal(pthread_create(&t, NULL, fn, NULL), 0);
+  pthread_join(t, NULL);
+}
+
 static la_stats_t stats(void) {
   la_stats_t st;
   la_stats_gather(&st);
@@ -143,9 +150,7 @@ static void *thin_borrow_check_free(void *arg) {
 static void test_holes_of_sparse_slabs_serve_other_sizes(void **state) {
   (void)state;
   if (!la_opt.lend) skip();
-  pthread_t t;
-  assert_int_equal(pthread_create(&t, NULL, thin_borrow_check_free, NULL), 0);
-  pthread_join(t, NULL);
+  run_in_thread(thin_borrow_check_free);
 }
 
 /* A lender gives back the pages no live block touches, and only those:
@@ -164,9 +169,7 @@ static void *keep_blocks_across_pages(void *arg) {
 static void test_pages_under_survivors_kept(void **state) {
   (void)state;
   if (!la_opt.lend || la_opt.thp == LA_THP_ALWAYS) skip();
-  pthread_t t;
-  assert_int_equal(pthread_create(&t, NULL, keep_blocks_across_pages, NULL), 0);
-  pthread_join(t, NULL);
+  run_in_thread(keep_blocks_across_pages);
 }
 
 /* The class comes back: its lenders, lending to no other class by then,
@@ -196,9 +199,7 @@ static void *come_back(void *arg) {
 static void test_class_that_comes_back_takes_its_lenders_back(void **state) {
   (void)state;
   if (!la_opt.lend) skip();
-  pthread_t t;
-  assert_int_equal(pthread_create(&t, NULL, come_back, NULL), 0);
-  pthread_join(t, NULL);
+  run_in_thread(come_back);
 }
 
 /* A lent block freed twice, or by an interior pointer, is an invalid free
@@ -226,9 +227,7 @@ static void *misuse(void *arg) {
 static void test_invalid_frees_of_lent_blocks_refused(void **state) {
   (void)state;
   if (!la_opt.lend) skip();
-  pthread_t t;
-  assert_int_equal(pthread_create(&t, NULL, misuse, NULL), 0);
-  pthread_join(t, NULL);
+  run_in_thread(misuse);
 }
 
 /* The thread that lent exits with its blocks alive; another thread frees
@@ -245,9 +244,7 @@ static void test_abandoned_lenders_emptied_by_other_threads(void **state) {
   (void)state;
   if (!la_opt.lend) skip();
   la_stats_t before = stats();
-  pthread_t t;
-  assert_int_equal(pthread_create(&t, NULL, thin_and_borrow, NULL), 0);
-  pthread_join(t, NULL);
+  run_in_thread(thin_and_borrow);
   assert_true(lent >= NBIG / 4);
   check_everything_intact();
   free_all();
