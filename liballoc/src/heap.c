@@ -102,15 +102,22 @@ void la_heaps_stats(la_stats_t *st) {
 
 /* ---- queues -------------------------------------------------------------- */
 
-/* Point the fast path's entries of class `cls` at the head of its queue
- * (never, while checking frees: every malloc must come to
- * la_heap_alloc_class). */
-static void set_bin(la_heap_t *heap, unsigned cls) {
-  la_slab_t *slab = heap->queues[cls].head;
-  if (!slab || LA_UNLIKELY(free_mark)) slab = &la_slab_empty;
+/* Point the fast path's entries of class `cls` at `slab`: the head of
+ * its queue, or a lender serving its own class (lend.c).  A lender they
+ * pointed at before hands the slots still on its free list back. */
+static void point_bin(la_heap_t *heap, unsigned cls, la_slab_t *slab) {
+  la_slab_t *was = heap->bins[cls];
+  if (LA_UNLIKELY(was != slab && was->kind == LA_SLAB_LEND)) la_lend_unserve(was);   /* its free list back */
   heap->bins[cls] = slab;
   for (unsigned i = la_class_direct_first[cls]; i <= la_class_direct_last[cls] && la_class_direct_last[cls]; i++)
     heap->direct[i] = slab;
+}
+
+/* Point them at the head of the class's queue (never, while checking
+ * frees: every malloc must come to la_heap_alloc_class). */
+static void set_bin(la_heap_t *heap, unsigned cls) {
+  la_slab_t *slab = heap->queues[cls].head;
+  point_bin(heap, cls, slab && LA_LIKELY(!free_mark) ? slab : &la_slab_empty);
 }
 
 /* Every class to the slow path. */
@@ -641,6 +648,7 @@ static void heap_abandon(la_heap_t *heap) {
     while ((s = heap->lenders[b].head)) {
       la_slab_list_remove(&heap->lenders[b], s);
       la_lend_collect(s);
+      la_lend_unserve(s);
       la_arena_t *arena = la_segment_of(s)->arena;
       if (s->used == 0) la_arena_put_slab(arena, s);
       else la_arena_abandon_slab(arena, s);
@@ -767,6 +775,7 @@ static bool worth_lending(const la_slab_t *s) {
 }
 
 static void release_lender(la_heap_t *heap, la_slab_t *s) {
+  if (heap->bins[s->cls] == s) set_bin(heap, s->cls);   /* it was serving its class */
   la_slab_list_remove(&heap->lenders[s->lend_bin], s);
   heap->nlenders--;
   la_arena_put_slab(la_segment_of(s)->arena, s);
@@ -840,7 +849,9 @@ static void sweep_lenders(la_heap_t *heap) {
  * whose longest run holds it; in the first bin maybe none does),
  * LEND_LOOK lenders at most per bin, each moved to its bin's tail.
  * Lenders of a class that may not lend to `cls` (lend.c) are passed over
- * at the cost of a load. */
+ * at the cost of a load.  A lender of `cls` itself becomes a plain slab
+ * again if it lends to no other class, else serves the class from a free
+ * list the fast path pops. */
 static void *lend_from(la_heap_t *heap, unsigned cls) {
   uint64_t may = la_lend_classes_for(cls);
   if (!may) return NULL;
@@ -857,6 +868,13 @@ static void *lend_from(la_heap_t *heap, unsigned cls) {
         release_lender(heap, s);
       } else if (s->cls == cls && la_lend_can_stop(s)) {
         return unlend(heap, s);
+      } else if (s->cls == cls) {
+        void *p = la_lend_serve(s);
+        lender_rebin(heap, s, true);
+        if (p) {
+          if (LA_LIKELY(!free_mark)) point_bin(heap, cls, s);   /* its next blocks by the fast path */
+          return p;
+        }
       } else {
         void *p = la_lend_take(s, cls);
         lender_rebin(heap, s, true);
@@ -1160,6 +1178,7 @@ static LA_NOINLINE void free_lender(la_heap_t *heap, la_slab_t *slab, la_block_t
     free_small(heap, slab, block, false);
     return;
   }
+  if (heap->bins[slab->cls] == slab && la_lend_free_to_list(slab, block)) return;   /* serving its class */
   la_lend_collect(slab);
   if (la_lend_free(slab, block)) release_lender(heap, slab);
   else lender_rebin(heap, slab, true);

@@ -10,8 +10,11 @@
  * its own lenders, and lending again), keeps a third to the end and hands
  * a third to a consumer, which checks each, reads its usable size,
  * reallocs one in four (a foreign lent block, grown or shrunk) and frees
- * it (remote frees, which the owner takes when it next lends).  The
- * survivors are checked and freed at the end of the round.  Under the
+ * it (remote frees, which the owner takes when it next lends).  Then the
+ * small sizes come back while the kept blocks live in the holes (lenders
+ * serving their own class from free lists), a third of them handed to the
+ * consumer too.  The survivors are checked and freed at the end of the
+ * round.  Under the
  * system allocator it is just a producer/consumer test.
  */
 #include <malloc.h>
@@ -138,6 +141,16 @@ static void *producer(void *argp)
     case 0: check_and_free(&b, "block freed by its thread"); break;
     case 1: kept[nkept++] = b; break;
     default: queue_put(arg->q, b); break;
+    }
+  }
+  /* The small classes come back around the kept blocks (their lenders
+   * serve them from free lists); a third of them go to the consumer. */
+  for (size_t i = 0; i < nsmall; i++) {
+    if (small[i].p || !make(&rng, &small[i], 64, 200))
+      continue;
+    if (stress_rng_below(&rng, 3) == 0) {
+      queue_put(arg->q, small[i]);
+      small[i].p = NULL;
     }
   }
   queue_close(arg->q);

@@ -202,6 +202,65 @@ static void test_class_that_comes_back_takes_its_lenders_back(void **state) {
   run_in_thread(come_back);
 }
 
+/* The class comes back while its lenders still lend to another: each
+ * lender serves it from a free list of its free slots that the heap's bin
+ * points at (the fast path pops it, where an ask a slot took the slow path
+ * for every block), with every block intact and counted; the slots left
+ * on the list go back to lending when the bin moves on. */
+static void *come_back_around_lent_blocks(void *arg) {
+  (void)arg;
+  thin_out();
+  unsigned cls = la_class_of(SMALL);
+  borrow();
+  assert_true(lent >= NBIG / 4);
+  la_stats_t borrowed = stats();
+  static bool again[SLABS * 1024];
+  size_t refilled = 0, from_lenders = 0, served = 0;
+  for (size_t i = 0; i < nsmall; i++) {
+    if (small[i]) continue;
+    fill(small[i] = la_malloc(SMALL), SMALL, (unsigned)i);
+    again[i] = true;
+    refilled++;
+    la_slab_t *s = la_slab_of(small[i]);
+    if (s->kind != LA_SLAB_LEND) continue;
+    if (!from_lenders++) {
+      /* Freed by its thread, a block of the serving lender goes back on
+       * the list: the next malloc has it again, as from a plain slab. */
+      la_free(small[i]);
+      assert_ptr_equal(la_malloc(SMALL), small[i]);
+      fill(small[i], SMALL, (unsigned)i);
+    }
+    served += la_tls_heap->bins[cls] == s;
+  }
+  assert_true(from_lenders > refilled / 2);
+  assert_true(served * 10 > from_lenders * 9);
+  check_everything_intact();
+  la_stats_t full = stats();
+  assert_int_equal(full.classes[cls].live - borrowed.classes[cls].live, refilled);
+  assert_int_equal(full.s.allocated - borrowed.s.allocated, refilled * la_class_size[cls]);
+  /* New slabs only for the slots the lent blocks hold. */
+  uint64_t grown = full.classes[cls].slabs - borrowed.classes[cls].slabs;
+  assert_true(grown <= 1 || (grown - 1) * la_class_capacity[cls] * SMALL <= (uint64_t)lent * (BIG + BIG / 4));
+  for (size_t i = 0; i < nsmall; i++)
+    if (again[i]) {
+      la_free(small[i]);
+      small[i] = NULL;
+      again[i] = false;
+    }
+  for (unsigned i = 0; i < NBIG; i++) la_free(big[i]);
+  borrow();   /* the holes lend again */
+  assert_true(lent >= NBIG / 4);
+  check_everything_intact();
+  free_all();
+  return NULL;
+}
+
+static void test_class_that_comes_back_around_lent_blocks_served_by_fast_path(void **state) {
+  (void)state;
+  if (!la_opt.lend) skip();
+  run_in_thread(come_back_around_lent_blocks);
+}
+
 /* A lent block freed twice, or by an interior pointer, is an invalid free
  * and changes nothing. */
 static void *misuse(void *arg) {
@@ -266,6 +325,7 @@ int main(void) {
       cmocka_unit_test(test_holes_of_sparse_slabs_serve_other_sizes),
       cmocka_unit_test(test_pages_under_survivors_kept),
       cmocka_unit_test(test_class_that_comes_back_takes_its_lenders_back),
+      cmocka_unit_test(test_class_that_comes_back_around_lent_blocks_served_by_fast_path),
       cmocka_unit_test(test_invalid_frees_of_lent_blocks_refused),
       cmocka_unit_test(test_abandoned_lenders_emptied_by_other_threads),
   };
