@@ -54,7 +54,7 @@ static inline __attribute__((always_inline)) void *alloc_slow_body(size_t size) 
   unsigned cls = size <= 128 ? (size <= 8 ? 0 : (unsigned)((size + 15) >> 4)) : la_class_of(size);
   if (la_class_large[cls]) return alloc_large(cls, LA_UNIT_SIZE);
   la_poll_background();
-  return la_heap_alloc_class(cls, true);
+  return la_heap_alloc_class(cls, size ? size : 1);
 }
 
 /* Before start-up: start the allocator, then serve. */
@@ -328,7 +328,7 @@ static inline __attribute__((always_inline)) void *aligned_slow_body(size_t alig
       p = alloc_large(cls, align);   /* unit-aligned */
     } else {
       p = la_slab_pop(la_tls_heap->bins[cls]);   /* the malloc fast path */
-      if (!p) p = la_heap_alloc_class(cls, false);
+      if (!p) p = la_heap_alloc_class(cls, 0);
       /* A block of the thread's heap (made by la_heap_alloc_class if need
        * be), on a small slab: counted as the fast paths count. */
       return sampling && p ? la_sample_count(la_tls_heap, p, size) : p;

@@ -306,7 +306,7 @@ uint64_t la_lend_classes_for(unsigned cls);
 bool la_lend_start(la_slab_t *s);
 bool la_lend_can_stop(const la_slab_t *s);
 void la_lend_stop(la_slab_t *s);
-void *la_lend_take(la_slab_t *s, unsigned cls);
+void *la_lend_take(la_slab_t *s, unsigned cls, size_t size);
 void *la_lend_serve(la_slab_t *s);
 void la_lend_unserve(la_slab_t *s);
 bool la_lend_free_to_list(la_slab_t *s, la_block_t *b);
@@ -323,7 +323,7 @@ extern __thread la_heap_t *la_tls_heap;
 extern la_heap_t la_empty_heap;
 la_heap_t *la_heap_for_thread(void);
 size_t la_heap_trim_sparse_now(void);   /* near memory_limit: the caller's sparse slabs, bytes given back */
-void *la_heap_alloc_class(unsigned cls, bool may_lend);
+void *la_heap_alloc_class(unsigned cls, size_t lend_size);
 void la_heap_free_slow(la_heap_t *heap, la_slab_t *slab, la_block_t *block);
 void la_heap_retire_slab(la_heap_t *heap, la_slab_t *slab);
 void la_invalid_free(const void *p, const char *why);

@@ -844,18 +844,18 @@ static void sweep_lenders(la_heap_t *heap) {
   }
 }
 
-/* A block of class `cls` from one of the heap's lenders, or NULL: the
- * bins from the one of the block's size up (there the first lender
+/* A block of `size` bytes, class `cls`, from one of the heap's lenders,
+ * or NULL: the bins from the one of the block's size up (there the first lender
  * whose longest run holds it; in the first bin maybe none does),
  * LEND_LOOK lenders at most per bin, each moved to its bin's tail.
  * Lenders of a class that may not lend to `cls` (lend.c) are passed over
  * at the cost of a load.  A lender of `cls` itself becomes a plain slab
  * again if it lends to no other class, else serves the class from a free
  * list the fast path pops. */
-static void *lend_from(la_heap_t *heap, unsigned cls) {
+static void *lend_from(la_heap_t *heap, unsigned cls, size_t size) {
   uint64_t may = la_lend_classes_for(cls);
   if (!may) return NULL;
-  for (unsigned b = lend_bin(la_class_size[cls]); b < LA_LEND_BINS; b++) {
+  for (unsigned b = lend_bin(size); b < LA_LEND_BINS; b++) {
     la_slab_t *s = heap->lenders[b].head;
     for (unsigned n = 0; s && n < LEND_LOOK; n++) {
       la_slab_t *next = s->next;
@@ -876,7 +876,7 @@ static void *lend_from(la_heap_t *heap, unsigned cls) {
           return p;
         }
       } else {
-        void *p = la_lend_take(s, cls);
+        void *p = la_lend_take(s, cls, size);
         lender_rebin(heap, s, true);
         if (p) {
           if (cls != s->cls) LA_OWNER_ADD(heap->lent_nmalloc[cls], 1);   /* the slab counts its own class */
@@ -1021,9 +1021,10 @@ static void release_idle_classes(la_heap_t *heap, unsigned cls, uint32_t now_ms)
 /* ---- slow paths ---------------------------------------------------------- */
 
 /* A slab of class `cls` with a non-empty free list, made the current one;
- * or, if `lent` is given, maybe a block from a lender made just before the
- * heap would take a new slab (*lent set, NULL returned). */
-static la_slab_t *find_slab(la_heap_t *heap, unsigned cls, void **lent) {
+ * or, if `lend_size` is not 0, maybe a block of that size from a lender
+ * made just before the heap would take a new slab (*lent set, NULL
+ * returned). */
+static la_slab_t *find_slab(la_heap_t *heap, unsigned cls, size_t lend_size, void **lent) {
   la_slab_list_t *q = &heap->queues[cls];
   la_slab_t *next;
   for (la_slab_t *s = q->head; s; s = next) {
@@ -1050,7 +1051,7 @@ static la_slab_t *find_slab(la_heap_t *heap, unsigned cls, void **lent) {
   trim_sparse_slabs(heap, now_ms);
   release_idle_classes(heap, cls, now_ms);
   if (heap->nlenders) sweep_lenders(heap);
-  if (lent && heap->nlenders && (*lent = lend_from(heap, cls))) return NULL;
+  if (lend_size && heap->nlenders && (*lent = lend_from(heap, cls, lend_size))) return NULL;
   la_slab_t *s = la_arena_get_slab(heap->arena, cls, heap);
   if (!s) {
     sweep_full(heap);   /* last resort before failing */
@@ -1067,16 +1068,17 @@ static la_slab_t *find_slab(la_heap_t *heap, unsigned cls, void **lent) {
 }
 
 /* A block of small class `cls` from the calling thread's heap: from the
- * current slab, or from the one find_slab makes current; `may_lend`: or
- * from a lender, before the heap carves or takes new memory (a block of
- * a lender is aligned to 16 bytes only, so aligned requests may not). */
-void *la_heap_alloc_class(unsigned cls, bool may_lend) {
+ * current slab, or from the one find_slab makes current; if `lend_size`
+ * (the request) is not 0, or from a lender, before the heap carves or
+ * takes new memory (a block of a lender is aligned to 16 bytes only, so
+ * aligned requests pass 0). */
+void *la_heap_alloc_class(unsigned cls, size_t lend_size) {
   la_heap_t *heap = la_heap_for_thread();
   la_slab_t *slab = heap ? heap->queues[cls].head : NULL;
   if (heap && (!slab || !slab->free)) {
     void *lent = NULL;
-    if (may_lend && heap->nlenders && (lent = lend_from(heap, cls))) return lent;
-    slab = find_slab(heap, cls, may_lend ? &lent : NULL);
+    if (lend_size && heap->nlenders && (lent = lend_from(heap, cls, lend_size))) return lent;
+    slab = find_slab(heap, cls, lend_size, &lent);
     if (lent) return lent;
   }
   if (!slab) {

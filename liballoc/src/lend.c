@@ -11,9 +11,9 @@
  * serving its own class from a free list; instead a bitmap of its slots
  * says which hold a live block, and the heap's slow path, before it carves
  * or takes new memory for any class, looks for a run of free slots long
- * enough for the block: the next such run (next fit) of the first lender
- * that has one, going up the heap's bins of lenders by longest free run from the
- * block's size (heap.c), which is best fit by the power of two.
+ * enough for the block: the shortest such run (best fit) in the first
+ * lender that has one, going up the heap's bins of lenders by longest free
+ * run from the block's size (heap.c), which is best fit by the power of two.
  *
  * A lent block starts on a slot and covers `span` slots; three bitmaps of
  * the slots say which hold a small block of the slab's own, which are part
@@ -42,7 +42,7 @@ struct la_lend_s {
   uint64_t lent[LEND_WORDS];    /* slot is part of a lent block */
   uint64_t head[LEND_WORDS];    /* slot starts a lent block */
   uint32_t longest;             /* the longest run of free slots, or more (la_lend_longest) */
-  uint32_t hint;                /* next fit starts from the run holding this slot */
+  uint32_t hint;                /* la_lend_serve's next batch starts from this slot */
   uint32_t lent_live;           /* lent blocks live */
   uint64_t lent_bytes;          /* their usable bytes */
   uint64_t lent_frees;          /* lent blocks freed (the slab's nfreed counts them too) */
@@ -112,34 +112,49 @@ static int32_t prev_busy(const la_lend_t *l, uint32_t i) {
   return -1;
 }
 
-/* The first run of free slots starting in [from, to) that holds `span`
- * (at == UINT32_MAX if none), and the longest of those it passed. */
+/* Best fit: the shortest run of free slots that holds `span` (the first
+ * of exactly that length ends the scan; at == UINT32_MAX if none does),
+ * and the longest run seen, which is the longest of all when none holds
+ * `span`.  (Next fit, from where the lender last lent, left 6 MiB more on
+ * phasechange and fragment in the same CPU time: a long run cut for a
+ * short block is lost to the next long one.) */
 struct runs {
   uint32_t at, len, longest;
 };
 
-static struct runs scan_runs(const la_lend_t *l, uint32_t span, uint32_t from, uint32_t to) {
-  struct runs r = {UINT32_MAX, 0, 0};
-  for (uint32_t i = next_slot(l, from, false); i < to; i = next_slot(l, i, false)) {
-    uint32_t end = next_slot(l, i, true), len = end - i;
-    if (len >= span) return (struct runs){i, len, 0};
-    if (len > r.longest) r.longest = len;
-    i = end;
+static struct runs best_fit(const la_lend_t *l, uint32_t span) {
+  struct runs r = {UINT32_MAX, UINT32_MAX, 0};
+  uint32_t start = 0;
+  bool in_run = false;
+  for (uint32_t w = 0; w < LEND_WORDS; w++) {
+    uint64_t busy = l->small[w] | l->lent[w];
+    uint32_t pos = 0;
+    for (;;) {
+      uint64_t look = in_run ? busy : ~busy;   /* the next change */
+      look = pos < 64 ? look >> pos : 0;
+      if (!look) break;
+      pos += (uint32_t)__builtin_ctzll(look);
+      uint32_t slot = w * 64 + pos;
+      if (!in_run) {
+        start = slot;
+        in_run = true;
+        continue;
+      }
+      in_run = false;
+      uint32_t len = slot - start;
+      if (len > r.longest) r.longest = len;
+      if (len >= span && len < r.len) {
+        r.at = start;
+        r.len = len;
+        if (len == span) return r;
+      }
+    }
   }
-  return r;
+  return r;   /* slots past the end are busy: the last run has ended */
 }
 
-/* Next fit: the first run that holds `span` from the one holding the
- * hint on, then from the slab's start; one that finds none has seen every
- * run whole, and says how long the longest is. */
-static struct runs next_fit(const la_lend_t *l, uint32_t span) {
-  uint32_t start = (uint32_t)(prev_busy(l, l->hint) + 1);   /* where the hint's run starts */
-  struct runs r = scan_runs(l, span, start, LA_LEND_MAX_SLOTS);
-  if (r.at != UINT32_MAX || !start) return r;
-  struct runs before = scan_runs(l, span, 0, start);
-  if (before.longest < r.longest) before.longest = r.longest;
-  return before;
-}
+/* The longest run of free slots (a scan of them all). */
+static uint32_t longest_run(const la_lend_t *l) { return best_fit(l, LA_LEND_MAX_SLOTS + 1).longest; }
 
 /* The longest run of free slots, in bytes, or more (heap.c bins lenders
  * by it): a take leaves it as it was, a free raises it to the run the
@@ -203,7 +218,7 @@ bool la_lend_start(la_slab_t *s) {
   s->free = NULL;
   set_bits(l->small, cap, LA_LEND_MAX_SLOTS - cap, true);   /* never free */
   la_slab_trim_pages(s, free_pages(l, s, carved));
-  l->longest = scan_runs(l, LA_LEND_MAX_SLOTS + 1, 0, LA_LEND_MAX_SLOTS).longest;
+  l->longest = longest_run(l);
   LA_SHARED_STORE(s->lend, l);
   LA_SHARED_STORE(s->fast_owner, NULL);
   __atomic_store_n(&s->kind, LA_SLAB_LEND, __ATOMIC_RELEASE);   /* readers of the kind find the bitmaps */
@@ -289,7 +304,7 @@ void la_lend_unserve(la_slab_t *s) {
   for (la_block_t *b = s->free; b; b = b->next)
     set_bits(l->small, (uint32_t)(((uint8_t *)b - s->start) / s->block_size), 1, false);
   s->free = NULL;
-  l->longest = scan_runs(l, LA_LEND_MAX_SLOTS + 1, 0, LA_LEND_MAX_SLOTS).longest;
+  l->longest = longest_run(l);
 }
 
 /* The owner frees `b` of the lender's own class while the lender serves
@@ -309,24 +324,29 @@ bool la_lend_free_to_list(la_slab_t *s, la_block_t *b) {
 
 /* ---- lending --------------------------------------------------------------- */
 
-/* Slots a block of class `cls` takes in a lender of `slot`-byte slots of
- * class `own`, or 0 if the class may not borrow there: its own class
- * takes one; another needs more than one slot, may not waste more than a
- * quarter of its size, and must be the smallest class of that many slots
- * (a free finds it from the count). */
-static uint32_t span_of(unsigned own, size_t slot, unsigned cls) {
-  size_t size = la_class_size[cls];
+/* Slots a block of `size` bytes, class `cls`, takes in a lender of
+ * `slot`-byte slots of class `own`, or 0 if it may not borrow there: as
+ * many as the request needs (not its class's size: a shorter run fits
+ * more holes, and wastes less), or more if fewer would make a block the
+ * smaller class's (a free finds the class from the count: the smallest
+ * class that many slots hold), at least two, and no more than a quarter
+ * over the class's size.  Its own class takes one, from the lender's free
+ * list (la_lend_serve). */
+static uint32_t span_of(unsigned own, size_t slot, unsigned cls, size_t size) {
   if (cls == own) return 1;
-  uint32_t span = (uint32_t)((size + slot - 1) / slot);
-  if (span < 2 || span * slot > size + size / 4 || span > LA_LEND_MAX_SLOTS) return 0;
-  return la_class_of((span - 1) * slot + 1) == cls ? span : 0;
+  size_t class_size = la_class_size[cls], below = cls ? la_class_size[cls - 1] : 0;
+  size_t span = (size + slot - 1) / slot, least = (below + slot - 1) / slot + 1;
+  if (span < least) span = least;
+  if (span < 2 || span > LA_LEND_MAX_SLOTS || (span - 1) * slot + 1 > class_size ||
+      span * slot > class_size + class_size / 4)
+    return 0;
+  return (uint32_t)span;
 }
 
-static uint32_t span_for(const la_slab_t *s, unsigned cls) { return span_of(s->cls, s->block_size, cls); }
-
-/* Bit c of lenders_for[cls]: slabs of class c may lend to class cls
- * (lendable classes have numbers below 63); bit 63: worked out.  Worked
- * out at a class's first ask, not at start-up (69 x 15 divisions). */
+/* Bit c of lenders_for[cls]: slabs of class c may lend to some sizes of
+ * class cls, its smallest or its largest (lendable classes have numbers
+ * below 63); bit 63: worked out.  Worked out at a class's first ask, not
+ * at start-up (69 x 15 divisions). */
 #define LENDERS_KNOWN ((uint64_t)1 << 63)
 static uint64_t lenders_for[LA_NCLASSES];
 
@@ -334,8 +354,13 @@ uint64_t la_lend_classes_for(unsigned cls) {
   uint64_t may = LA_SHARED_LOAD(lenders_for[cls]);
   if (LA_LIKELY(may)) return may & ~LENDERS_KNOWN;
   may = LENDERS_KNOWN;
-  for (unsigned c = 0; c < LA_NCLASSES && c < 63; c++)
-    if (la_lend_class_ok(c) && !la_class_large[cls] && span_of(c, la_class_size[c], cls)) may |= (uint64_t)1 << c;
+  size_t smallest = cls ? la_class_size[cls - 1] + 1 : 1;
+  for (unsigned c = 0; c < LA_NCLASSES && c < 63; c++) {
+    size_t slot = la_class_size[c];
+    if (la_lend_class_ok(c) && !la_class_large[cls] &&
+        (span_of(c, slot, cls, la_class_size[cls]) || span_of(c, slot, cls, smallest)))
+      may |= (uint64_t)1 << c;
+  }
   LA_SHARED_STORE(lenders_for[cls], may);   /* threads that race write the same */
   return may & ~LENDERS_KNOWN;
 }
@@ -344,14 +369,13 @@ static unsigned class_of_span(const la_slab_t *s, uint32_t span) {
   return span == 1 ? s->cls : la_class_of((span - 1) * s->block_size + 1);
 }
 
-/* A block of class `cls` from lender `s` (its owner), or NULL: next fit
- * (the heap's bins by longest run already make the choice of lender a
- * best fit, roughly). */
-void *la_lend_take(la_slab_t *s, unsigned cls) {
+/* A block of `size` bytes, class `cls`, from lender `s` (its owner), or
+ * NULL: the best fit among its runs. */
+void *la_lend_take(la_slab_t *s, unsigned cls, size_t size) {
   la_lend_t *l = s->lend;
-  uint32_t span = span_for(s, cls);
+  uint32_t span = span_of(s->cls, s->block_size, cls, size);
   if (!span || span > l->longest) return NULL;
-  struct runs r = next_fit(l, span);
+  struct runs r = best_fit(l, span);
   if (r.at == UINT32_MAX) {
     l->longest = r.longest;
     return NULL;
@@ -368,7 +392,6 @@ void *la_lend_take(la_slab_t *s, unsigned cls) {
     LA_SHARED_STORE(l->lent_bytes, l->lent_bytes + bytes);
     LA_SHARED_STORE(l->live_by_class[cls], (uint16_t)(l->live_by_class[cls] + 1));
   }
-  l->hint = i + span < LA_LEND_MAX_SLOTS ? i + span : 0;
   LA_SHARED_STORE(s->used, s->used + 1);
   la_slab_untrim_range(s, p, bytes);
   return p;

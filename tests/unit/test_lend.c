@@ -261,6 +261,81 @@ static void test_class_that_comes_back_around_lent_blocks_served_by_fast_path(vo
   run_in_thread(come_back_around_lent_blocks);
 }
 
+/* A lent block covers the slots its request needs, not its class's size
+ * (a shorter run fits more holes), but at least as many as tell its class
+ * from the class below (frees and statistics know it by its length). */
+#define SHORT 1300   /* class 1536; 14 slots of 96 B would say class 1280 */
+static void *sized_by_request(void *arg) {
+  (void)arg;
+  thin_out();
+  unsigned cls = la_class_of(SHORT);
+  la_stats_t thinned = stats();
+  void *p = NULL, *other[NBIG];
+  unsigned n = 0;
+  while (n < NBIG && !p) {
+    void *q = la_malloc(SHORT);
+    if (la_slab_of(q)->kind == LA_SLAB_LEND) p = q;
+    else other[n++] = q;
+  }
+  assert_non_null(p);
+  size_t slot = la_slab_of(p)->block_size, usable = la_malloc_usable_size(p);
+  assert_true(usable >= SHORT && usable % slot == 0);
+  assert_true(usable < la_class_size[cls]);
+  assert_true(usable - slot + 1 > la_class_size[cls - 1]);
+  fill(p, usable, 99);
+  la_stats_t one = stats();
+  assert_int_equal(one.classes[cls].live - thinned.classes[cls].live, n + 1);
+  la_free(p);
+  la_stats_t none = stats();
+  assert_int_equal(one.classes[cls].live - none.classes[cls].live, 1);
+  assert_int_equal(one.s.allocated - none.s.allocated, usable);
+  for (unsigned i = 0; i < n; i++) la_free(other[i]);
+  for (size_t i = 0; i < nsmall; i++) la_free(small[i]);
+  return NULL;
+}
+
+static void test_lent_block_sized_by_its_request(void **state) {
+  (void)state;
+  if (!la_opt.lend) skip();
+  run_in_thread(sized_by_request);
+}
+
+/* A lender lends the shortest run that holds a block: survivors every 82
+ * slots leave runs of 16 (as many as a BIG block takes) and 64 free
+ * slots in turn, and the blocks must all take 16-slot runs, leaving the
+ * long ones for long blocks (next fit took the long run after each
+ * short one). */
+static size_t slot_of(const void *p) {
+  const la_slab_t *s = la_slab_of(p);
+  return (size_t)((const uint8_t *)p - s->start) / s->block_size;
+}
+
+static bool short_and_long_runs(const void *p) { return slot_of(p) % 82 == 0 || slot_of(p) % 82 == 17; }
+
+static void *best_fit_holes(void *arg) {
+  (void)arg;
+  thin_out_keeping(short_and_long_runs);
+  borrow();
+  assert_true(lent >= NBIG / 4);
+  unsigned in_short = 0, lenders = 0;
+  for (unsigned i = 0; i < NBIG; i++) {
+    if (la_slab_of(big[i])->kind != LA_SLAB_LEND || la_slab_of(big[i])->block_size != SMALL) continue;
+    lenders++;
+    in_short += slot_of(big[i]) % 82 == 1;
+  }
+  assert_true(lenders > 0);
+  assert_true(in_short >= (lenders < 8 * SLABS ? lenders : 8 * SLABS));
+  check_everything_intact();
+  free_all();
+  return NULL;
+}
+
+static void test_shortest_run_that_fits_lent(void **state) {
+  (void)state;
+  if (!la_opt.lend) skip();
+  run_in_thread(best_fit_holes);
+}
+
 /* A lent block freed twice, or by an interior pointer, is an invalid free
  * and changes nothing. */
 static void *misuse(void *arg) {
@@ -326,6 +401,8 @@ int main(void) {
       cmocka_unit_test(test_pages_under_survivors_kept),
       cmocka_unit_test(test_class_that_comes_back_takes_its_lenders_back),
       cmocka_unit_test(test_class_that_comes_back_around_lent_blocks_served_by_fast_path),
+      cmocka_unit_test(test_lent_block_sized_by_its_request),
+      cmocka_unit_test(test_shortest_run_that_fits_lent),
       cmocka_unit_test(test_invalid_frees_of_lent_blocks_refused),
       cmocka_unit_test(test_abandoned_lenders_emptied_by_other_threads),
   };
