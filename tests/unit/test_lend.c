@@ -25,6 +25,12 @@ static void run_in_thread(void *(*fn)(void *)) {
   pthread_join(t, NULL);
 }
 
+/* The same, for a test of lending (skipped with lend:false). */
+static void lending_in_thread(void *(*fn)(void *)) {
+  if (!la_opt.lend) skip();
+  run_in_thread(fn);
+}
+
 static la_stats_t stats(void) {
   la_stats_t st;
   la_stats_gather(&st);
@@ -149,8 +155,7 @@ static void *thin_borrow_check_free(void *arg) {
 
 static void test_holes_of_sparse_slabs_serve_other_sizes(void **state) {
   (void)state;
-  if (!la_opt.lend) skip();
-  run_in_thread(thin_borrow_check_free);
+  lending_in_thread(thin_borrow_check_free);
 }
 
 /* A lender gives back the pages no live block touches, and only those:
@@ -198,8 +203,7 @@ static void *come_back(void *arg) {
 
 static void test_class_that_comes_back_takes_its_lenders_back(void **state) {
   (void)state;
-  if (!la_opt.lend) skip();
-  run_in_thread(come_back);
+  lending_in_thread(come_back);
 }
 
 /* The class comes back while its lenders still lend to another: each
@@ -257,8 +261,7 @@ static void *come_back_around_lent_blocks(void *arg) {
 
 static void test_class_that_comes_back_around_lent_blocks_served_by_fast_path(void **state) {
   (void)state;
-  if (!la_opt.lend) skip();
-  run_in_thread(come_back_around_lent_blocks);
+  lending_in_thread(come_back_around_lent_blocks);
 }
 
 /* A lent block covers the slots its request needs, not its class's size
@@ -296,8 +299,7 @@ static void *sized_by_request(void *arg) {
 
 static void test_lent_block_sized_by_its_request(void **state) {
   (void)state;
-  if (!la_opt.lend) skip();
-  run_in_thread(sized_by_request);
+  lending_in_thread(sized_by_request);
 }
 
 /* A lender lends the shortest run that holds a block: survivors every 82
@@ -332,8 +334,7 @@ static void *best_fit_holes(void *arg) {
 
 static void test_shortest_run_that_fits_lent(void **state) {
   (void)state;
-  if (!la_opt.lend) skip();
-  run_in_thread(best_fit_holes);
+  lending_in_thread(best_fit_holes);
 }
 
 /* A lent block freed twice, or by an interior pointer, is an invalid free
@@ -360,8 +361,7 @@ static void *misuse(void *arg) {
 
 static void test_invalid_frees_of_lent_blocks_refused(void **state) {
   (void)state;
-  if (!la_opt.lend) skip();
-  run_in_thread(misuse);
+  lending_in_thread(misuse);
 }
 
 /* The thread that lent exits with its blocks alive; another thread frees
