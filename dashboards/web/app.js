@@ -330,6 +330,12 @@ function align(xs, points) {
   return xs.map((t) => (m.has(t) ? m.get(t) : null));
 }
 
+// Memory freed in one size class holding blocks of another (lenders).
+function lendItems(s, item) {
+  if (!s.lenders) return [];
+  return [item("lent", `${fmtBytes(s.lent)} <span class="muted">in ${s.lenders} sparse slabs</span>`)];
+}
+
 // The limit liballoc honours (memory_limit) and what it did near it.
 const LIMIT_SOURCES = ["none", "option", "cgroup v1", "cgroup v2"];
 function limitItems(s, item) {
@@ -358,7 +364,7 @@ function renderSummary(p) {
     item("kernel RSS", fmtBytes(s.kernel_rss)), item("fragmentation", fmtPct(p.fragmentation)),
     item("dirty_decay_ms", esc(c.dirty_decay_ms)), item("muzzy_decay_ms", esc(c.muzzy_decay_ms)),
     item("thp", esc(c.thp)), item("threads", esc(s.threads)),
-    ...limitItems(s, item), ...cgroupItems(p.cgroup, item),
+    ...lendItems(s, item), ...limitItems(s, item), ...cgroupItems(p.cgroup, item),
   ].join("");
   for (const [id, knob] of [["#cfg-dirty", "dirty_decay_ms"], ["#cfg-muzzy", "muzzy_decay_ms"]])
     $(id).placeholder = c[knob] != null ? `now ${c[knob]}` : "";

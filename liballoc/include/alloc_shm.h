@@ -78,7 +78,7 @@ extern "C" {
 #endif
 
 #define ALLOC_SHM_MAGIC        0x434f4c4c4142494cull   /* "LIBALLOC" */
-#define ALLOC_SHM_VERSION      3u   /* 2: the statistic purge_failures; 3: the profile area */
+#define ALLOC_SHM_VERSION      4u   /* 2: the statistic purge_failures; 3: the profile area; 4: lent, lenders */
 #define ALLOC_SHM_HEADER_SIZE  512u
 #define ALLOC_SHM_RING_SLOTS   32u
 #define ALLOC_SHM_CONTROL_SLOTS 16u
@@ -103,6 +103,8 @@ extern "C" {
   X(muzzy, GAUGE, BYTES, "Free bytes given back lazily (MADV_FREE), reclaimable by the kernel")  \
   X(tcache, GAUGE, BYTES, "Free bytes reserved by thread heaps (free blocks in their slabs)")     \
   X(small_allocated, GAUGE, BYTES, "Bytes in live blocks of thread-cached (small) classes")      \
+  X(lent, GAUGE, BYTES, "Bytes in blocks lent the free space of a sparse slab of another class")   \
+  X(lenders, GAUGE, COUNT, "Sparse slabs lending their free space to blocks of other classes")    \
   X(large_allocated, GAUGE, BYTES, "Bytes in live blocks of arena (large) classes")              \
   X(large_blocks, GAUGE, COUNT, "Live blocks of arena (large) classes")                          \
   X(large_nmalloc, COUNTER, COUNT, "Allocations of arena (large) classes")                       \

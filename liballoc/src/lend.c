@@ -484,6 +484,8 @@ uint64_t la_lend_stats(la_stats_t *st, const la_slab_t *s) {
   uint64_t bytes = LA_SHARED_LOAD(l->lent_bytes);
   st->s.allocated += bytes;
   st->s.small_allocated += bytes;
+  st->s.lent += bytes;
+  st->s.lenders++;
   for (unsigned c = 0; c < LA_NCLASSES; c++) {
     uint16_t n = LA_SHARED_LOAD(l->live_by_class[c]);
     st->classes[c].live += n;

@@ -71,11 +71,11 @@ function stop(p, sig = "SIGTERM", ms = 10000) {
 }
 
 // A tm_target (or a copy under another name) holding N blocks, publishing
-// into shm; resolves to its pid.
-function startTarget(shm, n, size, exe = TARGET, conf = "") {
+// into shm; resolves to its pid.  Mode "lend" makes lenders first.
+function startTarget(shm, n, size, exe = TARGET, conf = "", mode = "hold") {
   const env = { ...process.env, LD_PRELOAD: PRELOAD,
                 ALLOC_CONF: `telemetry_dir:${shm},stats_interval_ms:200,memory_limit:4G${conf}` };
-  const p = start(exe, ["hold", String(n), String(size), "240000"], { env, stdio: ["ignore", "pipe", "inherit"] });
+  const p = start(exe, [mode, String(n), String(size), "240000"], { env, stdio: ["ignore", "pipe", "inherit"] });
   return new Promise((resolve, reject) => {
     let out = "";
     p.stdout.on("data", (d) => {
@@ -122,7 +122,7 @@ test("dashboard in headless chromium", { timeout: 240000 }, async () => {
     fs.chmodSync(other, 0o755);
     // the first one profiles its heap (a sample every 4 KiB: its 200 KB give ~50)
     const pids = [await startTarget(shm, 2000, 100, TARGET, ",prof:true,prof_sample_bytes:4096"),
-                  await startTarget(shm, 300, 5000, other)];
+                  await startTarget(shm, 300, 5000, other, "", "lend")];
     for (const pid of pids)
       await waitFor(async () => (await getJSON(`/api/v1/processes/${pid}`)).stats, `pid ${pid} in the API`);
     const before = (await getJSON(`/api/v1/processes/${pids[0]}`)).config;
@@ -327,6 +327,13 @@ test("dashboard in headless chromium", { timeout: 240000 }, async () => {
 
     // ---- back to the host view by the link
     await page.selectOption("#range", "15m");
+    await page.click('a[href="#/"]');
+    await page.waitForSelector(`#proc-table tr[data-pid="${pids[1]}"]`, { timeout: 15000 });
+
+    // ---- the second target lends the free space of its thinned slabs: its summary says how much
+    await page.click(`#proc-table tr[data-pid="${pids[1]}"]`);
+    await page.waitForFunction(() => /lent\d[\d.]* [KM]iB in \d+ sparse slabs/.test(document.querySelector("#proc-summary").textContent),
+                               null, { timeout: 15000 });
     await page.click('a[href="#/"]');
     await page.waitForSelector(`#proc-table tr[data-pid="${pids[1]}"]`, { timeout: 15000 });
 

@@ -4,6 +4,10 @@
  * build, linked to liballoc's core directly).  Modes:
  *   hold N SIZE MS   allocate N blocks of SIZE bytes, print "ready", keep
  *                    them MS milliseconds, free them, exit normally
+ *   lend N SIZE MS   as hold, after making lenders: 20,000 blocks of 96
+ *                    bytes, 36 in 40 freed, idle for two of the
+ *                    trimmer's looks, then 600 blocks of 1500 bytes kept,
+ *                    most in the thinned slabs (statistics lent, lenders)
  * Waiting, the modes but idle wake each 100 ms to allocate and free one
  * large block, as a server's housekeeping would.
  *   churn MS THREADS random malloc/free of mixed sizes in THREADS threads
@@ -125,6 +129,24 @@ static int mode_idle(long ms) {
   fflush(stdout);
   sleep_quietly(ms);
   return 0;
+}
+
+/* Sparse idle slabs lending their free slots (liballoc's lend.c): the
+ * trimmer looks each time the heap takes a slab, and makes a slab a
+ * lender once two looks 100 ms apart found it unchanged.  The blocks stay
+ * allocated until exit (static: reachable, no leak). */
+static void make_lenders(void) {
+  enum { SMALL = 20000, BIG = 600, TAKE = 2048 };
+  static void *small[SMALL], *big[BIG], *take[TAKE];
+  for (int i = 0; i < SMALL; i++) memset(small[i] = malloc(96), 1, 96);
+  for (int i = 0; i < SMALL; i++)
+    if (i % 40 >= 4) free(small[i]);   /* runs of 36 free slots: two big blocks each */
+  for (int look = 0; look < 2; look++) {
+    if (look) nap_ms(150);
+    for (int i = 0; i < TAKE; i++) take[i] = malloc(8192);
+    for (int i = 0; i < TAKE; i++) free(take[i]);
+  }
+  for (int i = 0; i < BIG; i++) memset(big[i] = malloc(1500), 2, 1500);
 }
 
 static int mode_freed(long n, size_t size, long ms) {
@@ -252,7 +274,8 @@ static void apply_env(void) {
 
 int main(int argc, char **argv) {
   apply_env();
-  if (argc >= 5 && strcmp(argv[1], "hold") == 0) {
+  if (argc >= 5 && (strcmp(argv[1], "hold") == 0 || strcmp(argv[1], "lend") == 0)) {
+    if (argv[1][0] == 'l') make_lenders();
     long n = atol(argv[2]);
     void **v = hold(n, (size_t)atol(argv[3]));
     printf("ready %d\n", (int)getpid());

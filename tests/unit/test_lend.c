@@ -54,6 +54,7 @@ static void *small[SLABS * 1024];
 static void *big[NBIG];
 static size_t big_usable;   /* what `allocated` must grow by */
 static unsigned lent;       /* big blocks in lenders */
+static size_t lent_usable;  /* what `lent` must grow by */
 
 /* The heap takes and gives back slabs of another class: each take runs
  * the trimmer's look at a few classes' slabs. */
@@ -95,13 +96,14 @@ static void thin_out(void) { thin_out_keeping(one_in_ten); }
 /* Then NBIG blocks of BIG bytes. */
 static void borrow(void) {
   lent = 0;
-  big_usable = 0;
+  big_usable = lent_usable = 0;
   for (unsigned i = 0; i < NBIG; i++) {
     big[i] = la_malloc(BIG);
     fill(big[i], BIG, 7000u + i);
     big_usable += la_malloc_usable_size(big[i]);
     la_slab_t *s = la_slab_of(big[i]);
     lent += s->kind == LA_SLAB_LEND;
+    if (s->kind == LA_SLAB_LEND) lent_usable += la_malloc_usable_size(big[i]);
   }
 }
 
@@ -129,6 +131,8 @@ static void *thin_borrow_check_free(void *arg) {
   la_stats_t after = stats();
   unsigned cls = la_class_of(BIG);
   assert_int_equal(after.s.allocated - thinned.s.allocated, big_usable);
+  assert_int_equal(after.s.lent - thinned.s.lent, lent_usable);   /* the statistics say how much is lent */
+  assert_true(after.s.lenders > before.s.lenders);
   assert_int_equal(after.classes[cls].live - before.classes[cls].live, NBIG);
   assert_int_equal(after.classes[cls].nmalloc - before.classes[cls].nmalloc, NBIG);
   /* A lent block's usable size: at least the request; realloc within it
@@ -146,6 +150,8 @@ static void *thin_borrow_check_free(void *arg) {
   free_all();
   la_stats_t freed = stats();
   assert_int_equal(freed.s.allocated, before.s.allocated);
+  assert_int_equal(freed.s.lent, before.s.lent);
+  assert_int_equal(freed.s.lenders, before.s.lenders);
   /* Emptied by their owner, the lenders went back to the arena (the
    * class's current slab stays). */
   assert_true(freed.classes[la_class_of(SMALL)].slabs <= before.classes[la_class_of(SMALL)].slabs + 1);
