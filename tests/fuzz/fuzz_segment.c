@@ -14,7 +14,8 @@
  *    most a ring of snapshots per tick, every stored time within
  *    [process start, now + skew], every text valid JSON and /metrics
  *    valid UTF-8.  A violation aborts (a finding).
- * Nothing may crash, hang or read out of bounds.  Seeds: real segments
+ * Nothing may crash, hang or read out of bounds.  Seeds: a real segment
+ * up to its profile area (write_file extends it), and two variants of it
  * (tests/fuzz/corpus/fuzz_segment). */
 #include "collector.h"
 #include "log.h"
@@ -35,10 +36,23 @@
 static char path[64], dir[64], segment[128];
 static store_t *store;
 
+/* A real segment is ~5 MB, most of it the profile area, a hole until a
+ * profile is asked for; libFuzzer's inputs stop at -max_len.  So an input
+ * whose length is a multiple of a page (the seeds end where the profile
+ * area starts) is extended, as a hole, to the size its header claims, up
+ * to PAD_MAX; any other length is taken as it is, so files shorter than
+ * their header says are still tried. */
+#define PAD_MAX ((uint64_t)16 << 20)
+
 static bool write_file(const char *p, const uint8_t *data, size_t size) {
   int fd = open(p, O_WRONLY | O_CREAT | O_TRUNC, 0600);
   if (fd < 0) return false;
   bool ok = !size || write(fd, data, size) == (ssize_t)size;
+  alloc_shm_header_t h;
+  if (ok && size >= sizeof h && size % 4096 == 0) {
+    memcpy(&h, data, sizeof h);
+    if (h.file_size > size && h.file_size <= PAD_MAX) ok = ftruncate(fd, (off_t)h.file_size) == 0;
+  }
   close(fd);
   return ok;
 }
