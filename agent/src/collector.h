@@ -90,7 +90,8 @@ void collector_counters(collector_t *c, collector_counters_t *out);
  * "some_seconds", "full_seconds"} (shares 0..1, totals in seconds), or null. */
 json_t *collector_psi_json(const psi_t *p);
 
-/* The host's totals per size class as of the last tick, up to max of
+/* The host's totals per size class of the live processes' newest
+ * snapshots (as the last tick read them), by size, up to max of
  * them; returns how many. */
 size_t collector_host_classes(collector_t *c, host_class_t *out, size_t max);
 

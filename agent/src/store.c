@@ -55,12 +55,14 @@ typedef struct owner_s {
  * with the same parameters: ?1 owner, ?2 t, ?3 n or number, ?4 layout,
  * ?5 stats; a chunk's append also ?6 its first number, ?7 its newest
  * time.  The raw samples are chunks (chunk.h): a new one is inserted, or
- * the newest (HOT_CHUNK_NEWEST) is given one more sample. */
+ * the newest (HOT_CHUNK_NEWEST) is given one more sample; a process's
+ * newest chunk that is as the chunk cache remembers it is given it by one
+ * statement, HOT_CHUNK_EXTEND, with no SELECT before. */
 enum hot {
   HOT_SAMPLE, HOT_CHUNK_NEWEST, HOT_CHUNK_APPEND, HOT_ROLLUP_1M, HOT_ROLLUP_1H, HOT_GET_1M, HOT_GET_1H,
   HOT_HOST_SAMPLE, HOT_HOST_CHUNK_NEWEST, HOT_HOST_CHUNK_APPEND, HOT_HOST_ROLLUP_1M, HOT_HOST_ROLLUP_1H,
   HOT_HOST_GET_1M, HOT_HOST_GET_1H,
-  HOT_PROCESS, HOT_LATEST, HOT_EXITED, HOT_CLASSES, HOT_COUNT
+  HOT_PROCESS, HOT_LATEST, HOT_EXITED, HOT_CLASSES, HOT_CHUNK_EXTEND, HOT_COUNT
 };
 #define HOT_PER_KIND (HOT_HOST_SAMPLE - HOT_SAMPLE)
 
@@ -92,6 +94,11 @@ static const char *const hot_sql[HOT_COUNT] = {
   "UPDATE processes SET latest = ?, last_seen = ? WHERE id = ?",
   "UPDATE processes SET alive = 0, exited_at = ?1, last_seen = ?1, latest = coalesce(?2, latest) WHERE id = ?3",
   "INSERT OR IGNORE INTO class_samples (process_id, t, hourly, classes) VALUES (?, ?, ?, ?)",
+  /* a process's newest chunk as the chunk cache remembers it: appended to
+   * only if its row is still exactly that (extend_cached) */
+  "UPDATE sample_chunks SET last_t = ?4, last_number = ?5, n = n + 1, stats = CAST(stats || ?6 AS BLOB)"
+  " WHERE process_id = ?1 AND t = ?2 AND number = ?3 AND last_t = ?7 AND last_number = ?8 AND layout = ?9"
+  " AND length(stats) = ?10",
 };
 
 /* The history tables of each kind of owner, finest first, and the
@@ -725,6 +732,42 @@ static int append_sample(store_t *st, const owner_t *o, const newest_chunk_t *c,
   return sqlite3_changes(st->db) > 0;
 }
 
+/* A process's sample appended to its newest chunk as this allocd
+ * remembers writing it (chunk_cache_t), without reading the row first:
+ * the UPDATE changes it only if its key, last sample, layout and length
+ * are still those remembered, the checks newest_chunk makes of a cached
+ * chunk after its SELECT.  The row is then the process's newest (only the
+ * collector writes a process's chunks, and each write updates the cache),
+ * so nothing is stored twice.  A SELECT and a B-tree search a sample less
+ * (~0.5 us of ~15).  1 stored; 0 not done (no such entry, the chunk full
+ * or closed, the sample not newer than the remembered one, the row not as
+ * remembered: the caller reads it); -1 an error. */
+static int extend_cached(store_t *st, const owner_t *o, int64_t t_ms, uint64_t number, const double *v) {
+  chunk_cache_t *e = cache_slot(st, o);
+  if (!e || e->process_id != o->process_id || t_ms - e->t >= CHUNK_SPAN_MS ||
+      !(t_ms > e->last_t || (t_ms == e->last_t && number > e->last_number)))
+    return 0;
+  uint8_t entry[CHUNK_ENTRY_MAX(SNAP_NMETRICS)];
+  size_t elen = chunk_append(e->last_t, e->last_number, e->last, t_ms, number, v, SNAP_NMETRICS, guess_ratios, NULL,
+                             entry);
+  if (e->len + elen > CHUNK_MAX_BYTES) return 0;
+  sqlite3_stmt *s = st->hot[HOT_CHUNK_EXTEND];
+  sqlite3_bind_int64(s, 1, o->process_id);
+  sqlite3_bind_int64(s, 2, e->t);
+  sqlite3_bind_int64(s, 3, (int64_t)e->number);
+  sqlite3_bind_int64(s, 4, t_ms);
+  sqlite3_bind_int64(s, 5, (int64_t)number);
+  sqlite3_bind_blob(s, 6, entry, (int)elen, SQLITE_STATIC);
+  sqlite3_bind_int64(s, 7, e->last_t);
+  sqlite3_bind_int64(s, 8, (int64_t)e->last_number);
+  sqlite3_bind_int64(s, 9, st->layout_id[0]);
+  sqlite3_bind_int64(s, 10, (int64_t)e->len);
+  if (!finish(st, s, true, "sample")) return -1;
+  if (sqlite3_changes(st->db) == 0) return 0;
+  remember_chunk(st, o, e->t, e->number, t_ms, number, e->len + elen, v);
+  return 1;
+}
+
 /* A sample no newer than the owner's newest stored one was stored before
  * (an earlier run read it from the ring): 0.  Else it goes after the
  * newest chunk's samples, or starts a chunk when that one is closed or
@@ -732,6 +775,8 @@ static int append_sample(store_t *st, const owner_t *o, const newest_chunk_t *c,
 static int write_sample(store_t *st, const owner_t *o, int64_t t_ms, uint64_t number, const double *v) {
   static __thread newest_chunk_t c;
   int n = owner_set[OWNER_KIND(o)]->n;
+  int fast = o->series ? 0 : extend_cached(st, o, t_ms, number, v);
+  if (fast) return fast;
   newest_chunk(st, o, t_ms, &c);
   if (st->tx_failed) return -1;
   if (c.found && !(t_ms > c.last_t || (t_ms == c.last_t && number > c.last_number))) return 0;

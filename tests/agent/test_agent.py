@@ -1703,6 +1703,7 @@ class AgentTest(unittest.TestCase):
         log = self.agent.read_log()
         self.assertIn("applied migration 006_sample_chunks.sql", log)
         self.assertIn("applied migration 007_classes_hourly.sql", log)
+        self.assertIn("applied migration 008_chunks_by_time.sql", log)   # keyed by time first, the rows the same
         base = "/api/v1/processes/4243/history?from=%f&to=%f&source=raw" % ((t0 - 60000) / 1e3, (t0 + 60000) / 1e3)
         self.assertEqual([v for _, v in self.agent.get(base + "&metric=allocated")[1]["points"]], [1000, 1001, 1002])
         self.assertEqual([v for _, v in self.agent.get(base + "&metric=active")[1]["points"]], [4000] * 3)
@@ -1710,6 +1711,8 @@ class AgentTest(unittest.TestCase):
         self.assertEqual(db.execute("PRAGMA integrity_check").fetchone()[0], "ok")
         self.assertEqual(db.execute("SELECT t - ?, number, n FROM sample_chunks WHERE process_id = 7 ORDER BY t",
                                     (t0,)).fetchall(), [(0, 1, 1), (1000, 2, 1), (2000, 3, 1)])
+        self.assertEqual([r[2] for r in db.execute("PRAGMA index_xinfo('sample_chunks_process')") if r[5]],
+                         ["process_id", "t", "number"])
         self.assertEqual(db.execute("SELECT t - ?, hourly FROM class_samples WHERE process_id = 7 ORDER BY t",
                                     (t0,)).fetchall(), [(0, 1), (10000, 0), (60000, 0), (hour + 20000, 1), (hour + 60000, 0)])
         db.close()
