@@ -872,7 +872,7 @@ static void *lend_from(la_heap_t *heap, unsigned cls, size_t size) {
         void *p = la_lend_serve(s);
         lender_rebin(heap, s, true);
         if (p) {
-          if (LA_LIKELY(!free_mark)) point_bin(heap, cls, s);   /* its next blocks by the fast path */
+          point_bin(heap, cls, s);   /* its next blocks by the fast path (no lenders while checking frees) */
           return p;
         }
       } else {

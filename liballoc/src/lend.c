@@ -62,6 +62,19 @@ static inline void set_bits(uint64_t *w, uint32_t i, uint32_t n, bool on) {
   }
 }
 
+/* The slot of a block of the slab (p on a slot). */
+static inline uint32_t slot_index(const la_slab_t *s, const void *p) {
+  return (uint32_t)((size_t)((const uint8_t *)p - s->start) / s->block_size);
+}
+
+/* Does p start a slot of the slab (*i: which)?  Frees and sizes of
+ * pointers the program gives are checked by it. */
+static inline bool slot_start(const la_slab_t *s, const void *p, uint32_t *i) {
+  size_t off = (size_t)((const uint8_t *)p - s->start);
+  *i = (uint32_t)(off / s->block_size);
+  return off % s->block_size == 0 && *i < s->capacity;
+}
+
 /* Can slabs of this class lend (their slots fit the bitmaps)? */
 bool la_lend_class_ok(unsigned cls) {
   return !la_class_large[cls] && la_class_size[cls] >= LA_LEND_MIN_SLOT && la_class_size[cls] <= LA_LEND_MAX_SLOT &&
@@ -212,7 +225,7 @@ bool la_lend_start(la_slab_t *s) {
     if (!slot_trimmed(s, i)) l->small[i / 64] |= (uint64_t)1 << (i % 64);
   }
   for (la_block_t *b = s->free; b; b = b->next) {
-    uint32_t i = (uint32_t)(((uint8_t *)b - s->start) / s->block_size);
+    uint32_t i = slot_index(s, b);
     l->small[i / 64] &= ~((uint64_t)1 << (i % 64));
   }
   s->free = NULL;
@@ -302,7 +315,7 @@ void la_lend_unserve(la_slab_t *s) {
   la_lend_t *l = s->lend;
   if (!s->free) return;
   for (la_block_t *b = s->free; b; b = b->next)
-    set_bits(l->small, (uint32_t)(((uint8_t *)b - s->start) / s->block_size), 1, false);
+    set_bits(l->small, slot_index(s, b), 1, false);
   s->free = NULL;
   l->longest = longest_run(l);
 }
@@ -312,9 +325,8 @@ void la_lend_unserve(la_slab_t *s) {
  * a block or the last live one (la_lend_free then does the work). */
 bool la_lend_free_to_list(la_slab_t *s, la_block_t *b) {
   la_lend_t *l = s->lend;
-  size_t off = (size_t)((uint8_t *)b - s->start);
-  uint32_t i = (uint32_t)(off / s->block_size);
-  if (off % s->block_size || i >= s->capacity || !bit(l->small, i) || s->used <= 1) return false;
+  uint32_t i;
+  if (!slot_start(s, b, &i) || !bit(l->small, i) || s->used <= 1) return false;
   b->next = s->free;
   s->free = b;
   LA_SHARED_STORE(s->used, s->used - 1);
@@ -410,9 +422,8 @@ static uint32_t lent_span(const la_lend_t *l, uint32_t i) {
  * Does not count it in used (the caller, or the remote count, does). */
 static const char *give_back(la_slab_t *s, la_block_t *b) {
   la_lend_t *l = s->lend;
-  size_t off = (size_t)((uint8_t *)b - s->start);
-  uint32_t i = (uint32_t)(off / s->block_size);
-  if (off % s->block_size || i >= s->capacity) return "not the start of a block (interior pointer)";
+  uint32_t i;
+  if (!slot_start(s, b, &i)) return "not the start of a block (interior pointer)";
   if (bit(l->head, i)) {
     uint32_t span = lent_span(l, i);
     unsigned cls = class_of_span(s, span);
@@ -459,9 +470,8 @@ bool la_lend_free(la_slab_t *s, la_block_t *b) {
  * thread: a live block's own bits do not change while it lives. */
 size_t la_lend_block_size(const la_slab_t *s, const void *p) {
   const la_lend_t *l = LA_SHARED_LOAD(s->lend);
-  size_t off = (size_t)((const uint8_t *)p - s->start);
-  uint32_t i = (uint32_t)(off / s->block_size);
-  if (!l || off % s->block_size || i >= s->capacity) return 0;
+  uint32_t i;
+  if (!l || !slot_start(s, p, &i)) return 0;
   if (bit(l->head, i)) return (size_t)lent_span(l, i) * s->block_size;
   return bit(l->small, i) && !bit(l->lent, i) ? s->block_size : 0;
 }

@@ -202,7 +202,6 @@ static uint32_t block_index(const la_slab_t *s, const la_block_t *b) {
 }
 
 /* Is block i among those carved so far (lend.c)? */
-uint32_t la_slab_carve_place(const la_slab_t *s, uint32_t i);
 bool la_slab_block_carved(const la_slab_t *s, uint32_t i) { return la_slab_carve_place(s, i) < s->reserved; }
 
 /* Block i's place in carving order (carved_index's inverse). */
