@@ -145,12 +145,12 @@ typedef struct la_slab_s {
   uint16_t color_end;            /* the end of the color's window (slab.c) */
   size_t block_size;
   uint8_t *start;                /* first block */
-  _Atomic(la_block_t *) xfree;   /* blocks freed by other threads */
+  _Atomic uintptr_t xfree;       /* blocks freed by other threads: the
+                                    list's head and its length in one word
+                                    (slab.c) */
   _Atomic(struct la_heap_s *) owner; /* owning heap, NULL when abandoned/large */
   atomic_bool notify;            /* on the owner's full list: a remote free
                                     should tell the owner (a hint) */
-  _Atomic uint32_t xcount;       /* blocks pushed on xfree, counted after
-                                    each push (la_slab_collect_remote) */
   struct la_slab_s *next, *prev; /* heap queue, full list or abandoned list */
   uint64_t trimmed;              /* (owner) pages given back by la_slab_trim,
                                     bit i = the slab's i-th page; the free

@@ -178,7 +178,7 @@ static void sweep_full(la_heap_t *heap) {
   la_slab_t *next;
   for (la_slab_t *s = heap->full.head; s; s = next) {
     next = s->next;
-    if (!atomic_load_explicit(&s->xfree, memory_order_relaxed)) continue;
+    if (!la_slab_has_remote(s)) continue;
     leave_full(heap, s);
     la_slab_collect_remote(s);
     if (s->used == 0 && heap->queues[s->cls].head != s) release_slab(heap, s);
@@ -1119,15 +1119,14 @@ static inline __attribute__((always_inline)) void free_small(la_heap_t *heap, la
     if (slab->used == 0) la_heap_retire_slab(heap, slab);
     return;
   }
-  la_slab_free_remote(slab, block);
-  /* The slab sits on its owner's full list: hint the owner to sweep.  The
+  /* A slab on its owner's full list: hint the owner to sweep, after the
+   * push (a sweep that sees the hint finds the block), with the owner read
+   * before it (once pushed, the slab may be emptied and reused).  The
    * owner's heap structure is never unmapped, so even a stale pointer is
    * safe to write a hint to. */
-  if (atomic_load(&slab->notify)) {
-    la_heap_t *owner_heap = atomic_load_explicit(&slab->owner, memory_order_relaxed);
-    if (owner_heap) atomic_store_explicit(&owner_heap->xfull_hint, true, memory_order_relaxed);
-  }
-  la_slab_count_remote(slab);   /* last: until then the slab cannot be taken for empty */
+  la_heap_t *hint = atomic_load(&slab->notify) ? atomic_load_explicit(&slab->owner, memory_order_relaxed) : NULL;
+  la_slab_free_remote(slab, block);
+  if (hint) atomic_store_explicit(&hint->xfull_hint, true, memory_order_relaxed);
 }
 
 static inline bool owns(const la_heap_t *heap, const la_slab_t *slab) {

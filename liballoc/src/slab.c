@@ -93,8 +93,7 @@ void la_slab_init(la_slab_t *slab, la_segment_t *seg, unsigned unit, unsigned cl
   slab->color_end = (uint16_t)color_window(slab);
   slab->color = (uint16_t)next_color(slab);
   slab->next = slab->prev = NULL;
-  atomic_store_explicit(&slab->xfree, NULL, memory_order_relaxed);
-  atomic_store_explicit(&slab->xcount, 0, memory_order_relaxed);
+  atomic_store_explicit(&slab->xfree, 0, memory_order_relaxed);
   atomic_store_explicit(&slab->owner, NULL, memory_order_relaxed);
   atomic_store_explicit(&slab->notify, false, memory_order_relaxed);
 }
@@ -128,34 +127,55 @@ static void slab_extend(la_slab_t *slab) {
   la_segment_touch(la_segment_of(first), first, (size_t)n * size);
 }
 
+/* ---- frees by other threads ----------------------------------------------
+ * xfree is one word: the list's head in its low 48 bits (user-space
+ * addresses lie below 2^47) and the number of blocks on the list in the
+ * high 16 (a slab holds fewer than 2^16 blocks: its color is a 16-bit
+ * block index).  One compare-and-swap pushes a block and counts it, and
+ * the owner's one exchange takes the list and its length together.
+ *
+ * The length is what the owner takes out of `used`.  Walking the list to
+ * count it would cost a cache miss per block, on lines other threads'
+ * cores wrote last, in the refill that needs them; a separate counter
+ * cost each remote free a second atomic operation on the line (a tenth of
+ * remotefree's samples) and left `used` one too high whenever a count
+ * came after its block was taken. */
+#define XFREE_COUNT_SHIFT 48
+
+static inline la_block_t *xfree_head(uintptr_t word) {
+  return (la_block_t *)(word & (((uintptr_t)1 << XFREE_COUNT_SHIFT) - 1));
+}
+
+static inline uint32_t xfree_count(uintptr_t word) { return (uint32_t)(word >> XFREE_COUNT_SHIFT); }
+
+/* Another thread frees a block into the slab.  Lock-free: many threads may
+ * push while the owner takes the whole list.  The push is the free's last
+ * access to the slab: once it is counted, the slab may be found empty and
+ * reused. */
+void la_slab_free_remote(la_slab_t *slab, la_block_t *block) {
+  uintptr_t old = atomic_load_explicit(&slab->xfree, memory_order_relaxed), word;
+  do {
+    block->next = xfree_head(old);
+    word = (uintptr_t)block | (uintptr_t)(xfree_count(old) + 1) << XFREE_COUNT_SHIFT;
+  } while (!atomic_compare_exchange_weak_explicit(&slab->xfree, &old, word, memory_order_release,
+                                                  memory_order_relaxed));
+}
+
 /* Take the list of blocks other threads freed into the slab, counted out
  * of `used` (la_slab_collect_remote puts them on the free list; a lender
  * marks them free in its bitmaps, lend.c).  Owner only (or under the
- * arena lock for a slab without owner).
- *
- * The blocks are not counted by walking the list: they were written last
- * by other threads' cores, and a walk would take a cache miss per block,
- * one after the other, in the refill that needs them (most of the time
- * the free list is empty, and the list just becomes it).  Each remote free
- * adds one to xcount after its push instead.  A count read here may lag
- * the list (a push whose count is still to come) or lead it (a push after
- * our exchange, counted before it): `used` is then one too high until the
- * next collection, never too low, so a slab with a free in flight is never
- * taken for empty - which also keeps the slab alive for that free's last
- * write, the count - and a late count is taken by the next collection,
- * blocks or not. */
+ * arena lock for a slab without owner). */
 la_block_t *la_slab_take_remote(la_slab_t *slab) {
-  la_block_t *head = NULL;
-  if (atomic_load_explicit(&slab->xfree, memory_order_relaxed))
-    head = atomic_exchange_explicit(&slab->xfree, NULL, memory_order_acquire);
-  uint32_t n = 0;   /* a count that came after its block was taken counts now */
-  if (atomic_load_explicit(&slab->xcount, memory_order_relaxed))
-    n = atomic_exchange_explicit(&slab->xcount, 0, memory_order_acquire);
-  if (n) {
-    LA_SHARED_STORE(slab->used, slab->used - n);
-    LA_SHARED_STORE(slab->nfreed, slab->nfreed + n);
-  }
-  return head;
+  if (!atomic_load_explicit(&slab->xfree, memory_order_relaxed)) return NULL;
+  uintptr_t word = atomic_exchange_explicit(&slab->xfree, 0, memory_order_acquire);
+  uint32_t n = xfree_count(word);
+  LA_SHARED_STORE(slab->used, slab->used - n);
+  LA_SHARED_STORE(slab->nfreed, slab->nfreed + n);
+  return xfree_head(word);
+}
+
+bool la_slab_has_remote(const la_slab_t *slab) {
+  return atomic_load_explicit(&slab->xfree, memory_order_relaxed) != 0;
 }
 
 /* Put the blocks other threads freed on the free list; false if none. */
@@ -375,21 +395,6 @@ bool la_slab_refill_free(la_slab_t *slab) {
   return false;
 }
 
-/* A thread that does not own the slab frees a block into it.  Lock-free:
- * many threads may push while the owner takes the whole list.  The caller
- * then calls la_slab_count_remote, its last access to the slab. */
-void la_slab_free_remote(la_slab_t *slab, la_block_t *block) {
-  la_block_t *head = atomic_load_explicit(&slab->xfree, memory_order_relaxed);
-  do {
-    block->next = head;
-  } while (!atomic_compare_exchange_weak_explicit(&slab->xfree, &head, block, memory_order_seq_cst,
-                                                  memory_order_relaxed));
-}
-
-void la_slab_count_remote(la_slab_t *slab) {
-  atomic_fetch_add_explicit(&slab->xcount, 1, memory_order_release);
-}
-
 /* Is `block` on the list starting at `b`?  Every step must land on a block
  * of this slab and the walk ends after `capacity` steps, so a list another
  * thread is changing under us ends the walk instead of leading astray. */
@@ -409,7 +414,7 @@ static bool list_holds(const la_slab_t *slab, const la_block_t *b, const la_bloc
  * its own to change without telling anyone. */
 bool la_slab_holds_free(const la_slab_t *slab, const la_block_t *block, bool owner) {
   if (owner && list_holds(slab, slab->free, block)) return true;
-  return list_holds(slab, atomic_load_explicit(&slab->xfree, memory_order_acquire), block);
+  return list_holds(slab, xfree_head(atomic_load_explicit(&slab->xfree, memory_order_acquire)), block);
 }
 
 void la_slab_list_push(la_slab_list_t *list, la_slab_t *slab) {

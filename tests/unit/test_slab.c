@@ -116,7 +116,6 @@ static void *free_remotely(void *arg) {
   remote_t *r = arg;
   for (int i = r->from; i < r->to; i++) {
     la_slab_free_remote(r->slab, r->blocks[i]);
-    la_slab_count_remote(r->slab);   /* as la_heap_free_slow does after its push */
   }
   return NULL;
 }
@@ -144,20 +143,28 @@ static void remote_frees_are_collected(void **state) {
   la_segment_release_run(seg, s);
 }
 
-/* A remote free whose count has not come yet: the slab must not look
- * empty; once the count comes, the next collection takes it even with no
- * block left to collect. */
-static void late_remote_count_keeps_slab_in_use(void **state) {
+/* Each collection takes the blocks pushed so far and counts exactly
+ * those: a push and its count are one atomic step. */
+static void remote_free_counted_with_its_block(void **state) {
   (void)state;
   la_slab_t *s = new_slab(la_class_of(64));
-  void *b = pop(s);
-  assert_non_null(b);
+  void *a = pop(s), *b = pop(s), *c = pop(s);
+  assert_non_null(c);
+  assert_false(la_slab_has_remote(s));
+  la_slab_free_remote(s, a);
   la_slab_free_remote(s, b);
+  assert_true(la_slab_has_remote(s));
   assert_true(la_slab_collect_remote(s));
-  assert_int_equal(s->used, 1);   /* not counted yet: still in use */
-  la_slab_count_remote(s);
+  assert_int_equal(s->used, 1);   /* c */
+  assert_false(la_slab_has_remote(s));
   assert_false(la_slab_collect_remote(s));
+  assert_int_equal(s->used, 1);
+  la_slab_free_remote(s, c);
+  assert_true(la_slab_collect_remote(s));
   assert_int_equal(s->used, 0);
+  int again = 0;
+  while (pop(s)) again++;
+  assert_int_equal(again, (int)s->capacity);
   la_segment_release_run(seg, s);
 }
 
@@ -183,7 +190,7 @@ int main(void) {
   const struct CMUnitTest tests[] = {
     cmocka_unit_test(carves_every_block_once), cmocka_unit_test(carving_jumps_only_inside_the_first_page),
     cmocka_unit_test(owner_frees_are_reused),
-    cmocka_unit_test(remote_frees_are_collected), cmocka_unit_test(late_remote_count_keeps_slab_in_use),
+    cmocka_unit_test(remote_frees_are_collected), cmocka_unit_test(remote_free_counted_with_its_block),
     cmocka_unit_test(slab_list_operations),
   };
   return cmocka_run_group_tests(tests, setup, teardown);
