@@ -260,6 +260,25 @@ static uint64_t carve_pages(const la_slab_t *s, bool carved) {
   return pages;
 }
 
+/* Start loading the line of each carved block, in address order, before a
+ * walk of the free list.  A thinned slab's list runs in the order of its
+ * frees, at random, and its blocks are cold: the walk took a cache miss
+ * per block, one after the other (80% of la_lend_start's samples on
+ * phasechange).  Prefetches in address order overlap, and a slab is small
+ * enough (at most 256 KiB of blocks) to stay in the L2 for the walk.  A
+ * prefetch of a page given back is dropped, not faulted. */
+void la_slab_prefetch_carved(const la_slab_t *s) {
+  uintptr_t last = 0;
+  for (uint32_t j = 0; j < s->reserved;) {
+    uint32_t end = carve_run_end(s, j) < s->reserved ? carve_run_end(s, j) : s->reserved;
+    for (uint32_t i = carved_index(s, j); j < end; i++, j++) {
+      uintptr_t line = ((uintptr_t)s->start + (size_t)i * s->block_size) >> 6;
+      if (line != last) __builtin_prefetch((const void *)(line << 6));
+      last = line;
+    }
+  }
+}
+
 /* Pages whose every block is carved and free.  Pages of blocks not carved
  * yet are untouched, or hold a previous slab's data: those go when the
  * slab's thread exits (la_slab_purge_stale), since a slab in use may carve
@@ -316,6 +335,7 @@ static size_t count_given_back(uint64_t pages) {
 size_t la_slab_trim(la_slab_t *s) {
   uint64_t free_bits[LA_TRIM_MAX_BLOCKS / 64];
   memset(free_bits, 0, ((s->capacity + 63) / 64) * sizeof free_bits[0]);
+  la_slab_prefetch_carved(s);
   for (la_block_t *b = s->free; b; b = b->next) {
     uint32_t i = block_index(s, b);
     free_bits[i / 64] |= (uint64_t)1 << (i % 64);
