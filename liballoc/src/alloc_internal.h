@@ -195,6 +195,15 @@ static inline void *la_slab_pop(la_slab_t *slab) {
   return b;
 }
 
+/* Push a block the owner frees back on its slab's free list, counted (the
+ * slow paths'; la_free's fast path does the same inline). */
+static inline void la_slab_push(la_slab_t *slab, la_block_t *block) {
+  block->next = slab->free;
+  slab->free = block;
+  LA_SHARED_STORE(slab->used, slab->used - 1);
+  LA_SHARED_STORE(slab->nfreed, slab->nfreed + 1);
+}
+
 /* ---- segmap.c: which 4 MiB regions are ours ------------------------------ */
 extern uint8_t la_segmap[LA_MAP_SIZE];
 void la_segmap_set(void *base, size_t size, enum la_map_kind kind);

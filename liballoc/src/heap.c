@@ -868,18 +868,13 @@ static void *lend_from(la_heap_t *heap, unsigned cls, size_t size) {
         release_lender(heap, s);
       } else if (s->cls == cls && la_lend_can_stop(s)) {
         return unlend(heap, s);
-      } else if (s->cls == cls) {
-        void *p = la_lend_serve(s);
-        lender_rebin(heap, s, true);
-        if (p) {
-          point_bin(heap, cls, s);   /* its next blocks by the fast path (no lenders while checking frees) */
-          return p;
-        }
       } else {
-        void *p = la_lend_take(s, cls, size);
+        bool own = s->cls == cls;
+        void *p = own ? la_lend_serve(s) : la_lend_take(s, cls, size);
         lender_rebin(heap, s, true);
         if (p) {
-          if (cls != s->cls) LA_OWNER_ADD(heap->lent_nmalloc[cls], 1);   /* the slab counts its own class */
+          if (own) point_bin(heap, cls, s);   /* its next blocks by the fast path (no lenders while checking frees) */
+          else LA_OWNER_ADD(heap->lent_nmalloc[cls], 1);   /* the slab counts its own class */
           return p;
         }
       }
@@ -1110,10 +1105,7 @@ static inline __attribute__((always_inline)) void free_small(la_heap_t *heap, la
     return;
   }
   if (owner) {
-    block->next = slab->free;
-    slab->free = block;
-    LA_SHARED_STORE(slab->used, slab->used - 1);
-    LA_SHARED_STORE(slab->nfreed, slab->nfreed + 1);
+    la_slab_push(slab, block);
     if (slab->in_full) leave_full(heap, slab);
     else if (!slab->fast_owner) LA_SHARED_STORE(slab->fast_owner, fast_owner_for(heap, slab));   /* its last sample may be gone */
     if (slab->used == 0) la_heap_retire_slab(heap, slab);
@@ -1154,10 +1146,7 @@ static LA_NOINLINE void free_sampled_slab(la_heap_t *heap, la_slab_t *slab, la_b
     free_sampled_slab_slow(heap, slab, block);
     return;
   }
-  block->next = slab->free;
-  slab->free = block;
-  LA_SHARED_STORE(slab->used, slab->used - 1);
-  LA_SHARED_STORE(slab->nfreed, slab->nfreed + 1);
+  la_slab_push(slab, block);
   /* Another thread may have freed its last sample meanwhile: fast_owner_for
    * with free checks off. */
   if (LA_UNLIKELY(!LA_SHARED_LOAD(slab->prof_samples))) LA_SHARED_STORE(slab->fast_owner, heap);

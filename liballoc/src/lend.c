@@ -329,10 +329,7 @@ bool la_lend_free_to_list(la_slab_t *s, la_block_t *b) {
   la_lend_t *l = s->lend;
   uint32_t i;
   if (!slot_start(s, b, &i) || !bit(l->small, i) || s->used <= 1) return false;
-  b->next = s->free;
-  s->free = b;
-  LA_SHARED_STORE(s->used, s->used - 1);
-  LA_SHARED_STORE(s->nfreed, s->nfreed + 1);
+  la_slab_push(s, b);
   return true;
 }
 
@@ -505,8 +502,8 @@ uint64_t la_lend_stats(la_stats_t *st, const la_slab_t *s) {
   }
   /* Free slots, on the free list of its own class (la_lend_serve) or
    * not: the thread's cache, as a plain slab's free blocks are. */
-  uint64_t busy = (used > lent ? used - lent : 0) + bytes / s->block_size;
+  uint64_t own = used > lent ? used - lent : 0, busy = own + bytes / s->block_size;
   if (atomic_load_explicit(&s->owner, memory_order_relaxed) && busy < s->capacity)
     st->s.tcache += (s->capacity - busy) * s->block_size;
-  return used > lent ? used - lent : 0;
+  return own;
 }
