@@ -25,8 +25,9 @@
  * way round, a huge request the cache cannot serve takes wholly free
  * segments before it maps anew.
  *
- * Slabs whose thread exited ("abandoned") wait on per-class lists: a heap
- * that needs a slab of that class adopts one, and slabs emptied by other
+ * Slabs whose thread exited ("abandoned"), and slabs a heap shares because
+ * other threads' frees left them sparse (heap.c), wait on per-class lists:
+ * a heap that needs a slab of that class adopts one, and slabs emptied by other
  * threads' frees are swept back into free units when the arena is about to
  * grow and on malloc_trim. */
 #include "alloc_internal.h"
@@ -656,7 +657,8 @@ void la_arena_put_slab(la_arena_t *a, la_slab_t *slab) {
   release_and_unlock(a, slab);
 }
 
-/* A heap whose thread exits leaves a slab that still has blocks in use. */
+/* A heap whose thread exits, or that shares a slab other threads freed
+ * into (heap.c), leaves a slab that still has blocks in use. */
 void la_arena_abandon_slab(la_arena_t *a, la_slab_t *slab) {
   pthread_mutex_lock(&a->lock);
   LA_SHARED_STORE(slab->fast_owner, NULL);

@@ -174,6 +174,11 @@ la_block_t *la_slab_take_remote(la_slab_t *slab) {
   return xfree_head(word);
 }
 
+/* Blocks in use: `used` less the remote frees not yet collected (owner). */
+uint32_t la_slab_live(const la_slab_t *slab) {
+  return slab->used - xfree_count(atomic_load_explicit(&slab->xfree, memory_order_relaxed));
+}
+
 bool la_slab_has_remote(const la_slab_t *slab) {
   return atomic_load_explicit(&slab->xfree, memory_order_relaxed) != 0;
 }

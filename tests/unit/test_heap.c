@@ -1,8 +1,8 @@
 /* test_heap.c - thread heaps (heap.c): what a heap caches decays like the
  * rest of free memory, heaps of exiting threads are always abandoned,
  * their slabs keep no page they did not use, sparse slabs give back their
- * free pages and the emptied slabs of classes no longer used go back to
- * the arena.
+ * free pages, the emptied slabs of classes no longer used go back to
+ * the arena, and slabs other threads freed into are shared.
  *
  * Decay is driven by an injected clock and by calling the purger's pass
  * (la_decay_all) directly, with the purger thread off: no sleeps.  The
@@ -31,11 +31,13 @@ static la_stats_t stats(void) {
 }
 
 /* Run fn in a thread of its own (a heap of its own) and wait for it. */
-static void run_in_thread(void *(*fn)(void *)) {
+static void run_in_thread_arg(void *(*fn)(void *), void *arg) {
   pthread_t t;
-  assert_int_equal(pthread_create(&t, NULL, fn, NULL), 0);
+  assert_int_equal(pthread_create(&t, NULL, fn, arg), 0);
   pthread_join(t, NULL);
 }
+
+static void run_in_thread(void *(*fn)(void *)) { run_in_thread_arg(fn, NULL); }
 
 static int setup(void **state) {
   (void)state;
@@ -347,6 +349,113 @@ static void test_sparse_slabs_trimmed_without_time_passing(void **state) {
   assert_true(trimmed >= SPARSE_SLABS - 1);
 }
 
+/* ---- what other threads freed is shared ------------------------------------
+ * A thread fills four slabs of one class and queues three of them behind
+ * its current one again: the first with one block freed, the second half
+ * emptied by its own frees, the third half emptied by another thread's.
+ * When its current slab runs out, the third goes to the arena (it would
+ * otherwise wait for its owner alone), and the next thread that needs a
+ * slab of the class is served from it; the second, freed into by its
+ * owner only, stays with its owner (trimming and lending work there). */
+
+#define SHARED 64
+static pthread_barrier_t share_step;
+static la_slab_t *share_own_sparse, *share_remote_sparse;
+static void **share_blocks;
+static size_t share_n;
+static la_heap_t *share_owner;
+static bool share_still_queued[2];
+
+static bool queued(const la_heap_t *heap, const la_slab_t *slab) {
+  for (const la_slab_t *s = heap->queues[slab->cls].head; s; s = s->next)
+    if (s == slab) return true;
+  return false;
+}
+
+static void *share_owner_thread(void *arg) {
+  (void)arg;
+  size_t cap = la_class_capacity[la_class_of(SHARED)];
+  share_n = 4 * cap;
+  share_blocks = la_malloc(share_n * sizeof *share_blocks);
+  share_owner = la_tls_heap;   /* made by its first malloc */
+  la_slab_t *slabs[4] = {0};
+  unsigned nslabs = 0;
+  for (size_t i = 0; i < share_n; i++) {
+    memset(share_blocks[i] = la_malloc(SHARED), 1, SHARED);
+    la_slab_t *s = la_slab_of(share_blocks[i]);
+    if (nslabs < 4 && (!nslabs || slabs[nslabs - 1] != s)) slabs[nslabs++] = s;
+  }
+  assert_int_equal(nslabs, 4);
+  share_own_sparse = slabs[1];
+  share_remote_sparse = slabs[2];
+  /* one block of each full slab freed by the owner queues it again; half
+   * of the second freed by the owner too */
+  size_t freed_by_owner[3] = {0};
+  for (size_t i = 0; i < share_n; i++) {
+    la_slab_t *s = la_slab_of(share_blocks[i]);
+    unsigned k = s == slabs[0] ? 0 : s == slabs[1] ? 1 : s == slabs[2] ? 2 : 3;
+    if (k == 3 || freed_by_owner[k] >= (k == 1 ? cap / 2 : 1)) continue;
+    la_free(share_blocks[i]);
+    share_blocks[i] = NULL;
+    freed_by_owner[k]++;
+  }
+  pthread_barrier_wait(&share_step);   /* the other thread frees half of slabs[2] */
+  pthread_barrier_wait(&share_step);
+  la_slab_t *current = share_owner->queues[la_class_of(SHARED)].head;
+  void *extra[1024];
+  size_t nextra = 0;
+  do memset(extra[nextra] = la_malloc(SHARED), 2, SHARED);
+  while (la_slab_of(extra[nextra++]) == current && nextra < 1024);
+  share_still_queued[0] = queued(share_owner, share_own_sparse);
+  share_still_queued[1] = queued(share_owner, share_remote_sparse);
+  pthread_barrier_wait(&share_step);   /* another thread takes a slab */
+  pthread_barrier_wait(&share_step);
+  while (nextra) la_free(extra[--nextra]);
+  return NULL;
+}
+
+static void *share_taker_thread(void *arg) {
+  bool *served = arg;
+  size_t cap = la_class_capacity[la_class_of(SHARED)];
+  void **p = la_malloc(cap * sizeof *p);
+  for (size_t i = 0; i < cap; i++) {
+    memset(p[i] = la_malloc(SHARED), 3, SHARED);
+    if (la_slab_of(p[i]) == share_remote_sparse) *served = true;
+  }
+  for (size_t i = 0; i < cap; i++) la_free(p[i]);
+  la_free(p);
+  return NULL;
+}
+
+static void test_remote_freed_slab_shared(void **state) {
+  (void)state;
+  pthread_barrier_init(&share_step, NULL, 2);
+  pthread_t owner;
+  assert_int_equal(pthread_create(&owner, NULL, share_owner_thread, NULL), 0);
+  pthread_barrier_wait(&share_step);
+  size_t cap = la_class_capacity[la_class_of(SHARED)], freed = 0;
+  for (size_t i = 0; i < share_n && freed < cap / 2; i++)
+    if (share_blocks[i] && la_slab_of(share_blocks[i]) == share_remote_sparse) {
+      la_free(share_blocks[i]);   /* remote frees, not collected yet */
+      share_blocks[i] = NULL;
+      freed++;
+    }
+  pthread_barrier_wait(&share_step);
+  pthread_barrier_wait(&share_step);   /* the owner's current slab ran out */
+  assert_true(share_still_queued[0]);
+  assert_false(share_still_queued[1]);
+  assert_ptr_equal(atomic_load(&share_own_sparse->owner), share_owner);
+  assert_null(atomic_load(&share_remote_sparse->owner));
+  bool served = false;
+  run_in_thread_arg(share_taker_thread, &served);
+  assert_true(served);
+  pthread_barrier_wait(&share_step);
+  pthread_join(owner, NULL);
+  pthread_barrier_destroy(&share_step);
+  for (size_t i = 0; i < share_n; i++) la_free(share_blocks[i]);
+  la_free(share_blocks);
+}
+
 /* ---- late destructors ---------------------------------------------------- */
 
 static pthread_key_t late_key;
@@ -397,6 +506,7 @@ int main(void) {
       cmocka_unit_test(test_busy_cache_kept),
       cmocka_unit_test(test_idle_caches_decay),
       cmocka_unit_test(test_late_destructor_heap_abandoned),
+      cmocka_unit_test(test_remote_freed_slab_shared),
   };
   return cmocka_run_group_tests_name("heap", tests, setup, NULL);
 }
