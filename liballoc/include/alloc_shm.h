@@ -168,7 +168,7 @@ extern "C" {
 #define ALLOC_SHM_KNOB_CALL(X, ...) X(__VA_ARGS__)
 #define ALLOC_SHM_KNOBS_WITH(M, X)                                                                 \
   M(X, narenas, COUNT, "0", 0, 64, FIXED, SHM,                                                     \
-    "Arenas threads are spread over; 0: one per CPU the process may run on "                       \
+    "Arenas threads are spread over; 0: one per four CPUs the process may run on "                 \
     "(the segment carries the effective count)")                                                   \
   M(X, dirty_decay_ms, INT, "10000", -1, 1099511627776, APPLY, SHM,                                \
     "Time over which freed (dirty) pages decay: -1 never, 0 at once")                              \

@@ -58,7 +58,7 @@ void la_stats_gather(la_stats_t *st) {
 }
 
 /* Every published knob's value in force, as the telemetry segment carries
- * them: la_opt's, except narenas, whose option may say 0 (one per CPU)
+ * them: la_opt's, except narenas, whose option may say 0 (the default count)
  * while the segment carries the count in use. */
 void la_stats_config(alloc_shm_config_t *c) {
 #define X(name, kind, help) c->name = (int64_t)la_opt.name;
