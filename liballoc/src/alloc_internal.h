@@ -300,7 +300,7 @@ bool la_slab_block_trimmed(const la_slab_t *s, const la_block_t *b);
 la_block_t *la_slab_take_remote(la_slab_t *slab);
 bool la_slab_collect_remote(la_slab_t *slab);
 void la_slab_free_remote(la_slab_t *slab, la_block_t *block);
-uint32_t la_slab_live(const la_slab_t *slab);
+uint32_t la_slab_remote_count(const la_slab_t *slab);
 bool la_slab_has_remote(const la_slab_t *slab);
 void la_slab_prefetch_carved(const la_slab_t *s);
 bool la_slab_holds_free(const la_slab_t *slab, const la_block_t *block, bool owner);

@@ -191,7 +191,8 @@ static void share_remote_freed(la_heap_t *heap, unsigned cls) {
   unsigned looked = 0;
   for (la_slab_t *s = q->tail; s != q->head && looked < SHARE_LOOK; s = prev, looked++) {
     prev = s->prev;
-    if (s->kind != LA_SLAB_SMALL || !la_slab_has_remote(s) || la_slab_live(s) * 4 > s->capacity * 3) continue;
+    uint32_t remote = la_slab_remote_count(s);   /* one read of the word remote frees write */
+    if (s->kind != LA_SLAB_SMALL || !remote || (s->used - remote) * 4 > s->capacity * 3) continue;
     la_slab_list_remove(q, s);
     la_arena_abandon_slab(la_segment_of(s)->arena, s);
   }

@@ -174,9 +174,9 @@ la_block_t *la_slab_take_remote(la_slab_t *slab) {
   return xfree_head(word);
 }
 
-/* Blocks in use: `used` less the remote frees not yet collected (owner). */
-uint32_t la_slab_live(const la_slab_t *slab) {
-  return slab->used - xfree_count(atomic_load_explicit(&slab->xfree, memory_order_relaxed));
+/* Remote frees not yet collected (counted in `used` until they are). */
+uint32_t la_slab_remote_count(const la_slab_t *slab) {
+  return xfree_count(atomic_load_explicit(&slab->xfree, memory_order_relaxed));
 }
 
 bool la_slab_has_remote(const la_slab_t *slab) {
