@@ -657,9 +657,19 @@ static void detach_slab(la_slab_t *slab) {
   LA_SHARED_STORE(slab->fast_owner, NULL);
   la_slab_collect_remote(slab);
   la_arena_t *arena = la_segment_of(slab)->arena;
-  la_slab_purge_stale(slab);   /* nothing carves the slab until a thread takes it */
-  if (slab->used == 0) la_arena_put_slab(arena, slab);
-  else la_arena_abandon_slab(arena, slab);
+  /* An empty slab goes back as it is: its resident units are dirty,
+   * counted, and the next slab reuses them or the decay purges them in
+   * batches.  Purged here, each exit's madvise interrupted every CPU the
+   * process ran on (TLB shootdown), and the next thread faulted the pages
+   * in again: threadchurn 0.095 -> 0.081 s, peak 10.5 -> 10.9 MiB. */
+  if (slab->used == 0) {
+    la_arena_put_slab(arena, slab);
+    return;
+  }
+  /* A slab left with blocks in use keeps its units: the pages it did not
+   * carve, a previous slab's, would be resident and counted nowhere. */
+  la_slab_purge_stale(slab);
+  la_arena_abandon_slab(arena, slab);
 }
 
 static void heap_abandon(la_heap_t *heap) {
