@@ -185,16 +185,29 @@ bool la_slab_has_remote(const la_slab_t *slab) {
 
 /* Put the blocks other threads freed on the free list; false if none. */
 bool la_slab_collect_remote(la_slab_t *slab) {
+  uint32_t used = slab->used;
+  uint32_t nremote = la_slab_remote_count(slab);
   la_block_t *head = la_slab_take_remote(slab);
-  if (head) {
-    if (slab->free) {
-      la_block_t *tail = head;
-      while (tail->next) tail = tail->next;
-      tail->next = slab->free;
-    }
+  if (!head) return false;
+  if (!slab->free) {
+    slab->free = head;
+    return true;
+  }
+  /* Two lists to join: walk the shorter to its end.  Without trimmed
+   * pages the owner's list holds every carved block that is neither in
+   * use nor on the remote list. */
+  uint32_t nfree = slab->reserved - used;
+  if (!slab->trimmed && nfree < nremote) {
+    la_block_t *tail = slab->free;
+    while (tail->next) tail = tail->next;
+    tail->next = head;
+  } else {
+    la_block_t *tail = head;
+    while (tail->next) tail = tail->next;
+    tail->next = slab->free;
     slab->free = head;
   }
-  return head != NULL;
+  return true;
 }
 
 /* ---- giving back the free pages inside a slab ------------------------------

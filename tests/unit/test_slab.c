@@ -168,6 +168,38 @@ static void remote_free_counted_with_its_block(void **state) {
   la_segment_release_run(seg, s);
 }
 
+/* The owner frees `mine` blocks, other threads `theirs`: collecting joins
+ * the two lists by walking the shorter, and every block comes back once,
+ * the owner's first when its list was the shorter. */
+static void join_lists(int mine, int theirs) {
+  la_slab_t *s = new_slab(la_class_of(64));
+  void *blocks[64];
+  for (int i = 0; i < mine + theirs; i++) assert_non_null(blocks[i] = pop(s));
+  while (pop(s)) {}
+  for (int i = 0; i < mine; i++) la_slab_push(s, blocks[i]);
+  for (int i = mine; i < mine + theirs; i++) la_slab_free_remote(s, blocks[i]);
+  assert_true(la_slab_collect_remote(s));
+  assert_int_equal(s->used, s->capacity - (uint32_t)(mine + theirs));
+  bool seen[64] = {false};
+  for (int n = 0; n < mine + theirs; n++) {
+    void *b = pop(s);
+    int i = 0;
+    while (i < mine + theirs && blocks[i] != b) i++;
+    assert_true(i < mine + theirs);
+    assert_false(seen[i]);
+    seen[i] = true;
+    if (n == 0) assert_true(mine < theirs ? i < mine : i >= mine);
+  }
+  assert_null(pop(s));
+  la_segment_release_run(seg, s);
+}
+
+static void collected_lists_joined(void **state) {
+  (void)state;
+  join_lists(3, 40);
+  join_lists(40, 3);
+}
+
 static void slab_list_operations(void **state) {
   (void)state;
   la_slab_t a = {0}, b = {0}, c = {0};
@@ -191,6 +223,7 @@ int main(void) {
     cmocka_unit_test(carves_every_block_once), cmocka_unit_test(carving_jumps_only_inside_the_first_page),
     cmocka_unit_test(owner_frees_are_reused),
     cmocka_unit_test(remote_frees_are_collected), cmocka_unit_test(remote_free_counted_with_its_block),
+    cmocka_unit_test(collected_lists_joined),
     cmocka_unit_test(slab_list_operations),
   };
   return cmocka_run_group_tests(tests, setup, teardown);
