@@ -183,30 +183,24 @@ bool la_slab_has_remote(const la_slab_t *slab) {
   return atomic_load_explicit(&slab->xfree, memory_order_relaxed) != 0;
 }
 
-/* Put the blocks other threads freed on the free list; false if none. */
+static la_block_t *list_tail(la_block_t *b) {
+  while (b->next) b = b->next;
+  return b;
+}
+
+/* Put the blocks other threads freed on the free list; false if none.
+ * With blocks on both lists, the shorter is walked to join them: taking
+ * the remote list counts its blocks out of `used`, and without trimmed
+ * pages the owner's list holds every carved block not in `used`. */
 bool la_slab_collect_remote(la_slab_t *slab) {
   uint32_t used = slab->used;
-  uint32_t nremote = la_slab_remote_count(slab);
   la_block_t *head = la_slab_take_remote(slab);
   if (!head) return false;
-  if (!slab->free) {
-    slab->free = head;
-    return true;
-  }
-  /* Two lists to join: walk the shorter to its end.  Without trimmed
-   * pages the owner's list holds every carved block that is neither in
-   * use nor on the remote list. */
-  uint32_t nfree = slab->reserved - used;
-  if (!slab->trimmed && nfree < nremote) {
-    la_block_t *tail = slab->free;
-    while (tail->next) tail = tail->next;
-    tail->next = head;
-  } else {
-    la_block_t *tail = head;
-    while (tail->next) tail = tail->next;
-    tail->next = slab->free;
-    slab->free = head;
-  }
+  uint32_t nfree = slab->reserved - used, nremote = used - slab->used;
+  la_block_t *first = head, *second = slab->free;
+  if (second && !slab->trimmed && nfree < nremote) first = second, second = head;
+  if (second) list_tail(first)->next = second;
+  slab->free = first;
   return true;
 }
 
