@@ -436,7 +436,11 @@ typedef struct buf_s {
   bool failed;
 } buf_t;
 
+/* Append n bytes; an empty field (a message never written has no buffer
+ * at all) appends nothing, and memcpy may not be given a null pointer
+ * even for no bytes. */
 static void put(buf_t *b, const void *data, size_t n) {
+  if (n == 0) return;
   if (b->failed || !grow((void **)&b->p, &b->cap, b->len + n, 1)) {
     b->failed = true;
     return;

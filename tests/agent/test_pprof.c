@@ -288,12 +288,50 @@ static void test_empty(void **state) {
   pprof_free(pp);
 }
 
+/* A stack of no frames (a sample whose walk found none, or a hostile
+ * segment's) is a sample with no locations: its empty location list was
+ * copied from a null buffer, undefined behaviour that the sanitizer
+ * build's fatal UBSan now stops at (fuzz_profile found it). */
+static void test_stackless_sample(void **state) {
+  (void)state;
+  area_t a;
+  alloc_shm_prof_t p;
+  make_profile(&a, &p);
+  a.stacks[0].depth = 0;
+  p.head.nstacks = 1;
+  pprof_t *pp = pprof_build(&p, NULL);
+  assert_non_null(pp);
+  uint8_t *gz;
+  size_t gzlen, len;
+  assert_true(pprof_encode(pp, pprof_value_index("inuse_space"), &gz, &gzlen));
+  uint8_t *pb = gunzip(gz, gzlen, &len);
+  const uint8_t *q = pb;
+  field_t f;
+  size_t samples = 0;
+  while (next_field(&q, pb + len, &f)) {
+    if (f.number != 2) continue;
+    samples++;
+    const uint8_t *r = f.data;
+    field_t g;
+    uint64_t values[8];
+    while (next_field(&r, f.data + f.len, &g)) {
+      if (g.number == 1) assert_int_equal(g.len, 0);   /* no locations */
+      if (g.number == 2) assert_int_equal(unpack(&g, values, 8), PPROF_NVALUES);
+    }
+  }
+  assert_int_equal(samples, 1);
+  free(pb);
+  free(gz);
+  pprof_free(pp);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
     cmocka_unit_test(test_encode_decode),
     cmocka_unit_test(test_top_json),
     cmocka_unit_test(test_empty),
     cmocka_unit_test(test_diff),
+    cmocka_unit_test(test_stackless_sample),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
