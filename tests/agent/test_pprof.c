@@ -97,6 +97,16 @@ static uint8_t *gunzip(const uint8_t *gz, size_t len, size_t *out_len) {
   return out;
 }
 
+/* The profile encoded with `value` as its default sample type, gunzip'ed. */
+static uint8_t *encode_plain(const pprof_t *pp, const char *value, size_t *len) {
+  uint8_t *gz;
+  size_t gzlen;
+  assert_true(pprof_encode(pp, pprof_value_index(value), &gz, &gzlen));
+  uint8_t *pb = gunzip(gz, gzlen, len);
+  free(gz);
+  return pb;
+}
+
 static void test_encode_decode(void **state) {
   (void)state;
   area_t a;
@@ -274,17 +284,14 @@ static void test_empty(void **state) {
   memset(&p, 0, sizeof p);
   p.head.sample_bytes = 1 << 21;
   pprof_t *pp = pprof_build(&p, NULL);
-  uint8_t *gz;
-  size_t gzlen, len;
-  assert_true(pprof_encode(pp, pprof_value_index("alloc_space"), &gz, &gzlen));
-  uint8_t *pb = gunzip(gz, gzlen, &len);
+  size_t len;
+  uint8_t *pb = encode_plain(pp, "alloc_space", &len);
   const uint8_t *q = pb;
   field_t f;
   size_t types = 0;
   while (next_field(&q, pb + len, &f)) types += f.number == 1;
   assert_int_equal(types, 5);
   free(pb);
-  free(gz);
   pprof_free(pp);
 }
 
@@ -301,10 +308,8 @@ static void test_stackless_sample(void **state) {
   p.head.nstacks = 1;
   pprof_t *pp = pprof_build(&p, NULL);
   assert_non_null(pp);
-  uint8_t *gz;
-  size_t gzlen, len;
-  assert_true(pprof_encode(pp, pprof_value_index("inuse_space"), &gz, &gzlen));
-  uint8_t *pb = gunzip(gz, gzlen, &len);
+  size_t len;
+  uint8_t *pb = encode_plain(pp, "inuse_space", &len);
   const uint8_t *q = pb;
   field_t f;
   size_t samples = 0;
@@ -321,7 +326,6 @@ static void test_stackless_sample(void **state) {
   }
   assert_int_equal(samples, 1);
   free(pb);
-  free(gz);
   pprof_free(pp);
 }
 
