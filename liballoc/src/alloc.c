@@ -231,13 +231,10 @@ void *la_calloc_sampled(size_t n, size_t size) { return calloc_body(n, size, tru
 
 /* ---- realloc ------------------------------------------------------------- */
 
-/* realloc's new block: counted by the profiler's malloc while it samples.
- * One above the largest class holds a block grown out of the classes: it
- * asks for huge pages as a huge block realloc grows does (huge.c). */
+/* realloc's new block: counted by the profiler's malloc while it samples. */
 static void *move_block(void *p, size_t old_size, size_t size, bool sampling) {
   void *q = sampling ? la_malloc_sampled(size) : la_malloc(size);
   if (!q) return NULL;   /* errno is ENOMEM; p is untouched */
-  if (size > LA_MAX_CLASS_SIZE) la_huge_grown(q);
   memcpy(q, p, old_size < size ? old_size : size);
   la_free(p);
   return q;

@@ -70,7 +70,6 @@ bool la_os_purge(void *p, size_t size);
 bool la_os_purge_lazy(void *p, size_t size);
 size_t la_os_resident_pages(const void *p, size_t size, unsigned char *vec, size_t vec_len);
 size_t la_os_hugepage_size(void);
-bool la_os_thp_on_request(void);
 uint64_t la_now_ns(void);
 uint64_t la_now_coarse_ns(void);   /* to the clock tick (1-4 ms), cheap */
 uint64_t la_os_realtime_ns(void);
@@ -357,7 +356,6 @@ void la_huge_free(void *p);
 bool la_huge_mark_sampled(const void *p);
 size_t la_huge_usable_size(const void *p);
 void *la_huge_realloc(void *p, size_t size);
-void la_huge_grown(void *p);
 void la_huge_stats(la_stats_t *st);
 bool la_huge_is_zeroed(const void *p);
 uint64_t la_huge_decay(uint64_t now);

@@ -322,7 +322,6 @@ typedef struct la_huge_s {
   size_t map_size;         /* mapped bytes (multiple of LA_SEG_SIZE) */
   bool zeroed;             /* a fresh mapping, not yet written */
   bool sampled;            /* (huge_lock) the block is a live sample (prof.c) */
-  bool huge_pages;         /* it asked for transparent huge pages as it grew */
   struct la_huge_s *next;  /* hash chain, or the cache's FIFO */
 } la_huge_t;
 

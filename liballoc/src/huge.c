@@ -27,8 +27,7 @@
  *
  * realloc grows a huge block in place when the address space after it is
  * free, and otherwise moves its pages with mremap: page tables move, bytes
- * are not copied.  A block realloc grows asks for transparent huge pages
- * (below, "Huge pages for growing blocks"). */
+ * are not copied. */
 #include "alloc_internal.h"
 
 #include <errno.h>
@@ -115,7 +114,6 @@ static la_huge_t *desc_new(void) {
   la_huge_t *d = spare_descs;
   if (d) spare_descs = d->next;
   else d = la_meta_alloc(sizeof *d);
-  if (d) d->huge_pages = false;
   return d;
 }
 
@@ -247,38 +245,6 @@ static void cache_decay_init_once(void) {
   la_decay_init(&cache_decay, la_opt.dirty_decay_ms, la_now_ns());
 }
 
-/* ---- huge pages for growing blocks ----------------------------------------
- * A block that realloc grows into or within the huge sizes is being filled
- * front to back (a vector's push_back, a string builder, a buffer read in
- * pieces): its pages get written in turn.  Where the system gives huge
- * pages only to memory that asks for them (THP `madvise`, Debian's
- * default) and `thp` is `default`, such a block asks (MADV_HUGEPAGE): one
- * page fault per 2 MiB instead of 512, and at most the 2 MiB at its end
- * resident before the program writes them (grow: 68.9 k page faults to
- * 10.2 k, 0.18 to 0.09 s, the same peak RSS).  A block malloc hands out
- * keeps the system's way: programs size buffers for the most they may need
- * and write part of them (manysize's pointer arrays: peak RSS 48 -> 59 MiB
- * with every huge block asking).  Memory that leaves a grown block for the
- * cache (the block freed, or what a shrink gives back) asks for small
- * pages again, so that the next block or arena segment made of it does not
- * inherit the huge ones.  Under THP `always` every block has them anyway,
- * under `never` none can; `thp:always` and `thp:never` are the knob's. */
-
-static bool grown_blocks_ask(void) { return la_opt.thp == LA_THP_DEFAULT && la_os_thp_on_request(); }
-
-/* d is the caller's alone (out of the table, or a block it just made). */
-static void ask_huge_pages(la_huge_t *d) {
-  if (!grown_blocks_ask()) return;
-  la_os_advise_thp(d->ptr, d->map_size, LA_THP_ALWAYS);
-  d->huge_pages = true;
-}
-
-/* [p, p + size) of a block that asked leaves it for the cache.  A change of
- * the mapping's flags, no page work: done where it happens, lock or not. */
-static void unask_huge_pages(const la_huge_t *d, void *p, size_t size) {
-  if (d->huge_pages && la_opt.thp == LA_THP_DEFAULT) la_os_advise_thp(p, size, LA_THP_NEVER);
-}
-
 /* ---- allocation ---------------------------------------------------------- */
 
 /* Cut a mapping at `keep` bytes: the rest goes back into the cache as a
@@ -288,7 +254,6 @@ static void split_to_cache(la_huge_t *d, size_t keep) {
   if (d->map_size <= keep) return;
   uint8_t *rest = (uint8_t *)d->ptr + keep;
   size_t rest_size = d->map_size - keep;
-  unask_huge_pages(d, rest, rest_size);
   d->map_size = keep;
   pthread_mutex_lock(&huge_lock);
   la_huge_t *t = cache_new(rest, rest_size);
@@ -434,8 +399,6 @@ void la_huge_free(void *p) {
     d->sampled = false;
     la_prof_forget(p);   /* lock order: huge_lock, then prof.c's */
   }
-  unask_huge_pages(d, d->ptr, d->map_size);
-  d->huge_pages = false;
   cache_decay_init_once();
   cache_push(d);
   /* At most CACHE_MAX mappings, and no more than twice what is in use plus
@@ -795,9 +758,7 @@ void *la_huge_realloc(void *p, size_t size) {
     errno = ENOMEM;
     return NULL;
   }
-  bool grows = usable > d->size;
   bool done = resize(d, usable, need);
-  if (done && grows) ask_huge_pages(d);
   /* A sampled block that moves is no longer tracked (prof.c: the sample
    * is dropped, as if freed); one resized in place stays a sample. */
   bool forget = d->sampled && (!done || d->ptr != p);
@@ -809,20 +770,9 @@ void *la_huge_realloc(void *p, size_t size) {
    * several cached ones spans several: copy it instead. */
   void *q = la_huge_alloc(size, LA_SEG_SIZE);
   if (!q) return NULL;   /* errno is ENOMEM; p is untouched */
-  la_huge_grown(q);
   memcpy(q, p, d->size);
   la_huge_free(p);
   return q;
-}
-
-/* p, a huge block, was made for a block realloc grows: it asks for huge
- * pages as that block would have (before the copy into it). */
-void la_huge_grown(void *p) {
-  if (!grown_blocks_ask()) return;
-  pthread_mutex_lock(&huge_lock);
-  la_huge_t *d = table_find(p);
-  pthread_mutex_unlock(&huge_lock);
-  if (d) ask_huge_pages(d);   /* nobody else knows p yet */
 }
 
 void la_huge_stats(la_stats_t *st) {

@@ -179,21 +179,6 @@ size_t la_os_hugepage_size(void) {
   return size;
 }
 
-/* Does the system give huge pages only to memory that asks for them
- * (`madvise` in /sys/kernel/mm/transparent_hugepage/enabled, Debian's
- * default)?  Read once; false if it cannot be read. */
-bool la_os_thp_on_request(void) {
-  static atomic_int cached = -1;
-  int on = atomic_load_explicit(&cached, memory_order_relaxed);
-  if (on >= 0) return on;
-  char buf[64];
-  ssize_t n = la_os_read_file("/sys/kernel/mm/transparent_hugepage/enabled", buf, sizeof buf - 1);
-  buf[n > 0 ? n : 0] = 0;
-  on = strstr(buf, "[madvise]") != NULL;
-  atomic_store_explicit(&cached, on, memory_order_relaxed);
-  return on;
-}
-
 /* A hint: failure changes nothing but the pages' size. */
 void la_os_advise_thp(void *p, size_t size, int thp_mode) {
   int saved = errno;
