@@ -77,6 +77,7 @@ uint64_t la_os_monotonic_ns(void);  /* never the tests' clock */
 void la_os_set_clock(uint64_t (*now_ns)(void));
 void la_os_advise_thp(void *p, size_t size, int thp_mode);
 void *la_os_remap_to(void *old, size_t old_size, size_t new_size, void *dest);
+void la_os_move_regions(void *from, size_t size, void *to);
 bool la_os_extend_in_place(void *p, size_t old_size, size_t new_size);
 uint64_t la_os_random64(void);
 unsigned la_os_ncpus(void);

@@ -322,6 +322,7 @@ typedef struct la_huge_s {
   size_t map_size;         /* mapped bytes (multiple of LA_SEG_SIZE) */
   bool zeroed;             /* a fresh mapping, not yet written */
   bool sampled;            /* (huge_lock) the block is a live sample (prof.c) */
+  bool split;              /* spans several kernel mappings: moved region by region */
   struct la_huge_s *next;  /* hash chain, or the cache's FIFO */
 } la_huge_t;
 

@@ -27,7 +27,9 @@
  *
  * realloc grows a huge block in place when the address space after it is
  * free, and otherwise moves its pages with mremap: page tables move, bytes
- * are not copied. */
+ * are not copied.  A block made of cached mappings (gathered, or grown into
+ * the cached mapping after it or under it) spans several kernel mappings,
+ * which never merge again: it is `split`, and moves region by region. */
 #include "alloc_internal.h"
 
 #include <errno.h>
@@ -142,6 +144,7 @@ static la_huge_t *cache_new(void *ptr, size_t map_size) {
   d->size = 0;
   d->map_size = map_size;
   d->zeroed = false;
+  d->split = false;
   cache_push(d);
   return d;
 }
@@ -257,6 +260,7 @@ static void split_to_cache(la_huge_t *d, size_t keep) {
   d->map_size = keep;
   pthread_mutex_lock(&huge_lock);
   la_huge_t *t = cache_new(rest, rest_size);
+  if (t) t->split = d->split;
   pthread_mutex_unlock(&huge_lock);
   if (!t) {
     la_segmap_set(rest, rest_size, LA_MAP_NONE);
@@ -276,7 +280,7 @@ static la_huge_t *gather_cached(size_t map_size) {
   pthread_mutex_unlock(&huge_lock);
   if (!parts) return NULL;
   uint8_t *dest = la_os_map_aligned(map_size, LA_SEG_SIZE);
-  bool refused = false;
+  bool refused = false, split = false;
   size_t off = 0;
   la_huge_t *next;
   for (la_huge_t *d = parts; d; d = next) {
@@ -286,8 +290,10 @@ static la_huge_t *gather_cached(size_t map_size) {
     if (dest && !refused && n) {
       split_to_cache(d, n);   /* what is not needed stays cached */
       la_segmap_set(d->ptr, d->map_size, LA_MAP_NONE);
-      moved = la_os_remap_to(d->ptr, n, n, dest + off);
+      if (d->split) la_os_move_regions(d->ptr, n, dest + off);
+      moved = d->split || la_os_remap_to(d->ptr, n, n, dest + off);
       refused = !moved;
+      split |= d->split || n < map_size;   /* pieces moved apart stay apart */
     }
     if (moved) off += n;
     pthread_mutex_lock(&huge_lock);
@@ -310,6 +316,7 @@ static la_huge_t *gather_cached(size_t map_size) {
   la_segmap_set(dest, map_size, LA_MAP_HUGE);
   d->ptr = dest;
   d->map_size = map_size;
+  d->split = split;
   return d;
 }
 
@@ -371,6 +378,7 @@ void *la_huge_alloc(size_t size, size_t align) {
   d->size = usable;
   d->map_size = map_size;
   d->zeroed = true;
+  d->split = false;
   table_insert(d);
   huge_count++;
   huge_nmalloc++;
@@ -617,12 +625,42 @@ static la_huge_t *take_cached_destination(size_t map_size) {
 /* Grow d's mapping to map_size: in place if the address space after it is
  * free, else move its pages elsewhere (d->ptr changes): onto a cached
  * mapping when one is big enough, else to a fresh aligned reservation.
- * Moving onto a cached mapping gives its resident pages back (mremap
- * replaces what is at the destination): a program that grows its arrays
- * round after round no longer keeps the regions its shrinks and moves
- * left in the cache beside new ones (grow: 198 MiB peak for 99 MiB of
- * arrays).  The table and the totals are the caller's business. */
-static bool grow_mapping(la_huge_t *d, size_t map_size, bool *fresh) {
+ * Moving onto a cached mapping replaces the cached pages the block lands
+ * on and keeps those after it, up to the `asked` bytes the program wants,
+ * for the growth to write without page faults (grow: 69 k faults -> 61 k,
+ * 0.187 -> 0.171 s at the same peak RSS); the rest of the reservation
+ * is given back, since the program may never write it.  The block then
+ * spans two kernel mappings (moved apart, they never merge), so while
+ * huge blocks take more than SPLIT_MAX_MAPPED (16 Ki mappings of 4 MiB
+ * against the kernel's 65,530, vm.max_map_count) the cached pages are
+ * dropped instead, the move growing the block's one mapping as before.
+ * *fresh says the growth is on untouched pages.  The table and the totals
+ * are the caller's business. */
+#define SPLIT_MAX_MAPPED ((size_t)64 << 30)
+
+static bool move_block(la_huge_t *d, void *dest, size_t map_size, bool onto) {
+  if (d->split) {
+    la_os_move_regions(d->ptr, d->map_size, dest);
+    return true;
+  }
+  pthread_mutex_lock(&huge_lock);
+  bool keep_tail = onto && huge_mapped <= SPLIT_MAX_MAPPED;
+  pthread_mutex_unlock(&huge_lock);
+  bool moved = la_os_remap_to(d->ptr, d->map_size, keep_tail ? d->map_size : map_size, dest) != NULL;
+  d->split = moved && keep_tail;
+  return moved;
+}
+
+/* Give back the pages of a kept cached tail beyond what was asked. */
+static void drop_spare_tail(uint8_t *block, size_t asked, size_t map_size) {
+  if (asked >= map_size || !la_os_purge(block + asked, map_size - asked)) return;
+  pthread_mutex_lock(&huge_lock);
+  cache_purge.purged += map_size - asked;
+  cache_purge.nmadvise++;
+  pthread_mutex_unlock(&huge_lock);
+}
+
+static bool grow_mapping(la_huge_t *d, size_t map_size, size_t asked, bool *fresh) {
   uint8_t *p = d->ptr;
   *fresh = true;
   if (la_os_extend_in_place(p, d->map_size, map_size)) {
@@ -636,7 +674,7 @@ static bool grow_mapping(la_huge_t *d, size_t map_size, bool *fresh) {
      * another thread may map them and mark them as its own. */
     la_segmap_set(dest, map_size, LA_MAP_HUGE);
     la_segmap_set(p, d->map_size, LA_MAP_NONE);
-    bool moved = la_os_remap_to(p, d->map_size, map_size, dest) != NULL;
+    bool moved = move_block(d, dest, map_size, onto != NULL);
     if (!moved) {
       la_segmap_set(p, d->map_size, LA_MAP_HUGE);
       la_segmap_set(dest, map_size, LA_MAP_NONE);
@@ -651,6 +689,7 @@ static bool grow_mapping(la_huge_t *d, size_t map_size, bool *fresh) {
       inflight_end();
     }
     if (!moved) return false;
+    if (onto && d->split) drop_spare_tail(dest, asked, map_size);
     d->ptr = dest;
   }
   d->map_size = map_size;
@@ -678,6 +717,7 @@ static bool absorb_next_cached(la_huge_t *d, size_t map_size) {
   cache_count--;
   cache_bytes -= next->map_size;
   d->map_size += next->map_size;
+  d->split = true;   /* two mappings side by side */
   desc_release(next);
   pthread_mutex_unlock(&huge_lock);
   split_to_cache(d, map_size);
@@ -708,9 +748,9 @@ static void shed_cached(size_t bytes) {
 
 /* Grow a block whose descriptor is out of the table. */
 static bool grow(la_huge_t *d, size_t usable, size_t map_size) {
-  size_t old_map = d->map_size;
+  size_t old_map = d->map_size, asked = (usable + LA_SEG_SIZE - 1) & ~(LA_SEG_SIZE - 1);
   bool fresh = false;
-  if (!absorb_next_cached(d, map_size) && !grow_mapping(d, map_size, &fresh)) return false;
+  if (!absorb_next_cached(d, map_size) && !grow_mapping(d, map_size, asked, &fresh)) return false;
   if (fresh) shed_cached(map_size - old_map);
   account((ssize_t)usable - (ssize_t)d->size, (ssize_t)map_size - (ssize_t)old_map);
   d->size = usable;
@@ -771,8 +811,8 @@ void *la_huge_realloc(void *p, size_t size) {
   relink(d, thp_seen);
   if (forget) la_prof_forget(p);
   if (done) return d->ptr;
-  /* mremap moves one kernel mapping at a time, and a block gathered from
-   * several cached ones spans several: copy it instead. */
+  /* The kernel would not grow or move it (a mapping the program split
+   * with mprotect or mlock, or max_map_count): copy it instead. */
   void *q = la_huge_alloc(size, LA_SEG_SIZE);
   if (!q) return NULL;   /* errno is ENOMEM; p is untouched */
   memcpy(q, p, d->size);

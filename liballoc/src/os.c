@@ -199,11 +199,47 @@ void *la_os_remap_to(void *old, size_t old_size, size_t new_size, void *dest) {
   return p == MAP_FAILED ? NULL : p;
 }
 
+/* A move that failed may have unmapped its destination first (Linux
+ * before 6.17 unmaps it before it checks the source): map it again.
+ * Never failed on purpose (la_os_fault), since nothing could be done: if
+ * the kernel will not, another thread has taken the address in between,
+ * and the block being moved would be cut in two. */
+static void restore_destination(void *to, size_t size) {
+  unsigned char resident;
+  if (mincore(to, la_page_size, &resident) == 0) return;   /* still mapped */
+  if (mmap(to, size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED_NOREPLACE, -1, 0) == to) return;
+  la_fatal("mremap failed after unmapping %zu bytes at %p, which could not be mapped again", size, to);
+}
+
+/* Move the pages of [from, from + size), which may span several kernel
+ * mappings (a huge block that grew into cached memory, huge.c), onto `to`,
+ * which the caller has mapped: one region (LA_SEG_SIZE) at a time, since
+ * mremap moves a range over several mappings only from Linux 6.17, and
+ * liballoc's mappings are split only at region boundaries.  A region the
+ * kernel will not move (the program split its mapping, with mprotect or
+ * mlock, or max_map_count) is copied instead.  Afterwards the source range
+ * is unmapped. */
+void la_os_move_regions(void *from, size_t size, void *to) {
+  int saved = errno;
+  for (size_t off = 0; off < size; off += LA_SEG_SIZE) {
+    uint8_t *src = (uint8_t *)from + off, *dst = (uint8_t *)to + off;
+    if (!la_os_fault(LA_OS_MREMAP) &&
+        mremap(src, LA_SEG_SIZE, LA_SEG_SIZE, MREMAP_MAYMOVE | MREMAP_FIXED, dst) != MAP_FAILED)
+      continue;
+    restore_destination(dst, LA_SEG_SIZE);
+    memcpy(dst, src, LA_SEG_SIZE);
+    la_os_unmap(src, LA_SEG_SIZE);
+  }
+  errno = saved;
+}
+
 /* Grow a mapping where it stands; false if the address range after it is
- * taken (or the kernel refuses). */
+ * taken (or the kernel refuses).  A range over several mappings cannot be
+ * extended by mremap (EFAULT): the range after it is mapped instead. */
 bool la_os_extend_in_place(void *p, size_t old_size, size_t new_size) {
   int saved = errno;
   bool ok = !la_os_fault(LA_OS_MREMAP) && mremap(p, old_size, new_size, 0) != MAP_FAILED;
+  if (!ok && errno == EFAULT) ok = map_exactly((uintptr_t)p + old_size, new_size - old_size) != NULL;
   errno = saved;
   return ok;
 }

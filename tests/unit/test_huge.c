@@ -297,6 +297,48 @@ static void test_growth_sheds_the_cache(void **state) {
   la_huge_set_decay(la_opt.dirty_decay_ms);
 }
 
+/* A block that must move to grow, onto a cached mapping, keeps that
+ * mapping's resident pages after it for its growth (without this, the move
+ * replaced them all and the growth faulted in new ones); the block then
+ * spans two kernel mappings, and moves later region by region, also when
+ * the kernel refuses every mremap (each region is copied then). */
+static void test_growth_onto_cached_pages(void **state) {
+  (void)state;
+  const size_t seg = LA_SEG_SIZE;
+  la_huge_set_decay(-1);
+  la_huge_purge();
+  char *cached = la_malloc(4 * seg), *blocker = la_malloc(seg), *g = la_malloc(seg);
+  assert_non_null(cached);
+  assert_non_null(blocker);
+  assert_non_null(g);
+  memset(cached, 1, 4 * seg);
+  la_free(cached);
+  memset(g, 7, seg);
+  /* the address after g is taken (mappings are placed downwards) */
+  char *g3 = la_realloc(g, 3 * seg);
+  assert_ptr_equal(g3, cached);   /* moved onto the cached mapping */
+  if (!thp_always()) assert_int_equal(resident_pages(g3 + seg, 2 * seg), 2 * seg / 4096);
+  for (size_t off = 0; off < seg; off += 4096) assert_int_equal(g3[off], 7);
+  memset(g3 + seg, 8, 2 * seg);
+  /* the cached mapping's last region follows g3: too small to absorb, so
+   * g3 moves, region by region; then again with every mremap refused */
+  char *g10 = la_realloc(g3, 10 * seg);
+  assert_non_null(g10);
+  assert_ptr_not_equal(g10, g3);
+  memset(g10 + 3 * seg, 9, 7 * seg);
+  char *again = la_malloc(seg);   /* take the address after g10 */
+  la_os_fault_set(LA_OS_MREMAP, 0, 1000000, EFAULT);
+  char *g20 = la_realloc(g10, 20 * seg);
+  la_os_fault_clear();
+  assert_non_null(g20);
+  for (size_t off = 0; off < 10 * seg; off += 4096)
+    assert_int_equal(g20[off], off < seg ? 7 : off < 3 * seg ? 8 : 9);
+  la_free(g20);
+  la_free(again);
+  la_free(blocker);
+  la_huge_set_decay(la_opt.dirty_decay_ms);
+}
+
 int main(void) {
   la_ensure_init();
   const struct CMUnitTest tests[] = {
@@ -306,6 +348,7 @@ int main(void) {
       cmocka_unit_test(test_freed_small_blocks_serve_huge),
       cmocka_unit_test(test_realloc_while_thp_changes),
       cmocka_unit_test(test_growth_sheds_the_cache),
+      cmocka_unit_test(test_growth_onto_cached_pages),
       cmocka_unit_test(test_all_freed_at_once_stay_cached),
   };
   return cmocka_run_group_tests_name("huge", tests, NULL, NULL);

@@ -263,6 +263,37 @@ static void refused_mapping_is_enomem_and_keeps_the_block(void **state) {
   la_free(q);
 }
 
+/* la_os_move_regions moves a range over several kernel mappings (a huge
+ * block grown into cached memory) region by region, and copies a region
+ * the kernel will not move: whatever fails, the destination holds the
+ * bytes and the source is gone. */
+static void regions_move_or_are_copied(void **state) {
+  (void)state;
+  const size_t r = LA_SEG_SIZE;
+  for (uint32_t ppm = 0; ppm <= 1000000; ppm += 500000) {
+    uint8_t *src = la_os_map_aligned(3 * r, r), *other = la_os_map_aligned(r, r);
+    uint8_t *dst = la_os_map_aligned(3 * r, r);
+    assert_non_null(src);
+    assert_non_null(other);
+    assert_non_null(dst);
+    memset(other, 0x44, r);   /* the middle region: another mapping's pages */
+    assert_ptr_equal(mremap(other, r, r, MREMAP_MAYMOVE | MREMAP_FIXED, src + r), src + r);
+    memset(src, 0x11, r);
+    memset(src + 2 * r, 0x33, r / 2);
+    la_os_fault_set(LA_OS_MREMAP, 0, ppm, EFAULT);
+    la_os_move_regions(src, 3 * r, dst);
+    uint64_t refused = la_os_fault_injected(LA_OS_MREMAP);
+    la_os_fault_clear();
+    print_message("  %u ppm of mremap refused: %llu regions copied\n", ppm, (unsigned long long)refused);
+    if (ppm == 1000000) assert_int_equal(refused, 3);
+    for (size_t off = 0; off < 3 * r; off += 4096)
+      assert_int_equal(dst[off], off < r ? 0x11 : off < 2 * r ? 0x44 : off < 2 * r + r / 2 ? 0x33 : 0);
+    unsigned char v;
+    for (size_t off = 0; off < 3 * r; off += r) assert_int_equal(mincore(src + off, 4096, &v), -1);
+    assert_true(la_os_unmap(dst, 3 * r));
+  }
+}
+
 /* ---- a random workload under random failures ---------------------------------- */
 
 #define SLOTS 512
@@ -465,6 +496,7 @@ int main(void) {
     cmocka_unit_test_teardown(counted_clean_means_not_resident, teardown_each),
     cmocka_unit_test_teardown(refused_units_are_not_retried_in_vain, teardown_each),
     cmocka_unit_test_teardown(refused_mapping_is_enomem_and_keeps_the_block, teardown_each),
+    cmocka_unit_test_teardown(regions_move_or_are_copied, teardown_each),
     cmocka_unit_test_teardown(workload_survives_every_kind_of_refusal, teardown_each),
     cmocka_unit_test_teardown(publisher_recovers_when_files_work_again, teardown_each),
   };
