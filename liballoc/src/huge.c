@@ -268,6 +268,16 @@ static void split_to_cache(la_huge_t *d, size_t keep) {
   }
 }
 
+/* Move the first n bytes of d's mapping onto `to`: in one mremap, or
+ * region by region when d spans several kernel mappings or the kernel
+ * refuses the one call (the program split the range: mprotect, mlock).
+ * True if the moved pages now span several mappings. */
+static bool move_pages(const la_huge_t *d, size_t n, uint8_t *to) {
+  if (!d->split && la_os_remap_to(d->ptr, n, n, to)) return false;
+  la_os_move_regions(d->ptr, n, to);
+  return true;
+}
+
 /* No cached mapping is large enough: build one of map_size bytes from
  * several, moving their pages into a fresh reservation with mremap (page
  * tables move; nothing is copied or faulted in again).  The part they do
@@ -280,32 +290,27 @@ static la_huge_t *gather_cached(size_t map_size) {
   pthread_mutex_unlock(&huge_lock);
   if (!parts) return NULL;
   uint8_t *dest = la_os_map_aligned(map_size, LA_SEG_SIZE);
-  bool refused = false, split = false;
+  bool split = false;
   size_t off = 0;
   la_huge_t *next;
   for (la_huge_t *d = parts; d; d = next) {
     next = d->next;
     size_t n = map_size - off < d->map_size ? map_size - off : d->map_size;
     bool moved = false;
-    if (dest && !refused && n) {
+    if (dest && n) {
       split_to_cache(d, n);   /* what is not needed stays cached */
       la_segmap_set(d->ptr, d->map_size, LA_MAP_NONE);
-      if (d->split) la_os_move_regions(d->ptr, n, dest + off);
-      moved = d->split || la_os_remap_to(d->ptr, n, n, dest + off);
-      refused = !moved;
-      split |= d->split || n < map_size;   /* pieces moved apart stay apart */
+      split |= move_pages(d, n, dest + off) || n < map_size;   /* pieces moved apart stay apart */
+      moved = true;
+      off += n;
     }
-    if (moved) off += n;
     pthread_mutex_lock(&huge_lock);
     if (moved) desc_release(d);
-    else cache_keep(d);   /* not needed, or the kernel would not move it */
+    else cache_keep(d);   /* not needed */
     pthread_mutex_unlock(&huge_lock);
   }
   inflight_end();   /* every part is moved, cached again or released */
-  /* A refused move may have left the destination with a hole (the kernel
-   * unmaps the target before moving): give it up; the caller maps anew. */
-  if (dest && refused) la_os_unmap(dest, map_size);
-  if (!dest || refused) return NULL;
+  if (!dest) return NULL;
   pthread_mutex_lock(&huge_lock);
   la_huge_t *d = desc_new();
   pthread_mutex_unlock(&huge_lock);
@@ -638,17 +643,12 @@ static la_huge_t *take_cached_destination(size_t map_size) {
  * are the caller's business. */
 #define SPLIT_MAX_MAPPED ((size_t)64 << 30)
 
-static bool move_block(la_huge_t *d, void *dest, size_t map_size, bool onto) {
-  if (d->split) {
-    la_os_move_regions(d->ptr, d->map_size, dest);
-    return true;
-  }
+static void move_block(la_huge_t *d, uint8_t *dest, size_t map_size, bool onto) {
   pthread_mutex_lock(&huge_lock);
   bool keep_tail = onto && huge_mapped <= SPLIT_MAX_MAPPED;
   pthread_mutex_unlock(&huge_lock);
-  bool moved = la_os_remap_to(d->ptr, d->map_size, keep_tail ? d->map_size : map_size, dest) != NULL;
-  d->split = moved && keep_tail;
-  return moved;
+  if (!d->split && !keep_tail && la_os_remap_to(d->ptr, d->map_size, map_size, dest)) return;
+  d->split = move_pages(d, d->map_size, dest) || keep_tail;
 }
 
 /* Give back the pages of a kept cached tail beyond what was asked. */
@@ -668,28 +668,20 @@ static bool grow_mapping(la_huge_t *d, size_t map_size, size_t asked, bool *fres
   } else {
     la_huge_t *onto = take_cached_destination(map_size);
     *fresh = !onto;
-    void *dest = onto ? onto->ptr : la_os_map_aligned(map_size, LA_SEG_SIZE);
+    uint8_t *dest = onto ? onto->ptr : la_os_map_aligned(map_size, LA_SEG_SIZE);
     if (!dest) return false;
     /* Clear the old regions before mremap frees them: once they are free,
      * another thread may map them and mark them as its own. */
     la_segmap_set(dest, map_size, LA_MAP_HUGE);
     la_segmap_set(p, d->map_size, LA_MAP_NONE);
-    bool moved = move_block(d, dest, map_size, onto != NULL);
-    if (!moved) {
-      la_segmap_set(p, d->map_size, LA_MAP_HUGE);
-      la_segmap_set(dest, map_size, LA_MAP_NONE);
-      /* a refused move may have unmapped the destination already */
-      la_os_unmap(dest, map_size);
-    }
+    move_block(d, dest, map_size, onto != NULL);
     if (onto) {
       pthread_mutex_lock(&huge_lock);
-      if (!moved) cache_purge.purged += map_size;   /* given back to the OS */
       desc_release(onto);
       pthread_mutex_unlock(&huge_lock);
       inflight_end();
+      if (d->split) drop_spare_tail(dest, asked, map_size);
     }
-    if (!moved) return false;
-    if (onto && d->split) drop_spare_tail(dest, asked, map_size);
     d->ptr = dest;
   }
   d->map_size = map_size;

@@ -187,17 +187,7 @@ void la_os_advise_thp(void *p, size_t size, int thp_mode) {
   errno = saved;
 }
 
-/* Move the pages of [old, old+old_size) to `dest` (already reserved by us)
- * and grow the range to new_size, without copying: the kernel moves page
- * table entries.  Returns dest, or NULL if the kernel refuses (then nothing
- * moved). */
-void *la_os_remap_to(void *old, size_t old_size, size_t new_size, void *dest) {
-  int saved = errno;
-  void *p = la_os_fault(LA_OS_MREMAP) ? MAP_FAILED
-                                      : mremap(old, old_size, new_size, MREMAP_MAYMOVE | MREMAP_FIXED, dest);
-  errno = saved;
-  return p == MAP_FAILED ? NULL : p;
-}
+
 
 /* A move that failed may have unmapped its destination first (Linux
  * before 6.17 unmaps it before it checks the source): map it again.
@@ -209,6 +199,20 @@ static void restore_destination(void *to, size_t size) {
   if (mincore(to, la_page_size, &resident) == 0) return;   /* still mapped */
   if (mmap(to, size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED_NOREPLACE, -1, 0) == to) return;
   la_fatal("mremap failed after unmapping %zu bytes at %p, which could not be mapped again", size, to);
+}
+
+/* Move the pages of [old, old+old_size) to `dest` (already mapped by us)
+ * and grow the range to new_size, without copying: the kernel moves page
+ * table entries.  Returns dest, or NULL if the kernel refuses (the program
+ * split the range with mprotect or mlock, or max_map_count): then nothing
+ * moved and the destination is mapped as before. */
+void *la_os_remap_to(void *old, size_t old_size, size_t new_size, void *dest) {
+  int saved = errno;
+  bool injected = la_os_fault(LA_OS_MREMAP);
+  void *p = injected ? MAP_FAILED : mremap(old, old_size, new_size, MREMAP_MAYMOVE | MREMAP_FIXED, dest);
+  if (p == MAP_FAILED && !injected) restore_destination(dest, new_size);
+  errno = saved;
+  return p == MAP_FAILED ? NULL : p;
 }
 
 /* Move the pages of [from, from + size), which may span several kernel

@@ -339,6 +339,34 @@ static void test_growth_onto_cached_pages(void **state) {
   la_huge_set_decay(la_opt.dirty_decay_ms);
 }
 
+/* A block the program split into several kernel mappings (mprotect on a
+ * page of it) still grows by moving its pages: mremap refuses one call
+ * over several mappings with growth, and the block moves region by region
+ * instead (a region the kernel will not move is copied), where it was
+ * copied whole into a new block before. */
+static void test_program_split_block_moves(void **state) {
+  (void)state;
+  const size_t seg = LA_SEG_SIZE;
+  la_huge_purge();   /* fresh mappings, placed downwards: g ends where blocker starts */
+  char *blocker = la_malloc(seg), *g = la_malloc(2 * seg);
+  assert_non_null(blocker);
+  assert_non_null(g);
+  assert_ptr_equal(g + 2 * seg, blocker);
+  for (size_t off = 0; off < 2 * seg; off += 4096) g[off] = (char)(off >> 12);
+  char *page = g + seg + 4096;
+  assert_int_equal(mprotect(page, 4096, PROT_READ), 0);
+  uint64_t blocks_made = gathered().s.huge_nmalloc;
+  char *moved = la_realloc(g, 6 * seg);
+  assert_non_null(moved);
+  assert_ptr_not_equal(moved, g);
+  assert_int_equal(gathered().s.huge_nmalloc, blocks_made);   /* moved, not copied into a new block */
+  for (size_t off = 0; off < 2 * seg; off += 4096) assert_int_equal(moved[off], (char)(off >> 12));
+  assert_int_equal(mprotect(moved + seg + 4096, 4096, PROT_READ | PROT_WRITE), 0);
+  memset(moved, 5, 6 * seg);
+  la_free(moved);
+  la_free(blocker);
+}
+
 int main(void) {
   la_ensure_init();
   const struct CMUnitTest tests[] = {
@@ -349,6 +377,7 @@ int main(void) {
       cmocka_unit_test(test_realloc_while_thp_changes),
       cmocka_unit_test(test_growth_sheds_the_cache),
       cmocka_unit_test(test_growth_onto_cached_pages),
+      cmocka_unit_test(test_program_split_block_moves),
       cmocka_unit_test(test_all_freed_at_once_stay_cached),
   };
   return cmocka_run_group_tests_name("huge", tests, NULL, NULL);
