@@ -636,16 +636,16 @@ static la_huge_t *take_cached_destination(size_t map_size) {
  * 0.187 -> 0.171 s at the same peak RSS); the rest of the reservation
  * is given back, since the program may never write it.  The block then
  * spans two kernel mappings (moved apart, they never merge), so while
- * huge blocks take more than SPLIT_MAX_MAPPED (16 Ki mappings of 4 MiB
- * against the kernel's 65,530, vm.max_map_count) the cached pages are
- * dropped instead, the move growing the block's one mapping as before.
- * *fresh says the growth is on untouched pages.  The table and the totals
- * are the caller's business. */
+ * huge blocks and the cache map more than SPLIT_MAX_MAPPED (16 Ki
+ * mappings of 4 MiB against the kernel's 65,530, vm.max_map_count) the
+ * cached pages are dropped instead, the move growing the block's one
+ * mapping as before.  *fresh says the growth is on untouched pages.  The
+ * table and the totals are the caller's business. */
 #define SPLIT_MAX_MAPPED ((size_t)64 << 30)
 
 static void move_block(la_huge_t *d, uint8_t *dest, size_t map_size, bool onto) {
   pthread_mutex_lock(&huge_lock);
-  bool keep_tail = onto && huge_mapped <= SPLIT_MAX_MAPPED;
+  bool keep_tail = onto && huge_mapped + cache_bytes <= SPLIT_MAX_MAPPED;
   pthread_mutex_unlock(&huge_lock);
   if (!d->split && !keep_tail && la_os_remap_to(d->ptr, d->map_size, map_size, dest)) return;
   d->split = move_pages(d, d->map_size, dest) || keep_tail;
