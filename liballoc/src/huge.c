@@ -296,12 +296,11 @@ static la_huge_t *gather_cached(size_t map_size) {
   for (la_huge_t *d = parts; d; d = next) {
     next = d->next;
     size_t n = map_size - off < d->map_size ? map_size - off : d->map_size;
-    bool moved = false;
-    if (dest && n) {
+    bool moved = dest && n;
+    if (moved) {
       split_to_cache(d, n);   /* what is not needed stays cached */
       la_segmap_set(d->ptr, d->map_size, LA_MAP_NONE);
       split |= move_pages(d, n, dest + off) || n < map_size;   /* pieces moved apart stay apart */
-      moved = true;
       off += n;
     }
     pthread_mutex_lock(&huge_lock);

@@ -187,8 +187,6 @@ void la_os_advise_thp(void *p, size_t size, int thp_mode) {
   errno = saved;
 }
 
-
-
 /* A move that failed may have unmapped its destination first (Linux
  * before 6.17 unmaps it before it checks the source): map it again.
  * Never failed on purpose (la_os_fault), since nothing could be done: if
@@ -224,17 +222,12 @@ void *la_os_remap_to(void *old, size_t old_size, size_t new_size, void *dest) {
  * mlock, or max_map_count) is copied instead.  Afterwards the source range
  * is unmapped. */
 void la_os_move_regions(void *from, size_t size, void *to) {
-  int saved = errno;
   for (size_t off = 0; off < size; off += LA_SEG_SIZE) {
     uint8_t *src = (uint8_t *)from + off, *dst = (uint8_t *)to + off;
-    if (!la_os_fault(LA_OS_MREMAP) &&
-        mremap(src, LA_SEG_SIZE, LA_SEG_SIZE, MREMAP_MAYMOVE | MREMAP_FIXED, dst) != MAP_FAILED)
-      continue;
-    restore_destination(dst, LA_SEG_SIZE);
+    if (la_os_remap_to(src, LA_SEG_SIZE, LA_SEG_SIZE, dst)) continue;   /* refused: dst is mapped again */
     memcpy(dst, src, LA_SEG_SIZE);
-    la_os_unmap(src, LA_SEG_SIZE);
+    la_os_unmap(src, LA_SEG_SIZE);   /* both keep errno */
   }
-  errno = saved;
 }
 
 /* Grow a mapping where it stands; false if the address range after it is
