@@ -328,7 +328,10 @@ static inline __attribute__((always_inline)) void *aligned_slow_body(size_t alig
       p = alloc_large(cls, align);   /* unit-aligned */
     } else {
       p = la_slab_pop(la_tls_heap->bins[cls]);   /* the malloc fast path */
-      if (!p) p = la_heap_alloc_class(cls, 0);
+      if (!p) {
+        la_poll_background();
+        p = la_heap_alloc_class(cls, 0);
+      }
       /* A block of the thread's heap (made by la_heap_alloc_class if need
        * be), on a small slab: counted as the fast paths count. */
       return sampling && p ? la_sample_count(la_tls_heap, p, size) : p;

@@ -566,15 +566,16 @@ int la_telemetry_publish_profile(uint64_t *number);
 /* ---- init.c: process start-up, fork -------------------------------------- */
 extern atomic_bool la_initialized;
 void la_init_slow(void);
-/* Threads wanted but not yet started (a forked child's publisher, a purger
- * a free asked for) start at the next allocation slow path (init.c): while
+/* Threads wanted but not yet started (the publisher of a process, or of a
+ * forked child, that has not allocated yet; a purger a free asked for)
+ * start at the next allocation slow path (init.c): while
  * la_background_due, those call la_background_poll_slow. */
 extern atomic_bool la_background_due;
 void la_background_poll_slow(void);
 /* Stop liballoc's threads around a call that needs a process of one
  * thread (sandbox.c), and start again those that ran. */
 typedef struct la_background_s {
-  bool publisher, purger, paused;
+  bool publisher, purger, paused, due;
 } la_background_t;
 la_background_t la_background_pause(bool forget_segment);
 void la_background_resume(la_background_t was);

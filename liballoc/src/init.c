@@ -20,14 +20,18 @@
  * lock is settled in the child: units a purge was advising go back to
  * dirty (arena.c).
  *
- * Background threads.  The telemetry publisher starts with the process
- * (the constructor), so that a process that allocates at start and then
- * waits (a daemon on its socket) is visible and can be tuned; in a forked
- * child it starts at the child's first allocation slow path
- * (la_poll_background), never from a free: glibc frees memory while
- * holding locks that creating a thread takes.  The purger is wanted when
- * free memory first appears, and started the same way: at the next
- * allocation slow path, or by the publisher's next tick (purge.c).
+ * Background threads.  The telemetry publisher starts at the process's
+ * first allocation slow path after the constructor (la_poll_background;
+ * every thread's first allocation takes one), or in the constructor if
+ * something allocated before it: a process that allocates at start and
+ * then waits (a daemon on its socket) is visible and can be tuned, and one
+ * that never allocates (/bin/true), which would publish nothing but zeros,
+ * does not pay for a thread (~80 us of a process's start-up on the
+ * machines of docs/performance.md).  In a forked child it starts the same
+ * way, never from a free: glibc frees memory while holding locks that
+ * creating a thread takes.  The purger is wanted when free memory first
+ * appears, and started the same way: at the next allocation slow path, or
+ * by the publisher's next tick (purge.c).
  *
  * A second thread changes what a process may do: unshare(CLONE_NEWUSER)
  * and setns() into a user or mount namespace fail with EINVAL (unshare -U,
@@ -43,9 +47,10 @@
 #include <alloc.h>
 
 atomic_bool la_initialized;
-atomic_bool la_background_due;
+atomic_bool la_background_due = true;   /* the publisher, at the first allocation */
 static pthread_mutex_t init_lock = PTHREAD_MUTEX_INITIALIZER;
 static atomic_int owner_pid;   /* the process whose threads these are (set at start and in a forked child) */
+static atomic_bool polled_early;   /* an allocation came before the constructor */
 
 static void fork_prepare(void) {
   pthread_mutex_lock(&init_lock);
@@ -79,7 +84,16 @@ static void fork_parent(void) {
 
 /* ---- background threads ------------------------------------------------------ */
 
+/* Threads are started only in the process the constructor (or a forked
+ * child's handler) ran in: not before it, and not in a child of vfork()
+ * that allocates before its exec (it shares this memory; see below). */
 void la_background_poll_slow(void) {
+  int owner = atomic_load(&owner_pid);
+  if (!owner) {
+    atomic_store(&polled_early, true);   /* the constructor starts them */
+    return;
+  }
+  if (la_os_getpid() != owner) return;
   atomic_store(&la_background_due, false);
   la_telemetry_start();
   la_purger_start_wanted();
@@ -90,9 +104,10 @@ void la_background_poll_slow(void) {
  * runs no fork handlers: the threads are its parent's, and a thread
  * started there would be the child's, in the parent's memory. */
 la_background_t la_background_pause(bool forget_segment) {
-  la_background_t was = {false, false, false};
+  la_background_t was = {false, false, false, false};
   if (la_os_getpid() != atomic_load(&owner_pid)) return was;
   was.paused = true;
+  was.due = atomic_exchange(&la_background_due, false);   /* none starts in between */
   was.publisher = la_telemetry_pause(forget_segment);
   was.purger = la_purger_pause();
   return was;
@@ -102,6 +117,7 @@ void la_background_resume(la_background_t was) {
   if (!was.paused) return;
   la_purger_resume(was.purger);
   la_telemetry_resume(was.publisher);
+  if (was.due) atomic_store(&la_background_due, true);
 }
 
 /* ---- fork and start-up ------------------------------------------------------ */
@@ -148,7 +164,7 @@ __attribute__((constructor)) static void la_constructor(void) {
   }
   atomic_store(&owner_pid, la_os_getpid());
   la_prof_init();   /* ALLOC_CONF=prof:true: here, not inside a malloc (it takes heaps_lock) */
-  la_telemetry_start();
+  if (atomic_load(&polled_early)) la_background_poll_slow();   /* else at the first allocation */
 }
 
 __attribute__((destructor)) static void la_destructor(void) {

@@ -5,11 +5,11 @@
  * malloc/free paths never touch the segment: the cost to the program is
  * that thread's work, once per interval.
  *
- * The thread starts with the process (init.c) and creates the segment at
- * its first tick, one interval later but never more than FIRST_TICK_MS,
- * so every process that lives a second is visible even if it never
- * allocates again, and a short-lived one (a shell pipeline's `cat`) leaves
- * no file.  It
+ * The thread starts at the process's first allocation (init.c) and
+ * creates the segment at its first tick, one interval later but never
+ * more than FIRST_TICK_MS, so every process that allocates and lives a
+ * second is visible even if it never allocates again, and a short-lived
+ * one (a shell pipeline's `cat`) leaves no file.  It
  * is written with pwrite, never mapped: a reader or anyone else truncating
  * the file can not make the program fault.  No descriptor is kept between
  * ticks: programs close and dup2 over descriptors they do not know about

@@ -16,6 +16,8 @@
  *   exec MS          hold MS, then exec itself as "hold 1000 64 MS"
  *   idle MS          allocate 10,000 blocks of 100 bytes, print "ready",
  *                    then sleep MS in one call: no allocator call at all
+ *   none MS          print "ready" (with write) and sleep MS: never an
+ *                    allocator call
  *   freed N SIZE MS  allocate N blocks of SIZE bytes, write them, free them
  *                    all, print "ready", then sleep MS in one call: the
  *                    freed memory stays resident until liballoc returns it
@@ -127,6 +129,16 @@ static int mode_idle(long ms) {
   for (int i = 0; i < 10000; i++) (void)!malloc(100);
   printf("ready %d\n", (int)getpid());
   fflush(stdout);
+  sleep_quietly(ms);
+  return 0;
+}
+
+/* No allocator call at all (write(2): stdio's buffer is malloc'd), then
+ * sleep: the process has nothing to publish. */
+static int mode_none(long ms) {
+  char line[32];
+  int n = snprintf(line, sizeof line, "ready %d\n", (int)getpid());
+  if (write(1, line, (size_t)n) != n) return 1;
   sleep_quietly(ms);
   return 0;
 }
@@ -287,6 +299,7 @@ int main(int argc, char **argv) {
   if (argc >= 4 && strcmp(argv[1], "churn") == 0) return mode_churn(atol(argv[2]), atoi(argv[3]));
   if (argc >= 3 && strcmp(argv[1], "fork") == 0) return mode_fork(atol(argv[2]));
   if (argc >= 3 && strcmp(argv[1], "idle") == 0) return mode_idle(atol(argv[2]));
+  if (argc >= 3 && strcmp(argv[1], "none") == 0) return mode_none(atol(argv[2]));
   if (argc >= 6 && strcmp(argv[1], "waves") == 0)
     return mode_waves(atol(argv[2]), (size_t)atol(argv[3]), atol(argv[4]), atol(argv[5]));
   if (argc >= 5 && strcmp(argv[1], "freed") == 0) return mode_freed(atol(argv[2]), (size_t)atol(argv[3]), atol(argv[4]));

@@ -824,7 +824,35 @@ static void idle_process_is_visible(void **state) {
   assert_int_equal(finish(&p), 0);
 }
 
-/* liballoc's threads run from the start, yet unshare(CLONE_NEWUSER), which
+/* Threads: line of /proc/PID/status. */
+static int threads_of(pid_t pid) {
+  char path[64], text[4096];
+  snprintf(path, sizeof path, "/proc/%d/status", (int)pid);
+  FILE *f = fopen(path, "r");
+  assert_non_null(f);
+  size_t n = fread(text, 1, sizeof text - 1, f);
+  fclose(f);
+  text[n] = 0;
+  const char *t = strstr(text, "\nThreads:");
+  assert_non_null(t);
+  return atoi(t + 9);
+}
+
+/* A process that never calls the allocator (/bin/true) has nothing to
+ * publish: the publisher thread starts at a process's first allocation
+ * (the test above covers one that allocates once and then waits), so it
+ * has none, and no segment after the first tick. */
+static void silent_process_starts_no_thread(void **state) {
+  (void)state;
+  proc_t p = spawn("stats_interval_ms:100", "none", "1500", NULL);
+  pid_t pid = wait_ready(p.out);
+  sleep_ms(1200);   /* the first tick comes after one interval, 1 s at the most */
+  if (file_exists(pid)) fail_msg("a process that never allocated published a segment");
+  assert_int_equal(threads_of(pid), 1);
+  assert_int_equal(finish(&p), 0);
+}
+
+/* liballoc's threads run once the process allocates, yet unshare(CLONE_NEWUSER), which
  * the kernel refuses to a process of several threads, works: glibc's
  * unshare is wrapped to stop them around the call (sandbox.c).  The same
  * call made with syscall(2) is refused, which shows the threads were
@@ -985,6 +1013,7 @@ int main(int argc, char **argv) {
     cmocka_unit_test_setup_teardown(control_withdrawn, setup_dir, teardown_dir),
     cmocka_unit_test_setup_teardown(control_garbage, setup_dir, teardown_dir),
     cmocka_unit_test_setup_teardown(idle_process_is_visible, setup_dir, teardown_dir),
+    cmocka_unit_test_setup_teardown(silent_process_starts_no_thread, setup_dir, teardown_dir),
     cmocka_unit_test_setup_teardown(unshare_works_beside_liballocs_threads, setup_dir, teardown_dir),
     cmocka_unit_test_setup_teardown(setuid_process_keeps_publishing, setup_dir, teardown_dir),
     cmocka_unit_test_setup_teardown(vfork_child_leaves_the_parents_threads, setup_dir, teardown_dir),
