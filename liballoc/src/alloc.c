@@ -341,6 +341,7 @@ static inline __attribute__((always_inline)) void *aligned_slow_body(size_t alig
     while (!la_class_large[cls]) cls++;   /* a class with slabs of one block */
     p = alloc_large(cls, align);
   } else {
+    la_poll_background();
     p = la_huge_alloc(size, align);
   }
   return sampling ? la_sample_slow(p, align, size) : p;
