@@ -230,15 +230,21 @@ static unsigned class_index(const alloc_shm_snapshot_t *s, uint64_t size) {
 
 /* ---- round trip ---------------------------------------------------------- */
 
-/* Field 22 of /proc/<pid>/stat, counted after the command name. */
-static uint64_t proc_start_time(pid_t pid) {
-  char path[64], buf[1024];
-  snprintf(path, sizeof path, "/proc/%d/stat", (int)pid);
+/* /proc/<pid>/<name> into buf, NUL-terminated. */
+static void read_proc(pid_t pid, const char *name, char *buf, size_t size) {
+  char path[64];
+  snprintf(path, sizeof path, "/proc/%d/%s", (int)pid, name);
   FILE *f = fopen(path, "r");
   assert_non_null(f);
-  size_t n = fread(buf, 1, sizeof buf - 1, f);
+  size_t n = fread(buf, 1, size - 1, f);
   fclose(f);
   buf[n] = 0;
+}
+
+/* Field 22 of /proc/<pid>/stat, counted after the command name. */
+static uint64_t proc_start_time(pid_t pid) {
+  char buf[1024];
+  read_proc(pid, "stat", buf, sizeof buf);
   char *save, *tok = strtok_r(strrchr(buf, ')') + 1, " ", &save);
   for (int field = 3; tok && field < 22; field++) tok = strtok_r(NULL, " ", &save);
   assert_non_null(tok);
@@ -826,13 +832,8 @@ static void idle_process_is_visible(void **state) {
 
 /* Threads: line of /proc/PID/status. */
 static int threads_of(pid_t pid) {
-  char path[64], text[4096];
-  snprintf(path, sizeof path, "/proc/%d/status", (int)pid);
-  FILE *f = fopen(path, "r");
-  assert_non_null(f);
-  size_t n = fread(text, 1, sizeof text - 1, f);
-  fclose(f);
-  text[n] = 0;
+  char text[4096];
+  read_proc(pid, "status", text, sizeof text);
   const char *t = strstr(text, "\nThreads:");
   assert_non_null(t);
   return atoi(t + 9);
