@@ -31,6 +31,8 @@
  *                    "unshare <ok|errno name>" for glibc's unshare(), then idle MS
  *   vfork MS         allocate, wait 300 ms, vfork a child that calls setuid
  *                    (to its own uid) and exits, print "vforked", idle MS
+ *   vforkfirst MS    before any allocation, vfork a child that allocates
+ *                    and exits; then allocate, print "ready", idle MS
  *   setuid UID MS    allocate, wait 300 ms, become UID (setgid, setuid), print
  *                    "uid <ok|errno name>", then idle MS
  *   json             print alloc_stats_print's JSON and exit
@@ -236,6 +238,24 @@ static int mode_vfork(long ms) {
   return 0;
 }
 
+/* A process that has not allocated yet vforks a child that allocates
+ * before it exits; the parent allocates after. */
+static int mode_vfork_first(long ms) {
+  pid_t child = vfork();
+  if (child == 0) {
+    void *volatile p = malloc(100);
+    _exit(p ? 0 : 1);
+  }
+  int status = -1;
+  if (child < 0 || waitpid(child, &status, 0) != child || !WIFEXITED(status) || WEXITSTATUS(status)) return 1;
+  void **v = hold(1000, 64);
+  printf("ready %d\n", (int)getpid());
+  fflush(stdout);
+  sleep_quietly(ms);
+  release(v, 1000);
+  return 0;
+}
+
 static int mode_fork(long ms) {
   void **v = hold(1000, 200);
   pid_t child = fork();
@@ -305,6 +325,7 @@ int main(int argc, char **argv) {
   if (argc >= 5 && strcmp(argv[1], "freed") == 0) return mode_freed(atol(argv[2]), (size_t)atol(argv[3]), atol(argv[4]));
   if (argc >= 3 && strcmp(argv[1], "sandbox") == 0) return mode_sandbox(atol(argv[2]));
   if (argc >= 3 && strcmp(argv[1], "vfork") == 0) return mode_vfork(atol(argv[2]));
+  if (argc >= 3 && strcmp(argv[1], "vforkfirst") == 0) return mode_vfork_first(atol(argv[2]));
   if (argc >= 4 && strcmp(argv[1], "setuid") == 0) return mode_setuid((uid_t)atol(argv[2]), atol(argv[3]));
   if (argc >= 3 && strcmp(argv[1], "exec") == 0) return mode_exec(argv[0], atol(argv[2]));
   if (argc >= 2 && strcmp(argv[1], "json") == 0) {

@@ -853,6 +853,21 @@ static void silent_process_starts_no_thread(void **state) {
   assert_int_equal(finish(&p), 0);
 }
 
+/* A child of vfork() that allocates before it exits, in a process that has
+ * not allocated: the publisher that allocation asks for is the parent's,
+ * and a thread the child started would be the child's, gone with it, while
+ * the shared memory said the parent's was running.  So the child starts
+ * none, and the parent's first allocation after it does. */
+static void vfork_child_leaves_the_publisher_to_the_parent(void **state) {
+  (void)state;
+  proc_t p = spawn("stats_interval_ms:100", "vforkfirst", "3000", NULL);
+  pid_t pid = wait_ready(p.out);
+  uint64_t t0 = now_ms();
+  while (!file_exists(pid) && now_ms() < t0 + 2000) sleep_ms(10);
+  if (!file_exists(pid)) fail_msg("no segment 2 s after the parent's first allocation");
+  assert_int_equal(finish(&p), 0);
+}
+
 /* liballoc's threads run once the process allocates, yet unshare(CLONE_NEWUSER), which
  * the kernel refuses to a process of several threads, works: glibc's
  * unshare is wrapped to stop them around the call (sandbox.c).  The same
@@ -1015,6 +1030,7 @@ int main(int argc, char **argv) {
     cmocka_unit_test_setup_teardown(control_garbage, setup_dir, teardown_dir),
     cmocka_unit_test_setup_teardown(idle_process_is_visible, setup_dir, teardown_dir),
     cmocka_unit_test_setup_teardown(silent_process_starts_no_thread, setup_dir, teardown_dir),
+    cmocka_unit_test_setup_teardown(vfork_child_leaves_the_publisher_to_the_parent, setup_dir, teardown_dir),
     cmocka_unit_test_setup_teardown(unshare_works_beside_liballocs_threads, setup_dir, teardown_dir),
     cmocka_unit_test_setup_teardown(setuid_process_keeps_publishing, setup_dir, teardown_dir),
     cmocka_unit_test_setup_teardown(vfork_child_leaves_the_parents_threads, setup_dir, teardown_dir),
