@@ -845,7 +845,7 @@ static int threads_of(pid_t pid) {
  * has none, and no segment after the first tick. */
 static void silent_process_starts_no_thread(void **state) {
   (void)state;
-  proc_t p = spawn("stats_interval_ms:100", "none", "1500", NULL);
+  proc_t p = spawn("stats_interval_ms:100", "none", "3000", NULL);
   pid_t pid = wait_ready(p.out);
   sleep_ms(1200);   /* the first tick comes after one interval, 1 s at the most */
   if (file_exists(pid)) fail_msg("a process that never allocated published a segment");
