@@ -44,7 +44,6 @@ static inline __attribute__((always_inline)) void *alloc_large(unsigned cls, siz
  * malloc+free: 212 instructions; 216 with la_class_of alone). */
 static inline __attribute__((always_inline)) void *alloc_slow_body(size_t size) {
   if (size > LA_MAX_CLASS_SIZE) {
-    la_poll_background();
     if (size > PTRDIFF_MAX) {
       errno = ENOMEM;
       return NULL;
@@ -53,7 +52,6 @@ static inline __attribute__((always_inline)) void *alloc_slow_body(size_t size) 
   }
   unsigned cls = size <= 128 ? (size <= 8 ? 0 : (unsigned)((size + 15) >> 4)) : la_class_of(size);
   if (la_class_large[cls]) return alloc_large(cls, LA_UNIT_SIZE);
-  la_poll_background();
   return la_heap_alloc_class(cls, size ? size : 1);
 }
 
@@ -328,10 +326,7 @@ static inline __attribute__((always_inline)) void *aligned_slow_body(size_t alig
       p = alloc_large(cls, align);   /* unit-aligned */
     } else {
       p = la_slab_pop(la_tls_heap->bins[cls]);   /* the malloc fast path */
-      if (!p) {
-        la_poll_background();
-        p = la_heap_alloc_class(cls, 0);
-      }
+      if (!p) p = la_heap_alloc_class(cls, 0);
       /* A block of the thread's heap (made by la_heap_alloc_class if need
        * be), on a small slab: counted as the fast paths count. */
       return sampling && p ? la_sample_count(la_tls_heap, p, size) : p;
@@ -341,7 +336,6 @@ static inline __attribute__((always_inline)) void *aligned_slow_body(size_t alig
     while (!la_class_large[cls]) cls++;   /* a class with slabs of one block */
     p = alloc_large(cls, align);
   } else {
-    la_poll_background();
     p = la_huge_alloc(size, align);
   }
   return sampling ? la_sample_slow(p, align, size) : p;

@@ -1117,6 +1117,7 @@ static la_slab_t *find_slab(la_heap_t *heap, unsigned cls, size_t lend_size, voi
  * takes new memory (a block of a lender is aligned to 16 bytes only, so
  * aligned requests pass 0). */
 void *la_heap_alloc_class(unsigned cls, size_t lend_size) {
+  la_poll_background();   /* threads waiting for an allocation (init.c) */
   la_heap_t *heap = la_heap_for_thread();
   la_slab_t *slab = heap ? heap->queues[cls].head : NULL;
   if (heap && (!slab || !slab->free)) {

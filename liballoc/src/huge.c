@@ -341,6 +341,7 @@ static la_huge_t *reuse_cached(size_t usable, size_t map_size, size_t align) {
 /* A block of at least `size` bytes aligned to `align` (a power of two),
  * from the cache or a fresh mapping; NULL with errno ENOMEM on failure. */
 void *la_huge_alloc(size_t size, size_t align) {
+  la_poll_background();   /* threads waiting for an allocation (init.c) */
   size_t usable, map_size;
   if (size == 0) size = 1;
   if (!round_up(size, la_page_size, &usable) || !round_up(usable, LA_SEG_SIZE, &map_size)) {
