@@ -148,7 +148,7 @@ bool la_parse_u64(const char *s, const char **end, uint64_t *out);
 
 /* ---- sizeclass.c: the class table ---------------------------------------- */
 /* Entries i of heap->direct (sizes up to i*8) that map to each class;
- * first > last, or last == 0, for classes above LA_SMALL_LUT_MAX. */
+ * first > last, or last == 0, for classes wholly above LA_SMALL_LUT_MAX. */
 extern uint8_t la_class_direct_first[LA_NCLASSES], la_class_direct_last[LA_NCLASSES];
 extern size_t la_class_size[LA_NCLASSES];
 extern uint8_t la_class_units[LA_NCLASSES];
@@ -156,30 +156,26 @@ extern uint32_t la_class_capacity[LA_NCLASSES];
 extern bool la_class_large[LA_NCLASSES];
 void la_sizeclass_init(void);
 
-/* The class of a size above 128 by arithmetic: four classes per doubling. */
-static inline unsigned la_class_by_arithmetic(size_t size) {
-  unsigned k = 63u - (unsigned)__builtin_clzll(size - 1);      /* size in (2^k, 2^(k+1)] */
-  size_t j = (size - ((size_t)1 << k) + ((size_t)1 << (k - 2)) - 1) >> (k - 2);   /* 1..4 */
-  return 9 + (k - 7) * 4 + (unsigned)(j - 1);
-}
-
-/* The classes of sizes above LA_SMALL_LUT_MAX, by table: the class of
- * `size` up to LA_CLASS_LUT_MAX is la_class_by_128[(size - 1) >> 7], above
- * it la_class_by_16k[(size - 1) >> 14] (class sizes there are multiples of
- * 256 and of 16 KiB).  One load where the arithmetic took ~12 dependent
- * instructions (callgrind, malloc+free of 4 KiB: 71 -> 60, of 64 KiB:
- * 178 -> 157).  Zero until la_sizeclass_init: every path that needs a
- * class before start-up (a heap's bins are then all empty) computes it
- * again after. */
+/* The classes of sizes above 128, by table: the class of `size` up to
+ * LA_SMALL_LUT_MAX is la_class_by_8[(size - 1) >> 3], up to
+ * LA_CLASS_LUT_MAX la_class_by_128[(size - 1) >> 7], above it
+ * la_class_by_16k[(size - 1) >> 14] (class sizes there are multiples of
+ * 8, of 128 and of 16 KiB).  One load where four-per-doubling arithmetic
+ * took ~12 dependent instructions (callgrind, malloc+free of 4 KiB: 71 ->
+ * 60, of 64 KiB: 178 -> 157), and the 1040 class (sizeclass.c) is no
+ * quarter of a doubling.  Zero until la_sizeclass_init: every path that
+ * needs a class before start-up (a heap's bins are then all empty)
+ * computes it again after. */
+extern uint8_t la_class_by_8[LA_SMALL_LUT_MAX >> 3];
 extern uint8_t la_class_by_128[LA_CLASS_LUT_MAX >> 7];
 extern uint8_t la_class_by_16k[LA_MAX_CLASS_SIZE >> 14];
 
 /* The class of any size up to LA_MAX_CLASS_SIZE: 8, then steps of 16 to
- * 128, then four classes per doubling. */
+ * 128, then the tables. */
 static inline unsigned la_class_of(size_t size) {
   if (size <= 8) return 0;
   if (size <= 128) return (unsigned)((size + 15) >> 4);          /* 16..128 -> 1..8 */
-  if (size <= LA_SMALL_LUT_MAX) return la_class_by_arithmetic(size);
+  if (size <= LA_SMALL_LUT_MAX) return la_class_by_8[(size - 1) >> 3];
   if (size <= LA_CLASS_LUT_MAX) return la_class_by_128[(size - 1) >> 7];
   return la_class_by_16k[(size - 1) >> 14];
 }
@@ -278,6 +274,7 @@ la_slab_t *la_arena_alloc_large(la_arena_t *arena, unsigned cls, size_t align);
 void la_arena_free_large(la_slab_t *slab);
 bool la_arena_expand_large(la_slab_t *slab, unsigned cls);
 size_t la_arenas_give_free_segments(size_t want);
+void la_arenas_trade_dirty(size_t fresh, size_t keep);
 size_t la_arenas_purge(void);
 uint64_t la_arena_decay(la_arena_t *arena, uint64_t now);
 uint64_t la_arenas_decay(uint64_t now);

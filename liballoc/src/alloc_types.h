@@ -80,14 +80,14 @@ enum la_map_kind {
 
 /* ---- size classes -------------------------------------------------------- */
 /* 8, 16, 32, 48 ... 128 in steps of 16, then four classes per doubling up to
- * 2 MiB (160, 192, 224, 256, 320, ...), five from 1 KiB to 16 KiB (1152,
- * 1280, ...; sizeclass.c).  Spacing of a quarter of the power of two bounds
+ * 2 MiB (160, 192, 224, 256, 320, ...), five from 1 KiB to 16 KiB (1040,
+ * 1280, ..., 2304, ...; sizeclass.c).  Spacing of a quarter of the power of two bounds
  * rounding waste by 20% of the class above 128 bytes; below that the
  * 16-byte alignment C requires is what rounds.  Powers of two are classes,
  * so the 16 KiB class is exactly 16 KiB. */
 #define LA_NCLASSES        69
 #define LA_MAX_CLASS_SIZE  ((size_t)2 << 20)      /* 2 MiB: above is huge */
-#define LA_SMALL_LUT_MAX   1024                   /* sizes served through heap->direct */
+#define LA_SMALL_LUT_MAX   1152                   /* sizes served through heap->direct */
 #define LA_CLASS_LUT_MAX   ((size_t)64 << 10)     /* up to here la_class_by_128, above la_class_by_16k */
 #define LA_MIN_ALIGN       16
 #define LA_LARGE_CACHE_MAX_BLOCK ((size_t)256 << 10)  /* largest block a heap caches */

@@ -779,6 +779,30 @@ size_t la_arenas_give_free_segments(size_t want) {
   return given;
 }
 
+/* A huge block took `fresh` bytes of new pages: purge as many dirty units,
+ * oldest first, beyond `keep` bytes of them (the arenas together).  Free
+ * units never hold a huge block, so all of them kept stay resident beside
+ * the new pages until they decay: trade_dirty's rule, for the blocks that
+ * do not come from segments.  A program that grows arrays through the
+ * large classes into huge blocks (grow) frees a run at each step, and when
+ * the arrays are grown those runs are all free and none is wanted until
+ * the next round. */
+void la_arenas_trade_dirty(size_t fresh, size_t keep) {
+  size_t dirty = 0;
+  for (unsigned i = 0; i < LA_MAX_ARENAS; i++) dirty += LA_SHARED_LOAD(arenas[i].ndirty);
+  dirty <<= LA_UNIT_SHIFT;
+  if (dirty <= keep) return;
+  size_t want = (fresh < dirty - keep ? fresh : dirty - keep) >> LA_UNIT_SHIFT;
+  for (unsigned i = 0; i < LA_MAX_ARENAS && want; i++) {
+    la_arena_t *a = &arenas[i];
+    if (!LA_SHARED_LOAD(a->ndirty)) continue;
+    pthread_mutex_lock(&a->lock);
+    size_t moved = purge_oldest(a, DIRTY, want < a->ndirty ? want : a->ndirty, false);
+    pthread_mutex_unlock(&a->lock);
+    want -= moved < want ? moved : want;
+  }
+}
+
 /* ---- purge now, stats, fork ---------------------------------------------- */
 
 static void forget_refusals(la_arena_t *a) {

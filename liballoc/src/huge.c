@@ -338,6 +338,16 @@ static la_huge_t *reuse_cached(size_t usable, size_t map_size, size_t align) {
   return d;
 }
 
+/* `fresh` bytes of new pages went to a huge block: the arenas' free units
+ * beyond a quarter of the bytes in huge blocks are purged for them
+ * (la_arenas_trade_dirty).  The quarter is kept for a program that takes
+ * large blocks again soon, which faults each purged unit in anew: grow's
+ * peak RSS / page faults with none kept 108 MiB / 77 000, a quarter 116 /
+ * 66 000, no trade 128 / 60 000 (glibc: 114 / 148 000). */
+static void trade_for_fresh(size_t fresh) {
+  la_arenas_trade_dirty(fresh, LA_SHARED_LOAD(huge_bytes) / 4);
+}
+
 /* A block of at least `size` bytes aligned to `align` (a power of two),
  * from the cache or a fresh mapping; NULL with errno ENOMEM on failure. */
 void *la_huge_alloc(size_t size, size_t align) {
@@ -371,6 +381,7 @@ void *la_huge_alloc(size_t size, size_t align) {
   void *p = la_os_map_aligned(map_size, align);
   if (!p) return NULL;
   la_os_advise_thp(p, map_size, la_opt.thp);
+  trade_for_fresh(usable);
   pthread_mutex_lock(&huge_lock);
   d = desc_new();
   if (!d) {
@@ -722,7 +733,7 @@ static bool absorb_next_cached(la_huge_t *d, size_t map_size) {
  * block or big enough to move onto), so what it holds has the wrong shape
  * for it; kept, it would stay resident beside the new pages for the decay
  * time, round after round of a program that grows arrays (grow). */
-static void shed_cached(size_t bytes) {
+static size_t shed_cached(size_t bytes) {
   la_huge_t *gone = NULL;
   size_t shed = 0;
   pthread_mutex_lock(&huge_lock);
@@ -736,6 +747,7 @@ static void shed_cached(size_t bytes) {
   inflight_begin(gone);
   pthread_mutex_unlock(&huge_lock);
   unmap_taken(gone);
+  return shed;
 }
 
 /* Grow a block whose descriptor is out of the table. */
@@ -743,7 +755,10 @@ static bool grow(la_huge_t *d, size_t usable, size_t map_size) {
   size_t old_map = d->map_size, asked = (usable + LA_SEG_SIZE - 1) & ~(LA_SEG_SIZE - 1);
   bool fresh = false;
   if (!absorb_next_cached(d, map_size) && !grow_mapping(d, map_size, asked, &fresh)) return false;
-  if (fresh) shed_cached(map_size - old_map);
+  if (fresh) {
+    size_t shed = shed_cached(map_size - old_map), grown = usable > d->size ? usable - d->size : 0;
+    if (shed < grown) trade_for_fresh(grown - shed);
+  }
   account((ssize_t)usable - (ssize_t)d->size, (ssize_t)map_size - (ssize_t)old_map);
   d->size = usable;
   return true;
