@@ -297,6 +297,48 @@ static void test_growth_sheds_the_cache(void **state) {
   la_huge_set_decay(la_opt.dirty_decay_ms);
 }
 
+/* The runs of freed large blocks cannot hold a huge block: when one takes
+ * new pages, as many of the arenas' dirty units are purged, beyond a
+ * quarter of the bytes in huge blocks.  1 MiB blocks fill segments three
+ * to one; one in each segment stays, so that no segment is wholly free
+ * (those would serve the huge block: test_freed_small_blocks_serve_huge).
+ * Without the trade the dirty units stay as they were. */
+static void test_new_huge_pages_purge_dirty_units(void **state) {
+  (void)state;
+  enum { NLARGE = 48 };
+  const size_t large = 1u << 20;
+  la_huge_set_decay(-1);
+  la_arenas_set_decay(-1, -1);
+  la_malloc_trim(0);
+  char *blocks[NLARGE];
+  for (int i = 0; i < NLARGE; i++) {
+    assert_non_null(blocks[i] = la_malloc(large));
+    memset(blocks[i], 1, large);
+  }
+  for (int i = 0; i < NLARGE; i++) {
+    bool first = true;   /* the first block of its segment stays */
+    for (int j = 0; j < i; j++) first &= !blocks[j] || la_segment_of(blocks[j]) != la_segment_of(blocks[i]);
+    if (!first) la_free(blocks[i]), blocks[i] = NULL;
+  }
+  size_t dirty = dirty_bytes();
+  assert_true(dirty >= 24 * large);
+  /* no huge block yet: nothing kept, 16 MiB purged */
+  char *h = la_malloc(16 * large);
+  assert_non_null(h);
+  size_t after = dirty_bytes();
+  assert_true(after + 16 * large <= dirty);
+  /* 16 MiB in huge blocks: 4 MiB of dirty units are kept */
+  char *h2 = la_malloc(64 * large);
+  assert_non_null(h2);
+  assert_true(dirty_bytes() >= 4 * large - LA_UNIT_SIZE);
+  assert_true(dirty_bytes() <= 4 * large + LA_UNIT_SIZE);
+  la_free(h2);
+  la_free(h);
+  for (int i = 0; i < NLARGE; i++) la_free(blocks[i]);
+  la_arenas_set_decay(la_opt.dirty_decay_ms, la_opt.muzzy_decay_ms);
+  la_huge_set_decay(la_opt.dirty_decay_ms);
+}
+
 /* A block that must move to grow, onto a cached mapping, keeps that
  * mapping's resident pages after it for its growth (without this, the move
  * replaced them all and the growth faulted in new ones); the block then
@@ -379,6 +421,7 @@ int main(void) {
       cmocka_unit_test(test_growth_onto_cached_pages),
       cmocka_unit_test(test_program_split_block_moves),
       cmocka_unit_test(test_all_freed_at_once_stay_cached),
+      cmocka_unit_test(test_new_huge_pages_purge_dirty_units),
   };
   return cmocka_run_group_tests_name("huge", tests, NULL, NULL);
 }
