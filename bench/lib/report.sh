@@ -22,6 +22,8 @@
 #   targets.csv        the verdict on each target
 #   failures.csv       runs that failed (peers' bugs included)
 #   results.json       all of the above in one object, plus the machine
+#   tables.md          the time and peak RSS tables as docs/performance.md
+#                      shows them (report_md.py)
 #   ratios.png, idle_rss.png, decay_rss.png   (when gnuplot is installed)
 
 TELEMETRY_TABLES=(telemetry_variants telemetry_runs telemetry_medians telemetry_ratios telemetry_geomeans)
@@ -158,6 +160,11 @@ report_and_save() {
   cp "$DATA/report.txt" "$RESULTS_DIR/report.txt"
   write_csvs
   write_json
+  if command -v python3 > /dev/null; then
+    python3 "$SCRIPT_DIR/lib/report_md.py" "$RESULTS_DIR" > "$RESULTS_DIR/tables.md" || die "report_md.py failed"
+  else
+    note "skip tables.md: python3 not installed"
+  fi
   draw_charts
   note "results written to $RESULTS_DIR"
 }
