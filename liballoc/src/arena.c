@@ -789,15 +789,21 @@ size_t la_arenas_give_free_segments(size_t want) {
  * the next round. */
 void la_arenas_trade_dirty(size_t fresh, size_t keep) {
   size_t dirty = 0;
-  for (unsigned i = 0; i < LA_MAX_ARENAS; i++) dirty += LA_SHARED_LOAD(arenas[i].ndirty);
+  for (unsigned i = 0; i < LA_MAX_ARENAS; i++) {
+    la_arena_t *a = &arenas[i];
+    if (!LA_SHARED_LOAD(a->nsegments)) continue;
+    pthread_mutex_lock(&a->lock);
+    dirty += a->ndirty;
+    pthread_mutex_unlock(&a->lock);
+  }
   dirty <<= LA_UNIT_SHIFT;
   if (dirty <= keep) return;
   size_t want = (fresh < dirty - keep ? fresh : dirty - keep) >> LA_UNIT_SHIFT;
   for (unsigned i = 0; i < LA_MAX_ARENAS && want; i++) {
     la_arena_t *a = &arenas[i];
-    if (!LA_SHARED_LOAD(a->ndirty)) continue;
+    if (!LA_SHARED_LOAD(a->nsegments)) continue;
     pthread_mutex_lock(&a->lock);
-    size_t moved = purge_oldest(a, DIRTY, want < a->ndirty ? want : a->ndirty, false);
+    size_t moved = a->ndirty ? purge_oldest(a, DIRTY, want < a->ndirty ? want : a->ndirty, false) : 0;
     pthread_mutex_unlock(&a->lock);
     want -= moved < want ? moved : want;
   }
