@@ -81,9 +81,9 @@ enum la_map_kind {
 /* ---- size classes -------------------------------------------------------- */
 /* 8, 16, 32, 48 ... 128 in steps of 16, then four classes per doubling up to
  * 2 MiB (160, 192, 224, 256, 320, ...), five from 1 KiB to 16 KiB (1040,
- * 1280, ..., 2304, ...; sizeclass.c).  Spacing of a quarter of the power of two bounds
- * rounding waste by 20% of the class above 128 bytes; below that the
- * 16-byte alignment C requires is what rounds.  Powers of two are classes,
+ * 1280, ..., 2304, ...; sizeclass.c).  Spacing of a quarter of the power of
+ * two bounds rounding waste by 20% of the class above 128 bytes; below that
+ * the 16-byte alignment C requires is what rounds.  Powers of two are classes,
  * so the 16 KiB class is exactly 16 KiB. */
 #define LA_NCLASSES        69
 #define LA_MAX_CLASS_SIZE  ((size_t)2 << 20)      /* 2 MiB: above is huge */

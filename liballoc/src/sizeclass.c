@@ -30,7 +30,7 @@ uint8_t la_class_by_16k[LA_MAX_CLASS_SIZE >> 14];
  * four per doubling rounded those up by 15-25%.  sqlite3's peak
  * RSS 29.3 -> 27.5 MiB.  The fifth is 2^k + 2^(k-3), except above 1 KiB:
  * 1024 + 16, for the 8- and 16-byte headers, where 1152 rounded sqlite's
- * 9,850 live blocks of 1032 bytes up by 1.2 MB at its peak (27.5 -> 26.3
+ * 9,850 live blocks of 1032 bytes up by 1.2 MB at its peak (27.5 -> 26.4
  * MiB); sizes up to 1152 are looked up by 8-byte steps, so the class need
  * not be a multiple of 128; a sixth class, 1040 beside 1152, saved
  * sqlite3 no more.  Only here: eight classes per doubling everywhere made
