@@ -10,18 +10,20 @@ bench/run's report) and prints three tables: wall time (medians), peak RSS
 peer and which peer that is, and the geomean row bench/run computed; then
 the start-up floor line.  The numbers are bench/run's own: nothing here is
 measured, rounded differently or left out, so the published tables are
-what the run said.
+what the run said: the ratios to the best peer and its name come from
+ratios.csv (report.awk's best_peer), not worked out again here.
 """
 import csv
 import os
+import re
 import sys
 
 PEERS = ["glibc", "jemalloc", "tcmalloc", "mimalloc"]
 ALLOCATORS = PEERS + ["liballoc"]
-KINDS = [  # (geomeans.csv kind, medians.csv column, title, scale, digits)
-    ("time", "median_time_s", "Wall time (s), medians", 1.0, 3),
-    ("rss", "median_peak_rss_kib", "Peak RSS (MiB), medians", 1 / 1024.0, 1),
-    ("fastest", "fastest_time_s", "Wall time (s), fastest of the {runs} runs", 1.0, 3),
+KINDS = [  # (geomeans.csv kind, medians.csv column, ratios.csv column, title, scale, digits)
+    ("time", "median_time_s", "time_ratio", "Wall time (s), medians", 1.0, 3),
+    ("rss", "median_peak_rss_kib", "rss_ratio", "Peak RSS (MiB), medians", 1 / 1024.0, 1),
+    ("fastest", "fastest_time_s", "fastest_time_ratio", "Wall time (s), fastest of the {runs} runs", 1.0, 3),
 ]
 UNTIMED = {"idle"}  # its time is mostly sleep: marked, left out of time geomeans
 
@@ -38,7 +40,19 @@ def number(text):
         return None
 
 
-def table(medians, geomeans, kind, column, title, scale, digits):
+def best_peers(ratios):
+    """{workload: {kind: (ratio text, peer)}} from ratios.csv's rows
+    "best peer (time: P, rss: P, fastest: P)"."""
+    best = {}
+    for row in ratios:
+        names = dict(re.findall(r"(\w+): (\w+)", row["versus"])) if row["versus"].startswith("best peer") else None
+        if not names:
+            continue
+        best[row["workload"]] = {kind: (row[column], names.get(kind, "-")) for kind, _, column, *_ in KINDS}
+    return best
+
+
+def table(medians, geomeans, best, kind, column, title, scale, digits):
     workloads = []
     values = {}
     for row in medians:
@@ -54,13 +68,11 @@ def table(medians, geomeans, kind, column, title, scale, digits):
            "|---" * (len(ALLOCATORS) + 3) + "|"]
     for w in workloads:
         v = values[w]
-        peers = [(v[p], p) for p in PEERS if v.get(p) is not None]
-        best = min(peers) if peers else None
-        mine = v.get("liballoc")
-        ratio = "%.2f" % (mine / best[0]) if best and mine is not None and best[0] > 0 else "-"
+        text, peer = best.get(w, {}).get(kind, ("", "-"))
+        ratio = "%.2f" % number(text) if number(text) is not None else "-"
         name = w + "*" if w in UNTIMED and kind != "rss" else w
         cells = [fmt % v[a] if v.get(a) is not None else "-" for a in ALLOCATORS]
-        out.append("| %s | %s | %s | %s |" % (name, " | ".join(cells), ratio, best[1] if best else "-"))
+        out.append("| %s | %s | %s | %s |" % (name, " | ".join(cells), ratio, peer or "-"))
     g = {r["allocator"]: r for r in geomeans if r["kind"] == kind}
     if g:
         cells = [fmt % number(g[a]["geomean"]) if a in g and number(g[a]["geomean"]) is not None else "-" for a in ALLOCATORS]
@@ -90,6 +102,7 @@ def main():
     try:
         medians = read_csv(os.path.join(d, "medians.csv"))
         geomeans = read_csv(os.path.join(d, "geomeans.csv"))
+        best = best_peers(read_csv(os.path.join(d, "ratios.csv")))
     except OSError as e:
         sys.stderr.write("report_md: %s\n" % e)
         return 1
@@ -97,8 +110,8 @@ def main():
     floors = read_csv(floors_path) if os.path.exists(floors_path) else []
     runs = max((int(r["runs"]) for r in medians if r.get("runs", "").isdigit()), default=0)
     blocks = []
-    for kind, column, title, scale, digits in KINDS:
-        blocks.append(table(medians, geomeans, kind, column, title.format(runs=runs), scale, digits))
+    for kind, column, _, title, scale, digits in KINDS:
+        blocks.append(table(medians, geomeans, best, kind, column, title.format(runs=runs), scale, digits))
     line = floor_line(medians, floors)
     if line:
         blocks.append(line)
