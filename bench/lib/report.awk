@@ -565,11 +565,11 @@ BEGIN {
     compute_geomeans("time")
     compute_geomeans("rss")
     compute_geomeans("fastest")
-    printf "Medians of %s interleaved round(s); ratio = %s / other (below 1: %s faster or smaller)\n", rounds, ref, ref
+    printf "Medians of %s interleaved round(s) (the small processes of SMALL_WORKLOADS: several runs a round); ratio = %s / other (below 1: %s faster or smaller)\n", rounds, ref, ref
     if (nw) {
         print_value_table("time", "Wall time (s)", "%.3f")
         print_value_table("rss", "Peak RSS (MiB)", "%.1f")
-        print_value_table("fastest", "Wall time, fastest of the " rounds " runs (s): interference on a shared machine only adds time", "%.3f")
+        print_value_table("fastest", "Wall time, fastest run (s): interference on a shared machine only adds time", "%.3f")
     }
     print_floor()
     print_metrics()

@@ -108,7 +108,9 @@ def main():
         return 1
     floors_path = os.path.join(d, "floor_medians.csv")
     floors = read_csv(floors_path) if os.path.exists(floors_path) else []
-    runs = max((int(r["runs"]) for r in medians if r.get("runs", "").isdigit()), default=0)
+    counts = [int(r["runs"]) for r in medians if r.get("runs", "").isdigit()]
+    # the small processes run more often than the others (bench/run, SMALL_REPEATS)
+    runs = "%d-%d" % (min(counts), max(counts)) if counts and min(counts) != max(counts) else max(counts, default=0)
     blocks = []
     for kind, column, _, title, scale, digits in KINDS:
         blocks.append(table(medians, geomeans, best, kind, column, title.format(runs=runs), scale, digits))

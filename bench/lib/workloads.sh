@@ -334,20 +334,34 @@ FLOOR_NAME=glibc-preloaded
 
 has_floor() { [[ $1 == startup* && -f $GLIBC_SHIM ]]; }
 
+# Rotations of ENTRY in each round: SMALL_REPEATS for the small processes
+# of SMALL_WORKLOADS (bench/run), except in a --quick run.
+repeats_of() {
+  local small
+  ((QUICK)) && { echo 1; return; }
+  for small in "${SMALL_WORKLOADS[@]}"; do
+    [[ ${1%%|*} != "$small" ]] || { echo "$SMALL_REPEATS"; return; }
+  done
+  echo 1
+}
+
 run_all_rounds() {
-  local round entry k i slots n=${#ALLOC_NAMES[@]}
+  local round entry k i j reps slots n=${#ALLOC_NAMES[@]}
   note "== timed runs: ${#RUN_WORKLOADS[@]} workloads x $n allocators x $ROUNDS rounds, interleaved"
   for ((round = 1; round <= ROUNDS; round++)); do
     for entry in "${RUN_WORKLOADS[@]}"; do
       slots=$n
       ! has_floor "${entry%%|*}" || slots=$((n + 1))   # the floor takes its turn in the rotation
-      for ((k = 0; k < slots; k++)); do
-        i=$(((round - 1 + k) % slots))
-        if ((i == n)); then
-          timed_run "$entry" "$FLOOR_NAME" "$GLIBC_SHIM" "$round" "$DATA/floor_runs.tsv"
-        else
-          timed_run "$entry" "${ALLOC_NAMES[$i]}" "${ALLOC_LIBS[$i]}" "$round" "$DATA/runs.tsv"
-        fi
+      reps=$(repeats_of "$entry")
+      for ((j = 0; j < reps; j++)); do
+        for ((k = 0; k < slots; k++)); do
+          i=$((((round - 1) * reps + j + k) % slots))
+          if ((i == n)); then
+            timed_run "$entry" "$FLOOR_NAME" "$GLIBC_SHIM" "$round" "$DATA/floor_runs.tsv"
+          else
+            timed_run "$entry" "${ALLOC_NAMES[$i]}" "${ALLOC_LIBS[$i]}" "$round" "$DATA/runs.tsv"
+          fi
+        done
       done
     done
   done
