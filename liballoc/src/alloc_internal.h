@@ -68,6 +68,8 @@ void *la_os_map_aligned(size_t size, size_t align);
 bool la_os_unmap(void *p, size_t size);
 bool la_os_purge(void *p, size_t size);
 bool la_os_purge_lazy(void *p, size_t size);
+struct iovec;
+size_t la_os_purge_many(const struct iovec *iov, size_t n, bool lazy);
 size_t la_os_resident_pages(const void *p, size_t size, unsigned char *vec, size_t vec_len);
 size_t la_os_hugepage_size(void);
 uint64_t la_now_ns(void);
@@ -252,6 +254,8 @@ int la_segment_find_run(const la_segment_t *seg, unsigned k, unsigned align_unit
 la_slab_t *la_segment_take_run(la_segment_t *seg, unsigned unit, unsigned k);
 uint64_t la_segment_release_run(la_segment_t *seg, la_slab_t *slab);
 uint64_t la_segment_advise_runs(la_segment_t *seg, uint64_t mask, bool lazy, la_purge_stats_t *st);
+void la_segments_advise(la_segment_t *const *segs, const uint64_t *masks, uint64_t *done, unsigned n, bool lazy,
+                        la_purge_stats_t *st);
 bool la_segment_is_empty(const la_segment_t *seg);
 void la_segment_touch(la_segment_t *seg, const void *addr, size_t len);
 uint64_t la_segment_resident(const la_segment_t *seg, unsigned unit, unsigned k);
@@ -342,6 +346,7 @@ void la_heaps_init(void);
 void la_heaps_set_checks(void);
 void la_heaps_stats(la_stats_t *st);
 uint64_t la_heaps_decay(uint64_t now);
+bool la_heaps_several(void);
 uint64_t la_heaps_before_sleep(uint64_t now);
 void la_heaps_prof_reset(void);
 void la_heaps_fork_prepare(void);

@@ -244,6 +244,7 @@ typedef struct la_arena_s {
    * their first one, oldest first; purging takes from the head. */
   la_segment_t *dirtyq_head, *dirtyq_tail, *muzzyq_head, *muzzyq_tail;
   size_t ndirty, nmuzzy;                 /* units */
+  size_t trade_owed;                     /* dirty units trade_dirty left to the purger */
   la_decay_t dirty_decay, muzzy_decay;
   la_purge_stats_t purge_stats;
   uint64_t nfreed_retired[LA_NCLASSES];  /* nfreed of the small slabs released */

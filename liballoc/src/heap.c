@@ -642,6 +642,10 @@ static la_heap_t *heap_create(int exiting_tid) {
   return heap;
 }
 
+/* More than one thread has a heap: the process's memory is in use on
+ * several CPUs, where each madvise interrupts the others. */
+bool la_heaps_several(void) { return LA_SHARED_LOAD(nheaps) >= 2; }
+
 /* The calling thread's heap, created on first use; NULL if out of memory. */
 la_heap_t *la_heap_for_thread(void) {
   la_heap_t *heap = la_tls_heap;

@@ -9,6 +9,7 @@
 #include "alloc_internal.h"
 
 #include <string.h>
+#include <sys/uio.h>
 
 /* Descriptor of every unit that is free or metadata.  Its fast_owner and
  * owner are NULL and kind is UNUSED, so free() of a pointer into such a unit
@@ -133,6 +134,38 @@ uint64_t la_segment_release_run(la_segment_t *seg, la_slab_t *slab) {
   return dirty;
 }
 
+/* The pages of units [start, start+len): [*pa, *pb), empty when a page
+ * larger than a unit does not fit in them. */
+static bool run_pages(const la_segment_t *seg, unsigned start, unsigned len, uintptr_t *pa, uintptr_t *pb) {
+  uintptr_t a = (uintptr_t)seg + ((size_t)start << LA_UNIT_SHIFT);
+  uintptr_t b = a + ((size_t)len << LA_UNIT_SHIFT);
+  *pa = (a + la_page_size - 1) & ~(uintptr_t)(la_page_size - 1);
+  *pb = b & ~(uintptr_t)(la_page_size - 1);
+  return *pb > *pa;
+}
+
+/* The units the kernel took entirely when it took pages [pa, pb). */
+static uint64_t units_given(const la_segment_t *seg, uintptr_t pa, uintptr_t pb) {
+  unsigned first = (unsigned)((pa - (uintptr_t)seg + LA_UNIT_SIZE - 1) >> LA_UNIT_SHIFT);
+  unsigned last = (unsigned)((pb - (uintptr_t)seg) >> LA_UNIT_SHIFT);
+  return last > first ? la_bits_run_mask(first, last - first) : 0;
+}
+
+static uint64_t advise_one(uintptr_t pa, uintptr_t pb, const la_segment_t *seg, bool lazy, la_purge_stats_t *st) {
+  bool ok = lazy ? la_os_purge_lazy((void *)pa, pb - pa) : la_os_purge((void *)pa, pb - pa);
+  st->nmadvise++;
+  if (!ok) return 0;
+  st->purged += pb - pa;
+  return units_given(seg, pa, pb);
+}
+
+/* Purged units read as zero and hold no page (MADV_FREE leaves the
+ * pages' data until the kernel needs them). */
+static void forget_purged(la_segment_t *seg, uint64_t done, bool lazy) {
+  if (!lazy)
+    for (uint64_t d = done; d; d &= d - 1) seg->resident[__builtin_ctzll(d)] = 0;
+}
+
 /* madvise every run of units in `mask`: MADV_FREE if `lazy`, else
  * MADV_DONTNEED.  Returns the units the kernel took entirely, which on
  * kernels with pages larger than a unit may be fewer than asked for, and
@@ -141,29 +174,53 @@ uint64_t la_segment_release_run(la_segment_t *seg, la_slab_t *slab) {
  * purged nor taken for zeroed.  Runs without any lock: the caller owns
  * these units for the duration. */
 uint64_t la_segment_advise_runs(la_segment_t *seg, uint64_t mask, bool lazy, la_purge_stats_t *st) {
-  uint64_t done = 0, todo = mask;
-  while (todo) {
-    unsigned start = (unsigned)__builtin_ctzll(todo);
-    uint64_t rest = ~(todo >> start);
-    unsigned len = rest ? (unsigned)__builtin_ctzll(rest) : LA_UNITS - start;
-    todo &= ~la_bits_run_mask(start, len);
-    uintptr_t a = (uintptr_t)la_unit_address(seg, start);
-    uintptr_t b = a + ((size_t)len << LA_UNIT_SHIFT);
-    uintptr_t pa = (a + la_page_size - 1) & ~(uintptr_t)(la_page_size - 1);
-    uintptr_t pb = b & ~(uintptr_t)(la_page_size - 1);
-    if (pb <= pa) continue;
-    bool ok = lazy ? la_os_purge_lazy((void *)pa, pb - pa) : la_os_purge((void *)pa, pb - pa);
-    st->nmadvise++;
-    if (!ok) continue;
-    st->purged += pb - pa;
-    unsigned first = (unsigned)((pa - (uintptr_t)seg + LA_UNIT_SIZE - 1) >> LA_UNIT_SHIFT);
-    unsigned last = (unsigned)((pb - (uintptr_t)seg) >> LA_UNIT_SHIFT);
-    if (last > first) done |= la_bits_run_mask(first, last - first);
-  }
-  done &= mask;
-  if (!lazy)   /* MADV_FREE leaves the pages' data until the kernel needs them */
-    for (uint64_t d = done; d; d &= d - 1) seg->resident[__builtin_ctzll(d)] = 0;
+  uint64_t done = 0;
+  la_segments_advise(&seg, &mask, &done, 1, lazy, st);
   return done;
+}
+
+/* la_segment_advise_runs for n segments at once: done[i] for masks[i].
+ * The runs go to the kernel in one call where it takes them
+ * (la_os_purge_many), and one by one otherwise or after one it refused. */
+#define ADVISE_MAX 64
+void la_segments_advise(la_segment_t *const *segs, const uint64_t *masks, uint64_t *done, unsigned n, bool lazy,
+                        la_purge_stats_t *st) {
+  struct iovec iov[ADVISE_MAX];
+  uint16_t owner[ADVISE_MAX];
+  size_t nr = 0;
+  for (unsigned i = 0; i < n; i++) {
+    done[i] = 0;
+    for (uint64_t todo = masks[i]; todo;) {
+      unsigned start = (unsigned)__builtin_ctzll(todo);
+      uint64_t rest = ~(todo >> start);
+      unsigned len = rest ? (unsigned)__builtin_ctzll(rest) : LA_UNITS - start;
+      todo &= ~la_bits_run_mask(start, len);
+      uintptr_t pa, pb;
+      if (!run_pages(segs[i], start, len, &pa, &pb)) continue;
+      if (nr == ADVISE_MAX) {   /* the batch is full: this one alone */
+        done[i] |= advise_one(pa, pb, segs[i], lazy, st);
+        continue;
+      }
+      iov[nr] = (struct iovec){(void *)pa, pb - pa};
+      owner[nr++] = (uint16_t)i;
+    }
+  }
+  size_t given = nr > 1 ? la_os_purge_many(iov, nr, lazy) : 0;
+  if (given) st->nmadvise++;   /* one call for them all */
+  for (size_t r = 0; r < nr; r++) {
+    uintptr_t pa = (uintptr_t)iov[r].iov_base, pb = pa + iov[r].iov_len;
+    la_segment_t *seg = segs[owner[r]];
+    if (r < given) {
+      st->purged += pb - pa;
+      done[owner[r]] |= units_given(seg, pa, pb);
+    } else {
+      done[owner[r]] |= advise_one(pa, pb, seg, lazy, st);
+    }
+  }
+  for (unsigned i = 0; i < n; i++) {
+    done[i] &= masks[i];
+    forget_purged(segs[i], done[i], lazy);
+  }
 }
 
 /* ---- resident pages of units ----------------------------------------------

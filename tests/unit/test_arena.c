@@ -166,12 +166,63 @@ static void dirty_runs_before_untouched_ones(void **state) {
   for (int i = 0; i < MANY; i++) la_free(many[i]);
 }
 
+/* A thread that has a heap and waits: the process then has two. */
+static pthread_barrier_t hold;
+static void *keep_a_heap(void *arg) {
+  (void)arg;
+  la_free(la_malloc(64));
+  pthread_barrier_wait(&hold);
+  pthread_barrier_wait(&hold);
+  return NULL;
+}
+
+/* With another thread's heap and the purger running, the trade of
+ * dirty_units_traded_for_clean_ones is the purger's to make (in one
+ * system call for many runs, la_segments_advise): the dirty units go all
+ * the same, a moment later, from the purger's thread. */
+static void trades_of_a_threaded_program_go_to_the_purger(void **state) {
+  (void)state;
+  enum { SMALL = 8192, BIG = 420 };
+  static void *small[SMALL], *big[BIG];
+  pthread_t other;
+  pthread_barrier_init(&hold, NULL, 2);
+  assert_int_equal(pthread_create(&other, NULL, keep_a_heap, NULL), 0);
+  pthread_barrier_wait(&hold);
+  assert_true(la_heaps_several());
+  la_malloc_trim(0);
+  for (int i = 0; i < SMALL; i++) assert_non_null(small[i] = la_malloc(BLOCK));
+  for (int i = 0; i < SMALL; i++) {
+    uintptr_t unit = ((uintptr_t)la_slab_of(small[i])->start >> LA_UNIT_SHIFT) & (LA_UNITS - 1);
+    if (unit % 2 == 0) la_free(small[i]), small[i] = NULL;
+  }
+  bool on = true, off = false;
+  assert_int_equal(alloc_ctl("opt.background_thread", NULL, NULL, &on, sizeof on), 0);
+  while (!la_purger_running()) la_os_sleep_ms(1);
+  la_stats_t before, after;
+  la_stats_gather(&before);
+  assert_true(before.s.dirty >= 2u << 20);
+  for (int i = 0; i < BIG; i++) assert_non_null(big[i] = la_malloc(5000));
+  for (int waited = 0;; waited++) {   /* the purger pays within a few milliseconds */
+    la_stats_gather(&after);
+    if (after.s.dirty + (1u << 20) <= before.s.dirty || waited == 5000) break;
+    la_os_sleep_ms(1);
+  }
+  assert_true(after.s.dirty + (1u << 20) <= before.s.dirty);
+  assert_int_equal(alloc_ctl("opt.background_thread", NULL, NULL, &off, sizeof off), 0);
+  for (int i = 0; i < BIG; i++) la_free(big[i]);
+  for (int i = 0; i < SMALL; i++) la_free(small[i]);
+  pthread_barrier_wait(&hold);
+  pthread_join(other, NULL);
+  pthread_barrier_destroy(&hold);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(free_units_serve_the_other_arena),
       cmocka_unit_test(abandoned_slabs_adopted_from_the_other_arena),
       cmocka_unit_test(dirty_units_traded_for_clean_ones),
       cmocka_unit_test(dirty_runs_before_untouched_ones),
+      cmocka_unit_test(trades_of_a_threaded_program_go_to_the_purger),
   };
   return cmocka_run_group_tests(tests, setup, NULL);
 }

@@ -2,6 +2,8 @@
  * releasing runs, the preference for dirty units, alignment, and purging. */
 #include "unit.h"
 
+#include <errno.h>
+#include <pthread.h>
 #include <string.h>
 
 static la_segment_t *seg;
@@ -135,12 +137,130 @@ static void muzzy_units_are_not_zeroed(void **state) {
   purge_all(seg);
 }
 
+/* ---- runs of several segments in one call (la_segments_advise) ---------- */
+
+struct advise_job {
+  la_segment_t *segs[2];
+  uint64_t masks[2], done[2];
+  la_purge_stats_t st;
+  bool own;   /* run as liballoc's own thread (la_os_name_self) */
+};
+
+static void *advise_job_run(void *arg) {
+  struct advise_job *j = arg;
+  if (j->own) la_os_name_self("test-purge");
+  la_segments_advise(j->segs, j->masks, j->done, 2, false, &j->st);
+  return NULL;
+}
+
+static void run_job(struct advise_job *j) {
+  pthread_t t;
+  assert_int_equal(pthread_create(&t, NULL, advise_job_run, j), 0);
+  assert_int_equal(pthread_join(t, NULL), 0);
+}
+
+/* Units of `s` in `mask` made dirty, each filled with `mark`. */
+static void make_dirty(la_segment_t *s, uint64_t mask, uint8_t mark) {
+  for (uint64_t m = mask; m; m &= m - 1) {
+    unsigned u = (unsigned)__builtin_ctzll(m);
+    la_slab_t *r = la_segment_take_run(s, u, 1);
+    memset(la_unit_address(s, u), mark, LA_UNIT_SIZE);
+    la_segment_release_run(s, r);
+  }
+}
+
+static bool units_read(la_segment_t *s, uint64_t mask, uint8_t mark) {
+  for (uint64_t m = mask; m; m &= m - 1) {
+    const uint8_t *p = la_unit_address(s, (unsigned)__builtin_ctzll(m));
+    for (size_t i = 0; i < LA_UNIT_SIZE; i += 4096)
+      if (p[i] != mark) return false;
+  }
+  return true;
+}
+
+/* Does this kernel take a vector of ranges from liballoc's own thread? */
+static bool kernel_batches(void) {
+  la_segment_t *probe = la_segment_create(NULL, NULL);
+  assert_non_null(probe);
+  struct advise_job j = {{probe, probe}, {(uint64_t)1 << 5, (uint64_t)1 << 7}, {0}, {0}, true};
+  make_dirty(probe, j.masks[0] | j.masks[1], 1);
+  run_job(&j);
+  la_segment_destroy(probe);
+  return j.st.nmadvise == 1;
+}
+
+/* Five runs over two segments from liballoc's own thread: one system call
+ * where the kernel takes them (the purger's batches), five where it does
+ * not; either way every run reads zero after and is counted as given back. */
+static void runs_of_two_segments_go_back_together(void **state) {
+  (void)state;
+  bool batches = kernel_batches();
+  print_message("the kernel %s process_madvise on the process's own memory\n", batches ? "takes" : "refuses");
+  la_segment_t *seg2 = la_segment_create(NULL, NULL);
+  assert_non_null(seg2);
+  uint64_t m1 = la_bits_run_mask(20, 2) | la_bits_run_mask(25, 1), m2 = la_bits_run_mask(30, 1) | la_bits_run_mask(40, 3) | la_bits_run_mask(50, 1);
+  make_dirty(seg, m1, 0x5a);
+  make_dirty(seg2, m2, 0xa5);
+  struct advise_job j = {{seg, seg2}, {m1, m2 & ~la_bits_run_mask(50, 1)}, {0}, {0}, true};
+  run_job(&j);
+  assert_int_equal(j.done[0], m1);
+  assert_int_equal(j.done[1], j.masks[1]);
+  assert_int_equal(j.st.nmadvise, batches ? 1 : 4);
+  assert_int_equal(j.st.purged, 7 * LA_UNIT_SIZE);
+  assert_true(units_read(seg, m1, 0));
+  assert_true(units_read(seg2, j.masks[1], 0));
+  assert_true(units_read(seg2, la_bits_run_mask(50, 1), 0xa5));   /* not asked: kept */
+  assert_int_equal(seg->resident[20] | seg->resident[21] | seg->resident[25] | seg2->resident[41], 0);
+  assert_int_not_equal(seg2->resident[50], 0);
+  seg->dirty_units &= ~j.done[0];
+  seg2->dirty_units &= ~j.done[1];
+  la_segment_destroy(seg2);
+  purge_all(seg);
+}
+
+/* A program's thread never batches (a seccomp filter of the program's may
+ * not list process_madvise), and with injected faults each run makes its
+ * own call, so a refused one stays resident with its data. */
+static void program_threads_and_refusals_go_run_by_run(void **state) {
+  (void)state;
+  la_segment_t *seg2 = la_segment_create(NULL, NULL);
+  assert_non_null(seg2);
+  uint64_t m1 = la_bits_run_mask(10, 1) | la_bits_run_mask(12, 1), m2 = la_bits_run_mask(14, 2);
+  make_dirty(seg, m1, 1);
+  make_dirty(seg2, m2, 2);
+  struct advise_job j = {{seg, seg2}, {m1, m2}, {0}, {0}, false};
+  run_job(&j);
+  assert_int_equal(j.st.nmadvise, 3);
+  assert_int_equal(j.done[0], m1);
+  assert_int_equal(j.done[1], m2);
+  seg->dirty_units &= ~m1;
+  seg2->dirty_units &= ~m2;
+
+  make_dirty(seg, m1, 3);
+  make_dirty(seg2, m2, 4);
+  la_os_fault_set(LA_OS_MADVISE, 2, 0, EINVAL);   /* the second run's call */
+  struct advise_job k = {{seg, seg2}, {m1, m2}, {0}, {0}, true};
+  run_job(&k);
+  la_os_fault_clear();
+  assert_int_equal(k.st.nmadvise, 3);
+  assert_int_equal(k.done[0], la_bits_run_mask(10, 1));
+  assert_int_equal(k.done[1], m2);
+  assert_true(units_read(seg, la_bits_run_mask(12, 1), 3));
+  assert_true(units_read(seg, la_bits_run_mask(10, 1), 0));
+  seg->dirty_units &= ~k.done[0];
+  seg2->dirty_units &= ~m2;
+  la_segment_destroy(seg2);
+  purge_all(seg);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
     cmocka_unit_test(segment_is_aligned_and_mapped), cmocka_unit_test(take_and_release_runs),
     cmocka_unit_test(untouched_units_are_released_clean),
     cmocka_unit_test(dirty_units_are_preferred),    cmocka_unit_test(aligned_runs),
     cmocka_unit_test(purge_returns_pages_as_zero), cmocka_unit_test(muzzy_units_are_not_zeroed),
+    cmocka_unit_test(runs_of_two_segments_go_back_together),
+    cmocka_unit_test(program_threads_and_refusals_go_run_by_run),
   };
   return cmocka_run_group_tests(tests, setup, teardown);
 }
