@@ -859,6 +859,7 @@ size_t la_arenas_purge(void) {
     }
     sweep_abandoned(a);
     forget_refusals(a);   /* asked for explicitly: try everything once more */
+    a->trade_owed = 0;    /* paid below */
     released += purge_oldest(a, DIRTY, SIZE_MAX, false) << LA_UNIT_SHIFT;
     released += purge_oldest(a, MUZZY, SIZE_MAX, false) << LA_UNIT_SHIFT;
     la_decay_purged(&a->dirty_decay, a->ndirty);

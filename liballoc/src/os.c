@@ -155,19 +155,21 @@ bool la_os_purge_lazy(void *p, size_t size) {
  * against 1.1 us with the process alone, so a purger giving back 16 runs
  * cost 200 us.  process_madvise on the process's own memory takes a
  * vector of ranges, and recent kernels flush once for all of them (Linux
- * 6.18 here: 1.2 us a range, tests/unit/test_os.c's batch test shows
- * which a machine does).  Returns how many of the ranges, from the first,
- * were given back; the caller gives back the others one by one.
+ * 6.18 here: 1.2 us a range; unit_segment prints whether the machine's
+ * kernel takes the call).  Returns how many of the ranges, from the
+ * first, were given back; the caller gives back the others one by one.
  *
  * Only liballoc's threads (la_os_name_self marks them) make the call, and
  * only while their thread runs under no seccomp filter (read from
  * /proc/thread-self/status before each call: 11 us here, about one
  * shootdown): a program that sandboxes itself lists the system calls it
- * expects, and a filter may kill the thread on any other.  A filter installed with every thread
- * (TSYNC) after the check is the one case left, and it kills the purger
- * at most (SECCOMP_RET_KILL_THREAD), which leaves the program running.
- * A kernel that refuses the call (older ones: EBADF for the pidfd, EINVAL
- * for the advice) is not asked again. */
+ * expects, and a filter may kill the thread on any other.  What is left
+ * is a filter the program installs on every thread (TSYNC) between the
+ * check and the call: with seccomp's plain kill (SECCOMP_RET_KILL_THREAD)
+ * that ends the purger, not the program; only one that kills the whole
+ * process (SECCOMP_RET_KILL_PROCESS) would.  A kernel that refuses the
+ * call (older ones: EBADF for the pidfd, EINVAL for the advice) is not
+ * asked again. */
 #define LA_PIDFD_SELF_THREAD (-10000)   /* PIDFD_SELF_THREAD of recent kernels' linux/pidfd.h */
 static __thread bool own_thread;
 static atomic_bool batch_refused;
