@@ -3,8 +3,15 @@
 #include "unit.h"
 
 #include <errno.h>
+#include <linux/filter.h>
+#include <linux/seccomp.h>
 #include <pthread.h>
+#include <stddef.h>
 #include <string.h>
+#include <sys/prctl.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 static la_segment_t *seg;
 
@@ -253,6 +260,39 @@ static void program_threads_and_refusals_go_run_by_run(void **state) {
   purge_all(seg);
 }
 
+/* A thread under a seccomp filter never makes the batched call: here the
+ * filter kills the whole process on process_madvise, so a child that
+ * purges five runs from liballoc's own thread survives only if liballoc
+ * saw the filter and went run by run. */
+static void a_seccomp_filter_keeps_the_purge_to_madvise(void **state) {
+  (void)state;
+  pid_t pid = fork();
+  assert_true(pid >= 0);
+  if (pid == 0) {
+    struct sock_filter code[] = {
+        BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(struct seccomp_data, nr)),
+        BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, __NR_process_madvise, 0, 1),
+        BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_KILL_PROCESS),
+        BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW),
+    };
+    struct sock_fprog prog = {sizeof code / sizeof code[0], code};
+    if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) || prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, &prog)) _exit(3);
+    la_segment_t *s2 = la_segment_create(NULL, NULL);
+    if (!s2) _exit(4);
+    uint64_t m1 = la_bits_run_mask(20, 2) | la_bits_run_mask(25, 1), m2 = la_bits_run_mask(30, 1) | la_bits_run_mask(40, 3);
+    make_dirty(seg, m1, 7);
+    make_dirty(s2, m2, 8);
+    struct advise_job j = {{seg, s2}, {m1, m2}, {0}, {0}, true};
+    pthread_t t;
+    if (pthread_create(&t, NULL, advise_job_run, &j) || pthread_join(t, NULL)) _exit(5);
+    _exit(j.done[0] == m1 && j.done[1] == m2 && j.st.nmadvise == 4 && units_read(seg, m1, 0) ? 0 : 6);
+  }
+  int status;
+  assert_int_equal(waitpid(pid, &status, 0), pid);
+  assert_true(WIFEXITED(status));   /* not killed by SIGSYS */
+  assert_int_equal(WEXITSTATUS(status), 0);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
     cmocka_unit_test(segment_is_aligned_and_mapped), cmocka_unit_test(take_and_release_runs),
@@ -261,6 +301,7 @@ int main(void) {
     cmocka_unit_test(purge_returns_pages_as_zero), cmocka_unit_test(muzzy_units_are_not_zeroed),
     cmocka_unit_test(runs_of_two_segments_go_back_together),
     cmocka_unit_test(program_threads_and_refusals_go_run_by_run),
+    cmocka_unit_test(a_seccomp_filter_keeps_the_purge_to_madvise),
   };
   return cmocka_run_group_tests(tests, setup, teardown);
 }
