@@ -101,8 +101,8 @@ start_redis() {
     kill -0 "$REDIS_PID" 2>/dev/null || break
     sleep 0.05
   done
-  note "redis-server did not start; its stderr:"
-  tail -n 5 "$SCRATCH/redis.err" >&2
+  note "redis-server did not start; its log and stderr:"   # --logfile '': the log is stdout
+  tail -n 5 "$SCRATCH/redis.out" "$SCRATCH/redis.err" >&2
   stop_redis
   return 1
 }
