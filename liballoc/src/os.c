@@ -182,20 +182,22 @@ static bool thread_unfiltered(void) {
 }
 
 size_t la_os_purge_many(const struct iovec *iov, size_t n, bool lazy) {
-  if (n < 2 || !own_thread || atomic_load_explicit(&batch_refused, memory_order_relaxed)) return 0;
+  if (!n || !own_thread || atomic_load_explicit(&batch_refused, memory_order_relaxed)) return 0;
   /* Injected faults (os_fault.c) are per call: each range makes its own. */
   if (atomic_load_explicit(&la_os_faults_armed, memory_order_relaxed) || !thread_unfiltered()) return 0;
-  int saved = errno;
-  long rc = syscall(SYS_process_madvise, LA_PIDFD_SELF_THREAD, iov, n, lazy ? MADV_FREE : MADV_DONTNEED, 0u);
-  bool refused = rc < 0 && (errno == EBADF || errno == ENOSYS || errno == EPERM || errno == ESRCH ||
-                            (errno == EINVAL && !advise(iov[0].iov_base, iov[0].iov_len, lazy ? MADV_FREE : MADV_DONTNEED)));
-  errno = saved;
+  int saved = errno, advice = lazy ? MADV_FREE : MADV_DONTNEED;
+  long rc = syscall(SYS_process_madvise, LA_PIDFD_SELF_THREAD, iov, n, advice, 0u);
   if (rc < 0) {
-    /* EINVAL with the first range refused by madvise too: locked pages,
-     * not the call; the caller tries the ranges one by one. */
-    if (refused) atomic_store_explicit(&batch_refused, true, memory_order_relaxed);
-    return 0;
+    int err = errno;
+    /* EINVAL is also locked pages (mlockall): then madvise refuses the
+     * first range as well, and the call itself is not at fault. */
+    bool call_refused = err == EINVAL ? advise(iov[0].iov_base, iov[0].iov_len, advice)
+                                      : err == EBADF || err == ENOSYS || err == EPERM || err == ESRCH;
+    if (call_refused) atomic_store_explicit(&batch_refused, true, memory_order_relaxed);
+    errno = saved;
+    return 0;   /* the caller gives back the ranges one by one */
   }
+  errno = saved;
   size_t done = 0, bytes = (size_t)rc;
   while (done < n && iov[done].iov_len <= bytes) bytes -= iov[done++].iov_len;
   return done;

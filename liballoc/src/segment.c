@@ -136,8 +136,8 @@ uint64_t la_segment_release_run(la_segment_t *seg, la_slab_t *slab) {
 
 /* The pages of units [start, start+len): [*pa, *pb), empty when a page
  * larger than a unit does not fit in them. */
-static bool run_pages(const la_segment_t *seg, unsigned start, unsigned len, uintptr_t *pa, uintptr_t *pb) {
-  uintptr_t a = (uintptr_t)seg + ((size_t)start << LA_UNIT_SHIFT);
+static bool run_pages(la_segment_t *seg, unsigned start, unsigned len, uintptr_t *pa, uintptr_t *pb) {
+  uintptr_t a = (uintptr_t)la_unit_address(seg, start);
   uintptr_t b = a + ((size_t)len << LA_UNIT_SHIFT);
   *pa = (a + la_page_size - 1) & ~(uintptr_t)(la_page_size - 1);
   *pb = b & ~(uintptr_t)(la_page_size - 1);
@@ -205,7 +205,7 @@ void la_segments_advise(la_segment_t *const *segs, const uint64_t *masks, uint64
       owner[nr++] = (uint16_t)i;
     }
   }
-  size_t given = nr > 1 ? la_os_purge_many(iov, nr, lazy) : 0;
+  size_t given = nr > 1 ? la_os_purge_many(iov, nr, lazy) : 0;   /* one run: a plain madvise */
   if (given) st->nmadvise++;   /* one call for them all */
   for (size_t r = 0; r < nr; r++) {
     uintptr_t pa = (uintptr_t)iov[r].iov_base, pb = pa + iov[r].iov_len;
