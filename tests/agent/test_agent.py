@@ -2056,6 +2056,18 @@ class AgentTest(unittest.TestCase):
         self.assertEqual(len(self.agent.get("/api/v1/rules")[1]["rules"]), 1)
 
 
+def shard(spec):
+    """The tests of shard I of N ("I/N"): every Nth by name, from the Ith.
+    ctest runs the shards side by side (tests/agent/CMakeLists.txt); a new
+    test lands in one of them by its name, and the heavy ones spread."""
+    i, n = (int(x) for x in spec.split("/"))
+    names = unittest.defaultTestLoader.getTestCaseNames(AgentTest)
+    return unittest.TestSuite(AgentTest(name) for name in names[i::n])
+
+
 if __name__ == "__main__":
     ALLOCD, TARGET, ALLOCCTL = sys.argv[1], sys.argv[2], sys.argv[3]
+    if len(sys.argv) == 6 and sys.argv[4] == "--shard":
+        result = unittest.TextTestRunner(verbosity=2).run(shard(sys.argv[5]))
+        sys.exit(0 if result.wasSuccessful() else 1)
     unittest.main(argv=[sys.argv[0], "-v"] + sys.argv[4:])
