@@ -301,7 +301,7 @@ extern atomic_size_t la_trimmed_bytes, la_trimmed_slabs, la_trim_madvises;   /* 
 bool la_slab_block_trimmed(const la_slab_t *s, const la_block_t *b);
 la_block_t *la_slab_take_remote(la_slab_t *slab);
 bool la_slab_collect_remote(la_slab_t *slab);
-void la_slab_free_remote(la_slab_t *slab, la_block_t *block);
+void la_slab_free_remote(la_slab_t *slab, la_block_t *block, struct la_heap_s *hint);
 uint32_t la_slab_remote_count(const la_slab_t *slab);
 bool la_slab_has_remote(const la_slab_t *slab);
 void la_slab_prefetch_carved(const la_slab_t *s);

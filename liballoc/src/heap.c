@@ -1148,6 +1148,17 @@ void la_heap_retire_slab(la_heap_t *heap, la_slab_t *slab) {
   else if (slab->block_size >= LA_PARK_MIN_BLOCK && heap != &la_empty_heap) park_slab(heap, slab);
 }
 
+/* Whom a remote free into `slab` must hint (la_slab_free_remote): a slab
+ * on its owner's full list tells the owner to sweep, after the push (a
+ * sweep that sees the hint finds the block), with the owner read before
+ * it (once pushed, the slab may be emptied and reused).  The owner's heap
+ * structure is never unmapped, so even a stale pointer is safe to write a
+ * hint to. */
+static inline la_heap_t *remote_hint(la_slab_t *slab) {
+  return atomic_load_explicit(&slab->notify, memory_order_relaxed) ? atomic_load_explicit(&slab->owner, memory_order_relaxed)
+                                                                   : NULL;
+}
+
 /* A small block's free once its kind is known (and the profiler has looked
  * for a sample there): by the owner (into a full slab, a slab holding a
  * sample, or with free checks on) or by another thread. */
@@ -1165,22 +1176,28 @@ static inline __attribute__((always_inline)) void free_small(la_heap_t *heap, la
     if (slab->used == 0) la_heap_retire_slab(heap, slab);
     return;
   }
-  /* A slab on its owner's full list: hint the owner to sweep, after the
-   * push (a sweep that sees the hint finds the block), with the owner read
-   * before it (once pushed, the slab may be emptied and reused).  The
-   * owner's heap structure is never unmapped, so even a stale pointer is
-   * safe to write a hint to. */
-  la_heap_t *hint = atomic_load(&slab->notify) ? atomic_load_explicit(&slab->owner, memory_order_relaxed) : NULL;
-  la_slab_free_remote(slab, block);
-  if (hint) atomic_store_explicit(&hint->xfull_hint, true, memory_order_relaxed);
+  la_slab_free_remote(slab, block, remote_hint(slab));
 }
 
 static inline bool owns(const la_heap_t *heap, const la_slab_t *slab) {
   return atomic_load_explicit(&slab->owner, memory_order_relaxed) == heap && heap != &la_empty_heap;
 }
 
-static LA_NOINLINE void free_small_slow(la_heap_t *heap, la_slab_t *slab, la_block_t *block) {
+static LA_NOINLINE void free_small_general(la_heap_t *heap, la_slab_t *slab, la_block_t *block) {
   free_small(heap, slab, block, owns(heap, slab));
+}
+
+/* Most frees that come here are another thread's: a push, and a hint if
+ * the slab is on its owner's full list, checked for first so that the way
+ * there saves no register (the general case's calls made this function
+ * save four; callgrind: remotefree 59.8 -> 56.7 M instructions, prodcons
+ * 23.2 -> 21.5 M). */
+static LA_NOINLINE void free_small_slow(la_heap_t *heap, la_slab_t *slab, la_block_t *block) {
+  if (LA_LIKELY(!free_mark && !owns(heap, slab))) {
+    la_slab_free_remote(slab, block, remote_hint(slab));
+    return;
+  }
+  free_small_general(heap, slab, block);
 }
 
 static LA_NOINLINE void free_sampled_slab_slow(la_heap_t *heap, la_slab_t *slab, la_block_t *block) {

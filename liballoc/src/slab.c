@@ -151,14 +151,16 @@ static inline uint32_t xfree_count(uintptr_t word) { return (uint32_t)(word >> X
 /* Another thread frees a block into the slab.  Lock-free: many threads may
  * push while the owner takes the whole list.  The push is the free's last
  * access to the slab: once it is counted, the slab may be found empty and
- * reused. */
-void la_slab_free_remote(la_slab_t *slab, la_block_t *block) {
+ * reused.  `hint`, the owner read before the push when the slab is on its
+ * full list (heap.c), is then told to sweep; NULL for none. */
+void la_slab_free_remote(la_slab_t *slab, la_block_t *block, struct la_heap_s *hint) {
   uintptr_t old = atomic_load_explicit(&slab->xfree, memory_order_relaxed), word;
   do {
     block->next = xfree_head(old);
     word = (uintptr_t)block | (uintptr_t)(xfree_count(old) + 1) << XFREE_COUNT_SHIFT;
   } while (!atomic_compare_exchange_weak_explicit(&slab->xfree, &old, word, memory_order_release,
                                                   memory_order_relaxed));
+  if (hint) atomic_store_explicit(&hint->xfull_hint, true, memory_order_relaxed);
 }
 
 /* Take the list of blocks other threads freed into the slab, counted out

@@ -115,7 +115,7 @@ typedef struct remote_s {
 static void *free_remotely(void *arg) {
   remote_t *r = arg;
   for (int i = r->from; i < r->to; i++) {
-    la_slab_free_remote(r->slab, r->blocks[i]);
+    la_slab_free_remote(r->slab, r->blocks[i], NULL);
   }
   return NULL;
 }
@@ -151,15 +151,15 @@ static void remote_free_counted_with_its_block(void **state) {
   void *a = pop(s), *b = pop(s), *c = pop(s);
   assert_non_null(c);
   assert_false(la_slab_has_remote(s));
-  la_slab_free_remote(s, a);
-  la_slab_free_remote(s, b);
+  la_slab_free_remote(s, a, NULL);
+  la_slab_free_remote(s, b, NULL);
   assert_true(la_slab_has_remote(s));
   assert_true(la_slab_collect_remote(s));
   assert_int_equal(s->used, 1);   /* c */
   assert_false(la_slab_has_remote(s));
   assert_false(la_slab_collect_remote(s));
   assert_int_equal(s->used, 1);
-  la_slab_free_remote(s, c);
+  la_slab_free_remote(s, c, NULL);
   assert_true(la_slab_collect_remote(s));
   assert_int_equal(s->used, 0);
   int again = 0;
@@ -177,7 +177,7 @@ static void join_lists(int mine, int theirs) {
   for (int i = 0; i < mine + theirs; i++) assert_non_null(blocks[i] = pop(s));
   while (pop(s)) {}
   for (int i = 0; i < mine; i++) la_slab_push(s, blocks[i]);
-  for (int i = mine; i < mine + theirs; i++) la_slab_free_remote(s, blocks[i]);
+  for (int i = mine; i < mine + theirs; i++) la_slab_free_remote(s, blocks[i], NULL);
   assert_true(la_slab_collect_remote(s));
   assert_int_equal(s->used, s->capacity - (uint32_t)(mine + theirs));
   bool seen[64] = {false};
