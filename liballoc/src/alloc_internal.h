@@ -254,8 +254,12 @@ int la_segment_find_run(const la_segment_t *seg, unsigned k, unsigned align_unit
 la_slab_t *la_segment_take_run(la_segment_t *seg, unsigned unit, unsigned k);
 uint64_t la_segment_release_run(la_segment_t *seg, la_slab_t *slab);
 uint64_t la_segment_advise_runs(la_segment_t *seg, uint64_t mask, bool lazy, la_purge_stats_t *st);
-void la_segments_advise(la_segment_t *const *segs, const uint64_t *masks, uint64_t *done, unsigned n, bool lazy,
-                        la_purge_stats_t *st);
+/* Units of a segment to give back (mask), and those the kernel took (done). */
+typedef struct la_advice_s {
+  la_segment_t *seg;
+  uint64_t mask, done;
+} la_advice_t;
+void la_segments_advise(la_advice_t *runs, unsigned n, bool lazy, la_purge_stats_t *st);
 bool la_segment_is_empty(const la_segment_t *seg);
 void la_segment_touch(la_segment_t *seg, const void *addr, size_t len);
 uint64_t la_segment_resident(const la_segment_t *seg, unsigned unit, unsigned k);

@@ -409,11 +409,6 @@ static uint64_t lowest_bits(uint64_t x, size_t n) {
   return r;
 }
 
-typedef struct purge_item_s {
-  la_segment_t *seg;
-  uint64_t mask, done;
-} purge_item_t;
-
 /* Units of `seg` that fill whole huge pages with no used unit among them:
  * purging those gives back huge pages without splitting one.  0 when huge
  * pages are not in play (thp:never, or pages no larger than a unit). */
@@ -435,11 +430,11 @@ static uint64_t purgeable(const la_segment_t *seg, enum state from) {
   return *bits & ~seg->refused_units;
 }
 
-static void claim(la_arena_t *a, la_segment_t *seg, enum state from, uint64_t mask, purge_item_t *item) {
+static void claim(la_arena_t *a, la_segment_t *seg, enum state from, uint64_t mask, la_advice_t *item) {
   state_remove(a, seg, from, mask);
   seg->purging_units |= mask;
   set_used(a, seg, seg->used_units | mask);
-  *item = (purge_item_t){seg, mask, 0};
+  *item = (la_advice_t){seg, mask, 0};
 }
 
 /* Take up to PURGE_BATCH segments' worth of units (at most `want`) out of
@@ -450,7 +445,7 @@ static void claim(la_arena_t *a, la_segment_t *seg, enum state from, uint64_t ma
  * are left out until reused: under mlockall every madvise fails, and
  * retrying each of them at every decay step cost 150 times the system
  * calls (1.96 M failed madvise calls for 11.6 k purges in a probe). */
-static unsigned claim_batch(la_arena_t *a, enum state from, size_t want, purge_item_t *batch) {
+static unsigned claim_batch(la_arena_t *a, enum state from, size_t want, la_advice_t *batch) {
   unsigned n = 0, scanned = 0;
   la_segment_t *next;
   for (la_segment_t *seg = *queue_of(a, from).head; seg && n < PURGE_BATCH && want > 0 &&
@@ -475,7 +470,7 @@ static unsigned claim_batch(la_arena_t *a, enum state from, size_t want, purge_i
   return n;
 }
 
-static void settle_batch(la_arena_t *a, purge_item_t *batch, unsigned n, enum state from, bool lazy) {
+static void settle_batch(la_arena_t *a, la_advice_t *batch, unsigned n, enum state from, bool lazy) {
   for (unsigned i = 0; i < n; i++) {
     la_segment_t *seg = batch[i].seg;
     uint64_t refused = batch[i].mask & ~batch[i].done;   /* or pages larger than units */
@@ -493,20 +488,14 @@ static void settle_batch(la_arena_t *a, purge_item_t *batch, unsigned n, enum st
  * PURGE_MAX_BATCHES batches.  Returns the units moved. */
 static size_t purge_oldest(la_arena_t *a, enum state from, size_t want, bool lazy) {
   size_t moved = 0;
-  purge_item_t batch[PURGE_BATCH];
+  la_advice_t batch[PURGE_BATCH];
   for (unsigned round = 0; round < PURGE_MAX_BATCHES && want > moved; round++) {
     unsigned n = claim_batch(a, from, want - moved, batch);
     if (!n) break;
     pthread_mutex_unlock(&a->lock);
     la_purge_stats_t st = {0};
-    la_segment_t *segs[PURGE_BATCH];
-    uint64_t masks[PURGE_BATCH], done[PURGE_BATCH];
-    for (unsigned i = 0; i < n; i++) segs[i] = batch[i].seg, masks[i] = batch[i].mask;
-    la_segments_advise(segs, masks, done, n, lazy, &st);
-    for (unsigned i = 0; i < n; i++) {
-      batch[i].done = done[i];
-      moved += (size_t)__builtin_popcountll(done[i]);
-    }
+    la_segments_advise(batch, n, lazy, &st);
+    for (unsigned i = 0; i < n; i++) moved += (size_t)__builtin_popcountll(batch[i].done);
     pthread_mutex_lock(&a->lock);
     settle_batch(a, batch, n, from, lazy);
     a->purge_stats.nmadvise += st.nmadvise;

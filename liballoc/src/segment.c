@@ -174,31 +174,30 @@ static void forget_purged(la_segment_t *seg, uint64_t done, bool lazy) {
  * purged nor taken for zeroed.  Runs without any lock: the caller owns
  * these units for the duration. */
 uint64_t la_segment_advise_runs(la_segment_t *seg, uint64_t mask, bool lazy, la_purge_stats_t *st) {
-  uint64_t done = 0;
-  la_segments_advise(&seg, &mask, &done, 1, lazy, st);
-  return done;
+  la_advice_t one = {seg, mask, 0};
+  la_segments_advise(&one, 1, lazy, st);
+  return one.done;
 }
 
-/* la_segment_advise_runs for n segments at once: done[i] for masks[i].
- * The runs go to the kernel in one call where it takes them
+/* la_segment_advise_runs for n segments at once, each run's `done` for
+ * its `mask`.  The runs go to the kernel in one call where it takes them
  * (la_os_purge_many), and one by one otherwise or after one it refused. */
 #define ADVISE_MAX 64
-void la_segments_advise(la_segment_t *const *segs, const uint64_t *masks, uint64_t *done, unsigned n, bool lazy,
-                        la_purge_stats_t *st) {
+void la_segments_advise(la_advice_t *runs, unsigned n, bool lazy, la_purge_stats_t *st) {
   struct iovec iov[ADVISE_MAX];
   uint16_t owner[ADVISE_MAX];
   size_t nr = 0;
   for (unsigned i = 0; i < n; i++) {
-    done[i] = 0;
-    for (uint64_t todo = masks[i]; todo;) {
+    runs[i].done = 0;
+    for (uint64_t todo = runs[i].mask; todo;) {
       unsigned start = (unsigned)__builtin_ctzll(todo);
       uint64_t rest = ~(todo >> start);
       unsigned len = rest ? (unsigned)__builtin_ctzll(rest) : LA_UNITS - start;
       todo &= ~la_bits_run_mask(start, len);
       uintptr_t pa, pb;
-      if (!run_pages(segs[i], start, len, &pa, &pb)) continue;
+      if (!run_pages(runs[i].seg, start, len, &pa, &pb)) continue;
       if (nr == ADVISE_MAX) {   /* the batch is full: this one alone */
-        done[i] |= advise_one(pa, pb, segs[i], lazy, st);
+        runs[i].done |= advise_one(pa, pb, runs[i].seg, lazy, st);
         continue;
       }
       iov[nr] = (struct iovec){(void *)pa, pb - pa};
@@ -209,17 +208,17 @@ void la_segments_advise(la_segment_t *const *segs, const uint64_t *masks, uint64
   if (given) st->nmadvise++;   /* one call for them all */
   for (size_t r = 0; r < nr; r++) {
     uintptr_t pa = (uintptr_t)iov[r].iov_base, pb = pa + iov[r].iov_len;
-    la_segment_t *seg = segs[owner[r]];
+    la_segment_t *seg = runs[owner[r]].seg;
     if (r < given) {
       st->purged += pb - pa;
-      done[owner[r]] |= units_given(seg, pa, pb);
+      runs[owner[r]].done |= units_given(seg, pa, pb);
     } else {
-      done[owner[r]] |= advise_one(pa, pb, seg, lazy, st);
+      runs[owner[r]].done |= advise_one(pa, pb, seg, lazy, st);
     }
   }
   for (unsigned i = 0; i < n; i++) {
-    done[i] &= masks[i];
-    forget_purged(segs[i], done[i], lazy);
+    runs[i].done &= runs[i].mask;
+    forget_purged(runs[i].seg, runs[i].done, lazy);
   }
 }
 

@@ -156,7 +156,10 @@ struct advise_job {
 static void *advise_job_run(void *arg) {
   struct advise_job *j = arg;
   if (j->own) la_os_name_self("test-purge");
-  la_segments_advise(j->segs, j->masks, j->done, 2, false, &j->st);
+  la_advice_t runs[2] = {{j->segs[0], j->masks[0], 0}, {j->segs[1], j->masks[1], 0}};
+  la_segments_advise(runs, 2, false, &j->st);
+  j->done[0] = runs[0].done;
+  j->done[1] = runs[1].done;
   return NULL;
 }
 
