@@ -115,7 +115,11 @@ enum la_slab_kind {
 #define LA_LEND_MIN_SLOT 64
 #define LA_LEND_MAX_SLOT 512
 #define LA_LEND_MAX_SLOTS 1024
-#define LA_LEND_BINS 11   /* a heap's lenders by longest free run: 64 B, 128 B, ... 64 KiB */
+/* A heap's lenders by the largest block their longest free run surely
+ * holds: under 128 B, then eight bins per doubling up to 64 KiB, then the
+ * rest (heap.c, lend_bin). */
+#define LA_LEND_BIN_STEPS 8
+#define LA_LEND_BINS (2 + 9 * LA_LEND_BIN_STEPS)
 typedef struct la_lend_s la_lend_t;
 
 /* A slab descriptor lives in its segment's header, at the index of the slab's
@@ -275,7 +279,7 @@ typedef struct la_heap_s {
   la_slab_list_t queues[LA_NCLASSES];  /* slabs that may have free blocks */
   la_slab_list_t full;                 /* slabs found full */
   la_slab_list_t lenders[LA_LEND_BINS]; /* sparse slabs lending their free slots (lend.c),
-                                          by the bytes of their longest free run */
+                                          by the largest block they surely hold */
   uint32_t nlenders;
   uint32_t lend_sweep;                 /* the bin sweep_lenders looks at next */
   uint64_t lent_nmalloc[LA_NCLASSES];  /* blocks of each class lent so far */

@@ -814,11 +814,15 @@ static bool unchanged_since_look(la_heap_t *heap, la_slab_t *s, uint32_t now_ms)
  * most an eighth of them in use, becomes a lender (lend.c): its free slots
  * serve blocks of any class, which the heap asks for before carving or
  * taking new memory for a class.  The heap keeps its lenders in bins by
- * their longest free run, and an ask goes up the bins from the block's
- * size, LEND_LOOK lenders at most per bin.  phasechange (64-128 B blocks,
- * 90% freed at random, then 1-4 KiB blocks) and fragment had every page
- * of their thinned slabs pinned by a survivor; lent, those pages hold the
- * next phase's blocks. */
+ * the largest block their longest free run surely holds, eight bins per
+ * doubling, and an ask goes up the bins from the block's size, LEND_LOOK
+ * lenders at most per bin: every lender above the first bin holds the
+ * block (but one serving its own class, whose runs that may have cut).  phasechange (64-128 B blocks, 90% freed at random, then 1-4 KiB
+ * blocks) and fragment had every page of their thinned slabs pinned by a
+ * survivor; lent, those pages hold the next phase's blocks.  (With one bin
+ * per doubling by the run's own length, an ask looked at five lenders on
+ * average before one held its block, each a few cache misses: the
+ * descriptor, the bitmaps, the neighbours of the move to the tail.) */
 #define LEND_LOOK 8
 
 static bool worth_lending(const la_slab_t *s) {
@@ -833,15 +837,18 @@ static void release_lender(la_heap_t *heap, la_slab_t *s) {
   la_arena_put_slab(la_segment_of(s)->arena, s);
 }
 
-/* The bin of lenders whose longest free run is `bytes`: 64-127 bytes and
- * less in the first, 128-255 in the next, and so on. */
+/* The bin of lenders that surely hold a block of `bytes` (la_lend_longest):
+ * under 128 in the first, then LA_LEND_BIN_STEPS bins per doubling (128-143,
+ * 144-159, ... 240-255, 256-287, ...), 64 KiB and more in the last. */
 static unsigned lend_bin(size_t bytes) {
   if (bytes < 128) return 0;
-  unsigned b = 63 - (unsigned)__builtin_clzll(bytes) - 6;
+  unsigned log2 = 63 - (unsigned)__builtin_clzll(bytes), steps = (unsigned)__builtin_ctz(LA_LEND_BIN_STEPS);
+  size_t step = (bytes >> (log2 - steps)) & (LA_LEND_BIN_STEPS - 1);
+  unsigned b = 1 + (log2 - 7) * LA_LEND_BIN_STEPS + (unsigned)step;
   return b < LA_LEND_BINS ? b : LA_LEND_BINS - 1;
 }
 
-/* Put lender `s` in the bin of its longest free run (at its tail). */
+/* Put lender `s` in the bin of what it surely holds (at its tail). */
 static void lender_rebin(la_heap_t *heap, la_slab_t *s, bool listed) {
   unsigned b = lend_bin(la_lend_longest(s));
   if (listed) la_slab_list_remove(&heap->lenders[s->lend_bin], s);
@@ -880,16 +887,17 @@ static void *unlend(la_heap_t *heap, la_slab_t *s) {
 /* Other threads' frees into lenders are taken when the owner lends from
  * one or frees into it; a lender in a bin no ask reaches would keep them
  * (and stay when they emptied it).  So each time the heap would take a
- * new slab it also looks at the heads of LEND_SWEEP bins, in turn: their
- * remote frees taken, empty ones given back, the others to their bins'
- * tails. */
+ * new slab it also looks at the heads of LEND_SWEEP bins that have one,
+ * in turn: their remote frees taken, empty ones given back, the others to
+ * their bins' tails. */
 #define LEND_SWEEP 2
 
 static void sweep_lenders(la_heap_t *heap) {
-  for (unsigned n = 0; n < LEND_SWEEP; n++) {
+  for (unsigned n = 0, looked = 0; n < LEND_SWEEP && looked < LA_LEND_BINS; looked++) {
     unsigned b = heap->lend_sweep++ % LA_LEND_BINS;
     la_slab_t *s = heap->lenders[b].head;
     if (!s) continue;
+    n++;
     la_lend_collect(s);
     if (s->used == 0) release_lender(heap, s);
     else lender_rebin(heap, s, true);

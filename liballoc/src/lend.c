@@ -13,7 +13,8 @@
  * or takes new memory for any class, looks for a run of free slots long
  * enough for the block: the shortest such run (best fit) in the first
  * lender that has one, going up the heap's bins of lenders by longest free
- * run from the block's size (heap.c), which is best fit by the power of two.
+ * run from the block's size (heap.c), which is best fit to an eighth of a
+ * doubling.
  *
  * A lent block starts on a slot and covers `span` slots; three bitmaps of
  * the slots say which hold a small block of the slab's own, which are part
@@ -41,7 +42,7 @@ struct la_lend_s {
   uint64_t small[LEND_WORDS];   /* slot holds a block of the slab's class (or is past the slab's end) */
   uint64_t lent[LEND_WORDS];    /* slot is part of a lent block */
   uint64_t head[LEND_WORDS];    /* slot starts a lent block */
-  uint32_t longest;             /* the longest run of free slots, or more (la_lend_longest) */
+  uint32_t longest;             /* the longest run of free slots (more while it serves its class) */
   uint32_t hint;                /* la_lend_serve's next batch starts from this slot */
   uint32_t lent_live;           /* lent blocks live */
   uint64_t lent_bytes;          /* their usable bytes */
@@ -125,18 +126,18 @@ static int32_t prev_busy(const la_lend_t *l, uint32_t i) {
   return -1;
 }
 
-/* Best fit: the shortest run of free slots that holds `span` (the first
- * of exactly that length ends the scan; at == UINT32_MAX if none does),
- * and the longest run seen, which is the longest of all when none holds
- * `span`.  (Next fit, from where the lender last lent, left 6 MiB more on
- * phasechange and fragment in the same CPU time: a long run cut for a
- * short block is lost to the next long one.) */
+/* Best fit: the first of the shortest runs of free slots that hold `span`
+ * (at == UINT32_MAX if none does), and the two longest runs, so that the
+ * lender knows its longest run once the block is cut from the best (the
+ * heap bins it by that).  (Next fit, from where the lender last lent, left
+ * 6 MiB more on phasechange and fragment in the same CPU time: a long run
+ * cut for a short block is lost to the next long one.) */
 struct runs {
-  uint32_t at, len, longest;
+  uint32_t at, len, longest, second;
 };
 
 static struct runs best_fit(const la_lend_t *l, uint32_t span) {
-  struct runs r = {UINT32_MAX, UINT32_MAX, 0};
+  struct runs r = {UINT32_MAX, UINT32_MAX, 0, 0};
   uint32_t start = 0;
   bool in_run = false;
   for (uint32_t w = 0; w < LEND_WORDS; w++) {
@@ -155,11 +156,15 @@ static struct runs best_fit(const la_lend_t *l, uint32_t span) {
       }
       in_run = false;
       uint32_t len = slot - start;
-      if (len > r.longest) r.longest = len;
+      if (len > r.longest) {
+        r.second = r.longest;
+        r.longest = len;
+      } else if (len > r.second) {
+        r.second = len;
+      }
       if (len >= span && len < r.len) {
         r.at = start;
         r.len = len;
-        if (len == span) return r;
       }
     }
   }
@@ -169,10 +174,15 @@ static struct runs best_fit(const la_lend_t *l, uint32_t span) {
 /* The longest run of free slots (a scan of them all). */
 static uint32_t longest_run(const la_lend_t *l) { return best_fit(l, LA_LEND_MAX_SLOTS + 1).longest; }
 
-/* The longest run of free slots, in bytes, or more (heap.c bins lenders
- * by it): a take leaves it as it was, a free raises it to the run the
- * freed slots join, and a take that finds no run long enough sets it. */
-size_t la_lend_longest(const la_slab_t *s) { return (size_t)s->lend->longest * s->block_size; }
+/* The largest block the longest run of free slots surely holds, in bytes
+ * (heap.c bins lenders by it): a block takes a slot more than its bytes
+ * need at most (span_of).  A take sets the longest run, a free raises it to
+ * the run the freed slots join; serving its own class leaves it as it was,
+ * so it may be more then, until a take finds no run long enough. */
+size_t la_lend_longest(const la_slab_t *s) {
+  uint32_t n = s->lend->longest;
+  return n > 1 ? (size_t)(n - 1) * s->block_size : 0;
+}
 
 /* ---- becoming a lender ---------------------------------------------------- */
 
@@ -391,7 +401,8 @@ void *la_lend_take(la_slab_t *s, unsigned cls, size_t size) {
     l->longest = r.longest;
     return NULL;
   }
-  uint32_t i = r.at;
+  uint32_t i = r.at, rest = r.len - span;
+  l->longest = r.len < r.longest ? r.longest : (r.second > rest ? r.second : rest);
   uint8_t *p = s->start + (size_t)i * s->block_size;
   size_t bytes = (size_t)span * s->block_size;
   if (span == 1) {

@@ -343,6 +343,67 @@ static void test_shortest_run_that_fits_lent(void **state) {
   lending_in_thread(best_fit_holes);
 }
 
+/* The heap bins a lender by the block its longest free run surely holds
+ * (la_lend_longest), so that a lender above the first bin an ask looks at
+ * holds the block: a take must leave the longest run exact, not as it was
+ * before the cut.  The runs are worked out here from the blocks' own sizes
+ * (la_lend_block_size) after every take. */
+static size_t true_longest_run(const la_slab_t *s) {
+  size_t longest = 0, run = 0;
+  for (size_t i = 0; i < s->capacity; i++) {
+    size_t n = la_lend_block_size(s, s->start + i * s->block_size);
+    if (!n) {
+      longest = ++run > longest ? run : longest;
+      continue;
+    }
+    run = 0;
+    i += n / s->block_size - 1;
+  }
+  return longest;
+}
+
+/* Blocks of BIG bytes until the lenders are full, each lender's longest
+ * run checked after each take; best fit cuts the longest run only once no
+ * shorter one holds the block, near the end, and the test counts those
+ * cuts (the longest run shorter than the lender's last). */
+#define MANY 4096
+static void *longest_after_takes(void *arg) {
+  (void)arg;
+  static void *many[MANY];
+  static struct {
+    const la_slab_t *slab;
+    size_t longest;
+  } seen[4 * SLABS];
+  thin_out();
+  unsigned n = 0, checked = 0, cuts = 0, nseen = 0;
+  for (unsigned not_lent = 0; n < MANY && not_lent < 64; n++) {
+    many[n] = la_malloc(BIG);
+    const la_slab_t *s = la_slab_of(many[n]);
+    if (s->kind != LA_SLAB_LEND) {
+      not_lent++;
+      continue;
+    }
+    size_t runs = true_longest_run(s), longest = la_lend_longest(s);
+    assert_int_equal(longest, runs > 1 ? (runs - 1) * s->block_size : 0);
+    checked++;
+    unsigned k = 0;
+    while (k < nseen && seen[k].slab != s) k++;
+    if (k == nseen && nseen < 4 * SLABS) seen[nseen++].slab = s;
+    else if (k < nseen) cuts += longest < seen[k].longest;
+    if (k < nseen) seen[k].longest = longest;
+  }
+  assert_true(checked >= NBIG / 2);
+  assert_true(cuts >= SLABS);
+  for (unsigned i = 0; i < n; i++) la_free(many[i]);
+  for (size_t i = 0; i < nsmall; i++) la_free(small[i]);
+  return NULL;
+}
+
+static void test_longest_run_exact_after_each_take(void **state) {
+  (void)state;
+  lending_in_thread(longest_after_takes);
+}
+
 /* A lent block freed twice, or by an interior pointer, is an invalid free
  * and changes nothing. */
 static void *misuse(void *arg) {
@@ -409,6 +470,7 @@ int main(void) {
       cmocka_unit_test(test_class_that_comes_back_around_lent_blocks_served_by_fast_path),
       cmocka_unit_test(test_lent_block_sized_by_its_request),
       cmocka_unit_test(test_shortest_run_that_fits_lent),
+      cmocka_unit_test(test_longest_run_exact_after_each_take),
       cmocka_unit_test(test_invalid_frees_of_lent_blocks_refused),
       cmocka_unit_test(test_abandoned_lenders_emptied_by_other_threads),
   };
