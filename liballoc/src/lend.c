@@ -129,14 +129,16 @@ static int32_t prev_busy(const la_lend_t *l, uint32_t i) {
 /* Best fit: the first of the shortest runs of free slots that hold `span`
  * (at == UINT32_MAX if none does), and the two longest runs, so that the
  * lender knows its longest run once the block is cut from the best (the
- * heap bins it by that).  (Next fit, from where the lender last lent, left
- * 6 MiB more on phasechange and fragment in the same CPU time: a long run
- * cut for a short block is lost to the next long one.) */
+ * heap bins it by that).  A run of exactly `span` shorter than `longest`
+ * (the lender's longest run, or more) ends the scan: cutting it leaves the
+ * longest as it is, reported so.  (Next fit, from where the lender last
+ * lent, left 6 MiB more on phasechange and fragment in the same CPU time: a
+ * long run cut for a short block is lost to the next long one.) */
 struct runs {
   uint32_t at, len, longest, second;
 };
 
-static struct runs best_fit(const la_lend_t *l, uint32_t span) {
+static struct runs best_fit(const la_lend_t *l, uint32_t span, uint32_t longest) {
   struct runs r = {UINT32_MAX, UINT32_MAX, 0, 0};
   uint32_t start = 0;
   bool in_run = false;
@@ -165,6 +167,10 @@ static struct runs best_fit(const la_lend_t *l, uint32_t span) {
       if (len >= span && len < r.len) {
         r.at = start;
         r.len = len;
+        if (len == span && len < longest) {
+          r.longest = r.second = longest;
+          return r;
+        }
       }
     }
   }
@@ -172,7 +178,7 @@ static struct runs best_fit(const la_lend_t *l, uint32_t span) {
 }
 
 /* The longest run of free slots (a scan of them all). */
-static uint32_t longest_run(const la_lend_t *l) { return best_fit(l, LA_LEND_MAX_SLOTS + 1).longest; }
+static uint32_t longest_run(const la_lend_t *l) { return best_fit(l, LA_LEND_MAX_SLOTS + 1, 0).longest; }
 
 /* The largest block the longest run of free slots surely holds, in bytes
  * (heap.c bins lenders by it): a block takes a slot more than its bytes
@@ -396,7 +402,7 @@ void *la_lend_take(la_slab_t *s, unsigned cls, size_t size) {
   la_lend_t *l = s->lend;
   uint32_t span = span_of(s->cls, s->block_size, cls, size);
   if (!span || span > l->longest) return NULL;
-  struct runs r = best_fit(l, span);
+  struct runs r = best_fit(l, span, l->longest);
   if (r.at == UINT32_MAX) {
     l->longest = r.longest;
     return NULL;
