@@ -308,7 +308,7 @@ bool la_slab_collect_remote(la_slab_t *slab);
 void la_slab_free_remote(la_slab_t *slab, la_block_t *block, struct la_heap_s *hint);
 uint32_t la_slab_remote_count(const la_slab_t *slab);
 bool la_slab_has_remote(const la_slab_t *slab);
-void la_slab_prefetch_carved(const la_slab_t *s);
+void la_slab_free_slots(const la_slab_t *s, uint64_t *bits);
 bool la_slab_holds_free(const la_slab_t *slab, const la_block_t *block, bool owner);
 void la_slab_list_push(la_slab_list_t *list, la_slab_t *slab);
 void la_slab_list_push_front(la_slab_list_t *list, la_slab_t *slab);

@@ -231,21 +231,17 @@ bool la_lend_start(la_slab_t *s) {
   if (!l) return false;
   /* Busy: every carved block not on a page trimmed away (those are free
    * and off the free list), less those on the free list; blocks not
-   * carved yet are free.  One walk of the free list, the blocks of which
-   * are cold: most of what making a lender costs, less since they are
-   * prefetched in address order first. */
-  la_slab_prefetch_carved(s);
+   * carved yet are free.  The free list as a set is most of what making a
+   * lender costs (slab.c). */
   uint32_t cap = s->capacity;
-  uint64_t carved[LEND_WORDS] = {0};
+  uint64_t carved[LEND_WORDS] = {0}, on_list[LEND_WORDS];
+  la_slab_free_slots(s, on_list);
   for (uint32_t i = 0; i < cap; i++) {
     if (!la_slab_block_carved(s, i)) continue;
     carved[i / 64] |= (uint64_t)1 << (i % 64);
     if (!slot_trimmed(s, i)) l->small[i / 64] |= (uint64_t)1 << (i % 64);
   }
-  for (la_block_t *b = s->free; b; b = b->next) {
-    uint32_t i = slot_index(s, b);
-    l->small[i / 64] &= ~((uint64_t)1 << (i % 64));
-  }
+  for (uint32_t w = 0; w < (cap + 63) / 64; w++) l->small[w] &= ~on_list[w];
   s->free = NULL;
   set_bits(l->small, cap, LA_LEND_MAX_SLOTS - cap, true);   /* never free */
   la_slab_trim_pages(s, free_pages(l, s, carved));

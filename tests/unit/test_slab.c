@@ -200,6 +200,48 @@ static void collected_lists_joined(void **state) {
   join_lists(40, 3);
 }
 
+/* The free list as a set (la_slab_free_slots, for lending and trimming):
+ * exactly the blocks on the list, for slabs of odd and even block sizes,
+ * while the live blocks' first words look like links - to free blocks, to
+ * live ones, to the middle of a block, NULL - which it reads and must not
+ * follow.  Every carved block counted once. */
+static void free_slots_are_the_list(unsigned cls) {
+  la_slab_t *s = new_slab(cls);
+  uint32_t n = 0;
+  void **blocks = calloc(s->capacity, sizeof *blocks);
+  while (n < s->capacity && (blocks[n] = pop(s))) n++;
+  uint64_t want[LA_TRIM_MAX_BLOCKS / 64] = {0}, got[LA_TRIM_MAX_BLOCKS / 64];
+  srand(cls);
+  for (uint32_t i = 0; i < n; i++) {
+    if (rand() % 10 < 9) continue;   /* a tenth stays live */
+    uint32_t slot = (uint32_t)(((uint8_t *)blocks[i] - s->start) / s->block_size);
+    want[slot / 64] |= (uint64_t)1 << (slot % 64);
+  }
+  for (uint32_t i = 0; i < n; i++) {
+    uint32_t slot = (uint32_t)(((uint8_t *)blocks[i] - s->start) / s->block_size);
+    if (want[slot / 64] >> (slot % 64) & 1) la_slab_push(s, blocks[i]);
+  }
+  for (uint32_t i = 0, k = 0; i < n; i++) {   /* the live ones' words, link-like */
+    uint32_t slot = (uint32_t)(((uint8_t *)blocks[i] - s->start) / s->block_size);
+    if (want[slot / 64] >> (slot % 64) & 1) continue;
+    uintptr_t other = (uintptr_t)blocks[(i * 7 + 3) % n];
+    uintptr_t like[] = {other, other + 8, 0, (uintptr_t)s->start + (size_t)s->capacity * s->block_size};
+    *(uintptr_t *)blocks[i] = like[k++ % 4];
+  }
+  la_slab_free_slots(s, got);
+  for (uint32_t w = 0; w < (s->capacity + 63) / 64; w++) assert_int_equal(got[w], want[w]);
+  free(blocks);
+  la_segment_release_run(seg, s);
+}
+
+static void free_list_as_a_set(void **state) {
+  (void)state;
+  free_slots_are_the_list(la_class_of(64));    /* 1024 slots: the table */
+  free_slots_are_the_list(la_class_of(80));    /* an odd multiple of 16 */
+  free_slots_are_the_list(la_class_of(448));   /* 7 x 64 */
+  free_slots_are_the_list(la_class_of(8));     /* 8192 slots: the walk */
+}
+
 static void slab_list_operations(void **state) {
   (void)state;
   la_slab_t a = {0}, b = {0}, c = {0};
@@ -223,7 +265,7 @@ int main(void) {
     cmocka_unit_test(carves_every_block_once), cmocka_unit_test(carving_jumps_only_inside_the_first_page),
     cmocka_unit_test(owner_frees_are_reused),
     cmocka_unit_test(remote_frees_are_collected), cmocka_unit_test(remote_free_counted_with_its_block),
-    cmocka_unit_test(collected_lists_joined),
+    cmocka_unit_test(collected_lists_joined), cmocka_unit_test(free_list_as_a_set),
     cmocka_unit_test(slab_list_operations),
   };
   return cmocka_run_group_tests(tests, setup, teardown);
