@@ -817,10 +817,11 @@ static bool unchanged_since_look(la_heap_t *heap, la_slab_t *s, uint32_t now_ms)
  * the largest block their longest free run surely holds, eight bins per
  * doubling, and an ask goes up the bins from the block's size, LEND_LOOK
  * lenders at most per bin: every lender above the first bin holds the
- * block (but one serving its own class, whose runs that may have cut).  phasechange (64-128 B blocks, 90% freed at random, then 1-4 KiB
- * blocks) and fragment had every page of their thinned slabs pinned by a
- * survivor; lent, those pages hold the next phase's blocks.  (With one bin
- * per doubling by the run's own length, an ask looked at five lenders on
+ * block, but one serving its own class, which may have cut its runs since.
+ * phasechange (64-128 B blocks, 90% freed at random, then 1-4 KiB blocks)
+ * and fragment had every page of their thinned slabs pinned by a survivor;
+ * lent, those pages hold the next phase's blocks.  (With one bin per
+ * doubling by the run's own length, an ask looked at five lenders on
  * average before one held its block, each a few cache misses: the
  * descriptor, the bitmaps, the neighbours of the move to the tail.) */
 #define LEND_LOOK 8
