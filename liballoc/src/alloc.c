@@ -82,12 +82,12 @@ static LA_NOINLINE void *alloc_slow_sampled(size_t size) {
   if (LA_UNLIKELY(size >= LA_UNIT_SIZE / 2 || !atomic_load_explicit(&la_initialized, memory_order_acquire)))
     return la_sample_slow(alloc_slow(size), 0, size);
   void *p = alloc_slow_body(size);
-  return LA_LIKELY(p != NULL) ? la_sample_count(la_tls_heap, p, size) : NULL;
+  return LA_LIKELY(p != NULL) ? la_sample_block(la_tls_heap, p, size) : NULL;
 }
 
 /* malloc; `sampling`: the profiler's version, which counts each block
- * served by the fast path down from the heap's sample_left (two
- * instructions: the heap is at hand) and everything else in
+ * served by the fast path down from its slab's sample_left (in the store
+ * that writes `used`: la_slab_pop_sampled) and everything else in
  * alloc_slow_sampled. */
 static inline __attribute__((always_inline)) void *malloc_body(size_t size, bool sampling) {
   la_heap_t *heap = la_tls_heap;
@@ -96,9 +96,15 @@ static inline __attribute__((always_inline)) void *malloc_body(size_t size, bool
   else if (LA_LIKELY(size <= LA_MAX_CLASS_SIZE)) slab = heap->bins[la_class_of(size)];
   else return sampling ? alloc_slow_sampled(size) : alloc_slow(size);
   /* Large classes never have a slab in bins[]: they fall to alloc_slow. */
+  if (sampling) {
+    bool due;
+    void *p = la_slab_pop_sampled(slab, &due);
+    if (LA_UNLIKELY(p == NULL)) return alloc_slow_sampled(size);
+    return LA_UNLIKELY(due) ? la_sample_slab_due(slab, p, size) : p;
+  }
   void *p = la_slab_pop(slab);
-  if (LA_UNLIKELY(p == NULL)) return sampling ? alloc_slow_sampled(size) : alloc_slow(size);
-  return sampling ? la_sample_count(heap, p, size) : p;
+  if (LA_UNLIKELY(p == NULL)) return alloc_slow(size);
+  return p;
 }
 
 void *la_malloc(size_t size) { return malloc_body(size, false); }
@@ -297,12 +303,21 @@ void *la_reallocarray_sampled(void *p, size_t n, size_t size) { return reallocar
  * test keeps this true whatever the class rules become.  A heap's empty
  * bins point at a slab of block size 0 and no blocks: they fall to the
  * slow path.  `align` is a power of two. */
-static inline __attribute__((always_inline)) void *alloc_aligned_fast(la_heap_t *heap, size_t align, size_t size) {
+static inline __attribute__((always_inline)) la_slab_t *aligned_fast_slab(la_heap_t *heap, size_t align, size_t size) {
   size_t rounded = ((size - 1) | (align - 1)) + 1;   /* 0 for size 0 and on overflow */
   if (LA_UNLIKELY(rounded - 1 >= LA_MAX_CLASS_SIZE || align > LA_UNIT_SIZE)) return NULL;
   la_slab_t *slab = rounded <= LA_SMALL_LUT_MAX ? heap->direct[(rounded + 7) >> 3] : heap->bins[la_class_of(rounded)];
   if (LA_UNLIKELY(slab->block_size & (align - 1))) return NULL;
-  return la_slab_pop(slab);
+  return slab;
+}
+
+/* The fast path's pop from that slab; `*due` as la_slab_pop_sampled's
+ * when `sampling`.  NULL: the slow path's. */
+static inline __attribute__((always_inline)) void *alloc_aligned_fast(la_heap_t *heap, size_t align, size_t size,
+                                                                      bool sampling, la_slab_t **slab, bool *due) {
+  *slab = aligned_fast_slab(heap, align, size);
+  if (LA_UNLIKELY(*slab == NULL)) return NULL;
+  return sampling ? la_slab_pop_sampled(*slab, due) : la_slab_pop(*slab);
 }
 
 /* Every aligned request the fast path did not serve.  `align` is a power
@@ -328,8 +343,8 @@ static inline __attribute__((always_inline)) void *aligned_slow_body(size_t alig
       p = la_slab_pop(la_tls_heap->bins[cls]);   /* the malloc fast path */
       if (!p) p = la_heap_alloc_class(cls, 0);
       /* A block of the thread's heap (made by la_heap_alloc_class if need
-       * be), on a small slab: counted as the fast paths count. */
-      return sampling && p ? la_sample_count(la_tls_heap, p, size) : p;
+       * be), on a small slab or a lender. */
+      return sampling && p ? la_sample_block(la_tls_heap, p, size) : p;
     }
   } else if (size <= LA_MAX_CLASS_SIZE && align <= LA_MAX_CLASS_SIZE) {
     unsigned cls = la_class_of(size > LA_UNIT_SIZE ? size : LA_UNIT_SIZE);
@@ -346,10 +361,11 @@ static LA_NOINLINE void *alloc_aligned_slow_sampled(size_t align, size_t size) {
 
 /* `sampling`: as malloc_body. */
 static inline __attribute__((always_inline)) void *alloc_aligned(size_t align, size_t size, bool sampling) {
-  la_heap_t *heap = la_tls_heap;
-  void *p = alloc_aligned_fast(heap, align, size);
+  la_slab_t *slab;
+  bool due = false;
+  void *p = alloc_aligned_fast(la_tls_heap, align, size, sampling, &slab, &due);
   if (LA_UNLIKELY(p == NULL)) return sampling ? alloc_aligned_slow_sampled(align, size) : alloc_aligned_slow(align, size);
-  return sampling ? la_sample_count(heap, p, size) : p;
+  return sampling && LA_UNLIKELY(due) ? la_sample_slab_due(slab, p, size) : p;
 }
 
 static bool is_power_of_two(size_t x) {
@@ -370,24 +386,22 @@ static LA_NOINLINE int posix_memalign_slow(void **out, size_t align, size_t size
   return 0;
 }
 
-/* posix_memalign's block p is due for a sample: la_sample_count's slow
- * half, reached by a tail call so that the fast path keeps `out` in no
- * saved register (3 instructions a call). */
-static LA_NOINLINE int posix_memalign_due(void **out, la_heap_t *heap, void *p, size_t size) {
-  *out = la_sample_due(heap, p, size);
+/* posix_memalign's block p is due for a sample: reached by a tail call
+ * so that the fast path keeps `out` in no saved register (3 instructions
+ * a call). */
+static LA_NOINLINE int posix_memalign_due(void **out, la_slab_t *slab, void *p, size_t size) {
+  *out = la_sample_slab_due(slab, p, size);
   return 0;
 }
 
 static inline __attribute__((always_inline)) int posix_memalign_body(void **out, size_t align, size_t size,
                                                                       bool sampling) {
   if (align < sizeof(void *) || !is_power_of_two(align)) return EINVAL;
-  la_heap_t *heap = la_tls_heap;
-  void *p = alloc_aligned_fast(heap, align, size);
+  la_slab_t *slab;
+  bool due = false;
+  void *p = alloc_aligned_fast(la_tls_heap, align, size, sampling, &slab, &due);
   if (LA_UNLIKELY(!p)) return posix_memalign_slow(out, align, size, sampling);
-  if (sampling) {
-    heap->sample_left -= (int64_t)size;   /* la_sample_count, spelled out for the tail call */
-    if (LA_UNLIKELY(heap->sample_left < 0)) return posix_memalign_due(out, heap, p, size);
-  }
+  if (sampling && LA_UNLIKELY(due)) return posix_memalign_due(out, slab, p, size);
   *out = p;
   return 0;
 }

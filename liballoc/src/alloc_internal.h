@@ -194,6 +194,32 @@ static inline void *la_slab_pop(la_slab_t *slab) {
   return b;
 }
 
+/* The heap profiler's pop (alloc.c's sampled fast paths): the pop, and a
+ * step of the slab's countdown to its next sample, written back with
+ * `used` in one store.  A count of its own, anywhere, is one more store
+ * per allocation, and that store, not its two instructions, cost
+ * store-bound programs 4-6% of their time (docs/metrics.md).  The two
+ * halves are read apart (relaxed loads are never merged): a 64-bit read
+ * of a word whose low half free() just wrote with a 32-bit store would
+ * wait for that store to leave the store buffer.  *due: sample the
+ * block, or draw the slab's first countdown (sample_left was 0). */
+static inline void *la_slab_pop_sampled(la_slab_t *slab, bool *due) {
+  la_block_t *b = slab->free;
+  if (LA_LIKELY(b != NULL)) {
+    slab->free = b->next;
+    uint32_t used = LA_SHARED_LOAD(slab->used) + 1;
+    uint32_t left = LA_SHARED_LOAD(slab->sample_left) - 1;
+#if defined(__SANITIZE_THREAD__)
+    LA_SHARED_STORE(slab->used, used);
+    slab->sample_left = left;
+#else
+    slab->used_and_left = (uint64_t)used | (uint64_t)left << 32;
+#endif
+    *due = (int32_t)left <= 0;
+  }
+  return b;
+}
+
 /* Push a block the owner frees back on its slab's free list, counted (the
  * slow paths'; la_free's fast path does the same inline). */
 static inline void la_slab_push(la_slab_t *slab, la_block_t *block) {
@@ -421,6 +447,7 @@ void *la_memalign_sampled(size_t align, size_t size);
 void *la_valloc_sampled(size_t size);
 void *la_pvalloc_sampled(size_t size);
 void *la_sample_due(la_heap_t *heap, void *p, size_t size);
+void *la_sample_slab_due(la_slab_t *slab, void *p, size_t size);
 void *la_sample_slow(void *p, size_t align, size_t size);
 /* A block p of `size` bytes asked for was handed out by the thread's
  * heap: count it down, and sample it if the count goes below zero.  The
@@ -430,6 +457,20 @@ static inline void *la_sample_count(la_heap_t *heap, void *p, size_t size) {
   heap->sample_left -= (int64_t)size;
   if (LA_LIKELY(heap->sample_left >= 0)) return p;
   return la_sample_due(heap, p, size);
+}
+/* The same for a block a slow path handed out: one of a small slab (the
+ * thread's own) counts down its slab's blocks, as the fast paths do
+ * (la_slab_pop_sampled), anything else the heap's bytes. */
+static inline void *la_sample_block(la_heap_t *heap, void *p, size_t size) {
+  if (la_segmap_kind(p) == LA_MAP_SEGMENT) {
+    la_slab_t *slab = la_slab_of(p);
+    if (slab->kind == LA_SLAB_SMALL) {
+      uint32_t left = slab->sample_left - 1;
+      slab->sample_left = left;
+      return LA_UNLIKELY((int32_t)left <= 0) ? la_sample_slab_due(slab, p, size) : p;
+    }
+  }
+  return la_sample_count(heap, p, size);
 }
 void *la_entry_malloc(size_t size);
 void *la_entry_calloc(size_t n, size_t size);
@@ -469,7 +510,7 @@ extern atomic_bool la_prof_sampling;   /* sampling now */
 extern atomic_uint la_prof_epoch;      /* one more at each switch on or off */
 double la_prof_probability(double s, double m);
 int64_t la_prof_next_gap(void);
-void la_prof_take(void *p, size_t size, const la_frame_t *from);
+void la_prof_take(void *p, size_t size, size_t basis, const la_frame_t *from);
 void la_prof_fresh(void *p);
 /* May the block of this small slab holding samples be one (prof.c)? */
 static inline bool la_prof_may_hold(const la_slab_t *slab, const void *block) {

@@ -132,9 +132,17 @@ typedef struct la_slab_s {
                                     owner's free pushes */
   struct la_heap_s *fast_owner;  /* heap that may free locally without checks;
                                     NULL while full, abandoned or large */
-  uint32_t used;                 /* (owner) blocks not freed by the owner,
+  union {
+    struct {
+      uint32_t used;             /* (owner) blocks not freed by the owner,
                                     including remote frees not yet collected */
-  uint32_t capacity;             /* blocks that fit in the slab */
+      uint32_t sample_left;      /* (owner) while profiling: blocks the slab
+                                    hands out up to its next sampled one;
+                                    0: none drawn yet (sample.c) */
+    };
+    uint64_t used_and_left;      /* both: the sampled pop writes them in one
+                                    store (alloc_internal.h) */
+  };
   uint64_t nfreed;               /* (owner) blocks freed back into the slab
                                     so far: its share of the class's free
                                     count (allocations = nfreed + used) */
@@ -143,10 +151,9 @@ typedef struct la_slab_s {
   uint8_t kind;                  /* enum la_slab_kind */
   uint8_t nunits;                /* length of the slab in units */
   uint8_t in_full;               /* (owner) on the heap's full list */
-  uint8_t zeroed;                /* the unbuilt part of the slab reads as zero */
-  uint8_t lend_bin;              /* (owner) a lender's bin in its heap (heap.c) */
   uint16_t color;                /* the block carved first (slab.c) */
   uint16_t color_end;            /* the end of the color's window (slab.c) */
+  uint32_t capacity;             /* blocks that fit in the slab */
   size_t block_size;
   uint8_t *start;                /* first block */
   _Atomic uintptr_t xfree;       /* blocks freed by other threads: the
@@ -155,6 +162,9 @@ typedef struct la_slab_s {
   _Atomic(struct la_heap_s *) owner; /* owning heap, NULL when abandoned/large */
   atomic_bool notify;            /* on the owner's full list: a remote free
                                     should tell the owner (a hint) */
+  uint8_t zeroed;                /* the unbuilt part of the slab reads as zero */
+  uint8_t lend_bin;              /* (owner) a lender's bin in its heap (heap.c) */
+  uint8_t sample_capped;         /* (owner) sample_left was cut to fit (sample.c) */
   struct la_slab_s *next, *prev; /* heap queue, full list or abandoned list */
   uint64_t trimmed;              /* (owner) pages given back by la_slab_trim,
                                     bit i = the slab's i-th page; the free
@@ -263,10 +273,9 @@ typedef struct la_arena_s {
 #define LA_DIRECT_N (LA_SMALL_LUT_MAX / 8 + 1)
 
 typedef struct la_heap_s {
-  /* Bytes the owner may still allocate before its next heap-profile
-   * sample, and the la_prof_epoch they were drawn in (sample.c).  Beside
-   * direct[]: the sampled fast path counts down with one subtraction from
-   * the heap pointer it already holds, in a line it already reads. */
+  /* Bytes the owner may still allocate in blocks no small slab counts
+   * (large, huge and lent ones) before its next heap-profile sample, and
+   * the la_prof_epoch they were drawn in (sample.c). */
   int64_t sample_left;
   uint32_t sample_epoch;
   /* direct[(n+7)/8] is bins[class of n] for n up to LA_SMALL_LUT_MAX: the

@@ -494,15 +494,17 @@ static bool live_contains(uintptr_t addr) {
  * `from`: the frame its stack starts at (la_sample_due's caller's).
  * Called by the allocating thread after it has the block, with no
  * liballoc lock held; true if the block is now a live sample.  Never
- * recurses.  The countdown (sample.c) counts requested bytes, so a
- * request of `size` bytes was sampled with probability p(size) and
- * stands for 1 / p(size) of its kind. */
-static bool record_sample(void *p, size_t size, unsigned cls, la_slab_t *slab, const la_frame_t *from) {
+ * recurses.  The countdowns (sample.c) count `basis` bytes for the
+ * block (the bytes requested, or a small slab's block size), so it was
+ * sampled with probability p(basis) and stands for 1 / p(basis) of its
+ * kind. */
+static bool record_sample(void *p, size_t size, size_t basis, unsigned cls, la_slab_t *slab,
+                          const la_frame_t *from) {
   if (in_prof || !atomic_load_explicit(&la_prof_sampling, memory_order_relaxed)) return false;
   in_prof = true;
   uint64_t pcs[ALLOC_SHM_PROFILE_MAX_DEPTH + SELF_FRAMES_MAX];
   unsigned n = capture_stack(from, pcs);
-  double prob = la_prof_probability((double)size, (double)la_opt.prof_sample_bytes);
+  double prob = la_prof_probability((double)basis, (double)la_opt.prof_sample_bytes);
   double objects = prob > 0 ? 1.0 / prob : 1.0;
   enum prof_kind kind = !slab ? PROF_HUGE : slab->kind == LA_SLAB_LARGE ? PROF_LARGE : PROF_SMALL;
   bool tracked = false;
@@ -535,15 +537,15 @@ static bool record_sample(void *p, size_t size, unsigned cls, la_slab_t *slab, c
   return tracked;
 }
 
-/* The allocation of p (`size` bytes asked for) is due for a sample
- * (sample.c): record it, and send the frees of a small block's slab to the
- * slow path, where la_prof_forget sees them.  The slab is this thread's:
- * the block was just taken from its heap. */
-void la_prof_take(void *p, size_t size, const la_frame_t *from) {
+/* The allocation of p (`size` bytes asked for, counted as `basis`) is
+ * due for a sample (sample.c): record it, and send the frees of a small
+ * block's slab to the slow path, where la_prof_forget sees them.  The
+ * slab is this thread's: the block was just taken from its heap. */
+void la_prof_take(void *p, size_t size, size_t basis, const la_frame_t *from) {
   la_slab_t *slab = la_segmap_kind(p) == LA_MAP_SEGMENT ? la_slab_of(p) : NULL;
   /* a block lent by a slab of another class (lend.c) is of its own size's class */
   unsigned cls = !slab ? LA_NCLASSES : slab->kind == LA_SLAB_LEND ? la_class_of(size) : slab->cls;
-  if (record_sample(p, size, cls, slab, from) && slab && slab->kind == LA_SLAB_SMALL)
+  if (record_sample(p, size, basis, cls, slab, from) && slab && slab->kind == LA_SLAB_SMALL)
     LA_SHARED_STORE(slab->fast_owner, NULL);
 }
 

@@ -5,22 +5,28 @@
  * la_entry, a table of pointers.  Each was a direct jump to its la_*
  * function before; an indirect jump is the same one instruction, so with
  * prof off the malloc+free pairs cost what they did (callgrind).  While
- * profiling, the table points at the *_sampled versions: each thread
- * counts requested bytes down to its next sample at exponentially
- * distributed gaps of mean prof_sample_bytes (tcmalloc's and Go's scheme;
- * the gap is memoryless, so one countdown for every size is the same
- * process as one per size), and the allocation that takes the count below
- * zero is recorded by prof.c.  alloc.c compiles each fast path twice from
- * one body, the second time with the count after the pop: a subtraction
- * from the heap (sample_left, beside the direct[] entries the pop just
- * read) and a branch, two instructions; the allocator's fast paths, free
+ * profiling, the table points at the *_sampled versions, which count
+ * bytes down to the next sample at exponentially distributed gaps of mean
+ * prof_sample_bytes (tcmalloc's and Go's scheme), and the allocation the
+ * count runs out in is recorded by prof.c.  The gap is memoryless, so
+ * independent countdowns over disjoint sets of blocks are the same
+ * process as one: each small slab counts its own blocks (sample_left, in
+ * blocks of its size: a block is sampled with probability p(block
+ * size)), and each heap the bytes asked for everything else (large, huge
+ * and lent blocks).  alloc.c compiles each fast path twice from one body,
+ * the second time with the slab's count written back with `used` in the
+ * pop's one store (la_slab_pop_sampled); the allocator's fast paths, free
  * lists and caches behave as with prof off.  Everything the fast paths do
- * not serve is counted here, after the plain slow path (la_sample_slow).
- * (Two designs came before.  Cutting each class's free list into chains
- * that ended at the next sample needed no instruction, but a chain held
- * the blocks freed while it ran, so a program that frees and allocates in
- * turn reused blocks a chain old, out of cache: churn and python3 took 18%
- * more CPU time.  Counting ahead of the plain entry points, in
+ * not serve is counted here, after the plain slow path (la_sample_slow,
+ * la_sample_block).
+ * (Three designs came before.  The heap's byte count in the fast paths,
+ * a subtraction from the heap and a branch, was two instructions but one
+ * store more per allocation, which cost store-bound programs (churn) 4-6%
+ * of their time where its instructions were 1.5%.  Cutting each class's
+ * free list into chains that ended at the next sample needed no
+ * instruction, but a chain held the blocks freed while it ran, so a
+ * program that frees and allocates in turn reused blocks a chain old, out
+ * of cache: churn and python3 took 18% more CPU time.  Counting ahead of the plain entry points, in
  * thread-local memory, took six instructions: a size check, the TLS
  * offset, the subtraction, a branch and a jump.)
  *
@@ -54,7 +60,42 @@ LA_NOINLINE void *la_sample_due(la_heap_t *heap, void *p, size_t size) {
   }
   heap->sample_left = la_prof_next_gap();
   la_frame_t from = la_frame_of_self();   /* the stack starts at the entry point's frame */
-  la_prof_take(p, size, &from);
+  la_prof_take(p, size, size, &from);
+  return p;
+}
+
+/* The most blocks a slab's countdown holds (sample_left stays positive
+ * as an int32_t); the rest of a longer gap is drawn again when they are
+ * used up, which is the same process (memoryless). */
+#define SLAB_GAP_MAX (UINT32_C(1) << 30)
+
+/* A gap in the slab's blocks: how many it hands out up to and including
+ * the one a byte gap of mean prof_sample_bytes ends in.  That is
+ * geometric with P(more than k) = exp(-k * size / mean), so each block is
+ * sampled with probability p(block size), whatever was asked for. */
+static uint32_t slab_gap(la_slab_t *slab) {
+  uint64_t blocks = ((uint64_t)la_prof_next_gap() + slab->block_size - 1) / slab->block_size;
+  slab->sample_capped = blocks > SLAB_GAP_MAX;
+  return blocks > SLAB_GAP_MAX ? SLAB_GAP_MAX : (uint32_t)blocks;
+}
+
+/* A small slab's countdown ran out at the block p: sample it, unless the
+ * countdown was none (sample_left 0 before the pop: a new slab, or one
+ * made while sampling was off) or the cut rest of a longer gap.  Then p
+ * is the first block of a gap drawn now.  A slab's countdown outlives
+ * profiling's switches and its owners: a gap partly used up is as good
+ * as a new one (memoryless), as long as the mean is the same. */
+LA_NOINLINE void *la_sample_slab_due(la_slab_t *slab, void *p, size_t size) {
+  if (slab->sample_left != 0 || slab->sample_capped) {
+    uint32_t n = slab_gap(slab);
+    if (n > 1) {
+      slab->sample_left = n - 1;
+      return p;
+    }
+  }
+  slab->sample_left = slab_gap(slab);
+  la_frame_t from = la_frame_of_self();   /* the stack starts at the entry point's frame */
+  la_prof_take(p, size, slab->block_size, &from);
   return p;
 }
 
@@ -72,7 +113,7 @@ void *la_sample_slow(void *p, size_t align, size_t size) {
   if ((size | align) >= MAYBE_LARGE) la_prof_fresh(p);
   la_heap_t *heap = la_tls_heap;
   if (LA_UNLIKELY(heap == &la_empty_heap) && !(heap = la_heap_for_thread())) return p;
-  return la_sample_count(heap, p, size);
+  return la_sample_block(heap, p, size);
 }
 
 static const la_entry_t sampled = {
