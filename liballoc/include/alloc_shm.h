@@ -368,10 +368,11 @@ typedef struct alloc_shm_request_s {
  * innermost first: frames[first_frame] is the return address into the
  * code that called malloc (liballoc's own frames are left out), each a
  * return address, so symbolizers look up address - 1.  Counts and bytes are
- * estimates of the whole heap, unbiased: a sample of a block of `size`
- * bytes (its size class: the bytes the countdown counts) taken with mean
- * gap `sample_bytes` stands for 1 / (1 - exp(-size / sample_bytes))
- * blocks, and that many times its requested bytes (docs/metrics.md).  `pinned_bytes` is the free but
+ * estimates of the whole heap, unbiased: a sample of a block counted as
+ * `size` bytes (a small block's class size, any other block's requested
+ * bytes: what the countdowns count) taken with mean gap `sample_bytes`
+ * stands for 1 / (1 - exp(-size / sample_bytes)) blocks, and that many
+ * times its requested bytes (docs/metrics.md).  `pinned_bytes` is the free but
  * resident memory in the slabs the stack's live blocks keep in use, each
  * slab's share divided among its live blocks (docs/metrics.md).
  * The module list is what dl_iterate_phdr reports: each loaded object's
