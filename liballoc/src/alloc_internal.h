@@ -201,21 +201,23 @@ static inline void *la_slab_pop(la_slab_t *slab) {
  * store-bound programs 4-6% of their time (docs/metrics.md).  The two
  * halves are read apart (relaxed loads are never merged): a 64-bit read
  * of a word whose low half free() just wrote with a 32-bit store would
- * wait for that store to leave the store buffer.  *due: sample the
- * block, or draw the slab's first countdown (sample_left was 0). */
+ * wait for that store to leave the store buffer.  *due: the count ran
+ * out (sample.c). */
 static inline void *la_slab_pop_sampled(la_slab_t *slab, bool *due) {
   la_block_t *b = slab->free;
   if (LA_LIKELY(b != NULL)) {
     slab->free = b->next;
-    uint32_t used = LA_SHARED_LOAD(slab->used) + 1;
+    uint32_t used = LA_SHARED_LOAD(slab->used);
     uint32_t left = LA_SHARED_LOAD(slab->sample_left) - 1;
 #if defined(__SANITIZE_THREAD__)
-    LA_SHARED_STORE(slab->used, used);
+    LA_SHARED_STORE(slab->used, used + 1);
     slab->sample_left = left;
+    *due = (int32_t)left < 0;
 #else
-    slab->used_and_left = (uint64_t)used | (uint64_t)left << 32;
+    uint64_t both = ((uint64_t)left << 32) + used + 1;   /* used + 1 never carries */
+    slab->used_and_left = both;
+    *due = (int64_t)both < 0;
 #endif
-    *due = (int32_t)left <= 0;
   }
   return b;
 }
@@ -467,7 +469,7 @@ static inline void *la_sample_block(la_heap_t *heap, void *p, size_t size) {
     if (slab->kind == LA_SLAB_SMALL) {
       uint32_t left = slab->sample_left - 1;
       slab->sample_left = left;
-      return LA_UNLIKELY((int32_t)left <= 0) ? la_sample_slab_due(slab, p, size) : p;
+      return LA_UNLIKELY((int32_t)left < 0) ? la_sample_slab_due(slab, p, size) : p;
     }
   }
   return la_sample_count(heap, p, size);

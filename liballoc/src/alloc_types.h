@@ -137,8 +137,8 @@ typedef struct la_slab_s {
       uint32_t used;             /* (owner) blocks not freed by the owner,
                                     including remote frees not yet collected */
       uint32_t sample_left;      /* (owner) while profiling: blocks the slab
-                                    hands out up to its next sampled one;
-                                    0: none drawn yet (sample.c) */
+                                    hands out before its next sampled one
+                                    (sample.c) */
     };
     uint64_t used_and_left;      /* both: the sampled pop writes them in one
                                     store (alloc_internal.h) */
@@ -164,7 +164,7 @@ typedef struct la_slab_s {
                                     should tell the owner (a hint) */
   uint8_t zeroed;                /* the unbuilt part of the slab reads as zero */
   uint8_t lend_bin;              /* (owner) a lender's bin in its heap (heap.c) */
-  uint8_t sample_capped;         /* (owner) sample_left was cut to fit (sample.c) */
+  uint8_t sample_undrawn;        /* (owner) sample_left is no drawn gap's (sample.c) */
   struct la_slab_s *next, *prev; /* heap queue, full list or abandoned list */
   uint64_t trimmed;              /* (owner) pages given back by la_slab_trim,
                                     bit i = the slab's i-th page; the free

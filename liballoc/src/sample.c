@@ -75,25 +75,25 @@ LA_NOINLINE void *la_sample_due(la_heap_t *heap, void *p, size_t size) {
  * sampled with probability p(block size), whatever was asked for. */
 static uint32_t slab_gap(la_slab_t *slab) {
   uint64_t blocks = ((uint64_t)la_prof_next_gap() + slab->block_size - 1) / slab->block_size;
-  slab->sample_capped = blocks > SLAB_GAP_MAX;
+  slab->sample_undrawn = blocks > SLAB_GAP_MAX;
   return blocks > SLAB_GAP_MAX ? SLAB_GAP_MAX : (uint32_t)blocks;
 }
 
 /* A small slab's countdown ran out at the block p: sample it, unless the
- * countdown was none (sample_left 0 before the pop: a new slab, or one
- * made while sampling was off) or the cut rest of a longer gap.  Then p
- * is the first block of a gap drawn now.  A slab's countdown outlives
- * profiling's switches and its owners: a gap partly used up is as good
- * as a new one (memoryless), as long as the mean is the same. */
+ * count was no drawn gap's (sample_undrawn: a new slab, or the rest of a
+ * gap cut to fit).  Then p is the first block of a gap drawn now.  A
+ * slab's countdown outlives profiling's switches and its owners: a gap
+ * partly used up is as good as a new one (memoryless), as long as the
+ * mean is the same. */
 LA_NOINLINE void *la_sample_slab_due(la_slab_t *slab, void *p, size_t size) {
-  if (slab->sample_left != 0 || slab->sample_capped) {
+  if (slab->sample_undrawn) {
     uint32_t n = slab_gap(slab);
     if (n > 1) {
-      slab->sample_left = n - 1;
+      slab->sample_left = n - 2;   /* p was the first of n */
       return p;
     }
   }
-  slab->sample_left = slab_gap(slab);
+  slab->sample_left = slab_gap(slab) - 1;
   la_frame_t from = la_frame_of_self();   /* the stack starts at the entry point's frame */
   la_prof_take(p, size, slab->block_size, &from);
   return p;
