@@ -100,7 +100,7 @@ static inline __attribute__((always_inline)) void *malloc_body(size_t size, bool
     bool due;
     void *p = la_slab_pop_sampled(slab, &due);
     if (LA_UNLIKELY(p == NULL)) return alloc_slow_sampled(size);
-    return LA_UNLIKELY(due) ? la_sample_slab_due(slab, p, size) : p;
+    return LA_UNLIKELY(due) ? la_sample_slab_due(size, p, slab) : p;
   }
   void *p = la_slab_pop(slab);
   if (LA_UNLIKELY(p == NULL)) return alloc_slow(size);
@@ -365,7 +365,7 @@ static inline __attribute__((always_inline)) void *alloc_aligned(size_t align, s
   bool due = false;
   void *p = alloc_aligned_fast(la_tls_heap, align, size, sampling, &slab, &due);
   if (LA_UNLIKELY(p == NULL)) return sampling ? alloc_aligned_slow_sampled(align, size) : alloc_aligned_slow(align, size);
-  return sampling && LA_UNLIKELY(due) ? la_sample_slab_due(slab, p, size) : p;
+  return sampling && LA_UNLIKELY(due) ? la_sample_slab_due(size, p, slab) : p;
 }
 
 static bool is_power_of_two(size_t x) {
@@ -390,7 +390,7 @@ static LA_NOINLINE int posix_memalign_slow(void **out, size_t align, size_t size
  * so that the fast path keeps `out` in no saved register (3 instructions
  * a call). */
 static LA_NOINLINE int posix_memalign_due(void **out, la_slab_t *slab, void *p, size_t size) {
-  *out = la_sample_slab_due(slab, p, size);
+  *out = la_sample_slab_due(size, p, slab);
   return 0;
 }
 

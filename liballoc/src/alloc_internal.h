@@ -214,9 +214,9 @@ static inline void *la_slab_pop_sampled(la_slab_t *slab, bool *due) {
     slab->sample_left = left;
     *due = (int32_t)left < 0;
 #else
-    uint64_t both = ((uint64_t)left << 32) + used + 1;   /* used + 1 never carries */
-    slab->used_and_left = both;
-    *due = (int64_t)both < 0;
+    uint64_t high = (uint64_t)left << 32;
+    slab->used_and_left = high + used + 1;   /* used + 1 never carries */
+    *due = (int64_t)high < 0;
 #endif
   }
   return b;
@@ -449,7 +449,10 @@ void *la_memalign_sampled(size_t align, size_t size);
 void *la_valloc_sampled(size_t size);
 void *la_pvalloc_sampled(size_t size);
 void *la_sample_due(la_heap_t *heap, void *p, size_t size);
-void *la_sample_slab_due(la_slab_t *slab, void *p, size_t size);
+/* The size first: the sampled fast paths then keep malloc's argument
+ * where it came and need no register move on their way (58 instructions
+ * a 64-byte pair, 59 with the slab first). */
+void *la_sample_slab_due(size_t size, void *p, la_slab_t *slab);
 void *la_sample_slow(void *p, size_t align, size_t size);
 /* A block p of `size` bytes asked for was handed out by the thread's
  * heap: count it down, and sample it if the count goes below zero.  The
@@ -469,7 +472,7 @@ static inline void *la_sample_block(la_heap_t *heap, void *p, size_t size) {
     if (slab->kind == LA_SLAB_SMALL) {
       uint32_t left = slab->sample_left - 1;
       slab->sample_left = left;
-      return LA_UNLIKELY((int32_t)left < 0) ? la_sample_slab_due(slab, p, size) : p;
+      return LA_UNLIKELY((int32_t)left < 0) ? la_sample_slab_due(size, p, slab) : p;
     }
   }
   return la_sample_count(heap, p, size);

@@ -85,7 +85,7 @@ static uint32_t slab_gap(la_slab_t *slab) {
  * slab's countdown outlives profiling's switches and its owners: a gap
  * partly used up is as good as a new one (memoryless), as long as the
  * mean is the same. */
-LA_NOINLINE void *la_sample_slab_due(la_slab_t *slab, void *p, size_t size) {
+LA_NOINLINE void *la_sample_slab_due(size_t size, void *p, la_slab_t *slab) {
   if (slab->sample_undrawn) {
     uint32_t n = slab_gap(slab);
     if (n > 1) {
