@@ -122,6 +122,14 @@ enum la_slab_kind {
 #define LA_LEND_BINS (2 + 9 * LA_LEND_BIN_STEPS)
 typedef struct la_lend_s la_lend_t;
 
+/* What a small slab's countdown to its next heap-profile sample holds
+ * (sample.c). */
+enum la_gap_state {
+  LA_GAP_DRAWN,   /* the rest of a gap drawn whole */
+  LA_GAP_NONE,    /* nothing drawn yet: the slab is new */
+  LA_GAP_CUT,     /* the first part of a gap longer than a countdown holds */
+};
+
 /* A slab descriptor lives in its segment's header, at the index of the slab's
  * first unit.  Fields marked (owner) are written only by the owning heap's
  * thread, or under the arena lock while the slab has no owner; `used`,
@@ -164,7 +172,7 @@ typedef struct la_slab_s {
                                     should tell the owner (a hint) */
   uint8_t zeroed;                /* the unbuilt part of the slab reads as zero */
   uint8_t lend_bin;              /* (owner) a lender's bin in its heap (heap.c) */
-  uint8_t sample_undrawn;        /* (owner) sample_left is no drawn gap's (sample.c) */
+  uint8_t sample_gap;            /* (owner) enum la_gap_state: what sample_left is (sample.c) */
   struct la_slab_s *next, *prev; /* heap queue, full list or abandoned list */
   uint64_t trimmed;              /* (owner) pages given back by la_slab_trim,
                                     bit i = the slab's i-th page; the free

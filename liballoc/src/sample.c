@@ -64,34 +64,42 @@ LA_NOINLINE void *la_sample_due(la_heap_t *heap, void *p, size_t size) {
   return p;
 }
 
-/* The most blocks a slab's countdown holds (sample_left stays positive
- * as an int32_t); the rest of a longer gap is drawn again when they are
- * used up, which is the same process (memoryless). */
-#define SLAB_GAP_MAX (UINT32_C(1) << 30)
+/* The most bytes of blocks a slab's countdown holds; the rest of a
+ * longer gap is drawn again when they are used up, which is the same
+ * process (memoryless).  What it bounds is a countdown drawn at another
+ * mean: slabs keep theirs across a switch off and on, and a program that
+ * turns a GiB a sample into 4 KiB would otherwise wait a GiB of each
+ * slab's blocks for the new rate.  At the default 2 MiB, 1.5 more draws
+ * a sample (~150 instructions each). */
+#define SLAB_GAP_BYTES (UINT64_C(1) << 20)
 
 /* A gap in the slab's blocks: how many it hands out up to and including
  * the one a byte gap of mean prof_sample_bytes ends in.  That is
  * geometric with P(more than k) = exp(-k * size / mean), so each block is
  * sampled with probability p(block size), whatever was asked for. */
 static uint32_t slab_gap(la_slab_t *slab) {
-  uint64_t blocks = ((uint64_t)la_prof_next_gap() + slab->block_size - 1) / slab->block_size;
-  slab->sample_undrawn = blocks > SLAB_GAP_MAX;
-  return blocks > SLAB_GAP_MAX ? SLAB_GAP_MAX : (uint32_t)blocks;
+  uint64_t size = slab->block_size, most = SLAB_GAP_BYTES / size + 1;
+  uint64_t blocks = ((uint64_t)la_prof_next_gap() + size - 1) / size;
+  slab->sample_gap = blocks > most ? LA_GAP_CUT : LA_GAP_DRAWN;
+  return blocks > most ? (uint32_t)most : (uint32_t)blocks;
 }
 
-/* A small slab's countdown ran out at the block p: sample it, unless the
- * count was no drawn gap's (sample_undrawn: a new slab, or the rest of a
- * gap cut to fit).  Then p is the first block of a gap drawn now.  A
- * slab's countdown outlives profiling's switches and its owners: a gap
- * partly used up is as good as a new one (memoryless), as long as the
- * mean is the same. */
+/* A small slab's countdown ran out at the block p: sample it, if the
+ * count was a whole gap's.  If none was drawn (a new slab), p is the
+ * first block of a gap drawn now; if it was a gap cut to fit, p is the
+ * last of those the gap surely passes over, and a gap drawn now starts
+ * after it.  A slab's countdown outlives profiling's switches and its
+ * owners: a gap partly used up is as good as a new one (memoryless). */
 LA_NOINLINE void *la_sample_slab_due(size_t size, void *p, la_slab_t *slab) {
-  if (slab->sample_undrawn) {
+  if (slab->sample_gap == LA_GAP_NONE) {
     uint32_t n = slab_gap(slab);
     if (n > 1) {
       slab->sample_left = n - 2;   /* p was the first of n */
       return p;
     }
+  } else if (slab->sample_gap == LA_GAP_CUT) {
+    slab->sample_left = slab_gap(slab) - 1;
+    return p;
   }
   slab->sample_left = slab_gap(slab) - 1;
   la_frame_t from = la_frame_of_self();   /* the stack starts at the entry point's frame */

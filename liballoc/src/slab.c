@@ -82,7 +82,7 @@ void la_slab_init(la_slab_t *slab, la_segment_t *seg, unsigned unit, unsigned cl
   LA_SHARED_STORE(slab->used, 0);
   LA_SHARED_STORE(slab->nfreed, 0);
   slab->sample_left = 0;   /* a gap is drawn at its first sampled pop (sample.c) */
-  slab->sample_undrawn = 1;
+  slab->sample_gap = LA_GAP_NONE;
   slab->cls = (uint8_t)cls;
   slab->kind = la_class_large[cls] ? LA_SLAB_LARGE : LA_SLAB_SMALL;
   slab->block_size = la_class_size[cls];

@@ -235,6 +235,25 @@ static void slab_countdowns_estimate_bytes_asked_for(void **state) {
   set_prof(false, 2097152);
 }
 
+/* A countdown drawn at a GiB a sample holds at most a MiB of the slab's
+ * blocks (sample.c, SLAB_GAP_BYTES): switched to 4 KiB, a loop that
+ * allocates and frees in one slab is sampled at the new rate after that
+ * MiB, not after a GiB.  A million 40-byte blocks, ~11,600 samples; the
+ * first MiB is 2% of them. */
+static void countdowns_follow_a_new_rate(void **state) {
+  (void)state;
+  enum { N = 1000000, SIZE = 40 };
+  set_prof(true, 1u << 30);
+  for (int i = 0; i < 1000; i++) la_free(la_entry_malloc(SIZE));
+  set_prof(false, 4096);
+  set_prof(true, 4096);
+  for (int i = 0; i < N; i++) la_free(la_entry_malloc(SIZE));
+  profile_t p;
+  publish(&p);
+  assert_near(p.alloc_bytes, (double)N * SIZE, 0.10);
+  set_prof(false, 2097152);
+}
+
 /* A slab's first countdown is drawn at its first sampled block, which is
  * sampled with its probability like any other, not for sure: 1,024 blocks
  * of 16,000 bytes (four to a slab: 256 new slabs) at a GiB a sample are
@@ -433,6 +452,7 @@ int main(void) {
     cmocka_unit_test(small_blocks_in_use),
     cmocka_unit_test(slab_countdowns_estimate_bytes_asked_for),
     cmocka_unit_test(new_slabs_first_blocks_not_favoured),
+    cmocka_unit_test(countdowns_follow_a_new_rate),
     cmocka_unit_test(every_kind_of_block),
     cmocka_unit_test(large_block_reused_unsampled),
     cmocka_unit_test(realloc_counts_moved_blocks_only),
