@@ -96,15 +96,10 @@ static inline __attribute__((always_inline)) void *malloc_body(size_t size, bool
   else if (LA_LIKELY(size <= LA_MAX_CLASS_SIZE)) slab = heap->bins[la_class_of(size)];
   else return sampling ? alloc_slow_sampled(size) : alloc_slow(size);
   /* Large classes never have a slab in bins[]: they fall to alloc_slow. */
-  if (sampling) {
-    bool due;
-    void *p = la_slab_pop_sampled(slab, &due);
-    if (LA_UNLIKELY(p == NULL)) return alloc_slow_sampled(size);
-    return LA_UNLIKELY(due) ? la_sample_slab_due(size, p, slab) : p;
-  }
-  void *p = la_slab_pop(slab);
-  if (LA_UNLIKELY(p == NULL)) return alloc_slow(size);
-  return p;
+  bool due = false;
+  void *p = sampling ? la_slab_pop_sampled(slab, &due) : la_slab_pop(slab);
+  if (LA_UNLIKELY(p == NULL)) return sampling ? alloc_slow_sampled(size) : alloc_slow(size);
+  return sampling && LA_UNLIKELY(due) ? la_sample_slab_due(size, p, slab) : p;
 }
 
 void *la_malloc(size_t size) { return malloc_body(size, false); }
@@ -302,22 +297,14 @@ void *la_reallocarray_sampled(void *p, size_t n, size_t size) { return reallocar
  * in that range is 2^k + 2^(k-1) or 2^(k+1), both classes.  The block size
  * test keeps this true whatever the class rules become.  A heap's empty
  * bins point at a slab of block size 0 and no blocks: they fall to the
- * slow path.  `align` is a power of two. */
+ * slow path, and so does every request this path does not serve (the
+ * same empty slab).  `align` is a power of two. */
 static inline __attribute__((always_inline)) la_slab_t *aligned_fast_slab(la_heap_t *heap, size_t align, size_t size) {
   size_t rounded = ((size - 1) | (align - 1)) + 1;   /* 0 for size 0 and on overflow */
-  if (LA_UNLIKELY(rounded - 1 >= LA_MAX_CLASS_SIZE || align > LA_UNIT_SIZE)) return NULL;
+  if (LA_UNLIKELY(rounded - 1 >= LA_MAX_CLASS_SIZE || align > LA_UNIT_SIZE)) return &la_slab_empty;
   la_slab_t *slab = rounded <= LA_SMALL_LUT_MAX ? heap->direct[(rounded + 7) >> 3] : heap->bins[la_class_of(rounded)];
-  if (LA_UNLIKELY(slab->block_size & (align - 1))) return NULL;
+  if (LA_UNLIKELY(slab->block_size & (align - 1))) return &la_slab_empty;
   return slab;
-}
-
-/* The fast path's pop from that slab; `*due` as la_slab_pop_sampled's
- * when `sampling`.  NULL: the slow path's. */
-static inline __attribute__((always_inline)) void *alloc_aligned_fast(la_heap_t *heap, size_t align, size_t size,
-                                                                      bool sampling, la_slab_t **slab, bool *due) {
-  *slab = aligned_fast_slab(heap, align, size);
-  if (LA_UNLIKELY(*slab == NULL)) return NULL;
-  return sampling ? la_slab_pop_sampled(*slab, due) : la_slab_pop(*slab);
 }
 
 /* Every aligned request the fast path did not serve.  `align` is a power
@@ -361,9 +348,9 @@ static LA_NOINLINE void *alloc_aligned_slow_sampled(size_t align, size_t size) {
 
 /* `sampling`: as malloc_body. */
 static inline __attribute__((always_inline)) void *alloc_aligned(size_t align, size_t size, bool sampling) {
-  la_slab_t *slab;
+  la_slab_t *slab = aligned_fast_slab(la_tls_heap, align, size);
   bool due = false;
-  void *p = alloc_aligned_fast(la_tls_heap, align, size, sampling, &slab, &due);
+  void *p = sampling ? la_slab_pop_sampled(slab, &due) : la_slab_pop(slab);
   if (LA_UNLIKELY(p == NULL)) return sampling ? alloc_aligned_slow_sampled(align, size) : alloc_aligned_slow(align, size);
   return sampling && LA_UNLIKELY(due) ? la_sample_slab_due(size, p, slab) : p;
 }
@@ -397,9 +384,9 @@ static LA_NOINLINE int posix_memalign_due(void **out, la_slab_t *slab, void *p, 
 static inline __attribute__((always_inline)) int posix_memalign_body(void **out, size_t align, size_t size,
                                                                       bool sampling) {
   if (align < sizeof(void *) || !is_power_of_two(align)) return EINVAL;
-  la_slab_t *slab;
+  la_slab_t *slab = aligned_fast_slab(la_tls_heap, align, size);
   bool due = false;
-  void *p = alloc_aligned_fast(la_tls_heap, align, size, sampling, &slab, &due);
+  void *p = sampling ? la_slab_pop_sampled(slab, &due) : la_slab_pop(slab);
   if (LA_UNLIKELY(!p)) return posix_memalign_slow(out, align, size, sampling);
   if (sampling && LA_UNLIKELY(due)) return posix_memalign_due(out, slab, p, size);
   *out = p;
