@@ -164,6 +164,9 @@ typedef struct la_slab_s {
   uint32_t capacity;             /* blocks that fit in the slab */
   size_t block_size;
   uint8_t *start;                /* first block */
+  /* The second line: what a free that misses the fast path reads (a
+   * remote free's push; a free into a slab holding a live sample), so
+   * that such a free reads two lines of the descriptor, not three. */
   _Atomic uintptr_t xfree;       /* blocks freed by other threads: the
                                     list's head and its length in one word
                                     (slab.c) */
@@ -173,27 +176,30 @@ typedef struct la_slab_s {
   uint8_t zeroed;                /* the unbuilt part of the slab reads as zero */
   uint8_t lend_bin;              /* (owner) a lender's bin in its heap (heap.c) */
   uint8_t sample_gap;            /* (owner) enum la_gap_state: what sample_left is (sample.c) */
+  uint32_t prof_samples;         /* (prof_lock) live sampled blocks on the slab
+                                    (prof.c); while not 0 a small slab has no
+                                    fast_owner, so its frees reach prof.c */
   struct la_slab_s *next, *prev; /* heap queue, full list or abandoned list */
+  uintptr_t prof_addr[2];        /* (prof_lock) a small slab's sampled blocks,
+                                    0 for none: frees of others skip prof.c */
+  uint32_t prof_spilled;         /* (prof_lock) a small slab's sample is not in
+                                    prof_addr: frees must look it up */
+  uint32_t trim_mark;            /* (owner) free blocks at the last trim (fills the line) */
+  /* The third line: the owner's slow paths alone. */
   uint64_t trimmed;              /* (owner) pages given back by la_slab_trim,
                                     bit i = the slab's i-th page; the free
                                     blocks on them are off the free list */
-  uint32_t trim_mark;            /* (owner) free blocks at the last trim */
   uint32_t trim_pass;            /* (owner) the heap's trim pass that last
                                     looked at the slab */
   uint32_t trim_seen;            /* (owner) its activity (heap.c) when a
                                     trim pass last saw it change */
   uint32_t trim_since;           /* (owner) when that was, in ms */
   uint32_t trim_since_takes;     /* (owner) and the heap's slabs_taken then */
-  uint32_t prof_samples;         /* (prof_lock) live sampled blocks on the slab
-                                    (prof.c); while not 0 a small slab has no
-                                    fast_owner, so its frees reach prof.c */
-  uint32_t prof_spilled;         /* (prof_lock) a small slab's sample is not in
-                                    prof_addr: frees must look it up */
-  uintptr_t prof_addr[2];        /* (prof_lock) a small slab's sampled blocks,
-                                    0 for none: frees of others skip prof.c */
   la_lend_t *lend;               /* (owner) a lender's bitmaps (lend.c) */
 } __attribute__((aligned(64))) la_slab_t;  /* slabs of different threads never
                                               share a cache line */
+_Static_assert(offsetof(la_slab_t, xfree) == 64 && offsetof(la_slab_t, trim_mark) + sizeof(uint32_t) == 128,
+               "a free off the fast path reads the descriptor's first two lines only");
 
 typedef struct la_slab_list_s {
   la_slab_t *head, *tail;
