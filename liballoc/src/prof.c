@@ -51,7 +51,8 @@
  * short program) writes 10 KiB of it, not 1.3 MiB (330 page faults). */
 #define LIVE_MIN_SLOTS (1u << 8)
 #define LIVE_MAX_SLOTS (1u << 15)
-#define STACK_SLOTS  (2 * ALLOC_SHM_PROFILE_MAX_STACKS)   /* hash index of the stacks */
+#define STACK_SLOTS  (2 * ALLOC_SHM_PROFILE_MAX_STACKS)   /* hash index of the stacks, at most */
+#define STACK_SLOTS_FIRST 1024                           /* and at first: one page */
 
 enum prof_kind { PROF_SMALL, PROF_LARGE, PROF_HUGE };
 
@@ -85,6 +86,7 @@ static pthread_mutex_t publish_lock = PTHREAD_MUTEX_INITIALIZER;  /* one publica
 /* (prof_lock) */
 static prof_stack_t *stacks;
 static uint32_t *stack_index;     /* stack + 1, 0 empty */
+static uint32_t index_mask;       /* its slots in use - 1 (never more than half full) */
 static uint64_t *frames;
 static uint32_t nstacks, nframes;
 typedef struct live_table_s {
@@ -271,28 +273,30 @@ static live_table_t *live_table_new(uint32_t slots) {
 }
 
 /* The tables, made by the first sample (a program that never takes one
- * never maps them), in small pages: the stacks and their frames are filled
- * in order, so only what is written becomes resident.  The hash tables
- * are written through at once (the live table as it grows: live_grow):
- * probing reads them at random, and
- * a page read before it is written is the shared zero page, whose
- * replacement at the first write costs every other CPU a TLB shootdown
- * (bench threadchurn: 2.7% of its time in record_sample's page faults). */
+ * never maps them), in one mapping of small pages: the stacks and their
+ * frames are filled in order, so only what is written becomes resident.
+ * The hash tables are written through as they grow (the stack index from
+ * one page, the live table from 256 slots: live_grow): probing reads them
+ * at random, and a page read before it is written is the shared zero
+ * page, whose replacement at the first write costs every other CPU a TLB
+ * shootdown (bench threadchurn: 2.7% of its time in record_sample's page
+ * faults).  A short-lived program that takes a sample or two so writes 6
+ * pages, not 21, and maps once, not three times (`spawn 200 tiny`: page
+ * faults over prof:false's +700 -> +370). */
 static bool tables_ready(void) {
   if (stacks) return true;
   size_t sz_stacks = ALLOC_SHM_PROFILE_MAX_STACKS * sizeof(prof_stack_t);
   size_t sz_index = STACK_SLOTS * sizeof(uint32_t);
   size_t sz_frames = ALLOC_SHM_PROFILE_MAX_FRAMES * sizeof(uint64_t);
-  prof_stack_t *s = la_meta_alloc_sparse(sz_stacks);
-  uint32_t *ix = s ? la_meta_alloc_sparse(sz_index) : NULL;
-  uint64_t *f = ix ? la_meta_alloc_sparse(sz_frames) : NULL;
-  live_table_t *l = f ? live_table_new(LIVE_MIN_SLOTS) : NULL;
+  uint8_t *m = la_meta_alloc_sparse(sz_stacks + sz_index + sz_frames);
+  live_table_t *l = m ? live_table_new(LIVE_MIN_SLOTS) : NULL;
   if (!l) return false;   /* what was had stays unused: bounded, and out of memory anyway */
-  memset(ix, 0, sz_index);
-  stack_index = ix;
-  frames = f;
+  stack_index = (uint32_t *)(m + sz_stacks);
+  index_mask = STACK_SLOTS_FIRST - 1;
+  memset(stack_index, 0, STACK_SLOTS_FIRST * sizeof stack_index[0]);
+  frames = (uint64_t *)(m + sz_stacks + sz_index);
   __atomic_store_n(&live, l, __ATOMIC_RELEASE);
-  stacks = s;
+  stacks = (prof_stack_t *)m;
   table_bytes += sz_stacks + sz_index + sz_frames;
   return true;
 }
@@ -303,27 +307,40 @@ static uint64_t hash_frames(const uint64_t *pcs, unsigned n) {
   return h ? h : 1;
 }
 
+/* The index slot of hash h: its stack's, or the empty one where it goes. */
+static uint32_t *index_slot(uint64_t h, const uint64_t *pcs, unsigned n) {
+  for (uint32_t i = (uint32_t)h & index_mask;; i = (i + 1) & index_mask) {   /* never full: at most half */
+    uint32_t e = stack_index[i];
+    if (e == 0) return &stack_index[i];
+    const prof_stack_t *s = &stacks[e - 1];
+    if (pcs && s->hash == h && s->depth == n && memcmp(&frames[s->first_frame], pcs, n * sizeof pcs[0]) == 0)
+      return &stack_index[i];
+  }
+}
+
+/* Twice the slots, written through, and every stack hashed in again. */
+static void index_grow(void) {
+  index_mask = index_mask * 2 + 1;
+  memset(stack_index, 0, ((size_t)index_mask + 1) * sizeof stack_index[0]);
+  for (uint32_t k = 0; k < nstacks; k++) *index_slot(stacks[k].hash, NULL, 0) = k + 1;
+}
+
 /* The stack's index, added if new; UINT32_MAX if the table is full. */
 static uint32_t stack_find_or_add(const uint64_t *pcs, unsigned n) {
   uint64_t h = hash_frames(pcs, n);
-  for (uint32_t i = (uint32_t)h & (STACK_SLOTS - 1), probes = 0; probes < STACK_SLOTS; i = (i + 1) & (STACK_SLOTS - 1), probes++) {
-    uint32_t e = stack_index[i];
-    if (e == 0) {
-      if (nstacks >= ALLOC_SHM_PROFILE_MAX_STACKS || nframes + n > ALLOC_SHM_PROFILE_MAX_FRAMES) return UINT32_MAX;
-      prof_stack_t *s = &stacks[nstacks];
-      memset(s, 0, sizeof *s);
-      s->hash = h;
-      s->first_frame = nframes;
-      s->depth = n;
-      memcpy(&frames[nframes], pcs, n * sizeof pcs[0]);
-      nframes += n;
-      stack_index[i] = ++nstacks;
-      return nstacks - 1;
-    }
-    const prof_stack_t *s = &stacks[e - 1];
-    if (s->hash == h && s->depth == n && memcmp(&frames[s->first_frame], pcs, n * sizeof pcs[0]) == 0) return e - 1;
-  }
-  return UINT32_MAX;
+  uint32_t *slot = index_slot(h, pcs, n);
+  if (*slot) return *slot - 1;
+  if (nstacks >= ALLOC_SHM_PROFILE_MAX_STACKS || nframes + n > ALLOC_SHM_PROFILE_MAX_FRAMES) return UINT32_MAX;
+  prof_stack_t *s = &stacks[nstacks];
+  memset(s, 0, sizeof *s);
+  s->hash = h;
+  s->first_frame = nframes;
+  s->depth = n;
+  memcpy(&frames[nframes], pcs, n * sizeof pcs[0]);
+  nframes += n;
+  *slot = ++nstacks;
+  if (nstacks * 2 > index_mask + 1 && index_mask + 1 < STACK_SLOTS) index_grow();
+  return nstacks - 1;
 }
 
 static uint32_t live_hash(uintptr_t addr, uint32_t mask) {
@@ -588,7 +605,7 @@ static void live_clear(void) {
 }
 
 static void tables_reset(void) {
-  if (nstacks) memset(stack_index, 0, STACK_SLOTS * sizeof stack_index[0]);
+  if (nstacks) memset(stack_index, 0, ((size_t)index_mask + 1) * sizeof stack_index[0]);
   nstacks = nframes = 0;
   nsamples = ndropped = 0;
 }

@@ -444,6 +444,61 @@ static void big_blocks_keep_their_contents(void **state) {
   }
 }
 
+/* 2,048 call paths, eleven levels each through one of two functions: the
+ * stack index, one page at first, grows past it (to 4,096 slots), and
+ * every stack is found again after it has grown. */
+static unsigned branch_a(unsigned level, unsigned path);
+static unsigned branch_b(unsigned level, unsigned path);
+
+__attribute__((noinline)) static unsigned descend(unsigned level, unsigned path) {
+  if (level == 0) {
+    void *p = la_entry_malloc(32768);   /* sampled: p = 1 - e^-32 at 1 KiB a sample */
+    assert_non_null(p);
+    la_free(p);
+    return 1;
+  }
+  unsigned r = path & 1 ? branch_a(level - 1, path >> 1) : branch_b(level - 1, path >> 1);
+  __asm__ volatile("" : "+r"(r));   /* no tail call: each level keeps its frame */
+  return r;
+}
+
+__attribute__((noinline)) static unsigned branch_a(unsigned level, unsigned path) {
+  unsigned r = descend(level, path);
+  __asm__ volatile("" : "+r"(r));
+  return r + 1;
+}
+
+__attribute__((noinline)) static unsigned branch_b(unsigned level, unsigned path) {
+  unsigned r = descend(level, path);
+  __asm__ volatile("" : "+r"(r));
+  return r + 2;
+}
+
+enum { LEVELS = 11, PATHS = 1 << LEVELS };
+
+__attribute__((noinline)) static void every_path(void) {
+  for (unsigned path = 0; path < PATHS; path++) descend(LEVELS, path);
+}
+
+static void stack_index_grows(void **state) {
+  (void)state;
+  set_prof(true, 1024);   /* the least: every block sampled */
+  uint32_t stacks_after_first = 0;
+  for (volatile int pass = 0; pass < 2; pass++) {   /* not unrolled: one call site */
+    every_path();
+    profile_t p;
+    publish(&p);
+    assert_true(p.h.samples >= (pass + 1) * PATHS);
+    if (pass == 0) {
+      assert_true(p.h.nstacks >= PATHS);
+      stacks_after_first = p.h.nstacks;
+    } else {
+      assert_int_equal(p.h.nstacks, stacks_after_first);
+    }
+  }
+  set_prof(false, 2097152);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
     cmocka_unit_test(samples_have_stacks_and_open_nothing),
@@ -459,6 +514,7 @@ int main(void) {
     cmocka_unit_test(statistics_unchanged_by_sampling),
     cmocka_unit_test(frees_from_another_thread),
     cmocka_unit_test(big_blocks_keep_their_contents),
+    cmocka_unit_test(stack_index_grows),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
