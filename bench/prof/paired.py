@@ -7,8 +7,10 @@ both), and prints for each workload the median of the rounds' on/off
 ratios with a 90% bootstrap interval of that median, then the geomean of
 those medians with its interval (every workload's rounds resampled
 together, 2000 times, from a fixed seed: the same input prints the same
-figures).  The interval is how sure a run is, not a bound on the cost:
-a 2% target holds on a workload when the interval's top is under 1.02.
+figures).  The interval is how sure one run is of its own rounds, not a
+bound on the cost: on this shared machine two runs an hour apart gave
+sqlite3 [0.940, 0.980] and [1.004, 1.111] (docs/metrics.md), so a claim
+wants several runs, each with its interval.
 """
 import math
 import random
