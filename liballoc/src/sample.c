@@ -91,17 +91,16 @@ static uint32_t slab_gap(la_slab_t *slab) {
  * after it.  A slab's countdown outlives profiling's switches and its
  * owners: a gap partly used up is as good as a new one (memoryless). */
 LA_NOINLINE void *la_sample_slab_due(size_t size, void *p, la_slab_t *slab) {
+  bool take = slab->sample_gap != LA_GAP_CUT;
   if (slab->sample_gap == LA_GAP_NONE) {
     uint32_t n = slab_gap(slab);
     if (n > 1) {
       slab->sample_left = n - 2;   /* p was the first of n */
       return p;
     }
-  } else if (slab->sample_gap == LA_GAP_CUT) {
-    slab->sample_left = slab_gap(slab) - 1;
-    return p;
   }
-  slab->sample_left = slab_gap(slab) - 1;
+  slab->sample_left = slab_gap(slab) - 1;   /* the next gap starts after p */
+  if (!take) return p;
   la_frame_t from = la_frame_of_self();   /* the stack starts at the entry point's frame */
   la_prof_take(p, size, slab->block_size, &from);
   return p;
