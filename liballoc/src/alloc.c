@@ -154,8 +154,9 @@ static LA_NOINLINE void free_not_in_segment(void *p) {
 }
 
 void la_free(void *p) {
-  if (LA_LIKELY(la_segmap_kind(p) == LA_MAP_SEGMENT)) {
-    la_slab_t *slab = la_slab_of(p);
+  uintptr_t region = (uintptr_t)p >> LA_SEG_SHIFT;
+  if (LA_LIKELY(region < LA_MAP_SIZE && LA_FAST_LOAD(la_segmap[region]) == LA_MAP_SEGMENT)) {
+    la_slab_t *slab = la_slab_of_region(region, p);
     la_heap_t *heap = la_tls_heap;
     la_block_t *b = p;
     if (LA_LIKELY(LA_SHARED_LOAD(slab->fast_owner) == heap)) {
