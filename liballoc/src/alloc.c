@@ -159,7 +159,7 @@ void la_free(void *p) {
     la_slab_t *slab = la_slab_of_region(region, p);
     la_heap_t *heap = la_tls_heap;
     la_block_t *b = p;
-    if (LA_LIKELY(LA_SHARED_LOAD(slab->fast_owner) == heap)) {
+    if (LA_LIKELY(LA_FAST_LOAD(slab->fast_owner) == heap)) {
       b->next = slab->free;
       slab->free = b;
       LA_OWNER_ADD(slab->nfreed, 1);

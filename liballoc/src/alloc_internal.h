@@ -21,8 +21,10 @@
 /* The exceptions, on the fast paths only: malloc and free bump `used` and
  * `nfreed` with one read-modify-write instruction each, which a relaxed
  * atomic store cannot be (load, add, store: five more instructions per
- * malloc/free pair), and free compares the segment map's byte in memory,
- * which GCC does not do for an atomic load (one more instruction).  Only
+ * malloc/free pair), and free compares the segment map's byte and the
+ * slab's fast_owner in memory, which GCC does not do for an atomic load
+ * (one more instruction each; a stale fast_owner is never the reader's
+ * own heap either way).  Only
  * statistics read the counters racily, and an aligned word or a byte is
  * never torn on the targets we build for; under ThreadSanitizer these are
  * atomic, so TSan checks every other access instead of reporting these. */
