@@ -155,7 +155,7 @@ static LA_NOINLINE void free_not_in_segment(void *p) {
 
 void la_free(void *p) {
   uintptr_t region = (uintptr_t)p >> LA_SEG_SHIFT;
-  if (LA_LIKELY(region < LA_MAP_SIZE && LA_FAST_LOAD(la_segmap[region]) == LA_MAP_SEGMENT)) {
+  if (LA_LIKELY(la_region_kind(region) == LA_MAP_SEGMENT)) {
     la_slab_t *slab = la_slab_of_region(region, p);
     la_heap_t *heap = la_tls_heap;
     la_block_t *b = p;

@@ -185,8 +185,6 @@ static inline unsigned la_class_of(size_t size) {
 }
 unsigned la_class_for_aligned(size_t size, size_t align);
 
-/* Pop a block off a slab's free list: the malloc fast path, run by the
- * slab's owner only.  NULL when the list is empty. */
 /* A hint that p's line will be written: prefetchw fetches it for
  * ownership, so a line another core wrote last (a block freed by another
  * thread) moves once, not shared first and then owned.  Never faults (the
@@ -199,12 +197,12 @@ static inline void la_prefetch_write(const void *p) {
 #endif
 }
 
-/* The pop of the malloc fast paths.  The new head is prefetched for the
- * next pop, whose load of its link is otherwise what a malloc of a block
- * freed long ago, or by another core, waits for (xthread-8t, remotefree:
- * 90% of la_malloc's perf samples on that load); free's slab look-up gave
- * the instruction back (la_slab_of_region): 52 a malloc+free pair, as
- * before. */
+/* Pop a block off a slab's free list: the malloc fast path, run by the
+ * slab's owner only.  NULL when the list is empty.  The new head is
+ * prefetched for the next pop, whose load of its link is otherwise what a
+ * malloc of a block freed long ago, or by another core, waits for
+ * (xthread-8t, remotefree: ~90% of la_malloc's perf samples on that load);
+ * an instruction free no longer needs (la_slab_of_region) pays for it. */
 static inline void *la_slab_pop(la_slab_t *slab) {
   la_block_t *b = slab->free;
   if (LA_LIKELY(b != NULL)) {
@@ -260,13 +258,15 @@ extern uint8_t la_segmap[LA_MAP_SIZE];
 void la_segmap_set(void *base, size_t size, enum la_map_kind kind);
 
 /* Kind of the region holding p; LA_MAP_NONE for any address not ours. */
-static inline enum la_map_kind la_segmap_kind(const void *p) {
-  uintptr_t region = (uintptr_t)p >> LA_SEG_SHIFT;
+/* The kind of 4 MiB region number `region` (an address >> LA_SEG_SHIFT). */
+static inline enum la_map_kind la_region_kind(uintptr_t region) {
   if (LA_UNLIKELY(region >= LA_MAP_SIZE)) return LA_MAP_NONE;
   /* Racy by design: the kernel can hand an address range just unmapped by
    * one thread to another's mmap, an order no lock of ours records. */
   return (enum la_map_kind)LA_FAST_LOAD(la_segmap[region]);
 }
+
+static inline enum la_map_kind la_segmap_kind(const void *p) { return la_region_kind((uintptr_t)p >> LA_SEG_SHIFT); }
 
 static inline la_segment_t *la_segment_of(const void *p) {
   return (la_segment_t *)((uintptr_t)p & ~(uintptr_t)LA_SEG_MASK);
