@@ -257,8 +257,9 @@ static inline void la_slab_push(la_slab_t *slab, la_block_t *block) {
 extern uint8_t la_segmap[LA_MAP_SIZE];
 void la_segmap_set(void *base, size_t size, enum la_map_kind kind);
 
-/* Kind of the region holding p; LA_MAP_NONE for any address not ours. */
-/* The kind of 4 MiB region number `region` (an address >> LA_SEG_SHIFT). */
+/* The kind of 4 MiB region number `region` (an address >> LA_SEG_SHIFT);
+ * LA_MAP_NONE for any region not ours.  free() has the number at hand
+ * (la_slab_of_region); others ask for an address: la_segmap_kind. */
 static inline enum la_map_kind la_region_kind(uintptr_t region) {
   if (LA_UNLIKELY(region >= LA_MAP_SIZE)) return LA_MAP_NONE;
   /* Racy by design: the kernel can hand an address range just unmapped by
@@ -266,6 +267,7 @@ static inline enum la_map_kind la_region_kind(uintptr_t region) {
   return (enum la_map_kind)LA_FAST_LOAD(la_segmap[region]);
 }
 
+/* Kind of the region holding p; LA_MAP_NONE for any address not ours. */
 static inline enum la_map_kind la_segmap_kind(const void *p) { return la_region_kind((uintptr_t)p >> LA_SEG_SHIFT); }
 
 static inline la_segment_t *la_segment_of(const void *p) {
